@@ -1,0 +1,129 @@
+"""Shared fixtures: isolated data directories, a throw-away PostgreSQL, Debian's Chromium.
+
+Area-specific fixtures live in the conftest.py of each test sub-folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM = os.environ.get("VEIN_TRACKER_CHROMIUM", "/usr/bin/chromium")
+PG_BIN_ROOT = Path("/usr/lib/postgresql")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty data directory, selected through ``VEIN_TRACKER_DATA``; SQLite by default."""
+    d = tmp_path / "data"
+    d.mkdir()
+    monkeypatch.setenv("VEIN_TRACKER_DATA", str(d))
+    monkeypatch.delenv("VEIN_TRACKER_DB_URL", raising=False)
+    monkeypatch.delenv("VEIN_TRACKER_ENCRYPTION_KEY", raising=False)
+    return d
+
+
+def _pg_bin() -> Path | None:
+    if not PG_BIN_ROOT.is_dir():
+        return None
+    versions = sorted((p for p in PG_BIN_ROOT.iterdir() if (p / "bin" / "initdb").exists()),
+                      key=lambda p: p.name)
+    return versions[-1] / "bin" if versions else None
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server: ``VEIN_TRACKER_TEST_PG_URL`` or a throw-away cluster.
+
+    Skips (outside CI) when neither is available; fails in CI, where ``.ci/run``
+    installs and starts PostgreSQL.
+    """
+    url = os.environ.get("VEIN_TRACKER_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    bindir = _pg_bin()
+    if bindir is None:
+        if IN_CI:
+            pytest.fail("PostgreSQL is required in CI: .ci/run must install it")
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql) - PG variants skipped")
+    base = tmp_path_factory.mktemp("pg")
+    user = "vt"
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        run_as = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, user="postgres")
+    port = free_port()
+    data = base / "data"
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", user],
+                   check=True, capture_output=True)
+    subprocess.run(
+        [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"),
+         "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], check=False, capture_output=True)
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = pg_server_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Path of Debian's Chromium; browser tests skip without it, except in CI."""
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail(f"Chromium is required in CI at {CHROMIUM}: .ci/run must install it")
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium) - skipped")
+    return CHROMIUM
+
+
+def wait_for_http(url: str, *, timeout_s: float = 60.0) -> None:
+    """Poll ``url`` until it answers 200, or raise ``TimeoutError``."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - localhost only
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")

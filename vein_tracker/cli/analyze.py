@@ -1,0 +1,9 @@
+"""`vein-tracker analyze` (placeholder until its module lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sub.add_parser("analyze", help="(not available yet)")

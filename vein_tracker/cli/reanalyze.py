@@ -1,0 +1,9 @@
+"""`vein-tracker reanalyze` (placeholder until its module lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sub.add_parser("reanalyze", help="(not available yet)")

@@ -1,0 +1,486 @@
+"""Loading and saving photos: the one place where file formats become pixels.
+
+Owns the image contract of the whole package: a photo is ``(H, W, 3) uint8``
+RGB, upright (EXIF orientation applied). Nothing downstream re-guesses colour
+order, orientation or bit depth. This module must not do any analysis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Union
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps
+
+from .config import MIN_SIDE_PX, get_settings
+from .errors import PhotoError
+
+try:  # HEIC/HEIF from phones; the wheel ships libheif.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    _HEIF = True
+except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
+    _HEIF = False
+
+PhotoSource = Union[str, os.PathLike[str], bytes, bytearray, memoryview, IO[bytes]]
+
+#: Formats a clinic camera or phone produces. GIF, BMP, PDF, SVG... are refused.
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "WEBP", "HEIF", "HEIC", "AVIF"})
+
+_ORIENTATION_TAG = 0x0112
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 0x9003
+_DATETIME = 0x0132
+_MAKE = 0x010F
+_MODEL = 0x0110
+
+# Pillow and its plugins raise these on corrupt or truncated data.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    OverflowError,
+    MemoryError,
+    RuntimeError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Photo:
+    """A decoded, upright photo and what is known about how it was taken.
+
+    Attributes
+    ----------
+    rgb : ndarray, shape (H, W, 3), dtype uint8
+        Upright RGB pixels (EXIF orientation applied, ICC profile converted to sRGB).
+    sha256 : str
+        Hex digest of the original file bytes (or of the array for in-memory photos).
+    original_size : tuple of int
+        ``(width, height)`` of the stored pixels before orientation was applied.
+    format : str
+        Pillow's format name (``"JPEG"``, ``"HEIF"``...) or ``"ARRAY"``.
+    capture_time : datetime or None
+        EXIF ``DateTimeOriginal`` (or ``DateTime``), naive local camera time.
+    camera_make, camera_model : str or None
+        EXIF make and model; metadata only, never used in analysis.
+    px_per_mm : float or None
+        Scale in pixels per millimetre when known (ruler sticker, marker, or given).
+    orientation : int
+        EXIF orientation that was applied (1 = none).
+    """
+
+    rgb: np.ndarray
+    sha256: str
+    original_size: tuple[int, int]
+    format: str = "ARRAY"
+    capture_time: datetime | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    px_per_mm: float | None = None
+    orientation: int = 1
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the upright image."""
+        return (self.height, self.width)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready metadata (no pixels)."""
+        return {
+            "sha256": self.sha256,
+            "width": self.width,
+            "height": self.height,
+            "original_size": list(self.original_size),
+            "format": self.format,
+            "capture_time": self.capture_time.isoformat() if self.capture_time else None,
+            "camera_make": self.camera_make,
+            "camera_model": self.camera_model,
+            "px_per_mm": self.px_per_mm,
+            "orientation": self.orientation,
+        }
+
+
+def _read_source(source: PhotoSource) -> tuple[bytes, str]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source), "upload"
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if "\x00" in str(source):
+            raise PhotoError("The file name contains a NUL character; rename the file and retry.")
+        try:
+            if not path.is_file():
+                raise PhotoError(f"No photo file at {path.name!r}: check the name and retry.")
+            return path.read_bytes(), path.name
+        except OSError as exc:
+            raise PhotoError(f"Could not read {path.name!r}: {exc.strerror or exc}.") from exc
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, bytes | bytearray):
+            raise PhotoError("The uploaded file could not be read as bytes.")
+        return bytes(data), str(getattr(source, "name", "upload"))
+    raise TypeError(f"source must be a path, bytes or a binary file object, not {type(source)!r}")
+
+
+def _exif_info(img: Image.Image) -> tuple[int, datetime | None, str | None, str | None]:
+    """Orientation, capture time, make, model; tolerant of corrupt EXIF."""
+    orientation, when, make, model = 1, None, None, None
+    try:
+        exif = img.getexif()
+        raw_orientation = exif.get(_ORIENTATION_TAG, 1)
+        orientation = int(raw_orientation) if isinstance(raw_orientation, int) else 1
+        make = _clean_text(exif.get(_MAKE))
+        model = _clean_text(exif.get(_MODEL))
+        stamp = None
+        try:
+            stamp = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL)
+        except _DECODE_ERRORS:
+            stamp = None
+        stamp = stamp or exif.get(_DATETIME)
+        if isinstance(stamp, str):
+            try:
+                when = datetime.strptime(stamp.strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+            except ValueError:
+                when = None
+    except _DECODE_ERRORS:
+        # A photo with unreadable EXIF is still a photo: keep the pixels, drop the metadata.
+        return 1, None, None, None
+    if orientation not in range(1, 9):
+        orientation = 1
+    return orientation, when, make, model
+
+
+def _clean_text(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = value.replace("\x00", "").strip()
+    return text[:64] or None
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("F",):
+        raise PhotoError(
+            "This is a floating-point image (scientific TIFF); export it as an 8- or 16-bit photo."
+        )
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(img, dtype=np.uint32 if mode == "I" else None)
+        if mode == "I":
+            peak = int(arr.max()) if arr.size else 0
+            shift = 8 if peak > 255 else 0
+            arr8 = (np.clip(arr, 0, 65535) >> shift).astype(np.uint8)
+        else:
+            arr8 = (arr.astype(np.uint16) >> 8).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(arr8[:, :, None], 3, axis=2))
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba).convert("RGB")
+    elif mode != "RGB":
+        img = img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def _to_srgb(img: Image.Image) -> Image.Image:
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "CMYK"):
+        return img
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        desc = ImageCms.getProfileDescription(src) or ""
+        if "srgb" in desc.lower().replace(" ", ""):
+            return img
+        dst = ImageCms.createProfile("sRGB")
+        out = ImageCms.profileToProfile(img, src, dst, outputMode="RGB")
+        return out if out is not None else img
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        # A broken profile is treated as sRGB, which is what phones write anyway.
+        return img
+
+
+def _decode_tiff_with_opencv(data: bytes) -> np.ndarray | None:
+    """Fallback for TIFF layouts Pillow cannot decode (48-bit RGB)."""
+    import cv2
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if arr is None:
+        return None
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise PhotoError(
+            "This is a floating-point image (scientific TIFF); export it as an 8- or 16-bit photo."
+        )
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
+    else:
+        arr = cv2.cvtColor(arr[:, :, :3], cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(arr)
+
+
+def load_photo(
+    source: PhotoSource,
+    *,
+    max_pixels: int | None = None,
+    px_per_mm: float | None = None,
+    min_side: int = MIN_SIDE_PX,
+) -> Photo:
+    """Decode a photo file into an upright RGB :class:`Photo`.
+
+    Parameters
+    ----------
+    source : path, bytes or binary file object
+        The photo. JPEG, PNG, TIFF (8/16-bit), WebP and HEIC/HEIF are accepted;
+        greyscale, palette, alpha and CMYK are converted to RGB.
+    max_pixels : int, optional
+        Pixel limit; larger images are refused *before* decoding, so a
+        decompression bomb never allocates. Default ``VEIN_TRACKER_MAX_PIXELS``
+        or 50 MP.
+    px_per_mm : float, optional
+        Known scale in pixels per millimetre, carried on the photo.
+    min_side : int
+        Smallest accepted side in pixels (default 256).
+
+    Returns
+    -------
+    Photo
+
+    Raises
+    ------
+    PhotoError
+        Empty, not an image, corrupt or truncated, too large, too small, animated,
+        or floating-point data. The message says what to do.
+    """
+    if max_pixels is None:
+        max_pixels = get_settings().max_pixels
+    if px_per_mm is not None and not (np.isfinite(px_per_mm) and px_per_mm > 0):
+        raise ValueError(f"px_per_mm must be a positive number, got {px_per_mm!r}")
+    data, name = _read_source(source)
+    if len(data) == 0:
+        raise PhotoError("The file is empty (0 bytes): take or export the photo again.")
+    digest = hashlib.sha256(data).hexdigest()
+
+    with warnings.catch_warnings():
+        # Our own limit is checked from the header below; Pillow's guard stays on as a backstop.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.UnidentifiedImageError as exc:
+            raise PhotoError(
+                "This file is not a photo vein_tracker can read. Use JPEG, PNG, TIFF, WebP or HEIC."
+            ) from exc
+        except _DECODE_ERRORS as exc:
+            raise PhotoError(f"The photo file is damaged and cannot be opened ({_why(exc)}).") from exc
+
+        fmt = (img.format or "").upper()
+        if fmt not in ACCEPTED_FORMATS:
+            raise PhotoError(
+                f"{fmt or 'This'} files are not accepted: use JPEG, PNG, TIFF, WebP or HEIC."
+            )
+        width, height = img.size
+        if width * height > max_pixels:
+            raise PhotoError(
+                f"The photo is {width}×{height} = {width * height / 1e6:.0f} MP, over the "
+                f"{max_pixels / 1e6:.0f} MP limit. Export it at a lower resolution."
+            )
+        if min(width, height) < min_side:
+            raise PhotoError(
+                f"The photo is only {width}×{height} px; at least {min_side} px on each side "
+                "is needed. Upload the original, not a thumbnail."
+            )
+        if fmt not in ("MPO", "HEIF", "HEIC", "AVIF") and getattr(img, "n_frames", 1) > 1:
+            raise PhotoError("Animated or multi-page images are not accepted: upload one photo.")
+
+        orientation, when, make, model = _exif_info(img)
+        rgb: np.ndarray | None
+        try:
+            img.load()
+            img = _to_srgb(img)
+            if orientation in _TRANSPOSE:
+                img = img.transpose(_TRANSPOSE[orientation])
+            rgb = _to_rgb_array(img)
+        except PhotoError:
+            raise
+        except _DECODE_ERRORS as exc:
+            rgb = _decode_tiff_with_opencv(data) if fmt == "TIFF" else None
+            if rgb is None:
+                raise PhotoError(
+                    f"The photo file is truncated or corrupt ({_why(exc)}): upload it again."
+                ) from exc
+            if orientation in _TRANSPOSE:
+                rgb = np.ascontiguousarray(np.asarray(Image.fromarray(rgb).transpose(_TRANSPOSE[orientation])))
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise PhotoError("The photo could not be converted to RGB.")
+    rgb.setflags(write=False)
+    return Photo(
+        rgb=rgb,
+        sha256=digest,
+        original_size=(width, height),
+        format=fmt,
+        capture_time=when,
+        camera_make=make,
+        camera_model=model,
+        px_per_mm=px_per_mm,
+        orientation=orientation,
+        extra={"name": Path(name).name[:255] if name else "upload"},
+    )
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:120]
+
+
+def photo_from_array(rgb: np.ndarray, *, px_per_mm: float | None = None) -> Photo:
+    """Wrap an in-memory ``(H, W, 3) uint8`` RGB array as a :class:`Photo`.
+
+    The sha256 is taken over the shape and the raw pixel bytes, so identical
+    arrays hash identically.
+    """
+    arr = as_rgb(rgb)
+    h = hashlib.sha256(f"{arr.shape}".encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return Photo(
+        rgb=arr,
+        sha256=h.hexdigest(),
+        original_size=(arr.shape[1], arr.shape[0]),
+        px_per_mm=px_per_mm,
+    )
+
+
+def as_rgb(image: Photo | np.ndarray) -> np.ndarray:
+    """Return the ``(H, W, 3) uint8`` RGB pixels of a Photo or validated array.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is an array of another shape or dtype. No conversion is guessed.
+    """
+    if isinstance(image, Photo):
+        return image.rgb
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a Photo or an ndarray, got {type(image)!r}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be (H, W, 3) uint8 RGB, got shape {image.shape} dtype {image.dtype}; "
+            "load files with vein_tracker.io.load_photo"
+        )
+    return image
+
+
+def encode_image(
+    rgb: np.ndarray, *, format: str = "JPEG", quality: int = 92
+) -> bytes:
+    """Encode pixels only: no EXIF, GPS, XMP, ICC or maker notes are written.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), dtype uint8
+    format : {"JPEG", "PNG", "WEBP"}
+    quality : int
+        JPEG/WebP quality 1–95.
+    """
+    arr = as_rgb(rgb)
+    fmt = format.upper()
+    if fmt not in ("JPEG", "PNG", "WEBP"):
+        raise ValueError(f"format must be 'JPEG', 'PNG' or 'WEBP', got {format!r}")
+    # A fresh image from raw pixels carries no info dict, so nothing but pixels is saved.
+    img = Image.frombytes("RGB", (arr.shape[1], arr.shape[0]), np.ascontiguousarray(arr).tobytes())
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(buf, format="JPEG", quality=int(quality), optimize=False, exif=b"")
+    elif fmt == "WEBP":
+        img.save(buf, format="WEBP", quality=int(quality))
+    else:
+        img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_image(rgb: np.ndarray, path: str | os.PathLike[str], *, quality: int = 92) -> Path:
+    """Write pixels only to ``path``; the format follows the suffix (.jpg, .png, .webp)."""
+    p = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}.get(p.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"path must end in .jpg, .jpeg, .png or .webp, got {p.name!r}")
+    p.write_bytes(encode_image(rgb, format=fmt, quality=quality))
+    return p
+
+
+def save_mask_png(mask: np.ndarray, path: str | os.PathLike[str], *, scale: int = 255) -> Path:
+    """Write a bool or small-integer label mask as 8-bit PNG (bool -> 0/255; labels as values).
+
+    Parameters
+    ----------
+    mask : ndarray, shape (H, W), dtype bool or uint8
+    scale : int
+        Value written for ``True`` when ``mask`` is bool.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    arr = mask.astype(np.uint8) * np.uint8(scale) if mask.dtype == bool else mask.astype(np.uint8)
+    p = Path(path)
+    Image.fromarray(arr, mode="L").save(p, format="PNG")
+    return p
+
+
+def load_mask_png(
+    source: str | os.PathLike[str] | bytes, *, shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Read a mask PNG (non-zero = inside) as ``(H, W) bool``.
+
+    Raises
+    ------
+    PhotoError
+        Not a readable image, or its size differs from ``shape`` ``(H, W)``.
+    """
+    data = bytes(source) if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            arr = np.asarray(ImageOps.grayscale(img))
+    except _DECODE_ERRORS as exc:
+        raise PhotoError(f"The mask file could not be read ({_why(exc)}).") from exc
+    if shape is not None and arr.shape != tuple(shape):
+        raise PhotoError(
+            f"The mask is {arr.shape[1]}×{arr.shape[0]} px but the photo is "
+            f"{shape[1]}×{shape[0]} px: draw the mask on the upright baseline photo."
+        )
+    return arr > 0
