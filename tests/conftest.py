@@ -41,8 +41,9 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _pg_bin() -> Path | None:
     if not PG_BIN_ROOT.is_dir():
         return None
-    versions = sorted((p for p in PG_BIN_ROOT.iterdir() if (p / "bin" / "initdb").exists()),
-                      key=lambda p: p.name)
+    versions = sorted(
+        (p for p in PG_BIN_ROOT.iterdir() if (p / "bin" / "initdb").exists()), key=lambda p: p.name
+    )
     return versions[-1] / "bin" if versions else None
 
 
@@ -70,18 +71,35 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.chown(base, user="postgres")
     port = free_port()
     data = base / "data"
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", user],
-                   check=True, capture_output=True)
     subprocess.run(
-        [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"),
-         "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
-        check=True, capture_output=True,
+        [*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", user],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(base / "log"),
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], check=False, capture_output=True)
+        subprocess.run(
+            [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+        )
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
@@ -32,7 +32,7 @@ try:  # HEIC/HEIF from phones; the wheel ships libheif.
 except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
     _HEIF = False
 
-PhotoSource = Union[str, os.PathLike[str], bytes, bytearray, memoryview, IO[bytes]]
+PhotoSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
 #: Formats a clinic camera or phone produces. GIF, BMP, PDF, SVG... are refused.
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "WEBP", "HEIF", "HEIC", "AVIF"})
@@ -309,7 +309,9 @@ def load_photo(
                 "This file is not a photo vein_tracker can read. Use JPEG, PNG, TIFF, WebP or HEIC."
             ) from exc
         except _DECODE_ERRORS as exc:
-            raise PhotoError(f"The photo file is damaged and cannot be opened ({_why(exc)}).") from exc
+            raise PhotoError(
+                f"The photo file is damaged and cannot be opened ({_why(exc)})."
+            ) from exc
 
         fmt = (img.format or "").upper()
         if fmt not in ACCEPTED_FORMATS:
@@ -347,7 +349,8 @@ def load_photo(
                     f"The photo file is truncated or corrupt ({_why(exc)}): upload it again."
                 ) from exc
             if orientation in _TRANSPOSE:
-                rgb = np.ascontiguousarray(np.asarray(Image.fromarray(rgb).transpose(_TRANSPOSE[orientation])))
+                turned = Image.fromarray(rgb).transpose(_TRANSPOSE[orientation])
+                rgb = np.ascontiguousarray(np.asarray(turned))
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise PhotoError("The photo could not be converted to RGB.")
     rgb.setflags(write=False)
@@ -407,9 +410,7 @@ def as_rgb(image: Photo | np.ndarray) -> np.ndarray:
     return image
 
 
-def encode_image(
-    rgb: np.ndarray, *, format: str = "JPEG", quality: int = 92
-) -> bytes:
+def encode_image(rgb: np.ndarray, *, format: str = "JPEG", quality: int = 92) -> bytes:
     """Encode pixels only: no EXIF, GPS, XMP, ICC or maker notes are written.
 
     Parameters
