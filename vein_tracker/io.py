@@ -200,13 +200,13 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
             "This is a floating-point image (scientific TIFF); export it as an 8- or 16-bit photo."
         )
     if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(img, dtype=np.uint32 if mode == "I" else None)
+        arr: np.ndarray = np.asarray(img).astype(np.int64)
         if mode == "I":
             peak = int(arr.max()) if arr.size else 0
             shift = 8 if peak > 255 else 0
             arr8 = (np.clip(arr, 0, 65535) >> shift).astype(np.uint8)
         else:
-            arr8 = (arr.astype(np.uint16) >> 8).astype(np.uint8)
+            arr8 = (np.clip(arr, 0, 65535) >> 8).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(arr8[:, :, None], 3, axis=2))
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -334,12 +334,13 @@ def load_photo(
 
         orientation, when, make, model = _exif_info(img)
         rgb: np.ndarray | None
+        pil: Image.Image = img
         try:
             img.load()
-            img = _to_srgb(img)
+            pil = _to_srgb(img)
             if orientation in _TRANSPOSE:
-                img = img.transpose(_TRANSPOSE[orientation])
-            rgb = _to_rgb_array(img)
+                pil = pil.transpose(_TRANSPOSE[orientation])
+            rgb = _to_rgb_array(pil)
         except PhotoError:
             raise
         except _DECODE_ERRORS as exc:
