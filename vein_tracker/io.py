@@ -243,7 +243,7 @@ def _decode_tiff_with_opencv(data: bytes) -> np.ndarray | None:
     if arr is None:
         return None
     if arr.dtype == np.uint16:
-        arr = (arr >> 8).astype(np.uint8)
+        arr = (np.asarray(arr, dtype=np.uint16) // 256).astype(np.uint8)
     elif arr.dtype != np.uint8:
         raise PhotoError(
             "This is a floating-point image (scientific TIFF); export it as an 8- or 16-bit photo."
