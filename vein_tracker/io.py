@@ -304,6 +304,11 @@ def load_photo(
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PhotoError(
+                "The image declares far more pixels than any photo (a decompression bomb) and "
+                f"is over the {max_pixels / 1e6:.0f} MP limit. Export it at a lower resolution."
+            ) from exc
         except Image.UnidentifiedImageError as exc:
             raise PhotoError(
                 "This file is not a photo vein_tracker can read. Use JPEG, PNG, TIFF, WebP or HEIC."
