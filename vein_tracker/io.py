@@ -239,7 +239,15 @@ def _decode_tiff_with_opencv(data: bytes) -> np.ndarray | None:
     import cv2
 
     buf = np.frombuffer(data, dtype=np.uint8)
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    # libtiff logs every defect of a broken file to stderr; the caller reports it instead.
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        arr = None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if arr is None:
         return None
     if arr.dtype == np.uint16:
@@ -300,6 +308,8 @@ def load_photo(
     digest = hashlib.sha256(data).hexdigest()
 
     with warnings.catch_warnings():
+        # Plugins warn about malformed metadata they skip; those files are handled here.
+        warnings.simplefilter("ignore")
         # Our own limit is checked from the header below; Pillow's guard stays on as a backstop.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -334,7 +344,11 @@ def load_photo(
                 f"The photo is only {width}×{height} px; at least {min_side} px on each side "
                 "is needed. Upload the original, not a thumbnail."
             )
-        if fmt not in ("MPO", "HEIF", "HEIC", "AVIF") and getattr(img, "n_frames", 1) > 1:
+        try:
+            frames = int(getattr(img, "n_frames", 1))
+        except _DECODE_ERRORS as exc:
+            raise PhotoError(f"The photo file is damaged ({_why(exc)}): upload it again.") from exc
+        if fmt not in ("MPO", "HEIF", "HEIC", "AVIF") and frames > 1:
             raise PhotoError("Animated or multi-page images are not accepted: upload one photo.")
 
         orientation, when, make, model = _exif_info(img)
@@ -350,6 +364,8 @@ def load_photo(
             raise
         except _DECODE_ERRORS as exc:
             rgb = _decode_tiff_with_opencv(data) if fmt == "TIFF" else None
+            if rgb is not None and rgb.shape[:2] != (height, width):
+                rgb = None  # the two decoders disagree on the header: trust neither
             if rgb is None:
                 raise PhotoError(
                     f"The photo file is truncated or corrupt ({_why(exc)}): upload it again."
