@@ -1,0 +1,1276 @@
+"""Measuring veins and their change between two visits of one treatment area.
+
+Owns the numbers the clinic and the client rely on: vein length, area, width,
+density and contrast-weighted burden (:func:`measure`), and the baseline/follow-up
+comparison (:func:`compare`): percent improvement by the headline formula, its
+uncertainty band, quartile grade, target, per-vein status, warnings and a change
+map. Everything is measured in the baseline frame over the region seen in both
+photos. This module does not register, normalise colour or segment by itself: it
+calls :mod:`vein_tracker.registration`, :mod:`vein_tracker.colour` and
+:mod:`vein_tracker.segmentation`, and must not re-implement them.
+
+Heavy imports (OpenCV, scikit-image) are done inside functions, so that importing
+this module (and starting the command line) stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .io import Photo
+    from .registration import Registration
+    from .segmentation import Segmentation
+
+#: Vein classes and their codes in label images.
+CLASSES: tuple[str, ...] = ("spider", "reticular")
+CLASS_CODES: Mapping[str, int] = {"spider": 1, "reticular": 2}
+
+#: Codes of the change map (baseline frame).
+CHANGE_NONE = 0
+CHANGE_CLEARED = 1
+CHANGE_FADED = 2
+CHANGE_PERSISTING = 3
+CHANGE_NEW = 4
+CHANGE_RECANALISED = 5
+STATUS_CODES: Mapping[str, int] = {
+    "cleared": CHANGE_CLEARED,
+    "faded": CHANGE_FADED,
+    "persisting": CHANGE_PERSISTING,
+    "new": CHANGE_NEW,
+    "recanalised": CHANGE_RECANALISED,
+}
+STATUSES: tuple[str, ...] = tuple(STATUS_CODES)
+
+#: A vein keeping less than this share of its baseline contrast is "cleared".
+CLEARED_BELOW = 0.2
+#: A vein keeping at least this share of its baseline contrast is "persisting".
+PERSISTING_FROM = 0.8
+#: A vein that had faded to at most this share and came back by at least
+#: ``RECANALISED_RISE`` is "recanalised".
+RECANALISED_FROM_AT_MOST = 0.5
+RECANALISED_RISE = 0.3
+
+#: Quartile grades, as clinical studies report clearance.
+GRADES: tuple[str, ...] = ("0-25", "26-50", "51-75", "76-100")
+
+_SQRT2 = math.sqrt(2.0)
+
+
+# --------------------------------------------------------------------------------------
+# Measuring one visit
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VeinMetrics:
+    """Vein measurements of one visit over one region (baseline frame).
+
+    Attributes
+    ----------
+    length_mm : float
+        Total centreline length (skeleton, diagonal steps count √2 px).
+    area_mm2 : float
+        Vein area.
+    mean_width_mm : float
+        ``area_mm2 / length_mm`` (0 when there is no vein).
+    density_mm_per_cm2 : float
+        Vein length per cm² of skin in the region.
+    coverage_pct : float
+        Vein area as a percentage of the skin area in the region.
+    burden : float
+        Contrast-weighted burden: the sum of vein contrast (OD units) over vein
+        pixels, in OD·mm²; how visible the veins are, not only how large.
+    n_veins : int
+        Number of separate veins (segments) in the region.
+    skin_area_cm2 : float
+        Skin area of the region the figures refer to.
+    by_class : mapping of str to VeinMetrics
+        The same figures per class (``"spider"``, ``"reticular"``); empty on the
+        per-class entries themselves.
+    """
+
+    length_mm: float
+    area_mm2: float
+    mean_width_mm: float
+    density_mm_per_cm2: float
+    coverage_pct: float
+    burden: float
+    n_veins: int
+    skin_area_cm2: float
+    by_class: Mapping[str, VeinMetrics] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``by_class`` nested)."""
+        out: dict[str, Any] = {
+            "length_mm": round(float(self.length_mm), 3),
+            "area_mm2": round(float(self.area_mm2), 3),
+            "mean_width_mm": round(float(self.mean_width_mm), 4),
+            "density_mm_per_cm2": round(float(self.density_mm_per_cm2), 4),
+            "coverage_pct": round(float(self.coverage_pct), 4),
+            "burden": round(float(self.burden), 4),
+            "n_veins": int(self.n_veins),
+            "skin_area_cm2": round(float(self.skin_area_cm2), 4),
+        }
+        if self.by_class:
+            out["by_class"] = {k: v.to_dict() for k, v in self.by_class.items()}
+        return out
+
+
+def skeleton_length_px(skeleton: np.ndarray) -> float:
+    """Length of a one-pixel-wide skeleton in pixels.
+
+    Each pair of 8-connected skeleton pixels is one step: 1 px for a horizontal
+    or vertical neighbour, √2 px for a diagonal one. A diagonal link is not
+    counted when the two pixels are also joined through a shared 4-neighbour
+    (an L corner), so corners are not counted twice. A straight run of ``n``
+    pixels measures ``n - 1`` (centre to centre).
+
+    Parameters
+    ----------
+    skeleton : ndarray, shape (H, W), dtype bool
+
+    Returns
+    -------
+    float
+        Length in pixels.
+    """
+    sk = np.asarray(skeleton)
+    if sk.ndim != 2 or sk.dtype != bool:
+        raise ValueError(
+            f"skeleton must be a 2-D bool array, got shape {sk.shape} dtype {sk.dtype}"
+        )
+    horiz = sk[:, :-1] & sk[:, 1:]
+    vert = sk[:-1, :] & sk[1:, :]
+    a, b = sk[:-1, :-1], sk[1:, 1:]  # down-right diagonal
+    c, d = sk[:-1, 1:], sk[1:, :-1]  # down-left diagonal
+    tr, bl = sk[:-1, 1:], sk[1:, :-1]
+    tl, br = sk[:-1, :-1], sk[1:, 1:]
+    diag1 = a & b & ~(tr | bl)
+    diag2 = c & d & ~(tl | br)
+    n_orth = int(np.count_nonzero(horiz)) + int(np.count_nonzero(vert))
+    n_diag = int(np.count_nonzero(diag1)) + int(np.count_nonzero(diag2))
+    return float(n_orth + _SQRT2 * n_diag)
+
+
+def _skeletonize(mask: np.ndarray) -> np.ndarray:
+    from skimage.morphology import skeletonize
+
+    return np.asarray(skeletonize(mask), dtype=bool)
+
+
+def _check_mask(name: str, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.dtype != bool:
+        raise ValueError(f"{name} must be a bool mask, got dtype {a.dtype}; use `{name} > 0`")
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    return a
+
+
+def _check_px_per_mm(px_per_mm: float | None) -> float:
+    if px_per_mm is None or not (np.isfinite(px_per_mm) and px_per_mm > 0):
+        raise ValueError(
+            f"px_per_mm must be a positive number of pixels per millimetre, got {px_per_mm!r}"
+        )
+    return float(px_per_mm)
+
+
+def measure_mask(
+    mask: np.ndarray,
+    *,
+    region: np.ndarray,
+    px_per_mm: float,
+    strength: np.ndarray | None = None,
+    skeleton: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    vein_ids: np.ndarray | None = None,
+    skin: np.ndarray | None = None,
+) -> VeinMetrics:
+    """Measure a vein mask over a region (the array-level core of :func:`measure`).
+
+    Parameters
+    ----------
+    mask : ndarray, shape (H, W), bool
+        Vein pixels.
+    region : ndarray, shape (H, W), bool
+        Only pixels inside count.
+    px_per_mm : float
+        Scale, pixels per millimetre.
+    strength : ndarray, shape (H, W), float, optional
+        Vein contrast in OD units; the burden is 0 without it.
+    skeleton : ndarray, shape (H, W), bool, optional
+        Centrelines; computed with ``skimage.morphology.skeletonize`` when absent.
+    labels : ndarray, shape (H, W), uint8, optional
+        Class codes (1 spider, 2 reticular); per-class figures need it.
+    vein_ids : ndarray, shape (H, W), int, optional
+        Vein (segment) ids, 0 = none; counts veins.
+    skin : ndarray, shape (H, W), bool, optional
+        Skin pixels; the density refers to ``skin & region`` (``region`` alone when absent).
+
+    Returns
+    -------
+    VeinMetrics
+    """
+    ppm = _check_px_per_mm(px_per_mm)
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
+    m = _check_mask("mask", m, m.shape)
+    reg = _check_mask("region", region, m.shape)
+    if skin is not None:
+        reg = reg & _check_mask("skin", skin, m.shape)
+    vm = m & reg
+    sk = _skeletonize(vm) if skeleton is None else _check_mask("skeleton", skeleton, m.shape) & vm
+    if strength is not None and np.shape(strength) != m.shape:
+        raise ValueError(f"strength must have shape {m.shape}, got {np.shape(strength)}")
+    if labels is not None and np.shape(labels) != m.shape:
+        raise ValueError(f"labels must have shape {m.shape}, got {np.shape(labels)}")
+    if vein_ids is not None and np.shape(vein_ids) != m.shape:
+        raise ValueError(f"vein_ids must have shape {m.shape}, got {np.shape(vein_ids)}")
+    skin_px = int(np.count_nonzero(reg))
+
+    def one(sel: np.ndarray, sk_sel: np.ndarray, *, per_class: bool) -> VeinMetrics:
+        area_px = int(np.count_nonzero(sel))
+        length_px = skeleton_length_px(sk_sel)
+        length_mm = length_px / ppm
+        area_mm2 = area_px / ppm**2
+        skin_cm2 = skin_px / ppm**2 / 100.0
+        burden = 0.0
+        if strength is not None and area_px:
+            burden = float(np.sum(np.asarray(strength, dtype=np.float64)[sel])) / ppm**2
+        n_veins = 0
+        if vein_ids is not None and area_px:
+            ids = np.unique(np.asarray(vein_ids)[sel])
+            n_veins = int(np.count_nonzero(ids))
+        by: dict[str, VeinMetrics] = {}
+        if per_class and labels is not None:
+            lab = np.asarray(labels)
+            for name, code in CLASS_CODES.items():
+                cm = lab == code
+                by[name] = one(sel & cm, sk_sel & cm, per_class=False)
+        return VeinMetrics(
+            length_mm=length_mm,
+            area_mm2=area_mm2,
+            mean_width_mm=area_mm2 / length_mm if length_mm > 0 else 0.0,
+            density_mm_per_cm2=length_mm / skin_cm2 if skin_cm2 > 0 else 0.0,
+            coverage_pct=100.0 * area_px / skin_px if skin_px else 0.0,
+            burden=burden,
+            n_veins=n_veins,
+            skin_area_cm2=skin_cm2,
+            by_class=by,
+        )
+
+    return one(vm, sk, per_class=True)
+
+
+def measure(
+    segmentation: Segmentation, *, region: np.ndarray, px_per_mm: float | None = None
+) -> VeinMetrics:
+    """Measure a segmentation over a region.
+
+    Parameters
+    ----------
+    segmentation : Segmentation
+        From :func:`vein_tracker.segmentation.segment` (its ``mask``, ``labels``,
+        ``strength``, ``skeleton``, ``vein_ids`` and ``leg_mask`` are used).
+    region : ndarray, shape (H, W), bool
+        Only pixels inside count (for a comparison: the region seen in both photos,
+        baseline frame).
+    px_per_mm : float, optional
+        Scale; default the segmentation's own ``px_per_mm``.
+
+    Returns
+    -------
+    VeinMetrics
+        For all veins, with ``by_class`` for spider and reticular veins.
+    """
+    ppm = px_per_mm if px_per_mm is not None else getattr(segmentation, "px_per_mm", None)
+    skeleton = getattr(segmentation, "skeleton", None)
+    return measure_mask(
+        segmentation.mask,
+        region=region,
+        px_per_mm=_check_px_per_mm(ppm),
+        strength=getattr(segmentation, "strength", None),
+        skeleton=skeleton if skeleton is not None and skeleton.dtype == bool else None,
+        labels=getattr(segmentation, "labels", None),
+        vein_ids=getattr(segmentation, "vein_ids", None),
+        skin=getattr(segmentation, "leg_mask", None),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The headline formula, grading and target
+# --------------------------------------------------------------------------------------
+def remaining_fraction(c_b: np.ndarray, c_f: np.ndarray) -> np.ndarray:
+    """Per-pixel share of baseline contrast still visible: ``min(1, max(0, c_f / c_b))``.
+
+    Where ``c_b <= 0`` (no measurable baseline contrast) the pixel counts as
+    persisting (1): an unmeasurable vein is never reported as cleared.
+
+    Parameters
+    ----------
+    c_b, c_f : ndarray, float, same shape
+        Vein contrast (OD units) at baseline and at follow-up (baseline frame).
+
+    Returns
+    -------
+    ndarray, float32, same shape, in [0, 1]
+    """
+    cb = np.asarray(c_b, dtype=np.float32)
+    cf = np.asarray(c_f, dtype=np.float32)
+    if cb.shape != cf.shape:
+        raise ValueError(f"c_b and c_f must have the same shape, got {cb.shape} and {cf.shape}")
+    pos = cb > 0
+    ratio = np.ones(cb.shape, dtype=np.float32)
+    np.divide(cf, cb, out=ratio, where=pos)
+    return np.clip(ratio, 0.0, 1.0, out=ratio)
+
+
+@dataclass(frozen=True)
+class ImprovementTerms:
+    """The three sums of the headline formula (pixel counts, baseline frame).
+
+    ``improvement_pct = 100 × (1 − (kept + new) / baseline)``.
+    """
+
+    kept: float
+    new: float
+    baseline: float
+
+    @property
+    def pct(self) -> float:
+        if self.baseline <= 0:
+            return math.nan
+        return 100.0 * (1.0 - (self.kept + self.new) / self.baseline)
+
+
+def improvement_terms(
+    c_b: np.ndarray,
+    c_f: np.ndarray,
+    baseline_mask: np.ndarray,
+    followup_mask: np.ndarray,
+    region: np.ndarray,
+) -> ImprovementTerms:
+    """Sums of the headline formula; see :func:`improvement_pct`."""
+    cb = np.asarray(c_b)
+    if cb.ndim != 2:
+        raise ValueError(f"c_b must be a 2-D contrast map, got shape {cb.shape}")
+    shape = cb.shape
+    if np.shape(c_f) != shape:
+        raise ValueError(f"c_f must have shape {shape} like c_b, got {np.shape(c_f)}")
+    b = _check_mask("baseline_mask", baseline_mask, shape)
+    f = _check_mask("followup_mask", followup_mask, shape)
+    reg = _check_mask("region", region, shape)
+    base = b & reg
+    n_base = int(np.count_nonzero(base))
+    kept = float(np.sum(remaining_fraction(cb[base], np.asarray(c_f)[base]), dtype=np.float64))
+    n_new = int(np.count_nonzero(f & ~b & reg))
+    return ImprovementTerms(kept=kept, new=float(n_new), baseline=float(n_base))
+
+
+def improvement_pct(
+    c_b: np.ndarray,
+    c_f: np.ndarray,
+    baseline_mask: np.ndarray,
+    followup_mask: np.ndarray,
+    region: np.ndarray,
+) -> float:
+    """The headline percent improvement, exactly as the clinic defines it.
+
+    ``100 × (1 − (Σ_{p ∈ B} min(1, c_f(p) / c_b(p)) + |N|) / |B|)`` with ``B`` the
+    baseline vein pixels inside ``region`` and ``N`` the follow-up vein pixels
+    inside ``region`` that are not baseline vein pixels (new veins). A cleared
+    vein counts 0, a vein faded to half its contrast ½, a persisting vein 1, and
+    a new vein its full area against the improvement. Negative values mean more
+    vein than at baseline.
+
+    Parameters
+    ----------
+    c_b, c_f : ndarray, shape (H, W), float
+        Vein contrast (OD units) at baseline and at follow-up, both in the
+        baseline frame. Negative ``c_f`` counts as 0; ``c_b <= 0`` counts as 1.
+    baseline_mask, followup_mask : ndarray, shape (H, W), bool
+        Vein pixels at baseline and at follow-up (baseline frame).
+    region : ndarray, shape (H, W), bool
+        The region seen in both photos.
+
+    Returns
+    -------
+    float
+        Percent improvement; NaN when there is no baseline vein in the region.
+    """
+    return improvement_terms(c_b, c_f, baseline_mask, followup_mask, region).pct
+
+
+def grade_for(improvement: float) -> str:
+    """Quartile grade of a percent improvement: ``"0-25"``, ``"26-50"``, ``"51-75"``, ``"76-100"``.
+
+    Upper bounds are inclusive (25 → "0-25", 25.1 → "26-50"); worse than baseline
+    (negative) grades "0-25". NaN raises.
+    """
+    if not math.isfinite(improvement):
+        raise ValueError(f"improvement must be a finite percentage, got {improvement!r}")
+    if improvement <= 25.0:
+        return GRADES[0]
+    if improvement <= 50.0:
+        return GRADES[1]
+    if improvement <= 75.0:
+        return GRADES[2]
+    return GRADES[3]
+
+
+def status_for(remaining: float, *, previous_remaining: Sequence[float] = ()) -> str:
+    """Status of one baseline vein from the share of its contrast still visible.
+
+    Parameters
+    ----------
+    remaining : float
+        Share of baseline contrast left at this follow-up (0 cleared … 1 unchanged).
+    previous_remaining : sequence of float
+        The same share at earlier follow-ups of the same baseline, oldest first.
+
+    Returns
+    -------
+    str
+        ``"recanalised"`` when an earlier follow-up had it at most
+        ``RECANALISED_FROM_AT_MOST`` and it rose by at least ``RECANALISED_RISE``;
+        otherwise ``"cleared"`` (< ``CLEARED_BELOW``), ``"persisting"``
+        (≥ ``PERSISTING_FROM``) or ``"faded"``.
+    """
+    if not math.isfinite(remaining):
+        raise ValueError(f"remaining must be a finite fraction, got {remaining!r}")
+    if previous_remaining:
+        low = min(previous_remaining)
+        if low <= RECANALISED_FROM_AT_MOST and remaining >= low + RECANALISED_RISE:
+            return "recanalised"
+    if remaining < CLEARED_BELOW:
+        return "cleared"
+    if remaining >= PERSISTING_FROM:
+        return "persisting"
+    return "faded"
+
+
+# --------------------------------------------------------------------------------------
+# Comparing two visits
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VeinChange:
+    """Change of one vein between baseline and follow-up.
+
+    Attributes
+    ----------
+    id : int
+        Baseline vein id (``baseline_seg.vein_ids``); new veins get ids above the
+        largest baseline id.
+    cls : str
+        ``"spider"`` or ``"reticular"``.
+    status : str
+        ``"cleared"``, ``"faded"``, ``"persisting"``, ``"new"`` or ``"recanalised"``.
+    remaining : float
+        Share of baseline contrast still visible (0 cleared, 1 unchanged; 1 for new veins).
+    faded_pct : float
+        ``100 × (1 − remaining)``: how much the vein faded.
+    area_mm2, length_mm : float
+        Baseline size (follow-up size for new veins), inside the compared region.
+    bbox : tuple of int
+        ``(x, y, w, h)`` in the baseline frame.
+    """
+
+    id: int
+    cls: str
+    status: str
+    remaining: float
+    faded_pct: float
+    area_mm2: float
+    length_mm: float
+    bbox: tuple[int, int, int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": int(self.id),
+            "cls": self.cls,
+            "status": self.status,
+            "remaining": round(float(self.remaining), 4),
+            "faded_pct": round(float(self.faded_pct), 2),
+            "area_mm2": round(float(self.area_mm2), 3),
+            "length_mm": round(float(self.length_mm), 3),
+            "bbox": [int(v) for v in self.bbox],
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Result of :func:`compare`: the change of one treatment area between two visits.
+
+    All maps are in the baseline frame. ``improvement_pct`` follows the headline
+    formula (:func:`improvement_pct`); the band is a calibrated low–high range
+    (see :func:`compare`). ``to_dict()`` is the JSON contract of
+    ``vein-tracker analyze --json``.
+    """
+
+    registration: Registration
+    baseline_metrics: VeinMetrics
+    followup_metrics: VeinMetrics
+    improvement_pct: float
+    improvement_band_pct: tuple[float, float]
+    improvement_by_class_pct: Mapping[str, float | None]
+    improvement_by_length_pct: float | None
+    improvement_by_area_pct: float | None
+    grade: str | None
+    target_pct: float
+    meets_target: bool
+    veins: tuple[VeinChange, ...]
+    vein_counts: Mapping[str, int]
+    warnings: tuple[str, ...]
+    region: np.ndarray
+    change_map: np.ndarray
+    baseline_seg: Segmentation
+    followup_seg: Segmentation
+    algorithm_version: str
+    params: Mapping[str, Any]
+    px_per_mm: float = math.nan
+    band_components: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (no arrays): the ``analyze --json`` contract."""
+        reg = self.registration
+        reg_dict = dict(reg.to_dict()) if hasattr(reg, "to_dict") else {}
+        reg_dict.update(
+            {
+                "ok": bool(reg.ok),
+                "homography": [[float(v) for v in row] for row in np.asarray(reg.homography)],
+                "quality": float(reg.quality),
+                "residual_px": float(reg.residual_px),
+                "reason": reg.reason,
+            }
+        )
+        return {
+            "registration": reg_dict,
+            "baseline": self.baseline_metrics.to_dict(),
+            "followup": self.followup_metrics.to_dict(),
+            "improvement_pct": _num(self.improvement_pct),
+            "improvement_band_pct": [_num(v) for v in self.improvement_band_pct],
+            "improvement_by_class_pct": {
+                k: _num(v) for k, v in self.improvement_by_class_pct.items()
+            },
+            "improvement_by_length_pct": _num(self.improvement_by_length_pct),
+            "improvement_by_area_pct": _num(self.improvement_by_area_pct),
+            "grade": self.grade,
+            "target_pct": float(self.target_pct),
+            "meets_target": bool(self.meets_target),
+            "veins": {k: int(v) for k, v in self.vein_counts.items()},
+            "vein_changes": [v.to_dict() for v in self.veins],
+            "warnings": list(self.warnings),
+            "region_area_cm2": round(
+                float(np.count_nonzero(self.region)) / self.px_per_mm**2 / 100.0, 4
+            )
+            if math.isfinite(self.px_per_mm)
+            else None,
+            "band_components": {k: round(float(v), 3) for k, v in self.band_components.items()},
+            "px_per_mm": _num(self.px_per_mm),
+            "algorithm_version": self.algorithm_version,
+            "params": dict(self.params),
+        }
+
+
+def _num(v: float | None, nd: int = 2) -> float | None:
+    if v is None or not math.isfinite(v):
+        return None
+    return round(float(v), nd)
+
+
+#: Band calibration: half-width = BAND_K × sqrt(Σ component²) + BAND_FLOOR_PCT.
+#: Fitted on calibration phantoms (seeds apart from the benchmark's) so that the
+#: band covers the true improvement in ≥ 90 % of pairs; see benchmarks/improvement.py.
+BAND_K = 2.0
+BAND_FLOOR_PCT = 1.5
+
+#: Smoothing scale of the contrast ratio along veins, mm (noise of c_f/c_b averages out).
+RATIO_SIGMA_MM = 1.5
+#: A follow-up vein piece counts as new only beyond this distance from baseline veins, mm.
+NEW_TOLERANCE_MM = 0.6
+#: ... and only when it is at least this long (area / typical spider width), mm.
+NEW_MIN_LENGTH_MM = 2.0
+#: Margin kept from the border of the region seen in both photos, mm.
+REGION_MARGIN_MM = 2.0
+
+
+def _gauss(img: np.ndarray, sigma_px: float) -> np.ndarray:
+    import cv2
+
+    if sigma_px <= 0:
+        return img.astype(np.float32, copy=True)
+    k = int(2 * math.ceil(3 * sigma_px) + 1)
+    return np.asarray(
+        cv2.GaussianBlur(img.astype(np.float32, copy=False), (k, k), sigma_px), dtype=np.float32
+    )
+
+
+def smooth_on_mask(values: np.ndarray, mask: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Normalised convolution: Gaussian average of ``values`` over ``mask`` pixels only.
+
+    Parameters
+    ----------
+    values : ndarray, shape (H, W), float
+    mask : ndarray, shape (H, W), bool
+    sigma_px : float
+        Gaussian σ in pixels (0 returns ``values`` unchanged inside the mask).
+
+    Returns
+    -------
+    ndarray, float32, shape (H, W)
+        The local mean over mask pixels; 0 outside the mask.
+    """
+    m = mask.astype(np.float32)
+    v = np.where(mask, values, 0).astype(np.float32)
+    num = _gauss(v, sigma_px)
+    den = _gauss(m, sigma_px)
+    out = np.zeros(v.shape, dtype=np.float32)
+    np.divide(num, den, out=out, where=mask & (den > 1e-6))
+    return out
+
+
+def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    import cv2
+
+    r = int(round(radius_px))
+    if r <= 0:
+        return mask.copy()
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.dilate(mask.astype(np.uint8), k).astype(bool)
+
+
+def _erode(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    import cv2
+
+    r = int(round(radius_px))
+    if r <= 0:
+        return mask.copy()
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.erode(mask.astype(np.uint8), k, borderValue=0).astype(bool)
+
+
+def new_vein_mask(
+    followup_mask: np.ndarray,
+    baseline_mask: np.ndarray,
+    *,
+    region: np.ndarray,
+    tolerance_px: float,
+    min_area_px: int,
+) -> np.ndarray:
+    """Follow-up vein pixels that belong to veins absent at baseline.
+
+    A follow-up vein pixel within ``tolerance_px`` of a baseline vein pixel is the
+    same vein (registration and width differences), not a new one; of the rest,
+    connected pieces smaller than ``min_area_px`` are segmentation noise.
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+    """
+    import cv2
+
+    cand = followup_mask & region & ~_dilate(baseline_mask, tolerance_px)
+    if not cand.any():
+        return cand
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, dtype=bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area_px
+    return np.asarray(keep[lab], dtype=bool)
+
+
+def _tile_bootstrap_sd(
+    kept_px: np.ndarray,
+    new_px: np.ndarray,
+    base_px: np.ndarray,
+    region: np.ndarray,
+    tile_px: int,
+    *,
+    n_boot: int = 200,
+) -> float:
+    """Standard deviation of the improvement when sub-regions (tiles) are resampled."""
+    h, w = region.shape
+    ny, nx = max(1, math.ceil(h / tile_px)), max(1, math.ceil(w / tile_px))
+    hp, wp = ny * tile_px, nx * tile_px
+
+    def tsum(a: np.ndarray) -> np.ndarray:
+        pad = np.zeros((hp, wp), dtype=np.float64)
+        pad[:h, :w] = a
+        return pad.reshape(ny, tile_px, nx, tile_px).sum(axis=(1, 3)).ravel()
+
+    k, n, b = tsum(kept_px), tsum(new_px), tsum(base_px)
+    use = (b > 0) | (n > 0)
+    k, n, b = k[use], n[use], b[use]
+    if len(b) < 2 or b.sum() <= 0:
+        return 0.0
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(b), size=(n_boot, len(b)))
+    bs = b[idx].sum(axis=1)
+    ok = bs > 0
+    pct = 100.0 * (1.0 - (k[idx].sum(axis=1)[ok] + n[idx].sum(axis=1)[ok]) / bs[ok])
+    return float(np.std(pct)) if len(pct) > 1 else 0.0
+
+
+def _shift(img: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    out = np.zeros_like(img)
+    h, w = img.shape[:2]
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = img[ys, xs]
+    return out
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    terms: ImprovementTerms
+    remaining: np.ndarray  # per-pixel remaining share on baseline vein pixels (0 elsewhere)
+    new_mask: np.ndarray
+
+
+def _estimate(
+    c_b: np.ndarray,
+    c_f: np.ndarray,
+    base: np.ndarray,
+    fmask: np.ndarray,
+    region: np.ndarray,
+    *,
+    sigma_px: float,
+    tol_px: float,
+    min_new_px: int,
+) -> _Estimate:
+    cb_s = smooth_on_mask(c_b, base, sigma_px)
+    cf_s = smooth_on_mask(c_f, base, sigma_px)
+    rem = np.where(base, remaining_fraction(cb_s, cf_s), 0).astype(np.float32)
+    new = new_vein_mask(fmask, base, region=region, tolerance_px=tol_px, min_area_px=min_new_px)
+    # followup mask handed to the formula: new pieces only (pixels near baseline veins are
+    # the same veins, judged by their contrast).
+    terms = improvement_terms(cb_s, cf_s, base, new, region)
+    return _Estimate(terms=terms, remaining=rem, new_mask=new)
+
+
+ProgressCallback = Callable[[float, str], None]
+
+
+def _load(x: Any, px_per_mm: float | None) -> Photo:
+    from .io import Photo, load_photo, photo_from_array
+
+    if isinstance(x, Photo):
+        return x
+    if isinstance(x, np.ndarray):
+        return photo_from_array(x, px_per_mm=px_per_mm)
+    return load_photo(x, px_per_mm=px_per_mm)
+
+
+def _seg_contrast(seg: Any, labels: np.ndarray) -> np.ndarray:
+    """Per-pixel contrast of a segmentation, along the class the baseline gave the pixel."""
+    by = getattr(seg, "strength_by_class", None)
+    if isinstance(by, Mapping) and by:
+        out = np.asarray(seg.strength, dtype=np.float32).copy()
+        for name, code in CLASS_CODES.items():
+            m = by.get(name)
+            if m is not None:
+                sel = labels == code
+                out[sel] = np.asarray(m, dtype=np.float32)[sel]
+        return out
+    return np.asarray(seg.strength, dtype=np.float32)
+
+
+def compare(
+    baseline: Any,
+    followup: Any,
+    *,
+    roi: np.ndarray | None = None,
+    px_per_mm: float | None = None,
+    sensitivity: float = 0.5,
+    target_pct: float | None = None,
+    previous: Sequence[Comparison] | None = None,
+    progress: ProgressCallback | None = None,
+) -> Comparison:
+    """Compare a follow-up photo of a treatment area with its baseline.
+
+    Pipeline: load, register the follow-up onto the baseline, segment the
+    baseline, normalise the warped follow-up's colour on skin that is not vein,
+    segment it in the baseline frame, then measure both over the region seen in
+    both photos (inside ``roi`` when given).
+
+    The headline ``improvement_pct`` is :func:`improvement_pct` with ``c_b`` and
+    ``c_f`` the segmentations' vein contrast (``strength``, OD units, along the
+    class of the baseline pixel), averaged along each vein over
+    ``RATIO_SIGMA_MM`` (so pixel noise does not bias ``min(1, c_f / c_b)``), and
+    ``N`` the follow-up vein pieces farther than ``NEW_TOLERANCE_MM`` (plus the
+    registration residual) from any baseline vein.
+
+    The band combines three measured spreads, each in percentage points:
+
+    - ``bootstrap``: SD of the improvement over 200 resamplings of ~1 cm² tiles;
+    - ``registration``: largest change when the follow-up contrast is shifted by
+      the registration residual (at least 1 px) in x or y;
+    - ``threshold``: largest change when the baseline vein mask is cut to its
+      stronger 80 % (threshold sensitivity) or the new-vein tolerance is halved
+      or doubled;
+
+    and is ``estimate ± (BAND_K × sqrt(Σ spread²) + BAND_FLOOR_PCT)``, clipped to
+    at most 100. ``BAND_K`` and ``BAND_FLOOR_PCT`` were calibrated on phantoms.
+
+    Parameters
+    ----------
+    baseline, followup : Photo, ndarray (H, W, 3) uint8, path or bytes
+        The two photos, upright.
+    roi : ndarray, shape (H, W), bool, optional
+        Baseline-frame region of interest; only pixels inside count.
+    px_per_mm : float, optional
+        Scale of the baseline; default the photo's own, else the segmentation's estimate.
+    sensitivity : float
+        Segmentation sensitivity in [0, 1].
+    target_pct : float, optional
+        The clinic's target; default ``VEIN_TRACKER_TARGET_PCT`` (75).
+    previous : sequence of Comparison, optional
+        Earlier comparisons against the same baseline, oldest first; needed to
+        call a vein "recanalised" (faded, then came back).
+    progress : callable(fraction, message), optional
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    RegistrationError
+        The pair cannot be registered (the reason says why).
+    PhotoError
+        A photo cannot be read.
+    ValueError
+        Bad ``roi``, ``px_per_mm``, ``sensitivity`` or ``target_pct``.
+    """
+    from . import ALGORITHM_VERSION
+    from .colour import normalise_colour
+    from .config import get_settings
+    from .errors import RegistrationError
+    from .registration import register
+    from .segmentation import segment
+
+    def tell(frac: float, msg: str) -> None:
+        if progress is not None:
+            progress(frac, msg)
+
+    if px_per_mm is not None:
+        _check_px_per_mm(px_per_mm)
+    if not 0.0 <= sensitivity <= 1.0:
+        raise ValueError(f"sensitivity must be in [0, 1], got {sensitivity!r}")
+    if target_pct is None:
+        target_pct = get_settings().target_pct
+    if not (math.isfinite(target_pct) and 0 < target_pct <= 100):
+        raise ValueError(f"target_pct must be in (0, 100], got {target_pct!r}")
+
+    tell(0.0, "loading photos")
+    b_photo = _load(baseline, px_per_mm)
+    f_photo = _load(followup, None)
+    h, w = b_photo.rgb.shape[:2]
+    if roi is not None:
+        roi = _check_mask("roi", roi, (h, w))
+        if not roi.any():
+            raise ValueError("roi is empty: draw the region of interest on the baseline photo")
+    ppm_given = px_per_mm if px_per_mm is not None else b_photo.px_per_mm
+
+    tell(0.05, "segmenting the baseline")
+    seg_b = segment(b_photo, px_per_mm=ppm_given, sensitivity=sensitivity)
+    ppm = float(ppm_given if ppm_given is not None else seg_b.px_per_mm)
+    ppm = _check_px_per_mm(ppm)
+
+    tell(0.3, "aligning the follow-up onto the baseline")
+    reg = register(b_photo, f_photo, roi=roi, leg_mask=seg_b.leg_mask)
+    if not reg.ok:
+        raise RegistrationError(
+            reg.reason or "The follow-up photo could not be aligned onto the baseline."
+        )
+
+    tell(0.6, "normalising colour")
+    region = seg_b.leg_mask & _erode(reg.valid, REGION_MARGIN_MM * ppm)
+    if roi is not None:
+        region &= roi
+    fit_mask = region & ~_dilate(seg_b.mask, 1.0 * ppm)
+    norm = normalise_colour(b_photo.rgb, reg.warped, mask=fit_mask)
+
+    tell(0.7, "segmenting the follow-up")
+    seg_f = segment(
+        norm.image, px_per_mm=ppm, leg_mask=seg_b.leg_mask & reg.valid, sensitivity=sensitivity
+    )
+
+    tell(0.9, "measuring")
+    return _compare_segmentations(
+        seg_b,
+        seg_f,
+        region=region,
+        px_per_mm=ppm,
+        registration=reg,
+        target_pct=float(target_pct),
+        previous=previous,
+        extra_warnings=_capture_warnings(b_photo, f_photo, reg, region, seg_b.leg_mask, norm),
+        params={
+            "sensitivity": float(sensitivity),
+            "px_per_mm": ppm,
+            "px_per_mm_given": ppm_given is not None,
+            "roi": roi is not None,
+            "ratio_sigma_mm": RATIO_SIGMA_MM,
+            "new_tolerance_mm": NEW_TOLERANCE_MM,
+            "band_k": BAND_K,
+            "band_floor_pct": BAND_FLOOR_PCT,
+        },
+        algorithm_version=ALGORITHM_VERSION,
+        progress=tell,
+        baseline_rgb=b_photo.rgb,
+        followup_rgb=norm.image,
+    )
+
+
+def _capture_warnings(
+    b_photo: Photo,
+    f_photo: Photo,
+    reg: Registration,
+    region: np.ndarray,
+    leg_b: np.ndarray,
+    norm: Any,
+) -> list[str]:
+    out: list[str] = []
+    if float(reg.quality) < 0.5 or float(reg.residual_px) > 3.0:
+        out.append(
+            f"poor registration: alignment quality {float(reg.quality):.2f}, residual "
+            f"{float(reg.residual_px):.1f} px; check the overlay and retake the photo with the "
+            "baseline framing if veins do not line up"
+        )
+    leg_px = int(np.count_nonzero(leg_b))
+    if leg_px:
+        frac = np.count_nonzero(region) / leg_px
+        if frac < 0.5:
+            out.append(
+                f"little overlap: only {100 * frac:.0f} % of the baseline leg is seen in both "
+                "photos; retake the follow-up with the same framing"
+            )
+    de = float(getattr(norm, "delta_e", math.nan))
+    if math.isfinite(de) and de > 6.0:
+        out.append(
+            f"poor capture: skin colour still differs by ΔE {de:.1f} after normalisation; "
+            "use the same lighting, or a colour card"
+        )
+    import importlib
+
+    assess = None
+    for mod in ("registration", "colour"):  # the contract lists it with both
+        assess = getattr(importlib.import_module(f"vein_tracker.{mod}"), "assess_capture", None)
+        if assess is not None:
+            break
+    if assess is None:  # pragma: no cover - assess_capture is part of the contract
+        return out
+    rep = assess(f_photo, b_photo)
+    if not bool(getattr(rep, "ok", True)):
+        advice = "; ".join(getattr(rep, "advice", ()) or ()) or "check focus and exposure"
+        out.append(f"poor capture: {advice}")
+    return out
+
+
+def _chroma_unit(v: np.ndarray) -> np.ndarray:
+    n = np.ones(3) / math.sqrt(3.0)
+    c = np.asarray(v, dtype=np.float64) - np.dot(v, n) * n
+    return (c / np.linalg.norm(c)).astype(np.float32)
+
+
+def _lookalike_warnings(
+    b_rgb: np.ndarray,
+    f_rgb: np.ndarray,
+    treated: np.ndarray,
+    region: np.ndarray,
+    ppm: float,
+) -> list[str]:
+    """Diffuse brown (haemosiderin) or purple/yellow (bruise) change near treated veins."""
+    from .optics import HAEMOGLOBIN_OD, MELANIN_OD, optical_density
+
+    near = _dilate(treated, 3.0 * ppm) & region
+    n_near = int(np.count_nonzero(near))
+    if n_near == 0:
+        return []
+    # Work at ~0.5 mm per pixel: the look-alikes are diffuse.
+    step = max(1, int(ppm // 2))
+    sl = (slice(None, None, step), slice(None, None, step))
+    d = optical_density(f_rgb[sl]) - optical_density(b_rgb[sl])
+    d -= d.mean(axis=2, keepdims=True)  # drop the neutral part (shading, exposure)
+    sig = max(1.0, 1.0 * ppm / step)
+    brown = _gauss(d @ _chroma_unit(MELANIN_OD), sig)
+    purple = _gauss(d @ _chroma_unit(HAEMOGLOBIN_OD), sig)
+    nr = near[sl]
+    # Veins themselves are thin; a look-alike covers ≥ 2 mm of diffuse colour change.
+    wide = ~_dilate(treated[sl], 0.5 * ppm / step)
+    px_mm2 = (step / ppm) ** 2
+    out: list[str] = []
+    # OD chroma thresholds ~ the contrast of a faint vein; well above JPEG noise after smoothing.
+    stain_px = int(np.count_nonzero(nr & wide & (brown > 0.04) & (brown > purple)))
+    bruise_px = int(np.count_nonzero(nr & wide & (purple > 0.04) & (purple >= brown)))
+    if stain_px * px_mm2 >= 4.0:
+        out.append(
+            f"suspected staining: {stain_px * px_mm2:.0f} mm² of brown discolouration along "
+            "treated veins (haemosiderin); it is not counted as vein"
+        )
+    if bruise_px * px_mm2 >= 4.0:
+        out.append(
+            f"suspected bruising: {bruise_px * px_mm2:.0f} mm² of diffuse purple discolouration "
+            "near treated veins; it is not counted as vein, re-check after it resolves"
+        )
+    return out
+
+
+def _compare_segmentations(
+    seg_b: Any,
+    seg_f: Any,
+    *,
+    region: np.ndarray,
+    px_per_mm: float,
+    registration: Registration,
+    target_pct: float,
+    previous: Sequence[Comparison] | None,
+    extra_warnings: Sequence[str],
+    params: Mapping[str, Any],
+    algorithm_version: str,
+    progress: ProgressCallback | None = None,
+    baseline_rgb: np.ndarray | None = None,
+    followup_rgb: np.ndarray | None = None,
+) -> Comparison:
+    """Measurement core of :func:`compare`, on two segmentations in the baseline frame."""
+    import cv2
+
+    ppm = _check_px_per_mm(px_per_mm)
+    shape = seg_b.mask.shape
+    region = _check_mask("region", region, shape)
+    labels_b = np.asarray(seg_b.labels)
+    labels_f = np.asarray(seg_f.labels)
+    base = seg_b.mask & region
+    fmask = seg_f.mask & region
+    c_b = _seg_contrast(seg_b, labels_b)
+    c_f = _seg_contrast(seg_f, labels_b)
+    residual = float(getattr(registration, "residual_px", 0.0) or 0.0)
+    if not math.isfinite(residual):
+        residual = 0.0
+    sigma = RATIO_SIGMA_MM * ppm
+    tol = NEW_TOLERANCE_MM * ppm + 2.0 * residual
+    min_new = int(round(NEW_MIN_LENGTH_MM * ppm * max(2.0, 0.3 * ppm)))
+
+    est = _estimate(c_b, c_f, base, fmask, region, sigma_px=sigma, tol_px=tol, min_new_px=min_new)
+    pct = est.terms.pct
+
+    # --- band: three measured spreads --------------------------------------------------
+    kept_px = est.remaining
+    tile = max(16, int(round(10.0 * ppm)))
+    boot_sd = _tile_bootstrap_sd(kept_px, est.new_mask, base, region, tile)
+    s = max(1, int(round(residual)))
+    reg_dev = 0.0
+    thr_dev = 0.0
+    if math.isfinite(pct):
+        for dx, dy in ((s, 0), (-s, 0), (0, s), (0, -s)):
+            alt = _estimate(
+                c_b,
+                _shift(c_f, dx, dy),
+                base,
+                fmask,
+                region,
+                sigma_px=sigma,
+                tol_px=tol,
+                min_new_px=min_new,
+            )
+            reg_dev = max(reg_dev, abs(alt.terms.pct - pct))
+        cut = float(np.quantile(c_b[base], 0.2)) if base.any() else 0.0
+        core = base & (c_b >= cut)
+        alts = [
+            _estimate(c_b, c_f, core, fmask, region, sigma_px=sigma, tol_px=tol, min_new_px=min_new)
+        ]
+        for tol_alt in (0.5 * tol, 2.0 * tol):
+            alts.append(
+                _estimate(
+                    c_b,
+                    c_f,
+                    base,
+                    fmask,
+                    region,
+                    sigma_px=sigma,
+                    tol_px=tol_alt,
+                    min_new_px=min_new,
+                )
+            )
+        thr_dev = max(abs(a.terms.pct - pct) for a in alts)
+    comps = {"bootstrap": boot_sd, "registration": reg_dev, "threshold": thr_dev}
+    if math.isfinite(pct):
+        half = BAND_K * math.sqrt(boot_sd**2 + reg_dev**2 + thr_dev**2) + BAND_FLOOR_PCT
+        band = (pct - half, min(100.0, pct + half))
+    else:
+        band = (math.nan, math.nan)
+
+    # --- per class ------------------------------------------------------------------
+    by_class: dict[str, float | None] = {}
+    for name, code in CLASS_CODES.items():
+        cb_mask = base & (labels_b == code)
+        t = improvement_terms(
+            np.where(cb_mask, 1.0, 0.0).astype(np.float32),
+            np.where(cb_mask, est.remaining, 0.0).astype(np.float32),
+            cb_mask,
+            est.new_mask & (labels_f == code),
+            region,
+        )
+        by_class[name] = None if not math.isfinite(t.pct) else t.pct
+
+    # --- plain secondary figures -----------------------------------------------------
+    bm = measure(seg_b, region=region, px_per_mm=ppm)
+    fm = measure(seg_f, region=region, px_per_mm=ppm)
+    by_length = 100.0 * (1.0 - fm.length_mm / bm.length_mm) if bm.length_mm > 0 else None
+    by_area = 100.0 * (1.0 - fm.area_mm2 / bm.area_mm2) if bm.area_mm2 > 0 else None
+
+    # --- per vein -------------------------------------------------------------------
+    ids_b = np.asarray(seg_b.vein_ids)
+    prev_maps = _previous_remaining_maps(previous, shape)
+    veins: list[VeinChange] = []
+    change = np.zeros(shape, dtype=np.uint8)
+    ids_in = ids_b[base]
+    max_id = int(ids_b.max()) if ids_b.size else 0
+    if ids_in.size:
+        n_lab = max_id + 1
+        cnt = np.bincount(ids_in, minlength=n_lab).astype(np.float64)
+        rem_sum = np.bincount(ids_in, weights=est.remaining[base], minlength=n_lab)
+        sk_b = np.asarray(getattr(seg_b, "skeleton", np.zeros(shape, bool)), dtype=bool) & base
+        sk_cnt = np.bincount(ids_b[sk_b], minlength=n_lab).astype(np.float64)
+        cls_votes = np.bincount(ids_in, weights=(labels_b[base] == 2), minlength=n_lab)
+        ys, xs = np.nonzero(base)
+        status_of = np.zeros(n_lab, dtype=np.uint8)
+        for vid in np.nonzero(cnt)[0]:
+            if vid == 0:
+                continue
+            sel = ids_in == vid
+            rem = float(rem_sum[vid] / cnt[vid])
+            prev = [float(np.mean(pm[ys[sel], xs[sel]])) for pm in prev_maps]
+            st = status_for(rem, previous_remaining=prev)
+            status_of[vid] = STATUS_CODES[st]
+            x0, x1, y0, y1 = xs[sel].min(), xs[sel].max(), ys[sel].min(), ys[sel].max()
+            veins.append(
+                VeinChange(
+                    id=int(vid),
+                    cls="reticular" if cls_votes[vid] > cnt[vid] / 2 else "spider",
+                    status=st,
+                    remaining=rem,
+                    faded_pct=100.0 * (1.0 - rem),
+                    area_mm2=float(cnt[vid]) / ppm**2,
+                    length_mm=float(sk_cnt[vid]) / ppm,
+                    bbox=(int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)),
+                )
+            )
+        change[base] = status_of[ids_in]
+        # baseline vein pixels without a vein id: by their own remaining share
+        loose = base & (ids_b == 0)
+        r = est.remaining[loose]
+        change[loose] = np.where(
+            r < CLEARED_BELOW,
+            CHANGE_CLEARED,
+            np.where(r >= PERSISTING_FROM, CHANGE_PERSISTING, CHANGE_FADED),
+        ).astype(np.uint8)
+    if est.new_mask.any():
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(
+            est.new_mask.astype(np.uint8), connectivity=8
+        )
+        sk_f = np.asarray(getattr(seg_f, "skeleton", np.zeros(shape, bool)), dtype=bool)
+        sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
+        for k in range(1, n):
+            sel = lab == k
+            spider = np.count_nonzero(labels_f[sel] == 1) >= np.count_nonzero(sel) / 2
+            x, y, ww, hh = (int(v) for v in stats[k, :4])
+            veins.append(
+                VeinChange(
+                    id=max_id + k,
+                    cls="spider" if spider else "reticular",
+                    status="new",
+                    remaining=1.0,
+                    faded_pct=0.0,
+                    area_mm2=float(stats[k, cv2.CC_STAT_AREA]) / ppm**2,
+                    length_mm=float(sk_new[k]) / ppm,
+                    bbox=(x, y, ww, hh),
+                )
+            )
+        change[est.new_mask] = CHANGE_NEW
+    counts = {s_: 0 for s_ in STATUSES}
+    for v in veins:
+        counts[v.status] += 1
+
+    # --- warnings -------------------------------------------------------------------
+    warnings: list[str] = list(extra_warnings)
+    if not base.any():
+        warnings.append(
+            "no veins found at baseline in the compared region: improvement cannot be computed"
+        )
+    treated = np.isin(change, (CHANGE_CLEARED, CHANGE_FADED))
+    if baseline_rgb is not None and followup_rgb is not None and treated.any():
+        warnings.extend(_lookalike_warnings(baseline_rgb, followup_rgb, treated, region, ppm))
+    new_spider = [v for v in veins if v.status == "new" and v.cls == "spider"]
+    if new_spider and treated.any():
+        near = _dilate(treated, 5.0 * ppm)
+        close = [
+            v for v in new_spider if near[v.bbox[1] + v.bbox[3] // 2, v.bbox[0] + v.bbox[2] // 2]
+        ]
+        fine = [v for v in close if v.length_mm > 0 and v.area_mm2 / v.length_mm < 0.6]
+        if len(fine) >= 3:
+            area = sum(v.area_mm2 for v in fine)
+            warnings.append(
+                f"suspected telangiectatic matting: {len(fine)} new fine red vessels "
+                f"({area:.1f} mm²) near treated veins; counted as new veins, review with the "
+                "practitioner"
+            )
+    if counts["recanalised"]:
+        warnings.append(
+            f"recanalisation: {counts['recanalised']} vein(s) faded earlier and came back"
+        )
+    if math.isfinite(pct) and pct < 0:
+        warnings.append("more vein than at baseline: improvement is negative")
+
+    grade = grade_for(pct) if math.isfinite(pct) else None
+    return Comparison(
+        registration=registration,
+        baseline_metrics=bm,
+        followup_metrics=fm,
+        improvement_pct=pct,
+        improvement_band_pct=band,
+        improvement_by_class_pct=by_class,
+        improvement_by_length_pct=by_length,
+        improvement_by_area_pct=by_area,
+        grade=grade,
+        target_pct=float(target_pct),
+        meets_target=bool(math.isfinite(pct) and pct >= target_pct),
+        veins=tuple(veins),
+        vein_counts=counts,
+        warnings=tuple(warnings),
+        region=region,
+        change_map=change,
+        baseline_seg=seg_b,
+        followup_seg=seg_f,
+        algorithm_version=algorithm_version,
+        params=dict(params),
+        px_per_mm=ppm,
+        band_components=comps,
+    )
+
+
+def _previous_remaining_maps(
+    previous: Sequence[Comparison] | None, shape: tuple[int, ...]
+) -> list[np.ndarray]:
+    """Per-pixel remaining share of earlier comparisons (baseline frame), oldest first."""
+    out: list[np.ndarray] = []
+    for p in previous or ():
+        if not isinstance(p, Comparison):
+            raise ValueError(f"previous must hold Comparison objects, got {type(p).__name__}")
+        if p.change_map.shape != tuple(shape):
+            raise ValueError(
+                "previous comparisons must share this baseline (same frame and size), got "
+                f"shape {p.change_map.shape} instead of {tuple(shape)}"
+            )
+        ids = np.asarray(p.baseline_seg.vein_ids)
+        lut = np.ones(int(ids.max()) + 1 if ids.size else 1, dtype=np.float32)
+        for v in p.veins:
+            if v.status != "new" and v.id < len(lut):
+                lut[v.id] = v.remaining
+        out.append(lut[ids])
+    return out
