@@ -1,0 +1,598 @@
+"""Marketing export of consented, de-identified before/after pairs.
+
+Owns the composite image (aligned follow-up, one crop and zoom for both halves,
+identical colour processing, labels, watermark, blur boxes), the no-face check,
+the manifest and the ZIP. It reads records only through the storage
+``Repository`` with the acting user, so the repository's role and consent checks
+always apply; it never touches SQL or photo files itself. Exported images are
+written with :func:`vein_tracker.io.encode_image`, which writes pixels only.
+
+Consent is checked twice: when pairs are listed and again, pair by pair, inside
+:func:`run_export` just before each composite is made, so a revocation between
+choosing and exporting removes the pair.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import io
+import math
+import secrets
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from . import ALGORITHM_VERSION
+from .errors import PhotoError
+from .io import Photo, as_rgb, encode_image
+
+#: Marketing channels a consent can cover.
+CHANNELS = ("website", "social", "print")
+#: Composite layouts.
+LAYOUTS = ("side_by_side", "stacked")
+#: Colour processing of the composite, applied identically to both halves.
+COLOUR_MODES = ("shared_levels", "none")
+
+#: Columns of ``manifest.csv``, in order.
+MANIFEST_COLUMNS = (
+    "anonymous_id",
+    "file",
+    "channel",
+    "area",
+    "sessions",
+    "weeks",
+    "improvement_pct",
+    "improvement_lo_pct",
+    "improvement_hi_pct",
+    "grade",
+    "consent_id",
+    "consent_scope",
+    "consent_expires",
+    "sha256_baseline_original",
+    "sha256_followup_original",
+    "sha256_composite",
+    "algorithm_version",
+)
+
+# ZIP entries get a fixed timestamp: the archive says nothing about when or where it was made.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_FILL_GREY = 128
+
+
+# --------------------------------------------------------------------------- fonts
+
+
+@functools.lru_cache(maxsize=32)
+def _font(size_px: int, *, bold: bool = True) -> ImageFont.FreeTypeFont:
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    ref = resources.files("vein_tracker") / "fonts" / name
+    with resources.as_file(ref) as path:
+        return ImageFont.truetype(str(path), size=max(6, int(size_px)))
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class BlurBox:
+    """A user-drawn rectangle to blur (tattoo, birthmark), in baseline-frame pixels.
+
+    Attributes
+    ----------
+    x, y : int
+        Top-left corner, px (x right, y down), in the baseline photo.
+    width, height : int
+        Size in px, both > 0.
+    """
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(
+                f"BlurBox width and height must be > 0 px, got {self.width}×{self.height}; "
+                "draw the box over the area to hide"
+            )
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One exported pair, as written to ``manifest.csv`` (no names, no client id)."""
+
+    anonymous_id: str
+    file: str
+    channel: str
+    area: str
+    sessions: int
+    weeks: int
+    improvement_pct: float
+    improvement_lo_pct: float | None
+    improvement_hi_pct: float | None
+    grade: str
+    consent_id: str
+    consent_scope: str
+    consent_expires: str
+    sha256_baseline_original: str
+    sha256_followup_original: str
+    sha256_composite: str
+    algorithm_version: str = ALGORITHM_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def largest_valid_rectangle(
+    valid: np.ndarray, *, max_side_px: int = 256
+) -> tuple[int, int, int, int]:
+    """Largest axis-aligned rectangle that lies entirely inside ``valid``.
+
+    Parameters
+    ----------
+    valid : ndarray, shape (H, W), dtype bool
+        Pixels seen in both photos (baseline frame).
+    max_side_px : int
+        The search runs on a copy downscaled to at most this many px per side; the
+        result is scaled back and shrunk so it stays inside ``valid``.
+
+    Returns
+    -------
+    tuple of int
+        ``(x, y, width, height)`` in px of ``valid``.
+
+    Raises
+    ------
+    ValueError
+        If ``valid`` is not a 2-D bool array or has no True pixel.
+    """
+    if not isinstance(valid, np.ndarray) or valid.ndim != 2 or valid.dtype != bool:
+        raise ValueError("valid must be an (H, W) bool array, e.g. Registration.valid")
+    if not valid.any():
+        raise ValueError("valid has no True pixel: the two photos do not overlap")
+    h, w = valid.shape
+    step = max(1, math.ceil(max(h, w) / max_side_px))
+    # A coarse cell counts as valid only if every pixel in it is valid.
+    hh, ww = math.ceil(h / step), math.ceil(w / step)
+    padded = np.zeros((hh * step, ww * step), dtype=bool)
+    padded[:h, :w] = valid
+    small: np.ndarray = np.asarray(padded.reshape(hh, step, ww, step).all(axis=(1, 3)))
+    if not small.any():
+        small = np.asarray(padded.reshape(hh, step, ww, step).any(axis=(1, 3)))
+        step_shrink = True
+    else:
+        step_shrink = False
+    best = (0, 0, 0, 0, 0)  # area, x, y, w, h in cells
+    heights = np.zeros(ww, dtype=np.int64)
+    for row in range(hh):
+        heights = np.where(small[row], heights + 1, 0)
+        stack: list[int] = []
+        for col in range(ww + 1):
+            cur = int(heights[col]) if col < ww else 0
+            while stack and int(heights[stack[-1]]) >= cur:
+                top = stack.pop()
+                height = int(heights[top])
+                left = stack[-1] + 1 if stack else 0
+                area = height * (col - left)
+                if area > best[0]:
+                    best = (area, left, row - height + 1, col - left, height)
+            stack.append(col)
+    _, cx, cy, cw, ch = best
+    x0, y0 = cx * step, cy * step
+    x1, y1 = min(w, (cx + cw) * step), min(h, (cy + ch) * step)
+    if step_shrink:
+        # Thin overlap: fall back to the bounding box of valid pixels in that cell range.
+        sub = valid[y0:y1, x0:x1]
+        ys, xs = np.nonzero(sub)
+        x0, x1, y0, y1 = x0 + xs.min(), x0 + xs.max() + 1, y0 + ys.min(), y0 + ys.max() + 1
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def _check_box(box: tuple[int, int, int, int], shape: tuple[int, int], name: str) -> None:
+    x, y, bw, bh = (int(v) for v in box)
+    h, w = shape
+    if bw <= 0 or bh <= 0 or x < 0 or y < 0 or x + bw > w or y + bh > h:
+        raise ValueError(
+            f"{name} {tuple(box)} must be (x, y, width, height) inside the {w}×{h} px "
+            "baseline photo with width and height > 0"
+        )
+
+
+# --------------------------------------------------------------------------- processing
+
+
+def apply_blur_boxes(image: Photo | np.ndarray, boxes: Sequence[BlurBox]) -> np.ndarray:
+    """Hide each box under a coarse mosaic plus blur, so nothing inside can be recovered.
+
+    Parameters
+    ----------
+    image : Photo or ndarray, shape (H, W, 3), dtype uint8
+    boxes : sequence of BlurBox
+        Clipped to the image.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), dtype uint8
+        A new array; pixels outside every box are unchanged.
+    """
+    rgb = as_rgb(image)
+    out = rgb.copy()
+    h, w = rgb.shape[:2]
+    for box in boxes:
+        if not isinstance(box, BlurBox):
+            raise ValueError(f"blur_boxes must hold BlurBox items, got {type(box).__name__}")
+        x0, y0 = max(0, box.x), max(0, box.y)
+        x1, y1 = min(w, box.x + box.width), min(h, box.y + box.height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        patch = Image.fromarray(out[y0:y1, x0:x1])
+        pw, ph = patch.size
+        # Mosaic cells of ~1/6 of the box (>= 8 px): a tattoo's lines do not survive.
+        cell = max(8, min(pw, ph) // 6)
+        small = patch.resize((max(1, pw // cell), max(1, ph // cell)), Image.Resampling.BOX)
+        mosaic = small.resize((pw, ph), Image.Resampling.BILINEAR)
+        out[y0:y1, x0:x1] = np.asarray(mosaic)
+    return out
+
+
+def shared_levels(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
+    """One brightness/contrast stretch for both halves, from their pooled luminance.
+
+    The same gain and offset apply to every channel of both halves, so hue is not
+    shifted and the after photo is never treated differently from the before photo.
+
+    Returns
+    -------
+    (gain, offset) : tuple of float
+        ``out = clip(gain * in + offset)`` in 0–255 units.
+    """
+    pooled = np.concatenate(
+        [as_rgb(before).reshape(-1, 3)[::7], as_rgb(after).reshape(-1, 3)[::7]]
+    ).astype(np.float32)
+    lum = pooled @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    lo, hi = np.percentile(lum, [0.5, 99.5])
+    if hi - lo < 8.0:  # flat image: leave it alone
+        return 1.0, 0.0
+    # Modest stretch only (at most ×1.25): a presentation tidy-up, not an enhancement.
+    gain = float(min(1.25, max(1.0, 245.0 / (hi - lo))))
+    offset = float(5.0 - gain * lo)
+    offset = float(min(0.0, max(-0.25 * 255.0, offset)))
+    return gain, offset
+
+
+def _apply_levels(rgb: np.ndarray, gain: float, offset: float) -> np.ndarray:
+    lut = np.clip(np.arange(256, dtype=np.float32) * gain + offset, 0, 255)
+    return np.rint(lut).astype(np.uint8)[rgb]
+
+
+@functools.lru_cache(maxsize=1)
+def _face_cascade() -> Any:
+    from skimage.data import lbp_frontal_face_cascade_filename
+    from skimage.feature import Cascade
+
+    return Cascade(lbp_frontal_face_cascade_filename())
+
+
+def detect_faces(
+    image: Photo | np.ndarray, *, max_side_px: int = 480, min_face_frac: float = 0.08
+) -> tuple[tuple[int, int, int, int], ...]:
+    """Frontal faces in ``image`` with scikit-image's LBP cascade.
+
+    Parameters
+    ----------
+    image : Photo or ndarray, shape (H, W, 3), dtype uint8
+    max_side_px : int
+        Detection runs on a copy downscaled to at most this many px per side.
+    min_face_frac : float
+        Smallest face searched, as a fraction of the image's shorter side (0–1).
+
+    Returns
+    -------
+    tuple of (x, y, width, height)
+        Face boxes in px of ``image``; empty when no face is found.
+    """
+    rgb = as_rgb(image)
+    if not 0.0 < min_face_frac <= 1.0:
+        raise ValueError(f"min_face_frac must be in (0, 1], got {min_face_frac}")
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side_px / max(h, w))
+    pil = Image.fromarray(rgb).convert("L")
+    if scale < 1.0:
+        pil = pil.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+    grey = np.asarray(pil, dtype=np.float64) / 255.0
+    short = min(grey.shape)
+    min_px = max(24, int(short * min_face_frac))
+    if min_px > short:
+        return ()
+    found = _face_cascade().detect_multi_scale(
+        img=grey,
+        scale_factor=1.2,
+        step_ratio=1.0,
+        min_size=(min_px, min_px),
+        max_size=(short, short),
+        # 6 overlapping hits: the shipped cascade's default of 4 fires now and then on
+        # skin texture; 6 still finds the astronaut's face at 1/5 of the frame.
+        min_neighbor_number=6,
+    )
+    inv = 1.0 / scale
+    return tuple(
+        (
+            round(f["c"] * inv),
+            round(f["r"] * inv),
+            round(f["width"] * inv),
+            round(f["height"] * inv),
+        )
+        for f in found
+    )
+
+
+def add_watermark(image: Photo | np.ndarray, text: str, *, opacity: float = 0.35) -> np.ndarray:
+    """Blend a diagonal text watermark across the middle of ``image``.
+
+    Parameters
+    ----------
+    image : Photo or ndarray, shape (H, W, 3), dtype uint8
+    text : str
+        Watermark text (any Unicode), e.g. the clinic's name.
+    opacity : float
+        0 < opacity <= 1: weight of the white text (with a dark outline) over the photo.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), dtype uint8
+        A new array.
+    """
+    rgb = as_rgb(image)
+    _check_watermark(text, opacity)
+    h, w = rgb.shape[:2]
+    diag = math.hypot(w, h)
+    size = 64
+    font = _font(size)
+    x0, y0, x1, y1 = font.getbbox(text, stroke_width=2)
+    # Text spans ~60 % of the diagonal, never taller than 1/5 of the image.
+    size = max(8, int(size * min(0.6 * diag / max(1, x1 - x0), 0.2 * min(h, w) / max(1, y1 - y0))))
+    font = _font(size)
+    stroke = max(1, size // 24)
+    x0, y0, x1, y1 = font.getbbox(text, stroke_width=stroke)
+    tw, th = int(x1 - x0) + 2 * stroke, int(y1 - y0) + 2 * stroke
+    layer = Image.new("RGBA", (tw, th), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).text(
+        (stroke - x0, stroke - y0),
+        text,
+        font=font,
+        fill=(255, 255, 255, 255),
+        stroke_width=stroke,
+        stroke_fill=(40, 40, 40, 255),
+    )
+    angle = math.degrees(math.atan2(h, w))
+    layer = layer.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
+    canvas = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    canvas.paste(layer, ((w - layer.width) // 2, (h - layer.height) // 2), layer)
+    over = np.asarray(canvas, dtype=np.float32)
+    alpha = over[..., 3:4] / 255.0 * float(opacity)
+    out = rgb.astype(np.float32) * (1.0 - alpha) + over[..., :3] * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _check_watermark(text: str, opacity: float) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("watermark text must be a non-empty string, e.g. the clinic's name")
+    if not (isinstance(opacity, int | float) and 0.0 < float(opacity) <= 1.0):
+        raise ValueError(f"watermark opacity must be in (0, 1], got {opacity!r}; try 0.35")
+
+
+def after_label(weeks: int, sessions: int) -> str:
+    """``"After — N weeks, M sessions"`` with singular forms for 1."""
+    if weeks < 0 or sessions < 0:
+        raise ValueError(f"weeks and sessions must be >= 0, got {weeks} and {sessions}")
+    wk = "week" if weeks == 1 else "weeks"
+    ss = "session" if sessions == 1 else "sessions"
+    return f"After — {weeks} {wk}, {sessions} {ss}"
+
+
+def _label_strip(text: str, width: int, height: int) -> np.ndarray:
+    strip = Image.new("RGB", (width, height), (255, 255, 255))
+    font = _font(max(8, int(height * 0.55)))
+    draw = ImageDraw.Draw(strip)
+    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+    if x1 - x0 > width - 8:
+        font = _font(max(6, int(font.size * (width - 8) / (x1 - x0))))
+        x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+    draw.text(
+        ((width - (x1 - x0)) // 2 - x0, (height - (y1 - y0)) // 2 - y0),
+        text,
+        font=font,
+        fill=(20, 20, 20),
+    )
+    return np.asarray(strip)
+
+
+def compose_pair(
+    before: Photo | np.ndarray,
+    after_aligned: Photo | np.ndarray,
+    *,
+    weeks: int,
+    sessions: int,
+    valid: np.ndarray | None = None,
+    crop: tuple[int, int, int, int] | None = None,
+    layout: str = "side_by_side",
+    watermark: str = "Demo Vein Clinic",
+    watermark_opacity: float = 0.35,
+    blur_boxes: Sequence[BlurBox] = (),
+    colour: str = "shared_levels",
+    half_max_side_px: int = 900,
+    check_faces: bool = True,
+) -> np.ndarray:
+    """Build the labelled, watermarked before/after composite of one pair.
+
+    Both halves get exactly the same crop, zoom, blur boxes, colour processing and
+    watermark; only the pixels of the two photos differ.
+
+    Parameters
+    ----------
+    before : Photo or ndarray, shape (H, W, 3), dtype uint8
+        Baseline photo.
+    after_aligned : Photo or ndarray, shape (H, W, 3), dtype uint8
+        Follow-up already warped into the baseline frame (``Registration.warped``).
+    weeks, sessions : int
+        Shown in the after label.
+    valid : ndarray, shape (H, W), dtype bool, optional
+        Pixels seen in both photos (``Registration.valid``). The default crop is the
+        largest rectangle inside it.
+    crop : (x, y, width, height), optional
+        Crop in baseline px; overrides the automatic crop. Pixels outside ``valid``
+        are painted grey in both halves.
+    layout : {"side_by_side", "stacked"}
+    watermark : str
+        Watermark text (non-empty).
+    watermark_opacity : float
+        In (0, 1].
+    blur_boxes : sequence of BlurBox
+        Areas (baseline px) to hide in both halves.
+    colour : {"shared_levels", "none"}
+        ``"shared_levels"``: one brightness/contrast stretch computed from both halves
+        together and applied to both; ``"none"``: pixels as taken.
+    half_max_side_px : int
+        Longer side of each half after zoom, px.
+    check_faces : bool
+        Refuse the composite if a face is detected in either half.
+
+    Returns
+    -------
+    ndarray, shape (H', W', 3), dtype uint8
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or options.
+    PhotoError
+        A face is visible in the pair.
+    """
+    b = as_rgb(before)
+    a = as_rgb(after_aligned)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"after_aligned must be warped into the baseline frame ({b.shape}), got {a.shape}; "
+            "use Registration.warped"
+        )
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if colour not in COLOUR_MODES:
+        raise ValueError(f"colour must be one of {COLOUR_MODES}, got {colour!r}")
+    if half_max_side_px < 64:
+        raise ValueError(f"half_max_side_px must be >= 64, got {half_max_side_px}")
+    _check_watermark(watermark, watermark_opacity)
+    label_after = after_label(weeks, sessions)
+    h, w = b.shape[:2]
+    if valid is not None and (valid.shape != (h, w) or valid.dtype != bool):
+        raise ValueError(f"valid must be a ({h}, {w}) bool array, got {valid.shape} {valid.dtype}")
+    if crop is None:
+        crop = largest_valid_rectangle(valid) if valid is not None else (0, 0, w, h)
+    _check_box(crop, (h, w), "crop")
+    for box in blur_boxes:
+        if not isinstance(box, BlurBox):
+            raise ValueError(f"blur_boxes must hold BlurBox items, got {type(box).__name__}")
+
+    halves = []
+    for img in (b, a):
+        img = apply_blur_boxes(img, blur_boxes)
+        if valid is not None:
+            img = np.where(valid[..., None], img, np.uint8(_FILL_GREY))
+        x, y, cw, ch = crop
+        halves.append(np.ascontiguousarray(img[y : y + ch, x : x + cw]))
+
+    if check_faces:
+        for name, half in zip(("before", "after"), halves, strict=True):
+            if detect_faces(half):
+                raise PhotoError(
+                    f"A face is visible in the {name} photo of this pair; it cannot be "
+                    "exported. Draw a blur box over it or choose another pair."
+                )
+
+    if colour == "shared_levels":
+        gain, offset = shared_levels(halves[0], halves[1])
+        halves = [_apply_levels(hv, gain, offset) for hv in halves]
+
+    cw, ch = halves[0].shape[1], halves[0].shape[0]
+    zoom = half_max_side_px / max(cw, ch)
+    size = (max(1, round(cw * zoom)), max(1, round(ch * zoom)))
+    resample = Image.Resampling.LANCZOS if zoom < 1 else Image.Resampling.BICUBIC
+    halves = [np.asarray(Image.fromarray(hv).resize(size, resample)) for hv in halves]
+    halves = [add_watermark(hv, watermark, opacity=watermark_opacity) for hv in halves]
+
+    label_h = max(24, size[1] // 12)
+    panels = [
+        np.concatenate([_label_strip(text, size[0], label_h), hv], axis=0)
+        for text, hv in zip(("Before", label_after), halves, strict=True)
+    ]
+    gap = max(4, size[0] // 100)
+    if layout == "side_by_side":
+        sep = np.full((panels[0].shape[0], gap, 3), 255, np.uint8)
+        return np.concatenate([panels[0], sep, panels[1]], axis=1)
+    sep = np.full((gap, panels[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([panels[0], sep, panels[1]], axis=0)
+
+
+# --------------------------------------------------------------------------- packaging
+
+
+def new_anonymous_id() -> str:
+    """A random id (16 hex digits) that says nothing about the client or the photo."""
+    return secrets.token_hex(8)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_manifest(rows: Iterable[ManifestRow]) -> bytes:
+    """``manifest.csv`` as UTF-8 bytes, header :data:`MANIFEST_COLUMNS`, one row per pair."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        d = row.to_dict()
+        for key in ("improvement_pct", "improvement_lo_pct", "improvement_hi_pct"):
+            d[key] = "" if d[key] is None else f"{float(d[key]):.1f}"
+        writer.writerow(d)
+    return buf.getvalue().encode("utf-8")
+
+
+def read_manifest(data: bytes) -> list[dict[str, str]]:
+    """Parse ``manifest.csv`` bytes back into one dict per row (for checks and tests)."""
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def build_zip(images: dict[str, bytes], manifest_csv: bytes) -> bytes:
+    """ZIP with ``images/<name>`` entries and ``manifest.csv``; fixed timestamps, no comment."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in images.items():
+            if "/" in name or "\\" in name or name.startswith("."):
+                raise ValueError(f"image name must be a bare file name, got {name!r}")
+            info = zipfile.ZipInfo(f"images/{name}", date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED  # JPEG is already compressed
+            zf.writestr(info, data)
+        info = zipfile.ZipInfo("manifest.csv", date_time=_ZIP_DATE)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, manifest_csv)
+    return buf.getvalue()
+
+
+def encode_composite(composite: np.ndarray, *, quality: int = 92) -> bytes:
+    """JPEG bytes of a composite with no metadata at all (pixels only)."""
+    return encode_image(composite, format="JPEG", quality=quality)
