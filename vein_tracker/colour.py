@@ -1,0 +1,387 @@
+"""Colour: the leg/skin mask and colour normalisation of a follow-up onto its baseline.
+
+Owns the photometric model that makes two visits comparable. It must not register
+photos (see :mod:`vein_tracker.registration`) nor segment veins.
+
+Colour model (optical density, OD = -ln(linear reflectance), see
+:mod:`vein_tracker.optics`). For a follow-up already warped into the baseline
+frame, on skin that is not vein,
+
+    OD_followup(p, k) = OD_baseline(p, k) + c_k + f(p),
+
+where ``c_k`` is a per-channel offset (exposure and white balance are per-channel
+gains in linear light, so offsets in OD: ``gain_k = exp(-c_k)``) and ``f`` is a
+smooth, neutral illumination field (shading from the leg's curvature, light
+fall-off): a 2-D polynomial of degree 2 in the normalised coordinates, with no
+constant term. The parameters are fitted by least squares on a sub-sample of skin
+pixels with iterative trimming of the largest residuals (treated veins, bruises,
+registration misfits), then removed: ``OD_normalised = OD_followup - c_k - f``.
+Because vein changes are local and the model has only 3 + 5 parameters, treatment
+cannot be absorbed by the correction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+
+from .io import Photo, as_rgb
+from .optics import (
+    DEEP_VEIN_OD,
+    HAEMOGLOBIN_OD,
+    od_to_srgb_u8,
+    optical_density,
+)
+
+__all__ = [
+    "ColourNormalisation",
+    "delta_e2000",
+    "normalise_colour",
+    "skin_mask",
+    "vein_like_mask",
+]
+
+#: Long side (px) at which the skin mask is computed; the result is upsampled.
+_MASK_SIDE = 480
+
+
+@dataclass(frozen=True, eq=False)
+class ColourNormalisation:
+    """Result of :func:`normalise_colour`.
+
+    Attributes
+    ----------
+    image : ndarray, shape (H, W, 3), dtype uint8
+        The normalised image, RGB.
+    gains : ndarray, shape (3,), dtype float64
+        Linear per-channel gains applied to the image (R, G, B), at the image centre.
+    field : ndarray, shape (H, W), dtype float32
+        The neutral illumination field ``f`` that was removed, in OD units (0 at the
+        image centre; positive where the image was darker than the reference).
+    offsets_od : ndarray, shape (3,), dtype float64
+        The per-channel OD offsets ``c_k`` that were removed.
+    delta_e : float
+        Mean CIEDE2000 colour difference between the reference and the normalised
+        image over the fitting mask (NaN when the mask is empty).
+    delta_e_before : float
+        The same figure before normalisation.
+    n_pixels : int
+        Number of mask pixels used in the fit after trimming.
+    """
+
+    image: np.ndarray
+    gains: np.ndarray
+    field: np.ndarray
+    offsets_od: np.ndarray
+    delta_e: float
+    delta_e_before: float
+    n_pixels: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays of pixels)."""
+        return {
+            "gains": [float(g) for g in self.gains],
+            "offsets_od": [float(c) for c in self.offsets_od],
+            "field_range_od": [float(self.field.min()), float(self.field.max())]
+            if self.field.size
+            else [0.0, 0.0],
+            "delta_e": _nan_to_none(self.delta_e),
+            "delta_e_before": _nan_to_none(self.delta_e_before),
+            "n_pixels": int(self.n_pixels),
+        }
+
+
+def _nan_to_none(v: float) -> float | None:
+    return None if not np.isfinite(v) else float(v)
+
+
+def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], name: str) -> np.ndarray | None:
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray) or mask.shape != shape or mask.dtype != bool:
+        got = (
+            f"shape {mask.shape} dtype {mask.dtype}"
+            if isinstance(mask, np.ndarray)
+            else type(mask).__name__
+        )
+        raise ValueError(
+            f"{name} must be a bool array of shape {shape} (the photo's H, W), got {got}; "
+            f"convert it with `{name}.astype(bool)` or resize it to the photo"
+        )
+    return mask
+
+
+# --------------------------------------------------------------------------- skin mask
+
+
+def skin_mask(photo: Photo | np.ndarray) -> np.ndarray:
+    """Pixels of the leg (skin), as opposed to backdrop, clothing or floor.
+
+    Skin colours are a narrow family of red-orange hues in CIELAB. Pixels of that
+    family are taken as seeds; their robust mean and spread in (L*, a*, b*)
+    define a colour model of *this* leg under *this* light, so white balance and
+    skin tone do not need fixed thresholds. The pixels close to the model are then
+    cleaned with morphology, and the largest connected component with its holes
+    filled (veins, moles, hair) is returned.
+
+    Parameters
+    ----------
+    photo : Photo or ndarray, shape (H, W, 3), dtype uint8
+        RGB photo.
+
+    Returns
+    -------
+    ndarray, shape (H, W), dtype bool
+        True on the leg. All False when no skin-coloured region is found.
+    """
+    rgb = as_rgb(photo)
+    h, w = rgb.shape[:2]
+    s = min(1.0, _MASK_SIDE / max(h, w))
+    small = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb
+    small_mask = _skin_mask_small(small)
+    if s >= 1:
+        return small_mask
+    up = cv2.resize(small_mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(up >= 128)
+
+
+def _skin_mask_small(rgb: np.ndarray) -> np.ndarray:
+    lab = cv2.cvtColor(rgb.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2Lab)
+    lab = cv2.GaussianBlur(lab, (0, 0), 1.5)
+    big_l, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    hue = np.degrees(np.arctan2(b, a))
+    chroma = np.hypot(a, b)
+    seeds = (big_l > 20) & (big_l < 97) & (hue > 10) & (hue < 80) & (chroma > 8) & (chroma < 70)
+    if seeds.sum() < 0.01 * seeds.size:
+        return np.zeros(rgb.shape[:2], dtype=bool)
+    feats = np.stack([big_l * 0.5, a, b], axis=-1)
+    x = feats[seeds]
+    centre = np.median(x, axis=0)
+    # Robust spread: median absolute deviation, floored so a uniform phantom still works.
+    spread = np.maximum(1.4826 * np.median(np.abs(x - centre), axis=0), np.array([3.0, 2.0, 2.0]))
+    # Re-estimate from the core of the seeds (drops a skin-like backdrop minority).
+    core = np.all(np.abs(x - centre) < 2.5 * spread, axis=1)
+    if core.sum() > 100:
+        centre = np.median(x[core], axis=0)
+        spread = np.maximum(
+            1.4826 * np.median(np.abs(x[core] - centre), axis=0), np.array([3.0, 2.0, 2.0])
+        )
+    z = (feats - centre) / spread
+    d2 = np.einsum("...k,...k->...", z, z)
+    cand = d2 < 16.0  # 4 robust sigmas
+    k = max(3, round(0.01 * max(rgb.shape[:2])) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    cand_u8 = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    cand_u8 = cv2.morphologyEx(cand_u8, cv2.MORPH_CLOSE, kernel)
+    n, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand_u8, connectivity=8)
+    if n <= 1:
+        return np.zeros(rgb.shape[:2], dtype=bool)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[largest, cv2.CC_STAT_AREA] < 0.02 * cand.size:
+        return np.zeros(rgb.shape[:2], dtype=bool)
+    leg = lab_cc == largest
+    # Veins, moles and hair inside the leg are leg too.
+    leg = np.asarray(ndi.binary_fill_holes(leg))
+    return leg
+
+
+# --------------------------------------------------------------------------- vein-like pixels
+
+
+def _chroma_basis() -> tuple[np.ndarray, np.ndarray]:
+    """Unit OD directions seen only by blood (orthogonal to neutral and melanin)."""
+    from .optics import MELANIN_OD, NEUTRAL_OD
+
+    q, _ = np.linalg.qr(np.stack([NEUTRAL_OD, MELANIN_OD], axis=1).astype(np.float64))
+    out = []
+    for v in (HAEMOGLOBIN_OD, DEEP_VEIN_OD):
+        r = v.astype(np.float64) - q @ (q.T @ v.astype(np.float64))
+        out.append((r / np.linalg.norm(r)).astype(np.float32))
+    return out[0], out[1]
+
+
+def vein_like_mask(od: np.ndarray, *, sigma_px: float = 6.0, k: float = 3.0) -> np.ndarray:
+    """Pixels whose OD excess over the local skin points towards blood.
+
+    Parameters
+    ----------
+    od : ndarray, shape (H, W, 3), dtype float32
+        Optical density of a photo (any resolution).
+    sigma_px : float
+        Scale of the local skin background, in pixels of ``od``.
+    k : float
+        Threshold in robust standard deviations.
+
+    Returns
+    -------
+    ndarray, shape (H, W), dtype bool
+    """
+    if od.ndim != 3 or od.shape[2] != 3:
+        raise ValueError(f"od must be (H, W, 3), got shape {od.shape}")
+    hb, dv = _chroma_basis()
+    hp = od - cv2.GaussianBlur(od, (0, 0), sigma_px)
+    score = np.maximum(hp @ hb, hp @ dv)
+    med = float(np.median(score))
+    mad = float(np.median(np.abs(score - med))) * 1.4826 + 1e-6
+    return np.asarray(score > med + k * mad)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def _poly_terms(xn: np.ndarray, yn: np.ndarray) -> np.ndarray:
+    """Degree-2 polynomial terms without the constant: (N, 5)."""
+    return np.stack([xn, yn, xn * xn, xn * yn, yn * yn], axis=-1)
+
+
+def delta_e2000(
+    reference: np.ndarray, image: np.ndarray, *, mask: np.ndarray | None = None
+) -> float:
+    """Mean CIEDE2000 difference between two RGB images over ``mask``.
+
+    Parameters
+    ----------
+    reference, image : ndarray, shape (H, W, 3), dtype uint8
+    mask : ndarray, shape (H, W), dtype bool, optional
+
+    Returns
+    -------
+    float
+        Mean ΔE2000 (NaN when the mask is empty). At most 200 000 pixels are used
+        (a regular sub-sample).
+    """
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    ref = as_rgb(reference)
+    img = as_rgb(image)
+    if ref.shape != img.shape:
+        raise ValueError(f"image shape {img.shape} must equal reference shape {ref.shape}")
+    m = np.ones(ref.shape[:2], bool) if mask is None else _check_mask(mask, ref.shape[:2], "mask")
+    assert m is not None
+    idx = np.flatnonzero(m)
+    if idx.size == 0:
+        return float("nan")
+    step = max(1, idx.size // 200_000)
+    idx = idx[::step]
+    a = ref.reshape(-1, 3)[idx].astype(np.float64)[None] / 255.0
+    b = img.reshape(-1, 3)[idx].astype(np.float64)[None] / 255.0
+    return float(np.mean(deltaE_ciede2000(rgb2lab(a), rgb2lab(b))))
+
+
+def normalise_colour(
+    reference: Photo | np.ndarray,
+    image: Photo | np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    trim: float = 0.2,
+) -> ColourNormalisation:
+    """Bring ``image``'s colour and exposure to ``reference``'s, on skin that is not vein.
+
+    Both images must be in the same frame (register the follow-up first). See the
+    module docstring for the model: per-channel OD offsets plus a smooth, neutral
+    degree-2 illumination field, fitted robustly.
+
+    Parameters
+    ----------
+    reference : Photo or ndarray, shape (H, W, 3), dtype uint8
+        The baseline photo (RGB).
+    image : Photo or ndarray, shape (H, W, 3), dtype uint8
+        The follow-up photo warped into the baseline frame (RGB).
+    mask : ndarray, shape (H, W), dtype bool, optional
+        Pixels usable for the fit, e.g. skin seen in both photos
+        (``skin_mask(reference) & registration.valid``). Vein-like pixels of either
+        image are removed from it. Default: the skin mask of ``reference``.
+    trim : float
+        Fraction of the largest residuals dropped at each of the 3 fitting rounds,
+        in [0, 0.5).
+
+    Returns
+    -------
+    ColourNormalisation
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, a bad mask, or ``trim`` outside [0, 0.5).
+    """
+    ref = as_rgb(reference)
+    img = as_rgb(image)
+    if ref.shape != img.shape:
+        raise ValueError(
+            f"image shape {img.shape} must equal reference shape {ref.shape}: "
+            "warp the follow-up into the baseline frame first (registration.warp)"
+        )
+    if not 0.0 <= trim < 0.5:
+        raise ValueError(f"trim must be in [0, 0.5), got {trim!r}")
+    h, w = ref.shape[:2]
+    m = _check_mask(mask, (h, w), "mask")
+    if m is None:
+        m = skin_mask(ref)
+
+    # Fit on a working copy of at most ~0.5 MP: the model is smooth, so this is exact enough.
+    s = min(1.0, float(np.sqrt(5e5 / (h * w))))
+    if s < 1.0:
+        ref_s = cv2.resize(ref, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        img_s = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        m_s = cv2.resize(m.astype(np.uint8), (ref_s.shape[1], ref_s.shape[0])) > 0
+    else:
+        ref_s, img_s, m_s = ref, img, m
+    hs, ws = ref_s.shape[:2]
+    od_r = optical_density(ref_s)
+    od_i = optical_density(img_s)
+    # Exclude veins of either visit, clipped or black pixels (OD is not linear there).
+    sig = max(2.0, 6.0 * ws / 1000.0)
+    use = m_s & ~vein_like_mask(od_r, sigma_px=sig) & ~vein_like_mask(od_i, sigma_px=sig)
+    use &= np.all((ref_s > 3) & (ref_s < 252) & (img_s > 3) & (img_s < 252), axis=-1)
+    ys, xs = np.nonzero(use)
+    if ys.size > 60_000:
+        sel = np.linspace(0, ys.size - 1, 60_000).astype(np.int64)
+        ys, xs = ys[sel], xs[sel]
+    n_used = int(ys.size)
+    offsets = np.zeros(3)
+    coef = np.zeros(5)
+    if n_used >= 50:
+        diff = (od_i[ys, xs] - od_r[ys, xs]).astype(np.float64)  # (N, 3)
+        xn = (xs + 0.5) / ws * 2.0 - 1.0
+        yn = (ys + 0.5) / hs * 2.0 - 1.0
+        terms = _poly_terms(xn, yn)  # (N, 5)
+        keep = np.ones(n_used, bool)
+        for _ in range(3):
+            # Unknowns: c_R, c_G, c_B and 5 shared field coefficients; 3 equations per pixel.
+            k = np.flatnonzero(keep)
+            t = terms[k]
+            a_mat = np.zeros((3 * k.size, 8))
+            for ch in range(3):
+                a_mat[ch::3, ch] = 1.0
+                a_mat[ch::3, 3:] = t
+            rhs = diff[k].reshape(-1)
+            sol, *_ = np.linalg.lstsq(a_mat, rhs, rcond=None)
+            offsets, coef = sol[:3], sol[3:]
+            resid = np.abs(diff - offsets[None, :] - (terms @ coef)[:, None]).sum(axis=1)
+            keep = resid <= np.quantile(resid, 1.0 - trim)
+        n_used = int(keep.sum())
+    # Evaluate the field at full resolution from separable polynomial terms.
+    xf = ((np.arange(w, dtype=np.float32) + 0.5) / w * 2.0 - 1.0)[None, :]
+    yf = ((np.arange(h, dtype=np.float32) + 0.5) / h * 2.0 - 1.0)[:, None]
+    c = coef.astype(np.float32)
+    field = c[0] * xf + c[1] * yf + c[2] * xf * xf + c[3] * xf * yf + c[4] * yf * yf
+    field = np.ascontiguousarray(field, dtype=np.float32)
+    od_full = optical_density(img)
+    corrected = od_full - field[..., None] - offsets.astype(np.float32)[None, None, :]
+    out = od_to_srgb_u8(corrected)
+    gains = np.exp(offsets)  # linear gain applied = exp(+c_k)
+    de_before = delta_e2000(ref, img, mask=m)
+    de_after = delta_e2000(ref, out, mask=m)
+    return ColourNormalisation(
+        image=out,
+        gains=gains,
+        field=field,
+        offsets_od=offsets,
+        delta_e=de_after,
+        delta_e_before=de_before,
+        n_pixels=n_used,
+    )

@@ -1,0 +1,845 @@
+"""Registration: map a follow-up photo of a treatment area onto its baseline photo.
+
+Owns the geometric alignment and its failure detection. It must not normalise
+colour (:mod:`vein_tracker.colour`) nor segment veins.
+
+Method
+------
+1. **Matching channel.** Both photos are reduced to a working resolution and
+   projected, in optical density, onto the direction orthogonal to the two blood
+   directions (``HAEMOGLOBIN_OD`` and ``DEEP_VEIN_OD``). Veins, which treatment
+   removes on purpose, vanish from this channel while melanin (freckles, moles,
+   texture), hair and the leg outline stay. Exposure and white balance are OD
+   offsets, so a local high-pass and contrast normalisation remove them.
+2. **Coarse homography.** SIFT on the matching channel (skin only, vein-like pixels
+   masked), Lowe ratio test, ``cv2.USAC_MAGSAC``.
+3. **Sub-pixel refinement.** ECC with a homography motion model
+   (``cv2.findTransformECCWithMask``) on the high-passed channel, restricted to
+   skin, at a finer working resolution.
+4. **Non-rigid refinement** (optional). DIS optical flow between the baseline and
+   the homography-warped follow-up, smoothed by normalised convolution on skin and
+   bounded; kept only when it lowers the photometric residual.
+5. **Checks.** Inlier count and ratio, plausibility of the homography (scale,
+   anisotropy, perspective), overlap, normalised correlation on skin after warping,
+   and sharpness of the follow-up against the baseline. Any failure gives
+   ``ok=False`` with a reason a clinic user can act on; the function never raises
+   for an unusable pair.
+
+Conventions: a homography maps follow-up pixel (x, y) to baseline pixel (x, y), at
+full resolution, in upright photos. ``flow`` is a residual displacement field in
+the baseline frame: baseline pixel ``p`` sees the homography-warped follow-up at
+``p + flow(p)``, i.e. the follow-up at ``H^-1(p + flow(p))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .colour import skin_mask, vein_like_mask
+from .io import Photo, as_rgb
+from .optics import NEUTRAL_OD, optical_density
+
+__all__ = [
+    "Registration",
+    "RegistrationChecks",
+    "matching_channel",
+    "register",
+    "sharpness",
+]
+
+ProgressCallback = Callable[[float, str], None]
+
+#: Long side (px) of the image used for SIFT matching.
+MATCH_SIDE = 640
+#: Long side (px) of the image used for ECC and optical-flow refinement.
+REFINE_SIDE = 1000
+
+# Failure thresholds (documented in Registration.reason messages).
+MIN_INLIERS = 20
+MIN_INLIER_RATIO = 0.08
+MIN_NCC = 0.35
+MIN_OVERLAP = 0.25
+MIN_SHARPNESS_RATIO = 0.45
+MAX_SCALE_CHANGE = 2.0
+MAX_ANISOTROPY = 1.35
+MAX_PERSPECTIVE = 0.35
+
+
+@dataclass(frozen=True)
+class RegistrationChecks:
+    """The figures the ok/refuse decision was taken on (for display and debugging).
+
+    Attributes
+    ----------
+    matches : int
+        Ratio-test matches fed to the robust estimator.
+    ncc : float
+        Normalised correlation of the matching channel on skin after warping, [-1, 1].
+    overlap : float
+        Fraction of the baseline leg covered by the warped follow-up, [0, 1].
+    sharpness_ratio : float
+        Fine-detail energy of the follow-up relative to the baseline (1 = as sharp).
+    scale : float
+        Mean linear scale of the homography (follow-up px to baseline px).
+    anisotropy : float
+        Ratio of the homography's singular values (1 = no shear/stretch).
+    perspective : float
+        Largest relative scale change across the frame caused by the projective terms.
+    nonrigid_gain : float
+        Relative drop of the photometric residual won by the non-rigid stage (0 if unused).
+    """
+
+    matches: int = 0
+    ncc: float = float("nan")
+    overlap: float = 0.0
+    sharpness_ratio: float = float("nan")
+    scale: float = float("nan")
+    anisotropy: float = float("nan")
+    perspective: float = float("nan")
+    nonrigid_gain: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _json_float(v) for k, v in self.__dict__.items()}
+
+
+def _json_float(v: float | int) -> float | int | None:
+    if isinstance(v, int):
+        return v
+    return float(v) if np.isfinite(v) else None
+
+
+@dataclass(frozen=True, eq=False)
+class Registration:
+    """A follow-up photo aligned onto its baseline.
+
+    Attributes
+    ----------
+    ok : bool
+        Whether the pair is usable for scoring.
+    reason : str or None
+        Why not, for a clinic user (None when ``ok``).
+    homography : ndarray, shape (3, 3), dtype float64
+        Maps follow-up pixel (x, y) to baseline pixel (x, y), full resolution.
+        Identity when no estimate could be made.
+    flow : ndarray, shape (H, W, 2), dtype float32, or None
+        Residual displacement in the baseline frame, px (see module docstring).
+    warped : ndarray, shape (H, W, 3), dtype uint8
+        The follow-up resampled into the baseline frame (RGB); zeros outside ``valid``.
+    valid : ndarray, shape (H, W), dtype bool
+        Baseline pixels that the follow-up covers.
+    inliers : int
+        Feature matches consistent with the homography.
+    inlier_ratio : float
+        ``inliers`` over the ratio-test matches, [0, 1].
+    residual_px : float
+        Median distance, in full-resolution baseline px, between matched features
+        after the final mapping (NaN when no estimate).
+    quality : float
+        Overall alignment quality in [0, 1] (0 when refused).
+    checks : RegistrationChecks
+        The figures behind ``ok`` and ``quality``.
+    followup_shape : tuple of int
+        ``(H, W)`` of the follow-up photo.
+    """
+
+    ok: bool
+    reason: str | None
+    homography: np.ndarray
+    flow: np.ndarray | None
+    warped: np.ndarray
+    valid: np.ndarray
+    inliers: int
+    inlier_ratio: float
+    residual_px: float
+    quality: float
+    checks: RegistrationChecks = field(default_factory=RegistrationChecks)
+    followup_shape: tuple[int, int] = (0, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no pixel arrays)."""
+        return {
+            "ok": bool(self.ok),
+            "reason": self.reason,
+            "homography": [[float(v) for v in row] for row in self.homography],
+            "quality": float(self.quality),
+            "residual_px": _json_float(self.residual_px),
+            "inliers": int(self.inliers),
+            "inlier_ratio": float(self.inlier_ratio),
+            "nonrigid": self.flow is not None,
+            "valid_fraction": float(self.valid.mean()) if self.valid.size else 0.0,
+            "checks": self.checks.to_dict(),
+        }
+
+    def map_points(self, xy: np.ndarray) -> np.ndarray:
+        """Map follow-up pixel coordinates to the baseline frame.
+
+        Parameters
+        ----------
+        xy : array_like, shape (N, 2)
+            Follow-up (x, y) in px.
+
+        Returns
+        -------
+        ndarray, shape (N, 2), dtype float64
+            Baseline (x, y) in px. With a flow field the inverse of
+            ``p -> p + flow(p)`` is found by fixed-point iteration.
+        """
+        pts = np.asarray(xy, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise ValueError(f"xy must have shape (N, 2), got {pts.shape}")
+        q = _apply_h(self.homography, pts)
+        if self.flow is None:
+            return q
+        p = q.copy()
+        for _ in range(6):
+            fx = _bilinear(self.flow[..., 0], p)
+            fy = _bilinear(self.flow[..., 1], p)
+            p = q - np.stack([fx, fy], axis=1)
+        return p
+
+    def warp(
+        self, image: np.ndarray, *, interpolation: str = "linear", fill: float = 0
+    ) -> np.ndarray:
+        """Resample a follow-up-frame image or mask into the baseline frame.
+
+        Parameters
+        ----------
+        image : ndarray, shape (h, w) or (h, w, C)
+            An image or mask in the follow-up frame (same size as the follow-up).
+            Bool masks come back bool.
+        interpolation : {"linear", "nearest", "cubic"}
+            Resampling; masks and label images should use "nearest".
+        fill : float
+            Value outside the follow-up.
+
+        Returns
+        -------
+        ndarray, shape (H, W) or (H, W, C)
+            Same dtype as ``image`` in the baseline frame.
+        """
+        interp = {
+            "linear": cv2.INTER_LINEAR,
+            "nearest": cv2.INTER_NEAREST,
+            "cubic": cv2.INTER_CUBIC,
+        }
+        if interpolation not in interp:
+            raise ValueError(
+                f"interpolation must be 'linear', 'nearest' or 'cubic', got {interpolation!r}"
+            )
+        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+            raise ValueError("image must be a 2-D or 3-D ndarray in the follow-up frame")
+        if self.followup_shape != (0, 0) and image.shape[:2] != self.followup_shape:
+            raise ValueError(
+                f"image must have the follow-up's size {self.followup_shape}, got {image.shape[:2]}"
+            )
+        is_bool = image.dtype == bool
+        src = image.astype(np.uint8) if is_bool else image
+        shape = self.valid.shape
+        flag = cv2.INTER_NEAREST if is_bool else interp[interpolation]
+        out = _warp_to_baseline(src, self.homography, self.flow, shape, flag, fill)
+        return out.astype(bool) if is_bool else out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    ph = np.hstack([pts, np.ones((pts.shape[0], 1))]) @ h.T
+    return ph[:, :2] / ph[:, 2:3]
+
+
+def _bilinear(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    out = cv2.remap(
+        img.astype(np.float32),
+        pts[:, 0].astype(np.float32).reshape(-1, 1),
+        pts[:, 1].astype(np.float32).reshape(-1, 1),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def _scale_h(h: np.ndarray, s_src: float, s_dst: float) -> np.ndarray:
+    """``h`` in frames where follow-up coords are scaled by ``s_src``, baseline by ``s_dst``."""
+    a = np.diag([s_dst, s_dst, 1.0])
+    b = np.diag([1.0 / s_src, 1.0 / s_src, 1.0])
+    out = a @ h @ b
+    return out / out[2, 2]
+
+
+def _resize(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    h, w = rgb.shape[:2]
+    s = min(1.0, side / max(h, w))
+    if s >= 1.0:
+        return rgb, 1.0
+    out = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    # The exact scale of the resized grid (pixel centres), per axis averaged.
+    return out, 0.5 * (out.shape[1] / w + out.shape[0] / h)
+
+
+def matching_channel(rgb: np.ndarray, *, sigma_px: float = 3.0) -> np.ndarray:
+    """The illumination-robust, vein-free channel registration matches on.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), dtype uint8
+        RGB image (any resolution).
+    sigma_px : float
+        Scale of the high-pass, in px of ``rgb``.
+
+    Returns
+    -------
+    ndarray, shape (H, W), dtype float32
+        Neutral optical density (log-luminance; exposure and white balance are
+        offsets in it), lightly smoothed against JPEG noise, minus its local mean
+        (Gaussian ``sigma_px``). Vein pixels are masked separately.
+    """
+    od = optical_density(as_rgb(rgb))
+    ch = cv2.GaussianBlur(od @ NEUTRAL_OD, (0, 0), 1.0)
+    return np.asarray(ch - cv2.GaussianBlur(ch, (0, 0), sigma_px), dtype=np.float32)
+
+
+def _to_u8(hp: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Locally contrast-normalised high-pass as uint8, for SIFT."""
+    sd = np.sqrt(cv2.GaussianBlur(hp * hp, (0, 0), 4.0 * sigma_px)) + 1e-3
+    z = np.clip(hp / sd, -3.0, 3.0)
+    return np.asarray(np.round(z * 40.0 + 128.0), dtype=np.uint8)
+
+
+def sharpness(rgb: np.ndarray, *, mask: np.ndarray | None = None) -> float:
+    """Fine-detail energy relative to mid-scale detail (scale-free focus measure).
+
+    Ratio of the energy of a 1-px difference-of-Gaussians to that of a 2-px one on
+    the grey image: a blurred photo loses the fine band first. About 0.5–0.8 for a
+    sharp skin photo; much lower for a blurred one.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), dtype uint8
+    mask : ndarray, shape (H, W), dtype bool, optional
+        Pixels to measure on (e.g. skin).
+
+    Returns
+    -------
+    float
+    """
+    g = cv2.cvtColor(as_rgb(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    g1 = cv2.GaussianBlur(g, (0, 0), 1.0)
+    g2 = cv2.GaussianBlur(g, (0, 0), 2.0)
+    g4 = cv2.GaussianBlur(g, (0, 0), 4.0)
+    fine = (g - g1) ** 2
+    mid = (g2 - g4) ** 2
+    if mask is not None:
+        m = cv2.erode(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        if m.sum() > 100:
+            return float(fine[m].mean() / (mid[m].mean() + 1e-6))
+    return float(fine.mean() / (mid.mean() + 1e-6))
+
+
+def _warp_to_baseline(
+    src: np.ndarray,
+    h: np.ndarray,
+    flow: np.ndarray | None,
+    shape: tuple[int, int],
+    flag: int,
+    fill: float = 0,
+) -> np.ndarray:
+    hh, ww = shape
+    if flow is None:
+        return np.asarray(
+            cv2.warpPerspective(
+                src,
+                h,
+                (ww, hh),
+                flags=flag,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=fill,
+            )
+        )
+    mx, my = _source_maps(h, flow, shape)
+    return np.asarray(
+        cv2.remap(src, mx, my, flag, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    )
+
+
+def _source_maps(
+    h: np.ndarray, flow: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Follow-up (x, y) of each baseline pixel: ``H^-1(p + flow(p))``, float32 maps."""
+    hh, ww = shape
+    hinv = np.linalg.inv(h)
+    xs = np.arange(ww, dtype=np.float32)[None, :] + flow[..., 0]
+    ys = np.arange(hh, dtype=np.float32)[:, None] + flow[..., 1]
+    hi = hinv.astype(np.float32)
+    den = hi[2, 0] * xs + hi[2, 1] * ys + hi[2, 2]
+    mx = (hi[0, 0] * xs + hi[0, 1] * ys + hi[0, 2]) / den
+    my = (hi[1, 0] * xs + hi[1, 1] * ys + hi[1, 2]) / den
+    return np.asarray(mx, np.float32), np.asarray(my, np.float32)
+
+
+def _homography_shape(h: np.ndarray, shape_f: tuple[int, int]) -> tuple[float, float, float]:
+    """Scale, anisotropy and perspective strength of ``h`` over the follow-up frame."""
+    hf, wf = shape_f
+    cx, cy = wf / 2.0, hf / 2.0
+    # Local Jacobian at the centre.
+    d = h[2, 0] * cx + h[2, 1] * cy + h[2, 2]
+    u = (h[0, 0] * cx + h[0, 1] * cy + h[0, 2]) / d
+    v = (h[1, 0] * cx + h[1, 1] * cy + h[1, 2]) / d
+    jac = np.array(
+        [
+            [(h[0, 0] - u * h[2, 0]) / d, (h[0, 1] - u * h[2, 1]) / d],
+            [(h[1, 0] - v * h[2, 0]) / d, (h[1, 1] - v * h[2, 1]) / d],
+        ]
+    )
+    sv = np.linalg.svd(jac, compute_uv=False)
+    if not np.all(np.isfinite(sv)) or sv[1] <= 0:
+        return float("nan"), float("inf"), float("inf")
+    scale = float(np.sqrt(sv[0] * sv[1]))
+    aniso = float(sv[0] / sv[1])
+    corners = np.array([[0, 0], [wf, 0], [0, hf], [wf, hf]], dtype=np.float64)
+    den = corners @ h[2, :2] + h[2, 2]
+    if np.any(den <= 0):
+        return scale, aniso, float("inf")
+    persp = float(np.max(np.abs(den / d - 1.0)))
+    return scale, aniso, persp
+
+
+def _masked_smooth(
+    flow: np.ndarray, weight: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised convolution of a flow field with a Gaussian, weights in [0, 1]."""
+    w = cv2.GaussianBlur(weight, (0, 0), sigma)
+    fx = cv2.GaussianBlur(flow[..., 0] * weight, (0, 0), sigma)
+    fy = cv2.GaussianBlur(flow[..., 1] * weight, (0, 0), sigma)
+    den = np.maximum(w, 1e-3)
+    out = np.stack([fx / den, fy / den], axis=-1)
+    return out.astype(np.float32), w
+
+
+def _ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
+    if m.sum() < 50:
+        return float("nan")
+    x = a[m].astype(np.float64)
+    y = b[m].astype(np.float64)
+    x -= x.mean()
+    y -= y.mean()
+    den = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / den) if den > 0 else float("nan")
+
+
+def _check_optional_mask(
+    mask: np.ndarray | None, shape: tuple[int, int], name: str
+) -> np.ndarray | None:
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray) or mask.shape != shape:
+        got = mask.shape if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise ValueError(
+            f"{name} must be a bool array of the baseline's shape {shape}, got {got}; "
+            "draw it on the upright baseline photo"
+        )
+    if mask.dtype != bool:
+        raise ValueError(f"{name} must have dtype bool, got {mask.dtype}; use `{name} > 0`")
+    return mask
+
+
+def _refused(
+    reason: str,
+    base_shape: tuple[int, int],
+    f_shape: tuple[int, int],
+    *,
+    h: np.ndarray | None = None,
+    inliers: int = 0,
+    ratio: float = 0.0,
+    checks: RegistrationChecks | None = None,
+) -> Registration:
+    hh, ww = base_shape
+    return Registration(
+        ok=False,
+        reason=reason,
+        homography=np.eye(3) if h is None else h,
+        flow=None,
+        warped=np.zeros((hh, ww, 3), np.uint8),
+        valid=np.zeros((hh, ww), bool),
+        inliers=int(inliers),
+        inlier_ratio=float(ratio),
+        residual_px=float("nan"),
+        quality=0.0,
+        checks=checks or RegistrationChecks(),
+        followup_shape=f_shape,
+    )
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def register(
+    baseline: Photo | np.ndarray,
+    followup: Photo | np.ndarray,
+    *,
+    roi: np.ndarray | None = None,
+    leg_mask: np.ndarray | None = None,
+    nonrigid: bool = True,
+    progress: ProgressCallback | None = None,
+) -> Registration:
+    """Align a follow-up photo onto the baseline photo of the same treatment area.
+
+    Parameters
+    ----------
+    baseline, followup : Photo or ndarray, shape (H, W, 3) and (h, w, 3), dtype uint8
+        Upright RGB photos. Their sizes may differ.
+    roi : ndarray, shape (H, W), dtype bool, optional
+        Region of interest in the baseline frame; matching and checks favour it.
+    leg_mask : ndarray, shape (H, W), dtype bool, optional
+        Leg (skin) pixels of the baseline; default :func:`colour.skin_mask`.
+    nonrigid : bool
+        Add a smooth, bounded residual flow when it improves the fit.
+    progress : callable(fraction, message), optional
+        Called with a fraction in [0, 1] and a short message.
+
+    Returns
+    -------
+    Registration
+        ``ok=False`` with a reason for pairs that cannot be aligned (different legs,
+        blurred, too little overlap); this function does not raise for those.
+
+    Raises
+    ------
+    ValueError
+        A photo is not ``(H, W, 3) uint8`` or a mask has the wrong shape/dtype.
+    """
+    base = as_rgb(baseline)
+    fol = as_rgb(followup)
+    bshape = (int(base.shape[0]), int(base.shape[1]))
+    fshape = (int(fol.shape[0]), int(fol.shape[1]))
+    roi_m = _check_optional_mask(roi, bshape, "roi")
+    leg_m = _check_optional_mask(leg_mask, bshape, "leg_mask")
+
+    def report(frac: float, msg: str) -> None:
+        if progress is not None:
+            progress(float(frac), msg)
+
+    report(0.0, "preparing photos")
+    # ---- working images
+    b_ref, s_bref = _resize(base, REFINE_SIDE)
+    f_ref, s_fref = _resize(fol, REFINE_SIDE)
+    b_m, s_bm = _resize(b_ref, MATCH_SIDE)
+    f_m, s_fm = _resize(f_ref, MATCH_SIDE)
+    s_bm *= s_bref
+    s_fm *= s_fref
+
+    if leg_m is None:
+        b_skin_ref = skin_mask(b_ref)
+    else:
+        b_skin_ref = (
+            cv2.resize(leg_m.astype(np.uint8), (b_ref.shape[1], b_ref.shape[0])) > 0
+            if s_bref < 1
+            else leg_m
+        )
+    f_skin_ref = skin_mask(f_ref)
+    if roi_m is not None:
+        roi_ref = cv2.resize(roi_m.astype(np.uint8), (b_ref.shape[1], b_ref.shape[0])) > 0
+        # Keep context around a small ROI: features just outside it constrain it too.
+        k = max(3, round(0.15 * max(b_ref.shape[:2])) | 1)
+        roi_dil = cv2.dilate(roi_ref.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+        b_use_ref = b_skin_ref & roi_dil
+        if b_use_ref.mean() < 0.02:
+            b_use_ref = b_skin_ref
+    else:
+        roi_ref = None
+        b_use_ref = b_skin_ref
+    if b_use_ref.mean() < 0.02:
+        return _refused(
+            "No skin was found in the baseline photo: photograph the treated area of the leg.",
+            bshape,
+            fshape,
+        )
+    if f_skin_ref.mean() < 0.02:
+        return _refused(
+            "No skin was found in the follow-up photo: photograph the treated area of the leg.",
+            bshape,
+            fshape,
+        )
+
+    # ---- sharpness of the follow-up against the baseline
+    sharp_b = sharpness(b_ref, mask=b_skin_ref)
+    sharp_f = sharpness(f_ref, mask=f_skin_ref)
+    sharp_ratio = sharp_f / max(sharp_b, 1e-6)
+
+    # ---- matching channel and features
+    report(0.1, "finding skin features")
+    sig_m = 3.0
+    ch_bm = matching_channel(b_m, sigma_px=sig_m)
+    ch_fm = matching_channel(f_m, sigma_px=sig_m)
+
+    def feat_mask(rgb_small: np.ndarray, skin: np.ndarray) -> np.ndarray:
+        sk = cv2.resize(skin.astype(np.uint8), (rgb_small.shape[1], rgb_small.shape[0])) > 0
+        veins = vein_like_mask(optical_density(rgb_small), sigma_px=6.0, k=4.0)
+        veins = cv2.dilate(veins.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        # Keep a band around the leg outline: it is a stable feature too.
+        band = cv2.dilate(sk.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        return np.asarray((band & ~veins).astype(np.uint8) * 255)
+
+    mask_bm = feat_mask(b_m, b_use_ref)
+    mask_fm = feat_mask(f_m, f_skin_ref)
+    sift = cv2.SIFT_create(nfeatures=1500, contrastThreshold=0.02)
+    kb, db = sift.detectAndCompute(_to_u8(ch_bm, sig_m), mask_bm)
+    kf, df = sift.detectAndCompute(_to_u8(ch_fm, sig_m), mask_fm)
+    if db is None or df is None or len(kb) < 8 or len(kf) < 8:
+        return _refused(
+            "Too few skin features were found to align the photos: check focus and lighting, "
+            "and photograph the same area as the baseline.",
+            bshape,
+            fshape,
+        )
+    report(0.3, "matching")
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    knn = matcher.knnMatch(df, db, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+    n_matches = len(good)
+    if n_matches < MIN_INLIERS:
+        return _refused(
+            f"Only {n_matches} features match between the photos: they do not seem to show "
+            "the same area of the same leg. Retake the follow-up framed like the baseline.",
+            bshape,
+            fshape,
+            checks=RegistrationChecks(matches=n_matches, sharpness_ratio=sharp_ratio),
+        )
+    pf = np.float32([kf[m.queryIdx].pt for m in good])
+    pb = np.float32([kb[m.trainIdx].pt for m in good])
+    h_m, inl = cv2.findHomography(pf, pb, cv2.USAC_MAGSAC, 1.5, maxIters=5000, confidence=0.9999)
+    if h_m is None or inl is None:
+        return _refused(
+            "No consistent alignment was found between the photos: they do not seem to show "
+            "the same area. Retake the follow-up framed like the baseline.",
+            bshape,
+            fshape,
+            checks=RegistrationChecks(matches=n_matches, sharpness_ratio=sharp_ratio),
+        )
+    inl_b = inl.ravel().astype(bool)
+    n_inl = int(inl_b.sum())
+    ratio = n_inl / max(n_matches, 1)
+    # Full-resolution homography from the matching-resolution one.
+    h_full = _scale_h(h_m, 1.0 / s_fm, 1.0 / s_bm)
+    scale, aniso, persp = _homography_shape(h_full, fshape)
+    checks = RegistrationChecks(
+        matches=n_matches,
+        sharpness_ratio=sharp_ratio,
+        scale=scale,
+        anisotropy=aniso,
+        perspective=persp,
+    )
+    if n_inl < MIN_INLIERS or ratio < MIN_INLIER_RATIO:
+        return _refused(
+            f"Only {n_inl} of {n_matches} skin features agree on one alignment: the photos do "
+            "not seem to show the same area of the same leg.",
+            bshape,
+            fshape,
+            h=h_full,
+            inliers=n_inl,
+            ratio=ratio,
+            checks=checks,
+        )
+    if not (
+        np.isfinite(scale)
+        and 1.0 / MAX_SCALE_CHANGE <= scale <= MAX_SCALE_CHANGE
+        and aniso <= MAX_ANISOTROPY
+        and persp <= MAX_PERSPECTIVE
+    ):
+        return _refused(
+            "The only alignment found is implausible (too strong a change of size, shear or "
+            "viewing angle): retake the follow-up from the baseline's distance and angle.",
+            bshape,
+            fshape,
+            h=h_full,
+            inliers=n_inl,
+            ratio=ratio,
+            checks=checks,
+        )
+
+    # ---- ECC refinement at the refine resolution
+    report(0.45, "refining alignment")
+    sig_r = 2.0
+    ch_bref = matching_channel(b_ref, sigma_px=sig_r)
+    ch_fref = matching_channel(f_ref, sigma_px=sig_r)
+    h_r = _scale_h(h_full, s_fref, s_bref)  # follow-up ref px -> baseline ref px
+    tmask = b_use_ref & ~cv2.dilate(
+        vein_like_mask(optical_density(b_ref), sigma_px=8.0, k=4.0).astype(np.uint8),
+        np.ones((5, 5), np.uint8),
+    ).astype(bool)
+    tmask = cv2.erode(tmask.astype(np.uint8), np.ones((5, 5), np.uint8))
+    imask = cv2.erode(f_skin_ref.astype(np.uint8), np.ones((5, 5), np.uint8))
+    warp = np.linalg.inv(h_r).astype(np.float32)  # ECC maps template (baseline) -> input
+    warp /= warp[2, 2]
+    try:
+        _, warp = cv2.findTransformECCWithMask(
+            ch_bref,
+            ch_fref,
+            tmask,
+            imask,
+            warp,
+            cv2.MOTION_HOMOGRAPHY,
+            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5),
+            3,
+        )
+        h_r_new = np.linalg.inv(warp.astype(np.float64))
+        h_r_new /= h_r_new[2, 2]
+        # Accept the refinement only if it stays close to the feature estimate.
+        corners = np.array(
+            [[0, 0], [f_ref.shape[1], 0], [0, f_ref.shape[0]], [f_ref.shape[1], f_ref.shape[0]]],
+            dtype=np.float64,
+        )
+        moved = np.abs(_apply_h(h_r_new, corners) - _apply_h(h_r, corners)).max()
+        if np.isfinite(moved) and moved < 0.03 * max(b_ref.shape[:2]):
+            h_r = h_r_new
+    except cv2.error:
+        # ECC can diverge on low-texture pairs; the feature homography stands.
+        pass
+    h_full = _scale_h(h_r, 1.0 / s_fref, 1.0 / s_bref)
+    h_full /= h_full[2, 2]
+
+    # ---- quality on the refine grid
+    report(0.65, "checking alignment")
+    bh, bw = b_ref.shape[:2]
+    warped_ch = cv2.warpPerspective(ch_fref, h_r, (bw, bh), flags=cv2.INTER_LINEAR)
+    cover = cv2.warpPerspective(
+        np.ones(f_ref.shape[:2], np.uint8), h_r, (bw, bh), flags=cv2.INTER_NEAREST
+    )
+    f_skin_w = cv2.warpPerspective(f_skin_ref.astype(np.uint8), h_r, (bw, bh)) > 0
+    cover_b = cv2.erode(cover, np.ones((5, 5), np.uint8)) > 0
+    overlap = float((b_skin_ref & cover_b).sum() / max(b_skin_ref.sum(), 1))
+    qmask = (tmask > 0) & cover_b & f_skin_w
+    if roi_ref is not None and (qmask & roi_ref).sum() > 500:
+        qmask &= roi_ref
+    ncc = _ncc(ch_bref, warped_ch, qmask)
+
+    # ---- non-rigid refinement
+    flow_ref: np.ndarray | None = None
+    gain = 0.0
+    if nonrigid and np.isfinite(ncc) and ncc >= MIN_NCC:
+        report(0.75, "non-rigid refinement")
+        flow_ref, gain, ncc2 = _nonrigid(ch_bref, warped_ch, qmask, cover_b, f_skin_w)
+        if flow_ref is not None:
+            ncc = ncc2
+
+    checks = RegistrationChecks(
+        matches=n_matches,
+        ncc=ncc,
+        overlap=overlap,
+        sharpness_ratio=sharp_ratio,
+        scale=scale,
+        anisotropy=aniso,
+        perspective=persp,
+        nonrigid_gain=gain,
+    )
+    reason: str | None = None
+    if not np.isfinite(ncc) or ncc < MIN_NCC:
+        reason = (
+            "After alignment the skin patterns do not agree (correlation "
+            f"{0.0 if not np.isfinite(ncc) else ncc:.2f}): the photos do not seem to show the "
+            "same area of the same leg. Retake the follow-up framed like the baseline."
+        )
+    elif sharp_ratio < MIN_SHARPNESS_RATIO:
+        reason = (
+            f"The follow-up photo is blurred (fine detail at {100 * sharp_ratio:.0f} % of the "
+            "baseline's): retake it with the camera steady and focused on the skin."
+        )
+    elif 1.0 / max(sharp_ratio, 1e-6) < MIN_SHARPNESS_RATIO:
+        reason = (
+            f"The baseline photo is blurred (fine detail at {100 / sharp_ratio:.0f} % of the "
+            "follow-up's): its veins cannot be compared; retake the baseline if possible."
+        )
+    elif overlap < MIN_OVERLAP:
+        reason = (
+            f"The photos overlap on only {100 * overlap:.0f} % of the leg: retake the follow-up "
+            "framed like the baseline."
+        )
+    if reason is not None:
+        return _refused(reason, bshape, fshape, h=h_full, inliers=n_inl, ratio=ratio, checks=checks)
+
+    # ---- full-resolution outputs
+    report(0.9, "warping follow-up")
+    flow_full: np.ndarray | None = None
+    if flow_ref is not None:
+        up = cv2.resize(flow_ref, (bshape[1], bshape[0]), interpolation=cv2.INTER_LINEAR)
+        flow_full = np.asarray(up / s_bref, dtype=np.float32)
+    warped = _warp_to_baseline(fol, h_full, flow_full, bshape, cv2.INTER_LINEAR)
+    valid_src = np.ones(fshape, np.uint8)
+    valid = _warp_to_baseline(valid_src, h_full, flow_full, bshape, cv2.INTER_NEAREST) > 0
+    # Residual: inlier features under the final mapping, in baseline px.
+    pf_full = pf[inl_b].astype(np.float64) / s_fm
+    pb_full = pb[inl_b].astype(np.float64) / s_bm
+    mapped = _apply_h(h_full, pf_full)
+    if flow_full is not None:
+        fx = _bilinear(flow_full[..., 0], pb_full)
+        fy = _bilinear(flow_full[..., 1], pb_full)
+        mapped = mapped - np.stack([fx, fy], axis=1)
+    residual = float(np.median(np.linalg.norm(mapped - pb_full, axis=1)))
+
+    q_ncc = float(np.clip((ncc - MIN_NCC) / (0.8 - MIN_NCC), 0.0, 1.0))
+    q_inl = float(np.clip(n_inl / 200.0, 0.0, 1.0))
+    q_ov = float(np.clip((overlap - MIN_OVERLAP) / (0.8 - MIN_OVERLAP), 0.0, 1.0))
+    q_sh = float(np.clip((min(sharp_ratio, 1.0) - MIN_SHARPNESS_RATIO) / 0.4, 0.0, 1.0))
+    quality = float(np.clip(0.5 * q_ncc + 0.2 * q_inl + 0.15 * q_ov + 0.15 * q_sh, 0.0, 1.0))
+    report(1.0, "done")
+    return Registration(
+        ok=True,
+        reason=None,
+        homography=h_full,
+        flow=flow_full,
+        warped=np.asarray(warped, np.uint8),
+        valid=valid,
+        inliers=n_inl,
+        inlier_ratio=float(ratio),
+        residual_px=residual,
+        quality=quality,
+        checks=checks,
+        followup_shape=fshape,
+    )
+
+
+def _nonrigid(
+    ch_b: np.ndarray,
+    ch_fw: np.ndarray,
+    qmask: np.ndarray,
+    cover: np.ndarray,
+    skin_fw: np.ndarray,
+) -> tuple[np.ndarray | None, float, float]:
+    """Smooth residual flow between baseline and warped follow-up channels (refine grid)."""
+    h, w = ch_b.shape
+    # DIS on a half-resolution pair: the residual motion is smooth and small.
+    s = 0.5
+    small = (round(w * s), round(h * s))
+    sd = float(np.std(ch_b[qmask])) + 1e-6
+
+    def u8(x: np.ndarray) -> np.ndarray:
+        y = cv2.resize(x, small, interpolation=cv2.INTER_AREA)
+        return np.asarray(np.clip(y / sd * 40.0 + 128.0, 0, 255), np.uint8)
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    raw = dis.calc(u8(ch_b), u8(ch_fw), None)
+    weight = cv2.resize(qmask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+    smooth, wsum = _masked_smooth(raw, weight, sigma=max(4.0, 0.03 * max(small)))
+    # Bound: a leg that bends within one treatment area moves a few mm at most.
+    mag = np.linalg.norm(smooth, axis=-1)
+    limit = 0.03 * max(small)
+    smooth *= np.minimum(1.0, limit / np.maximum(mag, 1e-6))[..., None]
+    # Far from skin the field fades to zero instead of extrapolating.
+    smooth *= np.clip(wsum / 0.2, 0.0, 1.0)[..., None]
+    flow = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_LINEAR) / s
+    mx = (np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]).astype(np.float32)
+    my = (np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]).astype(np.float32)
+    refined = cv2.remap(ch_fw, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    before = _ncc(ch_b, ch_fw, qmask)
+    after = _ncc(ch_b, refined, qmask)
+    if not (np.isfinite(after) and np.isfinite(before)) or after <= before + 0.005:
+        return None, 0.0, before
+    err_b = float(np.mean(np.abs(ch_b[qmask] - ch_fw[qmask])))
+    err_a = float(np.mean(np.abs(ch_b[qmask] - refined[qmask])))
+    gain = 1.0 - err_a / max(err_b, 1e-9)
+    return np.asarray(flow, np.float32), gain, after
