@@ -1,0 +1,444 @@
+"""The client's PDF progress report.
+
+Owns the layout of the report (fpdf2, with the DejaVu Sans TTF bundled in
+``vein_tracker/fonts`` so any Unicode name prints) and its chart (matplotlib, Agg,
+PNG). :func:`render_report_pdf` lays out plain data; :func:`build_report_pdf`
+gathers that data through the storage ``Repository`` with the acting user, so
+the repository decides who may read the client's records. This module never
+touches SQL or photo files, and the report is for the client only: nothing here
+feeds a marketing export.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from .io import as_rgb, encode_image
+
+#: After-care instructions printed on every report (DOMAIN.md).
+AFTERCARE: tuple[str, ...] = (
+    "Wear your compression stockings as advised.",
+    "Walk for 30 minutes every day; avoid strenuous exercise for 3–5 days.",
+    "No hot baths, saunas or sun on the treated legs.",
+    "For pain, take paracetamol only (no aspirin or ibuprofen).",
+    "Call the clinic if a treated area becomes hot, very painful or swollen.",
+)
+
+_PHOTO_MAX_SIDE_PX = 900
+_FONT = "DejaVu"
+
+
+@dataclass(frozen=True)
+class ProgressPoint:
+    """One follow-up of an area: date, improvement and its band (percent)."""
+
+    date: dt.date
+    improvement_pct: float
+    band_pct: tuple[float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "date": self.date.isoformat(),
+            "improvement_pct": self.improvement_pct,
+            "band_pct": list(self.band_pct) if self.band_pct else None,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class AreaSection:
+    """One treatment area of the report.
+
+    Attributes
+    ----------
+    label : str
+        E.g. ``"left calf, posterior"``.
+    baseline_rgb : ndarray, shape (H, W, 3), dtype uint8, or None
+        Baseline photo.
+    latest_rgb : ndarray, shape (H, W, 3), dtype uint8, or None
+        Latest follow-up, aligned onto the baseline (same shape as ``baseline_rgb``).
+    baseline_date, latest_date : date or None
+    points : tuple of ProgressPoint
+        Follow-ups in date order.
+    improvement_pct : float or None
+        Latest improvement, percent, with ``band_pct`` (low, high) and quartile ``grade``.
+    by_class_pct : dict of str to float or None
+        Latest improvement per vein class (``"spider"``, ``"reticular"``).
+    target_pct : float
+        The clinic's target (75 % by default).
+    note : str or None
+        Shown under the area (e.g. why no aligned photo is available).
+    """
+
+    label: str
+    baseline_rgb: np.ndarray | None = None
+    latest_rgb: np.ndarray | None = None
+    baseline_date: dt.date | None = None
+    latest_date: dt.date | None = None
+    points: tuple[ProgressPoint, ...] = ()
+    improvement_pct: float | None = None
+    band_pct: tuple[float, float] | None = None
+    grade: str | None = None
+    by_class_pct: dict[str, float | None] = field(default_factory=dict)
+    target_pct: float = 75.0
+    note: str | None = None
+
+    @property
+    def meets_target(self) -> bool | None:
+        if self.improvement_pct is None:
+            return None
+        return self.improvement_pct >= self.target_pct
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "has_photos": self.baseline_rgb is not None and self.latest_rgb is not None,
+            "baseline_date": self.baseline_date.isoformat() if self.baseline_date else None,
+            "latest_date": self.latest_date.isoformat() if self.latest_date else None,
+            "points": [p.to_dict() for p in self.points],
+            "improvement_pct": self.improvement_pct,
+            "band_pct": list(self.band_pct) if self.band_pct else None,
+            "grade": self.grade,
+            "by_class_pct": dict(self.by_class_pct),
+            "target_pct": self.target_pct,
+            "meets_target": self.meets_target,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class VisitLine:
+    """One line of the visit history."""
+
+    date: dt.date
+    session_number: int
+    areas: str
+    treatment: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "date": self.date.isoformat(),
+            "session_number": self.session_number,
+            "areas": self.areas,
+            "treatment": self.treatment,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class ReportData:
+    """Everything the report shows, as plain values."""
+
+    clinic_name: str
+    client_name: str
+    generated_on: dt.date
+    areas: tuple[AreaSection, ...] = ()
+    visits: tuple[VisitLine, ...] = ()
+    next_window: tuple[dt.date, dt.date] | None = None
+    aftercare: tuple[str, ...] = AFTERCARE
+    target_pct: float = 75.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "clinic_name": self.clinic_name,
+            "client_name": self.client_name,
+            "generated_on": self.generated_on.isoformat(),
+            "areas": [a.to_dict() for a in self.areas],
+            "visits": [v.to_dict() for v in self.visits],
+            "next_window": [d.isoformat() for d in self.next_window] if self.next_window else None,
+            "aftercare": list(self.aftercare),
+            "target_pct": self.target_pct,
+        }
+
+
+# --------------------------------------------------------------------------- chart
+
+
+def improvement_chart_png(
+    points: Sequence[ProgressPoint],
+    *,
+    target_pct: float = 75.0,
+    baseline_date: dt.date | None = None,
+    title: str = "",
+    size_in: tuple[float, float] = (6.0, 2.6),
+    dpi: int = 150,
+) -> bytes:
+    """PNG of the improvement over time with its bands and the target line.
+
+    Parameters
+    ----------
+    points : sequence of ProgressPoint
+        Follow-ups; may be empty (the chart then shows only the target line).
+    target_pct : float
+        Horizontal dashed line, percent (0–100).
+    baseline_date : date, optional
+        Plotted as 0 % on the first day.
+    size_in : (width, height)
+        Figure size in inches.
+    dpi : int
+
+    Returns
+    -------
+    bytes
+        A PNG file (no text metadata).
+    """
+    if not 0.0 <= target_pct <= 100.0:
+        raise ValueError(f"target_pct must be in [0, 100], got {target_pct}")
+    # The object API with an Agg canvas: no pyplot global state, safe in threads.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size_in, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    day_list = [p.date for p in points]
+    values = [p.improvement_pct for p in points]
+    if baseline_date is not None:
+        day_list = [baseline_date, *day_list]
+        values = [0.0, *values]
+    dates = np.array(day_list, dtype="datetime64[D]")
+    if points:
+        lo = [p.band_pct[0] if p.band_pct else p.improvement_pct for p in points]
+        hi = [p.band_pct[1] if p.band_pct else p.improvement_pct for p in points]
+        err = np.array(
+            [
+                [max(0.0, v - low) for v, low in zip(values[-len(points) :], lo, strict=True)],
+                [max(0.0, high - v) for v, high in zip(values[-len(points) :], hi, strict=True)],
+            ]
+        )
+        ax.plot(dates, values, "-", color="#1f5fa8", linewidth=1.5)
+        ax.errorbar(
+            dates[-len(points) :],
+            values[-len(points) :],
+            yerr=err,
+            fmt="o",
+            color="#1f5fa8",
+            ecolor="#7fa6d6",
+            capsize=3,
+            label="improvement (band)",
+        )
+    elif baseline_date is not None:
+        ax.plot(dates, values, "o", color="#1f5fa8")
+    ax.axhline(
+        target_pct, color="#c0392b", linestyle="--", linewidth=1.2, label=f"{target_pct:g} % target"
+    )
+    low_y = min([0.0, *values, *([p.band_pct[0] for p in points if p.band_pct])])
+    ax.set_ylim(min(-5.0, low_y - 5.0), 105.0)
+    ax.set_ylabel("improvement, %")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- PDF
+
+
+def _font_path(name: str) -> str:
+    ref = resources.files("vein_tracker") / "fonts" / name
+    return str(ref)
+
+
+def _photo_jpeg(rgb: np.ndarray) -> bytes:
+    arr = as_rgb(rgb)
+    h, w = arr.shape[:2]
+    scale = min(1.0, _PHOTO_MAX_SIDE_PX / max(h, w))
+    if scale < 1.0:
+        from PIL import Image
+
+        arr = np.asarray(
+            Image.fromarray(arr).resize(
+                (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS
+            )
+        )
+    return encode_image(arr, format="JPEG", quality=88)
+
+
+def _fmt_pct(v: float | None) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:.0f} %"
+
+
+def _fmt_date(d: dt.date | None) -> str:
+    return d.strftime("%d %b %Y") if d else "—"
+
+
+def render_report_pdf(data: ReportData) -> bytes:
+    """Lay out the progress report as PDF bytes.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    bytes
+        A PDF (A4 portrait): title page section, one block per area with the
+        baseline and latest photos side by side, the chart and the numbers, then
+        the visit history, the next-appointment window and the after-care.
+    """
+    from fpdf import FPDF
+    from fpdf.enums import XPos, YPos
+
+    if not data.client_name.strip():
+        raise ValueError("client_name must not be empty")
+    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_font(_FONT, "", _font_path("DejaVuSans.ttf"))
+    pdf.add_font(_FONT, "B", _font_path("DejaVuSans-Bold.ttf"))
+    pdf.set_title(f"Progress report — {data.clinic_name}")
+    pdf.set_creator("vein_tracker")
+    pdf.add_page()
+    width = pdf.w - pdf.l_margin - pdf.r_margin
+    nl: dict[str, Any] = {"new_x": XPos.LMARGIN, "new_y": YPos.NEXT, "align": "L"}
+
+    pdf.set_font(_FONT, "B", 16)
+    pdf.multi_cell(width, 8, data.clinic_name, **nl)
+    pdf.set_font(_FONT, "", 12)
+    pdf.multi_cell(width, 7, f"Progress report for {data.client_name}", **nl)
+    pdf.set_font(_FONT, "", 9)
+    pdf.multi_cell(
+        width,
+        5,
+        f"Prepared on {_fmt_date(data.generated_on)}. Confidential: for the client only.",
+        **nl,
+    )
+    pdf.ln(2)
+    pdf.set_font(_FONT, "", 9)
+    pdf.multi_cell(
+        width,
+        4.5,
+        f"Improvement compares each follow-up photo with the first (baseline) photo of the "
+        f"same area, after aligning them: 100 % means every vein seen at baseline has "
+        f"cleared. The clinic aims for at least {data.target_pct:g} %. The band shows the "
+        "measurement uncertainty; the grade is the clinical quartile.",
+        **nl,
+    )
+
+    if not data.areas:
+        pdf.ln(3)
+        pdf.set_font(_FONT, "", 11)
+        pdf.multi_cell(width, 6, "No treatment area has been photographed yet.", **nl)
+
+    for area in data.areas:
+        pdf.ln(4)
+        if pdf.get_y() > pdf.h - 120:
+            pdf.add_page()
+        pdf.set_font(_FONT, "B", 13)
+        pdf.multi_cell(width, 7, area.label, **nl)
+        if area.baseline_rgb is not None and area.latest_rgb is not None:
+            half = (width - 4) / 2
+            b = as_rgb(area.baseline_rgb)
+            h_mm = half * b.shape[0] / b.shape[1]
+            if pdf.get_y() + h_mm + 8 > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            y = pdf.get_y()
+            pdf.set_font(_FONT, "", 9)
+            pdf.set_xy(pdf.l_margin, y)
+            pdf.cell(half, 5, f"Before — {_fmt_date(area.baseline_date)}")
+            pdf.set_xy(pdf.l_margin + half + 4, y)
+            pdf.cell(half, 5, f"Latest — {_fmt_date(area.latest_date)} (aligned)")
+            y += 5
+            pdf.image(io.BytesIO(_photo_jpeg(area.baseline_rgb)), x=pdf.l_margin, y=y, w=half)
+            pdf.image(
+                io.BytesIO(_photo_jpeg(area.latest_rgb)), x=pdf.l_margin + half + 4, y=y, w=half
+            )
+            pdf.set_xy(pdf.l_margin, y + h_mm + 2)
+        if area.note:
+            pdf.set_font(_FONT, "", 9)
+            pdf.multi_cell(width, 5, area.note, **nl)
+
+        if area.points:
+            chart_h = width * 2.6 / 6.0
+            if pdf.get_y() + chart_h + 25 > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            chart = improvement_chart_png(
+                area.points, target_pct=area.target_pct, baseline_date=area.baseline_date
+            )
+            pdf.image(io.BytesIO(chart), x=pdf.l_margin, y=pdf.get_y(), w=width)
+            pdf.set_y(pdf.get_y() + chart_h + 1)
+
+        pdf.set_font(_FONT, "", 10)
+        if area.improvement_pct is None:
+            pdf.multi_cell(width, 5.5, "Improvement: not measured yet.", **nl)
+        else:
+            band = (
+                f" (band {area.band_pct[0]:.0f}–{area.band_pct[1]:.0f} %)" if area.band_pct else ""
+            )
+            verdict = "target met" if area.meets_target else "target not met yet"
+            pdf.multi_cell(
+                width,
+                5.5,
+                f"Improvement: {_fmt_pct(area.improvement_pct)}{band}; grade "
+                f"{area.grade or '—'} %; {verdict} ({area.target_pct:g} %).",
+                **nl,
+            )
+            classes = ", ".join(
+                f"{name} veins {_fmt_pct(v)}" for name, v in area.by_class_pct.items()
+            )
+            if classes:
+                pdf.multi_cell(width, 5.5, f"By vein class: {classes}.", **nl)
+        if area.points:
+            pdf.set_font(_FONT, "", 9)
+            rows = "; ".join(
+                f"{_fmt_date(p.date)}: {_fmt_pct(p.improvement_pct)}" for p in area.points
+            )
+            pdf.multi_cell(width, 5, f"Follow-ups: {rows}.", **nl)
+
+    pdf.ln(4)
+    if pdf.get_y() > pdf.h - 60:
+        pdf.add_page()
+    pdf.set_font(_FONT, "B", 13)
+    pdf.multi_cell(width, 7, "Visit history", **nl)
+    pdf.set_font(_FONT, "", 9)
+    if data.visits:
+        with pdf.table(
+            col_widths=(28, 18, 70, width - 116),
+            width=width,
+            line_height=5,
+            text_align="LEFT",
+            borders_layout="HORIZONTAL_LINES",
+        ) as table:
+            head = table.row()
+            for text in ("Date", "Session", "Areas", "Treatment"):
+                head.cell(text)
+            for v in data.visits:
+                row = table.row()
+                for text in (_fmt_date(v.date), str(v.session_number), v.areas, v.treatment):
+                    row.cell(text)
+    else:
+        pdf.multi_cell(width, 5, "No visit recorded yet.", **nl)
+
+    pdf.ln(3)
+    pdf.set_font(_FONT, "B", 13)
+    pdf.multi_cell(width, 7, "Next appointment", **nl)
+    pdf.set_font(_FONT, "", 10)
+    if data.next_window is not None:
+        start, end = data.next_window
+        pdf.multi_cell(
+            width,
+            5.5,
+            f"Please book your next session between {_fmt_date(start)} and {_fmt_date(end)}. "
+            "Gaps of more than 4 weeks let partly closed veins re-open.",
+            **nl,
+        )
+    else:
+        pdf.multi_cell(width, 5.5, "Your course is complete, or no next session is planned.", **nl)
+
+    pdf.ln(3)
+    pdf.set_font(_FONT, "B", 13)
+    pdf.multi_cell(width, 7, "After-care", **nl)
+    pdf.set_font(_FONT, "", 10)
+    for line in data.aftercare:
+        pdf.multi_cell(width, 5.5, f"•  {line}", **nl)
+    return bytes(pdf.output())
