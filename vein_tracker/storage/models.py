@@ -1,0 +1,281 @@
+"""SQLAlchemy 2.x ORM models of the clinic records.
+
+Owns the table definitions. The schema is created and changed only by the Alembic
+migrations in ``migrations/versions`` (a test checks that they match these models).
+Nothing outside :mod:`vein_tracker.storage` may import this module: pages and the
+CLI get frozen dataclasses from the repository.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always returned timezone-aware (SQLite keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON()}
+
+
+_ROLE_CHECK = "role IN ('admin', 'aesthetician', 'client', 'marketing')"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        sa.CheckConstraint(_ROLE_CHECK, name="role"),
+        sa.CheckConstraint("role <> 'client' OR client_id IS NOT NULL", name="client_link"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    client_id: Mapped[int | None] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    must_change_password: Mapped[bool] = mapped_column(default=False)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Client(Base):
+    __tablename__ = "clients"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "fitzpatrick IS NULL OR fitzpatrick BETWEEN 1 AND 6", name="fitzpatrick"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), index=True)
+    date_of_birth: Mapped[date | None]
+    email: Mapped[str | None] = mapped_column(sa.String(200))
+    phone: Mapped[str | None] = mapped_column(sa.String(50))
+    address: Mapped[str | None] = mapped_column(sa.Text)
+    fitzpatrick: Mapped[int | None]
+    notes: Mapped[str | None] = mapped_column(sa.Text)
+    scr_varicose_veins: Mapped[bool | None]
+    scr_clotting_disorder: Mapped[bool | None]
+    scr_blood_thinners: Mapped[bool | None]
+    scr_corticosteroids: Mapped[bool | None]
+    scr_pregnancy: Mapped[bool | None]
+    scr_breastfeeding: Mapped[bool | None]
+    screened_at: Mapped[datetime | None]
+    # A username, not a foreign key: users.client_id -> clients already points the other way.
+    screened_by: Mapped[str | None] = mapped_column(sa.String(64))
+    screening_override_reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class TreatmentArea(Base):
+    __tablename__ = "treatment_areas"
+    __table_args__ = (
+        sa.CheckConstraint("side IN ('left', 'right')", name="side"),
+        sa.CheckConstraint("view IN ('anterior', 'posterior', 'medial', 'lateral')", name="view"),
+        sa.CheckConstraint("region IN ('thigh', 'knee', 'calf')", name="region"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    side: Mapped[str] = mapped_column(sa.String(8))
+    view: Mapped[str] = mapped_column(sa.String(12))
+    region: Mapped[str] = mapped_column(sa.String(8))
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    anon_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    created_at: Mapped[datetime]
+
+
+class Visit(Base):
+    __tablename__ = "visits"
+    __table_args__ = (
+        sa.UniqueConstraint("client_id", "session_number", name="uq_visits_client_session"),
+        sa.CheckConstraint(
+            "sclerosant IS NULL OR sclerosant IN "
+            "('hypertonic_saline', 'sodium_tetradecyl_sulfate')",
+            name="sclerosant",
+        ),
+        sa.CheckConstraint(
+            "next_window_start IS NULL OR next_window_end IS NULL "
+            "OR next_window_end >= next_window_start",
+            name="window",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    session_number: Mapped[int]
+    visit_date: Mapped[date]
+    aesthetician_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    sclerosant: Mapped[str | None] = mapped_column(sa.String(32))
+    concentration_pct: Mapped[float | None]
+    volume_ml: Mapped[float | None]
+    notes: Mapped[str | None] = mapped_column(sa.Text)
+    next_window_start: Mapped[date | None]
+    next_window_end: Mapped[date | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class VisitArea(Base):
+    __tablename__ = "visit_areas"
+
+    visit_id: Mapped[int] = mapped_column(sa.ForeignKey("visits.id"), primary_key=True)
+    area_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_areas.id"), primary_key=True)
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+    __table_args__ = (
+        sa.UniqueConstraint("area_id", "visit_id", "sha256", name="uq_photos_area_visit_sha"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    area_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_areas.id"), index=True)
+    visit_id: Mapped[int] = mapped_column(sa.ForeignKey("visits.id"), index=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    width: Mapped[int]
+    height: Mapped[int]
+    format: Mapped[str] = mapped_column(sa.String(16))
+    original_filename: Mapped[str | None] = mapped_column(sa.String(255))
+    capture_time: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=False))
+    px_per_mm: Mapped[float | None]
+    capture_report: Mapped[dict[str, Any] | None]
+    uploaded_at: Mapped[datetime]
+    uploaded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class AreaBaseline(Base):
+    """The baseline photo of each area (a separate table avoids an area <-> photo cycle)."""
+
+    __tablename__ = "area_baselines"
+
+    area_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_areas.id"), primary_key=True)
+    photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photos.id"), unique=True)
+    set_at: Mapped[datetime]
+    set_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class Analysis(Base):
+    __tablename__ = "analyses"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "baseline_photo_id",
+            "followup_photo_id",
+            "params_hash",
+            "algorithm_version",
+            name="uq_analyses_key",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    area_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_areas.id"), index=True)
+    baseline_photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photos.id"))
+    followup_photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photos.id"), index=True)
+    params_hash: Mapped[str] = mapped_column(sa.String(64))
+    params: Mapped[dict[str, Any]]
+    algorithm_version: Mapped[str] = mapped_column(sa.String(32), index=True)
+    result: Mapped[dict[str, Any]]
+    improvement_pct: Mapped[float | None]
+    meets_target: Mapped[bool | None]
+    created_at: Mapped[datetime]
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class AnalysisMask(Base):
+    __tablename__ = "analysis_masks"
+
+    analysis_id: Mapped[int] = mapped_column(sa.ForeignKey("analyses.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('treatment_photography', 'marketing')", name="kind"),
+        sa.CheckConstraint("expires_at IS NULL OR expires_at > signed_at", name="expiry"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    scope_website: Mapped[bool] = mapped_column(default=False)
+    scope_social: Mapped[bool] = mapped_column(default=False)
+    scope_print: Mapped[bool] = mapped_column(default=False)
+    signed_at: Mapped[date]
+    expires_at: Mapped[date | None]
+    recorded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    recorded_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    revoke_reason: Mapped[str | None] = mapped_column(sa.Text)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class AuditEvent(Base):
+    """Append-only (database triggers refuse UPDATE and DELETE)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    username: Mapped[str | None] = mapped_column(sa.String(64))
+    role: Mapped[str | None] = mapped_column(sa.String(16))
+    action: Mapped[str] = mapped_column(sa.String(32), index=True)
+    target_type: Mapped[str | None] = mapped_column(sa.String(32))
+    target_id: Mapped[int | None]
+    client_id: Mapped[int | None] = mapped_column(index=True)
+    ok: Mapped[bool] = mapped_column(default=True)
+    detail: Mapped[dict[str, Any]]
+
+
+class Setting(Base):
+    """Small key/value facts about this installation (e.g. when the demo seed ran)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
