@@ -595,6 +595,8 @@ RATIO_SIGMA_MM = 1.5
 NEW_TOLERANCE_MM = 0.6
 #: ... and only when it is at least this long (area / typical spider width), mm.
 NEW_MIN_LENGTH_MM = 2.0
+#: Margin around baseline veins over which contrast is integrated (plus the residual), mm.
+SUPPORT_MM = 0.3
 #: Margin kept from the border of the region seen in both photos, mm.
 REGION_MARGIN_MM = 2.0
 
@@ -741,15 +743,57 @@ def _estimate(
     sigma_px: float,
     tol_px: float,
     min_new_px: int,
+    support_px: float = 1.5,
+    vein_ids: np.ndarray | None = None,
 ) -> _Estimate:
-    cb_s = smooth_on_mask(c_b, base, sigma_px)
-    cf_s = smooth_on_mask(c_f, base, sigma_px)
+    # Local ratio of contrast integrated over the baseline veins and a thin margin around
+    # them: a sub-pixel misalignment moves contrast within the margin and leaves the
+    # ratio unchanged, and pixel noise averages out before min(1, .) can bias it.
+    support = _dilate(base, support_px) & region
+    num = _gauss(np.where(support, c_f, 0).astype(np.float32), sigma_px)
+    den = _gauss(np.where(support, c_b, 0).astype(np.float32), sigma_px)
+    cb_s = np.where(base, den, 0).astype(np.float32)
+    cf_s = np.where(base, num, 0).astype(np.float32)
     rem = np.where(base, remaining_fraction(cb_s, cf_s), 0).astype(np.float32)
+    if vein_ids is not None:
+        rem = _vein_level_clip(rem, cb_s, cf_s, base, vein_ids)
     new = new_vein_mask(fmask, base, region=region, tolerance_px=tol_px, min_area_px=min_new_px)
-    # followup mask handed to the formula: new pieces only (pixels near baseline veins are
-    # the same veins, judged by their contrast).
-    terms = improvement_terms(cb_s, cf_s, base, new, region)
+    # The follow-up mask handed to the formula holds the new pieces only: follow-up vein
+    # pixels near baseline veins are the same veins, judged by their contrast.
+    terms = improvement_terms(np.ones(rem.shape, np.float32), rem, base, new, region)
     return _Estimate(terms=terms, remaining=rem, new_mask=new)
+
+
+def _vein_level_clip(
+    rem: np.ndarray, cb_s: np.ndarray, cf_s: np.ndarray, base: np.ndarray, ids: np.ndarray
+) -> np.ndarray:
+    """Apply the formula's ``min(1, .)`` per vein instead of per noisy pixel.
+
+    Clipping each pixel's noisy ratio at 1 reads a persisting vein as slightly
+    improved (the upward noise is cut, the downward kept). Per vein, the clipped
+    ratios are rescaled so their mean is ``min(1, mean unclipped ratio)``; the
+    local pattern (a vein cleared over part of its length) is kept.
+    """
+    sel = base & (ids > 0)
+    if not sel.any():
+        return rem
+    raw = np.ones(rem.shape, np.float32)
+    np.divide(cf_s, cb_s, out=raw, where=sel & (cb_s > 0))
+    raw = np.maximum(raw, 0.0)
+    v = ids[sel]
+    n = np.bincount(v).astype(np.float64)
+    ok = n > 0
+    mean_raw = np.zeros_like(n)
+    mean_clip = np.zeros_like(n)
+    mean_raw[ok] = np.bincount(v, weights=raw[sel])[ok] / n[ok]
+    mean_clip[ok] = np.bincount(v, weights=rem[sel])[ok] / n[ok]
+    target = np.minimum(1.0, mean_raw)
+    scale = np.ones_like(n)
+    good = ok & (mean_clip > 1e-6)
+    scale[good] = target[good] / mean_clip[good]
+    out = rem.copy()
+    out[sel] = np.minimum(1.0, rem[sel] * scale[v]).astype(np.float32)
+    return out
 
 
 ProgressCallback = Callable[[float, str], None]
@@ -1055,8 +1099,21 @@ def _compare_segmentations(
     sigma = RATIO_SIGMA_MM * ppm
     tol = NEW_TOLERANCE_MM * ppm + 2.0 * residual
     min_new = int(round(NEW_MIN_LENGTH_MM * ppm * max(2.0, 0.3 * ppm)))
+    support = max(1.5, SUPPORT_MM * ppm + residual)
 
-    est = _estimate(c_b, c_f, base, fmask, region, sigma_px=sigma, tol_px=tol, min_new_px=min_new)
+    ids_b = np.asarray(seg_b.vein_ids)
+    est = _estimate(
+        c_b,
+        c_f,
+        base,
+        fmask,
+        region,
+        sigma_px=sigma,
+        tol_px=tol,
+        min_new_px=min_new,
+        support_px=support,
+        vein_ids=ids_b,
+    )
     pct = est.terms.pct
 
     # --- band: three measured spreads --------------------------------------------------
@@ -1077,12 +1134,25 @@ def _compare_segmentations(
                 sigma_px=sigma,
                 tol_px=tol,
                 min_new_px=min_new,
+                support_px=support,
+                vein_ids=ids_b,
             )
             reg_dev = max(reg_dev, abs(alt.terms.pct - pct))
         cut = float(np.quantile(c_b[base], 0.2)) if base.any() else 0.0
         core = base & (c_b >= cut)
         alts = [
-            _estimate(c_b, c_f, core, fmask, region, sigma_px=sigma, tol_px=tol, min_new_px=min_new)
+            _estimate(
+                c_b,
+                c_f,
+                core,
+                fmask,
+                region,
+                sigma_px=sigma,
+                tol_px=tol,
+                min_new_px=min_new,
+                support_px=support,
+                vein_ids=ids_b,
+            )
         ]
         for tol_alt in (0.5 * tol, 2.0 * tol):
             alts.append(
@@ -1095,6 +1165,8 @@ def _compare_segmentations(
                     sigma_px=sigma,
                     tol_px=tol_alt,
                     min_new_px=min_new,
+                    support_px=support,
+                    vein_ids=ids_b,
                 )
             )
         thr_dev = max(abs(a.terms.pct - pct) for a in alts)
@@ -1125,7 +1197,6 @@ def _compare_segmentations(
     by_area = 100.0 * (1.0 - fm.area_mm2 / bm.area_mm2) if bm.area_mm2 > 0 else None
 
     # --- per vein -------------------------------------------------------------------
-    ids_b = np.asarray(seg_b.vein_ids)
     prev_maps = _previous_remaining_maps(previous, shape)
     veins: list[VeinChange] = []
     change = np.zeros(shape, dtype=np.uint8)

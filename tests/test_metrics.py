@@ -1,0 +1,500 @@
+"""Tests of vein_tracker.metrics: exact measurement, the headline formula, statuses, compare."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from vein_tracker import metrics
+from vein_tracker.metrics import (
+    CHANGE_CLEARED,
+    CHANGE_FADED,
+    CHANGE_NEW,
+    CHANGE_PERSISTING,
+    CHANGE_RECANALISED,
+    grade_for,
+    improvement_pct,
+    improvement_terms,
+    measure_mask,
+    new_vein_mask,
+    remaining_fraction,
+    skeleton_length_px,
+    smooth_on_mask,
+    status_for,
+)
+
+# ------------------------------------------------------------------ skeleton length
+
+
+def test_skeleton_length_straight_lines() -> None:
+    sk = np.zeros((50, 50), bool)
+    sk[10, 5:36] = True  # 31 px horizontal
+    assert skeleton_length_px(sk) == pytest.approx(30.0)
+    sk = np.zeros((50, 50), bool)
+    idx = np.arange(5, 26)  # 21 px diagonal
+    sk[idx, idx] = True
+    assert skeleton_length_px(sk) == pytest.approx(20 * math.sqrt(2))
+
+
+def test_skeleton_length_l_corner_not_double_counted() -> None:
+    sk = np.zeros((20, 20), bool)
+    sk[5, 5:11] = True
+    sk[5:11, 10] = True
+    # 5 px right + 5 px down; the corner's diagonal neighbours are joined through it.
+    assert skeleton_length_px(sk) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("radius", [20, 60])
+def test_skeleton_length_circle(radius: int) -> None:
+    img = np.zeros((2 * radius + 20, 2 * radius + 20), np.uint8)
+    cv2.circle(img, (radius + 10, radius + 10), radius, 255, 1)
+    sk = metrics._skeletonize(img > 0)
+    assert skeleton_length_px(sk) == pytest.approx(2 * math.pi * radius, rel=0.05)
+
+
+def test_skeleton_length_empty_and_bad_input() -> None:
+    assert skeleton_length_px(np.zeros((5, 5), bool)) == 0.0
+    with pytest.raises(ValueError, match="skeleton"):
+        skeleton_length_px(np.zeros((5, 5), np.uint8))
+    with pytest.raises(ValueError, match="skeleton"):
+        skeleton_length_px(np.zeros((5, 5, 2), bool))
+
+
+# ------------------------------------------------------------------ measure
+
+
+def _bar_scene() -> dict[str, np.ndarray]:
+    h = w = 200
+    mask = np.zeros((h, w), bool)
+    mask[50:54, 50:151] = True  # 4 px wide, 101 px long: spider
+    mask[120:130, 20:121] = True  # 10 px wide, 101 px long: reticular
+    skel = np.zeros((h, w), bool)
+    skel[52, 50:151] = True
+    skel[125, 20:121] = True
+    labels = np.zeros((h, w), np.uint8)
+    labels[50:54, 50:151] = 1
+    labels[120:130, 20:121] = 2
+    ids = np.zeros((h, w), np.int32)
+    ids[50:54, 50:151] = 1
+    ids[120:130, 20:121] = 2
+    strength = np.zeros((h, w), np.float32)
+    strength[labels == 1] = 0.3
+    strength[labels == 2] = 0.1
+    return {"mask": mask, "skeleton": skel, "labels": labels, "vein_ids": ids, "strength": strength}
+
+
+def test_measure_mask_exact_figures() -> None:
+    s = _bar_scene()
+    region = np.ones((200, 200), bool)
+    m = measure_mask(
+        s["mask"],
+        region=region,
+        px_per_mm=2.0,
+        strength=s["strength"],
+        skeleton=s["skeleton"],
+        labels=s["labels"],
+        vein_ids=s["vein_ids"],
+    )
+    assert m.length_mm == pytest.approx(200 / 2)  # 2 × 100 px
+    assert m.area_mm2 == pytest.approx((404 + 1010) / 4)
+    assert m.mean_width_mm == pytest.approx(m.area_mm2 / m.length_mm)
+    assert m.skin_area_cm2 == pytest.approx(40000 / 4 / 100)
+    assert m.density_mm_per_cm2 == pytest.approx(100 / 100)
+    assert m.coverage_pct == pytest.approx(100 * 1414 / 40000)
+    assert m.burden == pytest.approx((0.3 * 404 + 0.1 * 1010) / 4, rel=1e-5)
+    assert m.n_veins == 2
+    sp, rt = m.by_class["spider"], m.by_class["reticular"]
+    assert sp.length_mm == pytest.approx(50.0)
+    assert sp.mean_width_mm == pytest.approx(101 / 50)  # 4 px × 101 px / 4 / 50 mm
+    assert rt.area_mm2 == pytest.approx(1010 / 4)
+    assert rt.n_veins == 1
+    d = m.to_dict()
+    assert set(d) >= {"length_mm", "area_mm2", "burden", "by_class"}
+    assert set(d["by_class"]) == {"spider", "reticular"}
+
+
+def test_measure_mask_region_and_skin_restrict() -> None:
+    s = _bar_scene()
+    region = np.zeros((200, 200), bool)
+    region[:, :100] = True  # left half: spider 50 px of 101, reticular 80 of 101
+    m = measure_mask(s["mask"], region=region, px_per_mm=1.0, skeleton=s["skeleton"])
+    assert m.area_mm2 == pytest.approx(4 * 50 + 10 * 80)
+    assert m.length_mm == pytest.approx(49 + 79)
+    assert m.burden == 0.0
+    skin = np.zeros((200, 200), bool)
+    skin[:100, :] = True
+    m2 = measure_mask(s["mask"], region=region, px_per_mm=1.0, skeleton=s["skeleton"], skin=skin)
+    assert m2.area_mm2 == pytest.approx(4 * 50)
+    assert m2.skin_area_cm2 == pytest.approx(100 * 100 / 100)
+
+
+def test_measure_mask_skeletonizes_when_not_given() -> None:
+    mask = np.zeros((60, 200), bool)
+    mask[28:33, 20:181] = True
+    m = measure_mask(mask, region=np.ones_like(mask), px_per_mm=1.0)
+    assert m.length_mm == pytest.approx(160, abs=6)  # skeleton loses ~half a width per end
+    assert m.by_class == {}
+
+
+def test_measure_mask_empty() -> None:
+    z = np.zeros((40, 40), bool)
+    m = measure_mask(z, region=~z, px_per_mm=1.0)
+    assert (m.length_mm, m.area_mm2, m.mean_width_mm, m.burden) == (0.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"px_per_mm": 0.0}, "px_per_mm"),
+        ({"px_per_mm": float("nan")}, "px_per_mm"),
+        ({"region": np.ones((40, 41), bool)}, "region"),
+        ({"region": np.ones((40, 40), np.uint8)}, "region"),
+        ({"strength": np.ones((3, 3), np.float32)}, "strength"),
+        ({"labels": np.ones((3, 3), np.uint8)}, "labels"),
+    ],
+)
+def test_measure_mask_bad_input(kwargs: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {"region": np.ones((40, 40), bool), "px_per_mm": 1.0}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        measure_mask(np.zeros((40, 40), bool), **args)
+
+
+def test_measure_mask_rejects_non_bool_mask() -> None:
+    with pytest.raises(ValueError, match="mask"):
+        measure_mask(np.zeros((40, 40), np.uint8), region=np.ones((40, 40), bool), px_per_mm=1)
+
+
+# ------------------------------------------------------------------ headline formula
+
+
+def test_improvement_pct_exact() -> None:
+    shape = (20, 20)
+    base = np.zeros(shape, bool)
+    base[:5, :] = True  # 100 baseline vein pixels
+    c_b = np.ones(shape, np.float32)
+    c_f = np.zeros(shape, np.float32)
+    c_f[2:3, :] = 0.5  # 20 px faded to half
+    c_f[3:4, :10] = 0.5
+    c_f[3:4, 10:] = 0.0  # cleared
+    c_f[4:5, :] = 1.7  # 20 px brighter than baseline: clipped to 1
+    c_f[0:2, :] = 0.0  # 40 px cleared
+    fol = base.copy()
+    fol[10, :10] = True  # 10 new pixels
+    region = np.ones(shape, bool)
+    # kept = 20 × 0.5 + 10 × 0.5 + 20 × 1 = 35; new = 10; → 100 × (1 − 45/100) = 55
+    assert improvement_pct(c_b, c_f, base, fol, region) == pytest.approx(55.0)
+    t = improvement_terms(c_b, c_f, base, fol, region)
+    assert (t.kept, t.new, t.baseline) == (pytest.approx(35.0), 10.0, 100.0)
+
+
+def test_improvement_pct_region_and_edge_cases() -> None:
+    shape = (10, 10)
+    base = np.zeros(shape, bool)
+    base[0, :] = True
+    c_b = np.ones(shape, np.float32)
+    c_f = np.zeros(shape, np.float32)
+    region = np.zeros(shape, bool)
+    region[:, :4] = True
+    fol = np.zeros(shape, bool)
+    fol[5, :] = True  # 4 new pixels inside the region, 6 outside
+    assert improvement_pct(c_b, c_f, base, fol, region) == pytest.approx(100 * (1 - 4 / 4))
+    # unchanged: 0; a doubled burden: -100
+    assert improvement_pct(c_b, c_b, base, base, ~np.zeros(shape, bool)) == pytest.approx(0.0)
+    both = base | np.roll(base, 3, axis=0)
+    assert improvement_pct(c_b, c_b, base, both, np.ones(shape, bool)) == pytest.approx(-100.0)
+    # no baseline vein: NaN; no measurable baseline contrast counts as persisting
+    assert math.isnan(improvement_pct(c_b, c_f, np.zeros(shape, bool), fol, region))
+    assert improvement_pct(np.zeros(shape, np.float32), c_f, base, base, region) == 0.0
+    # negative follow-up contrast counts as cleared
+    assert improvement_pct(c_b, -c_b, base, base, region) == pytest.approx(100.0)
+
+
+def test_improvement_pct_does_not_modify_inputs() -> None:
+    rng = np.random.default_rng(1)
+    c_b = rng.random((30, 30)).astype(np.float32)
+    c_f = rng.random((30, 30)).astype(np.float32)
+    b = rng.random((30, 30)) > 0.5
+    f = rng.random((30, 30)) > 0.5
+    r = np.ones((30, 30), bool)
+    copies = [a.copy() for a in (c_b, c_f, b, f, r)]
+    improvement_pct(c_b, c_f, b, f, r)
+    for a, c in zip((c_b, c_f, b, f, r), copies, strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((np.ones((5, 5)), np.ones((5, 4)), None, None, None), "c_f"),
+        ((np.ones(5), np.ones(5), None, None, None), "c_b"),
+        ((np.ones((5, 5)), np.ones((5, 5)), np.ones((5, 5), np.uint8), None, None), "baseline"),
+        ((np.ones((5, 5)), np.ones((5, 5)), None, np.ones((4, 5), bool), None), "followup"),
+        ((np.ones((5, 5)), np.ones((5, 5)), None, None, np.ones((5, 5), int)), "region"),
+    ],
+)
+def test_improvement_pct_bad_input(args: tuple[Any, ...], match: str) -> None:
+    full = tuple(a if a is not None else np.ones((5, 5), bool) for a in args)
+    with pytest.raises(ValueError, match=match):
+        improvement_pct(*full)
+
+
+def test_remaining_fraction() -> None:
+    out = remaining_fraction(np.array([1.0, 2.0, 0.0, 1.0]), np.array([0.5, 3.0, 0.2, -1.0]))
+    np.testing.assert_allclose(out, [0.5, 1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="same shape"):
+        remaining_fraction(np.ones(3), np.ones(4))
+
+
+# ------------------------------------------------------------------ grade, status
+
+
+@pytest.mark.parametrize(
+    ("pct", "grade"),
+    [
+        (-40.0, "0-25"),
+        (0.0, "0-25"),
+        (25.0, "0-25"),
+        (25.01, "26-50"),
+        (50.0, "26-50"),
+        (60.0, "51-75"),
+        (75.0, "51-75"),
+        (75.5, "76-100"),
+        (100.0, "76-100"),
+    ],
+)
+def test_grade_for(pct: float, grade: str) -> None:
+    assert grade_for(pct) == grade
+
+
+def test_grade_for_rejects_nan() -> None:
+    with pytest.raises(ValueError, match="improvement"):
+        grade_for(float("nan"))
+
+
+def test_status_for() -> None:
+    assert status_for(0.05) == "cleared"
+    assert status_for(0.5) == "faded"
+    assert status_for(0.95) == "persisting"
+    assert status_for(0.9, previous_remaining=[0.1]) == "recanalised"
+    assert status_for(0.9, previous_remaining=[0.9]) == "persisting"
+    assert status_for(0.3, previous_remaining=[0.1]) == "faded"  # rise 0.2 < 0.3
+    with pytest.raises(ValueError, match="remaining"):
+        status_for(float("nan"))
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def test_smooth_on_mask_constant_and_outside() -> None:
+    mask = np.zeros((50, 50), bool)
+    mask[20:25, 5:45] = True
+    vals = np.where(mask, 0.7, 99.0).astype(np.float32)  # values outside must not leak in
+    out = smooth_on_mask(vals, mask, 3.0)
+    np.testing.assert_allclose(out[mask], 0.7, rtol=1e-5)
+    assert not out[~mask].any()
+
+
+def test_new_vein_mask_tolerance_and_size() -> None:
+    base = np.zeros((80, 80), bool)
+    base[20, 10:70] = True
+    fol = np.zeros_like(base)
+    fol[19:22, 10:70] = True  # same vein, 1 px wider: not new
+    fol[50, 10:70] = True  # a new vein, 60 px
+    fol[70, 10:13] = True  # 3 px speck: noise
+    region = np.ones_like(base)
+    new = new_vein_mask(fol, base, region=region, tolerance_px=3, min_area_px=10)
+    assert new.sum() == 60
+    assert new[50, 10:70].all()
+
+
+# ------------------------------------------------------------------ compare core on known maps
+
+
+def _fake_seg(mask: np.ndarray, labels: np.ndarray, strength: np.ndarray, ids: np.ndarray) -> Any:
+    sk = np.zeros_like(mask)
+    for vid in np.unique(ids[ids > 0]):
+        ys, xs = np.nonzero(ids == vid)
+        sk[int(np.median(ys)), xs.min() : xs.max() + 1] = True
+    return SimpleNamespace(
+        mask=mask,
+        labels=labels,
+        strength=strength,
+        skeleton=sk & mask,
+        vein_ids=ids,
+        px_per_mm=2.0,
+        leg_mask=np.ones_like(mask),
+    )
+
+
+def _fake_reg(residual: float = 0.5) -> Any:
+    return SimpleNamespace(
+        ok=True,
+        reason=None,
+        homography=np.eye(3),
+        quality=0.9,
+        residual_px=residual,
+        to_dict=lambda: {"ok": True},
+    )
+
+
+def _three_veins(remaining: tuple[float, float, float], *, new: bool) -> tuple[Any, Any]:
+    h, w = 240, 300
+    mask = np.zeros((h, w), bool)
+    ids = np.zeros((h, w), np.int32)
+    labels = np.zeros((h, w), np.uint8)
+    for k, y in enumerate((40, 100, 160)):
+        mask[y : y + 4, 40:260] = True
+        ids[y : y + 4, 40:260] = k + 1
+        labels[y : y + 4, 40:260] = 1 if k < 2 else 2
+    c_b = np.where(mask, 0.25, 0.0).astype(np.float32)
+    c_f = np.zeros_like(c_b)
+    f_mask = np.zeros_like(mask)
+    for k, r in enumerate(remaining):
+        sel = ids == k + 1
+        c_f[sel] = 0.25 * r
+        if r >= 0.4:
+            f_mask |= sel
+    f_labels = np.where(f_mask, labels, 0).astype(np.uint8)
+    f_ids = np.where(f_mask, ids, 0)
+    if new:
+        f_mask[210:213, 40:200] = True
+        f_labels[210:213, 40:200] = 1
+        f_ids[210:213, 40:200] = 9
+        c_f[210:213, 40:200] = 0.25
+    return _fake_seg(mask, labels, c_b, ids), _fake_seg(f_mask, f_labels, c_f, f_ids)
+
+
+def _core(
+    seg_b: Any, seg_f: Any, previous: Any = None, *, px_per_mm: float = 2.0
+) -> metrics.Comparison:
+    return metrics._compare_segmentations(
+        seg_b,
+        seg_f,
+        region=np.ones(seg_b.mask.shape, bool),
+        px_per_mm=px_per_mm,
+        registration=_fake_reg(),
+        target_pct=75.0,
+        previous=previous,
+        extra_warnings=[],
+        params={},
+        algorithm_version="test",
+    )
+
+
+def test_compare_core_statuses_and_exact_improvement() -> None:
+    seg_b, seg_f = _three_veins((0.0, 0.5, 1.0), new=True)
+    c = _core(seg_b, seg_f)
+    # baseline 3 × 880 px; kept 0 + 440 + 880; new 480 px
+    expected = 100 * (1 - (440 + 880 + 480) / 2640)
+    assert c.improvement_pct == pytest.approx(expected, abs=1e-3)
+    lo, hi = c.improvement_band_pct
+    assert lo < c.improvement_pct < hi
+    st = {v.id: v.status for v in c.veins}
+    assert st[1] == "cleared"
+    assert st[2] == "faded"
+    assert st[3] == "persisting"
+    faded = next(v for v in c.veins if v.id == 2)
+    assert faded.faded_pct == pytest.approx(50.0, abs=0.1)
+    assert c.vein_counts == {
+        "cleared": 1,
+        "faded": 1,
+        "persisting": 1,
+        "new": 1,
+        "recanalised": 0,
+    }
+    assert (c.change_map[40:44, 40:260] == CHANGE_CLEARED).all()
+    assert (c.change_map[100:104, 40:260] == CHANGE_FADED).all()
+    assert (c.change_map[160:164, 40:260] == CHANGE_PERSISTING).all()
+    assert (c.change_map[210:213, 40:200] == CHANGE_NEW).all()
+    # per class: spider veins 1 and 2 (+ new spider 480 px), reticular vein 3
+    assert c.improvement_by_class_pct["spider"] == pytest.approx(
+        100 * (1 - (440 + 480) / 1760), abs=1e-3
+    )
+    assert c.improvement_by_class_pct["reticular"] == pytest.approx(0.0, abs=1e-3)
+    assert c.grade == grade_for(expected)
+    assert c.meets_target is False
+
+
+def test_compare_core_identity_is_zero_and_all_cleared_is_100() -> None:
+    seg_b, seg_f = _three_veins((1.0, 1.0, 1.0), new=False)
+    c = _core(seg_b, seg_f)
+    assert c.improvement_pct == pytest.approx(0.0, abs=1e-3)
+    assert c.vein_counts["persisting"] == 3
+    seg_b, seg_f = _three_veins((0.0, 0.0, 0.0), new=False)
+    c = _core(seg_b, seg_f)
+    assert c.improvement_pct == pytest.approx(100.0, abs=1e-3)
+    assert c.meets_target is True
+    assert c.grade == "76-100"
+    assert c.improvement_band_pct[1] <= 100.0
+
+
+def test_compare_core_recanalised_with_previous() -> None:
+    seg_b, seg_f1 = _three_veins((0.1, 0.5, 1.0), new=False)
+    first = _core(seg_b, seg_f1)
+    _, seg_f2 = _three_veins((0.9, 0.5, 1.0), new=False)
+    second = _core(seg_b, seg_f2, previous=[first])
+    st = {v.id: v.status for v in second.veins}
+    assert st[1] == "recanalised"
+    assert st[2] == "faded"
+    assert second.vein_counts["recanalised"] == 1
+    assert (second.change_map[40:44, 40:260] == CHANGE_RECANALISED).all()
+    assert any("recanalisation" in w for w in second.warnings)
+
+
+def test_compare_core_previous_must_share_baseline() -> None:
+    seg_b, seg_f = _three_veins((0.1, 0.5, 1.0), new=False)
+    first = _core(seg_b, seg_f)
+    with pytest.raises(ValueError, match="previous"):
+        _core(seg_b, seg_f, previous=["not a comparison"])
+    small = _fake_seg(
+        *(a[:100, :100] for a in (seg_b.mask, seg_b.labels, seg_b.strength)),
+        seg_b.vein_ids[:100, :100],
+    )
+    with pytest.raises(ValueError, match="previous"):
+        _core(small, small, previous=[first])
+
+
+def test_compare_core_noise_does_not_bias_persisting_veins() -> None:
+    """min(1, c_f/c_b) on noisy pixels would read a persisting vein as improved."""
+    seg_b, seg_f = _three_veins((1.0, 1.0, 1.0), new=False)
+    rng = np.random.default_rng(3)
+    noisy = seg_f.strength + rng.normal(0, 0.06, seg_f.strength.shape).astype(np.float32)
+    seg_f = SimpleNamespace(**{**vars(seg_f), "strength": noisy})
+    c = _core(seg_b, seg_f, px_per_mm=4.0)  # 4 px wide veins are 1 mm wide
+    pixelwise = improvement_pct(
+        seg_b.strength, noisy, seg_b.mask, seg_f.mask, np.ones_like(seg_b.mask)
+    )
+    assert pixelwise > 5.0  # the bias the smoothing removes
+    assert abs(c.improvement_pct) < 1.5
+    assert c.improvement_band_pct[0] <= 0.0 <= c.improvement_band_pct[1]
+
+
+def test_comparison_to_dict_contract() -> None:
+    import json
+
+    seg_b, seg_f = _three_veins((0.0, 0.5, 1.0), new=True)
+    d = _core(seg_b, seg_f).to_dict()
+    json.dumps(d, allow_nan=False)
+    assert set(d) >= {
+        "registration",
+        "baseline",
+        "followup",
+        "improvement_pct",
+        "improvement_band_pct",
+        "improvement_by_class_pct",
+        "grade",
+        "target_pct",
+        "meets_target",
+        "veins",
+        "warnings",
+    }
+    assert set(d["registration"]) >= {"ok", "homography", "quality", "residual_px", "reason"}
+    assert set(d["veins"]) >= {"cleared", "faded", "persisting", "new"}
+    assert set(d["baseline"]["by_class"]) == {"spider", "reticular"}
+    assert len(d["improvement_band_pct"]) == 2
