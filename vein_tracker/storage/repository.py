@@ -35,7 +35,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
@@ -556,6 +556,29 @@ class Repository:
 
         self._guard(actor, body, write=True)
 
+    def reset_password(self, actor: Actor, user_id: int) -> str:
+        """Give an account a random one-time password (admin only) and return it.
+
+        Show it once; the user must change it at the next sign-in. Unlocks the account.
+        """
+        password = accounts.generate_password()
+        self.set_password(actor, user_id, password)
+        return password
+
+    def invite_user(
+        self, actor: Actor, username: str, role: str, *, client_id: int | None = None
+    ) -> tuple[UserInfo, str]:
+        """Create an account with a random one-time password (admin only).
+
+        Returns the account and the password to hand over once; it must be changed
+        at the first sign-in.
+        """
+        password = accounts.generate_password()
+        user = self.create_user(
+            actor, username, password, role, client_id=client_id, must_change_password=True
+        )
+        return user, password
+
     def change_password(self, actor: Actor, old_password: str, new_password: str) -> None:
         """Change one's own password (any role); the old password must be right.
 
@@ -627,9 +650,16 @@ class Repository:
         address: str | None = None,
         fitzpatrick: int | None = None,
         notes: str | None = None,
+        screening: Screening | None = None,
+        override_reason: str | None = None,
     ) -> ClientInfo:
-        """Register a client (staff only)."""
+        """Register a client (staff only), optionally with the screening in the same
+        transaction (see :meth:`record_screening` for ``screening``/``override_reason``).
+        """
         self._require_staff(actor)
+        if screening is not None and not isinstance(screening, Screening):
+            raise TypeError("screening must be a Screening or None")
+        reason = _clean_text(override_reason, field="override_reason")
         values = _client_values(
             name=name,
             date_of_birth=date_of_birth,
@@ -648,6 +678,8 @@ class Repository:
             s.add(c)
             s.flush()
             _add_audit(s, actor, "client_create", target=("client", c.id), client_id=c.id)
+            if screening is not None:
+                _apply_screening(s, actor, c, screening, now, reason)
             return _client_info(c)
 
         return self._guard(actor, body, write=True)
@@ -656,9 +688,16 @@ class Repository:
         """Change a client's details (staff only).
 
         Keyword arguments: any of ``name``, ``date_of_birth``, ``email``, ``phone``,
-        ``address``, ``fitzpatrick``, ``notes`` (None clears an optional field).
+        ``address``, ``fitzpatrick``, ``notes`` (None clears an optional field), and
+        ``screening`` (a :class:`Screening`, recorded anew when it differs from the
+        stored answers or ``override_reason`` changes) with ``override_reason``.
         """
         self._require_staff(actor)
+        screening = changes.pop("screening", None)
+        has_reason = "override_reason" in changes
+        reason = _clean_text(changes.pop("override_reason", None), field="override_reason")
+        if screening is not None and not isinstance(screening, Screening):
+            raise TypeError("screening must be a Screening or None")
         values = _client_values(**changes)
         if "name" in changes and not values.get("name"):
             raise ValueError("name must not be empty")
@@ -668,15 +707,24 @@ class Repository:
             changed = sorted(k for k, v in values.items() if getattr(c, k) != v)
             for k in changed:
                 setattr(c, k, values[k])
-            c.updated_at = utcnow()
-            _add_audit(
-                s,
-                actor,
-                "client_update",
-                target=("client", c.id),
-                client_id=c.id,
-                detail={"fields": changed},
-            )
+            now = utcnow()
+            c.updated_at = now
+            if changed:
+                _add_audit(
+                    s,
+                    actor,
+                    "client_update",
+                    target=("client", c.id),
+                    client_id=c.id,
+                    detail={"fields": changed},
+                )
+            if screening is not None:
+                current = _client_info(c)
+                new_reason = reason if has_reason else current.override_reason
+                if current.screening != screening or (
+                    screening.positives and new_reason != current.override_reason
+                ):
+                    _apply_screening(s, actor, c, screening, now, new_reason)
             return _client_info(c)
 
         return self._guard(actor, body, write=True)
@@ -706,20 +754,7 @@ class Repository:
 
         def body(s: Session) -> ClientInfo:
             c = _get_or_missing(s, m.Client, client_id, "client")
-            for q in SCREENING_QUESTIONS:
-                setattr(c, f"scr_{q}", bool(getattr(screening, q)))
-            c.screened_at = when
-            c.screened_by = actor.username
-            c.screening_override_reason = reason if screening.positives else None
-            c.updated_at = utcnow()
-            _add_audit(
-                s,
-                actor,
-                "screening_record",
-                target=("client", c.id),
-                client_id=c.id,
-                detail={"positives": list(screening.positives), "override": bool(reason)},
-            )
+            _apply_screening(s, actor, c, screening, when, reason)
             return _client_info(c)
 
         return self._guard(actor, body, write=True)
@@ -763,6 +798,12 @@ class Repository:
             return [_client_info(c) for c in s.scalars(q)]
 
         return self._guard(actor, body, write=False)
+
+    def list_clients(
+        self, actor: Actor, *, search: str | None = None, limit: int = 200
+    ) -> list[ClientInfo]:
+        """Same as :meth:`search_clients` (``search`` None lists all by name)."""
+        return self.search_clients(actor, search or "", limit=limit)
 
     # ------------------------------------------------------------------ treatment areas
 
@@ -1338,8 +1379,9 @@ class Repository:
         *,
         params: Mapping[str, Any],
         result: Mapping[str, Any],
-        masks: Mapping[str, np.ndarray] | None = None,
+        masks: Mapping[str, np.ndarray | bytes] | None = None,
         algorithm_version: str = ALGORITHM_VERSION,
+        params_hash: str | None = None,
     ) -> AnalysisInfo:
         """Store the analysis of a pair (staff only); one row per (pair, params, version).
 
@@ -1354,16 +1396,19 @@ class Repository:
         result : mapping
             ``Comparison.to_dict()``; ``improvement_pct`` and ``meets_target`` are copied
             for listing. Non-finite numbers are stored as None.
-        masks : mapping of str to ndarray, optional
+        masks : mapping of str to ndarray or bytes, optional
             2-D ``bool`` masks or ``uint8`` label images (e.g. ``"region"``,
-            ``"change_map"``), stored as PNG in the photo store.
+            ``"change_map"``), or PNG bytes already encoded; stored as PNG in the
+            photo store.
+        params_hash : str, optional
+            The caller's own cache key for ``params``; default :func:`params_hash`.
         """
         self._require_staff(actor)
         if baseline_photo_id == followup_photo_id:
             raise ValueError("baseline_photo_id and followup_photo_id must differ")
         params_json = _jsonable(params)
         result_json = _jsonable(result)
-        phash = params_hash(params)
+        phash = _params_key(params, params_hash)
         improvement = result_json.get("improvement_pct")
         meets = result_json.get("meets_target")
         improvement = float(improvement) if isinstance(improvement, int | float) else None
@@ -1378,7 +1423,7 @@ class Repository:
         self._guard(actor, check, write=False)
         stored: dict[str, tuple[str, int]] = {}
         for name, arr in (masks or {}).items():
-            png = encode_mask_png(arr, name=name)
+            png = _mask_png(arr, name)
             stored[_clean_mask_name(name)] = (self.store.put(png), len(png))
 
         def body(s: Session) -> AnalysisInfo:
@@ -1445,13 +1490,15 @@ class Repository:
         *,
         params: Mapping[str, Any] | None = None,
         algorithm_version: str | None = ALGORITHM_VERSION,
+        params_hash: str | None = None,
     ) -> AnalysisInfo | None:
         """The stored analysis of a pair, or None (cache lookup).
 
-        ``params`` None matches any parameters (the newest is returned);
-        ``algorithm_version`` None matches any version (the newest version wins).
+        ``params`` (or the caller's ``params_hash``) None matches any parameters (the
+        newest is returned); ``algorithm_version`` None matches any version (the newest
+        version wins).
         """
-        phash = params_hash(params) if params is not None else None
+        phash = _params_key(params, params_hash) if (params or params_hash) else None
 
         def body(s: Session) -> AnalysisInfo | None:
             b = _get_or_missing(s, m.Photo, baseline_photo_id, "photo")
@@ -1471,6 +1518,24 @@ class Repository:
             return _analysis_info(s, best)
 
         return self._guard(actor, body, write=False)
+
+    def find_analysis(
+        self,
+        actor: Actor,
+        *,
+        baseline_photo_id: int,
+        followup_photo_id: int,
+        params_hash: str | None = None,
+        algorithm_version: str | None = ALGORITHM_VERSION,
+    ) -> AnalysisInfo | None:
+        """Keyword form of :meth:`get_analysis` with the caller's ``params_hash``."""
+        return self.get_analysis(
+            actor,
+            baseline_photo_id,
+            followup_photo_id,
+            params_hash=params_hash,
+            algorithm_version=algorithm_version,
+        )
 
     def get_analysis_by_id(self, actor: Actor, analysis_id: int) -> AnalysisInfo:
         """One analysis (staff, or the owning client)."""
@@ -1829,6 +1894,10 @@ class Repository:
 
         return self._guard(actor, body, write=False)
 
+    def marketing_pairs(self, actor: Actor, channel: str, **filters: Any) -> list[MarketingPair]:
+        """Same as :meth:`list_marketing_pairs`."""
+        return self.list_marketing_pairs(actor, channel, **filters)
+
     def recheck_marketing_pairs(
         self,
         actor: Actor,
@@ -1959,23 +2028,32 @@ class Repository:
         action: str | None = None,
         username: str | None = None,
         client_id: int | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: datetime | date | None = None,
+        until: datetime | date | None = None,
         ok: bool | None = None,
         limit: int = 500,
         offset: int = 0,
     ) -> list[AuditInfo]:
-        """Audit events, newest first, with filters (admin only)."""
+        """Audit events, newest first, with filters (admin only).
+
+        ``action`` is an action name of :data:`AUDIT_ACTIONS` (exact match) or part of
+        one (e.g. ``"photo"`` matches every photo action); ``username`` is exact.
+        ``since`` is inclusive, ``until`` exclusive (aware datetimes); a plain date
+        means that whole day (UTC), so ``until=date`` includes that day.
+        """
         self._require_admin(actor)
-        if action is not None:
-            _choice(action, sorted(AUDIT_ACTIONS), "action")
+        since = _as_utc_start(since, inclusive_day=False)
+        until = _as_utc_start(until, inclusive_day=True)
+        action = (action or "").strip().lower() or None
         if limit < 1 or offset < 0:
             raise ValueError("limit must be >= 1 and offset >= 0")
 
         def body(s: Session) -> list[AuditInfo]:
             q = sa.select(m.AuditEvent)
-            if action is not None:
+            if action is not None and action in AUDIT_ACTIONS:
                 q = q.where(m.AuditEvent.action == action)
+            elif action is not None:
+                q = q.where(m.AuditEvent.action.contains(action, autoescape=True))
             if username is not None:
                 q = q.where(m.AuditEvent.username == username.strip().lower())
             if client_id is not None:
@@ -1990,6 +2068,10 @@ class Repository:
             return [_audit_info(e) for e in s.scalars(q)]
 
         return self._guard(actor, body, write=False)
+
+    def audit_log(self, actor: Actor, **filters: Any) -> list[AuditInfo]:
+        """Same as :meth:`list_audit`."""
+        return self.list_audit(actor, **filters)
 
     # ------------------------------------------------------------------ maintenance
 
@@ -2165,6 +2247,39 @@ def _add_audit(
             ok=ok,
             detail=_jsonable(detail or {}),
         )
+    )
+
+
+def _as_utc_start(value: datetime | date | None, *, inclusive_day: bool) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("since/until datetimes must be timezone-aware (UTC)")
+        return value
+    day = value + timedelta(days=1) if inclusive_day else value
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _apply_screening(
+    s: Session,
+    actor: Actor,
+    c: m.Client,
+    screening: Screening,
+    when: datetime,
+    reason: str | None,
+) -> None:
+    for q in SCREENING_QUESTIONS:
+        setattr(c, f"scr_{q}", bool(getattr(screening, q)))
+    c.screened_at = when
+    c.screened_by = actor.username
+    c.screening_override_reason = reason if screening.positives else None
+    c.updated_at = utcnow()
+    _add_audit(
+        s,
+        actor,
+        "screening_record",
+        target=("client", c.id),
+        client_id=c.id,
+        detail={"positives": list(screening.positives), "override": bool(reason)},
     )
 
 
@@ -2358,6 +2473,23 @@ def _clean_mask_name(name: str) -> str:
     ):
         raise ValueError(f"mask names must be 1-64 letters, digits or '_', got {name!r}")
     return name
+
+
+def _params_key(params: Mapping[str, Any] | None, given: str | None) -> str:
+    if given is not None:
+        if not isinstance(given, str) or not 1 <= len(given) <= 64:
+            raise ValueError("params_hash must be a string of 1-64 characters")
+        return given
+    return params_hash(params or {})
+
+
+def _mask_png(value: np.ndarray | bytes, name: str) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise ValueError(f"mask {name!r} bytes must be a PNG file")
+        return data
+    return encode_mask_png(value, name=name)
 
 
 def encode_mask_png(mask: np.ndarray, *, name: str = "mask") -> bytes:
