@@ -1043,7 +1043,8 @@ def treat(
             )
             if not v.in_baseline:
                 status = "new"
-        if v.id in cleared_ids or v.id in faded_ids:
+        if v.id in cleared_ids or v.id in faded_ids or v.status in ("cleared", "faded"):
+            # Injection sites: veins treated now or at an earlier visit.
             treated_sites.append(v.centreline[len(v.centreline) // 2])
         new_veins.append(replace(v, visibility=vis, status=status))
 
