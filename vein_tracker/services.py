@@ -12,12 +12,27 @@ Every render function is pure: it never modifies its inputs and returns a new
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from .io import as_rgb
+from . import ALGORITHM_VERSION
+from .config import get_settings
+from .io import Photo, as_rgb, load_photo
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .metrics import Comparison
+    from .progress import Progress
+    from .storage import Actor, Repository
+    from .storage.info import AnalysisInfo, MarketingPair, PhotoInfo, VisitInfo
 
 #: Longest side of an image sent to the browser, px. Keeps memory flat over a long day.
 PREVIEW_MAX_SIDE = 1024
@@ -28,6 +43,7 @@ VEIN_COLOURS: Mapping[int, tuple[int, int, int]] = {
     2: (0, 170, 255),  # reticular / feeder
 }
 VEIN_LABELS: Mapping[int, str] = {1: "spider (< 1 mm)", 2: "reticular / feeder (1–3 mm)"}
+VEIN_COLOUR_NAMES: Mapping[int, str] = {1: "pink", 2: "blue"}
 
 #: Change-map codes of ``metrics.Comparison.change_map`` and their colours (RGB) and names.
 CHANGE_COLOURS: Mapping[int, tuple[int, int, int]] = {
@@ -43,6 +59,13 @@ CHANGE_LABELS: Mapping[int, str] = {
     3: "persisting",
     4: "new",
     5: "recanalised",
+}
+CHANGE_COLOUR_NAMES: Mapping[int, str] = {
+    1: "green",
+    2: "yellow",
+    3: "red",
+    4: "violet",
+    5: "orange",
 }
 
 
@@ -264,12 +287,604 @@ def side_by_side(before: np.ndarray, after: np.ndarray, *, gap_px: int = 8) -> n
     return np.concatenate([b, gap, a], axis=1)
 
 
-def legend(kind: str) -> list[tuple[str, str]]:
-    """Colour legend as ``(hex colour, label)`` pairs; ``kind`` is "veins" or "change"."""
+def legend(kind: str) -> list[tuple[str, str, str]]:
+    """Colour legend as ``(hex colour, colour name, label)``; ``kind`` is "veins" or "change"."""
     if kind == "veins":
-        table, names = VEIN_COLOURS, VEIN_LABELS
+        table, colour_names, names = VEIN_COLOURS, VEIN_COLOUR_NAMES, VEIN_LABELS
     elif kind == "change":
-        table, names = CHANGE_COLOURS, CHANGE_LABELS
+        table, colour_names, names = CHANGE_COLOURS, CHANGE_COLOUR_NAMES, CHANGE_LABELS
     else:
         raise ValueError(f"kind must be 'veins' or 'change', got {kind!r}")
-    return [("#{:02x}{:02x}{:02x}".format(*table[k]), names[k]) for k in sorted(table)]
+    return [
+        ("#{:02x}{:02x}{:02x}".format(*table[k]), colour_names[k], names[k]) for k in sorted(table)
+    ]
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    """A stored upload and its capture feedback.
+
+    Attributes
+    ----------
+    photo : PhotoInfo
+        The stored photo's record.
+    report : dict
+        ``CaptureReport.to_dict()``: sharpness, exposure, framing against the baseline,
+        ``ok`` and plain ``advice`` lines.
+    """
+
+    photo: PhotoInfo
+    report: dict[str, Any]
+
+
+def store_upload(
+    repo: Repository,
+    actor: Actor,
+    *,
+    visit_id: int,
+    area_id: int,
+    data: bytes,
+    filename: str,
+) -> StoredUpload:
+    """Decode an uploaded photo, assess the capture against the area's baseline, store both.
+
+    Parameters
+    ----------
+    repo : Repository
+    actor : Actor
+        The signed-in user (the repository checks the role and the client's consent).
+    visit_id, area_id : int
+        Where the photo belongs.
+    data : bytes
+        The file as uploaded.
+    filename : str
+        The uploaded name (kept as metadata only; never used as a path).
+
+    Raises
+    ------
+    PhotoError
+        Not a readable photo, too large or too small.
+    AccessDenied, ConsentError, StorageError
+        From the repository.
+    """
+    from .capture import assess_capture
+
+    photo = load_photo(bytes(data), max_pixels=get_settings().max_pixels)
+    area = repo.get_area(actor, area_id)
+    baseline: Photo | None = None
+    if area.baseline_photo_id is not None:
+        baseline = repo.load_photo(actor, area.baseline_photo_id)
+    report = assess_capture(photo, baseline).to_dict()
+    del photo, baseline
+    info = repo.add_photo(
+        actor, area_id, visit_id, bytes(data), filename=filename, capture_report=report
+    )
+    return StoredUpload(photo=info, report=report)
+
+
+def baseline_ghost(repo: Repository, actor: Actor, area_id: int) -> np.ndarray | None:
+    """The faded, outlined baseline of an area (a preview), or None without a baseline."""
+    area = repo.get_area(actor, area_id)
+    if area.baseline_photo_id is None:
+        return None
+    return ghost(preview(repo.load_photo(actor, area.baseline_photo_id).rgb))
+
+
+# ----------------------------------------------------------------------------- analysis
+
+Rect = tuple[float, float, float, float]
+
+
+def _check_rect(name: str, rect: Rect | None) -> Rect | None:
+    if rect is None:
+        return None
+    if len(rect) != 4:
+        raise ValueError(f"{name} must be (x0, y0, x1, y1) fractions, got {rect!r}")
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+        raise ValueError(
+            f"{name} must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {rect!r}"
+        )
+    return (x0, y0, x1, y1)
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    """What the aesthetician chose on the review page.
+
+    Attributes
+    ----------
+    sensitivity : float
+        Segmentation sensitivity in [0, 1].
+    include_rect : (x0, y0, x1, y1) or None
+        Keep only this rectangle of the baseline, as fractions of width and height
+        (x right, y down); None keeps the whole overlap.
+    exclude_rect : (x0, y0, x1, y1) or None
+        Erase this rectangle from the region, same convention.
+    target_pct : float
+        The clinic's target, percent.
+    """
+
+    sensitivity: float = 0.5
+    include_rect: Rect | None = None
+    exclude_rect: Rect | None = None
+    target_pct: float = 75.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sensitivity <= 1.0:
+            raise ValueError(f"sensitivity must be in [0, 1], got {self.sensitivity}")
+        if not 0.0 < self.target_pct <= 100.0:
+            raise ValueError(f"target_pct must be in (0, 100], got {self.target_pct}")
+        object.__setattr__(self, "include_rect", _check_rect("include_rect", self.include_rect))
+        object.__setattr__(self, "exclude_rect", _check_rect("exclude_rect", self.exclude_rect))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready parameters (stored with the analysis)."""
+        return {
+            "sensitivity": round(self.sensitivity, 4),
+            "include_rect": list(self.include_rect) if self.include_rect else None,
+            "exclude_rect": list(self.exclude_rect) if self.exclude_rect else None,
+            "target_pct": self.target_pct,
+        }
+
+    def key(self) -> str:
+        """sha256 of the canonical JSON of :meth:`to_dict`."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def roi_mask(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The region of interest at ``shape`` ``(H, W)`` as bool, or None for no limit."""
+        if self.include_rect is None and self.exclude_rect is None:
+            return None
+        h, w = shape
+        roi = np.zeros((h, w), bool) if self.include_rect else np.ones((h, w), bool)
+        if self.include_rect:
+            x0, y0, x1, y1 = self.include_rect
+            roi[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = True
+        if self.exclude_rect:
+            x0, y0, x1, y1 = self.exclude_rect
+            roi[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = False
+        return roi
+
+
+@dataclass(frozen=True, eq=False)
+class ReviewData:
+    """What the review page shows for one pair: numbers and downscaled images.
+
+    Every image is a preview in the *baseline* frame, at most ``PREVIEW_MAX_SIDE`` px.
+
+    Attributes
+    ----------
+    result : dict
+        ``Comparison.to_dict()``.
+    baseline, followup : ndarray, shape (h, w, 3), uint8
+        Baseline and the follow-up warped onto it.
+    baseline_labels, followup_labels : ndarray, shape (h, w), uint8
+        0 none, 1 spider, 2 reticular.
+    change_map : ndarray, shape (h, w), uint8
+        Codes of :data:`CHANGE_LABELS`.
+    region : ndarray, shape (h, w), bool
+        The measured region.
+    baseline_photo_id, followup_photo_id : int
+    params : AnalysisParams
+    cached : bool
+        True when the result came from the cache (no computation on this call).
+    saved : bool
+        True when this result is stored in the client's record.
+    masks_png : dict of str to bytes
+        Full-resolution masks (change map, labels, region) as PNG, for saving.
+    """
+
+    result: dict[str, Any]
+    baseline: np.ndarray
+    followup: np.ndarray
+    baseline_labels: np.ndarray
+    followup_labels: np.ndarray
+    change_map: np.ndarray
+    region: np.ndarray
+    baseline_photo_id: int
+    followup_photo_id: int
+    params: AnalysisParams
+    cached: bool = False
+    saved: bool = False
+    masks_png: Mapping[str, bytes] = field(default_factory=dict)
+
+
+_CACHE_SIZE = 12
+_cache: OrderedDict[tuple[str, str, str, str], ReviewData] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cache_get(key: tuple[str, str, str, str]) -> ReviewData | None:
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+        return hit
+
+
+def _cache_put(key: tuple[str, str, str, str], value: ReviewData) -> None:
+    with _cache_lock:
+        _cache[key] = value
+        _cache.move_to_end(key)
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+
+
+def clear_analysis_cache() -> None:
+    """Forget every cached review (tests; after a re-analysis)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _png(mask: np.ndarray, name: str) -> bytes:
+    from .storage import encode_mask_png
+
+    return encode_mask_png(mask, name=name)
+
+
+def review_from_comparison(
+    comparison: Comparison,
+    baseline_rgb: np.ndarray,
+    *,
+    baseline_photo_id: int,
+    followup_photo_id: int,
+    params: AnalysisParams,
+) -> ReviewData:
+    """Downscale a :class:`~vein_tracker.metrics.Comparison` into what the page shows."""
+    return ReviewData(
+        result=comparison.to_dict(),
+        baseline=preview(baseline_rgb),
+        followup=preview(comparison.registration.warped),
+        baseline_labels=preview(comparison.baseline_seg.labels),
+        followup_labels=preview(comparison.followup_seg.labels),
+        change_map=preview(comparison.change_map),
+        region=preview(comparison.region),
+        baseline_photo_id=baseline_photo_id,
+        followup_photo_id=followup_photo_id,
+        params=params,
+        masks_png={
+            "change_map": _png(comparison.change_map, "change_map"),
+            "baseline_labels": _png(comparison.baseline_seg.labels, "baseline_labels"),
+            "followup_labels": _png(comparison.followup_seg.labels, "followup_labels"),
+            "region": _png(comparison.region, "region"),
+        },
+    )
+
+
+ProgressCallback = Callable[[float, str], None]
+
+
+def analyze_pair(
+    repo: Repository,
+    actor: Actor,
+    *,
+    baseline_photo_id: int,
+    followup_photo_id: int,
+    params: AnalysisParams,
+    progress: ProgressCallback | None = None,
+) -> ReviewData:
+    """Compare a follow-up photo with its baseline, or return the cached result.
+
+    The cache key is (baseline sha256, follow-up sha256, parameters hash,
+    ``ALGORITHM_VERSION``). The photos' records are read through the repository
+    first, so the access check runs on every call, cached or not.
+
+    Parameters
+    ----------
+    repo : Repository
+    actor : Actor
+    baseline_photo_id, followup_photo_id : int
+    params : AnalysisParams
+    progress : callable(fraction, message), optional
+        Called as the work advances (fraction in [0, 1]).
+
+    Returns
+    -------
+    ReviewData
+
+    Raises
+    ------
+    RegistrationError
+        The pair cannot be aligned; the message says why and what to retake.
+    AccessDenied
+        The user may not read these photos.
+    """
+    from .metrics import compare
+
+    b_info = repo.get_photo(actor, baseline_photo_id)
+    f_info = repo.get_photo(actor, followup_photo_id)
+    key = (b_info.sha256, f_info.sha256, params.key(), ALGORITHM_VERSION)
+    stored = repo.get_analysis(
+        actor,
+        baseline_photo_id,
+        followup_photo_id,
+        params=params.to_dict(),
+        algorithm_version=ALGORITHM_VERSION,
+    )
+    hit = _cache_get(key)
+    if hit is not None:
+        if progress is not None:
+            progress(1.0, "Result from the cache")
+        return replace(hit, cached=True, saved=stored is not None)
+    if stored is not None:
+        review = _review_from_stored(repo, actor, stored, params=params)
+        if review is not None:
+            _cache_put(key, review)
+            if progress is not None:
+                progress(1.0, "Result from the saved analysis")
+            return replace(review, cached=True, saved=True)
+    if progress is not None:
+        progress(0.02, "Loading the photos")
+    baseline = repo.load_photo(actor, baseline_photo_id)
+    followup = repo.load_photo(actor, followup_photo_id)
+    comparison = compare(
+        baseline,
+        followup,
+        roi=params.roi_mask(baseline.shape),
+        sensitivity=params.sensitivity,
+        target_pct=params.target_pct,
+        progress=progress,
+    )
+    review = review_from_comparison(
+        comparison,
+        baseline.rgb,
+        baseline_photo_id=baseline_photo_id,
+        followup_photo_id=followup_photo_id,
+        params=params,
+    )
+    _cache_put(key, review)
+    return replace(review, saved=stored is not None)
+
+
+_MASK_NAMES = ("change_map", "baseline_labels", "followup_labels", "region")
+
+
+def _review_from_stored(
+    repo: Repository, actor: Actor, stored: AnalysisInfo, *, params: AnalysisParams
+) -> ReviewData | None:
+    """Rebuild the review of a saved analysis from its masks and homography (no re-analysis).
+
+    Returns None when the saved analysis lacks what the page needs (then it is recomputed).
+    """
+    h = (stored.result.get("registration") or {}).get("homography")
+    if h is None or not set(_MASK_NAMES) <= set(stored.masks):
+        return None
+    masks = repo.load_analysis_masks(actor, stored.id)
+    b = repo.load_photo(actor, stored.baseline_photo_id).rgb
+    f = repo.load_photo(actor, stored.followup_photo_id).rgb
+    bp, fp = preview(b), preview(f)
+    hp = _scaled_homography(
+        np.asarray(h, np.float64), fp.shape[1] / f.shape[1], bp.shape[1] / b.shape[1]
+    )
+    warped = cv2.warpPerspective(fp, hp, (bp.shape[1], bp.shape[0]), flags=cv2.INTER_LINEAR)
+    size = (bp.shape[1], bp.shape[0])
+
+    def small(name: str) -> np.ndarray:
+        arr = np.asarray(masks[name])
+        out = cv2.resize(arr.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        return out > 0 if arr.dtype == bool else out
+
+    return ReviewData(
+        result=dict(stored.result),
+        baseline=bp,
+        followup=warped,
+        baseline_labels=small("baseline_labels"),
+        followup_labels=small("followup_labels"),
+        change_map=small("change_map"),
+        region=small("region").astype(bool),
+        baseline_photo_id=stored.baseline_photo_id,
+        followup_photo_id=stored.followup_photo_id,
+        params=params,
+        cached=True,
+        saved=True,
+    )
+
+
+def save_analysis(repo: Repository, actor: Actor, review: ReviewData) -> AnalysisInfo:
+    """Store a reviewed result (numbers, parameters, masks) in the client's record."""
+    return repo.save_analysis(
+        actor,
+        review.baseline_photo_id,
+        review.followup_photo_id,
+        params=review.params.to_dict(),
+        result=review.result,
+        masks=dict(review.masks_png),
+    )
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def _latest_analyses(analyses: Sequence[AnalysisInfo], baseline_id: int) -> dict[int, AnalysisInfo]:
+    """Latest analysis per follow-up photo against ``baseline_id`` (current algorithm first)."""
+    best: dict[int, AnalysisInfo] = {}
+    for a in analyses:
+        if a.baseline_photo_id != baseline_id:
+            continue
+        cur = best.get(a.followup_photo_id)
+        rank = (a.algorithm_version == ALGORITHM_VERSION, a.created_at, a.id)
+        if cur is None or rank > (
+            cur.algorithm_version == ALGORITHM_VERSION,
+            cur.created_at,
+            cur.id,
+        ):
+            best[a.followup_photo_id] = a
+    return best
+
+
+def area_progress(
+    repo: Repository, actor: Actor, area_id: int, *, target_pct: float = 75.0
+) -> Progress | None:
+    """Improvement of one area over its sessions, from the saved analyses.
+
+    Returns None when the area has no baseline photo. Sessions whose follow-up photo
+    has no saved analysis yet appear without a number.
+    """
+    from .progress import Visit, summarise
+
+    area = repo.get_area(actor, area_id)
+    if area.baseline_photo_id is None:
+        return None
+    photos = {p.id: p for p in repo.list_photos(actor, area_id=area_id)}
+    baseline = photos.get(area.baseline_photo_id)
+    if baseline is None:
+        return None
+    visits = {v.id: v for v in repo.list_visits(actor, area.client_id)}
+    latest = _latest_analyses(repo.list_analyses(actor, area_id), baseline.id)
+    followups = sorted(
+        (p for p in photos.values() if p.id != baseline.id and p.visit_date >= baseline.visit_date),
+        key=lambda p: (p.visit_date, p.session_number, p.id),
+    )
+    # One point per visit: the latest photo of that visit.
+    per_visit: dict[int, PhotoInfo] = {}
+    for p in followups:
+        if p.visit_id != baseline.visit_id:
+            per_visit[p.visit_id] = p
+    series = [Visit(date=baseline.visit_date, treated=_treated(visits.get(baseline.visit_id)))]
+    for p in sorted(per_visit.values(), key=lambda p: (p.visit_date, p.session_number)):
+        a = latest.get(p.id)
+        res = a.result if a is not None else {}
+        band = res.get("improvement_band_pct") or None
+        series.append(
+            Visit(
+                date=p.visit_date,
+                improvement_pct=_float_or_none(res.get("improvement_pct")),
+                band_pct=(float(band[0]), float(band[1]))
+                if band and None not in band[:2]
+                else None,
+                by_class_pct={
+                    k: _float_or_none(v)
+                    for k, v in (res.get("improvement_by_class_pct") or {}).items()
+                },
+                vein_counts={k: int(v) for k, v in (res.get("veins") or {}).items()},
+                warnings=tuple(str(w) for w in res.get("warnings") or ()),
+                treated=_treated(visits.get(p.visit_id)),
+            )
+        )
+    return summarise(series, target_pct=target_pct)
+
+
+def _treated(visit: VisitInfo | None) -> bool:
+    return visit is None or visit.sclerosant is not None
+
+
+def _float_or_none(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
+@dataclass(frozen=True, eq=False)
+class PairPreview:
+    """Baseline and the latest analysed follow-up of an area, aligned, as previews."""
+
+    baseline: np.ndarray
+    followup: np.ndarray
+    baseline_date: date
+    followup_date: date
+    improvement_pct: float | None
+
+
+def _scaled_homography(h: np.ndarray, s_from: float, s_to: float) -> np.ndarray:
+    """A full-resolution homography re-expressed between images scaled by s_from / s_to."""
+    a = np.diag([s_to, s_to, 1.0])
+    b = np.diag([1.0 / s_from, 1.0 / s_from, 1.0])
+    return a @ h @ b
+
+
+def latest_pair_preview(repo: Repository, actor: Actor, area_id: int) -> PairPreview | None:
+    """The area's baseline and latest analysed follow-up, aligned with the saved homography."""
+    area = repo.get_area(actor, area_id)
+    if area.baseline_photo_id is None:
+        return None
+    latest = _latest_analyses(repo.list_analyses(actor, area_id), area.baseline_photo_id)
+    if not latest:
+        return None
+    photos = {p.id: p for p in repo.list_photos(actor, area_id=area_id)}
+    newest = max(
+        latest.values(),
+        key=lambda a: (
+            (photos[a.followup_photo_id].visit_date, a.followup_photo_id)
+            if a.followup_photo_id in photos
+            else (date.min, 0)
+        ),
+    )
+    h = (newest.result.get("registration") or {}).get("homography")
+    if h is None:
+        return None
+    b = repo.load_photo(actor, area.baseline_photo_id).rgb
+    f = repo.load_photo(actor, newest.followup_photo_id).rgb
+    bp, fp = preview(b), preview(f)
+    hp = _scaled_homography(
+        np.asarray(h, np.float64), fp.shape[1] / f.shape[1], bp.shape[1] / b.shape[1]
+    )
+    warped = cv2.warpPerspective(fp, hp, (bp.shape[1], bp.shape[0]), flags=cv2.INTER_LINEAR)
+    return PairPreview(
+        baseline=bp,
+        followup=warped,
+        baseline_date=photos[area.baseline_photo_id].visit_date,
+        followup_date=photos[newest.followup_photo_id].visit_date,
+        improvement_pct=newest.improvement_pct,
+    )
+
+
+# ----------------------------------------------------------------------------- hooks
+
+
+def _hook(module_name: str, function: str) -> Callable[..., Any] | None:
+    """A function another module provides (report, export), or None while it is missing."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"{__package__}.{module_name}")
+    except ImportError:
+        return None
+    fn = getattr(module, function, None)
+    return fn if callable(fn) else None
+
+
+def report_available() -> bool:
+    """True when ``vein_tracker.report`` provides the client progress PDF."""
+    return _hook("report", "progress_report_pdf") is not None
+
+
+def progress_report_pdf(repo: Repository, actor: Actor, client_id: int) -> bytes:
+    """The client's PDF progress report (built by ``vein_tracker.report``).
+
+    Raises
+    ------
+    RuntimeError
+        When the report module does not provide it (check :func:`report_available`).
+    """
+    fn = _hook("report", "progress_report_pdf")
+    if fn is None:
+        raise RuntimeError("vein_tracker.report.progress_report_pdf is not available")
+    return bytes(fn(repo, actor, client_id))
+
+
+def export_available() -> bool:
+    """True when ``vein_tracker.export`` provides the marketing export run."""
+    return _hook("export", "run_export") is not None
+
+
+def marketing_export_zip(
+    repo: Repository, actor: Actor, pairs: Sequence[MarketingPair], *, channel: str
+) -> bytes:
+    """A ZIP of de-identified, watermarked composites and a manifest (``export.run_export``).
+
+    Raises
+    ------
+    RuntimeError
+        When the export module does not provide it (check :func:`export_available`).
+    """
+    fn = _hook("export", "run_export")
+    if fn is None:
+        raise RuntimeError("vein_tracker.export.run_export is not available")
+    out = fn(repo, actor, pairs, channel=channel)
+    return bytes(getattr(out, "zip_bytes", out))

@@ -1,0 +1,34 @@
+"""Fixtures of the app tests: a seeded clinic in a temporary data folder.
+
+``seed_clinic`` builds, through the real repository, an admin, an aesthetician, a
+marketing account and two clients (each with a client account), one treatment area
+per client with a baseline and a follow-up photo from the synthetic phantoms, and a
+saved analysis for the first client.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from vt_ui_seed import Seeded, seed_clinic
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"
+
+
+@pytest.fixture(scope="module")
+def seeded_dir(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    """A seeded clinic, shared by the tests of one module (they only add records)."""
+    data = tmp_path_factory.mktemp("clinic") / "data"
+    data.mkdir()
+    return seed_clinic(data)
+
+
+@pytest.fixture
+def clinic(seeded_dir: Seeded, monkeypatch: pytest.MonkeyPatch) -> Seeded:
+    """The module's seeded clinic, selected through ``VEIN_TRACKER_DATA`` for this test."""
+    monkeypatch.setenv("VEIN_TRACKER_DATA", str(seeded_dir.data_dir))
+    monkeypatch.delenv("VEIN_TRACKER_DB_URL", raising=False)
+    monkeypatch.delenv("VEIN_TRACKER_ENCRYPTION_KEY", raising=False)
+    return seeded_dir

@@ -1,0 +1,176 @@
+"""Review page (aesthetician, admin): aligned before/after, vein maps, change map, numbers.
+
+The comparison views are rendered on the server (``services.wipe`` and friends) from
+downscaled previews and driven by ordinary Streamlit widgets: no JavaScript component.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from vein_tracker import services
+from vein_tracker.storage import Actor
+from vein_tracker.storage.info import AreaInfo, PhotoInfo
+from vein_tracker.ui import session, widgets
+
+
+def _pick_pair(actor: Actor, areas: list[AreaInfo]) -> tuple[AreaInfo, PhotoInfo, PhotoInfo] | None:
+    ready = [a for a in areas if a.baseline_photo_id is not None]
+    if not ready:
+        st.info("No area has a baseline photo yet: upload one on the Visit page.")
+        return None
+    by_id = {a.id: a for a in ready}
+    area_id = st.selectbox(
+        "Area", list(by_id), format_func=lambda i: widgets.area_label(by_id[i]), key="r_area"
+    )
+    area = by_id[area_id]
+    photos = session.repo().list_photos(actor, area_id=area.id)
+    baseline = next((p for p in photos if p.id == area.baseline_photo_id), None)
+    followups = sorted(
+        (p for p in photos if p.id != area.baseline_photo_id),
+        key=lambda p: (p.session_number, p.id),
+        reverse=True,
+    )
+    if baseline is None or not followups:
+        st.info("This area has only its baseline photo: upload a follow-up photo to compare.")
+        return None
+    fmap = {p.id: p for p in followups}
+    fid = st.selectbox(
+        "Follow-up photo",
+        list(fmap),
+        format_func=lambda i: f"session {fmap[i].session_number} · {fmap[i].visit_date}",
+        key=f"r_followup_{area.id}",
+    )
+    return area, baseline, fmap[fid]
+
+
+def _controls(area_id: int) -> services.AnalysisParams:
+    with st.expander("Region of interest and sensitivity"):
+        sensitivity = st.slider(
+            "Sensitivity",
+            0.1,
+            0.9,
+            0.5,
+            0.05,
+            help="Higher finds fainter veins (and more false ones).",
+            key=f"r_sens_{area_id}",
+        )
+        limit = st.checkbox("Limit the analysis to a rectangle", key=f"r_limit_{area_id}")
+        include = None
+        if limit:
+            xs = st.slider("Left–right (% of width)", 0, 100, (10, 90), key=f"r_x_{area_id}")
+            ys = st.slider("Top–bottom (% of height)", 0, 100, (10, 90), key=f"r_y_{area_id}")
+            include = (xs[0] / 100, ys[0] / 100, xs[1] / 100, ys[1] / 100)
+        erase = st.checkbox("Erase a rectangle from the region", key=f"r_erase_{area_id}")
+        exclude = None
+        if erase:
+            ex = st.slider("Erase left–right (%)", 0, 100, (40, 60), key=f"r_ex_{area_id}")
+            ey = st.slider("Erase top–bottom (%)", 0, 100, (40, 60), key=f"r_ey_{area_id}")
+            exclude = (ex[0] / 100, ey[0] / 100, ex[1] / 100, ey[1] / 100)
+    return services.AnalysisParams(
+        sensitivity=float(sensitivity),
+        include_rect=include,
+        exclude_rect=exclude,
+        target_pct=session.settings().target_pct,
+    )
+
+
+def _views(review: services.ReviewData, area_id: int) -> None:
+    tabs = st.tabs(["Before / after", "Alignment", "Veins", "Change map", "Region"])
+    with tabs[0]:
+        pos = st.slider(
+            "Wipe: before ◀ ▶ after", 0, 100, 50, key=f"r_wipe_{area_id}", help="Drag to compare"
+        )
+        widgets.image(
+            services.wipe(review.baseline, review.followup, position=pos / 100),
+            caption="Left of the line: before. Right: after (aligned to the before photo).",
+        )
+    with tabs[1]:
+        mode = st.radio(
+            "View",
+            ["Checkerboard", "Before", "After", "Blend"],
+            horizontal=True,
+            key=f"r_align_{area_id}",
+            help="Switch between Before and After to flicker; edges should not jump.",
+        )
+        if mode == "Checkerboard":
+            tiles = st.slider("Tiles", 2, 16, 8, key=f"r_tiles_{area_id}")
+            img = services.checkerboard(review.baseline, review.followup, tiles=tiles)
+        elif mode == "Before":
+            img = review.baseline
+        elif mode == "After":
+            img = review.followup
+        else:
+            img = services.blend(review.baseline, review.followup, alpha=0.5)
+        widgets.image(img)
+        reg = review.result.get("registration", {})
+        st.caption(
+            f"Alignment quality {float(reg.get('quality') or 0):.2f}, "
+            f"residual {float(reg.get('residual_px') or 0):.1f} px"
+        )
+    with tabs[2]:
+        c1, c2 = st.columns(2)
+        with c1:
+            widgets.image(
+                services.vein_overlay(review.baseline, review.baseline_labels), caption="Before"
+            )
+        with c2:
+            widgets.image(
+                services.vein_overlay(review.followup, review.followup_labels), caption="After"
+            )
+        widgets.colour_legend("veins")
+    with tabs[3]:
+        widgets.image(services.change_overlay(review.baseline, review.change_map))
+        widgets.colour_legend("change")
+    with tabs[4]:
+        widgets.image(
+            services.roi_overlay(review.baseline, review.region),
+            caption="Measured region: the leg seen in both photos, within your rectangle.",
+        )
+
+
+def render() -> None:
+    actor = session.require("aesthetician", "admin")
+    st.title("Review")
+    widgets.show_flash()
+    with session.friendly():
+        client = widgets.client_picker(actor)
+        if client is None:
+            return
+        picked = _pick_pair(actor, session.repo().list_areas(actor, client.id))
+        if picked is None:
+            return
+        area, baseline, followup = picked
+        params = _controls(area.id)
+        bar = st.progress(0.0, text="Preparing…")
+
+        def progress(fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
+        with st.status("Analysing the pair…", expanded=False) as status:
+            review = services.analyze_pair(
+                session.repo(),
+                actor,
+                baseline_photo_id=baseline.id,
+                followup_photo_id=followup.id,
+                params=params,
+                progress=progress,
+            )
+            status.update(
+                label="Result from the saved analysis" if review.cached else "Analysis done",
+                state="complete",
+            )
+        bar.empty()
+        widgets.improvement_numbers(review.result)
+        if review.saved:
+            st.caption("This result is saved in the client's record.")
+        elif st.button("Save this result to the record", type="primary", key="r_save"):
+            services.save_analysis(session.repo(), actor, review)
+            widgets.flash("Result saved.")
+            st.rerun()
+        _views(review, area.id)
+        widgets.report_download(actor, client.id)
+
+
+if __name__ == "__main__":
+    render()

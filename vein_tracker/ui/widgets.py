@@ -1,0 +1,317 @@
+"""Small rendering helpers shared by the pages: images, charts, the numbers, reports.
+
+Everything user-typed is shown as plain text (``st.text``/``st.dataframe``/markdown
+with escaping); nothing here uses ``unsafe_allow_html``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from vein_tracker import services
+from vein_tracker.progress import Progress
+from vein_tracker.storage import Actor
+from vein_tracker.storage.info import AreaInfo, ClientInfo, VisitInfo, default_next_window
+from vein_tracker.ui import session
+
+TARGET_COLOUR = "#d62728"
+LINE_COLOUR = "#1f77b4"
+
+
+def md_escape(text: object) -> str:
+    """Escape markdown control characters so user text is shown literally."""
+    s = str(text)
+    for ch in "\\`*_{}[]()<>#+-.!|~$":
+        s = s.replace(ch, "\\" + ch)
+    return s
+
+
+def image(rgb: np.ndarray, *, caption: str | None = None) -> None:
+    """Show a downscaled preview (never the full-resolution array)."""
+    st.image(services.preview(rgb), caption=caption, width="stretch")
+
+
+def colour_legend(kind: str) -> None:
+    """One caption line naming each overlay colour."""
+    st.caption(" · ".join(f"{colour}: {label}" for _, colour, label in services.legend(kind)))
+
+
+def fmt_pct(value: float | None, digits: int = 0) -> str:
+    """``"72 %"`` or an em dash when unknown."""
+    if value is None or not math.isfinite(float(value)):
+        return "—"
+    return f"{float(value):.{digits}f} %"
+
+
+def improvement_numbers(result: Mapping[str, Any], *, audience: str = "clinic") -> None:
+    """The headline numbers of a comparison (``Comparison.to_dict()``)."""
+    pct = result.get("improvement_pct")
+    band = result.get("improvement_band_pct") or [None, None]
+    target = float(result.get("target_pct") or 75.0)
+    grade = result.get("grade")
+    met = bool(result.get("meets_target"))
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Improvement", fmt_pct(pct), help="1 − follow-up ÷ baseline vein burden")
+    c2.metric("Likely range", f"{fmt_pct(band[0])} – {fmt_pct(band[1])}")
+    c3.metric(
+        "Target",
+        fmt_pct(target),
+        delta="met" if met else "not yet",
+        delta_color="normal" if met else "off",
+    )
+    if grade:
+        st.caption(f"Grade (quartile of clearance): {grade}")
+    by_class = result.get("improvement_by_class_pct") or {}
+    if by_class and audience == "clinic":
+        st.caption(
+            "By class: "
+            + ", ".join(f"{name} {fmt_pct(v)}" for name, v in by_class.items())
+            + " (feeders first: reticular changes can make spiders fade)"
+        )
+    counts = result.get("veins") or {}
+    if counts and audience == "clinic":
+        st.caption("Veins: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for warning in result.get("warnings") or []:
+        st.warning(str(warning))
+
+
+def progress_chart(prog: Progress, *, target_pct: float) -> None:
+    """Improvement over sessions with its band, the projection and the target line.
+
+    Altair (bundled with Streamlit) renders offline; no CDN component is used.
+    """
+    frame = prog.frame
+    data = pd.DataFrame(
+        {
+            "session": frame["session"].astype(int),
+            "date": frame["date"].dt.strftime("%Y-%m-%d"),
+            "improvement": frame["improvement_pct"].astype(float),
+            "low": frame["improvement_low_pct"].astype(float),
+            "high": frame["improvement_high_pct"].astype(float),
+        }
+    ).dropna(subset=["improvement"])
+    proj = prog.projection
+    last = int(frame["session"].max())
+    x_max = max(last, int(proj.planned_sessions))
+    x = alt.X(
+        "session:Q",
+        title="Session",
+        scale=alt.Scale(domain=[1, max(2, x_max)], nice=False),
+        axis=alt.Axis(tickMinStep=1, format="d"),
+    )
+    y = alt.Y("improvement:Q", title="Improvement (%)", scale=alt.Scale(domain=[-20, 100]))
+    layers: list[alt.Chart] = [
+        alt.Chart(data)
+        .mark_area(opacity=0.2, color=LINE_COLOUR)
+        .encode(x=x, y=alt.Y("low:Q", scale=alt.Scale(domain=[-20, 100])), y2="high:Q"),
+        alt.Chart(data)
+        .mark_line(point=True, color=LINE_COLOUR)
+        .encode(x=x, y=y, tooltip=["session", "date", "improvement", "low", "high"]),
+        alt.Chart(pd.DataFrame({"target": [target_pct]}))
+        .mark_rule(color=TARGET_COLOUR, strokeDash=[6, 4], size=2)
+        .encode(y="target:Q"),
+    ]
+    if proj.projected_pct is not None and not data.empty and proj.planned_sessions > last:
+        tail = pd.DataFrame(
+            {
+                "session": [int(data["session"].iloc[-1]), int(proj.planned_sessions)],
+                "improvement": [float(data["improvement"].iloc[-1]), float(proj.projected_pct)],
+            }
+        )
+        layers.append(
+            alt.Chart(tail).mark_line(strokeDash=[2, 3], color="#7f7f7f").encode(x=x, y=y)
+        )
+    st.altair_chart(alt.layer(*layers).properties(height=240), width="stretch")
+    st.caption(
+        f"Blue: measured improvement with its likely range. Red dashed line: the {target_pct:g} % "
+        "target. Grey dotted: projection."
+    )
+
+
+def progress_view(prog: Progress | None, *, target_pct: float, audience: str) -> None:
+    """Chart, flags and projection of one area (``audience`` "clinic" or "client")."""
+    if prog is None or prog.frame["improvement_pct"].iloc[1:].dropna().empty:
+        st.info("No follow-up has been measured for this area yet.")
+        return
+    progress_chart(prog, target_pct=target_pct)
+    latest = prog.frame["improvement_pct"].dropna().iloc[-1]
+    if audience == "client":
+        word = "met" if latest >= target_pct else "not met yet"
+        st.write(f"Latest improvement: **{latest:.0f} %** (target {target_pct:g} %: {word}).")
+    for s in prog.gap_flags:
+        st.warning(
+            f"Session {s} came more than 4 weeks after the previous one: "
+            "treated veins can re-open when follow-up is late."
+        )
+    for s in prog.regression_flags:
+        st.warning(f"Session {s}: less improvement than the session before (possible re-opening).")
+    proj = prog.projection
+    verdicts = {
+        "reached": "The target is already reached.",
+        "likely": "Reaching the target by the planned last session is likely.",
+        "possible": "Reaching the target by the planned last session is possible.",
+        "unlikely": (
+            "The target is unlikely by the planned last session; an extra session may help."
+        ),
+        "unknown": "Not enough sessions for a projection yet.",
+    }
+    text = verdicts.get(proj.verdict, proj.verdict)
+    if proj.projected_pct is not None and proj.verdict != "reached":
+        text += (
+            f" Projected at session {proj.planned_sessions}: {fmt_pct(proj.projected_pct)}"
+            f" (range {fmt_pct(proj.projected_low_pct)} – {fmt_pct(proj.projected_high_pct)})."
+        )
+    st.caption(text)
+
+
+def next_window(visits: Sequence[VisitInfo]) -> None:
+    """The next-appointment window after the latest visit (1–4 weeks later)."""
+    if not visits:
+        return
+    latest = max(visits, key=lambda v: (v.visit_date, v.session_number))
+    start, end = latest.next_window_start, latest.next_window_end
+    if start is None or end is None:
+        start, end = default_next_window(latest.visit_date)
+    st.info(
+        f"Next appointment: between **{start:%d %b %Y}** and **{end:%d %b %Y}** "
+        f"(1–4 weeks after session {latest.session_number} on {latest.visit_date:%d %b %Y})."
+    )
+
+
+def report_download(actor: Actor, client_id: int) -> None:
+    """The PDF progress report button, shown only when the report module provides it.
+
+    The PDF is built when the button is clicked (deferred data), not on every run.
+    """
+    if not services.report_available():
+        return
+    repo = session.repo()
+
+    def build() -> bytes:
+        return services.progress_report_pdf(repo, actor, client_id)
+
+    st.download_button(
+        "Download progress report (PDF)",
+        data=build,
+        file_name=f"progress-report-{client_id}.pdf",
+        mime="application/pdf",
+        key=f"pdf_{client_id}",
+        icon=":material/picture_as_pdf:",
+    )
+
+
+def capture_report(report: Mapping[str, Any], *, name: str | None = None) -> None:
+    """The capture feedback of one upload: measures and plain advice."""
+    ok = bool(report.get("ok"))
+    head = f"{name}: " if name else ""
+    if ok:
+        st.success(f"{head}photo is usable.")
+    else:
+        st.warning(f"{head}consider retaking this photo.")
+    cols = st.columns(3)
+    for col, key, label in (
+        (cols[0], "sharpness", "Sharpness"),
+        (cols[1], "exposure", "Exposure"),
+        (cols[2], "leg_fraction", "Leg in frame"),
+    ):
+        v = report.get(key)
+        col.metric(label, "—" if v is None else f"{float(v):.2f}")
+    extra = []
+    for key, label, unit in (
+        ("scale", "scale vs baseline", "×"),
+        ("rotation_deg", "rotation", "°"),
+    ):
+        v = report.get(key)
+        if v is not None:
+            extra.append(f"{label} {float(v):.2f}{unit}")
+    if extra:
+        st.caption("Framing: " + ", ".join(extra))
+    for line in report.get("advice") or []:
+        st.write(f"• {line}")
+
+
+def table(rows: Sequence[Mapping[str, Any]], *, columns: Sequence[str] | None = None) -> None:
+    """A read-only table of records (text cells are never interpreted as HTML)."""
+    if not rows:
+        st.caption("Nothing to show.")
+        return
+    df = pd.DataFrame(list(rows))
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    st.dataframe(df, hide_index=True, width="stretch")
+
+
+CLIENT_KEY = "vt_client_id"
+
+
+def screening_status(client: ClientInfo) -> str:
+    """Short screening status of a client for lists."""
+    if client.screening is None:
+        return "not screened"
+    if client.refer_to_vascular:
+        return "refer to vascular physician"
+    if not client.contraindications:
+        return "cleared"
+    return "override recorded" if client.override_reason else "contraindicated"
+
+
+def client_picker(
+    actor: Actor, *, clients: Sequence[ClientInfo] | None = None
+) -> ClientInfo | None:
+    """Choose the client the staff pages work on; the choice is shared by those pages.
+
+    The choice lives in session state and in the ``client`` query parameter, so a page
+    URL can name a client. The repository still checks the user may read that record.
+    """
+    if clients is None:
+        clients = session.repo().search_clients(actor)
+    if not clients:
+        st.info("No clients yet: add one on the Clients page.")
+        return None
+    ids = [c.id for c in clients]
+    by_id = {c.id: c for c in clients}
+    wanted = st.session_state.get(CLIENT_KEY)
+    if wanted is None:
+        raw = st.query_params.get("client")
+        wanted = int(raw) if raw and raw.isdigit() else None
+    index = ids.index(wanted) if wanted in by_id else 0
+    if wanted in by_id and st.session_state.get("vt_client_select") != wanted:
+        st.session_state["vt_client_select"] = wanted
+    chosen = st.selectbox(
+        "Client",
+        ids,
+        index=index,
+        format_func=lambda i: f"{by_id[i].name} (record {i})",
+        key="vt_client_select",
+    )
+    st.session_state[CLIENT_KEY] = chosen
+    st.query_params["client"] = str(chosen)
+    return by_id[chosen]
+
+
+_FLASH = "vt_flash"
+
+
+def flash(message: str) -> None:
+    """Keep a success message for the next run (survives ``st.rerun``)."""
+    st.session_state[_FLASH] = message
+
+
+def show_flash() -> None:
+    """Show, once, the message left by :func:`flash`."""
+    message = st.session_state.pop(_FLASH, None)
+    if isinstance(message, str):
+        st.success(message)
+
+
+def area_label(area: AreaInfo) -> str:
+    """``"left calf, posterior"`` (plus the note)."""
+    text = f"{area.side} {area.region}, {area.view}"
+    return f"{text} ({area.note})" if area.note else text
