@@ -1,0 +1,331 @@
+"""The demo clinic: clients, areas, visits, photos, consents and accounts from sample_images/.
+
+Owns the demo data set and the demo accounts. The demo passwords below exist only
+here (and are printed by ``vein-tracker seed-demo``); a real installation gets its
+first admin from :meth:`Repository.bootstrap_admin` instead.
+
+``sample_images/manifest.json`` lists the photos. Accepted shapes: a list of
+entries, or an object with the list under ``"images"``, ``"photos"`` or ``"files"``.
+Each entry::
+
+    {"file": "c01_left-calf-posterior_s1.jpg", "client": "c01",
+     "area": "left-calf-posterior", "session": 1, "date": "2026-01-12",
+     "px_per_mm": 10.0}
+
+``area`` may also be an object ``{"side": ..., "region": ..., "view": ...}``; if a
+field is missing it is read from the file name (``<client>_<side>-<region>-<view>_s<N>``).
+
+Analyses: the seed calls the ``analyse`` callback (the CLI passes one built on
+``vein_tracker.services``/``metrics.compare`` when importable) for every
+(baseline, follow-up) pair; without it the pairs stay unanalysed and the app
+computes and stores them the first time a review page opens them (results are
+cached by photo hashes, parameters and algorithm version).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import VeinTrackerError
+from .info import REGIONS, SIDES, SYSTEM_ACTOR, VIEWS, Screening
+from .repository import Repository
+
+#: Demo accounts: (username, password, role). Demo passwords live only here.
+DEMO_ACCOUNTS: Final = (
+    ("demo.admin", "demo-admin-pass", "admin"),
+    ("demo.aesthetician", "demo-aesth-pass", "aesthetician"),
+    ("demo.marketing", "demo-market-pass", "marketing"),
+    ("demo.client", "demo-client-pass", "client"),
+)
+_DEMO_NAMES: Final = (
+    "Alice Martin",
+    "Beatriz Santos",
+    "Chloe Nguyen",
+    "Dana Kowalski",
+    "Emma Okafor",
+    "Fatima Haddad",
+    "Grace Lindqvist",
+    "Hana Sato",
+)
+_FILE_RE = re.compile(
+    r"^(?P<client>[A-Za-z0-9]+)_(?P<side>left|right)-(?P<region>thigh|knee|calf)-"
+    r"(?P<view>anterior|posterior|medial|lateral)_s(?P<session>\d+)",
+)
+SEED_MARK: Final = "demo_seeded_at"
+
+
+@dataclass(frozen=True)
+class SeedEntry:
+    """One photo of the manifest, normalised."""
+
+    path: Path
+    client: str
+    side: str
+    region: str
+    view: str
+    session: int
+    day: date
+    px_per_mm: float | None
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """What :func:`seed_demo` created (or why it did nothing)."""
+
+    skipped: bool
+    reason: str | None
+    clients: int
+    areas: int
+    visits: int
+    photos: int
+    consents: int
+    analyses: int
+    accounts: tuple[tuple[str, str, str], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "skipped": self.skipped,
+            "reason": self.reason,
+            "clients": self.clients,
+            "areas": self.areas,
+            "visits": self.visits,
+            "photos": self.photos,
+            "consents": self.consents,
+            "analyses": self.analyses,
+            "accounts": [list(a) for a in self.accounts],
+        }
+
+
+def read_manifest(images_dir: Path) -> list[SeedEntry]:
+    """Parse ``images_dir/manifest.json`` into entries sorted by client, date, session.
+
+    Raises
+    ------
+    VeinTrackerError
+        No manifest, or an entry that cannot be understood (the message names it).
+    """
+    path = images_dir / "manifest.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise VeinTrackerError(
+            f"No demo photos: {path} is missing (run from the project folder, or pass --images)."
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise VeinTrackerError(f"{path.name} cannot be read as JSON ({exc}).") from exc
+    items: Any = raw
+    if isinstance(raw, Mapping):
+        for key in ("images", "photos", "files", "entries"):
+            if key in raw:
+                items = raw[key]
+                break
+    if not isinstance(items, list):
+        raise VeinTrackerError(f"{path.name} must hold a list of photo entries.")
+    entries = [_entry(images_dir, item, i) for i, item in enumerate(items)]
+    entries.sort(key=lambda e: (e.client, e.day, e.session, e.side, e.region, e.view))
+    return entries
+
+
+def _entry(images_dir: Path, item: Any, index: int) -> SeedEntry:
+    if not isinstance(item, Mapping):
+        raise VeinTrackerError(f"manifest entry {index} is not an object")
+    name = item.get("file") or item.get("filename") or item.get("path")
+    if not isinstance(name, str):
+        raise VeinTrackerError(f"manifest entry {index} has no 'file'")
+    match = _FILE_RE.match(Path(name).name)
+    parsed = match.groupdict() if match else {}
+    area = item.get("area")
+    side = region = view = None
+    if isinstance(area, Mapping):
+        side, region, view = area.get("side"), area.get("region"), area.get("view")
+    elif isinstance(area, str):
+        parts = area.replace("_", "-").split("-")
+        if len(parts) == 3:
+            side, region, view = parts
+    side = item.get("side") or side or parsed.get("side")
+    region = item.get("region") or region or parsed.get("region")
+    view = item.get("view") or view or parsed.get("view")
+    if side not in SIDES or region not in REGIONS or view not in VIEWS:
+        raise VeinTrackerError(f"manifest entry {index} ({name}): cannot tell the area")
+    client = str(item.get("client") or parsed.get("client") or "")
+    session = item.get("session") or parsed.get("session")
+    if not client or session is None:
+        raise VeinTrackerError(f"manifest entry {index} ({name}): client or session missing")
+    raw_day = item.get("date")
+    try:
+        day = date.fromisoformat(str(raw_day)[:10]) if raw_day else None
+    except ValueError as exc:
+        raise VeinTrackerError(f"manifest entry {index} ({name}): bad date {raw_day!r}") from exc
+    if day is None:
+        day = date(2026, 1, 5) + timedelta(weeks=3 * (int(session) - 1))
+    px = item.get("px_per_mm")
+    return SeedEntry(
+        path=images_dir / name,
+        client=client,
+        side=str(side),
+        region=str(region),
+        view=str(view),
+        session=int(session),
+        day=day,
+        px_per_mm=float(px) if isinstance(px, int | float) and px > 0 else None,
+    )
+
+
+def seed_demo(
+    repo: Repository,
+    images_dir: Path,
+    *,
+    if_empty: bool = False,
+    analyse: Callable[[Repository, int, int], bool] | None = None,
+    echo: Callable[[str], None] = print,
+) -> SeedResult:
+    """Create the demo clinic from ``images_dir`` (see the module docstring).
+
+    Parameters
+    ----------
+    if_empty : bool
+        Do nothing when the database already holds clients (for ``make run``).
+    analyse : callable, optional
+        ``analyse(repo, baseline_photo_id, followup_photo_id) -> bool`` stores an
+        analysis of the pair and returns True, or False if it could not.
+    echo : callable
+        Progress lines.
+
+    Returns
+    -------
+    SeedResult
+    """
+    actor = SYSTEM_ACTOR
+    if if_empty and repo.search_clients(actor, limit=1):
+        return SeedResult(True, "the database already holds clients", 0, 0, 0, 0, 0, 0, ())
+    entries = read_manifest(images_dir)
+    if not entries:
+        raise VeinTrackerError("The demo manifest lists no photos.")
+    clients: dict[str, int] = {}
+    areas: dict[tuple[str, str, str, str], int] = {}
+    visits: dict[tuple[str, int], int] = {}
+    n_consents = n_photos = 0
+    photo_ids: dict[int, list[int]] = {}
+    first_day: dict[str, date] = {}
+    for e in entries:
+        first_day.setdefault(e.client, e.day)
+        first_day[e.client] = min(first_day[e.client], e.day)
+    for idx, key in enumerate(sorted(first_day)):
+        name = _DEMO_NAMES[idx % len(_DEMO_NAMES)]
+        if idx >= len(_DEMO_NAMES):
+            name = f"{name} {idx // len(_DEMO_NAMES) + 1}"
+        c = repo.create_client(
+            actor,
+            name=name,
+            date_of_birth=date(1975 + (idx * 7) % 25, 1 + idx % 12, 1 + (idx * 5) % 28),
+            email=f"{name.split()[0].lower()}@example.org",
+            phone=f"+1 555 010{idx:02d}",
+            fitzpatrick=1 + idx % 6,
+            notes="Demo client (synthetic photos).",
+        )
+        clients[key] = c.id
+        positive = idx == 1
+        repo.record_screening(
+            actor,
+            c.id,
+            Screening(corticosteroids=positive),
+            screened_at=_at(first_day[key]),
+            override_reason="Topical hydrocortisone only; physician cleared." if positive else None,
+        )
+        signed = first_day[key]
+        repo.record_consent(actor, c.id, kind="treatment_photography", signed_at=signed)
+        n_consents += 1
+        # A spread of marketing consent histories: valid, revoked, expired, none.
+        kind = idx % 4
+        if kind in (0, 1, 2):
+            mc = repo.record_consent(
+                actor,
+                c.id,
+                kind="marketing",
+                scopes=("website", "social", "print") if kind == 0 else ("website",),
+                signed_at=signed,
+                expires_at=(signed + timedelta(days=30)) if kind == 2 else None,
+            )
+            n_consents += 1
+            if kind == 1:
+                repo.revoke_consent(actor, mc.id, reason="Client changed her mind (demo).")
+    sclerosants = ("sodium_tetradecyl_sulfate", "hypertonic_saline")
+    for e in entries:
+        akey = (e.client, e.side, e.region, e.view)
+        if akey not in areas:
+            areas[akey] = repo.create_area(
+                actor, clients[e.client], side=e.side, view=e.view, region=e.region
+            ).id
+        vkey = (e.client, e.session)
+        if vkey not in visits:
+            v = repo.create_visit(
+                actor,
+                clients[e.client],
+                visit_date=e.day,
+                sclerosant=sclerosants[e.session % 2],
+                concentration_pct=0.2 if e.session % 2 == 0 else 11.7,
+                volume_ml=round(1.0 + 0.5 * e.session, 1),
+                notes=f"Demo session {e.session}.",
+            )
+            visits[vkey] = v.id
+        try:
+            data = e.path.read_bytes()
+        except OSError as exc:
+            raise VeinTrackerError(f"Demo photo {e.path.name} cannot be read ({exc}).") from exc
+        p = repo.add_photo(
+            actor,
+            areas[akey],
+            visits[vkey],
+            data,
+            filename=e.path.name,
+            px_per_mm=e.px_per_mm,
+        )
+        photo_ids.setdefault(areas[akey], []).append(p.id)
+        n_photos += 1
+    accounts = []
+    first_client = clients[sorted(clients)[0]]
+    for username, password, role in DEMO_ACCOUNTS:
+        repo.create_user(
+            actor,
+            username,
+            password,
+            role,
+            client_id=first_client if role == "client" else None,
+        )
+        accounts.append((username, password, role))
+    n_analyses = 0
+    if analyse is not None:
+        pairs = [(ids[0], f) for ids in photo_ids.values() for f in ids[1:]]
+        for i, (b, f) in enumerate(pairs, 1):
+            echo(f"  analysing pair {i}/{len(pairs)}")
+            if analyse(repo, b, f):
+                n_analyses += 1
+    repo.set_setting(actor, SEED_MARK, datetime.now(UTC).isoformat())
+    repo.audit_system("seed", detail={"clients": len(clients), "photos": n_photos})
+    return SeedResult(
+        False,
+        None,
+        len(clients),
+        len(areas),
+        len(visits),
+        n_photos,
+        n_consents,
+        n_analyses,
+        tuple(accounts),
+    )
+
+
+def _at(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 9, 0, tzinfo=UTC)
+
+
+def pairs_of(photo_ids: Iterable[int]) -> list[tuple[int, int]]:
+    """(first, each later) pairs of an area's photo ids in visit order."""
+    ids = list(photo_ids)
+    return [(ids[0], f) for f in ids[1:]]
