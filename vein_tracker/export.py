@@ -15,16 +15,17 @@ choosing and exporting removes the pair.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import functools
 import hashlib
 import io
 import math
 import secrets
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -32,9 +33,11 @@ from PIL import Image, ImageDraw, ImageFont
 from . import ALGORITHM_VERSION
 from .errors import PhotoError
 from .io import Photo, as_rgb, encode_image
+from .storage.info import CHANNELS, REGIONS, Actor, MarketingPair
 
-#: Marketing channels a consent can cover.
-CHANNELS = ("website", "social", "print")
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .storage.repository import Repository
+
 #: Composite layouts.
 LAYOUTS = ("side_by_side", "stacked")
 #: Colour processing of the composite, applied identically to both halves.
@@ -49,8 +52,6 @@ MANIFEST_COLUMNS = (
     "sessions",
     "weeks",
     "improvement_pct",
-    "improvement_lo_pct",
-    "improvement_hi_pct",
     "grade",
     "consent_id",
     "consent_scope",
@@ -110,17 +111,37 @@ class BlurBox:
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """One exported pair, as written to ``manifest.csv`` (no names, no client id)."""
+    """One exported pair, as written to ``manifest.csv`` (no names, no client id).
+
+    Attributes
+    ----------
+    anonymous_id : str
+        Random id of the treatment area (``AreaInfo.anon_id``), unrelated to any name.
+    file : str
+        Path of the composite inside the ZIP (``images/<random id>.jpg``).
+    sessions : int
+        Treatment sessions before the after photo (the photo is taken before that
+        visit's treatment).
+    weeks : float
+        Weeks from the baseline to the after photo.
+    improvement_pct : float or None
+        Headline improvement of the stored analysis; ``grade`` its quartile.
+    consent_id, consent_scope, consent_expires : str
+        The marketing consent that allowed the export (scope: its channels joined by
+        ``"|"``; expiry ISO date or empty for none).
+    sha256_baseline_original, sha256_followup_original : str
+        Digests of the original photo files (their photo-store addresses).
+    sha256_composite : str
+        Digest of the exported composite file.
+    """
 
     anonymous_id: str
     file: str
     channel: str
     area: str
     sessions: int
-    weeks: int
-    improvement_pct: float
-    improvement_lo_pct: float | None
-    improvement_hi_pct: float | None
+    weeks: float
+    improvement_pct: float | None
     grade: str
     consent_id: str
     consent_scope: str
@@ -467,7 +488,7 @@ def compose_pair(
         ``"shared_levels"``: one brightness/contrast stretch computed from both halves
         together and applied to both; ``"none"``: pixels as taken.
     half_max_side_px : int
-        Longer side of each half after zoom, px.
+        Longer side of each half after zoom, px (photos are never enlarged).
     check_faces : bool
         Refuse the composite if a face is detected in either half.
 
@@ -528,7 +549,7 @@ def compose_pair(
         halves = [_apply_levels(hv, gain, offset) for hv in halves]
 
     cw, ch = halves[0].shape[1], halves[0].shape[0]
-    zoom = half_max_side_px / max(cw, ch)
+    zoom = min(1.0, half_max_side_px / max(cw, ch))  # never upscale: no invented detail
     size = (max(1, round(cw * zoom)), max(1, round(ch * zoom)))
     resample = Image.Resampling.LANCZOS if zoom < 1 else Image.Resampling.BICUBIC
     halves = [np.asarray(Image.fromarray(hv).resize(size, resample)) for hv in halves]
@@ -566,8 +587,8 @@ def write_manifest(rows: Iterable[ManifestRow]) -> bytes:
     writer.writeheader()
     for row in rows:
         d = row.to_dict()
-        for key in ("improvement_pct", "improvement_lo_pct", "improvement_hi_pct"):
-            d[key] = "" if d[key] is None else f"{float(d[key]):.1f}"
+        d["improvement_pct"] = "" if d["improvement_pct"] is None else f"{d['improvement_pct']:.1f}"
+        d["weeks"] = f"{float(d['weeks']):.1f}"
         writer.writerow(d)
     return buf.getvalue().encode("utf-8")
 
@@ -596,3 +617,354 @@ def build_zip(images: dict[str, bytes], manifest_csv: bytes) -> bytes:
 def encode_composite(composite: np.ndarray, *, quality: int = 92) -> bytes:
     """JPEG bytes of a composite with no metadata at all (pixels only)."""
     return encode_image(composite, format="JPEG", quality=quality)
+
+
+# --------------------------------------------------------------------------- repository
+
+
+@dataclass(frozen=True)
+class SkippedPair:
+    """A chosen pair left out of the export, and why (no client data)."""
+
+    anonymous_id: str
+    key: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class ExportResult:
+    """What :func:`run_export` produced.
+
+    Attributes
+    ----------
+    zip_bytes : bytes
+        The ZIP: ``images/<random id>.jpg`` and ``manifest.csv``.
+    rows : tuple of ManifestRow
+        One per exported pair, as in the manifest.
+    skipped : tuple of SkippedPair
+        Chosen pairs left out (consent no longer valid, face in frame, not aligned).
+    channel : str
+    """
+
+    zip_bytes: bytes
+    rows: tuple[ManifestRow, ...]
+    skipped: tuple[SkippedPair, ...]
+    channel: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "exported": [r.to_dict() for r in self.rows],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "zip_size_bytes": len(self.zip_bytes),
+        }
+
+
+def pair_key(pair: MarketingPair) -> str:
+    """Stable key of a pair in one listing: ``"<baseline photo id>-<follow-up photo id>"``."""
+    return f"{pair.baseline_photo_id}-{pair.followup_photo_id}"
+
+
+def _check_channel(channel: str) -> None:
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
+
+
+def list_exportable_pairs(
+    repo: Repository,
+    actor: Actor,
+    *,
+    channel: str,
+    min_improvement: float | None = None,
+    area: str | None = None,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    latest_only: bool = False,
+) -> list[MarketingPair]:
+    """Pairs the actor may export to ``channel`` today (marketing or admin accounts).
+
+    Only pairs whose client holds a marketing consent valid today for ``channel``
+    are listed (the repository decides).
+
+    Parameters
+    ----------
+    channel : {"website", "social", "print"}
+    min_improvement : float, optional
+        Keep analysed pairs at or above this improvement, percent.
+    area : str, optional
+        A body region (``"thigh"``, ``"knee"``, ``"calf"``) or any part of the area
+        label, e.g. ``"left calf"`` (case-insensitive).
+    date_from, date_to : date, optional
+        Bounds (inclusive) on the date of the after photo.
+    latest_only : bool
+        Keep only the newest after photo per area.
+    """
+    _check_channel(channel)
+    if min_improvement is not None and not math.isfinite(min_improvement):
+        raise ValueError(f"min_improvement must be a finite percent, got {min_improvement}")
+    if date_from is not None and date_to is not None and date_from > date_to:
+        raise ValueError(f"date_from ({date_from}) must not be after date_to ({date_to})")
+    region = area.strip().lower() if area and area.strip().lower() in REGIONS else None
+    pairs = repo.list_marketing_pairs(
+        actor,
+        channel,
+        region=region,
+        min_improvement=min_improvement,
+        since=date_from,
+        until=date_to,
+        latest_only=latest_only,
+    )
+    if area and region is None:
+        needle = " ".join(area.lower().split())
+        pairs = [p for p in pairs if needle in p.area_label.lower()]
+    return pairs
+
+
+def _grade(improvement: float | None) -> str:
+    if improvement is None or not math.isfinite(improvement):
+        return ""
+    from .metrics import grade_for
+
+    return str(grade_for(improvement))
+
+
+def run_export(
+    repo: Repository,
+    actor: Actor,
+    *,
+    channel: str,
+    pairs: Sequence[MarketingPair | str] | None = None,
+    min_improvement: float | None = None,
+    area: str | None = None,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    watermark: str | None = None,
+    watermark_opacity: float = 0.35,
+    layout: str = "side_by_side",
+    colour: str = "shared_levels",
+    blur_boxes: Mapping[str, Sequence[BlurBox]] | None = None,
+    half_max_side_px: int = 1200,
+    filename: str = "pairs.zip",
+) -> ExportResult:
+    """Export consented before/after pairs as a de-identified ZIP, and audit it.
+
+    Consent is checked when the pairs are chosen, again right before each pair's
+    photos are read, and a last time in the transaction that writes the audit
+    events; a pair whose consent was revoked or expired in between is left out.
+
+    Parameters
+    ----------
+    repo : Repository
+    actor : Actor
+        A marketing or admin account.
+    channel : {"website", "social", "print"}
+    pairs : sequence of MarketingPair or str, optional
+        The pairs chosen (from :func:`list_exportable_pairs`, or their
+        :func:`pair_key`). Default: every pair the filters list.
+    min_improvement, area, date_from, date_to
+        Filters, as in :func:`list_exportable_pairs` (used when ``pairs`` is None or
+        given as keys).
+    watermark : str, optional
+        Watermark text; default the clinic's name (``VEIN_TRACKER_CLINIC_NAME``).
+    watermark_opacity : float
+        In (0, 1].
+    layout : {"side_by_side", "stacked"}
+    colour : {"shared_levels", "none"}
+        See :func:`compose_pair`.
+    blur_boxes : mapping of pair key to sequence of BlurBox, optional
+        Boxes drawn by the user per pair, in baseline pixels.
+    half_max_side_px : int
+        Longer side of each half of a composite, px.
+    filename : str
+        Name given to the ZIP (recorded in the audit log).
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    AccessDenied
+        The actor is not a marketing or admin account.
+    ValueError
+        Bad options.
+    """
+    from .errors import AccessDenied, ConsentError, RegistrationError
+    from .registration import register
+
+    _check_channel(channel)
+    if actor.role not in ("marketing", "admin"):
+        raise AccessDenied("Only marketing and admin accounts can export before/after pairs.")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if colour not in COLOUR_MODES:
+        raise ValueError(f"colour must be one of {COLOUR_MODES}, got {colour!r}")
+    text = repo.settings.clinic_name if watermark is None else watermark
+    _check_watermark(text, watermark_opacity)
+    boxes = dict(blur_boxes or {})
+
+    listed: list[MarketingPair] | None = None
+    if pairs is None or any(isinstance(p, str) for p in pairs):
+        listed = list_exportable_pairs(
+            repo,
+            actor,
+            channel=channel,
+            min_improvement=min_improvement,
+            area=area,
+            date_from=date_from,
+            date_to=date_to,
+        )
+    chosen: list[MarketingPair] = []
+    skipped: list[SkippedPair] = []
+    if pairs is None:
+        chosen = list(listed or [])
+    else:
+        by_key = {pair_key(p): p for p in listed or []}
+        for item in pairs:
+            if isinstance(item, str):
+                found = by_key.get(item)
+                if found is None:
+                    skipped.append(SkippedPair("", item, "not available for this channel today"))
+                    continue
+                chosen.append(found)
+            else:
+                if item.channel != channel:
+                    raise ValueError(
+                        f"pair {pair_key(item)} was listed for {item.channel!r}, not {channel!r}: "
+                        "list the pairs again for this channel"
+                    )
+                chosen.append(item)
+
+    # Re-check now: a revocation since the pairs were chosen removes them.
+    still = {pair_key(p) for p in repo.recheck_marketing_pairs(actor, chosen)}
+    images: dict[str, bytes] = {}
+    rows: list[ManifestRow] = []
+    exported: list[MarketingPair] = []
+    for pair in chosen:
+        key = pair_key(pair)
+        if key not in still:
+            skipped.append(SkippedPair(pair.anon_id, key, "marketing consent no longer valid"))
+            continue
+        try:
+            before = repo.load_photo(actor, pair.baseline_photo_id, channel=channel)
+            after = repo.load_photo(actor, pair.followup_photo_id, channel=channel)
+        except ConsentError:
+            skipped.append(SkippedPair(pair.anon_id, key, "marketing consent no longer valid"))
+            continue
+        if (before.sha256, after.sha256) != (pair.baseline_sha256, pair.followup_sha256):
+            skipped.append(SkippedPair(pair.anon_id, key, "photo changed since it was listed"))
+            continue
+        reg = register(before, after)
+        if not reg.ok:
+            skipped.append(SkippedPair(pair.anon_id, key, f"not aligned: {reg.reason}"))
+            continue
+        try:
+            comp = compose_pair(
+                before,
+                reg.warped,
+                valid=reg.valid,
+                weeks=round(pair.weeks),
+                sessions=max(0, pair.session_count - 1),
+                layout=layout,
+                watermark=text,
+                watermark_opacity=watermark_opacity,
+                blur_boxes=boxes.get(key, ()),
+                colour=colour,
+                half_max_side_px=half_max_side_px,
+            )
+        except (PhotoError, RegistrationError) as exc:
+            skipped.append(SkippedPair(pair.anon_id, key, str(exc)))
+            continue
+        jpeg = encode_composite(comp)
+        name = f"{new_anonymous_id()}.jpg"
+        images[name] = jpeg
+        exported.append(pair)
+        rows.append(
+            ManifestRow(
+                anonymous_id=pair.anon_id,
+                file=f"images/{name}",
+                channel=channel,
+                area=pair.area_label,
+                sessions=max(0, pair.session_count - 1),
+                weeks=float(pair.weeks),
+                improvement_pct=pair.improvement_pct,
+                grade=_grade(pair.improvement_pct),
+                consent_id=str(pair.consent_id),
+                consent_scope="|".join(pair.consent_scopes),
+                consent_expires=pair.consent_expires_at.isoformat()
+                if pair.consent_expires_at
+                else "",
+                sha256_baseline_original=pair.baseline_sha256,
+                sha256_followup_original=pair.followup_sha256,
+                sha256_composite=sha256_hex(jpeg),
+                algorithm_version=pair.algorithm_version or ALGORITHM_VERSION,
+            )
+        )
+
+    # The audit transaction re-checks every consent; a revocation that landed while the
+    # composites were made drops the pair here, before any byte leaves.
+    for _ in range(len(exported) + 1):
+        try:
+            repo.record_export(
+                actor,
+                exported,
+                channel=channel,
+                filename=filename,
+                sha256s={r.anonymous_id: r.sha256_composite for r in rows},
+            )
+            break
+        except ConsentError:
+            keep = {pair_key(p) for p in repo.recheck_marketing_pairs(actor, exported)}
+            kept_rows, kept_pairs = [], []
+            for p, r in zip(exported, rows, strict=True):
+                if pair_key(p) in keep:
+                    kept_pairs.append(p)
+                    kept_rows.append(r)
+                else:
+                    skipped.append(
+                        SkippedPair(p.anon_id, pair_key(p), "marketing consent no longer valid")
+                    )
+                    images.pop(r.file.removeprefix("images/"), None)
+            exported, rows = kept_pairs, kept_rows
+    else:  # pragma: no cover - each retry removes at least one pair
+        raise ConsentError("Consents kept changing during the export: please export again.")
+
+    blob = build_zip(images, write_manifest(rows))
+    return ExportResult(zip_bytes=blob, rows=tuple(rows), skipped=tuple(skipped), channel=channel)
+
+
+def export_pairs(
+    repo: Repository,
+    actor: Actor,
+    *,
+    channel: str,
+    min_improvement: float | None = None,
+    area: str | None = None,
+    date_from: dt.date | None = None,
+    date_to: dt.date | None = None,
+    pairs: Sequence[MarketingPair | str] | None = None,
+    watermark: str | None = None,
+    watermark_opacity: float = 0.35,
+    layout: str = "side_by_side",
+    colour: str = "shared_levels",
+    blur_boxes: Mapping[str, Sequence[BlurBox]] | None = None,
+) -> bytes:
+    """The ZIP bytes of :func:`run_export` (same arguments): the page hook of the UI."""
+    return run_export(
+        repo,
+        actor,
+        channel=channel,
+        pairs=pairs,
+        min_improvement=min_improvement,
+        area=area,
+        date_from=date_from,
+        date_to=date_to,
+        watermark=watermark,
+        watermark_opacity=watermark_opacity,
+        layout=layout,
+        colour=colour,
+        blur_boxes=blur_boxes,
+    ).zip_bytes
