@@ -1,0 +1,921 @@
+"""Vein segmentation: the measuring instrument of vein_tracker.
+
+Finds spider veins (telangiectasia: red-purple, < 1 mm) and reticular veins (feeders:
+blue-green, 1-3 mm) in an upright leg photo, labels each vein pixel with its class, and
+gives the continuous vein contrast that measurement uses for fading.
+
+Method (physics in ``DOMAIN.md``):
+
+1. **Optical density** of linearised sRGB, at a working resolution of about
+   :data:`WORK_PX_PER_MM` (photos with more pixels per millimetre are reduced first).
+2. **Colour projections.** The OD is projected on weight vectors chosen so that each
+   class reads its own amplitude and is blind to the look-alikes:
+
+   * spider ``w_s``: ``w_s·HAEMOGLOBIN = 1``, ``w_s·MELANIN = 0``, ``w_s·NEUTRAL = 0``
+     (blind to freckles, moles, staining, hair, shading, exposure);
+   * reticular ``w_r``: ``w_r·DEEP_VEIN = 1``, ``w_r·MELANIN = 0``,
+     ``w_r·HAEMOGLOBIN = 0``. Deep venous blood is almost "neutral minus melanin"
+     in OD, so no projection can reject both neutral and melanin and keep it: the
+     reticular channel sees a neutral darkening at 0.45 of its amplitude. Hair and skin
+     folds are rejected by width, shape and a chroma test instead;
+   * neutral and the deep-vein chroma (bluish, anti-melanin), used for those tests.
+3. **Local skin background** of each projection, a normalised Gaussian average over
+   leg skin that excludes vein candidates (two passes), at a scale of a few
+   millimetres. Subtracting it cancels exposure and white balance (per-channel OD
+   offsets), shading, and diffuse bruises, and leaves the vein **contrast** in OD units.
+4. **Ridges.** A multi-scale Hessian (Gaussian + separable derivative filters) of each
+   contrast map, with scales set in millimetres: spiders at the working resolution,
+   reticular veins at a quarter of it. Blobs are suppressed (``λ2/λ1``), centrelines
+   are the non-maximum-suppressed ridge pixels, kept by hysteresis and by component
+   tests (length, elongation).
+5. **Footprint.** Each pixel near a centreline is a vein pixel when its contrast is at
+   least a fixed fraction of the contrast at its nearest centreline pixel (the
+   half-height rule), so the mask has the vein's width, not the filter's.
+
+This module must not register photos, measure improvement or draw user interface.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from skimage.morphology import skeletonize
+
+from .io import Photo, as_rgb
+from .optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD, OD_EPS
+
+__all__ = [
+    "WORK_PX_PER_MM",
+    "Segmentation",
+    "VeinContrast",
+    "VeinSegment",
+    "estimate_px_per_mm",
+    "overlay",
+    "segment",
+    "vein_contrast",
+]
+
+#: Resolution (px/mm) at which spider veins are analysed; finer photos are reduced to it.
+WORK_PX_PER_MM = 10.0
+#: Assumed width of the photographed field along the long side of the frame (mm), used
+#: only when the scale is unknown (a 2000 px wide photo of a 20 cm field is 10 px/mm).
+ASSUMED_FIELD_MM = 200.0
+
+SPIDER, RETICULAR = 1, 2
+CLASS_NAMES = {SPIDER: "spider", RETICULAR: "reticular"}
+
+
+def _projection_weights() -> np.ndarray:
+    """Rows: spider, reticular, neutral, deep-vein chroma (see the module docstring)."""
+    w_s = np.linalg.solve(np.stack([HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD]), [1.0, 0.0, 0.0])
+    w_r = np.linalg.solve(np.stack([DEEP_VEIN_OD, MELANIN_OD, HAEMOGLOBIN_OD]), [1.0, 0.0, 0.0])
+    chroma = DEEP_VEIN_OD - DEEP_VEIN_OD.mean()
+    chroma = chroma / np.linalg.norm(chroma)
+    return np.stack([w_s, w_r, NEUTRAL_OD, chroma]).astype(np.float32)
+
+
+#: 4×3 matrix mapping OD (R, G, B) to (spider, reticular, neutral, deep chroma) signals.
+PROJECTION = _projection_weights()
+
+_OD_LUT = (
+    -np.log(
+        np.maximum(
+            np.where(
+                (v := np.arange(256) / 255.0) <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4
+            ),
+            OD_EPS,
+        )
+    )
+).astype(np.float32)
+
+# Tuned in millimetres from the vein classes' widths (DOMAIN.md), never per photo.
+_SPIDER_DETECT_PX_PER_MM = 5.0  # spider ridges are found at half the working resolution
+_RETIC_DETECT_PX_PER_MM = 2.5  # reticular ridges at a quarter
+_BG_PX_PER_MM = 2.5  # the smooth skin background is estimated at a quarter
+_SPIDER_SIGMAS_MM = (0.12, 0.2, 0.32)
+_RETIC_SIGMAS_MM = (0.35, 0.6, 0.9)
+_MIN_SIGMA_PX = 0.6
+_BG_SIGMA_MM = (1.5, 4.0, 1.5, 4.0)  # spider, reticular, neutral, chroma
+# Veins are not sought this close to the leg's outline: the shading of the leg's curvature
+# steepens there (neutral OD, which the reticular channel sees at 0.45).
+_EDGE_MARGIN_MM = {SPIDER: 1.5, RETICULAR: 5.0}
+_MAX_HALF_WIDTH_MM = {SPIDER: 0.8, RETICULAR: 2.2}
+_MIN_LENGTH_MM = {SPIDER: 1.5, RETICULAR: 4.0}
+_FOOTPRINT_FRACTION = 0.5
+_RETIC_SMOOTH_MM = 0.15
+# Footprint pixels must exceed this many robust standard deviations of the contrast.
+_FOOTPRINT_NOISE_K = 3.0
+_MIN_AREA_MM2 = 0.2
+# Neutral OD per unit of vein amplitude, and the excess over it that marks hair (OD).
+_NEUTRAL_PER_SPIDER = float(NEUTRAL_OD @ HAEMOGLOBIN_OD)
+_NEUTRAL_PER_RETIC = float(NEUTRAL_OD @ DEEP_VEIN_OD)
+_HAIR_EXCESS_OD = 0.06
+# Hysteresis: the high threshold is k_hi × the ridge noise (k_hi from the sensitivity),
+# never below a floor in OD; the low one a fraction of it.
+_K_HI_MAX, _K_HI_MIN = 7.0, 2.5
+_FLOOR_OD = {SPIDER: 0.04, RETICULAR: 0.03}
+_LO_FRACTION = 0.5
+# A spider vein's neutral OD is ≈ 0.9 of its amplitude; hair is far darker than that.
+_HAIR_NEUTRAL_RATIO = 2.5
+# A deep vein's bluish chroma is ≈ 0.34 of its amplitude; hair and folds have none.
+_RETIC_CHROMA_RATIO = 0.12
+# Mean centreline length per skeleton pixel (mix of straight and diagonal steps).
+_SKELETON_STEP = 1.12
+# Ridge amplitude of a Gaussian line at its best scale is 2/(3√3) of its peak contrast.
+_RIDGE_GAIN = 3.0 * math.sqrt(3.0) / 2.0
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, eq=False)
+class VeinContrast:
+    """Continuous vein contrast maps, in OD units over the local skin background.
+
+    Attributes
+    ----------
+    spider : ndarray, shape (H, W), float32
+        Contrast along the haemoglobin direction, blind to melanin and neutral OD.
+    reticular : ndarray, shape (H, W), float32
+        Contrast along the deep-vein direction, blind to melanin and haemoglobin.
+    leg_mask : ndarray, shape (H, W), bool
+        Where the maps are meaningful (leg skin); 0 outside.
+    px_per_mm : float
+    """
+
+    spider: np.ndarray
+    reticular: np.ndarray
+    leg_mask: np.ndarray
+    px_per_mm: float
+
+    def of_class(self, labels: np.ndarray) -> np.ndarray:
+        """Contrast of each pixel's class: ``spider`` where ``labels == 1``, ``reticular``
+        where ``labels == 2`` and the larger of the two elsewhere.
+
+        Parameters
+        ----------
+        labels : ndarray, shape (H, W), uint8 0/1/2
+        """
+        if labels.shape != self.spider.shape:
+            raise ValueError(
+                f"labels must have shape {self.spider.shape}, got {labels.shape}; "
+                "warp the labels to this photo's frame first"
+            )
+        out = np.maximum(self.spider, self.reticular)
+        out[labels == SPIDER] = self.spider[labels == SPIDER]
+        out[labels == RETICULAR] = self.reticular[labels == RETICULAR]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        leg = self.leg_mask
+        return {
+            "shape": list(self.spider.shape),
+            "px_per_mm": float(self.px_per_mm),
+            "leg_fraction": float(leg.mean()) if leg.size else 0.0,
+            "spider_p99": float(np.percentile(self.spider[leg], 99)) if leg.any() else 0.0,
+            "reticular_p99": float(np.percentile(self.reticular[leg], 99)) if leg.any() else 0.0,
+        }
+
+
+@dataclass(frozen=True)
+class VeinSegment:
+    """One connected vein (or vein tree) of one class.
+
+    Attributes
+    ----------
+    id : int
+        Value of this vein in :attr:`Segmentation.vein_ids` (1-based).
+    cls : str
+        ``"spider"`` or ``"reticular"``.
+    length_mm : float
+        Centreline length.
+    width_mm : float
+        Mean width (area / length).
+    area_mm2 : float
+    contrast : float
+        Mean contrast (OD) of the class over the vein's pixels.
+    bbox : tuple of int
+        ``(x, y, w, h)`` in pixels of the photo.
+    """
+
+    id: int
+    cls: str
+    length_mm: float
+    width_mm: float
+    area_mm2: float
+    contrast: float
+    bbox: tuple[int, int, int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "cls": self.cls,
+            "length_mm": round(self.length_mm, 3),
+            "width_mm": round(self.width_mm, 3),
+            "area_mm2": round(self.area_mm2, 3),
+            "contrast": round(self.contrast, 4),
+            "bbox": list(self.bbox),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """Result of :func:`segment`; every array has the photo's shape ``(H, W)``.
+
+    Attributes
+    ----------
+    mask : ndarray, bool
+        Vein pixels.
+    labels : ndarray, uint8
+        0 none, 1 spider, 2 reticular.
+    strength : ndarray, float32
+        Vein contrast in OD units of each pixel's class (see :meth:`VeinContrast.of_class`);
+        continuous, ≈ 0 on skin without veins, 0 outside the leg.
+    skeleton : ndarray, bool
+        Vein centrelines (subset of ``mask``).
+    vein_ids : ndarray, int32
+        0 none, else the :attr:`VeinSegment.id` of the pixel's vein.
+    veins : tuple of VeinSegment
+    px_per_mm : float
+    px_per_mm_estimated : bool
+        True when the scale was not given and was estimated from the frame size.
+    leg_mask : ndarray, bool
+        Leg skin considered (after the region of interest).
+    sensitivity : float
+    contrast : VeinContrast
+        Both classes' continuous contrast maps (what :func:`vein_contrast` returns).
+    """
+
+    mask: np.ndarray
+    labels: np.ndarray
+    strength: np.ndarray
+    skeleton: np.ndarray
+    vein_ids: np.ndarray
+    veins: tuple[VeinSegment, ...]
+    px_per_mm: float
+    px_per_mm_estimated: bool
+    leg_mask: np.ndarray
+    sensitivity: float = 0.5
+    contrast: VeinContrast | None = None
+
+    @property
+    def strength_by_class(self) -> dict[str, np.ndarray]:
+        """Contrast maps of both classes, ``{"spider": (H, W), "reticular": (H, W)}``."""
+        if self.contrast is None:
+            return {}
+        return {"spider": self.contrast.spider, "reticular": self.contrast.reticular}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays)."""
+        ppm2 = self.px_per_mm**2
+        by_class: dict[str, dict[str, float | int]] = {}
+        for code, name in CLASS_NAMES.items():
+            segs = [v for v in self.veins if v.cls == name]
+            by_class[name] = {
+                "count": len(segs),
+                "length_mm": round(sum(v.length_mm for v in segs), 2),
+                "area_mm2": round(float((self.labels == code).sum()) / ppm2, 2),
+            }
+        return {
+            "shape": list(self.mask.shape),
+            "px_per_mm": round(float(self.px_per_mm), 4),
+            "px_per_mm_estimated": bool(self.px_per_mm_estimated),
+            "sensitivity": float(self.sensitivity),
+            "vein_pixels": int(self.mask.sum()),
+            "leg_pixels": int(self.leg_mask.sum()),
+            "by_class": by_class,
+            "veins": [v.to_dict() for v in self.veins],
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_px_per_mm(px_per_mm: float | None) -> None:
+    if px_per_mm is None:
+        return
+    if isinstance(px_per_mm, bool) or not isinstance(px_per_mm, int | float | np.floating):
+        raise ValueError(f"px_per_mm must be a number, got {type(px_per_mm).__name__}")
+    if not math.isfinite(float(px_per_mm)) or not 0.5 <= float(px_per_mm) <= 200.0:
+        raise ValueError(
+            f"px_per_mm must be between 0.5 and 200 pixels per millimetre, got {px_per_mm}; "
+            "leave it unset to estimate it from the photo"
+        )
+
+
+def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], name: str) -> np.ndarray | None:
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray) or mask.dtype != bool:
+        raise ValueError(f"{name} must be a bool ndarray, got {getattr(mask, 'dtype', mask)!r}")
+    if mask.shape != shape:
+        raise ValueError(
+            f"{name} must have the photo's shape {shape}, got {mask.shape}; "
+            "draw it on the upright photo"
+        )
+    return mask
+
+
+def estimate_px_per_mm(image: Photo | np.ndarray) -> float:
+    """Scale of a photo whose scale is unknown, from the frame size.
+
+    Clinic photos of one treatment area frame about :data:`ASSUMED_FIELD_MM` of leg
+    along the long side, so a 2000 × 1500 photo is about 10 px/mm.
+
+    Parameters
+    ----------
+    image : Photo or ndarray, shape (H, W, 3), uint8
+
+    Returns
+    -------
+    float
+        Pixels per millimetre.
+    """
+    rgb = as_rgb(image)
+    return float(max(rgb.shape[0], rgb.shape[1])) / ASSUMED_FIELD_MM
+
+
+def _resize(img: np.ndarray, size: tuple[int, int], interp: int = cv2.INTER_AREA) -> np.ndarray:
+    """Resize to ``size`` = (w, h), returning the input itself when already that size."""
+    if (img.shape[1], img.shape[0]) == size:
+        return img
+    return cv2.resize(img, size, interpolation=interp)
+
+
+def _level_size(shape: tuple[int, int], factor: float) -> tuple[int, int]:
+    return (max(8, round(shape[1] * factor)), max(8, round(shape[0] * factor)))
+
+
+def _fallback_skin_mask(od_coarse: np.ndarray, ppm: float) -> np.ndarray:
+    """Leg skin at a coarse level: skin is reddish-yellow (OD B > G > R, moderate)."""
+    odr, odg, odb = od_coarse[..., 0], od_coarse[..., 1], od_coarse[..., 2]
+    skin = (odg - odr > 0.08) & (odb - odr > 0.15) & (odr < 2.0) & (odg < 3.5)
+    m = skin.astype(np.uint8)
+    k = max(3, int(round(2.0 * ppm)) | 1)
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, ker)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, ker)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return np.zeros(m.shape, bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= 0.2 * areas.max()) + 1
+    leg = np.isin(lab, keep).astype(np.uint8)
+    # Fill holes (moles, hair tufts, dark veins inside the leg).
+    inv = (1 - leg).astype(np.uint8)
+    n2, lab2, stats2, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    h, w = leg.shape
+    for i in range(1, n2):
+        x, y, bw, bh = stats2[i, :4]
+        if x > 0 and y > 0 and x + bw < w and y + bh < h:
+            leg[lab2 == i] = 1
+    return leg.astype(bool)
+
+
+def _skin_mask(rgb_coarse: np.ndarray, ppm_coarse: float) -> np.ndarray:
+    """Leg mask of a reduced photo; :func:`vein_tracker.colour.skin_mask` when available."""
+    try:
+        from .colour import skin_mask  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return _fallback_skin_mask(cv2.LUT(rgb_coarse, _OD_LUT), ppm_coarse)
+    return np.asarray(skin_mask(rgb_coarse), dtype=bool)
+
+
+def _normalised_blur(x: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    num = cv2.GaussianBlur(x * weight, (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)
+    return num / np.maximum(den, 1e-3)
+
+
+def _background(signals: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarray:
+    """Local skin background of each signal channel (coarse level), excluding veins."""
+    w0 = leg.astype(np.float32)
+    out = np.empty_like(signals)
+    for c in range(signals.shape[2]):
+        x = np.ascontiguousarray(signals[..., c])
+        sigma = _BG_SIGMA_MM[c] * ppm
+        bg = _normalised_blur(x, w0, sigma)
+        resid = x - bg
+        spread = 1.4826 * float(np.median(np.abs(resid[leg]))) if leg.any() else 0.0
+        # Candidates (vein-like excess, either sign for the neutral channel) are left out.
+        cand = np.abs(resid) > max(2.5 * spread, 1e-4) if c >= 2 else resid > 2.5 * spread
+        cand = cv2.dilate(cand.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        w1 = w0 * (~cand)
+        bg1 = _normalised_blur(x, w1, sigma)
+        # Where the exclusion left too little skin, fall back to the first pass.
+        cover = cv2.GaussianBlur(w1, (0, 0), sigma) / np.maximum(
+            cv2.GaussianBlur(w0, (0, 0), sigma), 1e-3
+        )
+        out[..., c] = np.where(cover > 0.15, bg1, bg)
+    return out
+
+
+def _hessian_ridges(x: np.ndarray, sigmas_px: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """Multi-scale bright-ridge measure of ``x``.
+
+    Returns ``(ridge, sigma, nx, ny)``: ridge amplitude (≈ line contrast in the units of
+    ``x``), best scale in px, and the unit normal across the ridge.
+    """
+    d1 = np.array([-0.5, 0.0, 0.5], np.float32)
+    d2 = np.array([1.0, -2.0, 1.0], np.float32)
+    one = np.array([1.0], np.float32)
+    best = np.zeros(x.shape, np.float32)
+    best_s = np.zeros(x.shape, np.float32)
+    bxx = np.zeros(x.shape, np.float32)
+    bxy = np.zeros(x.shape, np.float32)
+    byy = np.zeros(x.shape, np.float32)
+    for s in sigmas_px:
+        g = cv2.GaussianBlur(x, (0, 0), s)
+        dxx = cv2.sepFilter2D(g, cv2.CV_32F, d2, one)
+        dyy = cv2.sepFilter2D(g, cv2.CV_32F, one, d2)
+        dxy = cv2.sepFilter2D(g, cv2.CV_32F, d1, d1)
+        half_tr = 0.5 * (dxx + dyy)
+        disc = cv2.sqrt(cv2.pow(0.5 * (dxx - dyy), 2) + dxy * dxy)
+        l1 = half_tr - disc  # most negative: across the ridge
+        l2 = half_tr + disc
+        # Blobs (both curvatures negative and similar) are not lines.
+        ratio = np.clip(l2 / np.minimum(l1, -1e-12), 0.0, 1.0)
+        r = np.maximum(-l1, 0.0) * (1.0 - ratio) ** 2 * np.float32(s * s * _RIDGE_GAIN)
+        better = r > best
+        np.copyto(best, r, where=better)
+        np.copyto(best_s, np.float32(s), where=better)
+        np.copyto(bxx, dxx, where=better)
+        np.copyto(bxy, dxy, where=better)
+        np.copyto(byy, dyy, where=better)
+    # Eigenvector of the most negative eigenvalue = normal across the ridge.
+    theta = 0.5 * np.arctan2(2.0 * bxy, bxx - byy) + np.float32(np.pi / 2)
+    return best, best_s, np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+
+
+def _nms(ridge: np.ndarray, nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
+    """Pixels that are a local maximum of ``ridge`` across the ridge (4 directions)."""
+    p = np.pad(ridge, 1, mode="constant")
+    h, w = ridge.shape
+    ang = (np.round(np.arctan2(ny, nx) / (np.pi / 4)).astype(np.int8)) % 4
+    out = np.zeros(ridge.shape, bool)
+    for k, (dy, dx) in enumerate(((0, 1), (1, 1), (1, 0), (1, -1))):
+        a = p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+        b = p[1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
+        sel = ang == k
+        out |= sel & (ridge >= a) & (ridge > b)
+    return out
+
+
+def _hysteresis(cand: np.ndarray, strong: np.ndarray, min_px: int) -> np.ndarray:
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros(cand.shape, bool)
+    has_strong = np.zeros(n, bool)
+    has_strong[np.unique(lab[strong & cand])] = True
+    has_strong[0] = False
+    has_strong &= stats[:, cv2.CC_STAT_AREA] >= min_px
+    return has_strong[lab]
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+@dataclass(frozen=True, eq=False)
+class _Maps:
+    """Internal: contrast maps at the working level and the leg masks."""
+
+    contrast: np.ndarray  # (h, w, 4) float32: spider, reticular, neutral, deep chroma
+    leg: np.ndarray  # (h, w) bool, working level
+    leg_coarse: np.ndarray  # bool, background level
+    ppm_work: float
+    ppm_coarse: float
+
+
+def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Maps:
+    h, w = rgb.shape[:2]
+    work_size = _level_size((h, w), min(1.0, WORK_PX_PER_MM / ppm))
+    ppm_work = ppm * work_size[0] / w
+    small = _resize(rgb, work_size)
+    od = cv2.LUT(small, _OD_LUT)
+    signals = cv2.transform(od, PROJECTION)  # (h, w, 4)
+
+    coarse_size = _level_size(small.shape[:2], min(1.0, _BG_PX_PER_MM / ppm_work))
+    ppm_coarse = ppm_work * coarse_size[0] / work_size[0]
+    sig_c = _resize(signals, coarse_size)
+    if leg_mask is None:
+        leg_c = _skin_mask(_resize(small, coarse_size), ppm_coarse)
+        leg = _resize(leg_c.astype(np.uint8) * 255, work_size, cv2.INTER_LINEAR) >= 128
+    else:
+        leg = _resize(leg_mask.astype(np.uint8), work_size, cv2.INTER_NEAREST).astype(bool)
+        leg_c = _resize(leg_mask.astype(np.uint8) * 255, coarse_size) >= 128
+    bg = _background(sig_c, leg_c, ppm_coarse)
+    contrast = signals - _resize(bg, work_size, cv2.INTER_LINEAR)
+    contrast[~leg] = 0.0
+    _remove_hair(contrast, leg, ppm_work)
+    return _Maps(contrast, leg, leg_c, ppm_work, ppm_coarse)
+
+
+def _remove_hair(contrast: np.ndarray, leg: np.ndarray, ppm: float) -> None:
+    """Replace the reticular, neutral and chroma contrast under hair by the skin around it.
+
+    Veins carry a fixed share of neutral OD (0.90 of a spider's amplitude, 0.94 of a
+    deep vein's); hair, moles and shadows carry far more. Pixels with that excess are
+    filled from their surroundings (normalised convolution), so hair crossing or lying
+    beside a vein neither adds to nor cuts it. The spider channel is blind to neutral
+    OD by construction and is left untouched. Modifies ``contrast`` in place (internal).
+    """
+    excess = (
+        contrast[..., 2]
+        - _NEUTRAL_PER_SPIDER * np.maximum(contrast[..., 0], 0.0)
+        - _NEUTRAL_PER_RETIC * np.maximum(contrast[..., 1], 0.0)
+    )
+    hair = (excess > _HAIR_EXCESS_OD).astype(np.uint8)
+    if not hair.any():
+        return
+    hair = cv2.dilate(hair, np.ones((3, 3), np.uint8))
+    keep = (leg & (hair == 0)).astype(np.float32)
+    sigma = max(1.0, 0.2 * ppm)
+    sub = np.ascontiguousarray(contrast[..., 1:4])
+    num = cv2.GaussianBlur(sub * keep[..., None], (0, 0), sigma)
+    den = cv2.GaussianBlur(keep, (0, 0), sigma)
+    fill = num / np.maximum(den, 1e-3)[..., None]
+    sel = hair.astype(bool) & leg
+    sub[sel] = np.where((den[sel] > 0.05)[:, None], fill[sel], 0.0)
+    contrast[..., 1:4] = sub
+
+
+def vein_contrast(
+    photo: Photo | np.ndarray, *, px_per_mm: float, leg_mask: np.ndarray | None = None
+) -> VeinContrast:
+    """Continuous spider and reticular vein contrast over the local skin background.
+
+    The contrast of class *k* at a pixel is ``w_k · (OD − OD_background)`` where OD is
+    the optical density of the linearised sRGB pixel, ``OD_background`` a Gaussian
+    average (σ 1.5 mm spider, 4 mm reticular) of the surrounding leg skin with vein
+    candidates left out, and ``w_k`` the weights of the module docstring. Properties
+    measurement relies on:
+
+    * linear in vein absorption: a vein of OD amplitude ``a`` along the class direction
+      reads ``≈ a`` at its centre (less what the photo's blur spreads away);
+    * invariant to exposure and white balance (per-channel OD offsets), to smooth
+      shading and to diffuse patches wider than the background scale (bruises);
+    * blind to melanin (freckles, moles, haemosiderin staining): ``w_k · MELANIN = 0``;
+      the spider map is blind to neutral OD (hair, shadows) as well;
+    * ≈ 0 on vein-free skin, 0 outside the leg.
+
+    The maps are those of :attr:`Segmentation.contrast` for the same inputs.
+
+    Parameters
+    ----------
+    photo : Photo or ndarray, shape (H, W, 3), uint8
+        Upright RGB photo.
+    px_per_mm : float
+        Scale of the photo, pixels per millimetre.
+    leg_mask : ndarray, shape (H, W), bool, optional
+        Leg skin; estimated from colour when not given.
+
+    Returns
+    -------
+    VeinContrast
+        Maps of shape (H, W), float32, OD units.
+    """
+    rgb = as_rgb(photo)
+    if px_per_mm is None:
+        raise ValueError("px_per_mm must be given; use estimate_px_per_mm(photo) if unknown")
+    _check_px_per_mm(px_per_mm)
+    lm = _check_mask(leg_mask, (int(rgb.shape[0]), int(rgb.shape[1])), "leg_mask")
+    maps = _compute_maps(rgb, float(px_per_mm), lm)
+    return _contrast_full(maps, (int(rgb.shape[0]), int(rgb.shape[1])), float(px_per_mm))
+
+
+def _contrast_full(maps: _Maps, shape: tuple[int, int], ppm: float) -> VeinContrast:
+    size = (shape[1], shape[0])
+    sp = _resize(np.ascontiguousarray(maps.contrast[..., 0]), size, cv2.INTER_LINEAR)
+    rt = _resize(np.ascontiguousarray(maps.contrast[..., 1]), size, cv2.INTER_LINEAR)
+    if sp is maps.contrast[..., 0] or sp.base is maps.contrast:
+        sp = sp.copy()
+    leg = _resize(maps.leg.astype(np.uint8), size, cv2.INTER_NEAREST).astype(bool)
+    sp[~leg] = 0.0
+    rt[~leg] = 0.0
+    return VeinContrast(spider=sp, reticular=rt, leg_mask=leg, px_per_mm=ppm)
+
+
+@dataclass(frozen=True, eq=False)
+class _Centrelines:
+    """Centreline seeds of one class at the working level."""
+
+    ys: np.ndarray  # int, working-level rows
+    xs: np.ndarray
+    sigma_px: np.ndarray  # best ridge scale, working-level px
+    score: np.ndarray  # ridge amplitude / threshold (class confidence)
+
+
+def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_work: np.ndarray) -> _Centrelines:
+    """Ridges of one class: Hessian, non-maximum suppression, hysteresis, vetoes."""
+    work_shape = maps.leg.shape
+    det_ppm = _SPIDER_DETECT_PX_PER_MM if cls == SPIDER else _RETIC_DETECT_PX_PER_MM
+    det_size = _level_size(work_shape, min(1.0, det_ppm / maps.ppm_work))
+    ppm_det = maps.ppm_work * det_size[0] / work_shape[1]
+    sig = _resize(maps.contrast, det_size)
+    ch = 0 if cls == SPIDER else 1
+    cd = np.ascontiguousarray(sig[..., ch])
+    sigmas_mm = _SPIDER_SIGMAS_MM if cls == SPIDER else _RETIC_SIGMAS_MM
+    sigmas = tuple(max(_MIN_SIGMA_PX, s * ppm_det) for s in sigmas_mm)
+    ridge, best_s, nx, ny = _hessian_ridges(cd, sigmas)
+
+    # Never on the leg's outline: erode the leg at the coarse level first (cheap).
+    margin = _EDGE_MARGIN_MM[cls] * maps.ppm_coarse
+    k = 2 * max(1, int(round(margin))) + 1
+    inner_c = cv2.erode(
+        maps.leg_coarse.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    )
+    inner = _resize(inner_c * 255, det_size, cv2.INTER_LINEAR) >= 128
+    inner &= _resize(roi_work.astype(np.uint8) * 255, det_size) >= 128
+    ridge[~inner] = 0.0
+    vals = ridge[inner]
+    noise = 1.4826 * float(np.median(vals)) if vals.size else 1.0
+    k_hi = _K_HI_MAX - (_K_HI_MAX - _K_HI_MIN) * sensitivity
+    hi = max(k_hi * noise, _FLOOR_OD[cls] * (1.5 - sensitivity))
+    lo = _LO_FRACTION * hi
+    centre = _nms(ridge, nx, ny) & (ridge > lo)
+
+    # Colour vetoes on centreline pixels: hair and folds are neutral, moles brown.
+    amp = np.maximum(cv2.GaussianBlur(cd, (0, 0), 0.7), 0.0)
+    neutral = sig[..., 2]
+    if cls == SPIDER:
+        centre &= neutral < _HAIR_NEUTRAL_RATIO * amp + 0.03
+    else:
+        centre &= sig[..., 3] > _RETIC_CHROMA_RATIO * amp
+    min_px = max(2, int(round(_MIN_LENGTH_MM[cls] * ppm_det)))
+    centre = _hysteresis(centre, ridge > hi, min_px)
+
+    ys, xs = np.nonzero(centre)
+    f = work_shape[1] / det_size[0]
+    yw = np.clip(((ys + 0.5) * f - 0.5).round().astype(np.int32), 0, work_shape[0] - 1)
+    xw = np.clip(((xs + 0.5) * f - 0.5).round().astype(np.int32), 0, work_shape[1] - 1)
+    return _Centrelines(yw, xw, best_s[ys, xs] * f, ridge[ys, xs] / hi)
+
+
+def _footprints(maps: _Maps, lines: dict[int, _Centrelines], region: np.ndarray) -> np.ndarray:
+    """Labels at the working level from the centreline seeds (half-height rule).
+
+    A pixel belongs to the vein of its nearest seed when it lies within the vein's
+    reach and its (lightly smoothed) class contrast is at least a fraction of the seed's.
+    The fraction is 1/2 for the flat-topped spider profile; for the Gaussian-like
+    reticular profile it is corrected for the smoothing so the mask keeps the full width
+    at half maximum of the unsmoothed vein.
+    """
+    shape = maps.leg.shape
+    labels = np.zeros(shape, np.uint8)
+    if sum(len(c.ys) for c in lines.values()) == 0:
+        return labels
+    seeds = np.ones(shape, np.uint8)
+    for c in lines.values():
+        seeds[c.ys, c.xs] = 0
+    dist, lab = cv2.distanceTransformWithLabels(
+        seeds, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    nlab = int(lab.max()) + 1
+    cls_lut = np.zeros(nlab, np.uint8)
+    thr_lut = np.full(nlab, np.inf, np.float32)
+    half_lut = np.zeros(nlab, np.float32)
+    score_lut = np.zeros(nlab, np.float32)
+    smooth_px = {SPIDER: 0.6, RETICULAR: max(0.8, _RETIC_SMOOTH_MM * maps.ppm_work)}
+    sm = {
+        cls: cv2.GaussianBlur(np.ascontiguousarray(maps.contrast[..., ch]), (0, 0), smooth_px[cls])
+        for cls, ch in ((SPIDER, 0), (RETICULAR, 1))
+    }
+    # A noise floor: pixels must stand out of the skin texture whatever their seed.
+    floor = {}
+    for cls in (SPIDER, RETICULAR):
+        v = sm[cls][::4, ::4][maps.leg[::4, ::4]]
+        floor[cls] = _FOOTPRINT_NOISE_K * 1.4826 * float(np.median(np.abs(v))) if v.size else 0.0
+    for cls in (RETICULAR, SPIDER):
+        if cls not in lines or not len(lines[cls].ys):
+            continue
+        c = lines[cls]
+        ids = lab[c.ys, c.xs]
+        # Where both classes seed the same pixel, the more confident one keeps it.
+        take = c.score >= score_lut[ids]
+        ids, ys, xs, sig = ids[take], c.ys[take], c.xs[take], c.sigma_px[take]
+        cls_lut[ids] = cls
+        score_lut[ids] = c.score[take]
+        if cls == SPIDER:
+            frac = np.full(len(ids), _FOOTPRINT_FRACTION, np.float32)
+        else:
+            # Gaussian profile of σ_v (ridge scale / √2), smoothed by σ_s.
+            sv2 = np.maximum(sig, 1.0) ** 2 / 2.0
+            frac = np.exp(-math.log(2.0) * sv2 / (sv2 + smooth_px[cls] ** 2)).astype(np.float32)
+        peak = sm[cls][ys, xs]
+        thr_lut[ids] = np.where(peak > 0, np.maximum(frac * peak, floor[cls]), np.inf)
+        half_lut[ids] = np.minimum(_MAX_HALF_WIDTH_MM[cls] * maps.ppm_work, 1.0 + 2.5 * sig)
+    reach = float(half_lut.max())
+    idx = np.flatnonzero((dist <= reach).ravel() & region.ravel())
+    li = lab.ravel()[idx]
+    ok = dist.ravel()[idx] <= half_lut[li]
+    idx, li = idx[ok], li[ok]
+    cl = cls_lut[li]
+    val = np.where(cl == SPIDER, sm[SPIDER].ravel()[idx], sm[RETICULAR].ravel()[idx])
+    keep = val >= thr_lut[li]
+    labels.ravel()[idx[keep]] = cl[keep]
+    # Specks left by the rule at the ends of faint ridges are not veins.
+    n, lab2, stats, _ = cv2.connectedComponentsWithStats(
+        (labels > 0).astype(np.uint8), connectivity=8
+    )
+    small = stats[:, cv2.CC_STAT_AREA] < _MIN_AREA_MM2 * maps.ppm_work**2
+    small[0] = False
+    if small.any():
+        labels[small[lab2]] = 0
+    return labels
+
+
+def segment(
+    photo: Photo | np.ndarray,
+    *,
+    px_per_mm: float | None = None,
+    roi: np.ndarray | None = None,
+    leg_mask: np.ndarray | None = None,
+    sensitivity: float = 0.5,
+) -> Segmentation:
+    """Segment spider and reticular veins in an upright leg photo.
+
+    Parameters
+    ----------
+    photo : Photo or ndarray, shape (H, W, 3), uint8
+        Upright RGB photo.
+    px_per_mm : float, optional
+        Scale in pixels per millimetre. Default: ``photo.px_per_mm`` when known, else
+        estimated with :func:`estimate_px_per_mm` (``px_per_mm_estimated=True``).
+    roi : ndarray, shape (H, W), bool, optional
+        Region of interest; vein pixels outside it are not reported.
+    leg_mask : ndarray, shape (H, W), bool, optional
+        Leg skin; estimated from colour when not given. Backdrop never counts.
+    sensitivity : float in [0, 1]
+        0.5 is right for all photos; higher finds fainter veins (and more false ones),
+        lower only the clearest.
+
+    Returns
+    -------
+    Segmentation
+
+    Raises
+    ------
+    ValueError
+        Bad ``sensitivity``, ``px_per_mm``, or mask shape/dtype.
+    """
+    rgb = as_rgb(photo)
+    if (
+        isinstance(sensitivity, bool)
+        or not isinstance(sensitivity, int | float | np.floating)
+        or not 0.0 <= float(sensitivity) <= 1.0
+    ):
+        raise ValueError(f"sensitivity must be a number in [0, 1], got {sensitivity!r}")
+    _check_px_per_mm(px_per_mm)
+    shape = (int(rgb.shape[0]), int(rgb.shape[1]))
+    roi_m = _check_mask(roi, shape, "roi")
+    lm = _check_mask(leg_mask, shape, "leg_mask")
+    estimated = False
+    ppm = px_per_mm
+    if ppm is None and isinstance(photo, Photo) and photo.px_per_mm:
+        ppm = photo.px_per_mm
+    if ppm is None:
+        ppm = estimate_px_per_mm(rgb)
+        estimated = True
+    ppm = float(ppm)
+    sens = float(sensitivity)
+
+    maps = _compute_maps(rgb, ppm, lm)
+    work_shape = maps.leg.shape
+    work_size = (work_shape[1], work_shape[0])
+    if roi_m is not None:
+        roi_w = _resize(roi_m.astype(np.uint8) * 255, work_size) >= 128
+    else:
+        roi_w = np.ones(work_shape, bool)
+    lines = {cls: _centrelines(maps, cls, sens, roi_w) for cls in (SPIDER, RETICULAR)}
+    labels_w = _footprints(maps, lines, maps.leg & roi_w)
+    ppm_work = maps.ppm_work
+    skel_w = skeletonize(labels_w > 0)
+
+    size = (shape[1], shape[0])
+    contrast = _contrast_full(maps, shape, ppm)
+    if work_size != size:
+        # Upsample class by class through a linear blend, so edges stay sub-pixel.
+        labels = np.zeros(shape, np.uint8)
+        for code in (RETICULAR, SPIDER):
+            up = _resize((labels_w == code).astype(np.uint8) * 255, size, cv2.INTER_LINEAR)
+            labels[up >= 128] = code
+        skeleton = np.zeros(shape, bool)
+        ys, xs = np.nonzero(skel_w)
+        f = shape[1] / work_shape[1]
+        skeleton[
+            np.clip(((ys + 0.5) * f).astype(np.int32), 0, shape[0] - 1),
+            np.clip(((xs + 0.5) * f).astype(np.int32), 0, shape[1] - 1),
+        ] = True
+    else:
+        labels, skeleton = labels_w, skel_w
+    leg = contrast.leg_mask
+    if roi_m is not None:
+        labels[~roi_m] = 0
+        leg = leg & roi_m
+    mask = labels > 0
+    skeleton &= mask
+    strength = contrast.of_class(labels)
+    strength[~leg] = 0.0
+
+    vein_ids, veins = _vein_objects(labels_w, skel_w, maps.contrast, ppm_work, shape)
+    return Segmentation(
+        mask=mask,
+        labels=labels,
+        strength=strength,
+        skeleton=skeleton,
+        vein_ids=vein_ids,
+        veins=veins,
+        px_per_mm=ppm,
+        px_per_mm_estimated=estimated,
+        leg_mask=leg,
+        sensitivity=sens,
+        contrast=contrast,
+    )
+
+
+def _vein_objects(
+    labels: np.ndarray,
+    skeleton: np.ndarray,
+    contrast: np.ndarray,
+    ppm: float,
+    out_shape: tuple[int, int],
+) -> tuple[np.ndarray, tuple[VeinSegment, ...]]:
+    """Connected veins of each class at the working level, ids resized to ``out_shape``."""
+    vein_ids = np.zeros(labels.shape, np.int32)
+    veins: list[VeinSegment] = []
+    next_id = 1
+    f = out_shape[1] / labels.shape[1]
+    for code in (SPIDER, RETICULAR):
+        m = (labels == code).astype(np.uint8)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        if n <= 1:
+            continue
+        area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+        sel_sk = skeleton & (labels == code)
+        skel_n = np.bincount(lab[sel_sk], minlength=n).astype(np.float64)
+        ch = np.ascontiguousarray(contrast[..., 0 if code == SPIDER else 1])
+        csum = np.bincount(lab.ravel(), weights=ch.ravel(), minlength=n)
+        ids = np.arange(n, dtype=np.int32) + (next_id - 1)
+        ids[0] = 0
+        for i in range(1, n):
+            length_px = max(skel_n[i] * _SKELETON_STEP, 1.0)
+            x, y, bw, bh = (float(v) for v in stats[i, :4])
+            veins.append(
+                VeinSegment(
+                    id=int(ids[i]),
+                    cls=CLASS_NAMES[code],
+                    length_mm=float(length_px / ppm),
+                    width_mm=float(area[i] / length_px / ppm),
+                    area_mm2=float(area[i] / ppm**2),
+                    contrast=float(csum[i] / area[i]),
+                    bbox=(
+                        int(round(x * f)),
+                        int(round(y * f)),
+                        max(1, int(round(bw * f))),
+                        max(1, int(round(bh * f))),
+                    ),
+                )
+            )
+        next_id += n - 1
+        sel = lab > 0
+        vein_ids[sel] = ids[lab[sel]]
+    if vein_ids.shape != out_shape:
+        up = cv2.resize(vein_ids, (out_shape[1], out_shape[0]), interpolation=cv2.INTER_NEAREST)
+        return np.asarray(up, dtype=np.int32), tuple(veins)
+    return vein_ids, tuple(veins)
+
+
+def overlay(
+    image: Photo | np.ndarray,
+    labels: np.ndarray,
+    *,
+    dim: float = 0.55,
+    spider_rgb: tuple[int, int, int] = (255, 40, 90),
+    reticular_rgb: tuple[int, int, int] = (40, 200, 255),
+) -> np.ndarray:
+    """Vein classes drawn over a dimmed photo.
+
+    Parameters
+    ----------
+    image : Photo or ndarray, shape (H, W, 3), uint8
+    labels : ndarray, shape (H, W), uint8 0/1/2
+    dim : float in [0, 1]
+        Brightness kept from the photo under and around the veins.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+    """
+    rgb = as_rgb(image)
+    if labels.shape != rgb.shape[:2]:
+        raise ValueError(f"labels must have shape {rgb.shape[:2]}, got {labels.shape}")
+    if not 0.0 <= dim <= 1.0:
+        raise ValueError(f"dim must be in [0, 1], got {dim}")
+    out = (rgb.astype(np.float32) * dim).astype(np.uint8)
+    out[labels == SPIDER] = spider_rgb
+    out[labels == RETICULAR] = reticular_rgb
+    return out
