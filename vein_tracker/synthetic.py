@@ -18,6 +18,7 @@ the same seed and arguments give identical pixels.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -74,6 +75,10 @@ _YELLOW_OD = np.array([0.10, 0.35, 0.93], dtype=np.float32)
 _YELLOW_OD /= np.linalg.norm(_YELLOW_OD)
 _HAIR_OD = NEUTRAL_OD + 0.25 * MELANIN_OD
 _HAIR_OD = (_HAIR_OD / np.linalg.norm(_HAIR_OD)).astype(np.float32)
+_NEUTRAL3 = np.ones(3, dtype=np.float32)  # neutral OD of 1 in every channel
+# Bruise colours: fresh (purple, haemoglobin) and deeper/older blue (deoxygenated blood).
+_BRUISE_PURPLE = HAEMOGLOBIN_OD.astype(np.float32)
+_BRUISE_BLUE = (0.7 * DEEP_VEIN_OD + 0.4 * HAEMOGLOBIN_OD).astype(np.float32)
 
 _BACKDROPS: tuple[tuple[float, float, float], ...] = (
     (0.20, 0.26, 0.36),  # grey-blue wall
@@ -1328,8 +1333,13 @@ def _scaled_capture(capture: Capture, shape: tuple[int, int]) -> tuple[np.ndarra
     return hom / hom[2, 2], capture.bend_px * k, capture.blur_sigma * k
 
 
-def _map_to_baseline(capture: Capture, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W, 2) float32 baseline (x, y) for every pixel of a photo of ``shape``."""
+def _map_to_baseline(
+    capture: Capture, shape: tuple[int, int]
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """(H, W, 2) float32 baseline (x, y) for every pixel of a photo of ``shape``.
+
+    Also returns the map's extent (x min, y min, x max, y max).
+    """
     h, w = shape
     hom, bend, _ = _scaled_capture(capture, shape)
     xs = np.arange(w, dtype=np.float64)
@@ -1338,6 +1348,7 @@ def _map_to_baseline(capture: Capture, shape: tuple[int, int]) -> np.ndarray:
     xn = (xs / w).astype(np.float32)[None, :]
     # Row by row blocks keep memory modest on 24 MP frames.
     block = max(1, 2_000_000 // w)
+    ext = [math.inf, math.inf, -math.inf, -math.inf]
     for y0 in range(0, h, block):
         yy = ys[y0 : y0 + block][:, None]
         den = hom[2, 0] * xs[None, :] + hom[2, 1] * yy + hom[2, 2]
@@ -1350,7 +1361,13 @@ def _map_to_baseline(capture: Capture, shape: tuple[int, int]) -> np.ndarray:
             my = my + dy
         out[y0 : y0 + block, :, 0] = mx
         out[y0 : y0 + block, :, 1] = my
-    return out
+        ext = [
+            min(ext[0], float(mx.min())),
+            min(ext[1], float(my.min())),
+            max(ext[2], float(mx.max())),
+            max(ext[3], float(my.max())),
+        ]
+    return out, (ext[0], ext[1], ext[2], ext[3])
 
 
 def _inverse_in_frame(capture: Capture, shape: tuple[int, int]) -> np.ndarray:
@@ -1428,6 +1445,22 @@ def _box_profile(d: np.ndarray, r: float) -> np.ndarray:
     return np.clip(np.minimum(np.float32(r + 0.5) - d, np.float32(min(2 * r, 1.0))), 0.0, 1.0)
 
 
+@functools.lru_cache(maxsize=24)
+def _noise_grid(
+    texture_seed: int, tag: int, spacing_mm: float, shape: tuple[int, int], px_per_mm: float
+) -> np.ndarray:
+    """Unit random grid (one node every ``spacing_mm``) over the scene and its margin."""
+    lh, lw = shape
+    gw = int(math.ceil(lw * (1 + 2 * _SCENE_MARGIN) / px_per_mm / spacing_mm)) + 4
+    gh = int(math.ceil(lh * (1 + 2 * _SCENE_MARGIN) / px_per_mm / spacing_mm)) + 4
+    rng = np.random.default_rng([int(texture_seed), tag])
+    raw = rng.standard_normal((gh, gw), dtype=np.float32)
+    grid = np.asarray(cv2.GaussianBlur(raw, (0, 0), 0.8), dtype=np.float32)
+    grid /= max(float(grid.std()), 1e-6)
+    grid.flags.writeable = False
+    return grid
+
+
 def _noise_field(
     texture_seed: int,
     tag: int,
@@ -1439,37 +1472,64 @@ def _noise_field(
     h: int,
     w: int,
 ) -> np.ndarray:
-    """Smooth zero-mean unit-ish random field, fixed in the leg's mm frame, on a window."""
+    """Smooth zero-mean unit random field, fixed in the leg's mm frame, on a window.
+
+    Bicubic interpolation of :func:`_noise_grid`; window pixel (j, i) is leg point
+    ((x0 + j) / s, (y0 + i) / s) px.
+    """
     lh, lw = leg.shape
-    ext_w_mm = lw * (1 + 2 * _SCENE_MARGIN) / leg.px_per_mm
-    ext_h_mm = lh * (1 + 2 * _SCENE_MARGIN) / leg.px_per_mm
-    gw = int(math.ceil(ext_w_mm / spacing_mm)) + 4
-    gh = int(math.ceil(ext_h_mm / spacing_mm)) + 4
-    rng = np.random.default_rng([int(texture_seed), tag])
-    raw = rng.standard_normal((gh, gw), dtype=np.float32)
-    grid = np.asarray(cv2.GaussianBlur(raw, (0, 0), 0.8), dtype=np.float32)
-    grid /= max(float(grid.std()), 1e-6)
-    # window pixel X (at scale s) -> leg px X/s -> mm -> grid index (origin at -margin).
-    ppm_r = leg.px_per_mm * s
-    a = 1.0 / (ppm_r * spacing_mm)
+    grid = _noise_grid(texture_seed, tag, spacing_mm, leg.shape, leg.px_per_mm)
+    a = 1.0 / (leg.px_per_mm * s * spacing_mm)
     ox = (_SCENE_MARGIN * lw / leg.px_per_mm) / spacing_mm + 2.0
     oy = (_SCENE_MARGIN * lh / leg.px_per_mm) / spacing_mm + 2.0
     m = np.array([[a, 0.0, x0 * a + ox], [0.0, a, y0 * a + oy]], dtype=np.float64)
-    return cv2.warpAffine(
+    out = cv2.warpAffine(
         grid,
         m,
         (w, h),
         flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REFLECT,
     )
+    return np.asarray(out)
 
 
 @dataclass
 class _Scene:
-    od: np.ndarray  # (h, w, 3) float32
+    od: np.ndarray  # (h, w, 3) float32 (empty in truth-only mode)
     labels: np.ndarray  # uint8
     ids: np.ndarray  # uint16
     bits: np.ndarray  # uint8 packed masks
+
+
+_BLOCK_PX = 1 << 19  # pixels per row block in full-frame passes (bounds temporaries)
+
+
+def _row_blocks(h: int, w: int) -> list[tuple[int, int]]:
+    step = max(1, _BLOCK_PX // max(w, 1))
+    return [(a, min(a + step, h)) for a in range(0, h, step)]
+
+
+class _LegGeometry:
+    """Per-row leg centre/half-width on a window, and per-block u and alpha."""
+
+    def __init__(self, leg: Leg, s: float, x0: int, y0: int, h: int, w: int) -> None:
+        lh, _ = leg.shape
+        self.s = s
+        ys = (np.arange(h, dtype=np.float64) + y0) / s
+        xc, hw = leg.outline.centre_and_half_width(ys, lh)
+        slope = np.gradient(xc) * s if h > 1 else np.zeros_like(xc)
+        self.xc = xc.astype(np.float32)[:, None]
+        self.hw = hw.astype(np.float32)[:, None]
+        # Leg-edge distance in window px per leg px, across the (tilted) band.
+        self.edge_gain = (s / np.sqrt(1.0 + slope**2)).astype(np.float32)[:, None]
+        self.xs = ((np.arange(w, dtype=np.float32) + x0) / np.float32(s))[None, :]
+        self.yfrac = (ys / lh - 0.5).astype(np.float32)[:, None]
+
+    def u_alpha(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        dxl = self.xs - self.xc[a:b]
+        u = dxl / self.hw[a:b]
+        alpha = np.clip(0.5 + (self.hw[a:b] - np.abs(dxl)) * self.edge_gain[a:b], 0.0, 1.0)
+        return u, alpha
 
 
 def _render_scene(
@@ -1478,33 +1538,25 @@ def _render_scene(
     """OD image and truth maps of the leg on a window of the baseline frame at scale ``s``.
 
     Window pixel (i, j) is baseline point ((x0 + j) / s, (y0 + i) / s) in leg px.
+    Smooth skin fields are composed in row blocks; the sparse absorbers (veins, hair,
+    spots, stains, bruises) are stamped in their own bounding boxes, so a 24 MP window
+    needs about five float32 planes.
     """
     lh, _ = leg.shape
     ppm = leg.px_per_mm * s
-    ys = (np.arange(h, dtype=np.float64) + y0) / s
-    xc, hw = leg.outline.centre_and_half_width(ys, lh)
-    slope = np.gradient(xc) * s if h > 1 else np.zeros_like(xc)
-    cos_t = 1.0 / np.sqrt(1.0 + slope**2)
-    xs = (np.arange(w, dtype=np.float32) + x0) / np.float32(s)
-    dxl = xs[None, :] - xc.astype(np.float32)[:, None]
-    u = dxl / hw.astype(np.float32)[:, None]
-    # Leg alpha: ~1 px anti-aliased edge.
-    alpha = np.clip(
-        0.5
-        + (hw.astype(np.float32)[:, None] - np.abs(dxl)) * (cos_t * s).astype(np.float32)[:, None],
-        0.0,
-        1.0,
-    )
-    leg_mask = alpha >= 0.5
+    geo = _LegGeometry(leg, s, x0, y0, h, w)
+    leg_mask = np.empty((h, w), dtype=bool)
+    for a, b in _row_blocks(h, w):
+        leg_mask[a:b] = geo.u_alpha(a, b)[1] >= 0.5
     labels = np.zeros((h, w), dtype=np.uint8)
     ids = np.zeros((h, w), dtype=np.uint16)
-    bits = np.where(leg_mask, np.uint8(_BIT_LEG), np.uint8(0))
+    bits = leg_mask.astype(np.uint8) * np.uint8(_BIT_LEG)
     best = np.zeros((h, w), dtype=np.float32)
+    # Vein fields combine by maximum within a class (a junction is not twice as dark).
     haem = np.zeros((h, w), dtype=np.float32)
     deep = np.zeros((h, w), dtype=np.float32)
-    mel = np.zeros((h, w), dtype=np.float32)
-    neutral = np.zeros((h, w), dtype=np.float32)
-    yellow = np.zeros((h, w), dtype=np.float32)
+    # Other absorbers add into OD directly after the skin is composed: (slices, OD (h, w, 3)).
+    stamps: list[tuple[tuple[slice, slice], np.ndarray, np.ndarray]] = []
     origin = np.array([x0, y0], dtype=np.float64)
 
     # Veins: reticular first, spider over them (superficial wins the label).
@@ -1513,11 +1565,8 @@ def _render_scene(
             if v.cls != cls or v.visibility <= 0.0:
                 continue
             r = v.width_mm * ppm / 2.0
-            if cls == "spider":
-                support = r + 1.5
-            else:
-                sigma = v.width_mm * ppm / 2.3548
-                support = max(3.0 * sigma, r + 1.5)
+            sigma = v.width_mm * ppm / 2.3548
+            support = r + 1.5 if cls == "spider" else max(3.0 * sigma, r + 1.5)
             res = _polyline_distance(v.centreline * s - origin, x0, y0, h, w, support)
             if res is None:
                 continue
@@ -1535,33 +1584,28 @@ def _render_scene(
             best[sl][take] = score[take]
             ids[sl][take] = v.id
             labels[sl][take] = LABEL_SPIDER if cls == "spider" else LABEL_RETICULAR
+    del best
 
-    def strokes(items: tuple[Stroke, ...], target: np.ndarray, bit: int, soft: bool) -> None:
+    def strokes(items: tuple[Stroke, ...], bit: int, soft: bool, direction: np.ndarray) -> None:
         for st in items:
             r = st.width_mm * ppm / 2.0
-            if soft:
-                sigma = st.width_mm * ppm / 2.3548
-                support = 3.0 * sigma
-            else:
-                support = r + 1.5
+            sigma = st.width_mm * ppm / 2.3548
+            support = 3.0 * sigma if soft else r + 1.5
             res = _polyline_distance(st.centreline * s - origin, x0, y0, h, w, support)
             if res is None:
                 continue
             sl, d = res
             prof = np.exp(-(d * d) / np.float32(2 * sigma * sigma)) if soft else _box_profile(d, r)
-            prof = prof * np.float32(st.amplitude)
-            np.maximum(target[sl], prof, out=target[sl])
+            if direction is HAEMOGLOBIN_OD:  # matting: fine red vessels, max with spiders
+                np.maximum(haem[sl], prof * np.float32(st.amplitude), out=haem[sl])
+            else:
+                stamps.append((sl, prof * np.float32(st.amplitude), direction))
             mask = (d <= max(r, 0.5)) & leg_mask[sl]
             bits[sl][mask] |= np.uint8(bit)
 
-    hair_od = np.zeros((h, w), dtype=np.float32)
-    strokes(leg.hairs, hair_od, _BIT_HAIR, soft=False)
-    stain_od = np.zeros((h, w), dtype=np.float32)
-    strokes(leg.stains, stain_od, _BIT_STAIN, soft=True)
-    mat_od = np.zeros((h, w), dtype=np.float32)
-    strokes(leg.matting, mat_od, _BIT_MATTING, soft=False)
-    mel += stain_od
-    haem += mat_od
+    strokes(leg.hairs, _BIT_HAIR, False, _HAIR_OD)
+    strokes(leg.stains, _BIT_STAIN, True, MELANIN_OD)
+    strokes(leg.matting, _BIT_MATTING, False, HAEMOGLOBIN_OD)
 
     for sp in leg.spots:
         rad = sp.radius_mm * ppm
@@ -1579,22 +1623,19 @@ def _render_scene(
         ey = (-gx * sa + gy * ca) / np.float32(sp.aspect)
         rr = np.sqrt(ex * ex + ey * ey)
         phi = np.arctan2(ey, ex)
-        rmod = np.float32(rad) * (
-            1.0
-            + sum(
-                np.float32(wb) * np.cos((k + 2) * phi + np.float32(ph))
-                for k, (wb, ph) in enumerate(zip(sp.wobble, sp.phase, strict=True))
-            )
+        mod = np.ones_like(rr)
+        for k, (wb, ph) in enumerate(zip(sp.wobble, sp.phase, strict=True)):
+            mod += np.float32(wb) * np.cos((k + 2) * phi + np.float32(ph))
+        dd = rr - np.float32(rad) * mod
+        prof = (1.0 / (1.0 + np.exp(np.clip(dd / np.float32(edge / 2.0), -30, 30)))).astype(
+            np.float32
         )
-        dd = rr - rmod
-        prof = 1.0 / (1.0 + np.exp(dd / np.float32(edge / 2.0)))
         sl = (slice(jy0, jy1), slice(jx0, jx1))
-        np.maximum(mel[sl], prof * np.float32(sp.amplitude), out=mel[sl])
-        inside = (dd <= 0) & leg_mask[sl]
-        bit = _BIT_FRECKLE if sp.kind == "freckle" else _BIT_MOLE
-        bits[sl][inside] |= np.uint8(bit)
+        stamps.append((sl, prof * np.float32(sp.amplitude), MELANIN_OD))
         if sp.kind == "mole":
-            np.maximum(neutral[sl], prof * np.float32(0.25 * sp.amplitude), out=neutral[sl])
+            stamps.append((sl, prof * np.float32(0.25 * sp.amplitude), _NEUTRAL3))
+        inside = (dd <= 0) & leg_mask[sl]
+        bits[sl][inside] |= np.uint8(_BIT_FRECKLE if sp.kind == "freckle" else _BIT_MOLE)
 
     for br in leg.bruises:
         rad = br.radius_mm * ppm
@@ -1609,56 +1650,59 @@ def _render_scene(
         ca, sa = math.cos(br.angle), math.sin(br.angle)
         ex = (gx * ca + gy * sa) / np.float32(rad)
         ey = (-gx * sa + gy * ca) / np.float32(rad * br.aspect)
-        prof = np.exp(-(ex * ex + ey * ey))
+        prof = np.exp(-(ex * ex + ey * ey)) * np.float32(br.amplitude)
         sl = (slice(jy0, jy1), slice(jx0, jx1))
-        amp = np.float32(br.amplitude)
         if br.hue == "purple":
-            haem[sl] += prof * amp
+            stamps.append((sl, prof, _BRUISE_PURPLE))
         elif br.hue == "blue":
-            deep[sl] += prof * amp * 0.7
-            haem[sl] += prof * amp * 0.4
+            stamps.append((sl, prof, _BRUISE_BLUE))
         else:
-            yellow[sl] += prof * amp
-        bits[sl][(prof >= 0.5) & leg_mask[sl]] |= np.uint8(_BIT_BRUISE)
+            stamps.append((sl, prof, _YELLOW_OD))
+        bits[sl][(prof >= 0.5 * br.amplitude) & leg_mask[sl]] |= np.uint8(_BIT_BRUISE)
 
     if not with_od:
         return _Scene(np.zeros((0, 0, 3), np.float32), labels, ids, bits)
 
-    # Skin: tone + mottling + shading. Fields are fixed in mm, so every visit shows them.
-    tseed = leg.texture_seed
-    mel += np.float32(0.05) * _noise_field(tseed, 1, 6.0, leg, s, x0, y0, h, w)
-    mel += np.float32(0.025) * _noise_field(tseed, 2, 1.5, leg, s, x0, y0, h, w)
-    haem += np.float32(0.035) * _noise_field(tseed, 3, 4.0, leg, s, x0, y0, h, w)
-    neutral += np.float32(0.012) * _noise_field(tseed, 4, 0.35, leg, s, x0, y0, h, w)
-    uu = np.clip(u, -1.0, 1.0)
-    cosine = np.sqrt(np.maximum(1.0 - uu * uu, 0.0))
-    light = 0.30 + 0.70 * cosine * (1.0 + np.float32(0.15 * leg.outline.side_light) * uu)
-    shade = (
-        -np.log(np.maximum(light, 0.05))
-        + np.float32(0.08) * (ys / lh - 0.5).astype(np.float32)[:, None]
-    )
-    neutral += shade.astype(np.float32)
-
-    skin_base = _SKIN_BASE_OD + np.float32(leg.melanin) * MELANIN_OD
-    bg_od = -np.log(np.asarray(leg.backdrop, dtype=np.float32))
-    bg_var = (
-        np.float32(0.03) * _noise_field(tseed, 5, 20.0, leg, s, x0, y0, h, w)
-        + np.float32(0.10) * (ys / lh - 0.5).astype(np.float32)[:, None]
-    )
     od = np.empty((h, w, 3), dtype=np.float32)
-    hair_dir = _HAIR_OD * np.float32(math.sqrt(3.0))
-    for c in range(3):
-        skin_c = (
-            skin_base[c]
-            + mel * MELANIN_OD[c]
-            + haem * HAEMOGLOBIN_OD[c]
-            + deep * DEEP_VEIN_OD[c]
-            + yellow * _YELLOW_OD[c]
-            + neutral * NEUTRAL_OD[c] * np.float32(math.sqrt(3.0))
+    skin_base = _SKIN_BASE_OD + np.float32(leg.melanin) * MELANIN_OD
+    bg_od = (-np.log(np.asarray(leg.backdrop, dtype=np.float64))).astype(np.float32)
+    tseed = leg.texture_seed
+    side = np.float32(0.15 * leg.outline.side_light)
+    hl_pos = np.float32(-0.35 * leg.outline.side_light)
+    for a, b in _row_blocks(h, w):
+        bh = b - a
+        u, alpha = geo.u_alpha(a, b)
+        # Skin texture, fixed in the leg's mm frame (every visit shows the same skin).
+        mel = np.float32(0.05) * _noise_field(tseed, 1, 6.0, leg, s, x0, y0 + a, bh, w)
+        mel += np.float32(0.025) * _noise_field(tseed, 2, 1.5, leg, s, x0, y0 + a, bh, w)
+        hb = np.float32(0.035) * _noise_field(tseed, 3, 4.0, leg, s, x0, y0 + a, bh, w)
+        neu = np.float32(0.012) * _noise_field(tseed, 4, 0.35, leg, s, x0, y0 + a, bh, w)
+        # Shading of a cylinder lit from the front, slightly from one side, plus a soft
+        # specular band; darker towards the rim.
+        uu = np.clip(u, -1.0, 1.0)
+        cosine = np.sqrt(np.maximum(1.0 - uu * uu, 0.0))
+        light = np.float32(0.25) + np.float32(0.75) * np.power(cosine, np.float32(0.8)) * (
+            1.0 + side * uu
         )
-        # Hair lies on top of the skin and can overhang the backdrop slightly.
-        skin_c += hair_od * hair_dir[c]
-        od[:, :, c] = alpha * skin_c + (1.0 - alpha) * (bg_od[c] + bg_var)
+        spec = np.float32(0.06) * np.exp(-(((uu - hl_pos) / np.float32(0.25)) ** 2))
+        neu += -np.log(np.maximum(light + spec, np.float32(0.05)))
+        neu += np.float32(0.08) * geo.yfrac[a:b]
+        hb += haem[a:b]
+        bgv = np.float32(0.03) * _noise_field(tseed, 5, 20.0, leg, s, x0, y0 + a, bh, w)
+        bgv += np.float32(0.10) * geo.yfrac[a:b]
+        beta = 1.0 - alpha
+        for c in range(3):
+            skin_c = (
+                skin_base[c]
+                + mel * MELANIN_OD[c]
+                + hb * HAEMOGLOBIN_OD[c]
+                + deep[a:b] * DEEP_VEIN_OD[c]
+                + neu
+            )
+            od[a:b, :, c] = alpha * skin_c + beta * (bg_od[c] + bgv)
+    for sl, prof, direction in stamps:
+        roi = od[sl]
+        roi += prof[:, :, None] * direction[None, None, :]
     return _Scene(od, labels, ids, bits)
 
 
@@ -1680,28 +1724,37 @@ def _srgb_lut() -> np.ndarray:
 
 
 def _photograph(od: np.ndarray, capture: Capture, blur: float) -> tuple[np.ndarray, bytes | None]:
-    """OD (H, W, 3) float32 → sRGB uint8 through the capture's photometric chain."""
+    """OD (H, W, 3) float32 → sRGB uint8 through the capture's photometric chain.
+
+    ``od`` is consumed (overwritten in place with linear values) to save memory.
+    """
     h, w, _ = od.shape
-    gains = (np.asarray(capture.wb_gains, dtype=np.float32) * np.float32(capture.exposure)).astype(
-        np.float32
-    )
-    lin = np.exp(-od)
-    lin *= gains[None, None, :]
+    gains = (np.asarray(capture.wb_gains, dtype=np.float64) * capture.exposure).astype(np.float32)
+    blocks = _row_blocks(h, w)
+    for a, b in blocks:
+        blk = od[a:b]
+        np.negative(blk, out=blk)
+        np.exp(blk, out=blk)
+        blk *= gains[None, None, :]
     if blur > 0.05:
-        lin = cv2.GaussianBlur(lin, (0, 0), blur, borderType=cv2.BORDER_REFLECT)
+        cv2.GaussianBlur(od, (0, 0), blur, dst=od, borderType=cv2.BORDER_REFLECT)
     lut = _srgb_lut()
     out = np.empty((h, w, 3), dtype=np.uint8)
     rng = np.random.default_rng([int(capture.seed), 0x401])
-    block = max(1, 1_000_000 // w)
-    for y0 in range(0, h, block):
-        chunk = lin[y0 : y0 + block]
+    scale = np.float32(_SRGB_LUT_N - 1)
+    for a, b in blocks:
+        blk = od[a:b]
         if capture.noise > 0:
-            sd = np.float32(capture.noise) * np.sqrt(
-                (np.maximum(chunk, 0.0) + np.float32(0.01)) / np.float32(0.19)
-            )
-            chunk = chunk + sd * rng.standard_normal(chunk.shape, dtype=np.float32)
-        idx = np.clip(chunk * np.float32(_SRGB_LUT_N - 1) + np.float32(0.5), 0, _SRGB_LUT_N - 1)
-        out[y0 : y0 + block] = lut[idx.astype(np.uint16)]
+            sd = np.maximum(blk, np.float32(0.0))
+            sd += np.float32(0.01)
+            np.sqrt(sd * np.float32(1.0 / 0.19), out=sd)
+            sd *= np.float32(capture.noise)
+            sd *= rng.standard_normal(blk.shape, dtype=np.float32)
+            blk += sd
+        blk *= scale
+        blk += np.float32(0.5)
+        np.clip(blk, 0, scale, out=blk)
+        out[a:b] = np.take(lut, blk.astype(np.uint16))
     if capture.jpeg_quality is None:
         return out, None
     ok, buf = cv2.imencode(
@@ -1728,10 +1781,26 @@ def _unpack(bits: np.ndarray, bit: int) -> np.ndarray:
     return (bits & np.uint8(bit)) != 0
 
 
+def _local_px_per_mm(hom: np.ndarray, shape: tuple[int, int], ppm_base: float) -> float:
+    """Photo px per mm at the frame centre: baseline scale over the map's local scale."""
+    h, w = shape
+    c = np.array([[[(w - 1) / 2.0, (h - 1) / 2.0]]], dtype=np.float64)
+    pts = np.concatenate([c, c + [[[1.0, 0.0]]], c + [[[0.0, 1.0]]]], axis=1)
+    q = cv2.perspectiveTransform(pts, hom)[0]
+    jac = abs(float(np.linalg.det(np.stack([q[1] - q[0], q[2] - q[0]]))))
+    return ppm_base / math.sqrt(jac) if jac > 0 else ppm_base
+
+
 def render(
     leg: Leg, capture: Capture | None = None, *, shape: tuple[int, int] | None = None
 ) -> Rendered:
     """Photograph the leg with a capture and return the photo with its truth.
+
+    The scene is evaluated in OD on the part of the baseline frame the photo sees (up to
+    half a frame beyond its edges; further out the border is replicated), mapped into the
+    photo by inverse mapping (``cv2.remap`` with :attr:`Rendered.to_baseline_map`: bilinear
+    for OD, nearest for the truth), then exposed: linear = exp(−OD) × exposure × WB gains,
+    Gaussian blur, signal-dependent noise, sRGB, JPEG.
 
     Parameters
     ----------
@@ -1762,32 +1831,36 @@ def render(
         raise ValueError("capture must be a Capture from random_capture() or identity_capture()")
     h, w = out_shape
     s = w / lw
-    _, _, blur = _scaled_capture(cap, out_shape)
+    hom, _, blur = _scaled_capture(cap, out_shape)
 
     if cap.is_identity_geometry:
         scene = _render_scene(leg, s, 0, 0, h, w)
         od, labels, ids, bits = scene.od, scene.labels, scene.ids, scene.bits
-        xs = np.arange(w, dtype=np.float32)
-        ys = np.arange(h, dtype=np.float32)
+        del scene
         bmap = np.empty((h, w, 2), dtype=np.float32)
-        bmap[:, :, 0] = xs[None, :]
-        bmap[:, :, 1] = ys[:, None]
+        bmap[:, :, 0] = np.arange(w, dtype=np.float32)[None, :]
+        bmap[:, :, 1] = np.arange(h, dtype=np.float32)[:, None]
     else:
-        bmap = _map_to_baseline(cap, out_shape)
-        mx, my = bmap[:, :, 0], bmap[:, :, 1]
-        mlo_x = max(int(math.floor(float(mx.min()))) - 3, -int(_SCENE_MARGIN * w))
-        mhi_x = min(int(math.ceil(float(mx.max()))) + 4, w + int(_SCENE_MARGIN * w))
-        mlo_y = max(int(math.floor(float(my.min()))) - 3, -int(_SCENE_MARGIN * h))
-        mhi_y = min(int(math.ceil(float(my.max()))) + 4, h + int(_SCENE_MARGIN * h))
-        if mlo_x >= mhi_x or mlo_y >= mhi_y:
+        bmap, (ex0, ey0, ex1, ey1) = _map_to_baseline(cap, out_shape)
+        mx0 = max(math.floor(ex0) - 3, -int(_SCENE_MARGIN * w))
+        mx1 = min(math.ceil(ex1) + 4, w + int(_SCENE_MARGIN * w))
+        my0 = max(math.floor(ey0) - 3, -int(_SCENE_MARGIN * h))
+        my1 = min(math.ceil(ey1) + 4, h + int(_SCENE_MARGIN * h))
+        if mx0 >= mx1 or my0 >= my1:
             raise ValueError("capture looks entirely outside the scene; use a milder pose")
-        scene = _render_scene(leg, s, mlo_x, mlo_y, mhi_y - mlo_y, mhi_x - mlo_x)
-        local = bmap - np.array([mlo_x, mlo_y], dtype=np.float32)
-        od = _remap(scene.od, local, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
-        labels = _remap(scene.labels, local, cv2.INTER_NEAREST, cv2.BORDER_CONSTANT)
-        ids = _remap(scene.ids, local, cv2.INTER_NEAREST, cv2.BORDER_CONSTANT)
-        bits = _remap(scene.bits, local, cv2.INTER_NEAREST, cv2.BORDER_REPLICATE)
-        del local, scene
+        scene = _render_scene(leg, s, mx0, my0, my1 - my0, mx1 - mx0)
+        od = np.empty((h, w, 3), dtype=np.float32)
+        labels = np.empty((h, w), dtype=np.uint8)
+        ids = np.empty((h, w), dtype=np.uint16)
+        bits = np.empty((h, w), dtype=np.uint8)
+        off = np.array([mx0, my0], dtype=np.float32)
+        for a, b in _row_blocks(h, w):
+            local = bmap[a:b] - off
+            od[a:b] = _remap(scene.od, local, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+            labels[a:b] = _remap(scene.labels, local, cv2.INTER_NEAREST, cv2.BORDER_CONSTANT)
+            ids[a:b] = _remap(scene.ids, local, cv2.INTER_NEAREST, cv2.BORDER_CONSTANT)
+            bits[a:b] = _remap(scene.bits, local, cv2.INTER_NEAREST, cv2.BORDER_REPLICATE)
+        del scene
 
     rgb, jpeg = _photograph(od, cap, blur)
     del od
@@ -1795,15 +1868,12 @@ def render(
     for v in leg.veins:
         if v.id < len(vis_lut):
             vis_lut[v.id] = v.visibility
-    ids32 = ids.astype(np.int32)
-    hom, _, _ = _scaled_capture(cap, out_shape)
-    jac = abs(float(np.linalg.det(hom[:2, :2])))
     ppm_base = leg.px_per_mm * s
     return Rendered(
         rgb=rgb,
         jpeg=jpeg,
         labels=labels,
-        vein_ids=ids32,
+        vein_ids=ids.astype(np.int32),
         visibility=vis_lut[ids],
         leg_mask=_unpack(bits, _BIT_LEG),
         hair=_unpack(bits, _BIT_HAIR),
@@ -1814,7 +1884,7 @@ def render(
         matting=_unpack(bits, _BIT_MATTING),
         to_baseline_map=bmap,
         capture=cap,
-        px_per_mm=ppm_base / math.sqrt(jac) if jac > 0 else ppm_base,
+        px_per_mm=_local_px_per_mm(hom, out_shape, ppm_base),
         baseline_px_per_mm=ppm_base,
     )
 
