@@ -39,13 +39,17 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy import ndimage as ndi
 
+from .capture import CaptureReport, assess_capture
 from .colour import skin_mask, vein_like_mask
 from .io import Photo, as_rgb
 from .optics import NEUTRAL_OD, optical_density
 
 __all__ = [
+    "CaptureReport",
     "Registration",
+    "assess_capture",
     "RegistrationChecks",
     "matching_channel",
     "register",
@@ -55,7 +59,7 @@ __all__ = [
 ProgressCallback = Callable[[float, str], None]
 
 #: Long side (px) of the image used for SIFT matching.
-MATCH_SIDE = 640
+MATCH_SIDE = 512
 #: Long side (px) of the image used for ECC and optical-flow refinement.
 REFINE_SIDE = 1000
 
@@ -64,7 +68,12 @@ MIN_INLIERS = 20
 MIN_INLIER_RATIO = 0.08
 MIN_NCC = 0.35
 MIN_OVERLAP = 0.25
-MIN_SHARPNESS_RATIO = 0.45
+#: Largest extra blur of one photo over the other, as a fraction of the baseline's long side
+#: (3 px at 2000 px, about 0.3 mm at the usual framing): finer veins are lost beyond.
+MAX_RELATIVE_BLUR = 0.0015
+ECC_ITERATIONS = 10
+#: Largest non-rigid residual displacement, as a fraction of the long side (20 px at 2000).
+MAX_FLOW = 0.01
 MAX_SCALE_CHANGE = 2.0
 MAX_ANISOTROPY = 1.35
 MAX_PERSPECTIVE = 0.35
@@ -82,8 +91,9 @@ class RegistrationChecks:
         Normalised correlation of the matching channel on skin after warping, [-1, 1].
     overlap : float
         Fraction of the baseline leg covered by the warped follow-up, [0, 1].
-    sharpness_ratio : float
-        Fine-detail energy of the follow-up relative to the baseline (1 = as sharp).
+    blur_followup_px, blur_baseline_px : float
+        Extra Gaussian blur (sigma, baseline px) of the follow-up over the baseline and
+        of the baseline over the follow-up (0 = not blurrier).
     scale : float
         Mean linear scale of the homography (follow-up px to baseline px).
     anisotropy : float
@@ -97,7 +107,8 @@ class RegistrationChecks:
     matches: int = 0
     ncc: float = float("nan")
     overlap: float = 0.0
-    sharpness_ratio: float = float("nan")
+    blur_followup_px: float = float("nan")
+    blur_baseline_px: float = float("nan")
     scale: float = float("nan")
     anisotropy: float = float("nan")
     perspective: float = float("nan")
@@ -254,14 +265,9 @@ def _apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def _bilinear(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    out = cv2.remap(
-        img.astype(np.float32),
-        pts[:, 0].astype(np.float32).reshape(-1, 1),
-        pts[:, 1].astype(np.float32).reshape(-1, 1),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    return np.asarray(out, dtype=np.float64).reshape(-1)
+    """Bilinear samples of a 2-D array at (x, y) points, edge values outside."""
+    coords = np.stack([pts[:, 1], pts[:, 0]])
+    return np.asarray(ndi.map_coordinates(img, coords, order=1, mode="nearest"), np.float64)
 
 
 def _scale_h(h: np.ndarray, s_src: float, s_dst: float) -> np.ndarray:
@@ -299,9 +305,7 @@ def matching_channel(rgb: np.ndarray, *, sigma_px: float = 3.0) -> np.ndarray:
         offsets in it), lightly smoothed against JPEG noise, minus its local mean
         (Gaussian ``sigma_px``). Vein pixels are masked separately.
     """
-    od = optical_density(as_rgb(rgb))
-    ch = cv2.GaussianBlur(od @ NEUTRAL_OD, (0, 0), 1.0)
-    return np.asarray(ch - cv2.GaussianBlur(ch, (0, 0), sigma_px), dtype=np.float32)
+    return _highpass(optical_density(as_rgb(rgb)) @ NEUTRAL_OD, sigma_px)
 
 
 def _to_u8(hp: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -525,7 +529,7 @@ def register(
             progress(float(frac), msg)
 
     report(0.0, "preparing photos")
-    # ---- working images
+    # ---- working images: refine grid (<= REFINE_SIDE) and match grid (<= MATCH_SIDE)
     b_ref, s_bref = _resize(base, REFINE_SIDE)
     f_ref, s_fref = _resize(fol, REFINE_SIDE)
     b_m, s_bm = _resize(b_ref, MATCH_SIDE)
@@ -533,26 +537,23 @@ def register(
     s_bm *= s_bref
     s_fm *= s_fref
 
-    if leg_m is None:
-        b_skin_ref = skin_mask(b_ref)
-    else:
-        b_skin_ref = (
-            cv2.resize(leg_m.astype(np.uint8), (b_ref.shape[1], b_ref.shape[0])) > 0
-            if s_bref < 1
-            else leg_m
-        )
+    def grid(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+        if mask.shape == like.shape[:2]:
+            return mask
+        out = cv2.resize(mask.astype(np.uint8), (like.shape[1], like.shape[0]))
+        return np.asarray(out > 0)
+
+    b_skin_ref = skin_mask(b_ref) if leg_m is None else grid(leg_m, b_ref)
     f_skin_ref = skin_mask(f_ref)
+    roi_ref: np.ndarray | None = None
+    b_use_ref = b_skin_ref
     if roi_m is not None:
-        roi_ref = cv2.resize(roi_m.astype(np.uint8), (b_ref.shape[1], b_ref.shape[0])) > 0
+        roi_ref = grid(roi_m, b_ref)
         # Keep context around a small ROI: features just outside it constrain it too.
         k = max(3, round(0.15 * max(b_ref.shape[:2])) | 1)
         roi_dil = cv2.dilate(roi_ref.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
-        b_use_ref = b_skin_ref & roi_dil
-        if b_use_ref.mean() < 0.02:
-            b_use_ref = b_skin_ref
-    else:
-        roi_ref = None
-        b_use_ref = b_skin_ref
+        if (b_skin_ref & roi_dil).mean() >= 0.02:
+            b_use_ref = b_skin_ref & roi_dil
     if b_use_ref.mean() < 0.02:
         return _refused(
             "No skin was found in the baseline photo: photograph the treated area of the leg.",
@@ -566,30 +567,24 @@ def register(
             fshape,
         )
 
-    # ---- sharpness of the follow-up against the baseline
-    sharp_b = sharpness(b_ref, mask=b_skin_ref)
-    sharp_f = sharpness(f_ref, mask=f_skin_ref)
-    sharp_ratio = sharp_f / max(sharp_b, 1e-6)
-
-    # ---- matching channel and features
+    # ---- features on the match grid
     report(0.1, "finding skin features")
-    sig_m = 3.0
-    ch_bm = matching_channel(b_m, sigma_px=sig_m)
-    ch_fm = matching_channel(f_m, sigma_px=sig_m)
+    od_bm = optical_density(b_m)
+    od_fm = optical_density(f_m)
+    vein_bm = _dilate(vein_like_mask(od_bm, sigma_px=4.0, k=4.0), 5)
+    vein_fm = _dilate(vein_like_mask(od_fm, sigma_px=4.0, k=4.0), 5)
 
-    def feat_mask(rgb_small: np.ndarray, skin: np.ndarray) -> np.ndarray:
-        sk = cv2.resize(skin.astype(np.uint8), (rgb_small.shape[1], rgb_small.shape[0])) > 0
-        veins = vein_like_mask(optical_density(rgb_small), sigma_px=6.0, k=4.0)
-        veins = cv2.dilate(veins.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        # Keep a band around the leg outline: it is a stable feature too.
-        band = cv2.dilate(sk.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    def feat_mask(skin: np.ndarray, veins: np.ndarray) -> np.ndarray:
+        # A band around the leg outline is kept: the outline is a stable feature too.
+        band = _dilate(grid(skin, veins), 9)
         return np.asarray((band & ~veins).astype(np.uint8) * 255)
 
-    mask_bm = feat_mask(b_m, b_use_ref)
-    mask_fm = feat_mask(f_m, f_skin_ref)
-    sift = cv2.SIFT_create(nfeatures=1500, contrastThreshold=0.02)
-    kb, db = sift.detectAndCompute(_to_u8(ch_bm, sig_m), mask_bm)
-    kf, df = sift.detectAndCompute(_to_u8(ch_fm, sig_m), mask_fm)
+    sig_m = 3.0
+    ch_bm = _highpass(od_bm @ NEUTRAL_OD, sig_m)
+    ch_fm = _highpass(od_fm @ NEUTRAL_OD, sig_m)
+    sift = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
+    kb, db = sift.detectAndCompute(_to_u8(ch_bm, sig_m), feat_mask(b_use_ref, vein_bm))
+    kf, df = sift.detectAndCompute(_to_u8(ch_fm, sig_m), feat_mask(f_skin_ref, vein_fm))
     if db is None or df is None or len(kb) < 8 or len(kf) < 8:
         return _refused(
             "Too few skin features were found to align the photos: check focus and lighting, "
@@ -598,8 +593,7 @@ def register(
             fshape,
         )
     report(0.3, "matching")
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
-    knn = matcher.knnMatch(df, db, k=2)
+    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(df, db, k=2)
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
     n_matches = len(good)
     if n_matches < MIN_INLIERS:
@@ -608,10 +602,10 @@ def register(
             "the same area of the same leg. Retake the follow-up framed like the baseline.",
             bshape,
             fshape,
-            checks=RegistrationChecks(matches=n_matches, sharpness_ratio=sharp_ratio),
+            checks=RegistrationChecks(matches=n_matches),
         )
-    pf = np.float32([kf[m.queryIdx].pt for m in good])
-    pb = np.float32([kb[m.trainIdx].pt for m in good])
+    pf = np.array([kf[m.queryIdx].pt for m in good], dtype=np.float32)
+    pb = np.array([kb[m.trainIdx].pt for m in good], dtype=np.float32)
     h_m, inl = cv2.findHomography(pf, pb, cv2.USAC_MAGSAC, 1.5, maxIters=5000, confidence=0.9999)
     if h_m is None or inl is None:
         return _refused(
@@ -619,21 +613,14 @@ def register(
             "the same area. Retake the follow-up framed like the baseline.",
             bshape,
             fshape,
-            checks=RegistrationChecks(matches=n_matches, sharpness_ratio=sharp_ratio),
+            checks=RegistrationChecks(matches=n_matches),
         )
-    inl_b = inl.ravel().astype(bool)
+    inl_b = np.asarray(inl).ravel().astype(bool)
     n_inl = int(inl_b.sum())
     ratio = n_inl / max(n_matches, 1)
-    # Full-resolution homography from the matching-resolution one.
-    h_full = _scale_h(h_m, 1.0 / s_fm, 1.0 / s_bm)
+    h_full = _scale_h(np.asarray(h_m, dtype=np.float64), 1.0 / s_fm, 1.0 / s_bm)
     scale, aniso, persp = _homography_shape(h_full, fshape)
-    checks = RegistrationChecks(
-        matches=n_matches,
-        sharpness_ratio=sharp_ratio,
-        scale=scale,
-        anisotropy=aniso,
-        perspective=persp,
-    )
+    checks = RegistrationChecks(matches=n_matches, scale=scale, anisotropy=aniso, perspective=persp)
     if n_inl < MIN_INLIERS or ratio < MIN_INLIER_RATIO:
         return _refused(
             f"Only {n_inl} of {n_matches} skin features agree on one alignment: the photos do "
@@ -662,76 +649,78 @@ def register(
             checks=checks,
         )
 
-    # ---- ECC refinement at the refine resolution
+    # ---- ECC refinement on the refine grid
     report(0.45, "refining alignment")
-    sig_r = 2.0
-    ch_bref = matching_channel(b_ref, sigma_px=sig_r)
-    ch_fref = matching_channel(f_ref, sigma_px=sig_r)
-    h_r = _scale_h(h_full, s_fref, s_bref)  # follow-up ref px -> baseline ref px
-    tmask = b_use_ref & ~cv2.dilate(
-        vein_like_mask(optical_density(b_ref), sigma_px=8.0, k=4.0).astype(np.uint8),
-        np.ones((5, 5), np.uint8),
-    ).astype(bool)
-    tmask = cv2.erode(tmask.astype(np.uint8), np.ones((5, 5), np.uint8))
-    imask = cv2.erode(f_skin_ref.astype(np.uint8), np.ones((5, 5), np.uint8))
+    odn_b = optical_density(b_ref) @ NEUTRAL_OD
+    odn_f = optical_density(f_ref) @ NEUTRAL_OD
+    sig_r = 3.0
+    ch_bref = _highpass(odn_b, sig_r)
+    ch_fref = _highpass(odn_f, sig_r)
+    h_r = _scale_h(h_full, s_fref, s_bref)  # follow-up refine px -> baseline refine px
+    vein_bref = grid(vein_bm, b_ref)
+    tmask_b = _erode(b_use_ref & ~vein_bref, 5)
+    imask = _erode(f_skin_ref, 5)
     warp = np.linalg.inv(h_r).astype(np.float32)  # ECC maps template (baseline) -> input
     warp /= warp[2, 2]
     try:
-        _, warp = cv2.findTransformECCWithMask(
+        _, warp_out = cv2.findTransformECCWithMask(
             ch_bref,
             ch_fref,
-            tmask,
-            imask,
+            tmask_b.astype(np.uint8),
+            imask.astype(np.uint8),
             warp,
             cv2.MOTION_HOMOGRAPHY,
-            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5),
+            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-4),
             3,
         )
-        h_r_new = np.linalg.inv(warp.astype(np.float64))
+        h_r_new = np.linalg.inv(np.asarray(warp_out, dtype=np.float64))
         h_r_new /= h_r_new[2, 2]
         # Accept the refinement only if it stays close to the feature estimate.
-        corners = np.array(
-            [[0, 0], [f_ref.shape[1], 0], [0, f_ref.shape[0]], [f_ref.shape[1], f_ref.shape[0]]],
-            dtype=np.float64,
-        )
+        fh_r, fw_r = f_ref.shape[:2]
+        corners = np.array([[0, 0], [fw_r, 0], [0, fh_r], [fw_r, fh_r]], dtype=np.float64)
         moved = np.abs(_apply_h(h_r_new, corners) - _apply_h(h_r, corners)).max()
         if np.isfinite(moved) and moved < 0.03 * max(b_ref.shape[:2]):
             h_r = h_r_new
     except cv2.error:
-        # ECC can diverge on low-texture pairs; the feature homography stands.
+        # ECC can fail to converge on low-texture pairs; the feature homography stands.
         pass
     h_full = _scale_h(h_r, 1.0 / s_fref, 1.0 / s_bref)
-    h_full /= h_full[2, 2]
 
-    # ---- quality on the refine grid
+    # ---- checks on the refine grid
     report(0.65, "checking alignment")
     bh, bw = b_ref.shape[:2]
     warped_ch = cv2.warpPerspective(ch_fref, h_r, (bw, bh), flags=cv2.INTER_LINEAR)
     cover = cv2.warpPerspective(
         np.ones(f_ref.shape[:2], np.uint8), h_r, (bw, bh), flags=cv2.INTER_NEAREST
     )
+    cover_b = _erode(cover > 0, 5)
     f_skin_w = cv2.warpPerspective(f_skin_ref.astype(np.uint8), h_r, (bw, bh)) > 0
-    cover_b = cv2.erode(cover, np.ones((5, 5), np.uint8)) > 0
     overlap = float((b_skin_ref & cover_b).sum() / max(b_skin_ref.sum(), 1))
-    qmask = (tmask > 0) & cover_b & f_skin_w
+    qmask = tmask_b & cover_b & f_skin_w
     if roi_ref is not None and (qmask & roi_ref).sum() > 500:
-        qmask &= roi_ref
+        qmask = qmask & roi_ref
     ncc = _ncc(ch_bref, warped_ch, qmask)
 
-    # ---- non-rigid refinement
     flow_ref: np.ndarray | None = None
     gain = 0.0
     if nonrigid and np.isfinite(ncc) and ncc >= MIN_NCC:
         report(0.75, "non-rigid refinement")
-        flow_ref, gain, ncc2 = _nonrigid(ch_bref, warped_ch, qmask, cover_b, f_skin_w)
+        flow_ref, gain, ncc2 = _nonrigid(ch_bref, warped_ch, qmask)
         if flow_ref is not None:
             ncc = ncc2
 
+    # Relative blur: how much the sharper photo must be blurred to look like the other.
+    blur_f, blur_b = _relative_blur(odn_b, odn_f, h_r, flow_ref, qmask)
+    blur_f /= s_bref
+    blur_b /= s_bref
+    # The estimate reads about 0.4 px high on sharp pairs (JPEG smoothing, interpolation).
+    blur_limit = MAX_RELATIVE_BLUR * max(bshape) + 0.5
     checks = RegistrationChecks(
         matches=n_matches,
         ncc=ncc,
         overlap=overlap,
-        sharpness_ratio=sharp_ratio,
+        blur_followup_px=blur_f,
+        blur_baseline_px=blur_b,
         scale=scale,
         anisotropy=aniso,
         perspective=persp,
@@ -744,15 +733,15 @@ def register(
             f"{0.0 if not np.isfinite(ncc) else ncc:.2f}): the photos do not seem to show the "
             "same area of the same leg. Retake the follow-up framed like the baseline."
         )
-    elif sharp_ratio < MIN_SHARPNESS_RATIO:
+    elif blur_f > blur_limit:
         reason = (
-            f"The follow-up photo is blurred (fine detail at {100 * sharp_ratio:.0f} % of the "
-            "baseline's): retake it with the camera steady and focused on the skin."
+            f"The follow-up photo is blurred (about {blur_f:.1f} px more than the baseline): "
+            "retake it with the camera steady and focused on the skin."
         )
-    elif 1.0 / max(sharp_ratio, 1e-6) < MIN_SHARPNESS_RATIO:
+    elif blur_b > blur_limit:
         reason = (
-            f"The baseline photo is blurred (fine detail at {100 / sharp_ratio:.0f} % of the "
-            "follow-up's): its veins cannot be compared; retake the baseline if possible."
+            f"The baseline photo is blurred (about {blur_b:.1f} px more than the follow-up): "
+            "its fine veins cannot be compared; retake the baseline if possible."
         )
     elif overlap < MIN_OVERLAP:
         reason = (
@@ -768,9 +757,7 @@ def register(
     if flow_ref is not None:
         up = cv2.resize(flow_ref, (bshape[1], bshape[0]), interpolation=cv2.INTER_LINEAR)
         flow_full = np.asarray(up / s_bref, dtype=np.float32)
-    warped = _warp_to_baseline(fol, h_full, flow_full, bshape, cv2.INTER_LINEAR)
-    valid_src = np.ones(fshape, np.uint8)
-    valid = _warp_to_baseline(valid_src, h_full, flow_full, bshape, cv2.INTER_NEAREST) > 0
+    warped, valid = _warp_with_valid(fol, h_full, flow_full, bshape)
     # Residual: inlier features under the final mapping, in baseline px.
     pf_full = pf[inl_b].astype(np.float64) / s_fm
     pb_full = pb[inl_b].astype(np.float64) / s_bm
@@ -782,17 +769,17 @@ def register(
     residual = float(np.median(np.linalg.norm(mapped - pb_full, axis=1)))
 
     q_ncc = float(np.clip((ncc - MIN_NCC) / (0.8 - MIN_NCC), 0.0, 1.0))
-    q_inl = float(np.clip(n_inl / 200.0, 0.0, 1.0))
+    q_inl = float(np.clip(n_inl / 150.0, 0.0, 1.0))
     q_ov = float(np.clip((overlap - MIN_OVERLAP) / (0.8 - MIN_OVERLAP), 0.0, 1.0))
-    q_sh = float(np.clip((min(sharp_ratio, 1.0) - MIN_SHARPNESS_RATIO) / 0.4, 0.0, 1.0))
-    quality = float(np.clip(0.5 * q_ncc + 0.2 * q_inl + 0.15 * q_ov + 0.15 * q_sh, 0.0, 1.0))
+    q_bl = float(np.clip(1.0 - max(blur_f, blur_b) / blur_limit, 0.0, 1.0))
+    quality = float(np.clip(0.5 * q_ncc + 0.2 * q_inl + 0.15 * q_ov + 0.15 * q_bl, 0.0, 1.0))
     report(1.0, "done")
     return Registration(
         ok=True,
         reason=None,
         homography=h_full,
         flow=flow_full,
-        warped=np.asarray(warped, np.uint8),
+        warped=warped,
         valid=valid,
         inliers=n_inl,
         inlier_ratio=float(ratio),
@@ -803,12 +790,98 @@ def register(
     )
 
 
+def _dilate(mask: np.ndarray, k: int) -> np.ndarray:
+    return np.asarray(cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0)
+
+
+def _erode(mask: np.ndarray, k: int) -> np.ndarray:
+    return np.asarray(cv2.erode(mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0)
+
+
+def _highpass(ch: np.ndarray, sigma_px: float) -> np.ndarray:
+    c = cv2.GaussianBlur(ch, (0, 0), 1.0)
+    return np.asarray(c - cv2.GaussianBlur(c, (0, 0), sigma_px), dtype=np.float32)
+
+
+def _warp_with_valid(
+    fol: np.ndarray, h: np.ndarray, flow: np.ndarray | None, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp the follow-up RGB and its coverage into the baseline frame in one resampling."""
+    # A 4th channel of 255 marks coverage; bilinear edges below 255 are not valid.
+    rgba = cv2.cvtColor(fol, cv2.COLOR_RGB2RGBA)
+    out = _warp_to_baseline(rgba, h, flow, shape, cv2.INTER_LINEAR)
+    valid = out[..., 3] == 255
+    warped = np.ascontiguousarray(out[..., :3])
+    warped[~valid] = 0
+    return warped, valid
+
+
+def _relative_blur(
+    odn_b: np.ndarray,
+    odn_f: np.ndarray,
+    h_r: np.ndarray,
+    flow: np.ndarray | None,
+    qmask: np.ndarray,
+) -> tuple[float, float]:
+    """Extra Gaussian blur (refine px) of the follow-up and of the baseline, each vs the other.
+
+    The sharper photo, blurred by the right sigma, correlates best with the blurrier
+    one; noise and JPEG artefacts are uncorrelated between visits and do not bias it.
+    """
+    bh, bw = odn_b.shape
+    # A window of at most 400 x 400 refine px around the centre of the usable skin.
+    ys, xs = np.nonzero(qmask[::4, ::4])
+    if ys.size < 20:
+        return 0.0, 0.0
+    cy, cx = int(np.median(ys)) * 4, int(np.median(xs)) * 4
+    half = 200
+    y0, x0 = max(0, min(cy - half, bh - 2 * half)), max(0, min(cx - half, bw - 2 * half))
+    y1, x1 = min(bh, y0 + 2 * half), min(bw, x0 + 2 * half)
+    hh_, ww_ = y1 - y0, x1 - x0
+    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+    if flow is None:
+        fw = cv2.warpPerspective(odn_f, shift @ h_r, (ww_, hh_), flags=cv2.INTER_LINEAR)
+    else:
+        mx, my = _source_maps(h_r, flow, (bh, bw))
+        fw = cv2.remap(odn_f, mx[y0:y1, x0:x1], my[y0:y1, x0:x1], cv2.INTER_LINEAR)
+    # The bilinear warp itself blurs slightly (about 0.3 px); blur the baseline alike.
+    b = cv2.GaussianBlur(odn_b[y0:y1, x0:x1], (0, 0), 0.3)
+    m = qmask[y0:y1, x0:x1]
+    low_b = cv2.GaussianBlur(b, (0, 0), 6.0)
+    low_f = cv2.GaussianBlur(fw, (0, 0), 6.0)
+
+    def band(x: np.ndarray, low: np.ndarray, s: float) -> np.ndarray:
+        y = cv2.GaussianBlur(x, (0, 0), s) if s > 0 else x
+        return np.asarray(y - low, np.float32)
+
+    sig = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
+    fw_hp = band(fw, low_f, 0.0)
+    b_hp = band(b, low_b, 0.0)
+    c_f = np.array([_ncc(band(b, low_b, s), fw_hp, m) for s in sig])
+    c_b = np.array([_ncc(b_hp, band(fw, low_f, s), m) for s in sig])
+
+    def peak(c: np.ndarray) -> float:
+        if not np.all(np.isfinite(c)):
+            return 0.0
+        i = int(np.argmax(c))
+        if 0 < i < len(sig) - 1:
+            # Parabola through the three samples around the peak (uneven spacing).
+            x0, x1, x2 = sig[i - 1], sig[i], sig[i + 1]
+            y0, y1, y2 = c[i - 1], c[i], c[i + 1]
+            den = (x0 - x1) * (x0 - x2) * (x1 - x2)
+            a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / den
+            bq = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / den
+            if a < 0:
+                return float(np.clip(-bq / (2 * a), x0, x2))
+        return float(sig[i])
+
+    return peak(c_f), peak(c_b)
+
+
 def _nonrigid(
     ch_b: np.ndarray,
     ch_fw: np.ndarray,
     qmask: np.ndarray,
-    cover: np.ndarray,
-    skin_fw: np.ndarray,
 ) -> tuple[np.ndarray | None, float, float]:
     """Smooth residual flow between baseline and warped follow-up channels (refine grid)."""
     h, w = ch_b.shape
@@ -821,13 +894,26 @@ def _nonrigid(
         y = cv2.resize(x, small, interpolation=cv2.INTER_AREA)
         return np.asarray(np.clip(y / sd * 40.0 + 128.0, 0, 255), np.uint8)
 
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    raw = dis.calc(u8(ch_b), u8(ch_fw), None)
-    weight = cv2.resize(qmask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
-    smooth, wsum = _masked_smooth(raw, weight, sigma=max(4.0, 0.03 * max(small)))
-    # Bound: a leg that bends within one treatment area moves a few mm at most.
-    mag = np.linalg.norm(smooth, axis=-1)
-    limit = 0.03 * max(small)
+    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    raw = np.asarray(dis.calc(u8(ch_b), u8(ch_fw), None))  # type: ignore[call-overload]
+    # Patches that straddle the leg outline see the backdrop: keep away from it.
+    inner = _erode(cv2.resize(qmask.astype(np.uint8), small) > 0, 9)
+    weight = inner.astype(np.float32)
+    sigma = max(4.0, 0.03 * max(small))
+    smooth, wsum = _masked_smooth(raw, weight, sigma=sigma)
+    # Robust re-weighting: vectors far from the smooth field are DIS failures (flat
+    # skin, aperture problem along hairs), not motion.
+    for _ in range(2):
+        dev = np.sqrt(((raw - smooth) ** 2).sum(axis=-1))
+        sel = inner & np.isfinite(dev)
+        if sel.sum() < 100:
+            return None, 0.0, _ncc(ch_b, ch_fw, qmask)
+        cut = max(0.75, 3.0 * float(np.median(dev[sel])))
+        weight = (inner & (dev < cut)).astype(np.float32)
+        smooth, wsum = _masked_smooth(raw, weight, sigma=sigma)
+    # Bound: a leg that turns or bends within one treatment area moves little.
+    mag = np.sqrt(smooth[..., 0] ** 2 + smooth[..., 1] ** 2)
+    limit = MAX_FLOW * max(small)
     smooth *= np.minimum(1.0, limit / np.maximum(mag, 1e-6))[..., None]
     # Far from skin the field fades to zero instead of extrapolating.
     smooth *= np.clip(wsum / 0.2, 0.0, 1.0)[..., None]
