@@ -15,6 +15,7 @@ this module (and starting the command line) stays cheap.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -593,8 +594,15 @@ BAND_FLOOR_PCT = 1.5
 RATIO_SIGMA_MM = 1.5
 #: A follow-up vein piece counts as new only beyond this distance from baseline veins, mm.
 NEW_TOLERANCE_MM = 0.6
-#: ... and only when it is at least this long (area / typical spider width), mm.
+#: ... and only when its centreline is at least this long, mm.
 NEW_MIN_LENGTH_MM = 2.0
+#: A follow-up vein pixel needs at least this share of the median baseline vein contrast
+#: of its class, and at least MIN_VEIN_CONTRAST_OD.
+MIN_VEIN_CONTRAST_FRAC = 0.3
+MIN_VEIN_CONTRAST_OD = 0.03
+#: A new vein piece needs a mean contrast of at least this share of the median baseline
+#: vein contrast of its class (JPEG blocks and skin texture read far below).
+NEW_MIN_STRENGTH_K = 0.5
 #: Margin around baseline veins over which contrast is integrated (plus the residual), mm.
 SUPPORT_MM = 0.3
 #: Margin kept from the border of the region seen in both photos, mm.
@@ -663,12 +671,19 @@ def new_vein_mask(
     region: np.ndarray,
     tolerance_px: float,
     min_area_px: int,
+    skeleton: np.ndarray | None = None,
+    min_length_px: float = 0.0,
+    strength: np.ndarray | None = None,
+    min_strength: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """Follow-up vein pixels that belong to veins absent at baseline.
 
     A follow-up vein pixel within ``tolerance_px`` of a baseline vein pixel is the
-    same vein (registration and width differences), not a new one; of the rest,
-    connected pieces smaller than ``min_area_px`` are segmentation noise.
+    same vein (registration and width differences), not a new one. Of the rest,
+    a connected piece is a new vein only when it is a vein-like line: at least
+    ``min_area_px`` pixels, at least ``min_length_px`` of ``skeleton`` pixels, and
+    a mean ``strength`` of at least the mean ``min_strength`` over it; smaller or
+    fainter pieces are segmentation noise (texture, compression blocks).
 
     Returns
     -------
@@ -682,6 +697,18 @@ def new_vein_mask(
     n, lab, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
     keep = np.zeros(n, dtype=bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area_px
+    if skeleton is not None and min_length_px > 0:
+        sk_len = np.bincount(lab[skeleton & cand], minlength=n)
+        keep &= sk_len >= min_length_px
+    if strength is not None:
+        area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1).astype(np.float64)
+        mean_s = np.bincount(
+            lab.ravel(), weights=np.asarray(strength, np.float64).ravel(), minlength=n
+        )
+        thr = np.broadcast_to(np.asarray(min_strength, np.float64), lab.shape)
+        mean_t = np.bincount(lab.ravel(), weights=thr.ravel(), minlength=n)
+        keep &= mean_s / area >= mean_t / area
+    keep[0] = False
     return np.asarray(keep[lab], dtype=bool)
 
 
@@ -737,12 +764,10 @@ def _estimate(
     c_b: np.ndarray,
     c_f: np.ndarray,
     base: np.ndarray,
-    fmask: np.ndarray,
     region: np.ndarray,
+    new_fn: Callable[[np.ndarray], np.ndarray],
     *,
     sigma_px: float,
-    tol_px: float,
-    min_new_px: int,
     support_px: float = 1.5,
     vein_ids: np.ndarray | None = None,
 ) -> _Estimate:
@@ -757,7 +782,7 @@ def _estimate(
     rem = np.where(base, remaining_fraction(cb_s, cf_s), 0).astype(np.float32)
     if vein_ids is not None:
         rem = _vein_level_clip(rem, cb_s, cf_s, base, vein_ids)
-    new = new_vein_mask(fmask, base, region=region, tolerance_px=tol_px, min_area_px=min_new_px)
+    new = new_fn(base)
     # The follow-up mask handed to the formula holds the new pieces only: follow-up vein
     # pixels near baseline veins are the same veins, judged by their contrast.
     terms = improvement_terms(np.ones(rem.shape, np.float32), rem, base, new, region)
@@ -1065,6 +1090,20 @@ def _lookalike_warnings(
     return out
 
 
+def _min_vein_contrast(
+    c_b: np.ndarray, base: np.ndarray, labels_b: np.ndarray, labels_f: np.ndarray
+) -> np.ndarray:
+    """Per-pixel smallest contrast a follow-up vein pixel must have (by its class)."""
+    out = np.full(labels_f.shape, MIN_VEIN_CONTRAST_OD, dtype=np.float32)
+    all_med = float(np.median(c_b[base])) if base.any() else 0.0
+    for code in CLASS_CODES.values():
+        sel = base & (labels_b == code)
+        med = float(np.median(c_b[sel])) if np.count_nonzero(sel) >= 20 else all_med
+        thr = max(MIN_VEIN_CONTRAST_OD, MIN_VEIN_CONTRAST_FRAC * med)
+        out[labels_f == code] = thr
+    return out
+
+
 def _compare_segmentations(
     seg_b: Any,
     seg_f: Any,
@@ -1090,85 +1129,61 @@ def _compare_segmentations(
     labels_b = np.asarray(seg_b.labels)
     labels_f = np.asarray(seg_f.labels)
     base = seg_b.mask & region
-    fmask = seg_f.mask & region
+    # A follow-up vein must show a contrast comparable to the baseline's veins of its
+    # class: pixels far below it are texture, JPEG blocks or noise, not veins.
     c_b = _seg_contrast(seg_b, labels_b)
     c_f = _seg_contrast(seg_f, labels_b)
+    f_own = np.asarray(seg_f.strength, dtype=np.float32)
+    fmask = seg_f.mask & region & (f_own >= _min_vein_contrast(c_b, base, labels_b, labels_f))
     residual = float(getattr(registration, "residual_px", 0.0) or 0.0)
     if not math.isfinite(residual):
         residual = 0.0
     sigma = RATIO_SIGMA_MM * ppm
     tol = NEW_TOLERANCE_MM * ppm + 2.0 * residual
-    min_new = int(round(NEW_MIN_LENGTH_MM * ppm * max(2.0, 0.3 * ppm)))
     support = max(1.5, SUPPORT_MM * ppm + residual)
-
+    sk_f = np.asarray(seg_f.skeleton, dtype=bool)
+    min_s = _min_vein_contrast(c_b, base, labels_b, labels_f)
     ids_b = np.asarray(seg_b.vein_ids)
-    est = _estimate(
-        c_b,
-        c_f,
-        base,
-        fmask,
-        region,
-        sigma_px=sigma,
-        tol_px=tol,
-        min_new_px=min_new,
-        support_px=support,
-        vein_ids=ids_b,
-    )
+
+    def new_fn(base_: np.ndarray, *, tol_px: float = tol, strength_k: float = 1.0) -> np.ndarray:
+        return new_vein_mask(
+            fmask,
+            base_,
+            region=region,
+            tolerance_px=tol_px,
+            min_area_px=int(round(NEW_MIN_LENGTH_MM * ppm)),
+            skeleton=sk_f,
+            min_length_px=NEW_MIN_LENGTH_MM * ppm,
+            strength=f_own,
+            min_strength=NEW_MIN_STRENGTH_K * strength_k * min_s / MIN_VEIN_CONTRAST_FRAC,
+        )
+
+    def run(
+        c_f_: np.ndarray,
+        base_: np.ndarray = base,
+        fn: Callable[[np.ndarray], np.ndarray] = new_fn,
+    ) -> _Estimate:
+        return _estimate(
+            c_b, c_f_, base_, region, fn, sigma_px=sigma, support_px=support, vein_ids=ids_b
+        )
+
+    est = run(c_f)
     pct = est.terms.pct
 
     # --- band: three measured spreads --------------------------------------------------
-    kept_px = est.remaining
     tile = max(16, int(round(10.0 * ppm)))
-    boot_sd = _tile_bootstrap_sd(kept_px, est.new_mask, base, region, tile)
+    boot_sd = _tile_bootstrap_sd(est.remaining, est.new_mask, base, region, tile)
     s = max(1, int(round(residual)))
     reg_dev = 0.0
     thr_dev = 0.0
     if math.isfinite(pct):
         for dx, dy in ((s, 0), (-s, 0), (0, s), (0, -s)):
-            alt = _estimate(
-                c_b,
-                _shift(c_f, dx, dy),
-                base,
-                fmask,
-                region,
-                sigma_px=sigma,
-                tol_px=tol,
-                min_new_px=min_new,
-                support_px=support,
-                vein_ids=ids_b,
-            )
-            reg_dev = max(reg_dev, abs(alt.terms.pct - pct))
-        cut = float(np.quantile(c_b[base], 0.2)) if base.any() else 0.0
-        core = base & (c_b >= cut)
-        alts = [
-            _estimate(
-                c_b,
-                c_f,
-                core,
-                fmask,
-                region,
-                sigma_px=sigma,
-                tol_px=tol,
-                min_new_px=min_new,
-                support_px=support,
-                vein_ids=ids_b,
-            )
-        ]
-        for tol_alt in (0.5 * tol, 2.0 * tol):
-            alts.append(
-                _estimate(
-                    c_b,
-                    c_f,
-                    base,
-                    fmask,
-                    region,
-                    sigma_px=sigma,
-                    tol_px=tol_alt,
-                    min_new_px=min_new,
-                    support_px=support,
-                    vein_ids=ids_b,
-                )
-            )
+            reg_dev = max(reg_dev, abs(run(_shift(c_f, dx, dy)).terms.pct - pct))
+        cut = float(np.quantile(c_b[base], 0.2))
+        alts = [run(c_f, base & (c_b >= cut))]
+        for tol_px, strength_k in ((0.5 * tol, 1.0), (2.0 * tol, 1.0), (tol, 0.7)):
+            fn = functools.partial(new_fn, tol_px=tol_px, strength_k=strength_k)
+            alts.append(run(c_f, base, fn))
         thr_dev = max(abs(a.terms.pct - pct) for a in alts)
     comps = {"bootstrap": boot_sd, "registration": reg_dev, "threshold": thr_dev}
     if math.isfinite(pct):
@@ -1192,7 +1207,16 @@ def _compare_segmentations(
 
     # --- plain secondary figures -----------------------------------------------------
     bm = measure(seg_b, region=region, px_per_mm=ppm)
-    fm = measure(seg_f, region=region, px_per_mm=ppm)
+    fm = measure_mask(
+        fmask,
+        region=region,
+        px_per_mm=ppm,
+        strength=f_own,
+        skeleton=np.asarray(seg_f.skeleton, dtype=bool) & fmask,
+        labels=labels_f,
+        vein_ids=np.asarray(seg_f.vein_ids),
+        skin=getattr(seg_f, "leg_mask", None),
+    )
     by_length = 100.0 * (1.0 - fm.length_mm / bm.length_mm) if bm.length_mm > 0 else None
     by_area = 100.0 * (1.0 - fm.area_mm2 / bm.area_mm2) if bm.area_mm2 > 0 else None
 
