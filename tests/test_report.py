@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from vein_tracker import report as rp
+from vein_tracker import synthetic as sy
+from vein_tracker.config import get_settings
+from vein_tracker.errors import AccessDenied
+from vein_tracker.io import encode_image
+from vein_tracker.storage import (
+    SYSTEM_ACTOR,
+    Passwords,
+    Screening,
+    fast_test_hasher,
+    open_repository,
+)
+from vein_tracker.storage.repository import Repository
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -209,3 +225,132 @@ def test_report_data_to_dict_and_bad_input() -> None:
     bad = rp.AreaSection(label="x", baseline_rgb=np.zeros((4, 4)), latest_rgb=np.zeros((4, 4)))
     with pytest.raises(ValueError, match="uint8"):
         rp.render_report_pdf(rp.ReportData("Clinic", "C", dt.date(2026, 1, 1), areas=(bad,)))
+
+
+# --------------------------------------------------------------------------- with the repository
+
+
+STAFF = SYSTEM_ACTOR
+PASSWORD = "Report-test-passw0rd"
+SHIFT = (20, 10)  # follow-up pixel (x, y) shows baseline pixel (x + 20, y + 10)
+
+
+@pytest.fixture
+def repo(data_dir: Path) -> Iterator[Repository]:
+    cfg = dataclasses.replace(get_settings(), clinic_name="Clinique Zoë")
+    r = open_repository(cfg, passwords=Passwords(fast_test_hasher()))
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def clinic(repo: Repository) -> dict[str, Any]:
+    """One client, one area, baseline + two analysed follow-ups (shifted by a known amount)."""
+    leg = sy.make_pair(3, shape=(300, 400), capture=sy.identity_capture())
+    base = leg.baseline.rgb
+    dx, dy = SHIFT
+    shifted = np.full_like(base, 255)
+    shifted[: 300 - dy, : 400 - dx] = base[dy:, dx:]
+    today = dt.date.today()
+    c = repo.create_client(STAFF, name="Åsa Ñúñez", screening=Screening())
+    other = repo.create_client(STAFF, name="Other Client", screening=Screening())
+    repo.record_consent(STAFF, c.id, kind="treatment_photography", signed_at=today - timedelta(400))
+    area = repo.create_area(STAFF, c.id, side="right", view="anterior", region="thigh")
+    empty = repo.create_area(STAFF, c.id, side="left", view="lateral", region="knee")
+    days = (70, 42, 14)
+    visits = [
+        repo.create_visit(
+            STAFF,
+            c.id,
+            visit_date=today - timedelta(days=d),
+            area_ids=[area.id],
+            sclerosant="sodium_tetradecyl_sulfate",
+            concentration_pct=0.25,
+            volume_ml=1.5,
+            next_window_start=today - timedelta(days=d - 7),
+            next_window_end=today - timedelta(days=d - 28),
+        )
+        for d in days
+    ]
+    pb = repo.add_photo(STAFF, area.id, visits[0].id, encode_image(base, format="PNG"))
+    hom = [[1.0, 0.0, float(dx)], [0.0, 1.0, float(dy)], [0.0, 0.0, 1.0]]
+    for visit, pct, band in ((visits[1], 45.0, (38.0, 52.0)), (visits[2], 79.5, (72.0, 86.0))):
+        data = encode_image(shifted if pct > 50 else base, format="PNG")
+        pf = repo.add_photo(STAFF, area.id, visit.id, data)
+        repo.save_analysis(
+            STAFF,
+            pb.id,
+            pf.id,
+            params={"pct": pct},
+            result={
+                "improvement_pct": pct,
+                "improvement_band_pct": list(band),
+                "grade": "76-100" if pct > 75 else "26-50",
+                "meets_target": pct >= 75,
+                "improvement_by_class_pct": {"spider": pct + 2, "reticular": None},
+                "registration": {"ok": True, "homography": hom if pct > 50 else np.eye(3).tolist()},
+            },
+        )
+    return {
+        "client": c.id,
+        "other": other.id,
+        "area": area,
+        "empty": empty,
+        "base": base,
+        "today": today,
+    }
+
+
+def test_collect_report_data_from_repository(repo: Repository, clinic: dict[str, Any]) -> None:
+    data = rp.collect_report_data(repo, STAFF, clinic["client"])
+    assert data.clinic_name == "Clinique Zoë"
+    assert data.client_name == "Åsa Ñúñez"
+    assert [a.label for a in data.areas] == ["right thigh, anterior", "left knee, lateral"]
+    area = data.areas[0]
+    assert [p.improvement_pct for p in area.points] == [45.0, 79.5]
+    assert area.points[1].band_pct == (72.0, 86.0)
+    assert area.improvement_pct == 79.5
+    assert area.grade == "76-100"
+    assert area.meets_target is True
+    assert area.by_class_pct == {"spider": 81.5, "reticular": None}
+    assert area.latest_date == clinic["today"] - timedelta(days=14)
+    # The latest photo, shifted by (20, 10) px, comes back aligned on the baseline.
+    assert area.baseline_rgb is not None
+    assert area.latest_rgb is not None
+    assert area.latest_rgb.shape == area.baseline_rgb.shape == (300, 400, 3)
+    np.testing.assert_array_equal(area.baseline_rgb, clinic["base"])
+    dx, dy = SHIFT
+    diff = np.abs(area.latest_rgb[dy:, dx:].astype(int) - clinic["base"][dy:, dx:].astype(int))
+    assert diff.max() <= 1
+    assert data.areas[1].note == "No photo yet."
+    assert len(data.visits) == 3
+    assert data.visits[0].treatment == "sodium tetradecyl sulfate, 0.25 %, 1.5 ml"
+    assert data.visits[0].areas == "right thigh, anterior"
+    today = clinic["today"]
+    assert data.next_window == (today - timedelta(days=7), today + timedelta(days=14))
+
+
+def test_build_report_pdf_access_and_audit(
+    repo: Repository, clinic: dict[str, Any], tmp_path: Path
+) -> None:
+    cid = clinic["client"]
+    repo.create_user(STAFF, "client1", PASSWORD, "client", client_id=cid)
+    repo.create_user(STAFF, "marketing1", PASSWORD, "marketing")
+    me = repo.authenticate("client1", PASSWORD)
+    mk = repo.authenticate("marketing1", PASSWORD)
+    pdf = rp.build_report_pdf(repo, me, cid)
+    assert len(pdf_pages(pdf, tmp_path)) >= 1
+    images = pdf_images(pdf, tmp_path)
+    assert len([r for r in images if r["enc"] == "jpeg"]) == 2
+    assert len([r for r in images if r["enc"] != "jpeg" and r["type"] == "image"]) == 1
+    text = pdf_text(pdf, tmp_path)
+    assert "Åsa Ñúñez" in text
+    assert "80 % (band 72–86 %)" in text
+    with pytest.raises(AccessDenied):
+        rp.build_report_pdf(repo, me, clinic["other"])
+    with pytest.raises(AccessDenied):
+        rp.build_report_pdf(repo, mk, cid)
+    events = repo.list_audit(STAFF, action="report")
+    assert [(e.client_id, e.username) for e in events] == [(cid, "client1")]

@@ -17,11 +17,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .io import as_rgb, encode_image
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .storage.info import Actor, VisitInfo
+    from .storage.repository import Repository
 
 #: After-care instructions printed on every report (DOMAIN.md).
 AFTERCARE: tuple[str, ...] = (
@@ -442,3 +446,219 @@ def render_report_pdf(data: ReportData) -> bytes:
     for line in data.aftercare:
         pdf.multi_cell(width, 5.5, f"•  {line}", **nl)
     return bytes(pdf.output())
+
+
+# --------------------------------------------------------------------------- repository
+
+
+def _downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s >= 1.0:
+        return rgb, 1.0
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS)), s
+
+
+def align_for_display(
+    baseline: np.ndarray,
+    followup: np.ndarray,
+    homography: np.ndarray,
+    *,
+    max_side_px: int = _PHOTO_MAX_SIDE_PX,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both photos downscaled, the follow-up warped onto the baseline with ``homography``.
+
+    Parameters
+    ----------
+    baseline, followup : ndarray, shape (H, W, 3), dtype uint8
+    homography : ndarray, shape (3, 3)
+        Maps full-resolution follow-up (x, y) px to baseline (x, y) px.
+    max_side_px : int
+        Longer side of the returned images.
+
+    Returns
+    -------
+    (baseline_small, followup_aligned) : ndarrays of the same shape, dtype uint8
+        Pixels outside the follow-up are white.
+    """
+    import cv2
+
+    b = as_rgb(baseline)
+    f = as_rgb(followup)
+    hmat = np.asarray(homography, dtype=np.float64)
+    if hmat.shape != (3, 3) or not np.all(np.isfinite(hmat)):
+        raise ValueError(f"homography must be a finite 3x3 matrix, got shape {hmat.shape}")
+    b_small, sb = _downscale(b, max_side_px)
+    # Warp from the full-resolution follow-up straight into the small baseline frame.
+    h_small = np.diag([sb, sb, 1.0]) @ hmat
+    warped = cv2.warpPerspective(
+        f,
+        h_small,
+        (b_small.shape[1], b_small.shape[0]),
+        flags=cv2.INTER_AREA if sb < 1 else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(255, 255, 255),
+    )
+    return np.ascontiguousarray(b_small), np.ascontiguousarray(warped)
+
+
+def _treatment_text(visit: VisitInfo) -> str:
+    from .storage.info import SCLEROSANT_LABELS
+
+    if visit.sclerosant is None:
+        return "photos only"
+    parts = [SCLEROSANT_LABELS.get(visit.sclerosant, visit.sclerosant)]
+    if visit.concentration_pct is not None:
+        parts.append(f"{visit.concentration_pct:g} %")
+    if visit.volume_ml is not None:
+        parts.append(f"{visit.volume_ml:g} ml")
+    return ", ".join(parts)
+
+
+def _band(result: dict[str, Any]) -> tuple[float, float] | None:
+    band = result.get("improvement_band_pct")
+    if not band or len(band) != 2 or band[0] is None or band[1] is None:
+        return None
+    return float(band[0]), float(band[1])
+
+
+def collect_report_data(
+    repo: Repository, actor: Actor, client_id: int, *, today: dt.date | None = None
+) -> ReportData:
+    """Gather a client's report from the repository (staff, or that client).
+
+    Per area: the baseline photo, the latest analysed follow-up aligned onto it with
+    the analysis' homography, every analysed follow-up as a chart point, and the
+    latest numbers. Raises ``AccessDenied`` for anyone else (marketing included).
+    """
+    from .errors import AccessDenied, StorageError
+
+    if actor.role == "marketing":
+        raise AccessDenied("Progress reports go to the client and the clinic staff only.")
+    client = repo.get_client(actor, client_id)
+    areas = repo.list_areas(actor, client_id)
+    visits = sorted(repo.list_visits(actor, client_id), key=lambda v: (v.visit_date, v.id))
+    labels = {a.id: a.label for a in areas}
+    target = float(repo.settings.target_pct)
+
+    sections: list[AreaSection] = []
+    for area in areas:
+        base = repo.baseline_photo(actor, area.id)
+        if base is None:
+            sections.append(AreaSection(area.label, target_pct=target, note="No photo yet."))
+            continue
+        photos = {p.id: p for p in repo.list_photos(actor, area_id=area.id)}
+        analyses = [
+            a
+            for a in repo.list_analyses(actor, area.id)
+            if a.baseline_photo_id == base.id and a.followup_photo_id in photos
+        ]
+        analyses.sort(key=lambda a: (photos[a.followup_photo_id].visit_date, a.id))
+        points = tuple(
+            ProgressPoint(
+                photos[a.followup_photo_id].visit_date, a.improvement_pct, _band(a.result)
+            )
+            for a in analyses
+            if a.improvement_pct is not None and math.isfinite(a.improvement_pct)
+        )
+        scored = [a for a in analyses if a.improvement_pct is not None]
+        if not scored:
+            sections.append(
+                AreaSection(
+                    area.label,
+                    baseline_date=base.visit_date,
+                    target_pct=target,
+                    note="No analysed follow-up photo yet.",
+                )
+            )
+            continue
+        latest = scored[-1]
+        result = latest.result
+        note = None
+        b_rgb: np.ndarray | None = None
+        f_rgb: np.ndarray | None = None
+        hom = (result.get("registration") or {}).get("homography")
+        try:
+            b_photo = repo.load_photo(actor, base.id)
+            f_photo = repo.load_photo(actor, latest.followup_photo_id)
+            if hom is None:
+                from .registration import register
+
+                reg = register(b_photo, f_photo)
+                hom = reg.homography if reg.ok else None
+                if hom is None:
+                    note = f"The latest photo could not be aligned: {reg.reason}"
+            if hom is not None:
+                b_rgb, f_rgb = align_for_display(b_photo.rgb, f_photo.rgb, np.asarray(hom))
+        except StorageError as exc:
+            note = f"Photos unavailable: {exc}"
+        by_class = {
+            str(k): (None if v is None else float(v))
+            for k, v in (result.get("improvement_by_class_pct") or {}).items()
+        }
+        grade = result.get("grade")
+        if grade is None and latest.improvement_pct is not None:
+            from .metrics import grade_for
+
+            grade = grade_for(latest.improvement_pct)
+        sections.append(
+            AreaSection(
+                label=area.label,
+                baseline_rgb=b_rgb,
+                latest_rgb=f_rgb,
+                baseline_date=base.visit_date,
+                latest_date=photos[latest.followup_photo_id].visit_date,
+                points=points,
+                improvement_pct=latest.improvement_pct,
+                band_pct=_band(result),
+                grade=None if grade is None else str(grade),
+                by_class_pct=by_class,
+                target_pct=target,
+                note=note,
+            )
+        )
+
+    lines = tuple(
+        VisitLine(
+            date=v.visit_date,
+            session_number=v.session_number,
+            areas="; ".join(labels.get(i, "?") for i in v.area_ids) or "—",
+            treatment=_treatment_text(v),
+        )
+        for v in visits
+    )
+    window = None
+    if visits and visits[-1].next_window_start and visits[-1].next_window_end:
+        window = (visits[-1].next_window_start, visits[-1].next_window_end)
+    return ReportData(
+        clinic_name=repo.settings.clinic_name,
+        client_name=client.name,
+        generated_on=today or dt.date.today(),
+        areas=tuple(sections),
+        visits=lines,
+        next_window=window,
+        target_pct=target,
+    )
+
+
+def build_report_pdf(repo: Repository, actor: Actor, client_id: int) -> bytes:
+    """The client's progress report as PDF bytes; audited as ``report``.
+
+    The page hook of the UI (aesthetician's progress page, client portal) and of
+    ``vein-tracker report``. Staff may build any client's report; a client account
+    only its own; marketing accounts never (``AccessDenied``).
+    """
+    data = collect_report_data(repo, actor, client_id)
+    pdf = render_report_pdf(data)
+    repo.log_event(
+        actor,
+        "report",
+        client_id=client_id,
+        target_type="client",
+        target_id=client_id,
+        detail={"areas": len(data.areas), "size_bytes": len(pdf)},
+    )
+    return pdf
