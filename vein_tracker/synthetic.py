@@ -56,10 +56,12 @@ __all__ = [
 TONES: dict[str, float] = {
     "light": 0.05,
     "fair": 0.30,
-    "medium": 0.70,
-    "olive": 1.05,
-    "brown": 1.70,
+    "medium": 0.85,
+    "olive": 1.20,
+    "brown": 2.60,
 }
+#: Extra yellow (carotene-like, blue-absorbing) OD of a tone: olive skin is yellower.
+_TONE_YELLOW: dict[str, float] = {"olive": 0.12}
 VEIN_CLASSES = ("spider", "reticular")
 VEIN_STATUSES = ("persisting", "faded", "cleared", "new", "recanalised")
 LABEL_SPIDER = 1
@@ -689,16 +691,16 @@ def _spider_cluster(
             branch(pts[i], ang, length * rng.uniform(0.35, 0.65), width * 0.7, depth - 1)
 
     if rng.random() < 0.5:  # starburst: branches radiate from a punctum
-        n = int(rng.integers(5, 12))
+        n = int(rng.integers(6, 15))
         offset = rng.uniform(0, 2 * math.pi)
         for k in range(n):
             ang = offset + 2 * math.pi * k / n + rng.normal(0, 0.25)
-            length = rng.uniform(3.0, 14.0) * scale
+            length = rng.uniform(4.0, 18.0) * scale
             start = centre + rng.normal(0, 0.3, 2) * ppm
             branch(start, ang, length, rng.uniform(0.3, 0.8), 1)
     else:  # arborising: a trunk with branches
         ang = rng.uniform(0, 2 * math.pi)
-        branch(centre, ang, rng.uniform(10.0, 25.0) * scale, rng.uniform(0.5, 0.9), 2)
+        branch(centre, ang, rng.uniform(12.0, 30.0) * scale, rng.uniform(0.5, 0.9), 3)
     return veins
 
 
@@ -716,7 +718,7 @@ def _reticular(
     in_baseline: bool = True,
 ) -> Vein | None:
     length = rng.uniform(40.0, 120.0)
-    pts = _walk(rng, start, heading, length, 1.0, 0.03, ppm)
+    pts = _walk(rng, start, heading, length, 1.0, 0.06, ppm)
     pts = _clip_to_leg(pts, outline, shape, 0.85)
     if len(pts) < 8:
         return None
@@ -780,7 +782,7 @@ def make_leg(
     rng = _rng(seed, 0x1E6)
     melanin = TONES[tone]
     # Melanin screens the vessels: darker skin shows less vein contrast.
-    contrast = float(np.exp(-0.35 * melanin))
+    contrast = float(np.exp(-0.2 * melanin))
 
     outline = LegOutline(
         cx=float(w / 2 + rng.uniform(-0.06, 0.06) * w),
@@ -793,7 +795,7 @@ def make_leg(
     backdrop = _BACKDROPS[int(rng.integers(len(_BACKDROPS)))]
     texture_seed = int(rng.integers(0, 2**31 - 1))
 
-    n_cl = int(rng.integers(3, 7)) if n_spider_clusters is None else int(n_spider_clusters)
+    n_cl = int(rng.integers(4, 8)) if n_spider_clusters is None else int(n_spider_clusters)
     n_ret = int(rng.integers(2, 5)) if n_reticular is None else int(n_reticular)
 
     veins: list[Vein] = []
@@ -1058,7 +1060,7 @@ def treat(
     next_id = max((v.id for v in leg.veins), default=0) + 1
     added: list[Vein] = []
     clusters = sorted({v.cluster for v in leg.veins if v.cls == "spider" and v.cluster >= 0})
-    contrast = float(np.exp(-0.35 * leg.melanin))
+    contrast = float(np.exp(-0.2 * leg.melanin))
     attempts = 0
     while len(added) < n_new and attempts < 50 * (n_new + 1):
         attempts += 1
@@ -1664,7 +1666,11 @@ def _render_scene(
         return _Scene(np.zeros((0, 0, 3), np.float32), labels, ids, bits)
 
     od = np.empty((h, w, 3), dtype=np.float32)
-    skin_base = _SKIN_BASE_OD + np.float32(leg.melanin) * MELANIN_OD
+    skin_base = (
+        _SKIN_BASE_OD
+        + np.float32(leg.melanin) * MELANIN_OD
+        + np.float32(_TONE_YELLOW.get(leg.tone, 0.0)) * _YELLOW_OD
+    )
     bg_od = (-np.log(np.asarray(leg.backdrop, dtype=np.float64))).astype(np.float32)
     tseed = leg.texture_seed
     side = np.float32(0.15 * leg.outline.side_light)
