@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vein_tracker import synthetic as syn
 from vein_tracker.optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, optical_density
@@ -423,3 +426,67 @@ def test_render_and_pair_reject_bad_arguments(leg: syn.Leg) -> None:
     other = syn.make_leg(8, shape=SHAPE)
     with pytest.raises(ValueError, match="followup_leg"):
         syn.true_improvement(leg, other)
+
+
+# ---------------------------------------------------------------- invariants and serialisation
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    cleared=st.floats(0.0, 0.6),
+    faded=st.floats(0.0, 0.4),
+    fade_to=st.floats(0.05, 0.95),
+    seed=st.integers(0, 10_000),
+)
+def test_improvement_matches_definition_for_any_treatment(
+    cleared: float, faded: float, fade_to: float, seed: int
+) -> None:
+    shape = (300, 400)
+    leg = syn.make_leg(seed, shape=shape, hair=False, freckles=False, moles=False)
+    fol = syn.treat(leg, seed, cleared_frac=cleared, faded_frac=faded, fade_to=fade_to)
+    base = syn.render(leg)
+    fol_r = syn.render(fol)
+    pair = syn.pair_truth(leg, fol, base, fol_r)
+    assert pair.true_improvement_pct == pytest.approx(
+        _expected_improvement(base, fol, fol_r.labels), abs=1e-9
+    )
+    assert 0.0 <= pair.true_improvement_pct <= 100.0
+    # Visibility truth follows the vein ids.
+    for v in fol.veins:
+        sel = fol_r.vein_ids == v.id
+        if sel.any():
+            assert np.all(fol_r.visibility[sel] == np.float32(v.visibility))
+
+
+def test_jpeg_bytes_are_the_rgb_and_quality_is_drawn_in_range(leg: syn.Leg) -> None:
+    cap = syn.random_capture(4, shape=SHAPE, jpeg_quality=(70, 75))
+    assert cap.jpeg_quality is not None
+    assert 70 <= cap.jpeg_quality <= 75
+    r = syn.render(leg, cap)
+    assert r.jpeg is not None
+    assert r.jpeg[:2] == b"\xff\xd8"
+    dec = cv2.cvtColor(
+        cv2.imdecode(np.frombuffer(r.jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+    )
+    assert np.array_equal(dec, r.rgb)
+    assert syn.render(leg, syn.random_capture(4, shape=SHAPE, jpeg_quality=None)).jpeg is None
+
+
+def test_everything_serialises_to_json() -> None:
+    pair = syn.make_pair(
+        6, shape=SHAPE, n_new=1, staining=True, bruising=True, matting=True, capture=None
+    )
+    for obj in (pair, pair.followup_leg, pair.followup.capture, pair.followup):
+        text = json.dumps(obj.to_dict())
+        assert text
+    d = pair.to_dict()
+    assert d["true_improvement_pct"] == pair.true_improvement_pct
+    assert set(d["status_by_vein"].values()) <= set(syn.VEIN_STATUSES)
+
+
+def test_recanalised_after_fading(leg: syn.Leg) -> None:
+    v1 = syn.treat(leg, 1, cleared_frac=0.0, faded_frac=1.0, fade_to=0.3)
+    ids = [v.id for v in v1.veins[:2]]
+    v2 = syn.treat(v1, 2, cleared_frac=0.0, faded_frac=0.0, recanalise=ids)
+    assert [v2.vein(i).status for i in ids] == ["recanalised", "recanalised"]
+    assert all(v2.vein(v.id).visibility == pytest.approx(0.3) for v in v1.veins[2:])
