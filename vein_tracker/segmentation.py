@@ -93,8 +93,8 @@ _OD_LUT = (
 ).astype(np.float32)
 
 # Tuned in millimetres from the vein classes' widths (DOMAIN.md), never per photo.
-_SPIDER_DETECT_PX_PER_MM = 5.0  # spider ridges are found at half the working resolution
-_RETIC_DETECT_PX_PER_MM = 2.5  # reticular ridges at a quarter
+_HALF_PX_PER_MM = 5.0  # L1: spider ridges, reticular footprints, colour tests
+_RETIC_DETECT_PX_PER_MM = 2.5  # L2: reticular ridges
 _BG_PX_PER_MM = 2.5  # the smooth skin background is estimated at a quarter
 _SPIDER_SIGMAS_MM = (0.12, 0.2, 0.32)
 _RETIC_SIGMAS_MM = (0.35, 0.6, 0.9)
@@ -102,7 +102,7 @@ _MIN_SIGMA_PX = 0.6
 _BG_SIGMA_MM = (1.5, 4.0, 1.5, 4.0)  # spider, reticular, neutral, chroma
 # Veins are not sought this close to the leg's outline: the shading of the leg's curvature
 # steepens there (neutral OD, which the reticular channel sees at 0.45).
-_EDGE_MARGIN_MM = {SPIDER: 1.5, RETICULAR: 5.0}
+_EDGE_MARGIN_MM = {SPIDER: 3.0, RETICULAR: 5.0}
 _MAX_HALF_WIDTH_MM = {SPIDER: 0.8, RETICULAR: 2.2}
 _MIN_LENGTH_MM = {SPIDER: 1.5, RETICULAR: 4.0}
 _FOOTPRINT_FRACTION = 0.5
@@ -114,6 +114,8 @@ _MIN_AREA_MM2 = 0.2
 _NEUTRAL_PER_SPIDER = float(NEUTRAL_OD @ HAEMOGLOBIN_OD)
 _NEUTRAL_PER_RETIC = float(NEUTRAL_OD @ DEEP_VEIN_OD)
 _HAIR_EXCESS_OD = 0.06
+_HAIR_EXCESS_REL = 0.5
+_HAIR_RIM_MM = 0.2
 # Hysteresis: the high threshold is k_hi × the ridge noise (k_hi from the sensitivity),
 # never below a floor in OD; the low one a fraction of it.
 _K_HI_MAX, _K_HI_MIN = 7.0, 2.5
@@ -166,8 +168,8 @@ class VeinContrast:
                 "warp the labels to this photo's frame first"
             )
         out = np.maximum(self.spider, self.reticular)
-        out[labels == SPIDER] = self.spider[labels == SPIDER]
-        out[labels == RETICULAR] = self.reticular[labels == RETICULAR]
+        np.copyto(out, self.spider, where=labels == SPIDER)
+        np.copyto(out, self.reticular, where=labels == RETICULAR)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -481,12 +483,16 @@ def _hysteresis(cand: np.ndarray, strong: np.ndarray, min_px: int) -> np.ndarray
 
 @dataclass(frozen=True, eq=False)
 class _Maps:
-    """Internal: contrast maps at the working level and the leg masks."""
+    """Internal: contrast maps at the working level L0 and at half of it (L1)."""
 
-    contrast: np.ndarray  # (h, w, 4) float32: spider, reticular, neutral, deep chroma
-    leg: np.ndarray  # (h, w) bool, working level
-    leg_coarse: np.ndarray  # bool, background level
+    spider: np.ndarray  # (H0, W0) float32 spider contrast at L0
+    half: np.ndarray  # (H1, W1, 4) float32 at L1: spider, reticular, neutral, deep chroma
+    hair: np.ndarray  # (H1, W1) bool: hair, moles and other neutral-dark marks at L1 (core)
+    leg: np.ndarray  # (H0, W0) bool
+    leg_half: np.ndarray  # (H1, W1) bool
+    leg_coarse: np.ndarray  # bool at the background level L2
     ppm_work: float
+    ppm_half: float
     ppm_coarse: float
 
 
@@ -496,51 +502,62 @@ def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _
     ppm_work = ppm * work_size[0] / w
     small = _resize(rgb, work_size)
     od = cv2.LUT(small, _OD_LUT)
-    signals = cv2.transform(od, PROJECTION)  # (h, w, 4)
-
+    half_size = _level_size(small.shape[:2], min(1.0, _HALF_PX_PER_MM / ppm_work))
+    ppm_half = ppm_work * half_size[0] / work_size[0]
+    sig_half = cv2.transform(_resize(od, half_size), PROJECTION)  # (h1, w1, 4)
     coarse_size = _level_size(small.shape[:2], min(1.0, _BG_PX_PER_MM / ppm_work))
     ppm_coarse = ppm_work * coarse_size[0] / work_size[0]
-    sig_c = _resize(signals, coarse_size)
+    sig_c = _resize(sig_half, coarse_size)
     if leg_mask is None:
         leg_c = _skin_mask(_resize(small, coarse_size), ppm_coarse)
-        leg = _resize(leg_c.astype(np.uint8) * 255, work_size, cv2.INTER_LINEAR) >= 128
+        leg_u8 = leg_c.astype(np.uint8) * 255
+        leg = _resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128
+        leg_half = _resize(leg_u8, half_size, cv2.INTER_LINEAR) >= 128
     else:
-        leg = _resize(leg_mask.astype(np.uint8), work_size, cv2.INTER_NEAREST).astype(bool)
-        leg_c = _resize(leg_mask.astype(np.uint8) * 255, coarse_size) >= 128
+        leg_u8 = leg_mask.astype(np.uint8) * 255
+        leg = _resize(leg_u8, work_size) >= 128
+        leg_half = _resize(leg_u8, half_size) >= 128
+        leg_c = _resize(leg_u8, coarse_size) >= 128
     bg = _background(sig_c, leg_c, ppm_coarse)
-    contrast = signals - _resize(bg, work_size, cv2.INTER_LINEAR)
-    contrast[~leg] = 0.0
-    _remove_hair(contrast, leg, ppm_work)
-    return _Maps(contrast, leg, leg_c, ppm_work, ppm_coarse)
+    half = sig_half - _resize(bg, half_size, cv2.INTER_LINEAR)
+    half[~leg_half] = 0.0
+    hair = _remove_hair(half, leg_half, ppm_half)
+    spider = cv2.transform(od, PROJECTION[:1]).reshape(od.shape[:2])
+    spider -= _resize(np.ascontiguousarray(bg[..., 0]), work_size, cv2.INTER_LINEAR)
+    spider[~leg] = 0.0
+    return _Maps(spider, half, hair, leg, leg_half, leg_c, ppm_work, ppm_half, ppm_coarse)
 
 
-def _remove_hair(contrast: np.ndarray, leg: np.ndarray, ppm: float) -> None:
-    """Replace the reticular, neutral and chroma contrast under hair by the skin around it.
+def _remove_hair(contrast: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarray:
+    """Replace the non-spider contrast under hair and moles by that of the skin around them.
 
     Veins carry a fixed share of neutral OD (0.90 of a spider's amplitude, 0.94 of a
-    deep vein's); hair, moles and shadows carry far more. Pixels with that excess are
-    filled from their surroundings (normalised convolution), so hair crossing or lying
-    beside a vein neither adds to nor cuts it. The spider channel is blind to neutral
-    OD by construction and is left untouched. Modifies ``contrast`` in place (internal).
+    deep vein's); hair, moles and shadows carry far more. Pixels with that excess, and
+    a rim of 0.2 mm around them, are filled from their surroundings (normalised
+    convolution), so hair crossing or lying beside a vein neither adds to it nor cuts
+    it. The spider channel is blind to neutral OD by construction and is left as is.
+    Works at half resolution, where JPEG's half-resolution chroma is consistent with
+    the luminance. Modifies ``contrast`` (H, W, 4) in place; returns the mask.
     """
-    excess = (
-        contrast[..., 2]
-        - _NEUTRAL_PER_SPIDER * np.maximum(contrast[..., 0], 0.0)
-        - _NEUTRAL_PER_RETIC * np.maximum(contrast[..., 1], 0.0)
+    expected = _NEUTRAL_PER_SPIDER * np.maximum(contrast[..., 0], 0.0) + (
+        _NEUTRAL_PER_RETIC * np.maximum(contrast[..., 1], 0.0)
     )
-    hair = (excess > _HAIR_EXCESS_OD).astype(np.uint8)
-    if not hair.any():
-        return
-    hair = cv2.dilate(hair, np.ones((3, 3), np.uint8))
+    # The relative term tolerates colour smeared by JPEG's half-resolution chroma.
+    core = contrast[..., 2] - expected > _HAIR_EXCESS_OD + _HAIR_EXCESS_REL * expected
+    if not core.any():
+        return core
+    k = 2 * max(1, int(round(_HAIR_RIM_MM * ppm))) + 1
+    hair = cv2.dilate(core.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     keep = (leg & (hair == 0)).astype(np.float32)
     sigma = max(1.0, 0.2 * ppm)
     sub = np.ascontiguousarray(contrast[..., 1:4])
     num = cv2.GaussianBlur(sub * keep[..., None], (0, 0), sigma)
     den = cv2.GaussianBlur(keep, (0, 0), sigma)
-    fill = num / np.maximum(den, 1e-3)[..., None]
     sel = hair.astype(bool) & leg
-    sub[sel] = np.where((den[sel] > 0.05)[:, None], fill[sel], 0.0)
+    fill = num[sel] / np.maximum(den[sel], 1e-3)[:, None]
+    sub[sel] = np.where((den[sel] > 0.05)[:, None], fill, 0.0)
     contrast[..., 1:4] = sub
+    return core & leg
 
 
 def vein_contrast(
@@ -582,17 +599,18 @@ def vein_contrast(
     if px_per_mm is None:
         raise ValueError("px_per_mm must be given; use estimate_px_per_mm(photo) if unknown")
     _check_px_per_mm(px_per_mm)
-    lm = _check_mask(leg_mask, (int(rgb.shape[0]), int(rgb.shape[1])), "leg_mask")
+    shape = (int(rgb.shape[0]), int(rgb.shape[1]))
+    lm = _check_mask(leg_mask, shape, "leg_mask")
     maps = _compute_maps(rgb, float(px_per_mm), lm)
-    return _contrast_full(maps, (int(rgb.shape[0]), int(rgb.shape[1])), float(px_per_mm))
+    return _contrast_full(maps, shape, float(px_per_mm))
 
 
 def _contrast_full(maps: _Maps, shape: tuple[int, int], ppm: float) -> VeinContrast:
     size = (shape[1], shape[0])
-    sp = _resize(np.ascontiguousarray(maps.contrast[..., 0]), size, cv2.INTER_LINEAR)
-    rt = _resize(np.ascontiguousarray(maps.contrast[..., 1]), size, cv2.INTER_LINEAR)
-    if sp is maps.contrast[..., 0] or sp.base is maps.contrast:
+    sp = _resize(maps.spider, size, cv2.INTER_LINEAR)
+    if sp is maps.spider:
         sp = sp.copy()
+    rt = _resize(np.ascontiguousarray(maps.half[..., 1]), size, cv2.INTER_LINEAR)
     leg = _resize(maps.leg.astype(np.uint8), size, cv2.INTER_NEAREST).astype(bool)
     sp[~leg] = 0.0
     rt[~leg] = 0.0
@@ -601,131 +619,204 @@ def _contrast_full(maps: _Maps, shape: tuple[int, int], ppm: float) -> VeinContr
 
 @dataclass(frozen=True, eq=False)
 class _Centrelines:
-    """Centreline seeds of one class at the working level."""
+    """Centreline seeds of one class, in pixels of the level its footprint is drawn at."""
 
-    ys: np.ndarray  # int, working-level rows
+    ys: np.ndarray
     xs: np.ndarray
-    sigma_px: np.ndarray  # best ridge scale, working-level px
-    score: np.ndarray  # ridge amplitude / threshold (class confidence)
+    sigma_px: np.ndarray  # best ridge scale, in that level's px
 
 
-def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_work: np.ndarray) -> _Centrelines:
-    """Ridges of one class: Hessian, non-maximum suppression, hysteresis, vetoes."""
-    work_shape = maps.leg.shape
-    det_ppm = _SPIDER_DETECT_PX_PER_MM if cls == SPIDER else _RETIC_DETECT_PX_PER_MM
-    det_size = _level_size(work_shape, min(1.0, det_ppm / maps.ppm_work))
-    ppm_det = maps.ppm_work * det_size[0] / work_shape[1]
-    sig = _resize(maps.contrast, det_size)
-    ch = 0 if cls == SPIDER else 1
-    cd = np.ascontiguousarray(sig[..., ch])
+def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray) -> _Centrelines:
+    """Ridges of one class: Hessian, non-maximum suppression, hysteresis, vetoes.
+
+    Spider ridges are found at L1 and returned at L0; reticular ridges at L2 and
+    returned at L1.
+    """
+    half_shape = maps.leg_half.shape
+    if cls == SPIDER:
+        sig = maps.half
+        det_shape = half_shape
+        out_shape = maps.leg.shape
+    else:
+        det_size = _level_size(half_shape, min(1.0, _RETIC_DETECT_PX_PER_MM / maps.ppm_half))
+        sig = _resize(maps.half, det_size)
+        det_shape = (det_size[1], det_size[0])
+        out_shape = half_shape
+    det_size = (det_shape[1], det_shape[0])
+    ppm_det = maps.ppm_half * det_shape[1] / half_shape[1]
+    cd = np.ascontiguousarray(sig[..., 0 if cls == SPIDER else 1])
     sigmas_mm = _SPIDER_SIGMAS_MM if cls == SPIDER else _RETIC_SIGMAS_MM
     sigmas = tuple(max(_MIN_SIGMA_PX, s * ppm_det) for s in sigmas_mm)
     ridge, best_s, nx, ny = _hessian_ridges(cd, sigmas)
 
     # Never on the leg's outline: erode the leg at the coarse level first (cheap).
-    margin = _EDGE_MARGIN_MM[cls] * maps.ppm_coarse
-    k = 2 * max(1, int(round(margin))) + 1
+    k = 2 * max(1, int(round(_EDGE_MARGIN_MM[cls] * maps.ppm_coarse))) + 1
     inner_c = cv2.erode(
         maps.leg_coarse.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     )
     inner = _resize(inner_c * 255, det_size, cv2.INTER_LINEAR) >= 128
-    inner &= _resize(roi_work.astype(np.uint8) * 255, det_size) >= 128
+    inner &= _resize(roi_half.astype(np.uint8) * 255, det_size) >= 128
     ridge[~inner] = 0.0
     vals = ridge[inner]
     noise = 1.4826 * float(np.median(vals)) if vals.size else 1.0
     k_hi = _K_HI_MAX - (_K_HI_MAX - _K_HI_MIN) * sensitivity
     hi = max(k_hi * noise, _FLOOR_OD[cls] * (1.5 - sensitivity))
-    lo = _LO_FRACTION * hi
-    centre = _nms(ridge, nx, ny) & (ridge > lo)
+    centre = _nms(ridge, nx, ny) & (ridge > _LO_FRACTION * hi)
 
-    # Colour vetoes on centreline pixels: hair and folds are neutral, moles brown.
-    amp = np.maximum(cv2.GaussianBlur(cd, (0, 0), 0.7), 0.0)
-    neutral = sig[..., 2]
+    # Colour vetoes: hair and moles (neutral-dark) for spiders, a deep vein's bluish
+    # chroma for reticular veins (hair, folds and shading have none).
     if cls == SPIDER:
-        centre &= neutral < _HAIR_NEUTRAL_RATIO * amp + 0.03
+        centre &= ~maps.hair
     else:
+        amp = np.maximum(cv2.GaussianBlur(cd, (0, 0), 0.7), 0.0)
         centre &= sig[..., 3] > _RETIC_CHROMA_RATIO * amp
     min_px = max(2, int(round(_MIN_LENGTH_MM[cls] * ppm_det)))
     centre = _hysteresis(centre, ridge > hi, min_px)
 
     ys, xs = np.nonzero(centre)
-    f = work_shape[1] / det_size[0]
-    yw = np.clip(((ys + 0.5) * f - 0.5).round().astype(np.int32), 0, work_shape[0] - 1)
-    xw = np.clip(((xs + 0.5) * f - 0.5).round().astype(np.int32), 0, work_shape[1] - 1)
-    return _Centrelines(yw, xw, best_s[ys, xs] * f, ridge[ys, xs] / hi)
+    f = out_shape[1] / det_shape[1]
+    yo = np.clip(((ys + 0.5) * f - 0.5).round().astype(np.int32), 0, out_shape[0] - 1)
+    xo = np.clip(((xs + 0.5) * f - 0.5).round().astype(np.int32), 0, out_shape[1] - 1)
+    return _Centrelines(yo, xo, best_s[ys, xs] * f)
 
 
-def _footprints(maps: _Maps, lines: dict[int, _Centrelines], region: np.ndarray) -> np.ndarray:
-    """Labels at the working level from the centreline seeds (half-height rule).
+def _footprint_margin(
+    sm: np.ndarray,
+    lines: _Centrelines,
+    frac: np.ndarray,
+    reach_px: float,
+    floor: float,
+    region: np.ndarray,
+) -> np.ndarray:
+    """Half-height rule around seeds: ``sm − threshold of the nearest seed`` (> 0 inside).
 
-    A pixel belongs to the vein of its nearest seed when it lies within the vein's
-    reach and its (lightly smoothed) class contrast is at least a fraction of the seed's.
-    The fraction is 1/2 for the flat-topped spider profile; for the Gaussian-like
-    reticular profile it is corrected for the smoothing so the mask keeps the full width
-    at half maximum of the unsmoothed vein.
+    Returns a float32 map, −1 where no seed is within reach.
     """
-    shape = maps.leg.shape
-    labels = np.zeros(shape, np.uint8)
-    if sum(len(c.ys) for c in lines.values()) == 0:
-        return labels
-    seeds = np.ones(shape, np.uint8)
-    for c in lines.values():
-        seeds[c.ys, c.xs] = 0
+    out = np.full(sm.shape, -1.0, np.float32)
+    if not len(lines.ys):
+        return out
+    seeds = np.ones(sm.shape, np.uint8)
+    seeds[lines.ys, lines.xs] = 0
     dist, lab = cv2.distanceTransformWithLabels(
         seeds, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
     )
     nlab = int(lab.max()) + 1
-    cls_lut = np.zeros(nlab, np.uint8)
+    ids = lab[lines.ys, lines.xs]
     thr_lut = np.full(nlab, np.inf, np.float32)
     half_lut = np.zeros(nlab, np.float32)
-    score_lut = np.zeros(nlab, np.float32)
-    smooth_px = {SPIDER: 0.6, RETICULAR: max(0.8, _RETIC_SMOOTH_MM * maps.ppm_work)}
-    sm = {
-        cls: cv2.GaussianBlur(np.ascontiguousarray(maps.contrast[..., ch]), (0, 0), smooth_px[cls])
-        for cls, ch in ((SPIDER, 0), (RETICULAR, 1))
-    }
-    # A noise floor: pixels must stand out of the skin texture whatever their seed.
-    floor = {}
-    for cls in (SPIDER, RETICULAR):
-        v = sm[cls][::4, ::4][maps.leg[::4, ::4]]
-        floor[cls] = _FOOTPRINT_NOISE_K * 1.4826 * float(np.median(np.abs(v))) if v.size else 0.0
-    for cls in (RETICULAR, SPIDER):
-        if cls not in lines or not len(lines[cls].ys):
-            continue
-        c = lines[cls]
-        ids = lab[c.ys, c.xs]
-        # Where both classes seed the same pixel, the more confident one keeps it.
-        take = c.score >= score_lut[ids]
-        ids, ys, xs, sig = ids[take], c.ys[take], c.xs[take], c.sigma_px[take]
-        cls_lut[ids] = cls
-        score_lut[ids] = c.score[take]
-        if cls == SPIDER:
-            frac = np.full(len(ids), _FOOTPRINT_FRACTION, np.float32)
-        else:
-            # Gaussian profile of σ_v (ridge scale / √2), smoothed by σ_s.
-            sv2 = np.maximum(sig, 1.0) ** 2 / 2.0
-            frac = np.exp(-math.log(2.0) * sv2 / (sv2 + smooth_px[cls] ** 2)).astype(np.float32)
-        peak = sm[cls][ys, xs]
-        thr_lut[ids] = np.where(peak > 0, np.maximum(frac * peak, floor[cls]), np.inf)
-        half_lut[ids] = np.minimum(_MAX_HALF_WIDTH_MM[cls] * maps.ppm_work, 1.0 + 2.5 * sig)
-    reach = float(half_lut.max())
-    idx = np.flatnonzero((dist <= reach).ravel() & region.ravel())
+    peak = sm[lines.ys, lines.xs]
+    thr_lut[ids] = np.where(peak > 0, np.maximum(frac * peak, floor), np.inf)
+    half_lut[ids] = np.minimum(reach_px, 1.0 + 2.5 * lines.sigma_px)
+    idx = np.flatnonzero((dist <= reach_px).ravel() & region.ravel())
     li = lab.ravel()[idx]
     ok = dist.ravel()[idx] <= half_lut[li]
     idx, li = idx[ok], li[ok]
-    cl = cls_lut[li]
-    val = np.where(cl == SPIDER, sm[SPIDER].ravel()[idx], sm[RETICULAR].ravel()[idx])
-    keep = val >= thr_lut[li]
-    labels.ravel()[idx[keep]] = cl[keep]
+    out.ravel()[idx] = np.maximum(sm.ravel()[idx] - thr_lut[li], -1.0)
+    return out
+
+
+def _noise_floor(sm: np.ndarray, leg: np.ndarray) -> float:
+    v = sm[::4, ::4][leg[::4, ::4]]
+    return _FOOTPRINT_NOISE_K * 1.4826 * float(np.median(np.abs(v))) if v.size else 0.0
+
+
+def _labels_at_work(
+    maps: _Maps, lines: dict[int, _Centrelines], region: np.ndarray, region_half: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class labels and centreline skeleton at the working level L0.
+
+    The footprint rule: a pixel belongs to the vein of its nearest seed when it is
+    within reach and its lightly smoothed class contrast is at least a fraction of the
+    seed's. The fraction is 1/2 for the flat-topped spider profile; for the
+    Gaussian-like reticular profile it is corrected for the smoothing, so the mask keeps
+    the vein's full width at half maximum. Spiders lie over reticular veins (the
+    superficial vessel wins a pixel).
+    """
+    shape = maps.leg.shape
+    size = (shape[1], shape[0])
+    labels = np.zeros(shape, np.uint8)
+    skeleton = np.zeros(shape, bool)
+
+    rl = lines[RETICULAR]
+    if len(rl.ys):
+        s_px = max(0.6, _RETIC_SMOOTH_MM * maps.ppm_half)
+        sm_r = cv2.GaussianBlur(np.ascontiguousarray(maps.half[..., 1]), (0, 0), s_px)
+        # Gaussian profile of σ_v (ridge scale / √2), smoothed by s_px.
+        sv2 = np.maximum(rl.sigma_px, 0.5) ** 2 / 2.0
+        frac = np.exp(-math.log(2.0) * sv2 / (sv2 + s_px**2)).astype(np.float32)
+        marg = _footprint_margin(
+            sm_r,
+            rl,
+            frac,
+            _MAX_HALF_WIDTH_MM[RETICULAR] * maps.ppm_half,
+            _noise_floor(sm_r, maps.leg_half),
+            region_half,
+        )
+        inside_half = marg > 0
+        if inside_half.any():
+            sk_half = skeletonize(inside_half)
+            marg_up = _resize(marg, size, cv2.INTER_LINEAR)
+            labels[(marg_up > 0) & region] = RETICULAR
+            skeleton |= _upsample_skeleton(sk_half, shape)
+
+    sl = lines[SPIDER]
+    if len(sl.ys):
+        sm_s = cv2.GaussianBlur(maps.spider, (0, 0), 0.6)
+        marg = _footprint_margin(
+            sm_s,
+            sl,
+            np.full(len(sl.ys), _FOOTPRINT_FRACTION, np.float32),
+            _MAX_HALF_WIDTH_MM[SPIDER] * maps.ppm_work,
+            _noise_floor(sm_s, maps.leg),
+            region,
+        )
+        labels[marg > 0] = SPIDER
+
     # Specks left by the rule at the ends of faint ridges are not veins.
-    n, lab2, stats, _ = cv2.connectedComponentsWithStats(
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(
         (labels > 0).astype(np.uint8), connectivity=8
     )
     small = stats[:, cv2.CC_STAT_AREA] < _MIN_AREA_MM2 * maps.ppm_work**2
     small[0] = False
     if small.any():
-        labels[small[lab2]] = 0
-    return labels
+        labels[small[lab]] = 0
+    sp = labels == SPIDER
+    if sp.any():
+        skeleton &= labels == RETICULAR
+        skeleton |= skeletonize(sp)
+    else:
+        skeleton &= labels == RETICULAR
+    return labels, skeleton
+
+
+def _upsample_skeleton(sk: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Redraw an 8-connected skeleton on a finer grid of ``shape``, keeping it connected."""
+    out = np.zeros(shape, bool)
+    if sk.shape == shape:
+        out |= sk
+        return out
+    fy = shape[0] / sk.shape[0]
+    fx = shape[1] / sk.shape[1]
+    ys, xs = np.nonzero(sk)
+    yf = (ys + 0.5) * fy - 0.5
+    xf = (xs + 0.5) * fx - 0.5
+
+    def put(y: np.ndarray, x: np.ndarray) -> None:
+        out[
+            np.clip(np.round(y).astype(np.int64), 0, shape[0] - 1),
+            np.clip(np.round(x).astype(np.int64), 0, shape[1] - 1),
+        ] = True
+
+    put(yf, xf)
+    steps = max(1, int(math.ceil(max(fx, fy))))
+    h, w = sk.shape
+    for dy, dx in ((0, 1), (1, 1), (1, 0), (1, -1)):
+        ny, nx = ys + dy, xs + dx
+        ok = (ny < h) & (nx >= 0) & (nx < w)
+        ok[ok] = sk[ny[ok], nx[ok]]
+        for t in range(1, steps):
+            put(yf[ok] + t * dy * fy / steps, xf[ok] + t * dx * fx / steps)
+    return out
 
 
 def segment(
@@ -786,14 +877,16 @@ def segment(
     maps = _compute_maps(rgb, ppm, lm)
     work_shape = maps.leg.shape
     work_size = (work_shape[1], work_shape[0])
+    half_size = (maps.leg_half.shape[1], maps.leg_half.shape[0])
     if roi_m is not None:
-        roi_w = _resize(roi_m.astype(np.uint8) * 255, work_size) >= 128
+        roi_u8 = roi_m.astype(np.uint8) * 255
+        roi_w = _resize(roi_u8, work_size) >= 128
+        roi_h = _resize(roi_u8, half_size) >= 128
     else:
         roi_w = np.ones(work_shape, bool)
-    lines = {cls: _centrelines(maps, cls, sens, roi_w) for cls in (SPIDER, RETICULAR)}
-    labels_w = _footprints(maps, lines, maps.leg & roi_w)
-    ppm_work = maps.ppm_work
-    skel_w = skeletonize(labels_w > 0)
+        roi_h = np.ones(maps.leg_half.shape, bool)
+    lines = {cls: _centrelines(maps, cls, sens, roi_h) for cls in (SPIDER, RETICULAR)}
+    labels_w, skel_w = _labels_at_work(maps, lines, maps.leg & roi_w, maps.leg_half & roi_h)
 
     size = (shape[1], shape[0])
     contrast = _contrast_full(maps, shape, ppm)
@@ -803,13 +896,7 @@ def segment(
         for code in (RETICULAR, SPIDER):
             up = _resize((labels_w == code).astype(np.uint8) * 255, size, cv2.INTER_LINEAR)
             labels[up >= 128] = code
-        skeleton = np.zeros(shape, bool)
-        ys, xs = np.nonzero(skel_w)
-        f = shape[1] / work_shape[1]
-        skeleton[
-            np.clip(((ys + 0.5) * f).astype(np.int32), 0, shape[0] - 1),
-            np.clip(((xs + 0.5) * f).astype(np.int32), 0, shape[1] - 1),
-        ] = True
+        skeleton = _upsample_skeleton(skel_w, shape)
     else:
         labels, skeleton = labels_w, skel_w
     leg = contrast.leg_mask
@@ -819,9 +906,10 @@ def segment(
     mask = labels > 0
     skeleton &= mask
     strength = contrast.of_class(labels)
-    strength[~leg] = 0.0
+    if roi_m is not None:
+        strength[~leg] = 0.0
 
-    vein_ids, veins = _vein_objects(labels_w, skel_w, maps.contrast, ppm_work, shape)
+    vein_ids, veins = _vein_objects(labels_w, skel_w, maps, shape)
     return Segmentation(
         mask=mask,
         labels=labels,
@@ -838,28 +926,30 @@ def segment(
 
 
 def _vein_objects(
-    labels: np.ndarray,
-    skeleton: np.ndarray,
-    contrast: np.ndarray,
-    ppm: float,
-    out_shape: tuple[int, int],
+    labels: np.ndarray, skeleton: np.ndarray, maps: _Maps, out_shape: tuple[int, int]
 ) -> tuple[np.ndarray, tuple[VeinSegment, ...]]:
     """Connected veins of each class at the working level, ids resized to ``out_shape``."""
+    ppm = maps.ppm_work
     vein_ids = np.zeros(labels.shape, np.int32)
     veins: list[VeinSegment] = []
     next_id = 1
     f = out_shape[1] / labels.shape[1]
+    size = (labels.shape[1], labels.shape[0])
     for code in (SPIDER, RETICULAR):
-        m = (labels == code).astype(np.uint8)
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-        if n <= 1:
+        m = labels == code
+        if not m.any():
             continue
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
         area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-        sel_sk = skeleton & (labels == code)
-        skel_n = np.bincount(lab[sel_sk], minlength=n).astype(np.float64)
-        ch = np.ascontiguousarray(contrast[..., 0 if code == SPIDER else 1])
-        csum = np.bincount(lab.ravel(), weights=ch.ravel(), minlength=n)
-        ids = np.arange(n, dtype=np.int32) + (next_id - 1)
+        skel_n = np.bincount(lab[skeleton & m], minlength=n).astype(np.float64)
+        idx = np.flatnonzero(m.ravel())
+        if code == SPIDER:
+            cval = maps.spider.ravel()[idx]
+        else:
+            rt = _resize(np.ascontiguousarray(maps.half[..., 1]), size, cv2.INTER_LINEAR)
+            cval = rt.ravel()[idx]
+        csum = np.bincount(lab.ravel()[idx], weights=cval, minlength=n)
+        ids = np.arange(n, dtype=np.int32) + np.int32(next_id - 1)
         ids[0] = 0
         for i in range(1, n):
             length_px = max(skel_n[i] * _SKELETON_STEP, 1.0)
@@ -881,8 +971,7 @@ def _vein_objects(
                 )
             )
         next_id += n - 1
-        sel = lab > 0
-        vein_ids[sel] = ids[lab[sel]]
+        vein_ids.ravel()[idx] = ids[lab.ravel()[idx]]
     if vein_ids.shape != out_shape:
         up = cv2.resize(vein_ids, (out_shape[1], out_shape[0]), interpolation=cv2.INTER_NEAREST)
         return np.asarray(up, dtype=np.int32), tuple(veins)
