@@ -593,6 +593,28 @@ def test_revocation_between_choosing_and_exporting(
         ex.run_export(repo, mk, channel="website", pairs=chosen[1:])
 
 
+def test_crafted_pair_without_consent_is_never_exported(
+    repo: Repository, phantom_files: tuple[bytes, bytes]
+) -> None:
+    """A pair edited by hand (e.g. crafted widget state) to point at another client's photos."""
+    mk = make_user(repo, "marketing1", "marketing")
+    ok_client, _ = add_client_pair(repo, phantom_files, name="Consenting")
+    repo.record_consent(STAFF, ok_client, kind="marketing", scopes=["website"])
+    no_client, _ = add_client_pair(repo, phantom_files, name="Not Consenting")
+    (good,) = ex.list_exportable_pairs(repo, mk, channel="website")
+    secret = repo.list_photos(STAFF, client_id=no_client)
+    photo_ids = {"baseline_photo_id": secret[0].id, "followup_photo_id": secret[1].id}
+    crafted = [
+        dataclasses.replace(good, **photo_ids),  # consenting client's id, other's photos
+        dataclasses.replace(good, client_id=no_client, **photo_ids),  # all of the other's
+    ]
+    result = ex.run_export(repo, mk, channel="website", pairs=crafted)
+    assert result.rows == ()
+    assert [s.reason for s in result.skipped] == ["marketing consent no longer valid"] * 2
+    assert check_zip_integrity(result.zip_bytes) == []
+    assert all(e.client_id != no_client for e in repo.list_audit(STAFF, action="export"))
+
+
 def test_revocation_during_composites_is_caught_by_the_audit_transaction(
     repo: Repository, phantom_files: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
