@@ -28,8 +28,9 @@ __all__ = ["CaptureReport", "assess_capture"]
 #: Long side (px) at which captures are assessed.
 ASSESS_SIDE = 1000
 #: Focus measure (fine/mid detail ratio, see registration.sharpness) below which a photo
-#: is blurred; calibrated on skin phantoms at ASSESS_SIDE (sharp ≈ 0.2–0.6, σ 3 px ≈ 0.05).
-MIN_SHARPNESS = 0.08
+#: is blurred; calibrated on skin phantoms at ASSESS_SIDE (sharp ≈ 0.8–1.2, blur σ 2 px
+#: ≈ 0.3–0.5).
+MIN_SHARPNESS = 0.45
 #: A follow-up keeps at least this fraction of the baseline's fine detail.
 MIN_SHARPNESS_VS_BASELINE = 0.45
 #: Skin luma (sRGB, 0–1) below which the photo is too dark.
@@ -53,8 +54,8 @@ class CaptureReport:
     Attributes
     ----------
     sharpness : float
-        Focus measure: fine-detail over mid-scale detail energy on skin (≈ 0.2–0.6
-        sharp; below 0.08 blurred).
+        Focus measure: fine-detail over mid-scale detail energy on skin (≈ 0.8–1.2
+        sharp; below 0.45 blurred).
     exposure : float
         Median skin brightness as sRGB luma in [0, 1].
     leg_fraction : float

@@ -72,6 +72,9 @@ MIN_OVERLAP = 0.25
 #: (3 px at 2000 px, about 0.3 mm at the usual framing): finer veins are lost beyond.
 MAX_RELATIVE_BLUR = 0.0015
 ECC_ITERATIONS = 10
+#: When matching fails, a photo with less than this share of the other's fine detail
+#: (see :func:`sharpness`) is named as blurred in the reason.
+BLUR_HINT_RATIO = 0.5
 #: Largest non-rigid residual displacement, as a fraction of the long side (20 px at 2000).
 MAX_FLOW = 0.01
 MAX_SCALE_CHANGE = 2.0
@@ -316,30 +319,32 @@ def _to_u8(hp: np.ndarray, sigma_px: float) -> np.ndarray:
 
 
 def sharpness(rgb: np.ndarray, *, mask: np.ndarray | None = None) -> float:
-    """Fine-detail energy relative to mid-scale detail (scale-free focus measure).
+    """Scale-free focus measure: fine-band over mid-band detail energy of the grey image.
 
-    Ratio of the energy of a 1-px difference-of-Gaussians to that of a 2-px one on
-    the grey image: a blurred photo loses the fine band first. About 0.5–0.8 for a
-    sharp skin photo; much lower for a blurred one.
+    Ratio of the energy of the difference of Gaussians (1.5 px, 3 px) to that of
+    (3 px, 6 px). Blur removes the fine band first; pixel noise barely reaches
+    either band, so the measure keeps falling with blur on noisy photos. Compute it
+    at a fixed working size (about 1000 px long side). On skin phantoms: about
+    0.8–1.2 sharp, 0.5–0.8 at a blur σ of 1 px, 0.3–0.5 at 2 px, below 0.3 beyond.
 
     Parameters
     ----------
     rgb : ndarray, shape (H, W, 3), dtype uint8
     mask : ndarray, shape (H, W), dtype bool, optional
-        Pixels to measure on (e.g. skin).
+        Pixels to measure on (e.g. skin); ignored when it has fewer than 100 pixels.
 
     Returns
     -------
     float
     """
     g = cv2.cvtColor(as_rgb(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    g1 = cv2.GaussianBlur(g, (0, 0), 1.0)
-    g2 = cv2.GaussianBlur(g, (0, 0), 2.0)
-    g4 = cv2.GaussianBlur(g, (0, 0), 4.0)
-    fine = (g - g1) ** 2
+    g1 = cv2.GaussianBlur(g, (0, 0), 1.5)
+    g2 = cv2.GaussianBlur(g, (0, 0), 3.0)
+    g4 = cv2.GaussianBlur(g, (0, 0), 6.0)
+    fine = (g1 - g2) ** 2
     mid = (g2 - g4) ** 2
     if mask is not None:
-        m = cv2.erode(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        m = _erode(mask, 13)
         if m.sum() > 100:
             return float(fine[m].mean() / (mid[m].mean() + 1e-6))
     return float(fine.mean() / (mid.mean() + 1e-6))
@@ -450,6 +455,25 @@ def _check_optional_mask(
     if mask.dtype != bool:
         raise ValueError(f"{name} must have dtype bool, got {mask.dtype}; use `{name} > 0`")
     return mask
+
+
+def _blur_hint(
+    b_ref: np.ndarray, f_ref: np.ndarray, b_skin: np.ndarray, f_skin: np.ndarray
+) -> str | None:
+    """A reason naming a blurred photo when matching failed because one photo is blurred."""
+    sb = sharpness(b_ref, mask=b_skin)
+    sf = sharpness(f_ref, mask=f_skin)
+    if sf < BLUR_HINT_RATIO * sb:
+        return (
+            "The follow-up photo is blurred, so its skin details cannot be matched to the "
+            "baseline: retake it with the camera steady and focused on the skin."
+        )
+    if sb < BLUR_HINT_RATIO * sf:
+        return (
+            "The baseline photo is blurred, so its skin details cannot be matched to the "
+            "follow-up: its fine veins cannot be compared; retake the baseline if possible."
+        )
+    return None
 
 
 def _refused(
@@ -587,8 +611,9 @@ def register(
     kf, df = sift.detectAndCompute(_to_u8(ch_fm, sig_m), feat_mask(f_skin_ref, vein_fm))
     if db is None or df is None or len(kb) < 8 or len(kf) < 8:
         return _refused(
-            "Too few skin features were found to align the photos: check focus and lighting, "
-            "and photograph the same area as the baseline.",
+            _blur_hint(b_ref, f_ref, b_skin_ref, f_skin_ref)
+            or "Too few skin features were found to align the photos: check focus and "
+            "lighting, and photograph the same area as the baseline.",
             bshape,
             fshape,
         )
@@ -598,7 +623,8 @@ def register(
     n_matches = len(good)
     if n_matches < MIN_INLIERS:
         return _refused(
-            f"Only {n_matches} features match between the photos: they do not seem to show "
+            _blur_hint(b_ref, f_ref, b_skin_ref, f_skin_ref)
+            or f"Only {n_matches} features match between the photos: they do not seem to show "
             "the same area of the same leg. Retake the follow-up framed like the baseline.",
             bshape,
             fshape,
@@ -623,8 +649,9 @@ def register(
     checks = RegistrationChecks(matches=n_matches, scale=scale, anisotropy=aniso, perspective=persp)
     if n_inl < MIN_INLIERS or ratio < MIN_INLIER_RATIO:
         return _refused(
-            f"Only {n_inl} of {n_matches} skin features agree on one alignment: the photos do "
-            "not seem to show the same area of the same leg.",
+            _blur_hint(b_ref, f_ref, b_skin_ref, f_skin_ref)
+            or f"Only {n_inl} of {n_matches} skin features agree on one alignment: the photos "
+            "do not seem to show the same area of the same leg.",
             bshape,
             fshape,
             h=h_full,
@@ -654,12 +681,13 @@ def register(
     odn_b = optical_density(b_ref) @ NEUTRAL_OD
     odn_f = optical_density(f_ref) @ NEUTRAL_OD
     sig_r = 3.0
-    ch_bref = _highpass(odn_b, sig_r)
-    ch_fref = _highpass(odn_f, sig_r)
+    ch_bref = _clip_robust(_highpass(odn_b, sig_r), b_skin_ref)
+    ch_fref = _clip_robust(_highpass(odn_f, sig_r), f_skin_ref)
     h_r = _scale_h(h_full, s_fref, s_bref)  # follow-up refine px -> baseline refine px
     vein_bref = grid(vein_bm, b_ref)
-    tmask_b = _erode(b_use_ref & ~vein_bref, 5)
-    imask = _erode(f_skin_ref, 5)
+    # Away from the leg outline (and any frame border) by about 3 high-pass sigmas.
+    tmask_b = _erode(b_use_ref & ~vein_bref, 11)
+    imask = _erode(f_skin_ref, 11)
     warp = np.linalg.inv(h_r).astype(np.float32)  # ECC maps template (baseline) -> input
     warp /= warp[2, 2]
     try:
@@ -801,6 +829,15 @@ def _erode(mask: np.ndarray, k: int) -> np.ndarray:
 def _highpass(ch: np.ndarray, sigma_px: float) -> np.ndarray:
     c = cv2.GaussianBlur(ch, (0, 0), 1.0)
     return np.asarray(c - cv2.GaussianBlur(c, (0, 0), sigma_px), dtype=np.float32)
+
+
+def _clip_robust(ch: np.ndarray, mask: np.ndarray, k: float = 4.0) -> np.ndarray:
+    """Clip a high-passed channel at k robust sigmas of its skin pixels (outline, moles)."""
+    vals = ch[::4, ::4][mask[::4, ::4]]
+    if vals.size < 100:
+        return ch
+    mad = float(np.median(np.abs(vals - np.median(vals)))) * 1.4826 + 1e-6
+    return np.asarray(np.clip(ch, -k * mad, k * mad), dtype=np.float32)
 
 
 def _warp_with_valid(

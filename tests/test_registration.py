@@ -1,0 +1,288 @@
+"""Registration against phantoms with an exact follow-up -> baseline map.
+
+Small (600 x 800) versions of the benchmark's targets: rigid pairs within 0.5 px
+median and 1.5 px max, non-rigid pairs within 1.5 px median, and refusal of
+unrelated legs and blurred photos with a reason. Timing lives in
+benchmarks/registration.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from vein_tracker import synthetic as syn
+from vein_tracker.io import photo_from_array
+from vein_tracker.registration import Registration, register
+
+SHAPE = (600, 800)
+# The benchmark's capture changes, with blur scaled to this frame (σ ≤ 1 px at 2000 px wide).
+BLUR = (0.0, 0.4)
+
+
+def map_errors(reg: Registration, rendered: syn.Rendered, step: int = 7) -> np.ndarray:
+    """Distance (baseline px) between the estimated and the true baseline position of
+    follow-up leg pixels whose true position lies inside the baseline frame."""
+    ys, xs = np.nonzero(rendered.leg_mask)
+    ys, xs = ys[::step], xs[::step]
+    truth = rendered.to_baseline_map[ys, xs].astype(np.float64)
+    h, w = SHAPE
+    inside = (truth[:, 0] >= 0) & (truth[:, 0] < w) & (truth[:, 1] >= 0) & (truth[:, 1] < h)
+    q = np.stack([xs, ys], axis=1).astype(np.float64)[inside]
+    return np.asarray(np.linalg.norm(reg.map_points(q) - truth[inside], axis=1))
+
+
+@pytest.fixture(scope="module", params=[0, 1])
+def rigid_pair(request: pytest.FixtureRequest) -> syn.PhantomPair:
+    seed = int(request.param)
+    cap = syn.random_capture(seed, shape=SHAPE, blur_sigma=BLUR)
+    return syn.make_pair(seed, shape=SHAPE, capture=cap, cleared_frac=0.6)
+
+
+@pytest.fixture(scope="module")
+def rigid_result(rigid_pair: syn.PhantomPair) -> Registration:
+    return register(rigid_pair.baseline.rgb, rigid_pair.followup.rgb)
+
+
+def test_rigid_pair_recovers_true_map(
+    rigid_pair: syn.PhantomPair, rigid_result: Registration
+) -> None:
+    assert rigid_result.ok, rigid_result.reason
+    assert rigid_result.reason is None
+    err = map_errors(rigid_result, rigid_pair.followup)
+    assert err.size > 1000
+    assert np.median(err) <= 0.5
+    assert err.max() <= 1.5
+    assert 0.5 < rigid_result.quality <= 1.0
+    assert rigid_result.inliers >= 20
+    assert 0 < rigid_result.inlier_ratio <= 1
+    assert rigid_result.residual_px < 2.0
+
+
+def test_homography_matches_capture(
+    rigid_pair: syn.PhantomPair, rigid_result: Registration
+) -> None:
+    # The capture's homography is the truth when there is no bend: compare on a grid.
+    h_true = np.asarray(rigid_pair.followup.capture.homography)
+    ys, xs = np.mgrid[100:500:50, 100:700:50]
+    pts = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], axis=1).astype(np.float64)
+
+    def apply(h: np.ndarray) -> np.ndarray:
+        p = pts @ h.T
+        return p[:, :2] / p[:, 2:]
+
+    assert np.abs(apply(rigid_result.homography) - apply(h_true)).max() < 1.0
+
+
+def test_outputs_in_baseline_frame(rigid_pair: syn.PhantomPair, rigid_result: Registration) -> None:
+    r = rigid_result
+    assert r.homography.shape == (3, 3) and r.homography.dtype == np.float64
+    assert r.warped.shape == (*SHAPE, 3) and r.warped.dtype == np.uint8
+    assert r.valid.shape == SHAPE and r.valid.dtype == bool
+    assert np.all(r.warped[~r.valid] == 0)
+    # The warped follow-up's leg lands on the baseline's leg.
+    leg_w = r.warp(rigid_pair.followup.leg_mask)
+    assert leg_w.dtype == bool
+    both = r.valid & rigid_pair.baseline.leg_mask
+    iou = (leg_w & both).sum() / ((leg_w | rigid_pair.baseline.leg_mask) & r.valid).sum()
+    assert iou > 0.97
+    # Pixel content agrees on skin: the warped hair/moles sit on the baseline's.
+    g_b = cv2.cvtColor(rigid_pair.baseline.rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    g_w = cv2.cvtColor(r.warped, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    m = both & ~r.warp(rigid_pair.followup.labels > 0) & (rigid_pair.baseline.labels == 0)
+    hp_b = g_b - cv2.GaussianBlur(g_b, (0, 0), 4)
+    hp_w = g_w - cv2.GaussianBlur(g_w, (0, 0), 4)
+    aligned = np.corrcoef(hp_b[m], hp_w[m])[0, 1]
+    off_by_2px = np.corrcoef(hp_b[m], np.roll(hp_w, 2, axis=1)[m])[0, 1]
+    assert aligned > 0.25
+    assert aligned > off_by_2px + 0.1
+
+
+def test_to_dict_is_json_contract(rigid_result: Registration) -> None:
+    d = rigid_result.to_dict()
+    text = json.dumps(d, allow_nan=False)
+    back = json.loads(text)
+    for key in ("ok", "homography", "quality", "residual_px", "inliers", "reason"):
+        assert key in back
+    assert np.allclose(np.array(back["homography"]), rigid_result.homography)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_nonrigid_pair_refined(seed: int) -> None:
+    # 3.2 px at 800 px wide is the benchmark's 8 px bend at 2000 px.
+    cap = syn.random_capture(seed, shape=SHAPE, blur_sigma=BLUR, bend_px=3.2)
+    pair = syn.make_pair(seed, shape=SHAPE, capture=cap)
+    rigid = register(pair.baseline.rgb, pair.followup.rgb, nonrigid=False)
+    bent = register(pair.baseline.rgb, pair.followup.rgb)
+    assert rigid.ok and bent.ok
+    assert rigid.flow is None
+    assert bent.flow is not None and bent.flow.shape == (*SHAPE, 2)
+    assert bent.flow.dtype == np.float32
+    e_rigid = map_errors(rigid, pair.followup)
+    e_bent = map_errors(bent, pair.followup)
+    assert np.median(e_bent) <= 1.5
+    assert np.median(e_bent) < np.median(e_rigid)
+    assert bent.checks.nonrigid_gain > 0
+
+
+def test_identity_pair() -> None:
+    leg = syn.make_leg(7, shape=SHAPE)
+    b = syn.render(leg).rgb
+    r = register(b, b)
+    assert r.ok
+    assert np.allclose(r.homography, np.eye(3), atol=2e-3)
+    assert r.residual_px < 0.2
+    assert r.quality > 0.8
+
+
+def test_known_homography_on_resampled_photo() -> None:
+    # Independent of the generator's camera model: warp a baseline by a known similarity.
+    leg = syn.make_leg(8, shape=SHAPE)
+    b = syn.render(leg, syn.identity_capture(shape=SHAPE, noise=0.003, seed=1)).rgb
+    theta = np.radians(6.0)
+    h_true = np.array(
+        [
+            [1.05 * np.cos(theta), -1.05 * np.sin(theta), 20.0],
+            [1.05 * np.sin(theta), 1.05 * np.cos(theta), -15.0],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    # f(x) = b(H x): the follow-up pixel x shows baseline point H x.
+    f = cv2.warpPerspective(
+        b, h_true, (SHAPE[1], SHAPE[0]), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+    )
+    r = register(b, f, nonrigid=False)
+    assert r.ok, r.reason
+    pts = np.array([[200.0, 150.0], [600.0, 150.0], [400.0, 300.0], [200.0, 450.0]])
+    ph = np.hstack([pts, np.ones((4, 1))]) @ h_true.T
+    assert np.abs(r.map_points(pts) - ph[:, :2] / ph[:, 2:]).max() < 0.3
+
+
+def test_photo_objects_and_different_sizes() -> None:
+    # A follow-up taken at another resolution registers at full resolution of each.
+    seed = 5
+    cap = syn.random_capture(seed, shape=SHAPE, blur_sigma=BLUR, rotation_deg=5)
+    leg = syn.make_leg(seed, shape=SHAPE)
+    b = syn.render(leg).rgb
+    f_big = syn.render(leg, cap, shape=(900, 1200))
+    r = register(photo_from_array(b), photo_from_array(f_big.rgb), nonrigid=False)
+    assert r.ok, r.reason
+    ys, xs = np.nonzero(f_big.leg_mask)
+    ys, xs = ys[::50], xs[::50]
+    # The generator gives baseline coordinates at the render's scale (1200 px wide).
+    truth = f_big.to_baseline_map[ys, xs].astype(np.float64) * (800 / 1200)
+    inside = (truth[:, 0] > 0) & (truth[:, 0] < 800) & (truth[:, 1] > 0) & (truth[:, 1] < 600)
+    est = r.map_points(np.stack([xs, ys], 1).astype(np.float64)[inside])
+    assert np.median(np.linalg.norm(est - truth[inside], axis=1)) < 0.5
+    assert r.warped.shape == (*SHAPE, 3)
+    assert r.followup_shape == (900, 1200)
+
+
+def test_unrelated_legs_refused_with_reason() -> None:
+    a = syn.make_pair(11, shape=SHAPE)
+    b = syn.make_pair(12, shape=SHAPE)
+    r = register(a.baseline.rgb, b.followup.rgb)
+    assert not r.ok
+    assert isinstance(r.reason, str) and "same" in r.reason
+    assert r.quality == 0.0
+    assert not r.valid.any()
+    assert json.loads(json.dumps(r.to_dict(), allow_nan=False))["ok"] is False
+
+
+def test_blurred_followup_refused_with_reason() -> None:
+    cap = syn.random_capture(1, shape=SHAPE, blur_sigma=2.5)
+    pair = syn.make_pair(1, shape=SHAPE, capture=cap)
+    r = register(pair.baseline.rgb, pair.followup.rgb)
+    assert not r.ok
+    assert r.reason is not None and "blurred" in r.reason
+    assert r.checks.blur_followup_px > 1.7
+
+
+def test_blurred_baseline_refused_with_reason() -> None:
+    leg = syn.make_leg(2, shape=SHAPE)
+    b = syn.render(leg, syn.identity_capture(shape=SHAPE, blur_sigma=2.5)).rgb
+    f = syn.render(leg, syn.random_capture(2, shape=SHAPE, blur_sigma=0.0)).rgb
+    r = register(b, f)
+    assert not r.ok
+    assert r.reason is not None and "baseline photo is blurred" in r.reason
+    assert "same area" not in r.reason
+
+
+def test_blank_photos_refused_not_raised() -> None:
+    grey = np.full((*SHAPE, 3), 128, np.uint8)
+    r = register(grey, grey)
+    assert not r.ok and r.reason
+    skin = np.zeros((*SHAPE, 3), np.uint8)
+    skin[:] = (225, 180, 160)
+    r2 = register(skin, skin)
+    assert not r2.ok and r2.reason
+
+
+def test_inputs_not_modified_and_progress_reported(rigid_pair: syn.PhantomPair) -> None:
+    b = rigid_pair.baseline.rgb.copy()
+    f = rigid_pair.followup.rgb.copy()
+    roi = np.zeros(SHAPE, bool)
+    roi[150:450, 200:600] = True
+    roi_copy = roi.copy()
+    calls: list[tuple[float, str]] = []
+    r = register(b, f, roi=roi, progress=lambda frac, msg: calls.append((frac, msg)))
+    assert r.ok
+    assert np.array_equal(b, rigid_pair.baseline.rgb)
+    assert np.array_equal(f, rigid_pair.followup.rgb)
+    assert np.array_equal(roi, roi_copy)
+    fracs = [c[0] for c in calls]
+    assert fracs == sorted(fracs) and fracs[0] == 0.0 and fracs[-1] == 1.0
+    assert all(isinstance(c[1], str) and c[1] for c in calls)
+
+
+def test_roi_and_leg_mask_accepted(rigid_pair: syn.PhantomPair) -> None:
+    roi = np.zeros(SHAPE, bool)
+    roi[200:400, 250:550] = True
+    r = register(
+        rigid_pair.baseline.rgb,
+        rigid_pair.followup.rgb,
+        roi=roi,
+        leg_mask=rigid_pair.baseline.leg_mask,
+    )
+    assert r.ok
+    assert np.median(map_errors(r, rigid_pair.followup)) <= 0.5
+
+
+def test_map_points_inverts_flow() -> None:
+    cap = syn.random_capture(3, shape=SHAPE, blur_sigma=BLUR, bend_px=3.2)
+    pair = syn.make_pair(3, shape=SHAPE, capture=cap)
+    r = register(pair.baseline.rgb, pair.followup.rgb)
+    assert r.flow is not None
+    # Baseline pixel p samples the follow-up at H^-1(p + flow(p)); map_points brings it back.
+    p = np.array([[300.0, 200.0], [500.0, 350.0], [420.0, 280.0]])
+    f = np.array([r.flow[int(y), int(x)] for x, y in p], dtype=np.float64)
+    q = p + f
+    qh = np.hstack([q, np.ones((3, 1))]) @ np.linalg.inv(r.homography).T
+    src = qh[:, :2] / qh[:, 2:]
+    assert np.abs(r.map_points(src) - p).max() < 0.05
+
+
+def test_bad_inputs_raise(rigid_pair: syn.PhantomPair, rigid_result: Registration) -> None:
+    b = rigid_pair.baseline.rgb
+    f = rigid_pair.followup.rgb
+    with pytest.raises(ValueError, match="uint8"):
+        register(b.astype(np.float32), f)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        register(b[..., 0], f)
+    with pytest.raises(TypeError):
+        register("baseline.jpg", f)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="roi"):
+        register(b, f, roi=np.ones((10, 10), bool))
+    with pytest.raises(ValueError, match="roi must have dtype bool"):
+        register(b, f, roi=np.ones(SHAPE, np.uint8))
+    with pytest.raises(ValueError, match="leg_mask"):
+        register(b, f, leg_mask=np.ones((SHAPE[0], SHAPE[1] + 1), bool))
+    with pytest.raises(ValueError, match="xy must have shape"):
+        rigid_result.map_points(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="interpolation"):
+        rigid_result.warp(f, interpolation="lanczos")
+    with pytest.raises(ValueError, match="follow-up's size"):
+        rigid_result.warp(np.zeros((10, 10), np.uint8))
