@@ -482,6 +482,7 @@ def restore(
     archive: str | os.PathLike[str],
     data_dir: str | os.PathLike[str] | None = None,
     *,
+    db_url: str | None = None,
     settings: Settings | None = None,
 ) -> RestoreResult:
     """Restore a backup into an empty data directory, verifying every hash first.
@@ -492,6 +493,9 @@ def restore(
         A ``.tar`` written by :func:`backup`.
     data_dir : path, optional
         Target (default ``VEIN_TRACKER_DATA``); must be empty or not exist.
+    db_url : str, optional
+        Target database (must be empty). Default: ``VEIN_TRACKER_DB_URL`` if set, else
+        the SQLite file in the target data folder.
 
     Raises
     ------
@@ -501,9 +505,10 @@ def restore(
     """
     settings = settings or get_settings()
     target = Path(data_dir) if data_dir is not None else settings.data_dir
-    db_url = settings.db_url
-    if data_dir is not None and not os.environ.get("VEIN_TRACKER_DB_URL"):
-        db_url = f"sqlite:///{target / 'vein_tracker.db'}"
+    if db_url is None:
+        db_url = settings.db_url
+        if data_dir is not None and not os.environ.get("VEIN_TRACKER_DB_URL"):
+            db_url = f"sqlite:///{target / 'vein_tracker.db'}"
     if target.exists() and any(target.iterdir()):
         raise StorageError(
             f"The data folder {target.name!r} is not empty: restore only into an empty folder "

@@ -1285,6 +1285,12 @@ class Repository:
             raise ValueError("give client_id, area_id or visit_id to list photos")
 
         def body(s: Session) -> list[PhotoInfo]:
+            if area_id is not None:
+                area = _get_or_missing(s, m.TreatmentArea, area_id, "treatment area")
+                self._require_client_read(actor, area.client_id)
+            if visit_id is not None:
+                visit = _get_or_missing(s, m.Visit, visit_id, "visit")
+                self._require_client_read(actor, visit.client_id)
             q = sa.select(m.Photo).join(m.Visit, m.Visit.id == m.Photo.visit_id)
             if client_id is not None:
                 q = q.where(m.Photo.client_id == client_id)
@@ -1362,7 +1368,7 @@ class Repository:
                 )
             _choice(channel, CHANNELS, "channel")
             if _valid_marketing_consent(s, p.client_id, channel, utcnow().date()) is None:
-                raise ConsentError(
+                raise AccessDenied(
                     "This client has no valid marketing consent for "
                     f"{channel}: the photo cannot be used."
                 )
@@ -1588,7 +1594,7 @@ class Repository:
                     sa.select(m.Photo, m.Visit)
                     .join(m.Visit, m.Visit.id == m.Photo.visit_id)
                     .where(m.Photo.area_id == area_id)
-                ).tuples()
+                )
             }
             infos.sort(key=lambda i: (dates.get(i.followup_photo_id, (date.min, 0)), i.id))
             return infos
@@ -1668,12 +1674,10 @@ class Repository:
             if area_id is not None:
                 q = q.where(m.AreaBaseline.area_id == area_id)
             done = set(
-                s.execute(
-                    sa.select(m.Analysis.baseline_photo_id, m.Analysis.followup_photo_id)
-                ).tuples()
+                s.execute(sa.select(m.Analysis.baseline_photo_id, m.Analysis.followup_photo_id))
             )
             out: list[tuple[int, int]] = []
-            for b, bp in s.execute(q).tuples():
+            for b, bp in s.execute(q):
                 follow = s.scalars(
                     sa.select(m.Photo.id).where(
                         m.Photo.area_id == b.area_id, m.Photo.visit_id != bp.visit_id
@@ -2080,12 +2084,11 @@ class Repository:
 
         def body(s: Session) -> dict[str, str]:
             refs = {
-                sha: f"photo {pid}"
-                for pid, sha in s.execute(sa.select(m.Photo.id, m.Photo.sha256)).tuples()
+                sha: f"photo {pid}" for pid, sha in s.execute(sa.select(m.Photo.id, m.Photo.sha256))
             }
             for aid, name, sha in s.execute(
                 sa.select(m.AnalysisMask.analysis_id, m.AnalysisMask.name, m.AnalysisMask.sha256)
-            ).tuples():
+            ):
                 refs.setdefault(sha, f"analysis {aid} mask {name}")
             return refs
 
@@ -2359,7 +2362,7 @@ def _marketing_pairs(
                 .join(m.Visit, m.Visit.id == m.Photo.visit_id)
                 .where(m.Photo.area_id == area.id, m.Visit.visit_date > bv.visit_date)
                 .order_by(m.Visit.visit_date, m.Photo.id)
-            ).tuples()
+            )
             area_pairs = []
             for fp, fv in rows:
                 if since is not None and fv.visit_date < since:

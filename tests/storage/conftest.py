@@ -1,0 +1,285 @@
+"""Fixtures of the storage tests: a repository on SQLite and on PostgreSQL, a small clinic.
+
+Every repository-level test runs twice (``[sqlite]`` and ``[postgres]``, the latter
+marked ``postgres``). Password hashing uses cheap argon2id parameters here only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from vein_tracker.config import Settings, get_settings
+from vein_tracker.io import encode_image
+from vein_tracker.storage import (
+    SYSTEM_ACTOR,
+    Actor,
+    Passwords,
+    Repository,
+    Screening,
+    fast_test_hasher,
+    open_repository,
+)
+from vein_tracker.storage.info import utcnow
+from vein_tracker.storage.models import Base
+
+#: Test-only cheap hashing (production uses argon2-cffi's RFC 9106 defaults).
+FAST = Passwords(fast_test_hasher())
+PASSWORD = "correct horse battery"
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def photo_bytes(seed: int, *, shape: tuple[int, int] = (300, 400)) -> bytes:
+    """A small, unique JPEG (smooth colour field plus seeded noise)."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([180 + 30 * np.sin(xx / 40), 140 + 20 * np.cos(yy / 30), 120 + 0 * xx], -1)
+    noise = rng.normal(0, 12, size=(h, w, 3))
+    img = np.clip(base + noise, 0, 255).astype(np.uint8)
+    return encode_image(img, quality=90)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``"sqlite"`` or ``"postgres"``; sets ``VEIN_TRACKER_DB_URL`` for the latter."""
+    if request.param == "postgres":
+        monkeypatch.setenv("VEIN_TRACKER_DB_URL", request.getfixturevalue("pg_url"))
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str, data_dir: Path) -> Settings:
+    s = get_settings()
+    assert s.data_dir == data_dir
+    return s
+
+
+@pytest.fixture
+def repo(settings: Settings) -> Iterator[Repository]:
+    r = open_repository(settings, passwords=FAST)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def reopen(settings: Settings, **changes: object) -> Repository:
+    """A second repository on the same data (e.g. with another encryption key)."""
+    return open_repository(dataclasses.replace(settings, **changes), passwords=FAST)
+
+
+def make_user(repo: Repository, username: str, role: str, client_id: int | None = None) -> Actor:
+    u = repo.create_user(SYSTEM_ACTOR, username, PASSWORD, role, client_id=client_id)
+    return Actor(user_id=u.id, username=u.username, role=u.role, client_id=u.client_id)
+
+
+@pytest.fixture(scope="session")
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Clinics built once per backend: ``{backend: (data folder, db url, namespace, rows)}``.
+
+    The PostgreSQL one lives in one database that every PostgreSQL test reuses: it is
+    reset to the saved rows before each test (creating a database per test costs
+    seconds here). It is dropped at the end of the session.
+    """
+    state: dict[str, Any] = {}
+    yield state
+    if "postgres" in state:
+        _drop_pg_db(state["server"], state["postgres"][1])
+
+
+def _build_template(
+    backend: str, state: dict[str, Any], factory: pytest.TempPathFactory, server: str | None
+) -> tuple[Path, str, SimpleNamespace, dict[str, list[dict[str, Any]]]]:
+    if backend not in state:
+        d = factory.mktemp(f"template-{backend}")
+        url = _create_pg_db(server) if server else f"sqlite:///{d / 'vein_tracker.db'}"
+        settings = dataclasses.replace(get_settings(), data_dir=d, db_url=url, encryption_key=None)
+        r = open_repository(settings, passwords=FAST)
+        try:
+            ns = build_clinic(r)
+            rows = _snapshot_rows(r.engine) if server else {}
+        finally:
+            r.close()
+        state[backend] = (d, url, ns, rows)
+        state["server"] = server
+    return state[backend]  # type: ignore[no-any-return]
+
+
+def _snapshot_rows(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
+    with engine.connect() as conn:
+        return {
+            t.name: [dict(r._mapping) for r in conn.execute(t.select())]
+            for t in Base.metadata.sorted_tables
+        }
+
+
+def _reset_pg(url: str, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """Put the shared PostgreSQL database back to the saved clinic rows."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            # Replica mode skips triggers (the audit log's append-only guard and FK checks)
+            # for this reset only; the repository itself never does this.
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+            # DELETE, not TRUNCATE: TRUNCATE swaps files and costs an fsync per table.
+            for t in reversed(Base.metadata.sorted_tables):
+                conn.execute(t.delete())
+            for t in Base.metadata.sorted_tables:
+                if rows.get(t.name):
+                    conn.execute(t.insert(), rows[t.name])
+                if "id" in t.c:
+                    conn.execute(
+                        sa.text(
+                            f"SELECT setval(pg_get_serial_sequence('{t.name}', 'id'), "
+                            f"COALESCE((SELECT MAX(id) FROM {t.name}), 0) + 1, false)"
+                        )
+                    )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def clinic(
+    backend: str,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    _templates: dict[str, Any],
+) -> Iterator[SimpleNamespace]:
+    """A fresh copy of a small clinic (see :func:`build_clinic`) in ``data_dir``.
+
+    ``clinic.repo`` is its repository and ``clinic.settings`` its settings.
+    """
+    server = request.getfixturevalue("pg_server_url") if backend == "postgres" else None
+    src, url, ns, rows = _build_template(backend, _templates, tmp_path_factory, server)
+    if server is not None:
+        _reset_pg(url, rows)
+        monkeypatch.setenv("VEIN_TRACKER_DB_URL", url)
+    shutil.copytree(src, data_dir, dirs_exist_ok=True)
+    settings = get_settings()
+    r = open_repository(settings, passwords=FAST)
+    try:
+        yield SimpleNamespace(**vars(ns), repo=r, settings=settings)
+    finally:
+        r.close()
+
+
+def _create_pg_db(server_url: str, *, template: str | None = None) -> str:
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        extra = f' TEMPLATE "{template.rpartition("/")[2]}"' if template else ""
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{extra}'))
+    admin.dispose()
+    return f"{server_url.rpartition('/')[0]}/{name}"
+
+
+def _drop_pg_db(server_url: str, url: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_repo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Repository]:
+    """A repository shared by the tests of one module (for the large access matrix)."""
+    d = tmp_path_factory.mktemp("shared")
+    server = url = None
+    if request.param == "postgres":
+        server = request.getfixturevalue("pg_server_url")
+        url = _create_pg_db(server)
+    else:
+        url = f"sqlite:///{d / 'vein_tracker.db'}"
+    settings = dataclasses.replace(get_settings(), data_dir=d, db_url=url, encryption_key=None)
+    r = open_repository(settings, passwords=FAST)
+    try:
+        yield r
+    finally:
+        r.close()
+        if server is not None:
+            _drop_pg_db(server, url)
+
+
+@pytest.fixture(scope="module")
+def shared_clinic(shared_repo: Repository) -> SimpleNamespace:
+    return build_clinic(shared_repo)
+
+
+def build_clinic(repo: Repository) -> SimpleNamespace:
+    """Two clients (A with a website+social marketing consent, B without), their accounts,
+    staff and marketing accounts; A has a baseline and a follow-up photo of one area."""
+    sysa = SYSTEM_ACTOR
+    admin = make_user(repo, "alice.admin", "admin")
+    aest = make_user(repo, "erin.aesth", "aesthetician")
+    mkt = make_user(repo, "mark.marketing", "marketing")
+    start = utcnow().date() - timedelta(weeks=6)
+    a = repo.create_client(aest, name="Ann Example", date_of_birth=date(1980, 5, 1))
+    b = repo.create_client(aest, name="Bea Other", email="bea@example.org")
+    for c in (a, b):
+        repo.record_screening(aest, c.id, Screening())
+        repo.record_consent(
+            aest, c.id, kind="treatment_photography", signed_at=start - timedelta(days=1)
+        )
+    marketing = repo.record_consent(
+        aest, a.id, kind="marketing", scopes=("website", "social"), signed_at=start
+    )
+    client_a = make_user(repo, "ann.client", "client", a.id)
+    client_b = make_user(repo, "bea.client", "client", b.id)
+    area_a = repo.create_area(aest, a.id, side="left", view="posterior", region="calf")
+    area_b = repo.create_area(aest, b.id, side="right", view="anterior", region="thigh")
+    v1 = repo.create_visit(aest, a.id, visit_date=start, area_ids=[area_a.id])
+    v2 = repo.create_visit(aest, a.id, visit_date=start + timedelta(weeks=4))
+    vb = repo.create_visit(aest, b.id, visit_date=start)
+    p1 = repo.add_photo(aest, area_a.id, v1.id, photo_bytes(1), filename="a1.jpg", px_per_mm=8.0)
+    p2 = repo.add_photo(aest, area_a.id, v2.id, photo_bytes(2), filename="a2.jpg", px_per_mm=8.0)
+    pb = repo.add_photo(aest, area_b.id, vb.id, photo_bytes(3), filename="b1.jpg")
+    analysis = repo.save_analysis(
+        aest,
+        p1.id,
+        p2.id,
+        params={"sensitivity": 0.5},
+        result={"improvement_pct": 80.0, "meets_target": True},
+        masks={"region": np.ones((300, 400), bool)},
+    )
+    return SimpleNamespace(
+        system=sysa,
+        admin=admin,
+        aest=aest,
+        mkt=mkt,
+        client_a=client_a,
+        client_b=client_b,
+        a=a,
+        b=b,
+        area_a=area_a,
+        area_b=area_b,
+        v1=v1,
+        v2=v2,
+        vb=vb,
+        p1=p1,
+        p2=p2,
+        pb=pb,
+        marketing=marketing,
+        analysis=analysis,
+        start=start,
+    )
