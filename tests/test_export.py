@@ -26,7 +26,7 @@ from vein_tracker import ALGORITHM_VERSION
 from vein_tracker import export as ex
 from vein_tracker import synthetic as sy
 from vein_tracker.config import get_settings
-from vein_tracker.errors import AccessDenied, PhotoError
+from vein_tracker.errors import AccessDenied, ConsentError, PhotoError
 from vein_tracker.io import encode_image
 from vein_tracker.storage import (
     CHANNELS,
@@ -751,3 +751,30 @@ def test_export_never_contains_a_pair_without_valid_consent(
             assert {e.client_id for e in events if e.client_id is not None} == exported
         finally:
             repo.close()
+
+
+def test_preview_and_crop_match_the_export(
+    repo: Repository, phantom_files: tuple[bytes, bytes]
+) -> None:
+    mk = make_user(repo, "marketing1", "marketing")
+    cid, _ = add_client_pair(repo, phantom_files)
+    consent = repo.record_consent(STAFF, cid, kind="marketing", scopes=["social"])
+    (pair,) = ex.list_exportable_pairs(repo, mk, channel="social")
+    crop = (40, 20, 200, 150)
+    preview = ex.preview_pair(repo, mk, pair, crop=crop, watermark="W", half_max_side_px=200)
+    result = ex.run_export(
+        repo,
+        mk,
+        channel="social",
+        crops={ex.pair_key(pair): crop},
+        watermark="W",
+        half_max_side_px=200,
+    )
+    manifest, files = read_zip(result.zip_bytes)
+    with Image.open(io.BytesIO(files[manifest[0]["file"]])) as im:
+        exported = np.asarray(im.convert("RGB")).astype(int)
+    assert exported.shape == preview.shape == (150 + 24, 2 * 200 + 4, 3)
+    assert np.abs(exported - preview.astype(int)).mean() < 3.0  # JPEG round trip only
+    repo.revoke_consent(STAFF, consent.id)
+    with pytest.raises(ConsentError):
+        ex.preview_pair(repo, mk, pair)

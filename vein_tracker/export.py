@@ -731,6 +731,101 @@ def _grade(improvement: float | None) -> str:
     return str(grade_for(improvement))
 
 
+def _pair_composite(
+    repo: Repository,
+    actor: Actor,
+    pair: MarketingPair,
+    *,
+    channel: str,
+    layout: str,
+    watermark: str,
+    watermark_opacity: float,
+    blur_boxes: Sequence[BlurBox],
+    crop: tuple[int, int, int, int] | None,
+    colour: str,
+    half_max_side_px: int,
+) -> np.ndarray:
+    from .errors import RegistrationError
+    from .registration import register
+
+    # Reading with the channel makes the repository check the consent once more.
+    before = repo.load_photo(actor, pair.baseline_photo_id, channel=channel)
+    after = repo.load_photo(actor, pair.followup_photo_id, channel=channel)
+    if (before.sha256, after.sha256) != (pair.baseline_sha256, pair.followup_sha256):
+        raise PhotoError("A photo of this pair changed since it was listed: list the pairs again.")
+    reg = register(before, after)
+    if not reg.ok:
+        raise RegistrationError(f"The pair could not be aligned: {reg.reason}")
+    return compose_pair(
+        before,
+        reg.warped,
+        valid=reg.valid,
+        weeks=round(pair.weeks),
+        sessions=max(0, pair.session_count - 1),
+        layout=layout,
+        watermark=watermark,
+        watermark_opacity=watermark_opacity,
+        blur_boxes=blur_boxes,
+        crop=crop,
+        colour=colour,
+        half_max_side_px=half_max_side_px,
+    )
+
+
+def preview_pair(
+    repo: Repository,
+    actor: Actor,
+    pair: MarketingPair,
+    *,
+    watermark: str | None = None,
+    watermark_opacity: float = 0.35,
+    layout: str = "side_by_side",
+    colour: str = "shared_levels",
+    blur_boxes: Sequence[BlurBox] = (),
+    crop: tuple[int, int, int, int] | None = None,
+    half_max_side_px: int = 800,
+) -> np.ndarray:
+    """The composite of one listed pair, exactly as the export would make it (for a page).
+
+    Re-checks the pair's consent first. Nothing is written or audited as an export
+    (the repository audits the photo reads).
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), dtype uint8
+
+    Raises
+    ------
+    ConsentError
+        The consent is no longer valid for the pair's channel.
+    PhotoError
+        A face is visible (draw a blur box), or a photo changed.
+    RegistrationError
+        The pair does not align.
+    """
+    from .errors import ConsentError
+
+    if not repo.recheck_marketing_pairs(actor, [pair]):
+        raise ConsentError(
+            f"The marketing consent for this pair is no longer valid for {pair.channel}."
+        )
+    text = repo.settings.clinic_name if watermark is None else watermark
+    _check_watermark(text, watermark_opacity)
+    return _pair_composite(
+        repo,
+        actor,
+        pair,
+        channel=pair.channel,
+        layout=layout,
+        watermark=text,
+        watermark_opacity=watermark_opacity,
+        blur_boxes=blur_boxes,
+        crop=crop,
+        colour=colour,
+        half_max_side_px=half_max_side_px,
+    )
+
+
 def run_export(
     repo: Repository,
     actor: Actor,
@@ -746,6 +841,7 @@ def run_export(
     layout: str = "side_by_side",
     colour: str = "shared_levels",
     blur_boxes: Mapping[str, Sequence[BlurBox]] | None = None,
+    crops: Mapping[str, tuple[int, int, int, int]] | None = None,
     half_max_side_px: int = 1200,
     filename: str = "pairs.zip",
 ) -> ExportResult:
@@ -776,6 +872,9 @@ def run_export(
         See :func:`compose_pair`.
     blur_boxes : mapping of pair key to sequence of BlurBox, optional
         Boxes drawn by the user per pair, in baseline pixels.
+    crops : mapping of pair key to (x, y, width, height), optional
+        A crop per pair in baseline pixels (default: the largest rectangle seen in
+        both photos).
     half_max_side_px : int
         Longer side of each half of a composite, px.
     filename : str
@@ -792,8 +891,7 @@ def run_export(
     ValueError
         Bad options.
     """
-    from .errors import AccessDenied, ConsentError, RegistrationError
-    from .registration import register
+    from .errors import AccessDenied, ConsentError, RegistrationError, StorageError
 
     _check_channel(channel)
     if actor.role not in ("marketing", "admin"):
@@ -805,6 +903,7 @@ def run_export(
     text = repo.settings.clinic_name if watermark is None else watermark
     _check_watermark(text, watermark_opacity)
     boxes = dict(blur_boxes or {})
+    crop_map = dict(crops or {})
 
     listed: list[MarketingPair] | None = None
     if pairs is None or any(isinstance(p, str) for p in pairs):
@@ -849,33 +948,23 @@ def run_export(
             skipped.append(SkippedPair(pair.anon_id, key, "marketing consent no longer valid"))
             continue
         try:
-            before = repo.load_photo(actor, pair.baseline_photo_id, channel=channel)
-            after = repo.load_photo(actor, pair.followup_photo_id, channel=channel)
-        except ConsentError:
-            skipped.append(SkippedPair(pair.anon_id, key, "marketing consent no longer valid"))
-            continue
-        if (before.sha256, after.sha256) != (pair.baseline_sha256, pair.followup_sha256):
-            skipped.append(SkippedPair(pair.anon_id, key, "photo changed since it was listed"))
-            continue
-        reg = register(before, after)
-        if not reg.ok:
-            skipped.append(SkippedPair(pair.anon_id, key, f"not aligned: {reg.reason}"))
-            continue
-        try:
-            comp = compose_pair(
-                before,
-                reg.warped,
-                valid=reg.valid,
-                weeks=round(pair.weeks),
-                sessions=max(0, pair.session_count - 1),
+            comp = _pair_composite(
+                repo,
+                actor,
+                pair,
+                channel=channel,
                 layout=layout,
                 watermark=text,
                 watermark_opacity=watermark_opacity,
                 blur_boxes=boxes.get(key, ()),
+                crop=crop_map.get(key),
                 colour=colour,
                 half_max_side_px=half_max_side_px,
             )
-        except (PhotoError, RegistrationError) as exc:
+        except ConsentError:
+            skipped.append(SkippedPair(pair.anon_id, key, "marketing consent no longer valid"))
+            continue
+        except (PhotoError, RegistrationError, StorageError) as exc:
             skipped.append(SkippedPair(pair.anon_id, key, str(exc)))
             continue
         jpeg = encode_composite(comp)
@@ -951,6 +1040,7 @@ def export_pairs(
     layout: str = "side_by_side",
     colour: str = "shared_levels",
     blur_boxes: Mapping[str, Sequence[BlurBox]] | None = None,
+    crops: Mapping[str, tuple[int, int, int, int]] | None = None,
 ) -> bytes:
     """The ZIP bytes of :func:`run_export` (same arguments): the page hook of the UI."""
     return run_export(
@@ -967,4 +1057,5 @@ def export_pairs(
         layout=layout,
         colour=colour,
         blur_boxes=blur_boxes,
+        crops=crops,
     ).zip_bytes
