@@ -581,7 +581,7 @@ def test_revocation_between_choosing_and_exporting(
     chosen = ex.list_exportable_pairs(repo, mk, channel="social")
     assert len(chosen) == 2
     repo.revoke_consent(STAFF, ids[0][1], reason="client asked")
-    result = ex.run_export(repo, mk, channel="social", pairs=chosen)
+    result = ex.run_export(repo, mk, chosen, channel="social")  # the UI calls it so
     manifest = check_zip_integrity(result.zip_bytes)
     assert [r["consent_id"] for r in manifest] == [str(ids[1][1])]
     assert [s.reason for s in result.skipped] == ["marketing consent no longer valid"]

@@ -354,3 +354,11 @@ def test_build_report_pdf_access_and_audit(
         rp.build_report_pdf(repo, mk, cid)
     events = repo.list_audit(STAFF, action="report")
     assert [(e.client_id, e.username) for e in events] == [(cid, "client1")]
+
+
+def test_ui_hooks_find_report_and_export() -> None:
+    from vein_tracker import services
+
+    assert services.report_available()
+    assert services.export_available()
+    assert rp.progress_report_pdf.__doc__

@@ -829,9 +829,9 @@ def preview_pair(
 def run_export(
     repo: Repository,
     actor: Actor,
+    pairs: Sequence[MarketingPair | str] | None = None,
     *,
     channel: str,
-    pairs: Sequence[MarketingPair | str] | None = None,
     min_improvement: float | None = None,
     area: str | None = None,
     date_from: dt.date | None = None,

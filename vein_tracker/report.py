@@ -662,3 +662,8 @@ def build_report_pdf(repo: Repository, actor: Actor, client_id: int) -> bytes:
         detail={"areas": len(data.areas), "size_bytes": len(pdf)},
     )
     return pdf
+
+
+def progress_report_pdf(repo: Repository, actor: Actor, client_id: int) -> bytes:
+    """Same as :func:`build_report_pdf` (the name ``vein_tracker.services`` looks up)."""
+    return build_report_pdf(repo, actor, client_id)
