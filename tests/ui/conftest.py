@@ -8,10 +8,15 @@ saved analysis for the first client.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-from vt_ui_seed import Seeded, seed_clinic
+
+# The seeding helpers are shared by this conftest and the test modules of this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from vt_ui_seed import Seeded, seed_clinic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"

@@ -107,7 +107,7 @@ def test_change_overlay_colours_every_status() -> None:
     out = services.change_overlay(rgb, cmap, opacity=1.0)
     colours = {tuple(out[code, 0]) for code in range(1, 6)}
     assert len(colours) == 5
-    assert [label for _, label in services.legend("change")] == [
+    assert [label for _, _, label in services.legend("change")] == [
         "cleared",
         "faded",
         "persisting",

@@ -106,7 +106,7 @@ def _editor(actor: Actor, client: ClientInfo | None) -> None:
                     saved = repo.record_screening(
                         actor, saved.id, screening, override_reason=override_reason
                     )
-            st.session_state[widgets.CLIENT_KEY] = saved.id
+            st.session_state[widgets.PENDING_CLIENT_KEY] = saved.id
             for key in [k for k in st.session_state if str(k).startswith(f"{k_prefix}_")]:
                 del st.session_state[key]
             widgets.flash(

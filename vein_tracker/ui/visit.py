@@ -11,6 +11,7 @@ from datetime import date
 import streamlit as st
 
 from vein_tracker import services
+from vein_tracker.errors import VeinTrackerError
 from vein_tracker.storage import Actor
 from vein_tracker.storage.info import (
     REGIONS,
@@ -117,7 +118,11 @@ def _upload(actor: Actor, visit: VisitInfo, areas: list[AreaInfo]) -> None:
             with st.status("Storing and checking photos…", expanded=True) as status:
                 for f, area_id in zip(files, choices, strict=True):
                     st.write(f"{f.name}…")
-                    with session.friendly():
+                    item: dict[str, object] = {
+                        "name": f.name,
+                        "area": next(widgets.area_label(a) for a in visit_areas if a.id == area_id),
+                    }
+                    try:
                         stored = services.store_upload(
                             session.repo(),
                             actor,
@@ -126,24 +131,22 @@ def _upload(actor: Actor, visit: VisitInfo, areas: list[AreaInfo]) -> None:
                             data=f.getvalue(),
                             filename=f.name,
                         )
-                        reports.append(
-                            {
-                                "name": f.name,
-                                "area": next(
-                                    widgets.area_label(a) for a in visit_areas if a.id == area_id
-                                ),
-                                "report": stored.report,
-                                "baseline": stored.photo.is_baseline,
-                            }
-                        )
-                status.update(
-                    label=f"{len(reports)} of {len(files)} photos stored", state="complete"
-                )
+                    except (VeinTrackerError, ValueError) as exc:
+                        item["error"] = str(exc)
+                    else:
+                        item["report"] = stored.report
+                        item["baseline"] = stored.photo.is_baseline
+                    reports.append(item)
+                stored_n = sum(1 for r in reports if "report" in r)
+                status.update(label=f"{stored_n} of {len(files)} photos stored", state="complete")
             st.session_state[_REPORTS] = reports
             st.session_state[_UPLOADER_GEN] = gen + 1  # release the uploaded bytes
             st.rerun()
     for item in st.session_state.get(_REPORTS, []):
         st.markdown(f"**{widgets.md_escape(item['name'])}** → {widgets.md_escape(item['area'])}")
+        if "error" in item:
+            st.error(f"Not stored: {item['error']}")
+            continue
         if item.get("baseline"):
             st.caption("Stored as the baseline of this area.")
         widgets.capture_report(item["report"])

@@ -1,7 +1,7 @@
 """Small rendering helpers shared by the pages: images, charts, the numbers, reports.
 
 Everything user-typed is shown as plain text (``st.text``/``st.dataframe``/markdown
-with escaping); nothing here uses ``unsafe_allow_html``.
+with escaping); nothing here renders raw HTML.
 """
 
 from __future__ import annotations
@@ -249,6 +249,9 @@ def table(rows: Sequence[Mapping[str, Any]], *, columns: Sequence[str] | None = 
 
 
 CLIENT_KEY = "vt_client_id"
+#: Set by a page to select a client on the next run (e.g. right after adding one).
+PENDING_CLIENT_KEY = "vt_client_pending"
+_SELECT_KEY = "vt_client_select"
 
 
 def screening_status(client: ClientInfo) -> str:
@@ -277,19 +280,22 @@ def client_picker(
         return None
     ids = [c.id for c in clients]
     by_id = {c.id: c for c in clients}
-    wanted = st.session_state.get(CLIENT_KEY)
-    if wanted is None:
-        raw = st.query_params.get("client")
-        wanted = int(raw) if raw and raw.isdigit() else None
-    index = ids.index(wanted) if wanted in by_id else 0
-    if wanted in by_id and st.session_state.get("vt_client_select") != wanted:
-        st.session_state["vt_client_select"] = wanted
+    pending = st.session_state.pop(PENDING_CLIENT_KEY, None)
+    current = st.session_state.get(_SELECT_KEY)
+    if pending in by_id:
+        st.session_state[_SELECT_KEY] = pending
+    elif current not in by_id:
+        # First time on this page (widget state is per page): start from the shared choice.
+        wanted = st.session_state.get(CLIENT_KEY)
+        if wanted is None:
+            raw = st.query_params.get("client")
+            wanted = int(raw) if raw and raw.isdigit() else None
+        st.session_state[_SELECT_KEY] = wanted if wanted in by_id else ids[0]
     chosen = st.selectbox(
         "Client",
         ids,
-        index=index,
         format_func=lambda i: f"{by_id[i].name} (record {i})",
-        key="vt_client_select",
+        key=_SELECT_KEY,
     )
     st.session_state[CLIENT_KEY] = chosen
     st.query_params["client"] = str(chosen)

@@ -1,0 +1,387 @@
+"""AppTest: every page for every role, the sign-in gate, access checks and the forms.
+
+Runs ``app.py`` in-process with ``streamlit.testing.v1.AppTest`` against a seeded
+clinic (``conftest.clinic``). Pages are switched with ``AppTest.switch_page`` on the
+files registered by ``st.navigation``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from vt_ui_seed import PASSWORD, Seeded, open_test_repo, photo_jpeg
+
+from vein_tracker.ui import shell, widgets
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"
+UI = ROOT / "vein_tracker" / "ui"
+TIMEOUT = 120
+
+ROLE_USERS = {"admin": "adam", "aesthetician": "anna", "marketing": "mia", "client": "cara"}
+
+
+def page_path(file: str) -> str:
+    return f"vein_tracker/ui/{file}"
+
+
+def texts(at: AppTest) -> str:
+    """All visible text of the last run (markdown, captions, alerts, titles, metrics)."""
+    parts: list[str] = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "text"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    for kind in ("error", "warning", "info", "success"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    return "\n".join(parts)
+
+
+def signed_in(username: str) -> AppTest:
+    """An AppTest after signing in through the sign-in form."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at.text_input[0].input(username)
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def go(at: AppTest, file: str) -> AppTest:
+    at.switch_page(page_path(file))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+# ----------------------------------------------------------------------------- gate
+
+
+def test_anonymous_sees_only_the_sign_in_form(clinic: Seeded) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["vein_tracker"]
+    assert [w.label for w in at.text_input] == ["User name", "Password"]
+    for files in shell.PAGES.values():
+        for file, *_ in files:
+            with pytest.raises(ValueError, match="navigation page"):
+                at.switch_page(page_path(file))
+    assert "Cara" not in texts(at)
+
+
+def test_wrong_password_is_refused_with_one_message(clinic: Seeded) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at.text_input[0].input("anna")
+    at.text_input[1].input("wrong-password-1")
+    at.button[0].click()
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "Sign-in failed" in at.error[0].value
+    assert [t.value for t in at.title] == ["vein_tracker"]
+
+
+@pytest.mark.parametrize(
+    "file", ["clients.py", "review.py", "portal.py", "users.py", "audit.py", "marketing.py"]
+)
+def test_page_scripts_run_directly_show_nothing_when_signed_out(clinic: Seeded, file: str) -> None:
+    at = AppTest.from_file(str(UI / file), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Please sign in."]
+    assert not at.title
+    assert not at.text_input
+
+
+# ----------------------------------------------------------------------------- every page
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_USERS))
+def test_every_page_of_every_role_renders(clinic: Seeded, role: str) -> None:
+    at = signed_in(ROLE_USERS[role])
+    expected = [*shell.PAGES[role], shell.ACCOUNT_PAGE]
+    for file, title, *_ in expected:
+        go(at, file)
+        assert title in [t.value for t in at.title] or (
+            file == "portal.py" and "My progress" in [t.value for t in at.title]
+        ), (file, [t.value for t in at.title])
+        assert "Traceback" not in texts(at)
+    # Pages of other roles are not registered for this session.
+    others = {f for r, pages in shell.PAGES.items() if r != role for f, *_ in pages}
+    for file in sorted(others - {f for f, *_ in shell.PAGES[role]}):
+        with pytest.raises(ValueError, match="navigation page"):
+            at.switch_page(page_path(file))
+
+
+@pytest.mark.parametrize(
+    ("username", "file"),
+    [
+        ("cara", "review.py"),
+        ("cara", "clients.py"),
+        ("cara", "users.py"),
+        ("mia", "visit.py"),
+        ("anna", "users.py"),
+        ("anna", "portal.py"),
+        ("adam", "portal.py"),
+    ],
+)
+def test_page_rechecks_the_role_when_navigation_is_bypassed(
+    clinic: Seeded, username: str, file: str
+) -> None:
+    repo = open_test_repo(clinic.data_dir)
+    try:
+        actor = repo.authenticate(username, PASSWORD)
+    finally:
+        repo.close()
+    at = AppTest.from_file(str(UI / file), default_timeout=TIMEOUT)
+    at.session_state["vt_actor"] = actor
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["This page is not available to your account."]
+    assert not at.title
+    assert "Cara" not in texts(at)
+    assert "Dora" not in texts(at)
+
+
+def test_sign_out_and_idle_timeout(clinic: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = signed_in("anna")
+    assert "Clients" in [t.value for t in at.title]
+    at.sidebar.button[0].click()
+    at.run()
+    assert [t.value for t in at.title] == ["vein_tracker"]
+    assert "You are signed out." in [i.value for i in at.info]
+
+    monkeypatch.setenv("VEIN_TRACKER_IDLE_TIMEOUT_MIN", "1")
+    at = signed_in("anna")
+    at.session_state["vt_last_seen"] = time.monotonic() - 61
+    at.run()
+    assert [t.value for t in at.title] == ["vein_tracker"]
+    assert any("1 minutes without activity" in i.value for i in at.info)
+
+
+# ----------------------------------------------------------------------------- forms
+
+
+def test_add_client_with_positive_screening_needs_override(clinic: Seeded) -> None:
+    at = signed_in("anna")
+    name = "<script>alert('x')</script> Eve"
+    at.text_input(key="editnew_name").input(name)
+    at.checkbox(key="editnew_varicose_veins").check()
+    at.checkbox(key="editnew_blood_thinners").check()
+    at.run()
+    shown = texts(at)
+    assert "refer the client to a vascular physician" in shown
+    assert "Positive screening" in shown
+    at.checkbox(key="editnew_override").check()
+    at.run()
+    at.text_input(key="editnew_reason").input("Cleared by GP letter, low-dose only")
+    at.button(key="editnew_save").click()
+    at.run()
+    assert not at.exception
+    assert any("Client added" in s.value for s in at.success)
+    repo = open_test_repo(clinic.data_dir)
+    try:
+        anna = repo.authenticate("anna", PASSWORD)
+        eve = repo.search_clients(anna, "Eve")
+    finally:
+        repo.close()
+    assert len(eve) == 1
+    assert eve[0].name == name
+    assert eve[0].refer_to_vascular
+    assert eve[0].override_reason == "Cleared by GP letter, low-dose only"
+    assert eve[0].cleared_for_treatment
+
+
+def test_record_and_revoke_consent(clinic: Seeded) -> None:
+    at = signed_in("anna")
+    go(at, "consent.py")
+    at.selectbox(key="vt_client_select").set_value(clinic.client_b)
+    at.run()
+    at.radio(key="c_kind").set_value("marketing")
+    at.multiselect(key="c_scopes").set_value(["website"])
+    submit = next(b for b in at.button if b.label == "Record consent")
+    submit.click()
+    at.run()
+    assert not at.exception
+    assert any("Consent recorded (marketing)" in s.value for s in at.success)
+    repo = open_test_repo(clinic.data_dir)
+    try:
+        anna = repo.authenticate("anna", PASSWORD)
+        marketing = [
+            c.id
+            for c in repo.list_consents(anna, clinic.client_b)
+            if c.kind == "marketing" and c.revoked_at is None
+        ]
+    finally:
+        repo.close()
+    assert len(marketing) == 1
+    at.selectbox(key="c_revoke_id").set_value(marketing[0])
+    revoke = next(b for b in at.button if b.label == "Revoke consent")
+    revoke.click()
+    at.run()
+    assert any("Consent revoked" in s.value for s in at.success)
+    repo = open_test_repo(clinic.data_dir)
+    try:
+        anna = repo.authenticate("anna", PASSWORD)
+        status = {c.id: c.status() for c in repo.list_consents(anna, clinic.client_b)}
+    finally:
+        repo.close()
+    assert status[marketing[0]] == "revoked"
+    assert sorted(status.values()) == ["revoked", "valid"]
+
+
+def test_start_visit_and_upload_shows_capture_report(clinic: Seeded) -> None:
+    at = signed_in("anna")
+    go(at, "visit.py")
+    at.selectbox(key="vt_client_select").set_value(clinic.client_b)
+    at.run()
+    start = next(b for b in at.button if b.label == "Start visit")
+    start.click()
+    at.run()
+    assert not at.exception
+    assert any("Visit started: session 3" in s.value for s in at.success)
+    at.file_uploader[0].set_value(
+        [
+            ("followup-2.jpg", photo_jpeg(4, followup=True), "image/jpeg"),
+            ("not-a-photo.jpg", b"%PDF-1.4 this is not a photo", "image/jpeg"),
+        ]
+    )
+    at.run()
+    assert [s.label for s in at.selectbox][-2:] == [
+        "Area for followup-2.jpg",
+        "Area for not-a-photo.jpg",
+    ]
+    next(b for b in at.button if b.label == "Store photos").click()
+    at.run()
+    assert not at.exception
+    shown = texts(at)
+    assert widgets.md_escape("followup-2.jpg") in shown
+    assert "Sharpness" in shown
+    assert [e.value for e in at.error] == [
+        "Not stored: This file is not a photo vein_tracker can read. "
+        "Use JPEG, PNG, TIFF, WebP or HEIC."
+    ]
+    # The uploader was rotated: a new, empty widget.
+    assert at.file_uploader[0].key != "uploader_0"
+    assert at.file_uploader[0].value in (None, [])
+
+
+def test_bad_upload_is_a_friendly_error(clinic: Seeded) -> None:
+    at = signed_in("anna")
+    go(at, "visit.py")
+    at.selectbox(key="vt_client_select").set_value(clinic.client_a)
+    at.run()
+    at.file_uploader[0].set_value(("broken.png", b"\x89PNG\r\n\x1a\n broken", "image/png"))
+    at.run()
+    next(b for b in at.button if b.label == "Store photos").click()
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith("Not stored: ")
+    assert "Traceback" not in texts(at)
+
+
+def test_review_shows_saved_improvement_and_views(clinic: Seeded) -> None:
+    at = signed_in("anna")
+    go(at, "review.py")
+    at.selectbox(key="vt_client_select").set_value(clinic.client_a)
+    at.run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Improvement"] == f"{clinic.improvement_a:.0f} %"
+    assert "This result is saved in the client's record." in texts(at)
+    at.slider(key=f"r_wipe_{clinic.area_a}").set_value(20)
+    at.radio(key=f"r_align_{clinic.area_a}").set_value("Blend")
+    at.run()
+    assert not at.exception
+    assert len(at.image) >= 4
+
+
+def test_review_of_unsaved_pair_computes_and_saves(clinic: Seeded) -> None:
+    at = signed_in("anna")
+    go(at, "review.py")
+    at.selectbox(key="vt_client_select").set_value(clinic.client_b)
+    at.run()
+    assert not at.exception
+    if at.error:  # the pair cannot be aligned: a friendly reason instead of a number
+        assert "Traceback" not in texts(at)
+        return
+    assert "Improvement" in [m.label for m in at.metric]
+    next(b for b in at.button if b.label == "Save this result to the record").click()
+    at.run()
+    assert any("Result saved" in s.value for s in at.success)
+    assert "This result is saved in the client's record." in texts(at)
+
+
+def test_progress_page_has_chart_and_next_window(clinic: Seeded) -> None:
+    at = signed_in("anna")
+    go(at, "progress.py")
+    at.selectbox(key="vt_client_select").set_value(clinic.client_a)
+    at.run()
+    assert not at.exception
+    assert len(at.get("vega_lite_chart")) == 1
+    assert any("Next appointment" in i.value for i in at.info)
+
+
+# ----------------------------------------------------------------------------- client
+
+
+def test_client_portal_shows_only_own_record(clinic: Seeded) -> None:
+    at = signed_in("cara")
+    assert [t.value for t in at.title] == ["My progress"]
+    shown = texts(at)
+    assert "improvement, not perfection" in shown
+    assert "Dora" not in shown
+    assert len(at.get("vega_lite_chart")) == 1
+    # Another client's record named in the URL changes nothing.
+    at.query_params["client"] = str(clinic.client_b)
+    at.query_params["area"] = str(clinic.area_b)
+    at.run()
+    assert not at.exception
+    assert texts(at) == shown
+
+
+def test_client_can_withdraw_marketing_consent(clinic: Seeded) -> None:
+    at = signed_in("cara")
+    withdraw = [b for b in at.button if b.label == "Withdraw my marketing consent"]
+    assert len(withdraw) == 1
+    withdraw[0].click()
+    at.run()
+    assert not at.exception
+    assert any("withdrawn" in s.value for s in at.success)
+    assert not [b for b in at.button if b.label == "Withdraw my marketing consent"]
+
+
+def test_client_without_measurements_sees_honest_empty_state(clinic: Seeded) -> None:
+    at = signed_in("dora")
+    assert not at.exception
+    assert "Cara" not in texts(at)
+
+
+# ----------------------------------------------------------------------------- admin
+
+
+def test_admin_adds_user_and_filters_audit(clinic: Seeded) -> None:
+    at = signed_in("adam")
+    at.text_input(key="u_name").input("bella")
+    at.selectbox(key="u_role").set_value("aesthetician")
+    next(b for b in at.button if b.label == "Add user").click()
+    at.run()
+    assert not at.exception
+    assert any("User bella added as aesthetician" in s.value for s in at.success)
+    go(at, "audit.py")
+    at.text_input(key="au_action").input("login")
+    at.run()
+    assert not at.exception
+    assert "events" in texts(at)
+
+
+def test_no_page_renders_html_from_user_text() -> None:
+    for path in [*UI.glob("*.py"), APP]:
+        assert "unsafe_allow_html" not in path.read_text(encoding="utf-8"), path
