@@ -103,6 +103,13 @@ def test_largest_valid_rectangle_downscaled_stays_inside() -> None:
     assert w * h > 0.85 * 2 * 500 * 400
 
 
+def test_largest_valid_rectangle_thin_overlap() -> None:
+    # Thinner than one coarse cell (4 px at 1000 px wide): falls back to the exact strip.
+    valid = np.zeros((600, 1000), bool)
+    valid[301:303, 100:900] = True
+    assert ex.largest_valid_rectangle(valid) == (100, 301, 800, 2)
+
+
 @pytest.mark.parametrize(
     "bad", [np.zeros((10, 10), bool), np.ones((10, 10), np.uint8), np.ones((4, 4, 3), bool)]
 )
