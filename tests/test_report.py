@@ -362,3 +362,28 @@ def test_ui_hooks_find_report_and_export() -> None:
     assert services.report_available()
     assert services.export_available()
     assert rp.progress_report_pdf.__doc__
+
+
+def test_report_aligns_by_registering_when_no_homography_is_stored(repo: Repository) -> None:
+    leg = sy.make_pair(4, shape=(300, 400), capture=sy.identity_capture())
+    png = encode_image(leg.baseline.rgb, format="PNG")
+    today = dt.date.today()
+    c = repo.create_client(STAFF, name="No Homography", screening=Screening())
+    repo.record_consent(STAFF, c.id, kind="treatment_photography", signed_at=today)
+    area = repo.create_area(STAFF, c.id, side="left", view="medial", region="calf")
+    v1 = repo.create_visit(STAFF, c.id, visit_date=today - timedelta(days=28), area_ids=[area.id])
+    v2 = repo.create_visit(STAFF, c.id, visit_date=today, area_ids=[area.id])
+    pb = repo.add_photo(STAFF, area.id, v1.id, png)
+    pf = repo.add_photo(STAFF, area.id, v2.id, png)
+    repo.save_analysis(STAFF, pb.id, pf.id, params={}, result={"improvement_pct": 10.0})
+    (section,) = rp.collect_report_data(repo, STAFF, c.id).areas
+    assert section.grade == "0-25"  # derived from the number when not stored
+    assert section.band_pct is None
+    assert section.baseline_rgb is not None
+    assert section.latest_rgb is not None
+    diff = np.abs(section.latest_rgb.astype(int) - section.baseline_rgb.astype(int))
+    assert np.median(diff) <= 1
+    assert section.meets_target is False
+    # The repository's default window after the last visit: 1 to 4 weeks later.
+    window = (today + timedelta(weeks=1), today + timedelta(weeks=4))
+    assert rp.collect_report_data(repo, STAFF, c.id).next_window == window
