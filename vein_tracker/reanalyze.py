@@ -412,7 +412,7 @@ def _run_dask(tasks: Sequence[PairTask], scheduler: str) -> Iterator[PairOutcome
         # Workers use their own configuration (VEIN_TRACKER_DATA / _DB_URL / _ENCRYPTION_KEY
         # pointing at the shared photo store and database): no secret travels with a task.
         futures = client.map(reanalyze_pair, list(tasks), pure=False)
-        for fut in dask_completed(futures):
+        for fut in dask_completed(futures, loop=client.loop):
             yield fut.result()
     finally:
         client.cancel([f for f in futures if not f.done()])

@@ -1,0 +1,410 @@
+"""Speed and memory of the full pipeline at phone resolution (issue 9), with a baseline.
+
+Run: ``python benchmarks/pipeline.py [--pairs N] [--quick] [--no-24mp] [--no-baseline]``
+
+For ``--pairs`` phantom scenes (``vein_tracker.synthetic.make_pair``, tones in turn,
+default follow-up captures) it writes the baseline and follow-up photos as JPEG files at
+12 MP (3000 × 4000 px) and runs, each in a fresh child process (spawn) so that one
+pair's peak memory is isolated:
+
+* the full ``vein_tracker.metrics.compare`` on the two files (load, segment the
+  baseline, register, normalise colour, segment the follow-up, measure); the stages are
+  timed through compare's ``progress`` callback;
+* the baseline pipeline on the same files: ORB + RANSAC homography,
+  ``skimage.filters.frangi`` (green channel, dark ridges) at full resolution on both
+  photos, Otsu threshold over the overlap, improvement = 1 − vein-area ratio.
+
+It prints per stage the median wall time, the end-to-end wall and CPU time, the peak RSS
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the child, cross-checked with the
+kernel's ``VmHWM``) and the speed ratio; the accuracy of issue 5 (|improvement_pct −
+truth| and band coverage) at 12 MP and on the same scenes at 2000 × 1500; and the time
+of the pipeline at 3, 12 and 24 MP (linearity). The machine is shared: the load average
+is printed with the results, and CPU time is given next to wall time.
+
+``--quick`` runs one pair, without the 24 MP point (a check of the harness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TONES = ("light", "fair", "medium", "olive", "brown")
+SHAPE_3MP = (1500, 2000)
+SHAPE_12MP = (3000, 4000)
+SHAPE_24MP = (4240, 5656)
+#: Targets of issue 9.
+TARGET_S = 2.5
+TARGET_RSS_MB = 1200.0
+TARGET_RATIO = 15.0
+
+#: compare's progress messages (by their first words) -> stage names, in pipeline order.
+STAGES = (
+    ("loading", "load"),
+    ("segmenting the baseline", "segment baseline"),
+    ("aligning", "register"),
+    ("normalising", "normalise colour"),
+    ("segmenting the follow-up", "segment follow-up"),
+    ("measuring", "measure"),
+)
+BASE_STAGES = ("load", "ORB+RANSAC", "frangi baseline", "frangi follow-up", "Otsu+area")
+
+
+# ----------------------------------------------------------------------------- children
+
+
+def _peak_rss_mb() -> tuple[float, float]:
+    """(ru_maxrss, VmHWM) of this process, MB."""
+    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    hwm = float("nan")
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return ru, hwm
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def make_scene_files(seed: int, shape: tuple[int, int], out_dir: str) -> dict[str, Any]:
+    """Render one phantom pair at ``shape`` and write it as two JPEG files (child process)."""
+    from vein_tracker import synthetic
+    from vein_tracker.io import encode_image
+
+    tone = TONES[seed % len(TONES)]
+    pair = synthetic.make_pair(seed, shape=shape, tone=tone)
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    stem = f"s{seed}_{shape[1]}x{shape[0]}"
+    b_path, f_path = d / f"{stem}_b.jpg", d / f"{stem}_f.jpg"
+    b_path.write_bytes(pair.baseline.jpeg or encode_image(pair.baseline.rgb, quality=92))
+    f_path.write_bytes(pair.followup.jpeg or encode_image(pair.followup.rgb, quality=92))
+    return {
+        "seed": seed,
+        "tone": tone,
+        "shape": list(shape),
+        "truth": float(pair.true_improvement_pct),
+        "baseline": str(b_path),
+        "followup": str(f_path),
+    }
+
+
+def run_pipeline(scene: dict[str, Any]) -> dict[str, Any]:
+    """Time ``metrics.compare`` on the scene's two files (child process)."""
+    from vein_tracker.errors import VeinTrackerError
+    from vein_tracker.metrics import compare
+
+    events: list[tuple[float, str]] = []
+
+    def progress(_frac: float, msg: str) -> None:
+        events.append((time.perf_counter(), msg))
+
+    cpu0 = _cpu_s()
+    t0 = time.perf_counter()
+    try:
+        c = compare(scene["baseline"], scene["followup"], progress=progress)
+    except VeinTrackerError as exc:  # e.g. the pair does not register: report, go on
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    t1 = time.perf_counter()
+    cpu = _cpu_s() - cpu0
+    ru, hwm = _peak_rss_mb()
+    stages: dict[str, float] = {}
+    current, t_prev = "before load", t0
+    for t, msg in events:
+        stages[current] = stages.get(current, 0.0) + (t - t_prev)
+        # Sub-step messages (not in STAGES) stay in the stage that is running.
+        current = next((s for prefix, s in STAGES if msg.lower().startswith(prefix)), current)
+        t_prev = t
+    stages[current] = stages.get(current, 0.0) + (t1 - t_prev)
+    lo, hi = c.improvement_band_pct
+    est = float(c.improvement_pct)
+    return {
+        "ok": True,
+        "total_s": t1 - t0,
+        "cpu_s": cpu,
+        "stages": stages,
+        "rss_mb": ru,
+        "hwm_mb": hwm,
+        "estimate": est,
+        "band": [float(lo), float(hi)],
+        "abs_err": abs(est - scene["truth"]),
+        "covered": bool(lo <= scene["truth"] <= hi),
+    }
+
+
+def run_baseline(scene: dict[str, Any]) -> dict[str, Any]:
+    """ORB + RANSAC, full-resolution Frangi, Otsu, area ratio (child process)."""
+    import cv2
+    import numpy as np
+    from skimage.filters import frangi, threshold_otsu
+
+    from vein_tracker.io import load_photo
+
+    stages: dict[str, float] = {}
+    cpu0 = _cpu_s()
+    t_start = t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        stages[name] = now - t
+        t = now
+
+    b = load_photo(scene["baseline"]).rgb
+    f = load_photo(scene["followup"]).rgb
+    lap("load")
+    gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+    gf = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
+    orb = cv2.ORB.create(nfeatures=5000)
+    kb, db = orb.detectAndCompute(gb, None)
+    kf, df = orb.detectAndCompute(gf, None)
+    hom = None
+    if db is not None and df is not None and len(kb) >= 4 and len(kf) >= 4:
+        knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(df, db, k=2)
+        good = [p[0] for p in knn if len(p) == 2 and p[0].distance < 0.75 * p[1].distance]
+        if len(good) >= 4:
+            src = np.array([kf[m.queryIdx].pt for m in good], np.float32).reshape(-1, 1, 2)
+            dst = np.array([kb[m.trainIdx].pt for m in good], np.float32).reshape(-1, 1, 2)
+            hom, _ = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+    h, w = gb.shape
+    if hom is None:
+        hom = np.eye(3)
+    warped = cv2.warpPerspective(f, hom, (w, h), flags=cv2.INTER_LINEAR)
+    valid = cv2.warpPerspective(np.ones(f.shape[:2], np.uint8), hom, (w, h)) > 0
+    lap("ORB+RANSAC")
+    vb = frangi(b[..., 1].astype(np.float32) / 255.0, black_ridges=True)
+    lap("frangi baseline")
+    vf = frangi(warped[..., 1].astype(np.float32) / 255.0, black_ridges=True)
+    lap("frangi follow-up")
+    mb = vb > threshold_otsu(vb[valid])
+    mf = vf > threshold_otsu(vf[valid])
+    area_b = float((mb & valid).sum())
+    area_f = float((mf & valid).sum())
+    est = 100.0 * (1.0 - area_f / area_b) if area_b else float("nan")
+    lap("Otsu+area")
+    total = time.perf_counter() - t_start
+    ru, hwm = _peak_rss_mb()
+    return {
+        "ok": True,
+        "total_s": total,
+        "cpu_s": _cpu_s() - cpu0,
+        "stages": stages,
+        "rss_mb": ru,
+        "hwm_mb": hwm,
+        "estimate": est,
+        "abs_err": abs(est - scene["truth"]) if math.isfinite(est) else float("nan"),
+    }
+
+
+def in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a fresh spawned process and return its result."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _median(values: Sequence[float]) -> float:
+    vals = [v for v in values if math.isfinite(v)]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def _fmt(v: float, nd: int = 2) -> str:
+    return "—" if not math.isfinite(v) else f"{v:.{nd}f}"
+
+
+def _mp(shape: Sequence[int]) -> float:
+    return shape[0] * shape[1] / 1e6
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", type=int, default=3, help="12 MP scenes (default 3)")
+    ap.add_argument("--quick", action="store_true", help="one pair, no 24 MP point")
+    ap.add_argument("--no-24mp", action="store_true", help="skip the 24 MP linearity point")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the Frangi baseline")
+    ap.add_argument("--json", type=Path, default=None, help="also write raw results here")
+    args = ap.parse_args(argv)
+    if args.pairs < 1:
+        ap.error("--pairs must be at least 1")
+    n_pairs = 1 if args.quick else args.pairs
+    with_24 = not (args.quick or args.no_24mp)
+    seeds = list(range(1, n_pairs + 1))
+    load0 = os.getloadavg()
+    t_bench = time.perf_counter()
+    raw: dict[str, Any] = {"seeds": seeds}
+
+    with tempfile.TemporaryDirectory(prefix="vt_bench_") as tmp:
+        print(f"Rendering {n_pairs} scene(s) at 12 MP and 3 MP (not timed)...", flush=True)
+        scenes12 = [in_child(make_scene_files, s, SHAPE_12MP, tmp) for s in seeds]
+        scenes3 = [in_child(make_scene_files, s, SHAPE_3MP, tmp) for s in seeds]
+        ours12, base12, ours3 = [], [], []
+        for sc in scenes12:
+            print(f"  12 MP seed {sc['seed']}: pipeline...", end="", flush=True)
+            ours12.append(in_child(run_pipeline, sc))
+            print(f" {_fmt(ours12[-1].get('total_s', math.nan), 1)} s", end="", flush=True)
+            if not args.no_baseline:
+                print("; baseline...", end="", flush=True)
+                base12.append(in_child(run_baseline, sc))
+                print(f" {_fmt(base12[-1]['total_s'], 1)} s", end="", flush=True)
+            print(flush=True)
+        for sc in scenes3:
+            ours3.append(in_child(run_pipeline, sc))
+        ours24: list[dict[str, Any]] = []
+        if with_24:
+            print("  24 MP seed 1: rendering and pipeline...", flush=True)
+            sc24 = in_child(make_scene_files, seeds[0], SHAPE_24MP, tmp)
+            ours24.append(in_child(run_pipeline, sc24))
+        raw.update(scenes12=scenes12, ours12=ours12, base12=base12, ours3=ours3, ours24=ours24)
+    load1 = os.getloadavg()
+
+    ok12 = [r for r in ours12 if r["ok"]]
+    print()
+    print(
+        f"vein_tracker pipeline benchmark: {n_pairs} pair(s); cores {os.cpu_count()}; "
+        f"load average {load0[0]:.1f} at start, {load1[0]:.1f} at end "
+        f"(machine shared: wall times are inflated when load > cores)"
+    )
+    for r, sc in zip(ours12, scenes12, strict=True):
+        if not r["ok"]:
+            print(f"  seed {sc['seed']}: pipeline FAILED: {r['error']}")
+
+    # Table 1: stages.
+    print("\nTable 1. Median wall time per stage, 12 MP (4000 × 3000), s")
+    print(f"{'stage':<22}{'pipeline':>10}{'share':>8}   {'baseline stage':<18}{'baseline':>10}")
+    med_total = _median([r["total_s"] for r in ok12])
+    names = [s for _, s in STAGES]
+    rows = max(len(names), len(BASE_STAGES))
+    for i in range(rows):
+        left = right = ""
+        if i < len(names):
+            v = _median([r["stages"].get(names[i], 0.0) for r in ok12])
+            left = f"{names[i]:<22}{_fmt(v):>10}{_fmt(100 * v / med_total, 0) + ' %':>8}"
+        else:
+            left = " " * 40
+        if base12 and i < len(BASE_STAGES):
+            v = _median([r["stages"][BASE_STAGES[i]] for r in base12])
+            right = f"{BASE_STAGES[i]:<18}{_fmt(v):>10}"
+        print(f"{left}   {right}")
+    base_total = _median([r["total_s"] for r in base12]) if base12 else math.nan
+    print(
+        f"{'end to end':<22}{_fmt(med_total):>10}{'':>8}   {'end to end':<18}{_fmt(base_total):>10}"
+    )
+
+    # Table 2: per pair.
+    print("\nTable 2. Per pair at 12 MP (wall s, CPU s, peak RSS MB, |error| points)")
+    hdr = (
+        f"{'seed':>4} {'tone':<7}{'truth':>7} | {'wall':>6}{'CPU':>7}{'RSS':>7}{'HWM':>7}"
+        f"{'est':>7}{'|err|':>6}{'band':>14}{'in':>4} | {'base wall':>9}{'RSS':>7}"
+        f"{'est':>7}{'|err|':>7}{'ratio':>7}"
+    )
+    print(hdr)
+    ratios = []
+    for i, (sc, r) in enumerate(zip(scenes12, ours12, strict=True)):
+        b = base12[i] if base12 else None
+        line = f"{sc['seed']:>4} {sc['tone']:<7}{sc['truth']:>7.1f} | "
+        if r["ok"]:
+            band = f"[{r['band'][0]:.0f}, {r['band'][1]:.0f}]"
+            line += (
+                f"{r['total_s']:>6.1f}{r['cpu_s']:>7.1f}{r['rss_mb']:>7.0f}{r['hwm_mb']:>7.0f}"
+                f"{r['estimate']:>7.1f}{r['abs_err']:>6.1f}{band:>14}"
+                f"{'y' if r['covered'] else 'n':>4}"
+            )
+        else:
+            line += f"{'failed':>72}"
+        if b is not None:
+            ratio = b["total_s"] / r["total_s"] if r["ok"] else math.nan
+            ratios.append(ratio)
+            line += (
+                f" | {b['total_s']:>9.1f}{b['rss_mb']:>7.0f}{_fmt(b['estimate'], 1):>7}"
+                f"{_fmt(b['abs_err'], 1):>7}{_fmt(ratio, 1) + '×':>7}"
+            )
+        print(line)
+
+    # Table 3: accuracy at 12 MP vs 3 MP.
+    print("\nTable 3. Accuracy of issue 5 on the same scenes (|improvement_pct − truth|, points)")
+    print(f"{'resolution':<22}{'pairs':>6}{'median':>8}{'max':>8}{'band coverage':>15}")
+    for label, rs in (("2000 × 1500 (3 MP)", ours3), ("4000 × 3000 (12 MP)", ours12)):
+        good = [r for r in rs if r["ok"]]
+        errs = [r["abs_err"] for r in good]
+        cov = sum(r["covered"] for r in good) / len(good) if good else math.nan
+        print(
+            f"{label:<22}{len(good):>6}{_fmt(_median(errs), 1):>8}"
+            f"{_fmt(max(errs) if errs else math.nan, 1):>8}{_fmt(100 * cov, 0) + ' %':>15}"
+        )
+    if base12:
+        errs = [r["abs_err"] for r in base12 if math.isfinite(r["abs_err"])]
+        print(
+            f"{'baseline, 12 MP':<22}{len(errs):>6}{_fmt(_median(errs), 1):>8}"
+            f"{_fmt(max(errs) if errs else math.nan, 1):>8}{'(no band)':>15}"
+        )
+
+    # Table 4: linearity.
+    print("\nTable 4. Cost against pixel count (pipeline, median wall and CPU s)")
+    print(
+        f"{'size':<22}{'MP':>6}{'pairs':>6}{'wall s':>8}{'CPU s':>8}{'wall s/MP':>11}{'RSS MB':>8}"
+    )
+    per_mp = {}
+    for label, shape, rs in (
+        ("2000 × 1500", SHAPE_3MP, ours3),
+        ("4000 × 3000", SHAPE_12MP, ours12),
+        (f"{SHAPE_24MP[1]} × {SHAPE_24MP[0]}", SHAPE_24MP, ours24),
+    ):
+        good = [r for r in rs if r["ok"]]
+        if not good:
+            continue
+        wall = _median([r["total_s"] for r in good])
+        cpu = _median([r["cpu_s"] for r in good])
+        per_mp[_mp(shape)] = wall / _mp(shape)
+        print(
+            f"{label:<22}{_mp(shape):>6.1f}{len(good):>6}{wall:>8.2f}{cpu:>8.2f}"
+            f"{wall / _mp(shape):>11.3f}{_median([r['rss_mb'] for r in good]):>8.0f}"
+        )
+    if per_mp:
+        ref = per_mp.get(_mp(SHAPE_12MP))
+        if ref:
+            spread = ", ".join(f"{mp:.0f} MP {v / ref:.2f}" for mp, v in sorted(per_mp.items()))
+            print(f"s/MP relative to 12 MP (1.00 = linear): {spread}")
+
+    # Targets.
+    rss = max((r["rss_mb"] for r in ok12), default=math.nan)
+    ratio = _median(ratios) if ratios else math.nan
+    print("\nTargets (12 MP)")
+    print(f"{'target':<34}{'measured':>12}{'met':>6}")
+    checks = [
+        (f"end to end ≤ {TARGET_S} s (median wall)", med_total, med_total <= TARGET_S),
+        (f"peak RSS ≤ {TARGET_RSS_MB:.0f} MB (max)", rss, rss <= TARGET_RSS_MB),
+    ]
+    if base12:
+        checks.append((f"≥ {TARGET_RATIO:.0f}× faster than baseline", ratio, ratio >= TARGET_RATIO))
+    for label, v, ok in checks:
+        print(f"{label:<34}{_fmt(v):>12}{'yes' if ok else 'NO':>6}")
+    print(f"\n(benchmark wall time {time.perf_counter() - t_bench:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(raw, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
