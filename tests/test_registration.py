@@ -79,9 +79,12 @@ def test_homography_matches_capture(
 
 def test_outputs_in_baseline_frame(rigid_pair: syn.PhantomPair, rigid_result: Registration) -> None:
     r = rigid_result
-    assert r.homography.shape == (3, 3) and r.homography.dtype == np.float64
-    assert r.warped.shape == (*SHAPE, 3) and r.warped.dtype == np.uint8
-    assert r.valid.shape == SHAPE and r.valid.dtype == bool
+    assert r.homography.shape == (3, 3)
+    assert r.homography.dtype == np.float64
+    assert r.warped.shape == (*SHAPE, 3)
+    assert r.warped.dtype == np.uint8
+    assert r.valid.shape == SHAPE
+    assert r.valid.dtype == bool
     assert np.all(r.warped[~r.valid] == 0)
     # The warped follow-up's leg lands on the baseline's leg.
     leg_w = r.warp(rigid_pair.followup.leg_mask)
@@ -117,9 +120,11 @@ def test_nonrigid_pair_refined(seed: int) -> None:
     pair = syn.make_pair(seed, shape=SHAPE, capture=cap)
     rigid = register(pair.baseline.rgb, pair.followup.rgb, nonrigid=False)
     bent = register(pair.baseline.rgb, pair.followup.rgb)
-    assert rigid.ok and bent.ok
+    assert rigid.ok
+    assert bent.ok
     assert rigid.flow is None
-    assert bent.flow is not None and bent.flow.shape == (*SHAPE, 2)
+    assert bent.flow is not None
+    assert bent.flow.shape == (*SHAPE, 2)
     assert bent.flow.dtype == np.float32
     e_rigid = map_errors(rigid, pair.followup)
     e_bent = map_errors(bent, pair.followup)
@@ -186,7 +191,8 @@ def test_unrelated_legs_refused_with_reason() -> None:
     b = syn.make_pair(12, shape=SHAPE)
     r = register(a.baseline.rgb, b.followup.rgb)
     assert not r.ok
-    assert isinstance(r.reason, str) and "same" in r.reason
+    assert isinstance(r.reason, str)
+    assert "same" in r.reason
     assert r.quality == 0.0
     assert not r.valid.any()
     assert json.loads(json.dumps(r.to_dict(), allow_nan=False))["ok"] is False
@@ -197,7 +203,8 @@ def test_blurred_followup_refused_with_reason() -> None:
     pair = syn.make_pair(1, shape=SHAPE, capture=cap)
     r = register(pair.baseline.rgb, pair.followup.rgb)
     assert not r.ok
-    assert r.reason is not None and "blurred" in r.reason
+    assert r.reason is not None
+    assert "blurred" in r.reason
     assert r.checks.blur_followup_px > 1.7
 
 
@@ -207,18 +214,21 @@ def test_blurred_baseline_refused_with_reason() -> None:
     f = syn.render(leg, syn.random_capture(2, shape=SHAPE, blur_sigma=0.0)).rgb
     r = register(b, f)
     assert not r.ok
-    assert r.reason is not None and "baseline photo is blurred" in r.reason
+    assert r.reason is not None
+    assert "baseline photo is blurred" in r.reason
     assert "same area" not in r.reason
 
 
 def test_blank_photos_refused_not_raised() -> None:
     grey = np.full((*SHAPE, 3), 128, np.uint8)
     r = register(grey, grey)
-    assert not r.ok and r.reason
+    assert not r.ok
+    assert r.reason
     skin = np.zeros((*SHAPE, 3), np.uint8)
     skin[:] = (225, 180, 160)
     r2 = register(skin, skin)
-    assert not r2.ok and r2.reason
+    assert not r2.ok
+    assert r2.reason
 
 
 def test_inputs_not_modified_and_progress_reported(rigid_pair: syn.PhantomPair) -> None:
@@ -234,7 +244,9 @@ def test_inputs_not_modified_and_progress_reported(rigid_pair: syn.PhantomPair) 
     assert np.array_equal(f, rigid_pair.followup.rgb)
     assert np.array_equal(roi, roi_copy)
     fracs = [c[0] for c in calls]
-    assert fracs == sorted(fracs) and fracs[0] == 0.0 and fracs[-1] == 1.0
+    assert fracs == sorted(fracs)
+    assert fracs[0] == 0.0
+    assert fracs[-1] == 1.0
     assert all(isinstance(c[1], str) and c[1] for c in calls)
 
 

@@ -33,10 +33,13 @@ ASSESS_SIDE = 1000
 MIN_SHARPNESS = 0.45
 #: A follow-up keeps at least this fraction of the baseline's fine detail.
 MIN_SHARPNESS_VS_BASELINE = 0.45
-#: Skin luma (sRGB, 0–1) below which the photo is too dark.
-MIN_SKIN_LUMA = 0.18
-#: Fraction of skin pixels with a clipped channel above which the photo is overexposed.
-MAX_CLIPPED = 0.03
+#: Skin luma (sRGB, 0–1) below which the photo is too dark (brown skin under clinic
+#: light is about 0.4).
+MIN_SKIN_LUMA = 0.3
+#: Fraction of skin pixels with a clipped channel that earns a warning...
+MAX_CLIPPED = 0.05
+#: ...and above which the photo must be retaken (vein contrast is lost where clipped).
+MAX_CLIPPED_RETAKE = 0.25
 #: Exposure difference from the baseline (EV) that earns advice.
 MAX_EV_DIFF = 0.7
 #: Fraction of the frame the leg should fill at least.
@@ -182,7 +185,8 @@ def assess_capture(
 
     advice: list[str] = []
     ok = True
-    if leg_fraction < 0.02:
+    luma_ok = luma >= MIN_SKIN_LUMA and clipped <= MAX_CLIPPED_RETAKE
+    if leg_fraction < 0.02 and luma_ok:
         ok = False
         advice.append("No leg was found in the photo: photograph the treated area of the leg.")
     if sharp < MIN_SHARPNESS:
@@ -194,12 +198,12 @@ def assess_capture(
         ok = False
         advice.append("The photo is too dark: add light or move to the lit side of the room.")
     if clipped > MAX_CLIPPED:
-        ok = False
+        ok = ok and clipped <= MAX_CLIPPED_RETAKE
         advice.append(
             f"The photo is overexposed ({100 * clipped:.0f} % of the skin is pure white): "
             "turn the flash off or move away from the lamp."
         )
-    if 0.02 <= leg_fraction < MIN_LEG_FRACTION:
+    if luma_ok and 0.02 <= leg_fraction < MIN_LEG_FRACTION:
         k = math.sqrt(0.5 / max(leg_fraction, 1e-3))
         closer = distance_cm * (1.0 - 1.0 / k)
         advice.append(
@@ -213,7 +217,7 @@ def assess_capture(
     offset: tuple[float, float] | None = None
     ev = sharp_ratio = None
     matches: bool | None = None
-    if baseline is not None:
+    if baseline is not None and luma_ok:
         b_rgb = as_rgb(baseline)
         b_small = _small(b_rgb)
         b_skin = skin_mask(b_small)

@@ -170,6 +170,9 @@ def _skin_mask_small(rgb: np.ndarray) -> np.ndarray:
         spread = np.maximum(
             1.4826 * np.median(np.abs(x[core] - centre), axis=0), np.array([3.0, 2.0, 2.0])
         )
+    # Skin under one light is a tight colour cluster; a wide spread is not a leg.
+    if spread[1] > 6.0 or spread[2] > 6.0:
+        return np.zeros(rgb.shape[:2], dtype=bool)
     z = (feats - centre) / spread
     d2 = np.einsum("...k,...k->...", z, z)
     cand = d2 < 16.0  # 4 robust sigmas
@@ -204,8 +207,14 @@ def _chroma_basis() -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def vein_like_mask(od: np.ndarray, *, sigma_px: float = 6.0, k: float = 3.0) -> np.ndarray:
+def vein_like_mask(
+    od: np.ndarray, *, sigma_px: float = 6.0, k: float = 3.0, mask: np.ndarray | None = None
+) -> np.ndarray:
     """Pixels whose OD excess over the local skin points towards blood.
+
+    The excess (OD minus its Gaussian local mean) is projected on the parts of the
+    haemoglobin and deep-vein directions orthogonal to melanin and the neutral
+    axis, so freckles, moles, hair and shading do not respond.
 
     Parameters
     ----------
@@ -214,7 +223,10 @@ def vein_like_mask(od: np.ndarray, *, sigma_px: float = 6.0, k: float = 3.0) -> 
     sigma_px : float
         Scale of the local skin background, in pixels of ``od``.
     k : float
-        Threshold in robust standard deviations.
+        Threshold in robust standard deviations of the score on skin.
+    mask : ndarray, shape (H, W), dtype bool, optional
+        Skin pixels; the result is restricted to them, away from their outline
+        (where backdrop colour would read as blood).
 
     Returns
     -------
@@ -222,12 +234,23 @@ def vein_like_mask(od: np.ndarray, *, sigma_px: float = 6.0, k: float = 3.0) -> 
     """
     if od.ndim != 3 or od.shape[2] != 3:
         raise ValueError(f"od must be (H, W, 3), got shape {od.shape}")
+    m = _check_mask(mask, od.shape[:2], "mask")
     hb, dv = _chroma_basis()
     hp = od - cv2.GaussianBlur(od, (0, 0), sigma_px)
     score = np.maximum(hp @ hb, hp @ dv)
-    med = float(np.median(score))
-    mad = float(np.median(np.abs(score - med))) * 1.4826 + 1e-6
-    return np.asarray(score > med + k * mad)
+    if m is not None:
+        r = max(1, round(2 * sigma_px))
+        kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+        m = cv2.erode(m.astype(np.uint8), kernel) > 0
+        vals = score[::2, ::2][m[::2, ::2]]
+    else:
+        vals = score[::2, ::2].ravel()
+    if vals.size < 50:
+        return np.zeros(od.shape[:2], dtype=bool)
+    med = float(np.median(vals))
+    mad = float(np.median(np.abs(vals - med))) * 1.4826 + 1e-6
+    out = score > med + k * mad
+    return np.asarray(out & m) if m is not None else np.asarray(out)
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -335,7 +358,8 @@ def normalise_colour(
     od_i = optical_density(img_s)
     # Exclude veins of either visit, clipped or black pixels (OD is not linear there).
     sig = max(2.0, 6.0 * ws / 1000.0)
-    use = m_s & ~vein_like_mask(od_r, sigma_px=sig) & ~vein_like_mask(od_i, sigma_px=sig)
+    use = m_s & ~vein_like_mask(od_r, sigma_px=sig, mask=m_s)
+    use &= ~vein_like_mask(od_i, sigma_px=sig, mask=m_s)
     use &= np.all((ref_s > 3) & (ref_s < 252) & (img_s > 3) & (img_s < 252), axis=-1)
     ys, xs = np.nonzero(use)
     if ys.size > 60_000:

@@ -595,8 +595,8 @@ def register(
     report(0.1, "finding skin features")
     od_bm = optical_density(b_m)
     od_fm = optical_density(f_m)
-    vein_bm = _dilate(vein_like_mask(od_bm, sigma_px=4.0, k=4.0), 5)
-    vein_fm = _dilate(vein_like_mask(od_fm, sigma_px=4.0, k=4.0), 5)
+    vein_bm = _dilate(vein_like_mask(od_bm, sigma_px=4.0, k=4.0, mask=grid(b_skin_ref, b_m)), 5)
+    vein_fm = _dilate(vein_like_mask(od_fm, sigma_px=4.0, k=4.0, mask=grid(f_skin_ref, f_m)), 5)
 
     def feat_mask(skin: np.ndarray, veins: np.ndarray) -> np.ndarray:
         # A band around the leg outline is kept: the outline is a stable feature too.
