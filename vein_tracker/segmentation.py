@@ -100,6 +100,7 @@ _SPIDER_SIGMAS_MM = (0.12, 0.2, 0.32)
 _RETIC_SIGMAS_MM = (0.35, 0.6, 0.9)
 _MIN_SIGMA_PX = 0.6
 _BG_SIGMA_MM = (1.5, 4.0, 1.5, 4.0)  # spider, reticular, neutral, chroma
+_BG_RIM_MM = (0.4, 1.5, 0.4, 1.5)
 # Veins are not sought this close to the leg's outline: the shading of the leg's curvature
 # steepens there (neutral OD, which the reticular channel sees at 0.45).
 _EDGE_MARGIN_MM = {SPIDER: 3.0, RETICULAR: 5.0}
@@ -387,32 +388,35 @@ def _skin_mask(rgb_coarse: np.ndarray, ppm_coarse: float) -> np.ndarray:
     return np.asarray(skin_mask(rgb_coarse), dtype=bool)
 
 
-def _normalised_blur(x: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
-    num = cv2.GaussianBlur(x * weight, (0, 0), sigma)
-    den = cv2.GaussianBlur(weight, (0, 0), sigma)
-    return num / np.maximum(den, 1e-3)
-
-
 def _background(signals: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarray:
-    """Local skin background of each signal channel (coarse level), excluding veins."""
+    """Local skin background of each signal channel (coarse level), excluding veins.
+
+    Two exclusion passes: pixels standing out of the first estimate, widened by a
+    class-sized rim (a reticular vein's Gaussian tails reach ~1.5 mm), are left out of
+    the second and third. Excluding the tails as well as the core keeps the contrast
+    linear in the vein's amplitude: a faded vein loses the same share of its contrast.
+    """
     w0 = leg.astype(np.float32)
     out = np.empty_like(signals)
     for c in range(signals.shape[2]):
         x = np.ascontiguousarray(signals[..., c])
         sigma = _BG_SIGMA_MM[c] * ppm
-        bg = _normalised_blur(x, w0, sigma)
-        resid = x - bg
-        spread = 1.4826 * float(np.median(np.abs(resid[leg]))) if leg.any() else 0.0
-        # Candidates (vein-like excess, either sign for the neutral channel) are left out.
-        cand = np.abs(resid) > max(2.5 * spread, 1e-4) if c >= 2 else resid > 2.5 * spread
-        cand = cv2.dilate(cand.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        w1 = w0 * (~cand)
-        bg1 = _normalised_blur(x, w1, sigma)
-        # Where the exclusion left too little skin, fall back to the first pass.
-        cover = cv2.GaussianBlur(w1, (0, 0), sigma) / np.maximum(
-            cv2.GaussianBlur(w0, (0, 0), sigma), 1e-3
-        )
-        out[..., c] = np.where(cover > 0.15, bg1, bg)
+        den0 = cv2.GaussianBlur(w0, (0, 0), sigma)
+        bg = cv2.GaussianBlur(x * w0, (0, 0), sigma) / np.maximum(den0, 1e-3)
+        k = 2 * max(1, int(round(_BG_RIM_MM[c] * ppm))) + 1
+        rim = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        for _ in range(2):
+            resid = x - bg
+            spread = 1.4826 * float(np.median(np.abs(resid[leg]))) if leg.any() else 0.0
+            # Candidates (vein-like excess, either sign for neutral/chroma) are left out.
+            r = np.abs(resid) if c >= 2 else resid
+            cand = cv2.dilate((r > max(2.0 * spread, 1e-4)).astype(np.uint8), rim)
+            w1 = w0 * (cand == 0)
+            den1 = cv2.GaussianBlur(w1, (0, 0), sigma)
+            bg1 = cv2.GaussianBlur(x * w1, (0, 0), sigma) / np.maximum(den1, 1e-3)
+            # Where the exclusion left too little skin, keep the previous estimate.
+            bg = np.where(den1 > 0.15 * den0, bg1, bg)
+        out[..., c] = bg
     return out
 
 
@@ -463,7 +467,7 @@ def _nms(ridge: np.ndarray, nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
         a = p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
         b = p[1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
         sel = ang == k
-        out |= sel & (ridge >= a) & (ridge > b)
+        out |= sel & (ridge >= a) & (ridge >= b)  # symmetric, so a flip gives the same lines
     return out
 
 
@@ -675,9 +679,15 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
 
     ys, xs = np.nonzero(centre)
     f = out_shape[1] / det_shape[1]
-    yo = np.clip(((ys + 0.5) * f - 0.5).round().astype(np.int32), 0, out_shape[0] - 1)
-    xo = np.clip(((xs + 0.5) * f - 0.5).round().astype(np.int32), 0, out_shape[1] - 1)
-    return _Centrelines(yo, xo, best_s[ys, xs] * f)
+    # Every finer pixel under a seed becomes a seed (symmetric under flips).
+    n = max(1, int(math.ceil(f - 1e-6)))
+    offs = (np.arange(n) + 0.5) * (f / n)
+    yo = np.floor(ys[:, None, None] * f + offs[None, :, None]) + np.zeros((1, 1, n))
+    xo = np.floor(xs[:, None, None] * f + offs[None, None, :]) + np.zeros((1, n, 1))
+    yo = np.clip(yo.ravel().astype(np.int32), 0, out_shape[0] - 1)
+    xo = np.clip(xo.ravel().astype(np.int32), 0, out_shape[1] - 1)
+    sig = np.repeat(best_s[ys, xs] * f, n * n)
+    return _Centrelines(yo, xo, sig)
 
 
 def _footprint_margin(
@@ -780,12 +790,13 @@ def _labels_at_work(
     small[0] = False
     if small.any():
         labels[small[lab]] = 0
+    # The reticular centreline, redrawn from L1, is part of its vein even where the
+    # upsampled edge rounding left it out; spiders lying over it keep their pixels.
+    skeleton &= labels != SPIDER
+    labels[skeleton & (labels == 0)] = RETICULAR
     sp = labels == SPIDER
     if sp.any():
-        skeleton &= labels == RETICULAR
         skeleton |= skeletonize(sp)
-    else:
-        skeleton &= labels == RETICULAR
     return labels, skeleton
 
 
@@ -803,8 +814,8 @@ def _upsample_skeleton(sk: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
     def put(y: np.ndarray, x: np.ndarray) -> None:
         out[
-            np.clip(np.round(y).astype(np.int64), 0, shape[0] - 1),
-            np.clip(np.round(x).astype(np.int64), 0, shape[1] - 1),
+            np.clip(np.floor(y).astype(np.int64), 0, shape[0] - 1),
+            np.clip(np.floor(x).astype(np.int64), 0, shape[1] - 1),
         ] = True
 
     put(yf, xf)
@@ -891,12 +902,16 @@ def segment(
     size = (shape[1], shape[0])
     contrast = _contrast_full(maps, shape, ppm)
     if work_size != size:
-        # Upsample class by class through a linear blend, so edges stay sub-pixel.
+        # Upsample class by class through a linear blend, so edges stay sub-pixel; the
+        # redrawn centrelines stay inside their veins.
         labels = np.zeros(shape, np.uint8)
+        skeleton = np.zeros(shape, bool)
         for code in (RETICULAR, SPIDER):
             up = _resize((labels_w == code).astype(np.uint8) * 255, size, cv2.INTER_LINEAR)
-            labels[up >= 128] = code
-        skeleton = _upsample_skeleton(skel_w, shape)
+            sk = _upsample_skeleton(skel_w & (labels_w == code), shape)
+            labels[(up >= 128) | sk] = code
+            skeleton |= sk
+        skeleton &= labels > 0
     else:
         labels, skeleton = labels_w, skel_w
     leg = contrast.leg_mask
