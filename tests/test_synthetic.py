@@ -46,6 +46,8 @@ def test_all_cleared_identity_capture_is_100_pct() -> None:
         3, shape=SHAPE, cleared_frac=1.0, faded_frac=0.0, capture=syn.identity_capture()
     )
     assert pair.true_improvement_pct == pytest.approx(100.0, abs=1e-9)
+    assert pair.true_improvement_by_area_pct == pytest.approx(100.0)
+    assert pair.true_improvement_by_length_pct == pytest.approx(100.0)
     assert set(pair.status_by_vein.values()) == {"cleared"}
     assert not pair.followup.labels.any()
     assert np.array_equal(pair.overlap_mask, pair.baseline.leg_mask)
@@ -74,6 +76,9 @@ def test_everything_faded_gives_exact_fade(fade_to: float) -> None:
     for cls in syn.VEIN_CLASSES:
         assert pair.true_improvement_by_class_pct[cls] == pytest.approx(100 * (1 - fade_to))
     assert set(pair.status_by_vein.values()) == {"faded"}
+    # Faded veins are still visible: no gain in area or length.
+    assert pair.true_improvement_by_area_pct == pytest.approx(0.0)
+    assert pair.true_improvement_by_length_pct == pytest.approx(0.0)
 
 
 def test_half_cleared_matches_definition_from_truth_maps(
@@ -109,6 +114,10 @@ def test_new_veins_count_against(leg: syn.Leg, baseline: syn.Rendered) -> None:
     imp = syn.true_improvement(leg, fol)
     assert imp == pytest.approx(-100.0 * n_new_px / n_b, abs=1e-9)
     assert imp < 0
+    pair = syn.pair_truth(leg, fol, baseline, fol_r)
+    assert pair.true_improvement_pct == pytest.approx(imp)
+    assert pair.true_improvement_by_area_pct == pytest.approx(imp)
+    assert pair.true_improvement_by_length_pct < 0
 
 
 def test_recanalised_vein_comes_back(leg: syn.Leg) -> None:

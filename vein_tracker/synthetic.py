@@ -492,6 +492,14 @@ class PhantomPair:
     definition), in the baseline frame over ``overlap_mask`` ((H, W) bool, baseline frame:
     leg pixels seen in both photos). ``true_improvement_by_class_pct`` is the same figure
     restricted to spider or reticular veins (nan where the class has no baseline pixels).
+
+    Secondary figures (the headline stays ``true_improvement_pct``), over the same region:
+
+    - ``true_improvement_by_area_pct`` = 100 × (1 − visible follow-up vein area / baseline
+      vein area): a faded vein counts in full, new veins add their area;
+    - ``true_improvement_by_length_pct`` = 100 × (1 − visible follow-up centreline length /
+      baseline centreline length): the Bertanha-style length end point, faded veins count
+      in full, new veins add their length.
     """
 
     baseline: Rendered
@@ -502,12 +510,16 @@ class PhantomPair:
     status_by_vein: dict[int, str]
     overlap_mask: np.ndarray
     true_improvement_by_class_pct: dict[str, float] = field(default_factory=dict)
+    true_improvement_by_area_pct: float = float("nan")
+    true_improvement_by_length_pct: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no arrays)."""
         return {
             "true_improvement_pct": self.true_improvement_pct,
             "true_improvement_by_class_pct": dict(self.true_improvement_by_class_pct),
+            "true_improvement_by_area_pct": self.true_improvement_by_area_pct,
+            "true_improvement_by_length_pct": self.true_improvement_by_length_pct,
             "status_by_vein": {str(k): v for k, v in self.status_by_vein.items()},
             "overlap_px": int(np.count_nonzero(self.overlap_mask)),
             "baseline": self.baseline.to_dict(),
@@ -574,6 +586,10 @@ def default_px_per_mm(shape: tuple[int, int]) -> float:
     """
     _, w = _check_shape(shape)
     return w / FRAME_WIDTH_MM
+
+
+def _triple(values: np.ndarray) -> tuple[float, float, float]:
+    return (float(values[0]), float(values[1]), float(values[2]))
 
 
 def _rng(seed: int, tag: int) -> np.random.Generator:
@@ -662,7 +678,7 @@ def _spider_cluster(
         if len(pts) < 3:
             return
         w = float(np.clip(width, 0.1, 1.0))
-        amp = float(rng.uniform(0.25, 0.7)) * (0.7 + 0.3 * min(1.0, w / 0.5)) * contrast
+        amp = float(rng.uniform(0.25, 0.7)) * contrast
         veins.append(
             Vein(
                 id=first_id + len(veins),
@@ -837,8 +853,8 @@ def make_leg(
                     angle=float(rng.uniform(0, math.pi)),
                     amplitude=float(rng.uniform(0.12, 0.35)),
                     edge_mm=float(rng.uniform(0.15, 0.35)),
-                    wobble=tuple(float(v) for v in rng.uniform(0, 0.08, 3)),  # type: ignore[arg-type]
-                    phase=tuple(float(v) for v in rng.uniform(0, 2 * math.pi, 3)),  # type: ignore[arg-type]
+                    wobble=_triple(rng.uniform(0, 1, 3) * (0.06, 0.03, 0.012)),
+                    phase=_triple(rng.uniform(0, 2 * math.pi, 3)),
                 )
             )
     if moles:
@@ -854,8 +870,8 @@ def make_leg(
                     angle=float(rng.uniform(0, math.pi)),
                     amplitude=float(rng.uniform(0.9, 1.7)),
                     edge_mm=float(rng.uniform(0.05, 0.15)),
-                    wobble=tuple(float(v) for v in rng.uniform(0, 0.10, 3)),  # type: ignore[arg-type]
-                    phase=tuple(float(v) for v in rng.uniform(0, 2 * math.pi, 3)),  # type: ignore[arg-type]
+                    wobble=_triple(rng.uniform(0, 1, 3) * (0.08, 0.04, 0.015)),
+                    phase=_triple(rng.uniform(0, 2 * math.pi, 3)),
                 )
             )
     return Leg(
@@ -1108,7 +1124,7 @@ def treat(
                 Bruise(
                     x=float(site[0]),
                     y=float(site[1]),
-                    radius_mm=float(rng.uniform(5.0, 15.0)),
+                    radius_mm=float(rng.uniform(6.0, 18.0)),
                     aspect=float(rng.uniform(0.5, 1.0)),
                     angle=float(rng.uniform(0, math.pi)),
                     amplitude=float(rng.uniform(0.10, 0.30)),
@@ -1314,13 +1330,15 @@ def _bend_field(
     out = []
     for c in range(2):
         acc = np.zeros(np.broadcast_shapes(xn.shape, yn.shape), dtype=np.float32)
+        separable = xn.ndim == 2 and yn.ndim == 2 and xn.shape[0] == 1 and yn.shape[1] == 1
         for k in range(3):
             a, fx, fy, ph, _ = p[c, k]
-            acc += np.float32(a) * np.sin(
-                np.float32(2 * math.pi * fx) * xn
-                + np.float32(2 * math.pi * fy) * yn
-                + np.float32(ph)
-            )
+            ax = np.float32(2 * math.pi * fx) * xn
+            by = np.float32(2 * math.pi * fy) * yn + np.float32(ph)
+            if separable:  # sin(A + B) from a row and a column: no per-pixel sine
+                acc += np.float32(a) * (np.sin(by) * np.cos(ax) + np.cos(by) * np.sin(ax))
+            else:
+                acc += np.float32(a) * np.sin(ax + by)
         out.append(acc * np.float32(bend_px / math.sqrt(2.0)))
     return out[0], out[1]
 
@@ -1410,6 +1428,10 @@ def _polyline_distance(
     ``pts`` are (x, y) in window coordinates relative to origin (x0, y0) already removed.
     Returns the ROI slices of the window and the distance array (inf beyond support).
     """
+    if len(pts) > 2:
+        # Drop nearly collinear vertices: the distance changes by at most 0.05 px.
+        simple = cv2.approxPolyDP(pts.astype(np.float32).reshape(-1, 1, 2), 0.05, False)
+        pts = np.asarray(simple, dtype=np.float64).reshape(-1, 2)
     lo = np.floor(pts.min(axis=0) - support).astype(int)
     hi = np.ceil(pts.max(axis=0) + support).astype(int) + 1
     rx0, ry0 = max(lo[0], 0), max(lo[1], 0)
@@ -1463,24 +1485,53 @@ def _noise_grid(
     return grid
 
 
-def _noise_field(
-    texture_seed: int,
-    tag: int,
-    spacing_mm: float,
-    leg: Leg,
-    s: float,
-    x0: int,
-    y0: int,
-    h: int,
-    w: int,
-) -> np.ndarray:
-    """Smooth zero-mean unit random field, fixed in the leg's mm frame, on a window.
+_COARSE_MM = 1.5  # node spacing of the merged coarse texture grid
+_FINE_MM = 0.35  # node spacing of the fine (pore-scale) neutral texture
 
-    Bicubic interpolation of :func:`_noise_grid`; window pixel (j, i) is leg point
-    ((x0 + j) / s, (y0 + i) / s) px.
-    """
+
+def _resample_grid(grid: np.ndarray, spacing_mm: float, target_mm: float, shape: Any) -> np.ndarray:
+    """Resample a noise grid onto a finer grid with the same origin convention."""
+    k = target_mm / spacing_mm
+    # Node j of the target sits at ((j - 2) * target + margin) mm -> source index (j-2)k + 2.
+    m = np.array([[k, 0.0, 2.0 - 2.0 * k], [0.0, k, 2.0 - 2.0 * k]], dtype=np.float64)
+    out = cv2.warpAffine(
+        grid,
+        m,
+        (shape[1], shape[0]),
+        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    return np.asarray(out, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=12)
+def _texture_grids(
+    texture_seed: int, shape: tuple[int, int], px_per_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Skin texture grids: coarse (gh, gw, 3) [melanin, haemoglobin, backdrop] and fine."""
+    base = _noise_grid(texture_seed, 2, _COARSE_MM, shape, px_per_mm)
+    gshape = base.shape
+    mel = np.float32(0.025) * base + np.float32(0.05) * _resample_grid(
+        _noise_grid(texture_seed, 1, 6.0, shape, px_per_mm), 6.0, _COARSE_MM, gshape
+    )
+    hb = np.float32(0.035) * _resample_grid(
+        _noise_grid(texture_seed, 3, 4.0, shape, px_per_mm), 4.0, _COARSE_MM, gshape
+    )
+    bg = np.float32(0.03) * _resample_grid(
+        _noise_grid(texture_seed, 5, 20.0, shape, px_per_mm), 20.0, _COARSE_MM, gshape
+    )
+    coarse = np.ascontiguousarray(np.stack([mel, hb, bg], axis=2), dtype=np.float32)
+    fine = np.float32(0.012) * _noise_grid(texture_seed, 4, _FINE_MM, shape, px_per_mm)
+    coarse.flags.writeable = False
+    fine.flags.writeable = False
+    return coarse, fine
+
+
+def _sample_grid(
+    grid: np.ndarray, spacing_mm: float, leg: Leg, s: float, x0: int, y0: int, h: int, w: int
+) -> np.ndarray:
+    """Bicubic sample of a texture grid on a window (pixel (j, i) = leg ((x0+j)/s, (y0+i)/s))."""
     lh, lw = leg.shape
-    grid = _noise_grid(texture_seed, tag, spacing_mm, leg.shape, leg.px_per_mm)
     a = 1.0 / (leg.px_per_mm * s * spacing_mm)
     ox = (_SCENE_MARGIN * lw / leg.px_per_mm) / spacing_mm + 2.0
     oy = (_SCENE_MARGIN * lh / leg.px_per_mm) / spacing_mm + 2.0
@@ -1492,7 +1543,22 @@ def _noise_field(
         flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REFLECT,
     )
-    return np.asarray(out)
+    return np.asarray(out, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _shading_lut(side_light: float) -> tuple[np.ndarray, np.ndarray]:
+    """Neutral shading OD as a function of the across-leg coordinate u (−1 … 1 at the rims).
+
+    A cylinder lit from the front and slightly from one side, with a soft specular band:
+    the rim is darker than the middle.
+    """
+    u = np.linspace(-1.0, 1.0, 2049)
+    cosine = np.sqrt(np.maximum(1.0 - u * u, 0.0))
+    light = 0.25 + 0.75 * cosine**0.8 * (1.0 + 0.15 * side_light * u)
+    spec = 0.06 * np.exp(-(((u + 0.35 * side_light) / 0.25) ** 2))
+    od = -np.log(np.maximum(light + spec, 0.05))
+    return u, od
 
 
 @dataclass
@@ -1672,40 +1738,38 @@ def _render_scene(
         + np.float32(_TONE_YELLOW.get(leg.tone, 0.0)) * _YELLOW_OD
     )
     bg_od = (-np.log(np.asarray(leg.backdrop, dtype=np.float64))).astype(np.float32)
-    tseed = leg.texture_seed
-    side = np.float32(0.15 * leg.outline.side_light)
-    hl_pos = np.float32(-0.35 * leg.outline.side_light)
+    # Skin OD = base + M·mel + H·haem + D·deep + (1,1,1)·neutral, as one 3×5 transform.
+    mix = np.zeros((3, 5), dtype=np.float32)
+    mix[:, 0], mix[:, 1], mix[:, 2], mix[:, 3], mix[:, 4] = (
+        MELANIN_OD,
+        HAEMOGLOBIN_OD,
+        DEEP_VEIN_OD,
+        1.0,
+        skin_base,
+    )
+    shade_u, shade_v = _shading_lut(leg.outline.side_light)
+    coarse_grid, fine_grid = _texture_grids(leg.texture_seed, leg.shape, leg.px_per_mm)
     for a, b in _row_blocks(h, w):
         bh = b - a
         u, alpha = geo.u_alpha(a, b)
-        # Skin texture, fixed in the leg's mm frame (every visit shows the same skin).
-        mel = np.float32(0.05) * _noise_field(tseed, 1, 6.0, leg, s, x0, y0 + a, bh, w)
-        mel += np.float32(0.025) * _noise_field(tseed, 2, 1.5, leg, s, x0, y0 + a, bh, w)
-        hb = np.float32(0.035) * _noise_field(tseed, 3, 4.0, leg, s, x0, y0 + a, bh, w)
-        neu = np.float32(0.012) * _noise_field(tseed, 4, 0.35, leg, s, x0, y0 + a, bh, w)
-        # Shading of a cylinder lit from the front, slightly from one side, plus a soft
-        # specular band; darker towards the rim.
-        uu = np.clip(u, -1.0, 1.0)
-        cosine = np.sqrt(np.maximum(1.0 - uu * uu, 0.0))
-        light = np.float32(0.25) + np.float32(0.75) * np.power(cosine, np.float32(0.8)) * (
-            1.0 + side * uu
-        )
-        spec = np.float32(0.06) * np.exp(-(((uu - hl_pos) / np.float32(0.25)) ** 2))
-        neu += -np.log(np.maximum(light + spec, np.float32(0.05)))
+        # Skin texture, fixed in the leg's mm frame (every visit shows the same skin):
+        # channels melanin, haemoglobin, backdrop variation; then fine neutral texture.
+        coarse = _sample_grid(coarse_grid, _COARSE_MM, leg, s, x0, y0 + a, bh, w)
+        neu = _sample_grid(fine_grid, _FINE_MM, leg, s, x0, y0 + a, bh, w)
+        # Cylinder shading (darker at the rim, light from one side, a soft specular band).
+        neu += np.interp(u, shade_u, shade_v).astype(np.float32)
         neu += np.float32(0.08) * geo.yfrac[a:b]
-        hb += haem[a:b]
-        bgv = np.float32(0.03) * _noise_field(tseed, 5, 20.0, leg, s, x0, y0 + a, bh, w)
-        bgv += np.float32(0.10) * geo.yfrac[a:b]
-        beta = 1.0 - alpha
-        for c in range(3):
-            skin_c = (
-                skin_base[c]
-                + mel * MELANIN_OD[c]
-                + hb * HAEMOGLOBIN_OD[c]
-                + deep[a:b] * DEEP_VEIN_OD[c]
-                + neu
-            )
-            od[a:b, :, c] = alpha * skin_c + beta * (bg_od[c] + bgv)
+        mel = coarse[:, :, 0]
+        hb = coarse[:, :, 1] + haem[a:b]
+        fields = cv2.merge([mel, hb, deep[a:b], neu])
+        skin = np.asarray(cv2.transform(fields, mix), dtype=np.float32)
+        bg = (
+            bg_od[None, None, :] + (coarse[:, :, 2] + np.float32(0.10) * geo.yfrac[a:b])[:, :, None]
+        )
+        skin -= bg
+        skin *= alpha[:, :, None]
+        skin += bg
+        od[a:b] = skin
     for sl, prof, direction in stamps:
         roi = od[sl]
         roi += prof[:, :, None] * direction[None, None, :]
@@ -2026,7 +2090,16 @@ def make_pair(
     -------
     PhantomPair
         ``true_improvement_pct`` as defined in :func:`true_improvement`, over
-        ``overlap_mask`` = baseline leg pixels that the follow-up photo also sees.
+        ``overlap_mask`` = baseline leg pixels that the follow-up photo also sees::
+
+            B = baseline vein pixels ∩ overlap
+            N = follow-up vein pixels (veins visible at follow-up, mapped to the
+                baseline frame) ∩ overlap, not in B
+            true_improvement_pct = 100 × (1 − (Σ_{p ∈ B} min(1, v_f(p)) + |N|) / |B|)
+
+        with ``v_f(p)`` the follow-up visibility of the baseline vein covering p (0 cleared,
+        the fade factor, 1 persisting or recanalised). 100 = every vein gone, 0 = no
+        change, negative = new veins outweigh the cleared ones.
     """
     h, w = _check_shape(shape)
     rng = _rng(seed, 0x9A1)
@@ -2093,6 +2166,12 @@ def pair_truth(
         c: _improvement_from_maps(baseline_leg, followup_leg, b, f, overlap, c)
         for c in VEIN_CLASSES
     }
+    n_b = int(np.count_nonzero((b.labels > 0) & overlap))
+    n_f = int(np.count_nonzero((f.labels > 0) & overlap))
+    by_area = 100.0 * (1.0 - n_f / n_b) if n_b else float("nan")
+    len_b = sum(_length_inside(v, s, overlap) for v in baseline_leg.veins if v.visibility > 0)
+    len_f = sum(_length_inside(v, s, overlap) for v in followup_leg.veins if v.visibility > 0)
+    by_length = 100.0 * (1.0 - len_f / len_b) if len_b > 0 else float("nan")
     return PhantomPair(
         baseline=baseline,
         followup=followup,
@@ -2102,4 +2181,19 @@ def pair_truth(
         status_by_vein=followup_leg.status_by_vein(),
         overlap_mask=overlap,
         true_improvement_by_class_pct=by_cls,
+        true_improvement_by_area_pct=by_area,
+        true_improvement_by_length_pct=by_length,
     )
+
+
+def _length_inside(vein: Vein, s: float, region: np.ndarray) -> float:
+    """Centreline length (px at scale ``s``) of ``vein`` inside ``region`` (nearest pixel)."""
+    pts = vein.centreline * s
+    seg = np.diff(pts, axis=0)
+    seg_len = np.hypot(seg[:, 0], seg[:, 1])
+    mid = np.rint((pts[:-1] + pts[1:]) / 2.0).astype(np.int64)
+    h, w = region.shape
+    ok = (mid[:, 0] >= 0) & (mid[:, 0] < w) & (mid[:, 1] >= 0) & (mid[:, 1] < h)
+    inside = np.zeros(len(mid), dtype=bool)
+    inside[ok] = region[mid[ok, 1], mid[ok, 0]]
+    return float(seg_len[inside].sum())
