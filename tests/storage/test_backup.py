@@ -1,0 +1,185 @@
+"""Backup and restore round trips (same and across backends), with every hash verified."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import io
+import tarfile
+
+import pytest
+
+from vein_tracker.errors import StorageError
+from vein_tracker.storage import open_repository
+from vein_tracker.storage.backup import backup, fsck, iter_manifest, restore
+
+from .conftest import FAST, PASSWORD, photo_bytes
+
+
+def _sqlite_url(d):
+    return f"sqlite:///{d / 'vein_tracker.db'}"
+
+
+def _state(repo, c):
+    """Everything a clinic user can see, as comparable values."""
+    aest = c.aest
+    photos = repo.list_photos(aest, client_id=c.a.id) + repo.list_photos(aest, client_id=c.b.id)
+    return {
+        "clients": [x.to_dict() for x in repo.list_clients(aest)],
+        "areas": [x.to_dict() for x in repo.list_areas(aest, c.a.id)],
+        "visits": [x.to_dict() for x in repo.list_visits(aest, c.a.id)],
+        "photos": [p.to_dict() for p in photos],
+        "bytes": {p.id: repo.get_photo_bytes(aest, p.id) for p in photos},
+        "consents": [x.to_dict() for x in repo.list_consents(aest, c.a.id)],
+        "analyses": [x.to_dict() for x in repo.list_analyses(aest, c.area_a.id)],
+        "masks": {k: v.tolist() for k, v in repo.load_analysis_masks(aest, c.analysis.id).items()},
+        "users": [u.username for u in repo.list_users(c.admin)],
+    }
+
+
+def _check_restored(clinic, target, db_url, expected):
+    settings = dataclasses.replace(clinic.settings, data_dir=target, db_url=db_url)
+    restored = open_repository(settings, passwords=FAST)
+    try:
+        assert _state(restored, clinic) == expected
+        assert restored.authenticate("ann.client", PASSWORD) == clinic.client_a
+        assert restored.list_audit(clinic.admin, action="restore")
+        # The restored clinic keeps working: new ids do not collide.
+        p = restored.add_photo(clinic.aest, clinic.area_a.id, clinic.v2.id, photo_bytes(70))
+        assert p.id > clinic.pb.id
+        assert fsck(settings, grace_s=0).ok
+    finally:
+        restored.close()
+
+
+def test_round_trip_into_sqlite(clinic, tmp_path):
+    clinic.repo.update_client(clinic.aest, clinic.a.id, notes="before backup")
+    expected = _state(clinic.repo, clinic)
+    result = backup(tmp_path / "b.tar", clinic.settings)
+    assert result.photos == 4  # three photos and one mask
+    assert result.db_kind == ("sqlite" if clinic.repo.dialect == "sqlite" else "logical")
+    assert not (tmp_path / "b.tar.part").exists()
+    assert clinic.repo.list_audit(clinic.admin, action="backup")[0].detail["photos"] == 4
+    # Changes after the snapshot are not in it.
+    clinic.repo.update_client(clinic.aest, clinic.a.id, notes="after backup")
+    target = tmp_path / "restored"
+    out = restore(tmp_path / "b.tar", target, db_url=_sqlite_url(target))
+    assert (out.photos, out.verified) == (4, 4)
+    assert out.rows["photos"] == 3
+    _check_restored(clinic, target, _sqlite_url(target), expected)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_round_trip_sqlite_into_postgres(clinic, tmp_path, pg_url):
+    expected = _state(clinic.repo, clinic)
+    backup(tmp_path / "b.tar", clinic.settings)
+    target = tmp_path / "restored"
+    out = restore(tmp_path / "b.tar", target, db_url=pg_url)
+    assert out.verified == 4
+    _check_restored(clinic, target, pg_url, expected)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_postgres_backup_has_pg_dump_of_the_same_snapshot(clinic, tmp_path):
+    result = backup(tmp_path / "b.tar", clinic.settings)
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        names = tar.getnames()
+        assert "db/logical.json" in names
+        if result.has_pg_dump:
+            dump = tar.extractfile("db/pg_dump.sql").read().decode()
+            assert "CREATE TABLE public.photos" in dump
+            assert clinic.p1.sha256 in dump
+
+
+def test_every_manifest_hash_matches(clinic, tmp_path):
+    backup(tmp_path / "b.tar", clinic.settings)
+    entries = list(iter_manifest(tmp_path / "b.tar"))
+    shas = {e["sha256"] for e in entries}
+    assert {clinic.p1.sha256, clinic.p2.sha256, clinic.pb.sha256} <= shas
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        for e in entries:
+            assert hashlib.sha256(tar.extractfile(e["path"]).read()).hexdigest() == e["file_sha256"]
+
+
+def _rewrite_tar(src, dst, mutate):
+    with tarfile.open(src) as tin, tarfile.open(dst, "w") as tout:
+        for m in tin.getmembers():
+            data = tin.extractfile(m).read()
+            data = mutate(m.name, data)
+            if data is None:
+                continue
+            m.size = len(data)
+            tout.addfile(m, io.BytesIO(data))
+
+
+def _flip_photo(name, data):
+    if name.startswith("photos/"):
+        b = bytearray(data)
+        b[len(b) // 2] ^= 0x01
+        return bytes(b)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (_flip_photo, "checksum"),
+        (lambda n, d: None if n.startswith("photos/") else d, "incomplete"),
+        (lambda n, d: None if n == "manifest.json" else d, "no valid manifest"),
+    ],
+)
+def test_damaged_archive_is_refused_and_target_left_empty(clinic, tmp_path, mutate, match):
+    backup(tmp_path / "b.tar", clinic.settings)
+    _rewrite_tar(tmp_path / "b.tar", tmp_path / "bad.tar", mutate)
+    target = tmp_path / "restored"
+    with pytest.raises(StorageError, match=match):
+        restore(tmp_path / "bad.tar", target, db_url=_sqlite_url(target))
+    assert list(target.iterdir()) == []
+
+
+def test_not_an_archive_and_path_traversal(clinic, tmp_path):
+    (tmp_path / "junk.tar").write_bytes(b"this is not a tar file" * 50)
+    with pytest.raises(StorageError, match="not a readable backup"):
+        restore(tmp_path / "junk.tar", tmp_path / "t1", db_url=_sqlite_url(tmp_path / "t1"))
+    backup(tmp_path / "b.tar", clinic.settings)
+    with tarfile.open(tmp_path / "b.tar", "a") as tar:
+        info = tarfile.TarInfo("../../evil.txt")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    with pytest.raises(StorageError, match="unexpected entry"):
+        restore(tmp_path / "b.tar", tmp_path / "t2", db_url=_sqlite_url(tmp_path / "t2"))
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_restore_refuses_a_non_empty_target(clinic, tmp_path):
+    backup(tmp_path / "b.tar", clinic.settings)
+    with pytest.raises(StorageError, match="not empty"):
+        restore(tmp_path / "b.tar", clinic.settings.data_dir)
+    with pytest.raises(ValueError, match=r"\.tar"):
+        backup(tmp_path / "b.zip", clinic.settings)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_encrypted_store_backup_needs_the_key(clinic, tmp_path, monkeypatch):
+    key = base64.b64encode(bytes(range(32))).decode()
+    enc_settings = dataclasses.replace(clinic.settings, encryption_key=key)
+    r = open_repository(enc_settings, passwords=FAST)
+    try:
+        for sha in list(r.store.iter_hashes()):
+            r.store.rekey(sha)
+        assert r.get_photo_bytes(clinic.aest, clinic.p1.id) == photo_bytes(1)
+    finally:
+        r.close()
+    result = backup(tmp_path / "b.tar", enc_settings)
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        entry = next(iter_manifest(tmp_path / "b.tar"))
+        assert tar.extractfile(entry["path"]).read().startswith(b"VTE1")
+    assert result.photos == 4
+    target = tmp_path / "restored"
+    with pytest.raises(StorageError, match="encrypted"):
+        restore(tmp_path / "b.tar", target, db_url=_sqlite_url(target), settings=clinic.settings)
+    out = restore(tmp_path / "b.tar", target, db_url=_sqlite_url(target), settings=enc_settings)
+    assert out.verified == 4
