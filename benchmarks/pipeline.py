@@ -410,6 +410,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             spread = ", ".join(f"{mp:.0f} MP {v / ref:.2f}" for mp, v in sorted(per_mp.items()))
             print(f"s/MP relative to 12 MP (1.00 = linear): {spread}")
 
+    ok3 = [r for r in ours3 if r["ok"]]
+    if ok3 and ok12:
+        print("\nTable 4b. CPU s per stage at 3 MP and 12 MP (×4.0 = linear in pixel count)")
+        print(f"{'stage':<19}{'3 MP':>8}{'12 MP':>8}{'ratio':>8}")
+        for name in [*names, "end to end"]:
+            if name == "end to end":
+                a, b_ = _median([r["cpu_s"] for r in ok3]), med_cpu
+            else:
+                a = _median([r["stages_cpu"].get(name, 0.0) for r in ok3])
+                b_ = _median([r["stages_cpu"].get(name, 0.0) for r in ok12])
+            print(f"{name:<19}{_fmt(a):>8}{_fmt(b_):>8}{_fmt(b_ / a if a > 0 else math.nan, 1):>8}")
+
     # Targets.
     rss = max((r["rss_mb"] for r in ok12), default=math.nan)
     ratio = _median(ratios) if ratios else math.nan
