@@ -284,9 +284,18 @@ def test_face_is_refused_and_legs_pass() -> None:
     x, y, w, h = boxes[0]
     assert 150 < x + w / 2 < 260
     assert 60 < y + h / 2 < 170
+    # A face lying sideways (turned 90° either way) is found too, at the right place.
+    turned = np.ascontiguousarray(np.rot90(face))
+    (box,) = ex.detect_faces(turned)
+    assert box == pytest.approx((y, 512 - x - w, h, w), abs=2)
+    with pytest.raises(ValueError, match="rotations"):
+        ex.detect_faces(face, rotations=(45,))
     skin = _skin(512, 512, seed=10)
-    with pytest.raises(PhotoError, match="face"):
+    # The message points at the face in baseline pixels, so a blur box can be drawn.
+    with pytest.raises(PhotoError, match=r"after photo .*near x=1\d\d, y=\d+"):
         ex.compose_pair(skin, face, weeks=6, sessions=2)
+    with pytest.raises(PhotoError, match="before photo"):
+        ex.compose_pair(turned, skin, weeks=6, sessions=2)
     # Blurring the face away makes the pair exportable.
     blurred = ex.compose_pair(
         skin, face, weeks=6, sessions=2, blur_boxes=[ex.BlurBox(x=140, y=30, width=160, height=180)]

@@ -7,9 +7,16 @@ the manifest and the ZIP. It reads records only through the storage
 always apply; it never touches SQL or photo files itself. Exported images are
 written with :func:`vein_tracker.io.encode_image`, which writes pixels only.
 
-Consent is checked twice: when pairs are listed and again, pair by pair, inside
-:func:`run_export` just before each composite is made, so a revocation between
-choosing and exporting removes the pair.
+Consent is checked when pairs are listed, again when the export starts, again
+by the repository when each pair's photos are read, and a last time inside the
+transaction that writes the audit events; a revocation or expiry at any point
+before the ZIP is returned removes the pair.
+
+Public entry points for pages and the CLI: :func:`list_exportable_pairs`,
+:func:`preview_pair`, :func:`run_export` (-> :class:`ExportResult`) and
+:func:`export_pairs` (-> ZIP bytes). The pure parts (:func:`compose_pair`,
+:func:`add_watermark`, :func:`apply_blur_boxes`, :func:`detect_faces`,
+:func:`write_manifest`, :func:`build_zip`) work on arrays and bytes only.
 """
 
 from __future__ import annotations
@@ -309,7 +316,11 @@ def _face_cascade() -> Any:
 
 
 def detect_faces(
-    image: Photo | np.ndarray, *, max_side_px: int = 480, min_face_frac: float = 0.08
+    image: Photo | np.ndarray,
+    *,
+    max_side_px: int = 480,
+    min_face_frac: float = 0.08,
+    rotations: Sequence[int] = (0, 90, 270),
 ) -> tuple[tuple[int, int, int, int], ...]:
     """Frontal faces in ``image`` with scikit-image's LBP cascade.
 
@@ -320,45 +331,58 @@ def detect_faces(
         Detection runs on a copy downscaled to at most this many px per side.
     min_face_frac : float
         Smallest face searched, as a fraction of the image's shorter side (0–1).
+    rotations : sequence of {0, 90, 180, 270}
+        Also search the image turned by these angles (degrees counter-clockwise), for
+        a face lying sideways in the frame (a client lying on the couch).
 
     Returns
     -------
     tuple of (x, y, width, height)
-        Face boxes in px of ``image``; empty when no face is found.
+        Face boxes in px of ``image`` (axis-aligned bounds); empty when no face is found.
     """
     rgb = as_rgb(image)
     if not 0.0 < min_face_frac <= 1.0:
         raise ValueError(f"min_face_frac must be in (0, 1], got {min_face_frac}")
+    if any(r not in (0, 90, 180, 270) for r in rotations):
+        raise ValueError(f"rotations must be taken from 0, 90, 180, 270, got {tuple(rotations)}")
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side_px / max(h, w))
     pil = Image.fromarray(rgb).convert("L")
     if scale < 1.0:
         pil = pil.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
-    grey = np.asarray(pil, dtype=np.float64) / 255.0
-    short = min(grey.shape)
+    grey0 = np.asarray(pil, dtype=np.float64) / 255.0
+    sh, sw = grey0.shape
+    short = min(sh, sw)
     min_px = max(24, int(short * min_face_frac))
     if min_px > short:
         return ()
-    found = _face_cascade().detect_multi_scale(
-        img=grey,
-        scale_factor=1.2,
-        step_ratio=1.0,
-        min_size=(min_px, min_px),
-        max_size=(short, short),
-        # 6 overlapping hits: the shipped cascade's default of 4 fires now and then on
-        # skin texture; 6 still finds the astronaut's face at 1/5 of the frame.
-        min_neighbor_number=6,
-    )
     inv = 1.0 / scale
-    return tuple(
-        (
-            round(f["c"] * inv),
-            round(f["r"] * inv),
-            round(f["width"] * inv),
-            round(f["height"] * inv),
+    boxes: list[tuple[int, int, int, int]] = []
+    for angle in dict.fromkeys(rotations):
+        grey = np.ascontiguousarray(np.rot90(grey0, k=angle // 90))
+        found = _face_cascade().detect_multi_scale(
+            img=grey,
+            scale_factor=1.2,
+            step_ratio=1.0,
+            min_size=(min_px, min_px),
+            max_size=(short, short),
+            # 6 overlapping hits: the shipped cascade's default of 4 fires now and then
+            # on skin texture; 6 still finds the astronaut's face at 1/5 of the frame.
+            min_neighbor_number=6,
         )
-        for f in found
-    )
+        for f in found:
+            r0, c0, fh, fw = f["r"], f["c"], f["height"], f["width"]
+            # Map the box back from the turned image (np.rot90 turns counter-clockwise).
+            if angle == 0:
+                x, y, bw, bh = c0, r0, fw, fh
+            elif angle == 90:
+                x, y, bw, bh = sw - r0 - fh, c0, fh, fw
+            elif angle == 180:
+                x, y, bw, bh = sw - c0 - fw, sh - r0 - fh, fw, fh
+            else:
+                x, y, bw, bh = r0, sh - c0 - fw, fh, fw
+            boxes.append((round(x * inv), round(y * inv), round(bw * inv), round(bh * inv)))
+    return tuple(boxes)
 
 
 def add_watermark(image: Photo | np.ndarray, text: str, *, opacity: float = 0.35) -> np.ndarray:
@@ -538,9 +562,12 @@ def compose_pair(
 
     if check_faces:
         for name, half in zip(("before", "after"), halves, strict=True):
-            if detect_faces(half):
+            faces = detect_faces(half)
+            if faces:
+                fx, fy, fw, fh = faces[0]
                 raise PhotoError(
-                    f"A face is visible in the {name} photo of this pair; it cannot be "
+                    f"A face is visible in the {name} photo of this pair (near x={fx + crop[0]}, "
+                    f"y={fy + crop[1]}, {fw}×{fh} px in the baseline frame); it cannot be "
                     "exported. Draw a blur box over it or choose another pair."
                 )
 
