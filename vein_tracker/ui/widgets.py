@@ -281,21 +281,27 @@ def client_picker(
     ids = [c.id for c in clients]
     by_id = {c.id: c for c in clients}
     pending = st.session_state.pop(PENDING_CLIENT_KEY, None)
-    current = st.session_state.get(_SELECT_KEY)
     if pending in by_id:
-        st.session_state[_SELECT_KEY] = pending
-    elif current not in by_id:
-        # First time on this page (widget state is per page): start from the shared choice.
-        wanted = st.session_state.get(CLIENT_KEY)
-        if wanted is None:
-            raw = st.query_params.get("client")
-            wanted = int(raw) if raw and raw.isdigit() else None
-        st.session_state[_SELECT_KEY] = wanted if wanted in by_id else ids[0]
+        st.session_state[CLIENT_KEY] = pending
+    wanted = st.session_state.get(CLIENT_KEY)
+    if wanted is None:
+        raw = st.query_params.get("client")
+        wanted = int(raw) if raw and raw.isdigit() else None
+    if wanted not in by_id:
+        wanted = ids[0]
+    # Always re-bind: widget state is tied to the page, so a value left by another page
+    # would be ignored. The user's own change reaches CLIENT_KEY first (on_change).
+    st.session_state[_SELECT_KEY] = wanted
+
+    def _changed() -> None:
+        st.session_state[CLIENT_KEY] = st.session_state[_SELECT_KEY]
+
     chosen = st.selectbox(
         "Client",
         ids,
         format_func=lambda i: f"{by_id[i].name} (record {i})",
         key=_SELECT_KEY,
+        on_change=_changed,
     )
     st.session_state[CLIENT_KEY] = chosen
     st.query_params["client"] = str(chosen)

@@ -1,0 +1,275 @@
+"""End-to-end journeys in Debian's Chromium against ``streamlit run app.py``.
+
+One Streamlit server per module, on a free localhost port, over a seeded clinic in a
+temporary data folder. Screenshots of each main page go to ``tests/artifacts/``
+(ignored by git); ``VT_UPDATE_SCREENSHOTS=1`` also refreshes the two README
+screenshots in ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from vt_ui_seed import PASSWORD, Seeded, photo_jpeg, seed_clinic
+
+from tests.conftest import free_port, wait_for_http
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+TIMEOUT_MS = 90_000
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Seeded]]:
+    """A seeded clinic served by ``streamlit run app.py``; yields (base URL, ids)."""
+    data = tmp_path_factory.mktemp("browser-clinic") / "data"
+    data.mkdir()
+    seeded = seed_clinic(data)
+    port = free_port()
+    env = {
+        **os.environ,
+        "VEIN_TRACKER_DATA": str(data),
+        "VEIN_TRACKER_IDLE_TIMEOUT_MIN": "30",
+    }
+    env.pop("VEIN_TRACKER_DB_URL", None)
+    env.pop("VEIN_TRACKER_ENCRYPTION_KEY", None)
+    log = (tmp_path_factory.mktemp("browser-log") / "streamlit.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.headless=true",
+            "--server.address=127.0.0.1",
+            f"--server.port={port}",
+            "--browser.gatherUsageStats=false",
+            "--server.fileWatcherType=none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/_stcore/health", timeout_s=90)
+        yield base, seeded
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page_factory(browser: object) -> Iterator[object]:
+    """New pages in fresh contexts (separate cookies = separate sessions)."""
+    contexts = []
+
+    def make(width: int = 1280, height: int = 900) -> object:
+        ctx = browser.new_context(viewport={"width": width, "height": height})  # type: ignore[attr-defined]
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def settle(page: object) -> None:
+    """Wait until the script run is over (the app is idle)."""
+    page.wait_for_selector(IDLE, state="attached", timeout=TIMEOUT_MS)  # type: ignore[attr-defined]
+    page.wait_for_timeout(300)  # type: ignore[attr-defined]
+    page.wait_for_selector(IDLE, state="attached", timeout=TIMEOUT_MS)  # type: ignore[attr-defined]
+
+
+def shot(page: object, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    return path
+
+
+def sign_in(page: object, base: str, username: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(base)  # type: ignore[attr-defined]
+    settle(page)
+    page.get_by_role("textbox", name="User name").fill(username)  # type: ignore[attr-defined]
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+    expect(page.get_by_text(f"Signed in as {username}")).to_be_visible(timeout=TIMEOUT_MS)  # type: ignore[attr-defined]
+    settle(page)
+
+
+def body_text(page: object) -> str:
+    return str(page.locator("[data-testid='stApp']").inner_text())  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- journeys
+
+
+def test_anonymous_gets_only_the_sign_in_form(
+    clinic_server: tuple[str, Seeded], page_factory: object
+) -> None:
+    base, _ = clinic_server
+    page = page_factory()  # type: ignore[operator]
+    for path in ("", "/clients", "/review?client=1", "/my-progress", "/users"):
+        page.goto(base + path)
+        settle(page)
+        text = body_text(page)
+        assert "Password" in text, path
+        assert "Cara" not in text, path
+        assert "Improvement" not in text, path
+    shot(page, "signin")
+
+
+def test_aesthetician_journey_add_client_consent_visit_upload(
+    clinic_server: tuple[str, Seeded], page_factory: object, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = clinic_server
+    page = page_factory()  # type: ignore[operator]
+    sign_in(page, base, "anna")
+    shot(page, "clients")
+
+    # Add a client (clean screening).
+    page.get_by_role("tab", name="Add client").click()
+    page.get_by_role("textbox", name="Full name").last.fill("Fiona Browser")
+    page.get_by_role("button", name="Add client").click()
+    expect(page.get_by_text("Client added")).to_be_visible()
+    settle(page)
+
+    # Consent for treatment photography.
+    page.get_by_role("link", name="Consent").click()
+    settle(page)
+    assert "Fiona Browser" in page.get_by_role("combobox", name="Client").aria_snapshot()
+    page.get_by_role("button", name="Record consent").click()
+    expect(page.get_by_text("Consent recorded (treatment photography)")).to_be_visible()
+    settle(page)
+    shot(page, "consent")
+
+    # Area, visit, upload.
+    page.get_by_role("link", name="Visit").click()
+    settle(page)
+    page.get_by_text("Add a treatment area").click()
+    page.get_by_role("button", name="Add area").click()
+    expect(page.get_by_text("Area added")).to_be_visible()
+    settle(page)
+    page.get_by_role("button", name="Start visit").click()
+    expect(page.get_by_text("Visit started: session 1")).to_be_visible()
+    settle(page)
+    photo = tmp_path / "calf-left.jpg"
+    photo.write_bytes(photo_jpeg(7, followup=False))
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(photo))
+    expect(page.get_by_text("Area for calf-left.jpg")).to_be_visible()
+    settle(page)
+    page.get_by_role("button", name="Store photos").click()
+    expect(page.get_by_text("Stored as the baseline of this area.")).to_be_visible()
+    expect(page.get_by_text("Sharpness")).to_be_visible()
+    settle(page)
+    shot(page, "visit")
+
+
+def test_review_shows_improvement(clinic_server: tuple[str, Seeded], page_factory: object) -> None:
+    from playwright.sync_api import expect
+
+    base, seeded = clinic_server
+    page = page_factory()  # type: ignore[operator]
+    sign_in(page, base, "anna")
+    page.get_by_role("link", name="Review").click()
+    settle(page)
+    assert "Cara Client" in page.get_by_role("combobox", name="Client").aria_snapshot()
+    expect(page.get_by_text("Improvement", exact=True)).to_be_visible()
+    expect(page.get_by_text(f"{seeded.improvement_a:.0f} %").first).to_be_visible()
+    path = shot(page, "review")
+    if os.environ.get("VT_UPDATE_SCREENSHOTS"):
+        readme_shot(page, SCREENSHOTS / "review.png")
+    assert path.stat().st_size > 0
+
+
+def test_client_sees_only_own_chart(
+    clinic_server: tuple[str, Seeded], page_factory: object
+) -> None:
+    from playwright.sync_api import expect
+
+    base, seeded = clinic_server
+    page = page_factory(390, 844)  # type: ignore[operator]
+    sign_in(page, base, "cara")
+    expect(page.get_by_role("heading", name="My progress")).to_be_visible()
+    expect(page.locator("[data-testid='stVegaLiteChart']")).to_have_count(1)
+    text = body_text(page)
+    assert "improvement, not perfection" in text
+    assert "Dora" not in text
+    shot(page, "portal-phone")
+    wide = page_factory()  # type: ignore[operator]
+    sign_in(wide, base, "cara")
+    shot(wide, "portal")
+    if os.environ.get("VT_UPDATE_SCREENSHOTS"):
+        readme_shot(wide, SCREENSHOTS / "portal.png")
+
+    # Another client's record or a staff page typed in the URL shows nothing of it: a typed
+    # URL opens a new session, which sees the sign-in form only.
+    for path in (
+        f"/my-progress?client={seeded.client_b}&area={seeded.area_b}",
+        f"/review?client={seeded.client_b}",
+        f"/clients?client={seeded.client_b}",
+        "/users",
+    ):
+        page.goto(base + path)
+        settle(page)
+        text = body_text(page)
+        assert "Password" in text, path
+        assert "Dora" not in text, path
+        assert "Cara" not in text, path
+        assert "Improvement" not in text, path
+
+
+def readme_shot(page: object, dest: Path) -> None:
+    """A small PNG for the README: the top of the page, 1280 px wide, palette-reduced."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    raw = page.screenshot(full_page=False)  # type: ignore[attr-defined]
+    img = Image.open(BytesIO(raw)).convert("RGB")
+    img = img.resize((img.width * 3 // 4, img.height * 3 // 4), Image.Resampling.LANCZOS)
+    img.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(dest, optimize=True)
