@@ -52,6 +52,7 @@ def test_downgrade_to_base_and_back(settings):
         engine.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_packaged_alembic_ini_works_from_the_command_line(settings, tmp_path):
     # As an operator would run it from an installed package, from any folder.
     env = dict(os.environ, VEIN_TRACKER_DB_URL=settings.db_url)

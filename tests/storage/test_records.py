@@ -261,3 +261,24 @@ def test_concurrent_writers_all_succeed(clinic):
         t.join()
     assert errors == []
     assert len(repo.list_clients(aest, search="Thread")) == 20
+
+
+def test_concurrent_visits_get_consecutive_session_numbers(clinic):
+    repo, aest = clinic.repo, clinic.aest
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(3):
+                repo.create_visit(aest, clinic.b.id)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    numbers = [v.session_number for v in repo.list_visits(aest, clinic.b.id)]
+    assert numbers == list(range(1, 14))

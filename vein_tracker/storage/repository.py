@@ -926,7 +926,8 @@ class Repository:
         wanted = sorted(set(int(a) for a in area_ids))
 
         def body(s: Session) -> VisitInfo:
-            c = _get_or_missing(s, m.Client, client_id, "client")
+            # Row lock (PostgreSQL): two visits started at once get consecutive numbers.
+            c = _get_or_missing(s, m.Client, client_id, "client", lock=True)
             info = _client_info(c)
             if info.screening is None:
                 raise ValueError(
@@ -1132,7 +1133,8 @@ class Repository:
         sha = self.store.put(blob)
 
         def body(s: Session) -> PhotoInfo:
-            a = _get_or_missing(s, m.TreatmentArea, area_id, "treatment area")
+            # Row lock (PostgreSQL): concurrent uploads to one area agree on the baseline.
+            a = _get_or_missing(s, m.TreatmentArea, area_id, "treatment area", lock=True)
             _require_photo_consent(s, a.client_id)
             existing = s.scalar(
                 sa.select(m.Photo).where(
@@ -2206,10 +2208,10 @@ def _storage_error(exc: sa.exc.OperationalError) -> StorageError:
     )
 
 
-def _get_or_missing(s: Session, model: type[T], key: int, what: str) -> T:
+def _get_or_missing(s: Session, model: type[T], key: int, what: str, *, lock: bool = False) -> T:
     if not isinstance(key, int) or isinstance(key, bool):
         raise ValueError(f"{what} id must be an integer, got {key!r}")
-    row = s.get(model, key)
+    row = s.get(model, key, with_for_update=lock or None)
     if row is None:
         # Same wording whether missing or forbidden: ids must not reveal what exists.
         raise AccessDenied(f"{what.capitalize()} {key} was not found or is not yours to see.")
