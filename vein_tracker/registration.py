@@ -72,6 +72,8 @@ MIN_OVERLAP = 0.25
 #: (3 px at 2000 px, about 0.3 mm at the usual framing): finer veins are lost beyond.
 MAX_RELATIVE_BLUR = 0.0015
 ECC_ITERATIONS = 10
+#: Long side (px) of the grid ECC runs on.
+ECC_SIDE = 640
 #: When matching fails, a photo with less than this share of the other's fine detail
 #: (see :func:`sharpness`) is named as blurred in the reason.
 BLUR_HINT_RATIO = 0.5
@@ -273,22 +275,36 @@ def _bilinear(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return np.asarray(ndi.map_coordinates(img, coords, order=1, mode="nearest"), np.float64)
 
 
-def _scale_h(h: np.ndarray, s_src: float, s_dst: float) -> np.ndarray:
-    """``h`` in frames where follow-up coords are scaled by ``s_src``, baseline by ``s_dst``."""
-    a = np.diag([s_dst, s_dst, 1.0])
-    b = np.diag([1.0 / s_src, 1.0 / s_src, 1.0])
-    out = a @ h @ b
+def _grid_matrix(src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+    """Pixel coordinates of a ``src`` image in a resized copy of shape ``dst``.
+
+    ``cv2.resize`` aligns pixel centres: ``x_dst = sx * x_src + (sx - 1) / 2``. Using
+    the bare scale instead would shift a homography by half a pixel per level.
+    """
+    sx = dst_shape[1] / src_shape[1]
+    sy = dst_shape[0] / src_shape[0]
+    return np.array([[sx, 0.0, (sx - 1.0) / 2.0], [0.0, sy, (sy - 1.0) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def _convert_h(h: np.ndarray, m_f: np.ndarray, m_b: np.ndarray) -> np.ndarray:
+    """``h`` (follow-up -> baseline) in frames mapped by ``m_f`` and ``m_b``."""
+    out = m_b @ h @ np.linalg.inv(m_f)
     return out / out[2, 2]
 
 
-def _resize(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+def _apply_m(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return _apply_h(m, pts)
+
+
+def _resize(rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Downscale so the long side is at most ``side``: image, grid matrix, mean scale."""
     h, w = rgb.shape[:2]
     s = min(1.0, side / max(h, w))
     if s >= 1.0:
-        return rgb, 1.0
+        return rgb, np.eye(3), 1.0
     out = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-    # The exact scale of the resized grid (pixel centres), per axis averaged.
-    return out, 0.5 * (out.shape[1] / w + out.shape[0] / h)
+    m = _grid_matrix(rgb.shape, out.shape)
+    return out, m, 0.5 * (m[0, 0] + m[1, 1])
 
 
 def matching_channel(rgb: np.ndarray, *, sigma_px: float = 3.0) -> np.ndarray:
@@ -421,13 +437,23 @@ def _homography_shape(h: np.ndarray, shape_f: tuple[int, int]) -> tuple[float, f
 def _masked_smooth(
     flow: np.ndarray, weight: np.ndarray, sigma: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised convolution of a flow field with a Gaussian, weights in [0, 1]."""
-    w = cv2.GaussianBlur(weight, (0, 0), sigma)
-    fx = cv2.GaussianBlur(flow[..., 0] * weight, (0, 0), sigma)
-    fy = cv2.GaussianBlur(flow[..., 1] * weight, (0, 0), sigma)
-    den = np.maximum(w, 1e-3)
-    out = np.stack([fx / den, fy / den], axis=-1)
-    return out.astype(np.float32), w
+    """Normalised convolution of a flow field with a Gaussian, weights in [0, 1].
+
+    Wide kernels run on a grid reduced by up to 4 (the sums are linear, so averaging
+    first and blurring after is nearly the same) and come back bilinearly.
+    """
+    h, w = weight.shape
+    k = int(min(4, max(1, sigma // 3)))
+    stack = np.dstack([flow[..., 0] * weight, flow[..., 1] * weight, weight]).astype(np.float32)
+    if k > 1:
+        small = cv2.resize(stack, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+        small = cv2.GaussianBlur(small, (0, 0), sigma / k)
+        stack = np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
+    else:
+        stack = np.asarray(cv2.GaussianBlur(stack, (0, 0), sigma))
+    den = np.maximum(stack[..., 2], 1e-3)
+    out = np.stack([stack[..., 0] / den, stack[..., 1] / den], axis=-1)
+    return out.astype(np.float32), np.ascontiguousarray(stack[..., 2])
 
 
 def _ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
@@ -554,12 +580,12 @@ def register(
 
     report(0.0, "preparing photos")
     # ---- working images: refine grid (<= REFINE_SIDE) and match grid (<= MATCH_SIDE)
-    b_ref, s_bref = _resize(base, REFINE_SIDE)
-    f_ref, s_fref = _resize(fol, REFINE_SIDE)
-    b_m, s_bm = _resize(b_ref, MATCH_SIDE)
-    f_m, s_fm = _resize(f_ref, MATCH_SIDE)
-    s_bm *= s_bref
-    s_fm *= s_fref
+    b_ref, m_bref, s_bref = _resize(base, REFINE_SIDE)
+    f_ref, m_fref, _ = _resize(fol, REFINE_SIDE)
+    b_m, m_bm, _ = _resize(b_ref, MATCH_SIDE)
+    f_m, m_fm, _ = _resize(f_ref, MATCH_SIDE)
+    m_bm = m_bm @ m_bref  # full px -> match px
+    m_fm = m_fm @ m_fref
 
     def grid(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
         if mask.shape == like.shape[:2]:
@@ -644,7 +670,7 @@ def register(
     inl_b = np.asarray(inl).ravel().astype(bool)
     n_inl = int(inl_b.sum())
     ratio = n_inl / max(n_matches, 1)
-    h_full = _scale_h(np.asarray(h_m, dtype=np.float64), 1.0 / s_fm, 1.0 / s_bm)
+    h_full = _convert_h(np.asarray(h_m, dtype=np.float64), np.linalg.inv(m_fm), np.linalg.inv(m_bm))
     scale, aniso, persp = _homography_shape(h_full, fshape)
     checks = RegistrationChecks(matches=n_matches, scale=scale, anisotropy=aniso, perspective=persp)
     if n_inl < MIN_INLIERS or ratio < MIN_INLIER_RATIO:
@@ -683,36 +709,13 @@ def register(
     sig_r = 3.0
     ch_bref = _clip_robust(_highpass(odn_b, sig_r), b_skin_ref)
     ch_fref = _clip_robust(_highpass(odn_f, sig_r), f_skin_ref)
-    h_r = _scale_h(h_full, s_fref, s_bref)  # follow-up refine px -> baseline refine px
+    h_r = _convert_h(h_full, m_fref, m_bref)  # follow-up refine px -> baseline refine px
     vein_bref = grid(vein_bm, b_ref)
     # Away from the leg outline (and any frame border) by about 3 high-pass sigmas.
     tmask_b = _erode(b_use_ref & ~vein_bref, 11)
     imask = _erode(f_skin_ref, 11)
-    warp = np.linalg.inv(h_r).astype(np.float32)  # ECC maps template (baseline) -> input
-    warp /= warp[2, 2]
-    try:
-        _, warp_out = cv2.findTransformECCWithMask(
-            ch_bref,
-            ch_fref,
-            tmask_b.astype(np.uint8),
-            imask.astype(np.uint8),
-            warp,
-            cv2.MOTION_HOMOGRAPHY,
-            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-4),
-            3,
-        )
-        h_r_new = np.linalg.inv(np.asarray(warp_out, dtype=np.float64))
-        h_r_new /= h_r_new[2, 2]
-        # Accept the refinement only if it stays close to the feature estimate.
-        fh_r, fw_r = f_ref.shape[:2]
-        corners = np.array([[0, 0], [fw_r, 0], [0, fh_r], [fw_r, fh_r]], dtype=np.float64)
-        moved = np.abs(_apply_h(h_r_new, corners) - _apply_h(h_r, corners)).max()
-        if np.isfinite(moved) and moved < 0.03 * max(b_ref.shape[:2]):
-            h_r = h_r_new
-    except cv2.error:
-        # ECC can fail to converge on low-texture pairs; the feature homography stands.
-        pass
-    h_full = _scale_h(h_r, 1.0 / s_fref, 1.0 / s_bref)
+    h_r = _ecc_refine(ch_bref, ch_fref, tmask_b, imask, h_r)
+    h_full = _convert_h(h_r, np.linalg.inv(m_fref), np.linalg.inv(m_bref))
 
     # ---- checks on the refine grid
     report(0.65, "checking alignment")
@@ -787,8 +790,8 @@ def register(
         flow_full = np.asarray(up / s_bref, dtype=np.float32)
     warped, valid = _warp_with_valid(fol, h_full, flow_full, bshape)
     # Residual: inlier features under the final mapping, in baseline px.
-    pf_full = pf[inl_b].astype(np.float64) / s_fm
-    pb_full = pb[inl_b].astype(np.float64) / s_bm
+    pf_full = _apply_m(np.linalg.inv(m_fm), pf[inl_b].astype(np.float64))
+    pb_full = _apply_m(np.linalg.inv(m_bm), pb[inl_b].astype(np.float64))
     mapped = _apply_h(h_full, pf_full)
     if flow_full is not None:
         fx = _bilinear(flow_full[..., 0], pb_full)
@@ -831,6 +834,64 @@ def _highpass(ch: np.ndarray, sigma_px: float) -> np.ndarray:
     return np.asarray(c - cv2.GaussianBlur(c, (0, 0), sigma_px), dtype=np.float32)
 
 
+def _ecc_refine(
+    ch_b: np.ndarray, ch_f: np.ndarray, tmask: np.ndarray, imask: np.ndarray, h: np.ndarray
+) -> np.ndarray:
+    """ECC homography refinement of ``h`` (follow-up -> baseline, refine grid).
+
+    Runs on a grid reduced to ``ECC_SIDE`` and on the template's bounding box of
+    usable skin only; keeps ``h`` if ECC fails or wanders from the feature estimate.
+    """
+    ys, xs = np.nonzero(tmask[::4, ::4])
+    if ys.size < 50:
+        return h
+    bh, bw = ch_b.shape
+    x0, x1 = max(0, xs.min() * 4 - 4), min(bw, xs.max() * 4 + 8)
+    y0, y1 = max(0, ys.min() * 4 - 4), min(bh, ys.max() * 4 + 8)
+    e = min(1.0, ECC_SIDE / max(bh, bw))
+
+    def shrink(x: np.ndarray, interp: int) -> np.ndarray:
+        if e >= 1.0:
+            return x
+        # An explicit size: with fx/fy OpenCV maps by fx, not by the rounded size ratio.
+        size = (max(1, round(x.shape[1] * e)), max(1, round(x.shape[0] * e)))
+        return np.asarray(cv2.resize(x, size, interpolation=interp))
+
+    tb = shrink(ch_b[y0:y1, x0:x1], cv2.INTER_AREA)
+    tm = shrink(tmask[y0:y1, x0:x1].astype(np.uint8), cv2.INTER_NEAREST)
+    fi = shrink(ch_f, cv2.INTER_AREA)
+    fm = shrink(imask.astype(np.uint8), cv2.INTER_NEAREST)
+    # Template px -> baseline refine px -> follow-up refine px -> follow-up ECC px.
+    shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+    m_t = _grid_matrix((y1 - y0, x1 - x0), tb.shape) @ shift  # baseline refine -> template
+    m_i = _grid_matrix(ch_f.shape, fi.shape)  # follow-up refine -> ECC input
+    warp = m_i @ np.linalg.inv(h) @ np.linalg.inv(m_t)
+    warp = (warp / warp[2, 2]).astype(np.float32)
+    try:
+        _, warp_out = cv2.findTransformECCWithMask(
+            tb,
+            fi,
+            tm,
+            fm,
+            warp,
+            cv2.MOTION_HOMOGRAPHY,
+            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-5),
+            3,
+        )
+    except cv2.error:
+        # ECC can fail to converge on low-texture pairs; the feature homography stands.
+        return h
+    inv_new = np.linalg.inv(m_i) @ np.asarray(warp_out, np.float64) @ m_t
+    h_new = np.linalg.inv(inv_new)
+    h_new /= h_new[2, 2]
+    # Accept the refinement only if it stays close to the feature estimate.
+    corners = np.array([[0, 0], [bw, 0], [0, bh], [bw, bh]], dtype=np.float64)
+    moved = np.abs(_apply_h(h_new, corners) - _apply_h(h, corners)).max()
+    if np.isfinite(moved) and moved < 0.03 * max(bh, bw):
+        return h_new
+    return h
+
+
 def _clip_robust(ch: np.ndarray, mask: np.ndarray, k: float = 4.0) -> np.ndarray:
     """Clip a high-passed channel at k robust sigmas of its skin pixels (outline, moles)."""
     vals = ch[::4, ::4][mask[::4, ::4]]
@@ -843,14 +904,20 @@ def _clip_robust(ch: np.ndarray, mask: np.ndarray, k: float = 4.0) -> np.ndarray
 def _warp_with_valid(
     fol: np.ndarray, h: np.ndarray, flow: np.ndarray | None, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Warp the follow-up RGB and its coverage into the baseline frame in one resampling."""
-    # A 4th channel of 255 marks coverage; bilinear edges below 255 are not valid.
-    rgba = cv2.cvtColor(fol, cv2.COLOR_RGB2RGBA)
-    out = _warp_to_baseline(rgba, h, flow, shape, cv2.INTER_LINEAR)
-    valid = out[..., 3] == 255
-    warped = np.ascontiguousarray(out[..., :3])
-    warped[~valid] = 0
-    return warped, valid
+    """Warp the follow-up RGB into the baseline frame, with the mask of covered pixels."""
+    if flow is None:
+        warped = _warp_to_baseline(fol, h, None, shape, cv2.INTER_LINEAR)
+        ones = np.full(fol.shape[:2], 255, np.uint8)
+        cover = _warp_to_baseline(ones, h, None, shape, cv2.INTER_LINEAR)
+    else:
+        mx, my = _source_maps(h, flow, shape)
+        warped = cv2.remap(fol, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        ones = np.full(fol.shape[:2], 255, np.uint8)
+        cover = cv2.remap(ones, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # Pixels that bilinear interpolation mixed with the outside are not valid.
+    valid_u8 = np.asarray(cover == 255, np.uint8)
+    warped = cv2.bitwise_and(warped, warped, mask=valid_u8)
+    return np.asarray(warped, np.uint8), valid_u8.astype(bool)
 
 
 def _relative_blur(
