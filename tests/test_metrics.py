@@ -498,3 +498,148 @@ def test_comparison_to_dict_contract() -> None:
     assert set(d["veins"]) >= {"cleared", "faded", "persisting", "new"}
     assert set(d["baseline"]["by_class"]) == {"spider", "reticular"}
     assert len(d["improvement_band_pct"]) == 2
+
+
+# ------------------------------------------------------------------ compare on phantoms
+# Smaller versions of the benchmark targets (benchmarks/improvement.py), at 600 x 800.
+
+PH_SHAPE = (600, 800)
+
+
+def _run(pair: Any, **kwargs: Any) -> metrics.Comparison:
+    from vein_tracker.io import photo_from_array
+
+    ppm = float(pair.baseline.px_per_mm)
+    return metrics.compare(
+        photo_from_array(pair.baseline.rgb, px_per_mm=ppm),
+        photo_from_array(pair.followup.rgb),
+        px_per_mm=ppm,
+        **kwargs,
+    )
+
+
+def test_compare_identity_pair_reads_no_improvement() -> None:
+    """No treatment, recaptured with another pose and light: the change must not show."""
+    from vein_tracker import synthetic as syn
+
+    pair = syn.make_pair(21, shape=PH_SHAPE, tone="medium", cleared_frac=0.0, faded_frac=0.0)
+    assert pair.true_improvement_pct == pytest.approx(0.0, abs=1e-9)
+    c = _run(pair)
+    assert abs(c.improvement_pct) <= 2.0
+    lo, hi = c.improvement_band_pct
+    assert lo <= 0.0 <= hi
+    assert c.vein_counts["cleared"] == 0
+    assert c.vein_counts["persisting"] >= 1
+
+
+def test_compare_standard_pair_close_to_truth() -> None:
+    from vein_tracker import synthetic as syn
+
+    pair = syn.make_pair(22, shape=PH_SHAPE, tone="light", cleared_frac=0.7, faded_frac=0.2)
+    c = _run(pair)
+    assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
+    lo, hi = c.improvement_band_pct
+    assert lo <= pair.true_improvement_pct <= hi
+    assert c.vein_counts["cleared"] >= 1
+    assert c.grade == grade_for(c.improvement_pct)
+    assert c.change_map.shape == PH_SHAPE
+    assert c.followup_seg.mask.shape == PH_SHAPE  # follow-up measured in the baseline frame
+
+
+def test_compare_ignores_staining_and_bruising() -> None:
+    from vein_tracker import synthetic as syn
+
+    pair = syn.make_pair(
+        23,
+        shape=PH_SHAPE,
+        tone="fair",
+        cleared_frac=0.7,
+        faded_frac=0.1,
+        staining=True,
+        bruising=True,
+    )
+    c = _run(pair)
+    assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
+
+
+@pytest.mark.slow
+def test_compare_new_veins_count_against_improvement() -> None:
+    from vein_tracker import synthetic as syn
+
+    pair = syn.make_pair(24, shape=PH_SHAPE, tone="olive", cleared_frac=0.6, n_new=3)
+    c = _run(pair)
+    assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
+    assert c.vein_counts["new"] >= 1
+
+
+@pytest.mark.slow
+def test_compare_faded_to_half_and_nonrigid_bend() -> None:
+    from vein_tracker import synthetic as syn
+
+    pair = syn.make_pair(
+        25, shape=PH_SHAPE, tone="brown", cleared_frac=0.1, faded_frac=0.7, fade_to=0.5
+    )
+    c = _run(pair)
+    assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
+    faded = [v for v in c.veins if v.status == "faded"]
+    assert faded
+    assert statistics_median([v.faded_pct for v in faded]) == pytest.approx(50.0, abs=15.0)
+    bent = syn.make_pair(
+        26,
+        shape=PH_SHAPE,
+        tone="light",
+        cleared_frac=0.6,
+        capture=syn.random_capture(26, shape=PH_SHAPE, bend_px=6.0),
+    )
+    cb = _run(bent)
+    assert abs(cb.improvement_pct - bent.true_improvement_pct) <= 8.0
+
+
+def statistics_median(values: list[float]) -> float:
+    import statistics
+
+    return float(statistics.median(values))
+
+
+@pytest.mark.slow
+def test_compare_recanalised_across_three_visits() -> None:
+    from vein_tracker import synthetic as syn
+
+    leg = syn.make_leg(27, shape=PH_SHAPE, tone="fair")
+    v1 = syn.treat(leg, 1, cleared_frac=0.7, faded_frac=0.0)
+    gone = [v.id for v in v1.veins if v.status == "cleared"][:3]
+    v2 = syn.treat(v1, 2, cleared_frac=0.0, faded_frac=0.0, recanalise=gone)
+    base = syn.render(leg)
+    f1 = syn.render(v1, syn.random_capture(1, shape=PH_SHAPE))
+    f2 = syn.render(v2, syn.random_capture(2, shape=PH_SHAPE))
+    ppm = float(base.px_per_mm)
+    c1 = metrics.compare(base.rgb, f1.rgb, px_per_mm=ppm)
+    c2 = metrics.compare(base.rgb, f2.rgb, px_per_mm=ppm, previous=[c1])
+    assert c2.vein_counts["recanalised"] >= 1
+    assert c2.vein_counts["new"] == 0  # recanalised veins are kept apart from new ones
+    assert any("recanalisation" in w for w in c2.warnings)
+
+
+def test_compare_bad_options() -> None:
+    img = np.zeros((300, 300, 3), np.uint8)
+    with pytest.raises(ValueError, match="sensitivity"):
+        metrics.compare(img, img, sensitivity=1.5)
+    with pytest.raises(ValueError, match="target_pct"):
+        metrics.compare(img, img, target_pct=0.0)
+    with pytest.raises(ValueError, match="px_per_mm"):
+        metrics.compare(img, img, px_per_mm=-1.0)
+    with pytest.raises(ValueError, match="roi"):
+        metrics.compare(img, img, roi=np.ones((10, 10), bool))
+    with pytest.raises(ValueError, match="roi"):
+        metrics.compare(img, img, roi=np.zeros((300, 300), bool))
+
+
+def test_compare_refuses_unrelated_photos() -> None:
+    from vein_tracker import synthetic as syn
+    from vein_tracker.errors import RegistrationError
+
+    a = syn.make_pair(28, shape=PH_SHAPE, tone="light")
+    b = syn.make_pair(29, shape=PH_SHAPE, tone="brown")
+    with pytest.raises(RegistrationError) as info:
+        _run(type("P", (), {"baseline": a.baseline, "followup": b.followup})())
+    assert str(info.value)

@@ -606,8 +606,11 @@ MIN_VEIN_CONTRAST_OD = 0.03
 #: A new vein piece needs a mean contrast of at least this share of the median baseline
 #: vein contrast of its class (JPEG blocks and skin texture read far below).
 NEW_MIN_STRENGTH_K = 0.5
-#: Margin around baseline veins over which contrast is integrated (plus the residual), mm.
+#: Margin around baseline veins over which contrast is integrated (plus the residual), mm,
+#: and at least SUPPORT_MIN_PX: JPEG's 4:2:0 chroma and block quantisation spread a thin
+#: red vein's (chromatic) contrast over a few pixels; integrated, it is kept.
 SUPPORT_MM = 0.3
+SUPPORT_MIN_PX = 4.0
 #: Capture warnings: extra blur of the follow-up (σ, px) and largest colour gain.
 CAPTURE_BLUR_PX = 1.5
 CAPTURE_MAX_GAIN = 1.6
@@ -815,17 +818,21 @@ def _estimate(
     region: np.ndarray,
     new: np.ndarray,
     *,
-    support: np.ndarray,
+    support: Mapping[int, tuple[np.ndarray, np.ndarray]],
     sigma_px: float,
     vein_ids: np.ndarray | None = None,
 ) -> _Estimate:
     # Local ratio of contrast integrated over the baseline veins and a thin margin around
-    # them (``support``): a sub-pixel misalignment or a blur moves contrast within the
-    # margin and leaves the ratio unchanged, and pixel noise averages out.
-    num = _smooth_sum(np.where(support, c_f, 0).astype(np.float32), sigma_px)
-    den = _smooth_sum(np.where(support, c_b, 0).astype(np.float32), sigma_px)
-    cb_s = np.where(base, den, 0).astype(np.float32)
-    cf_s = np.where(base, num, 0).astype(np.float32)
+    # them (``support``, per class): a sub-pixel misalignment, a blur or JPEG's chroma
+    # subsampling moves contrast within the margin and leaves the ratio unchanged, and
+    # pixel noise averages out. Classes are kept apart so one cannot dilute the other.
+    cb_s = np.zeros(base.shape, np.float32)
+    cf_s = np.zeros(base.shape, np.float32)
+    for sel, supp in support.values():
+        num = _smooth_sum(np.where(supp, c_f, 0).astype(np.float32), sigma_px)
+        den = _smooth_sum(np.where(supp, c_b, 0).astype(np.float32), sigma_px)
+        cb_s[sel] = den[sel]
+        cf_s[sel] = num[sel]
     rem = np.where(base, remaining_fraction(cb_s, cf_s), 0).astype(np.float32)
     if vein_ids is not None:
         rem = _vein_level_clip(rem, cb_s, cf_s, base, vein_ids)
@@ -991,24 +998,40 @@ def compare(
             raise ValueError("roi is empty: draw the region of interest on the baseline photo")
     ppm_given = px_per_mm if px_per_mm is not None else b_photo.px_per_mm
 
-    tell(0.05, "segmenting the baseline")
-    seg_b = segment(b_photo, px_per_mm=ppm_given, sensitivity=sensitivity)
-    ppm = float(ppm_given if ppm_given is not None else seg_b.px_per_mm)
-    ppm = _check_px_per_mm(ppm)
+    # Compression equalisation: both photos go through the same JPEG encoder before any
+    # measurement, so a losslessly stored baseline and a phone JPEG lose the same fine
+    # chroma detail (4:2:0) that thin red veins live in. Re-encoding a JPEG at a similar
+    # quality changes it little.
+    b_rgb = equalise_compression(b_photo.rgb)
+    f_rgb = equalise_compression(f_photo.rgb)
 
-    tell(0.3, "aligning the follow-up onto the baseline")
-    reg = register(b_photo, f_photo, roi=roi, leg_mask=seg_b.leg_mask)
+    tell(0.05, "aligning the follow-up onto the baseline")
+    reg = register(b_rgb, f_rgb, roi=roi)
     if not reg.ok:
         raise RegistrationError(
             reg.reason or "The follow-up photo could not be aligned onto the baseline."
         )
+    # Measure both visits at the same sharpness: the sharper photo gets the difference
+    # in blur the registration measured (a blurred thin vein reads fainter).
+    checks = getattr(reg, "checks", None)
+    blur_b = float(getattr(checks, "blur_followup_px", math.nan))
+    blur_f = float(getattr(checks, "blur_baseline_px", math.nan))
+    b_meas = _blur_rgb(b_rgb, blur_b) if math.isfinite(blur_b) and blur_b > 0.3 else b_rgb
+    f_warp = reg.warped
+    if math.isfinite(blur_f) and blur_f > 0.3:
+        f_warp = _blur_rgb(f_warp, blur_f)
+
+    tell(0.4, "segmenting the baseline")
+    seg_b = segment(b_meas, px_per_mm=ppm_given, sensitivity=sensitivity)
+    ppm = float(ppm_given if ppm_given is not None else seg_b.px_per_mm)
+    ppm = _check_px_per_mm(ppm)
 
     tell(0.6, "normalising colour")
     region = seg_b.leg_mask & _erode(reg.valid, REGION_MARGIN_MM * ppm)
     if roi is not None:
         region &= roi
     fit_mask = region & ~_dilate(seg_b.mask, 1.0 * ppm)
-    norm = normalise_colour(b_photo.rgb, reg.warped, mask=fit_mask)
+    norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
 
     tell(0.7, "segmenting the follow-up")
     seg_f = segment(
@@ -1031,15 +1054,56 @@ def compare(
             "px_per_mm_given": ppm_given is not None,
             "roi": roi is not None,
             "ratio_sigma_mm": RATIO_SIGMA_MM,
+            "equalise_jpeg_quality": EQUALISE_JPEG_QUALITY,
             "new_tolerance_mm": NEW_TOLERANCE_MM,
             "band_k": BAND_K,
             "band_floor_pct": BAND_FLOOR_PCT,
         },
         algorithm_version=ALGORITHM_VERSION,
         progress=tell,
-        baseline_rgb=b_photo.rgb,
+        baseline_rgb=b_meas,
         followup_rgb=norm.image,
     )
+
+
+#: JPEG quality of the compression equalisation (a typical phone setting).
+EQUALISE_JPEG_QUALITY = 85
+
+
+def _blur_rgb(rgb: np.ndarray, sigma_px: float) -> np.ndarray:
+    import cv2
+
+    k = int(2 * math.ceil(3 * sigma_px) + 1)
+    return np.asarray(cv2.GaussianBlur(rgb, (k, k), sigma_px))
+
+
+def equalise_compression(rgb: np.ndarray, *, quality: int = EQUALISE_JPEG_QUALITY) -> np.ndarray:
+    """Pass a photo through a standard JPEG encoder (4:2:0 chroma) and back.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    quality : int
+        JPEG quality, 1-100.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+        A new array; the input is not modified.
+    """
+    import cv2
+
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in [1, 100], got {quality!r}")
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    )
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 RGB
+        return np.array(rgb, copy=True)
+    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if dec is None:  # pragma: no cover - decoding our own JPEG
+        return np.array(rgb, copy=True)
+    return np.asarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB))
 
 
 def _capture_warnings(
@@ -1192,12 +1256,23 @@ def _compare_segmentations(
         residual = 0.0
     sigma = RATIO_SIGMA_MM * ppm
     tol = NEW_TOLERANCE_MM * ppm + 2.0 * residual
-    support = max(1.5, SUPPORT_MM * ppm + residual)
+    support_px = {
+        CLASS_CODES["spider"]: max(SUPPORT_MIN_PX, SUPPORT_MM * ppm) + residual,
+        CLASS_CODES["reticular"]: max(1.5, SUPPORT_MM * ppm) + residual,
+    }
     sk_f = np.asarray(seg_f.skeleton, dtype=bool)
     min_s = _min_vein_contrast(c_b, base, labels_b, labels_f)
     ids_b = np.asarray(seg_b.vein_ids)
     dist_b = _distance_to(base)
-    supp = (dist_b <= support) & region
+
+    def supports(base_: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for code, r_px in support_px.items():
+            sel = base_ & (labels_b == code if code != 1 else labels_b != 2)
+            out[code] = (sel, (_distance_to(sel) <= r_px) & region)
+        return out
+
+    supp = supports(base)
 
     # Shading at the leg's outline makes vein-like ridges in one photo and not the other:
     # new veins are only looked for away from it.
@@ -1226,7 +1301,7 @@ def _compare_segmentations(
         c_f_: np.ndarray,
         base_: np.ndarray = base,
         new_: np.ndarray = new_main,
-        supp_: np.ndarray = supp,
+        supp_: Mapping[int, tuple[np.ndarray, np.ndarray]] = supp,
     ) -> _Estimate:
         return _estimate(
             c_b, c_f_, base_, region, new_, support=supp_, sigma_px=sigma, vein_ids=ids_b
@@ -1248,7 +1323,7 @@ def _compare_segmentations(
         # new-vein tolerance and contrast gate moved
         cut = float(np.quantile(c_b[base], 0.2))
         core = base & (c_b >= cut)
-        alts = [run(c_f, core, new_main, (_distance_to(core) <= support) & region)]
+        alts = [run(c_f, core, new_main, supports(core))]
         devs = [abs(a.terms.pct - pct) for a in alts]
         for tol_px, strength_k in ((0.5 * tol, 1.0), (2.0 * tol, 1.0), (tol, 0.7)):
             n_alt = float(np.count_nonzero(new_for(tol_px, strength_k)))
