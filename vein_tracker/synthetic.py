@@ -11,6 +11,9 @@ so a leg rendered at another resolution shows the same scene. Every photo comes 
 truth: vein footprint and class labels, vein ids, remaining visibility, leg and distractor
 masks, and the exact map from each photo pixel to the baseline frame.
 
+Not modelled (yet): injection-site redness, trapped blood, stocking marks, tattoos,
+vignetting and flash glare.
+
 This module generates and renders; it must not segment, register or measure real photos.
 All randomness comes from ``numpy.random.Generator`` seeded by the caller (no global RNG):
 the same seed and arguments give identical pixels.
@@ -46,6 +49,7 @@ __all__ = [
     "identity_capture",
     "make_leg",
     "make_pair",
+    "pair_truth",
     "random_capture",
     "render",
     "treat",
@@ -927,16 +931,6 @@ def _make_hairs(
 # --------------------------------------------------------------------------------------
 
 
-def _status_for(vis: float, in_baseline: bool, recanalised: bool) -> str:
-    if vis <= 0.0:
-        return "cleared"
-    if recanalised:
-        return "recanalised"
-    if not in_baseline:
-        return "new"
-    return "persisting" if vis >= 1.0 else "faded"
-
-
 def treat(
     leg: Leg,
     seed: int,
@@ -1059,13 +1053,10 @@ def treat(
         elif v.id in faded_ids:
             factor = fade_lo if fade_lo == fade_hi else float(rng.uniform(fade_lo, fade_hi))
             vis = round(v.visibility * factor, 6)
-            status = (
-                "recanalised"
-                if v.status == "recanalised"
-                else _status_for(vis, v.in_baseline, False)
-            )
-            if not v.in_baseline:
-                status = "new"
+            if v.status == "recanalised":
+                status = "recanalised"
+            else:
+                status = "faded" if v.in_baseline else "new"
         if v.id in cleared_ids or v.id in faded_ids or v.status in ("cleared", "faded"):
             # Injection sites: veins treated now or at an earlier visit.
             treated_sites.append(v.centreline[len(v.centreline) // 2])
