@@ -29,6 +29,7 @@ from .config import get_settings
 from .io import Photo, as_rgb, load_photo
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .export import ExportResult
     from .metrics import Comparison
     from .progress import Progress
     from .storage import Actor, Repository
@@ -837,54 +838,21 @@ def latest_pair_preview(repo: Repository, actor: Actor, area_id: int) -> PairPre
 # ----------------------------------------------------------------------------- hooks
 
 
-def _hook(module_name: str, function: str) -> Callable[..., Any] | None:
-    """A function another module provides (report, export), or None while it is missing."""
-    import importlib
-
-    try:
-        module = importlib.import_module(f"{__package__}.{module_name}")
-    except ImportError:
-        return None
-    fn = getattr(module, function, None)
-    return fn if callable(fn) else None
-
-
-def report_available() -> bool:
-    """True when ``vein_tracker.report`` provides the client progress PDF."""
-    return _hook("report", "progress_report_pdf") is not None
-
-
 def progress_report_pdf(repo: Repository, actor: Actor, client_id: int) -> bytes:
-    """The client's PDF progress report (built by ``vein_tracker.report``).
+    """The client's PDF progress report (``vein_tracker.report``; access checked there)."""
+    from .report import progress_report_pdf as build
 
-    Raises
-    ------
-    RuntimeError
-        When the report module does not provide it (check :func:`report_available`).
-    """
-    fn = _hook("report", "progress_report_pdf")
-    if fn is None:
-        raise RuntimeError("vein_tracker.report.progress_report_pdf is not available")
-    return bytes(fn(repo, actor, client_id))
+    return build(repo, actor, client_id)
 
 
-def export_available() -> bool:
-    """True when ``vein_tracker.export`` provides the marketing export run."""
-    return _hook("export", "run_export") is not None
-
-
-def marketing_export_zip(
+def marketing_export(
     repo: Repository, actor: Actor, pairs: Sequence[MarketingPair], *, channel: str
-) -> bytes:
-    """A ZIP of de-identified, watermarked composites and a manifest (``export.run_export``).
+) -> ExportResult:
+    """De-identified, watermarked composites and a manifest as a ZIP (``export.run_export``).
 
-    Raises
-    ------
-    RuntimeError
-        When the export module does not provide it (check :func:`export_available`).
+    Consent is re-checked pair by pair inside the export; pairs left out are listed in
+    ``ExportResult.skipped`` with the reason.
     """
-    fn = _hook("export", "run_export")
-    if fn is None:
-        raise RuntimeError("vein_tracker.export.run_export is not available")
-    out = fn(repo, actor, pairs, channel=channel)
-    return bytes(getattr(out, "zip_bytes", out))
+    from .export import run_export
+
+    return run_export(repo, actor, list(pairs), channel=channel)

@@ -385,3 +385,31 @@ def test_admin_adds_user_and_filters_audit(clinic: Seeded) -> None:
 def test_no_page_renders_html_from_user_text() -> None:
     for path in [*UI.glob("*.py"), APP]:
         assert "unsafe_allow_html" not in path.read_text(encoding="utf-8"), path
+
+
+# ----------------------------------------------------------------------------- marketing
+
+
+def test_marketing_lists_only_consented_pairs_and_exports(clinic: Seeded) -> None:
+    repo = open_test_repo(clinic.data_dir)
+    try:  # the portal test may have withdrawn it: consent again, for the website only
+        anna = repo.authenticate("anna", PASSWORD)
+        if not repo.marketing_consent_valid(anna, clinic.client_a, "website"):
+            repo.record_consent(anna, clinic.client_a, kind="marketing", scopes=("website",))
+    finally:
+        repo.close()
+    at = signed_in("mia")
+    assert [t.value for t in at.title] == ["Marketing export"]
+    table = at.dataframe[0].value
+    assert len(table) == 1  # only client A gave marketing consent
+    assert "Cara" not in texts(at)
+    next(b for b in at.button if b.label == "Build export (ZIP)").click()
+    at.run()
+    assert not at.exception
+    assert any("pairs exported" in s.value for s in at.success)
+    assert any(b.label == "Download export" for b in at.get("download_button"))
+
+
+def test_pdf_report_button_on_portal_and_progress(clinic: Seeded) -> None:
+    at = signed_in("cara")
+    assert [b.label for b in at.get("download_button")] == ["Download progress report (PDF)"]

@@ -1,8 +1,7 @@
 """Marketing export page (marketing, admin): consented, de-identified before/after pairs.
 
 The page lists what the repository allows (consent checked there) and hands the
-choice to ``vein_tracker.export``; when the export function is not available the
-export control is not shown.
+choice to ``vein_tracker.export``, which checks consent again pair by pair.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ def render() -> None:
                 for p in pairs
             ]
         )
-        if not pairs or not services.export_available():
+        if not pairs:
             return
         chosen = st.multiselect(
             "Pairs to export",
@@ -47,14 +46,17 @@ def render() -> None:
         )
         if st.button("Build export (ZIP)", type="primary", key="m_build", disabled=not chosen):
             with st.spinner("Composing de-identified pairs…"):
-                zip_bytes = services.marketing_export_zip(
+                result = services.marketing_export(
                     session.repo(),
                     actor,
                     [p for p in pairs if p.anon_id in chosen],
                     channel=channel,
                 )
-            st.session_state["m_zip"] = zip_bytes
-        data = st.session_state.get("m_zip")
+            st.session_state[f"m_zip_{channel}"] = result.zip_bytes
+            st.success(f"{len(result.rows)} pairs exported.")
+            for skipped in result.skipped:
+                st.warning(f"Pair {skipped.anonymous_id} left out: {skipped.reason}")
+        data = st.session_state.get(f"m_zip_{channel}")
         if isinstance(data, bytes):
             st.download_button(
                 "Download export",

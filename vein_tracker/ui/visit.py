@@ -7,6 +7,7 @@ the uploader's key is rotated so the browser session does not keep the bytes.
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import streamlit as st
 
@@ -114,11 +115,11 @@ def _upload(actor: Actor, visit: VisitInfo, areas: list[AreaInfo]) -> None:
                 )
             )
         if st.button("Store photos", type="primary", key=f"store_{gen}"):
-            reports: list[dict[str, object]] = []
+            reports: list[dict[str, Any]] = []
             with st.status("Storing and checking photos…", expanded=True) as status:
                 for f, area_id in zip(files, choices, strict=True):
                     st.write(f"{f.name}…")
-                    item: dict[str, object] = {
+                    item: dict[str, Any] = {
                         "name": f.name,
                         "area": next(widgets.area_label(a) for a in visit_areas if a.id == area_id),
                     }

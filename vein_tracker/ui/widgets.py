@@ -186,12 +186,10 @@ def next_window(visits: Sequence[VisitInfo]) -> None:
 
 
 def report_download(actor: Actor, client_id: int) -> None:
-    """The PDF progress report button, shown only when the report module provides it.
+    """The PDF progress report button.
 
     The PDF is built when the button is clicked (deferred data), not on every run.
     """
-    if not services.report_available():
-        return
     repo = session.repo()
 
     def build() -> bytes:
