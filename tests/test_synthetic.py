@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -518,3 +521,24 @@ def test_full_size_pair_truth_is_consistent() -> None:
     expected = syn.true_improvement(pair.baseline_leg, pair.followup_leg, overlap=overlap)
     assert pair.true_improvement_pct == pytest.approx(expected, abs=1e-9)
     assert 0 < overlap.sum() < base.leg_mask.sum()
+
+
+@pytest.mark.slow
+def test_sample_manifest_truth_regenerates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed demo set's truth comes out of make_samples.py again (first area)."""
+    root = Path(__file__).resolve().parents[1] / "sample_images"
+    spec = importlib.util.spec_from_file_location("make_samples", root / "make_samples.py")
+    assert spec is not None
+    assert spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "make_samples", mod)  # dataclasses look it up
+    spec.loader.exec_module(mod)
+    first = mod.CLIENTS[0]
+    mod.CLIENTS = (replace(first, areas=first.areas[:1]),)
+    fresh = mod.build(tmp_path)
+    committed = json.loads((root / "manifest.json").read_text(encoding="utf-8"))["photos"]
+    keys = ("file", "session", "visit_date", "px_per_mm", "true_improvement_pct")
+    assert [{k: e[k] for k in keys} for e in fresh] == [
+        {k: e[k] for k in keys} for e in committed[: len(fresh)]
+    ]
+    assert fresh[-1]["true_improvement_pct"] >= 75.0
