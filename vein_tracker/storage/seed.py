@@ -9,11 +9,14 @@ entries, or an object with the list under ``"images"``, ``"photos"`` or ``"files
 Each entry::
 
     {"file": "c01_left-calf-posterior_s1.jpg", "client": "c01",
-     "area": "left-calf-posterior", "session": 1, "date": "2026-01-12",
-     "px_per_mm": 10.0}
+     "area": "left-calf-posterior", "session": 1, "visit_date": "2026-01-12",
+     "px_per_mm": 10.0, "sha256": "..."}
 
 ``area`` may also be an object ``{"side": ..., "region": ..., "view": ...}``; if a
 field is missing it is read from the file name (``<client>_<side>-<region>-<view>_s<N>``).
+``date`` is accepted for ``visit_date``; ``sha256``, when given, is checked. Regions
+outside thigh/knee/calf (``ankle``...) are recorded as the nearest one with the original
+label in the area's note.
 
 Analyses: the seed calls the ``analyse`` callback (the CLI passes one built on
 ``vein_tracker.services``/``metrics.compare`` when importable) for every
@@ -24,6 +27,7 @@ cached by photo hashes, parameters and algorithm version).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -54,10 +58,12 @@ _DEMO_NAMES: Final = (
     "Hana Sato",
 )
 _FILE_RE = re.compile(
-    r"^(?P<client>[A-Za-z0-9]+)_(?P<side>left|right)-(?P<region>thigh|knee|calf)-"
+    r"^(?P<client>[A-Za-z0-9]+)_(?P<side>left|right)-(?P<region>thigh|knee|calf|ankle|shin|hip)-"
     r"(?P<view>anterior|posterior|medial|lateral)_s(?P<session>\d+)",
 )
 SEED_MARK: Final = "demo_seeded_at"
+#: Body regions of demo photos outside the records' thigh/knee/calf, mapped to the nearest.
+_REGION_ALIASES: Final = {"ankle": "calf", "shin": "calf", "hip": "thigh"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ class SeedEntry:
     session: int
     day: date
     px_per_mm: float | None
+    note: str | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,13 +159,18 @@ def _entry(images_dir: Path, item: Any, index: int) -> SeedEntry:
     side = item.get("side") or side or parsed.get("side")
     region = item.get("region") or region or parsed.get("region")
     view = item.get("view") or view or parsed.get("view")
+    note = None
+    if region in _REGION_ALIASES:
+        # The records know thigh, knee and calf only; keep the photo's own label as a note.
+        note = f"{region} (recorded as {_REGION_ALIASES[region]})"
+        region = _REGION_ALIASES[region]
     if side not in SIDES or region not in REGIONS or view not in VIEWS:
         raise VeinTrackerError(f"manifest entry {index} ({name}): cannot tell the area")
     client = str(item.get("client") or parsed.get("client") or "")
     session = item.get("session") or parsed.get("session")
     if not client or session is None:
         raise VeinTrackerError(f"manifest entry {index} ({name}): client or session missing")
-    raw_day = item.get("date")
+    raw_day = item.get("date") or item.get("visit_date")
     try:
         day = date.fromisoformat(str(raw_day)[:10]) if raw_day else None
     except ValueError as exc:
@@ -165,6 +178,7 @@ def _entry(images_dir: Path, item: Any, index: int) -> SeedEntry:
     if day is None:
         day = date(2026, 1, 5) + timedelta(weeks=3 * (int(session) - 1))
     px = item.get("px_per_mm")
+    sha = item.get("sha256")
     return SeedEntry(
         path=images_dir / name,
         client=client,
@@ -174,6 +188,8 @@ def _entry(images_dir: Path, item: Any, index: int) -> SeedEntry:
         session=int(session),
         day=day,
         px_per_mm=float(px) if isinstance(px, int | float) and px > 0 else None,
+        note=note,
+        sha256=sha if isinstance(sha, str) else None,
     )
 
 
@@ -208,7 +224,7 @@ def seed_demo(
     if not entries:
         raise VeinTrackerError("The demo manifest lists no photos.")
     clients: dict[str, int] = {}
-    areas: dict[tuple[str, str, str, str], int] = {}
+    areas: dict[tuple[str, str, str, str, str | None], int] = {}
     visits: dict[tuple[str, int], int] = {}
     n_consents = n_photos = 0
     photo_ids: dict[int, list[int]] = {}
@@ -257,10 +273,10 @@ def seed_demo(
                 repo.revoke_consent(actor, mc.id, reason="Client changed her mind (demo).")
     sclerosants = ("sodium_tetradecyl_sulfate", "hypertonic_saline")
     for e in entries:
-        akey = (e.client, e.side, e.region, e.view)
+        akey = (e.client, e.side, e.region, e.view, e.note)
         if akey not in areas:
             areas[akey] = repo.create_area(
-                actor, clients[e.client], side=e.side, view=e.view, region=e.region
+                actor, clients[e.client], side=e.side, view=e.view, region=e.region, note=e.note
             ).id
         vkey = (e.client, e.session)
         if vkey not in visits:
@@ -278,6 +294,11 @@ def seed_demo(
             data = e.path.read_bytes()
         except OSError as exc:
             raise VeinTrackerError(f"Demo photo {e.path.name} cannot be read ({exc}).") from exc
+        if e.sha256 is not None and hashlib.sha256(data).hexdigest() != e.sha256:
+            raise VeinTrackerError(
+                f"Demo photo {e.path.name} does not match its sha256 in the manifest: "
+                "regenerate sample_images."
+            )
         p = repo.add_photo(
             actor,
             areas[akey],
