@@ -158,3 +158,16 @@ def test_cli_rekey(data_dir, images, capsys, monkeypatch):
     blob = next(p for p in (data_dir / "photos" / "objects").rglob("*") if p.is_file())
     assert blob.read_bytes().startswith(b"VTE1")
     assert main(["fsck"]) == 0
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_images"
+
+
+@pytest.mark.skipif(not (SAMPLES / "manifest.json").exists(), reason="sample_images not present")
+def test_the_shipped_demo_manifest_is_understood():
+    entries = read_manifest(SAMPLES)
+    assert len(entries) == len(json.loads((SAMPLES / "manifest.json").read_text())["photos"])
+    assert all(e.path.exists() for e in entries)
+    assert all(e.sha256 for e in entries)
+    areas = {(e.client, e.side, e.region, e.view, e.note) for e in entries}
+    assert len(areas) == len({(e.client, e.path.name.split("_")[1]) for e in entries})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import date, timedelta
 
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 
 from vein_tracker import ALGORITHM_VERSION
-from vein_tracker.storage import Screening, params_hash, version_key
+from vein_tracker.errors import StorageError
+from vein_tracker.storage import Screening, db, params_hash, version_key
 
-from .conftest import photo_bytes
+from .conftest import photo_bytes, reopen
 
 
 def test_client_fields_and_search(clinic):
@@ -282,3 +284,21 @@ def test_concurrent_visits_get_consecutive_session_numbers(clinic):
     assert errors == []
     numbers = [v.session_number for v in repo.list_visits(aest, clinic.b.id)]
     assert numbers == list(range(1, 14))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_locked_database_gives_a_clear_storage_error(clinic, monkeypatch):
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    quick = reopen(clinic.settings)
+    blocker = sqlite3.connect(
+        str(clinic.settings.data_dir / "vein_tracker.db"), isolation_level=None
+    )
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageError, match="busy"):
+            quick.create_client(clinic.aest, name="Blocked")
+        blocker.execute("ROLLBACK")
+        assert quick.create_client(clinic.aest, name="Unblocked").name == "Unblocked"
+    finally:
+        blocker.close()
+        quick.close()

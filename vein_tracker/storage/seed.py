@@ -19,10 +19,13 @@ outside thigh/knee/calf (``ankle``...) are recorded as the nearest one with the 
 label in the area's note.
 
 Analyses: the seed calls the ``analyse`` callback (the CLI passes one built on
-``vein_tracker.services``/``metrics.compare`` when importable) for every
-(baseline, follow-up) pair; without it the pairs stay unanalysed and the app
-computes and stores them the first time a review page opens them (results are
-cached by photo hashes, parameters and algorithm version).
+``vein_tracker.services.analyze_pair``, the app's own cached path, when importable)
+for every (baseline, follow-up) pair, so the client portal and the progress charts
+have numbers at once. That is the slow part (about 3 CPU-seconds per 1600x1200
+pair; 16 pairs in the shipped demo). ``seed-demo --no-analyses`` seeds in a few
+seconds instead and leaves the pairs to the app, which computes (and caches by photo
+hashes, parameters and algorithm version) each one the first time a review page
+opens it.
 """
 
 from __future__ import annotations
