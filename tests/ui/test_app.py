@@ -303,6 +303,7 @@ def test_review_shows_saved_improvement_and_views(clinic: Seeded) -> None:
     assert len(at.image) >= 4
 
 
+@pytest.mark.slow
 def test_review_of_unsaved_pair_computes_and_saves(clinic: Seeded) -> None:
     at = signed_in("anna")
     go(at, "review.py")
@@ -390,6 +391,7 @@ def test_no_page_renders_html_from_user_text() -> None:
 # ----------------------------------------------------------------------------- marketing
 
 
+@pytest.mark.slow
 def test_marketing_lists_only_consented_pairs_and_exports(clinic: Seeded) -> None:
     repo = open_test_repo(clinic.data_dir)
     try:  # the portal test may have withdrawn it: consent again, for the website only

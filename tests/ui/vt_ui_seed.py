@@ -2,7 +2,7 @@
 
 Two clients (A and B), each with a client account, one treatment area, two visits
 (three weeks apart), treatment-photography consent, and a baseline and follow-up
-photo rendered by ``vein_tracker.synthetic`` (600 × 800 px). Client A also has a
+photo rendered by ``vein_tracker.synthetic`` (480 × 640 px). Client A also has a
 marketing consent and a saved analysis (``services.analyze_pair`` + ``save_analysis``),
 so the Progress page and the portal have a measured point.
 """
@@ -27,7 +27,7 @@ from vein_tracker.storage import (
 )
 
 PASSWORD = "correct-horse-42"
-SHAPE = (600, 800)
+SHAPE = (480, 640)
 USERS = {
     "adam": "admin",
     "anna": "aesthetician",
