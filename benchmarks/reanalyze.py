@@ -142,21 +142,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dask.distributed import LocalCluster
 
             print("  dask LocalCluster, 2 workers...", flush=True)
-            with LocalCluster(
-                n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
-            ) as cluster:
-                # dask workers read their settings from the environment, as on a real cluster.
-                target = work / "dask"
-                shutil.copytree(template, target)
-                os.environ["VEIN_TRACKER_DATA"] = str(target)
-                os.environ.pop("VEIN_TRACKER_DB_URL", None)
-                s = reanalyze(
-                    settings=settings_for(target),
-                    executor="dask",
-                    scheduler=cluster.scheduler_address,
-                    show_progress=False,
-                )
-                rows.append(("dask LocalCluster, 2 workers", s))
+            # dask workers read their settings from their own environment, as on a real
+            # cluster: set it before the worker processes start.
+            target = work / "dask"
+            shutil.copytree(template, target)
+            saved = {k: os.environ.get(k) for k in ("VEIN_TRACKER_DATA", "VEIN_TRACKER_DB_URL")}
+            os.environ["VEIN_TRACKER_DATA"] = str(target)
+            os.environ.pop("VEIN_TRACKER_DB_URL", None)
+            try:
+                with LocalCluster(
+                    n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+                ) as cluster:
+                    s = reanalyze(
+                        settings=settings_for(target),
+                        executor="dask",
+                        scheduler=cluster.scheduler_address,
+                        show_progress=False,
+                    )
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            rows.append(("dask LocalCluster, 2 workers", s))
     load1 = os.getloadavg()
     print()
     print(

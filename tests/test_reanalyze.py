@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -257,18 +257,36 @@ def test_unscorable_pair_fails_with_reason_and_stays_stale(
 
 def test_task_from_other_algorithm_or_unknown_params_fails(clinic: list[Pair]) -> None:
     task = _stale()[0]
-    other = PairTask(**{**task.__dict__, "target_version": "99.0.0"})
+    other = replace(task, target_version="99.0.0")
     outcome = reanalyze_pair(other)
     assert outcome.status == "failed"
     assert outcome.error
     assert "99.0.0" in outcome.error
-    odd = PairTask(**{**task.__dict__, "params": {**PARAMS, "denoise": True}})
+    odd = replace(task, params={**PARAMS, "denoise": True})
     outcome = reanalyze_pair(odd)
     assert outcome.status == "failed"
     assert outcome.error
     assert "denoise" in outcome.error
     assert set(_analyses(clinic[0])) == {OLD}
     assert json.loads(json.dumps(outcome.to_dict()))["status"] == "failed"
+
+
+def test_worker_on_other_records_refuses(clinic: list[Pair], tmp_path: Path) -> None:
+    task = _stale()[0]
+    elsewhere = tmp_path / "elsewhere"
+    settings = replace(
+        get_settings(), data_dir=elsewhere, db_url=f"sqlite:///{elsewhere / 'vein_tracker.db'}"
+    )
+    outcome = reanalyze_pair(task, settings)
+    assert outcome.status == "failed"
+    assert outcome.error
+    assert "does not see the clinic database" in outcome.error
+    assert not elsewhere.exists()  # no empty database was created
+    unknown = reanalyze_pair(replace(task, analysis_id=task.analysis_id + 1000))
+    assert unknown.status == "failed"
+    assert unknown.error
+    assert f"analysis {task.analysis_id + 1000}" in unknown.error
+    assert set(_analyses(clinic[0])) == {OLD}
 
 
 @pytest.mark.parametrize(

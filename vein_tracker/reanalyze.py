@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any, Literal
 
 from . import ALGORITHM_VERSION
@@ -250,11 +251,22 @@ _REPOS: dict[Settings, Any] = {}
 
 
 def _worker_repository(settings: Settings | None) -> Any:
+    from sqlalchemy.engine import make_url
+
+    from .errors import StorageError
     from .storage import open_repository
 
     key = settings or get_settings()
     repo = _REPOS.get(key)
     if repo is None:
+        url = make_url(key.db_url)
+        # Never create an empty database beside a misconfigured worker.
+        db_file = url.database if url.get_backend_name() == "sqlite" else None
+        if db_file and not Path(db_file).exists():
+            raise StorageError(
+                f"This worker does not see the clinic database ({db_file}): set "
+                "VEIN_TRACKER_DATA or VEIN_TRACKER_DB_URL of every worker to the shared records."
+            )
         # The caller migrated the schema before sending work; workers only read/write rows.
         repo = open_repository(key, migrate=False)
         _REPOS[key] = repo
@@ -266,6 +278,22 @@ def close_worker_repositories() -> None:
     while _REPOS:
         _, repo = _REPOS.popitem()
         repo.close()
+
+
+def _same_records(repo: Any, task: PairTask) -> bool:
+    """True when the worker's database holds the stale analysis the batch listed."""
+    from .errors import AccessDenied
+    from .storage import SYSTEM_ACTOR
+
+    try:
+        old = repo.get_analysis_by_id(SYSTEM_ACTOR, task.analysis_id)
+    except AccessDenied:  # "not found" (the repository does not tell missing from forbidden)
+        return False
+    return (old.baseline_photo_id, old.followup_photo_id, old.params_hash) == (
+        task.baseline_photo_id,
+        task.followup_photo_id,
+        task.params_hash,
+    )
 
 
 def _analysis_params(params: Mapping[str, Any]) -> Any:
@@ -339,6 +367,15 @@ def reanalyze_pair(task: PairTask, settings: Settings | None = None) -> PairOutc
         )
         if found is not None:
             return outcome("skipped", analysis_id=found.id, improvement_pct=found.improvement_pct)
+        if not _same_records(repo, task):
+            return outcome(
+                "failed",
+                error=(
+                    f"this worker's records do not hold analysis {task.analysis_id} of the batch: "
+                    "point VEIN_TRACKER_DATA / VEIN_TRACKER_DB_URL of every worker at the same "
+                    "database and photo store"
+                ),
+            )
         params = _analysis_params(task.params)
         review = services.analyze_pair(
             repo,
