@@ -263,13 +263,17 @@ def test_client_sees_only_own_chart(
 
 
 def readme_shot(page: object, dest: Path) -> None:
-    """A small PNG for the README: the top of the page, 1280 px wide, palette-reduced."""
+    """A small PNG for the README: 1280 × 1500 px of the page, scaled to 60 %, 256 colours."""
     from io import BytesIO
 
     from PIL import Image
 
     dest.parent.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size  # type: ignore[attr-defined]
+    page.set_viewport_size({"width": 1280, "height": 1500})  # type: ignore[attr-defined]
+    settle(page)
     raw = page.screenshot(full_page=False)  # type: ignore[attr-defined]
+    page.set_viewport_size(size)  # type: ignore[attr-defined]
     img = Image.open(BytesIO(raw)).convert("RGB")
-    img = img.resize((img.width * 3 // 4, img.height * 3 // 4), Image.Resampling.LANCZOS)
-    img.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(dest, optimize=True)
+    img = img.resize((img.width * 3 // 5, img.height * 3 // 5), Image.Resampling.LANCZOS)
+    img.quantize(colors=256, method=Image.Quantize.MAXCOVERAGE).save(dest, optimize=True)
