@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -105,3 +106,52 @@ def test_foreign_keys_are_enforced(repo):
 def test_bad_urls_are_refused():
     with pytest.raises(ValueError, match="VEIN_TRACKER_DB_URL"):
         db.create_db_engine("mysql://u@h/db")
+
+
+def test_migrations_ship_inside_the_built_package(tmp_path):
+    """Build the package as a wheel would (setuptools build_py, package-data from
+    pyproject.toml) and run ``alembic upgrade head`` from that copy only."""
+    root = Path(__file__).resolve().parents[2]
+    build = tmp_path / "build"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from setuptools import setup; setup()",
+            "-q",
+            "build_py",
+            "-d",
+            str(build),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    ini = build / "vein_tracker" / "storage" / "alembic.ini"
+    assert (build / "vein_tracker" / "storage" / "migrations" / "versions").is_dir()
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    env = dict(os.environ, PYTHONPATH=str(build), VEIN_TRACKER_DB_URL=url)
+    code = (
+        "import vein_tracker.storage.db as d, sys; "
+        f"assert d.ALEMBIC_INI.resolve() == __import__('pathlib').Path({str(ini)!r}).resolve(); "
+        "from alembic.config import main; main(['-c', str(d.ALEMBIC_INI), 'upgrade', 'head'])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    engine = db.create_db_engine(url)
+    try:
+        assert db.current_revision(engine) == db.head_revision()
+        assert _diff(engine) == []
+    finally:
+        engine.dispose()
