@@ -200,3 +200,13 @@ def test_system_actor_cannot_sign_in_or_be_forged(clinic):
     forged = Actor(user_id=0, username="root", role="admin")
     with pytest.raises(AccessDenied):
         clinic.repo.list_users(forged)
+
+
+def test_idle_session_expiry():
+    t0 = utcnow()
+    assert not accounts.session_expired(t0, idle_timeout_min=30, now=t0 + timedelta(minutes=30))
+    assert accounts.session_expired(t0, idle_timeout_min=30, now=t0 + timedelta(minutes=30.1))
+    with pytest.raises(ValueError, match="idle_timeout_min"):
+        accounts.session_expired(t0, idle_timeout_min=0)
+    with pytest.raises(ValueError, match="timezone"):
+        accounts.session_expired(t0.replace(tzinfo=None), idle_timeout_min=5)

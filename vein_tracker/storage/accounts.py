@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from argon2 import PasswordHasher
@@ -88,6 +88,28 @@ def normalise_username(username: str) -> str:
     if not 3 <= len(name) <= 64 or not set(name) <= _USERNAME_CHARS:
         raise ValueError("username must be 3-64 characters: letters, digits, '.', '_', '-' or '@'")
     return name
+
+
+def session_expired(
+    last_activity: datetime, *, idle_timeout_min: float, now: datetime | None = None
+) -> bool:
+    """True when a signed-in session has been idle longer than ``idle_timeout_min``.
+
+    Parameters
+    ----------
+    last_activity : datetime
+        Time of the user's last action, timezone-aware.
+    idle_timeout_min : float
+        ``Settings.idle_timeout_min`` (``VEIN_TRACKER_IDLE_TIMEOUT_MIN``), minutes, > 0.
+    now : datetime, optional
+        Default the current UTC time.
+    """
+    if last_activity.tzinfo is None:
+        raise ValueError("last_activity must be timezone-aware (UTC)")
+    if not idle_timeout_min > 0:
+        raise ValueError(f"idle_timeout_min must be positive, got {idle_timeout_min!r}")
+    current = now or datetime.now(UTC)
+    return current - last_activity > timedelta(minutes=idle_timeout_min)
 
 
 def generate_password(length: int = 16) -> str:
