@@ -63,6 +63,7 @@ def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
             f"--server.port={port}",
             "--browser.gatherUsageStats=false",
             "--server.fileWatcherType=none",
+            "--client.toolbarMode=minimal",
         ],
         cwd=ROOT,
         env=env,

@@ -49,6 +49,8 @@ def streamlit_command(app: Path, *, port: int, address: str) -> list[str]:
         f"--server.address={address}",
         f"--server.port={port}",
         "--browser.gatherUsageStats=false",
+        # No "Deploy" button or developer menu for clinic users.
+        "--client.toolbarMode=minimal",
     ]
 
 
