@@ -315,49 +315,16 @@ def _face_cascade() -> Any:
     return Cascade(lbp_frontal_face_cascade_filename())
 
 
-def detect_faces(
-    image: Photo | np.ndarray,
-    *,
-    max_side_px: int = 480,
-    min_face_frac: float = 0.08,
-    rotations: Sequence[int] = (0, 90, 270),
-) -> tuple[tuple[int, int, int, int], ...]:
-    """Frontal faces in ``image`` with scikit-image's LBP cascade.
-
-    Parameters
-    ----------
-    image : Photo or ndarray, shape (H, W, 3), dtype uint8
-    max_side_px : int
-        Detection runs on a copy downscaled to at most this many px per side.
-    min_face_frac : float
-        Smallest face searched, as a fraction of the image's shorter side (0–1).
-    rotations : sequence of {0, 90, 180, 270}
-        Also search the image turned by these angles (degrees counter-clockwise), for
-        a face lying sideways in the frame (a client lying on the couch).
-
-    Returns
-    -------
-    tuple of (x, y, width, height)
-        Face boxes in px of ``image`` (axis-aligned bounds); empty when no face is found.
-    """
-    rgb = as_rgb(image)
-    if not 0.0 < min_face_frac <= 1.0:
-        raise ValueError(f"min_face_frac must be in (0, 1], got {min_face_frac}")
-    if any(r not in (0, 90, 180, 270) for r in rotations):
-        raise ValueError(f"rotations must be taken from 0, 90, 180, 270, got {tuple(rotations)}")
-    h, w = rgb.shape[:2]
-    scale = min(1.0, max_side_px / max(h, w))
-    pil = Image.fromarray(rgb).convert("L")
-    if scale < 1.0:
-        pil = pil.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
-    grey0 = np.asarray(pil, dtype=np.float64) / 255.0
+def _faces_at(
+    grey0: np.ndarray, *, min_face_frac: float, rotations: Sequence[int]
+) -> list[tuple[float, float, float, float]]:
+    """Cascade hits (x, y, w, h) as fractions of the (unturned) image size."""
     sh, sw = grey0.shape
     short = min(sh, sw)
     min_px = max(24, int(short * min_face_frac))
     if min_px > short:
-        return ()
-    inv = 1.0 / scale
-    boxes: list[tuple[int, int, int, int]] = []
+        return []
+    out = []
     for angle in dict.fromkeys(rotations):
         grey = np.ascontiguousarray(np.rot90(grey0, k=angle // 90))
         found = _face_cascade().detect_multi_scale(
@@ -381,8 +348,79 @@ def detect_faces(
                 x, y, bw, bh = sw - c0 - fw, sh - r0 - fh, fw, fh
             else:
                 x, y, bw, bh = r0, sh - c0 - fw, fh, fw
-            boxes.append((round(x * inv), round(y * inv), round(bw * inv), round(bh * inv)))
-    return tuple(boxes)
+            out.append((x / sw, y / sh, bw / sw, bh / sh))
+    return out
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over the smaller box's area."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / max(1e-12, min(a[2] * a[3], b[2] * b[3]))
+
+
+def detect_faces(
+    image: Photo | np.ndarray,
+    *,
+    sizes_px: Sequence[int] = (360, 480, 640),
+    min_face_frac: float = 0.08,
+    rotations: Sequence[int] = (0, 90, 270),
+) -> tuple[tuple[int, int, int, int], ...]:
+    """Frontal faces in ``image`` with scikit-image's LBP cascade.
+
+    The search runs on copies downscaled to each of ``sizes_px`` (longer side, px;
+    never enlarged). With three or more distinct sizes a face counts only when at
+    least two sizes find it at the same place: skin texture, moles and hair fool
+    the cascade at one scale now and then, a real face is found at several.
+
+    Parameters
+    ----------
+    image : Photo or ndarray, shape (H, W, 3), dtype uint8
+    sizes_px : sequence of int
+        Longer sides of the copies searched, px.
+    min_face_frac : float
+        Smallest face searched, as a fraction of the image's shorter side (0–1).
+    rotations : sequence of {0, 90, 180, 270}
+        Also search the image turned by these angles (degrees counter-clockwise), for
+        a face lying sideways in the frame (a client lying on the couch).
+
+    Returns
+    -------
+    tuple of (x, y, width, height)
+        Face boxes in px of ``image`` (axis-aligned bounds); empty when no face is found.
+    """
+    rgb = as_rgb(image)
+    if not 0.0 < min_face_frac <= 1.0:
+        raise ValueError(f"min_face_frac must be in (0, 1], got {min_face_frac}")
+    if any(r not in (0, 90, 180, 270) for r in rotations):
+        raise ValueError(f"rotations must be taken from 0, 90, 180, 270, got {tuple(rotations)}")
+    if not sizes_px or any(int(v) < 48 for v in sizes_px):
+        raise ValueError(f"sizes_px must be one or more sizes >= 48 px, got {tuple(sizes_px)}")
+    h, w = rgb.shape[:2]
+    grey_full = Image.fromarray(rgb).convert("L")
+    scales = sorted({min(1.0, int(v) / max(h, w)) for v in sizes_px})
+    per_scale = []
+    for scale in scales:
+        pil = grey_full
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            pil = grey_full.resize(size, Image.Resampling.BOX)
+        grey = np.asarray(pil, dtype=np.float64) / 255.0
+        per_scale.append(_faces_at(grey, min_face_frac=min_face_frac, rotations=rotations))
+    need = 2 if len(per_scale) >= 3 else 1
+    kept: list[tuple[float, float, float, float]] = []
+    for i, boxes in enumerate(per_scale):
+        for box in boxes:
+            votes = 1 + sum(
+                any(_overlap(box, other) > 0.5 for other in per_scale[j])
+                for j in range(len(per_scale))
+                if j != i
+            )
+            if votes >= need and not any(_overlap(box, k) > 0.5 for k in kept):
+                kept.append(box)
+    return tuple(
+        (round(x * w), round(y * h), round(bw * w), round(bh * h)) for x, y, bw, bh in kept
+    )
 
 
 def add_watermark(image: Photo | np.ndarray, text: str, *, opacity: float = 0.35) -> np.ndarray:
