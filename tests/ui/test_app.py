@@ -415,3 +415,52 @@ def test_marketing_lists_only_consented_pairs_and_exports(clinic: Seeded) -> Non
 def test_pdf_report_button_on_portal_and_progress(clinic: Seeded) -> None:
     at = signed_in("cara")
     assert [b.label for b in at.get("download_button")] == ["Download progress report (PDF)"]
+
+
+def test_reset_password_forces_a_change_before_anything_else(clinic: Seeded) -> None:
+    repo = open_test_repo(clinic.data_dir)
+    try:
+        admin = repo.authenticate("adam", PASSWORD)
+        user = next(u for u in repo.list_users(admin) if u.username == "mia")
+        one_time = repo.reset_password(admin, user.id)
+    finally:
+        repo.close()
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at.text_input[0].input("mia")
+    at.text_input[1].input(one_time)
+    at.button[0].click()
+    at.run()
+    assert [t.value for t in at.title] == ["Change password"]
+    with pytest.raises(ValueError, match="navigation page"):
+        at.switch_page(page_path("marketing.py"))
+    at.text_input(key="pw_old").input(one_time)
+    at.text_input(key="pw_new").input(PASSWORD + "-new")
+    at.text_input(key="pw_again").input(PASSWORD + "-new")
+    next(b for b in at.button if b.label == "Change password").click()
+    at.run()
+    assert not at.exception
+    go(at, "marketing.py")
+    assert [t.value for t in at.title] == ["Marketing export"]
+    repo = open_test_repo(clinic.data_dir)
+    try:  # put the seeded password back for the other tests
+        mia = repo.authenticate("mia", PASSWORD + "-new")
+        repo.change_password(mia, PASSWORD + "-new", PASSWORD)
+    finally:
+        repo.close()
+
+
+def test_disabled_account_is_signed_out_at_its_next_click(clinic: Seeded) -> None:
+    at = signed_in("dora")
+    assert [t.value for t in at.title] == ["My progress"]
+    repo = open_test_repo(clinic.data_dir)
+    try:
+        admin = repo.authenticate("adam", PASSWORD)
+        user = next(u for u in repo.list_users(admin) if u.username == "dora")
+        repo.update_user(admin, user.id, active=False)
+        at.run()
+        assert [t.value for t in at.title] == ["vein_tracker"]
+        assert any("sign in again" in i.value for i in at.info)
+    finally:
+        repo.update_user(admin, user.id, active=True)
+        repo.close()
