@@ -63,7 +63,11 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if IN_CI:
             pytest.fail("PostgreSQL is required in CI: .ci/run must install it")
         pytest.skip("PostgreSQL not installed (apt-get install postgresql) - PG variants skipped")
-    base = tmp_path_factory.mktemp("pg")
+    import tempfile
+
+    # pytest's own tmp dir is root-only; the postgres user must be able to reach the cluster.
+    base = Path(tempfile.mkdtemp(prefix="vt-test-pg-"))
+    base.chmod(0o755)
     user = "vt"
     run_as: list[str] = []
     if os.geteuid() == 0:
