@@ -356,12 +356,22 @@ def test_build_report_pdf_access_and_audit(
     assert [(e.client_id, e.username) for e in events] == [(cid, "client1")]
 
 
-def test_ui_hooks_find_report_and_export() -> None:
-    from vein_tracker import services
+def test_page_hook_signatures() -> None:
+    """The names and call shapes the UI uses (vein_tracker.services)."""
+    import inspect
 
-    assert services.report_available()
-    assert services.export_available()
-    assert rp.progress_report_pdf.__doc__
+    from vein_tracker import export as ex
+
+    assert list(inspect.signature(rp.progress_report_pdf).parameters) == [
+        "repo",
+        "actor",
+        "client_id",
+    ]
+    assert list(inspect.signature(rp.build_report_pdf).parameters) == ["repo", "actor", "client_id"]
+    params = inspect.signature(ex.run_export).parameters
+    assert list(params)[:3] == ["repo", "actor", "pairs"]
+    assert params["pairs"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert params["channel"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_report_aligns_by_registering_when_no_homography_is_stored(repo: Repository) -> None:
