@@ -301,6 +301,11 @@ def test_review_shows_saved_improvement_and_views(clinic: Seeded) -> None:
     at.run()
     assert not at.exception
     assert len(at.image) >= 4
+    at.radio(key=f"r_align_{clinic.area_a}").set_value("Flicker")
+    at.run()
+    assert not at.exception
+    captions = [c for img in at.image for c in img.proto.imgs for c in [c.caption]]
+    assert "Before" in captions or "After" in captions
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ downscaled previews and driven by ordinary Streamlit widgets: no JavaScript comp
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from vein_tracker import services
@@ -75,6 +76,14 @@ def _controls(area_id: int) -> services.AnalysisParams:
     )
 
 
+@st.fragment(run_every=0.8)
+def _flicker(before: np.ndarray, after: np.ndarray, *, key: str) -> None:
+    """Alternate before and after in place (only this fragment reruns)."""
+    n = int(st.session_state.get(key, 0)) + 1
+    st.session_state[key] = n
+    widgets.image(after if n % 2 else before, caption="After" if n % 2 else "Before")
+
+
 def _views(review: services.ReviewData, area_id: int) -> None:
     tabs = st.tabs(["Before / after", "Alignment", "Veins", "Change map", "Region"])
     with tabs[0]:
@@ -88,12 +97,15 @@ def _views(review: services.ReviewData, area_id: int) -> None:
     with tabs[1]:
         mode = st.radio(
             "View",
-            ["Checkerboard", "Before", "After", "Blend"],
+            ["Checkerboard", "Flicker", "Before", "After", "Blend"],
             horizontal=True,
             key=f"r_align_{area_id}",
-            help="Switch between Before and After to flicker; edges should not jump.",
+            help="Flicker alternates before and after; skin marks and edges should not jump.",
         )
-        if mode == "Checkerboard":
+        img: np.ndarray | None = None
+        if mode == "Flicker":
+            _flicker(review.baseline, review.followup, key=f"r_flick_{area_id}")
+        elif mode == "Checkerboard":
             tiles = st.slider("Tiles", 2, 16, 8, key=f"r_tiles_{area_id}")
             img = services.checkerboard(review.baseline, review.followup, tiles=tiles)
         elif mode == "Before":
@@ -102,7 +114,8 @@ def _views(review: services.ReviewData, area_id: int) -> None:
             img = review.followup
         else:
             img = services.blend(review.baseline, review.followup, alpha=0.5)
-        widgets.image(img)
+        if img is not None:
+            widgets.image(img)
         reg = review.result.get("registration", {})
         st.caption(
             f"Alignment quality {float(reg.get('quality') or 0):.2f}, "
