@@ -1015,12 +1015,16 @@ def _nonrigid(
         cut = max(0.75, 3.0 * float(np.median(dev[sel])))
         weight = (inner & (dev < cut)).astype(np.float32)
         smooth, wsum = _masked_smooth(raw, weight, sigma=sigma)
+    # Where few vectors are near (leg outline, veins, frame border) the field comes from a
+    # wider neighbourhood, and fades to zero only far from any usable skin.
+    wide, wsum_wide = _masked_smooth(raw, weight, sigma=3.0 * sigma)
+    a = np.clip(wsum / 0.2, 0.0, 1.0)[..., None]
+    b = np.clip(wsum_wide / 0.1, 0.0, 1.0)[..., None]
+    smooth = a * smooth + (1.0 - a) * b * wide
     # Bound: a leg that turns or bends within one treatment area moves little.
     mag = np.sqrt(smooth[..., 0] ** 2 + smooth[..., 1] ** 2)
     limit = MAX_FLOW * max(small)
     smooth *= np.minimum(1.0, limit / np.maximum(mag, 1e-6))[..., None]
-    # Far from skin the field fades to zero instead of extrapolating.
-    smooth *= np.clip(wsum / 0.2, 0.0, 1.0)[..., None]
     flow = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_LINEAR) / s
     mx = (np.arange(w, dtype=np.float32)[None, :] + flow[..., 0]).astype(np.float32)
     my = (np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]).astype(np.float32)
