@@ -140,3 +140,11 @@ def test_side_by_side_width(pair: tuple[np.ndarray, np.ndarray]) -> None:
     out = services.side_by_side(before, after, gap_px=4)
     assert out.shape == (60, 164, 3)
     assert (out[:, 80:84] == 255).all()
+
+
+def test_markdown_escape_shows_user_text_literally() -> None:
+    from vein_tracker.ui.widgets import md_escape
+
+    assert md_escape("[click](http://x.test)") == r"\[click\]\(http://x\.test\)"
+    assert md_escape("<script>**b**</script>") == r"\<script\>\*\*b\*\*\</script\>"
+    assert md_escape("calf 2") == "calf 2"

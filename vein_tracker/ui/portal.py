@@ -46,7 +46,7 @@ def render() -> None:
         if not areas:
             st.info("Your treatment areas will appear here after your first visit.")
         for area in areas:
-            st.subheader(widgets.area_label(area).capitalize())
+            st.subheader(widgets.md_escape(widgets.area_label(area).capitalize()))
             view = services.area_progress(session.repo(), actor, area.id, target_pct=target)
             widgets.progress_view(view, target_pct=target, audience="client")
             pair = services.latest_pair_preview(session.repo(), actor, area.id)

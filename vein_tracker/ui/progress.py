@@ -21,7 +21,7 @@ def render() -> None:
             return
         target = session.settings().target_pct
         for area in areas:
-            st.subheader(widgets.area_label(area))
+            st.subheader(widgets.md_escape(widgets.area_label(area)))
             view = services.area_progress(session.repo(), actor, area.id, target_pct=target)
             widgets.progress_view(view, target_pct=target, audience="clinic")
         visits = session.repo().list_visits(actor, client.id)

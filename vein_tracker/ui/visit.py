@@ -42,7 +42,7 @@ def _new_area(actor: Actor, client: ClientInfo) -> None:
             area = session.repo().create_area(
                 actor, client.id, side=side, view=view, region=region, note=note.strip() or None
             )
-            widgets.flash(f"Area added: {widgets.area_label(area)}.")
+            widgets.flash(f"Area added: {widgets.md_escape(widgets.area_label(area))}.")
             st.rerun()
 
 
@@ -118,7 +118,7 @@ def _upload(actor: Actor, visit: VisitInfo, areas: list[AreaInfo]) -> None:
             reports: list[dict[str, Any]] = []
             with st.status("Storing and checking photos…", expanded=True) as status:
                 for f, area_id in zip(files, choices, strict=True):
-                    st.write(f"{f.name}…")
+                    st.write(f"{widgets.md_escape(f.name)}…")
                     item: dict[str, Any] = {
                         "name": f.name,
                         "area": next(widgets.area_label(a) for a in visit_areas if a.id == area_id),

@@ -208,7 +208,7 @@ def report_download(actor: Actor, client_id: int) -> None:
 def capture_report(report: Mapping[str, Any], *, name: str | None = None) -> None:
     """The capture feedback of one upload: measures and plain advice."""
     ok = bool(report.get("ok"))
-    head = f"{name}: " if name else ""
+    head = f"{md_escape(name)}: " if name else ""
     if ok:
         st.success(f"{head}photo is usable.")
     else:
