@@ -320,6 +320,10 @@ class StoredUpload:
     photo: PhotoInfo
     report: dict[str, Any]
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the photo record and the capture report."""
+        return {"photo": self.photo.to_dict(), "report": dict(self.report)}
+
 
 def store_upload(
     repo: Repository,
@@ -492,6 +496,18 @@ class ReviewData:
     cached: bool = False
     saved: bool = False
     masks_png: Mapping[str, bytes] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no pixels): the result, the pair, the parameters, the state."""
+        return {
+            "result": self.result,
+            "baseline_photo_id": self.baseline_photo_id,
+            "followup_photo_id": self.followup_photo_id,
+            "params": self.params.to_dict(),
+            "preview_shape": list(self.baseline.shape[:2]),
+            "cached": self.cached,
+            "saved": self.saved,
+        }
 
 
 _CACHE_SIZE = 12
@@ -790,6 +806,15 @@ class PairPreview:
     baseline_date: date
     followup_date: date
     improvement_pct: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no pixels)."""
+        return {
+            "baseline_date": self.baseline_date.isoformat(),
+            "followup_date": self.followup_date.isoformat(),
+            "improvement_pct": self.improvement_pct,
+            "preview_shape": list(self.baseline.shape[:2]),
+        }
 
 
 def _scaled_homography(h: np.ndarray, s_from: float, s_to: float) -> np.ndarray:

@@ -88,6 +88,9 @@ def test_saved_analysis_reopens_from_the_record(clinic: Seeded, repo: Repository
         assert arr.shape[:2] == (h, w)
     assert review.region.dtype == bool
     assert set(np.unique(review.baseline_labels)) <= {0, 1, 2}
+    summary = review.to_dict()
+    assert summary["saved"] is True
+    assert summary["params"] == services.AnalysisParams().to_dict()
 
 
 def test_cache_never_skips_the_access_check(clinic: Seeded, repo: Repository) -> None:
@@ -125,6 +128,7 @@ def test_progress_and_pair_preview_of_own_area(clinic: Seeded, repo: Repository)
     assert pair is not None
     assert pair.baseline.shape == pair.followup.shape
     assert pair.baseline_date < pair.followup_date
+    assert pair.to_dict()["improvement_pct"] == pytest.approx(clinic.improvement_a)
     # Client B has no saved analysis: a chart row without a number, and no pair preview.
     dora = repo.authenticate("dora", PASSWORD)
     assert services.latest_pair_preview(repo, dora, clinic.area_b) is None
@@ -154,6 +158,7 @@ def test_store_upload_reports_capture_against_baseline(clinic: Seeded, repo: Rep
     assert stored.photo.original_filename is None or "/" not in stored.photo.original_filename
     assert set(stored.report) >= {"sharpness", "exposure", "leg_fraction", "ok", "advice"}
     assert stored.report["matches_baseline"] is not None
+    assert stored.to_dict()["photo"]["id"] == stored.photo.id
 
 
 @pytest.mark.parametrize(
