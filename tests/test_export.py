@@ -53,6 +53,10 @@ BASIC_INFO_KEYS = {
 }
 
 
+# The face check has its own tests below; layout, colour and packaging tests skip it.
+NO_FACE = {"check_faces": False}
+
+
 def _skin(h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
     """A skin-coloured image with smooth shading, some red 'veins' and mild noise."""
     rng = np.random.default_rng(seed)
@@ -123,9 +127,15 @@ def test_largest_valid_rectangle_rejects(bad: np.ndarray) -> None:
 
 def test_composite_layouts_and_identical_processing() -> None:
     before = _skin()
-    comp_sbs = ex.compose_pair(before, before, weeks=6, sessions=2, half_max_side_px=320)
+    comp_sbs = ex.compose_pair(before, before, weeks=6, sessions=2, half_max_side_px=320, **NO_FACE)
     comp_stk = ex.compose_pair(
-        before, before, weeks=6, sessions=2, half_max_side_px=320, layout="stacked"
+        before,
+        before,
+        weeks=6,
+        sessions=2,
+        half_max_side_px=320,
+        layout="stacked",
+        **NO_FACE,
     )
     # 640x480 zoomed to 320x240 per half, label strip 24 px, gap 4 px.
     assert comp_sbs.shape == (240 + 24, 2 * 320 + 4, 3)
@@ -142,7 +152,7 @@ def test_composite_does_not_flatter_the_after_photo() -> None:
     before = _skin(seed=1)
     after = before.copy()
     after[100:200, 100:300] = (before[100:200, 100:300] * 0.8).astype(np.uint8)
-    comp = ex.compose_pair(before, after, weeks=4, sessions=1, half_max_side_px=640)
+    comp = ex.compose_pair(before, after, weeks=4, sessions=1, half_max_side_px=640, **NO_FACE)
     lh = max(24, 480 // 12)
     left = comp[lh:, :640].astype(int)
     right = comp[lh:, 640 + 6 :].astype(int)
@@ -191,6 +201,7 @@ def test_crop_and_valid_apply_to_both_halves() -> None:
         colour="none",
         half_max_side_px=480,
         watermark_opacity=0.01,
+        **NO_FACE,
     )
     # The automatic crop is the valid block (480x384): no grey fill is shown.
     label_h = max(24, 384 // 12)
@@ -205,7 +216,7 @@ def test_labels_are_drawn() -> None:
     assert ex.after_label(6, 2) == "After — 6 weeks, 2 sessions"
     assert ex.after_label(1, 1) == "After — 1 week, 1 session"
     before = _skin(seed=6)
-    comp = ex.compose_pair(before, before, weeks=6, sessions=2, half_max_side_px=320)
+    comp = ex.compose_pair(before, before, weeks=6, sessions=2, half_max_side_px=320, **NO_FACE)
     strip_left, strip_right = comp[:24, :320], comp[:24, 324:]
     # Dark text on white, and the after label is longer than "Before".
     dark_l, dark_r = (strip_left.mean(axis=2) < 100).sum(), (strip_right.mean(axis=2) < 100).sum()
@@ -269,6 +280,7 @@ def test_blur_box_applies_to_both_halves() -> None:
         colour="none",
         half_max_side_px=640,
         watermark_opacity=0.01,
+        **NO_FACE,
     )
     lh = max(24, 480 // 12)
     for x0 in (0, 640 + 6):
@@ -340,7 +352,9 @@ def test_compose_pair_rejects_unaligned_after() -> None:
 
 
 def test_encoded_composite_has_no_metadata() -> None:
-    comp = ex.compose_pair(_skin(), _skin(seed=11), weeks=3, sessions=2, half_max_side_px=320)
+    comp = ex.compose_pair(
+        _skin(), _skin(seed=11), weeks=3, sessions=2, half_max_side_px=320, **NO_FACE
+    )
     jpeg = ex.encode_composite(comp)
     assert jpeg[:2] == b"\xff\xd8"
     assert_no_metadata(jpeg)
@@ -351,7 +365,12 @@ def test_manifest_and_zip_roundtrip() -> None:
     rows = []
     for i in range(3):
         comp = ex.compose_pair(
-            _skin(seed=i), _skin(seed=i + 20), weeks=4 + i, sessions=i + 1, half_max_side_px=200
+            _skin(seed=i),
+            _skin(seed=i + 20),
+            weeks=4 + i,
+            sessions=i + 1,
+            half_max_side_px=200,
+            **NO_FACE,
         )
         jpeg = ex.encode_composite(comp)
         anon = ex.new_anonymous_id()
