@@ -906,16 +906,17 @@ def _warp_with_valid(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp the follow-up RGB into the baseline frame, with the mask of covered pixels."""
     if flow is None:
-        warped = _warp_to_baseline(fol, h, None, shape, cv2.INTER_LINEAR)
+        warped = _warp_to_baseline(fol, h, None, shape, cv2.INTER_CUBIC)
         ones = np.full(fol.shape[:2], 255, np.uint8)
         cover = _warp_to_baseline(ones, h, None, shape, cv2.INTER_LINEAR)
     else:
         mx, my = _source_maps(h, flow, shape)
-        warped = cv2.remap(fol, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        warped = cv2.remap(fol, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
         ones = np.full(fol.shape[:2], 255, np.uint8)
         cover = cv2.remap(ones, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    # Pixels that bilinear interpolation mixed with the outside are not valid.
-    valid_u8 = np.asarray(cover == 255, np.uint8)
+    # Bicubic keeps fine veins sharper than bilinear. Pixels whose 4 x 4 support reaches
+    # outside the follow-up are not valid (bilinear coverage, less one pixel).
+    valid_u8 = cv2.erode(np.asarray(cover == 255, np.uint8), np.ones((3, 3), np.uint8))
     warped = cv2.bitwise_and(warped, warped, mask=valid_u8)
     return np.asarray(warped, np.uint8), valid_u8.astype(bool)
 
