@@ -30,11 +30,6 @@ from vein_tracker.storage import (
 )
 from vein_tracker.storage.repository import Repository
 
-# storage.repository still calls Result.tuples(), deprecated in SQLAlchemy 2.1 (reported).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The Result.tuples\\(\\) method is deprecated:sqlalchemy.exc.SADeprecationWarning"
-)
-
 STAFF = SYSTEM_ACTOR
 PASSWORD = "Cli-test-passw0rd!"
 

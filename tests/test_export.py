@@ -416,12 +416,6 @@ def test_manifest_and_zip_roundtrip() -> None:
 
 # --------------------------------------------------------------------------- with the repository
 
-# storage.repository still calls Result.tuples(), deprecated in SQLAlchemy 2.1 (reported to
-# its owner); narrow filter until that lands.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The Result.tuples\\(\\) method is deprecated:sqlalchemy.exc.SADeprecationWarning"
-)
-
 STAFF = SYSTEM_ACTOR
 PASSWORD = "Export-test-passw0rd"
 
