@@ -258,9 +258,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-24mp", action="store_true", help="skip the 24 MP linearity point")
     ap.add_argument("--no-baseline", action="store_true", help="skip the Frangi baseline")
     ap.add_argument("--json", type=Path, default=None, help="also write raw results here")
+    ap.add_argument(
+        "--from-json", type=Path, default=None, help="print the tables of a saved --json run"
+    )
     args = ap.parse_args(argv)
     if args.pairs < 1:
         ap.error("--pairs must be at least 1")
+    if args.from_json:
+        report(json.loads(args.from_json.read_text()))
+        return 0
     n_pairs = 1 if args.quick else args.pairs
     with_24 = not (args.quick or args.no_24mp)
     seeds = list(range(1, n_pairs + 1))
@@ -290,13 +296,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             sc24 = in_child(make_scene_files, seeds[0], SHAPE_24MP, tmp)
             ours24.append(in_child(run_pipeline, sc24))
         raw.update(scenes12=scenes12, ours12=ours12, base12=base12, ours3=ours3, ours24=ours24)
-    load1 = os.getloadavg()
+    raw.update(
+        load_start=load0[0],
+        load_end=os.getloadavg()[0],
+        cores=os.cpu_count(),
+        bench_s=time.perf_counter() - t_bench,
+    )
+    if args.json:
+        args.json.write_text(json.dumps(raw, indent=1))
+    report(raw)
+    return 0
 
+
+def report(raw: dict[str, Any]) -> None:
+    """Print the tables of one run (``raw`` as written by ``--json``)."""
+    scenes12, ours12, base12 = raw["scenes12"], raw["ours12"], raw["base12"]
+    ours3, ours24 = raw["ours3"], raw["ours24"]
     ok12 = [r for r in ours12 if r["ok"]]
     print()
     print(
-        f"vein_tracker pipeline benchmark: {n_pairs} pair(s); cores {os.cpu_count()}; "
-        f"load average {load0[0]:.1f} at start, {load1[0]:.1f} at end "
+        f"vein_tracker pipeline benchmark: {len(scenes12)} pair(s); cores {raw.get('cores')}; "
+        f"load average {raw.get('load_start', math.nan):.1f} at start, "
+        f"{raw.get('load_end', math.nan):.1f} at end "
         f"(machine shared: wall times are inflated when load > cores)"
     )
     for r, sc in zip(ours12, scenes12, strict=True):
@@ -388,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{'size':<22}{'MP':>6}{'pairs':>6}{'wall s':>8}{'CPU s':>8}{'wall s/MP':>11}{'RSS MB':>8}"
     )
-    per_mp = {}
+    per_mp, per_mp_cpu = {}, {}
     for label, shape, rs in (
         ("2000 × 1500", SHAPE_3MP, ours3),
         ("4000 × 3000", SHAPE_12MP, ours12),
@@ -400,27 +421,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall = _median([r["total_s"] for r in good])
         cpu = _median([r["cpu_s"] for r in good])
         per_mp[_mp(shape)] = wall / _mp(shape)
+        per_mp_cpu[_mp(shape)] = cpu / _mp(shape)
         print(
             f"{label:<22}{_mp(shape):>6.1f}{len(good):>6}{wall:>8.2f}{cpu:>8.2f}"
             f"{wall / _mp(shape):>11.3f}{_median([r['rss_mb'] for r in good]):>8.0f}"
         )
-    if per_mp:
-        ref = per_mp.get(_mp(SHAPE_12MP))
+    for what, d in (("wall", per_mp), ("CPU", per_mp_cpu)):
+        ref = d.get(_mp(SHAPE_12MP))
         if ref:
-            spread = ", ".join(f"{mp:.0f} MP {v / ref:.2f}" for mp, v in sorted(per_mp.items()))
-            print(f"s/MP relative to 12 MP (1.00 = linear): {spread}")
+            spread = ", ".join(f"{mp:.0f} MP {v / ref:.2f}" for mp, v in sorted(d.items()))
+            print(f"{what} s/MP relative to 12 MP (1.00 = linear): {spread}")
 
     ok3 = [r for r in ours3 if r["ok"]]
     if ok3 and ok12:
-        print("\nTable 4b. CPU s per stage at 3 MP and 12 MP (×4.0 = linear in pixel count)")
-        print(f"{'stage':<19}{'3 MP':>8}{'12 MP':>8}{'ratio':>8}")
-        for name in [*names, "end to end"]:
+        ok24 = [r for r in ours24 if r["ok"]]
+        print(
+            "\nTable 4b. CPU s per stage by size; ratios against 3 MP "
+            "(linear: 12 MP ×4.0, 24 MP ×8.0)"
+        )
+        print(f"{'stage':<19}{'3 MP':>8}{'12 MP':>8}{'×':>6}{'24 MP':>8}{'×':>6}")
+
+        def cpu_of(rs: list[dict[str, Any]], name: str) -> float:
+            if not rs:
+                return math.nan
             if name == "end to end":
-                a, b_ = _median([r["cpu_s"] for r in ok3]), med_cpu
-            else:
-                a = _median([r["stages_cpu"].get(name, 0.0) for r in ok3])
-                b_ = _median([r["stages_cpu"].get(name, 0.0) for r in ok12])
-            print(f"{name:<19}{_fmt(a):>8}{_fmt(b_):>8}{_fmt(b_ / a if a > 0 else math.nan, 1):>8}")
+                return _median([r["cpu_s"] for r in rs])
+            return _median([r["stages_cpu"].get(name, 0.0) for r in rs])
+
+        for name in [*names, "end to end"]:
+            a, b_, c_ = cpu_of(ok3, name), cpu_of(ok12, name), cpu_of(ok24, name)
+            print(
+                f"{name:<19}{_fmt(a):>8}{_fmt(b_):>8}{_fmt(b_ / a if a > 0 else math.nan, 1):>6}"
+                f"{_fmt(c_):>8}{_fmt(c_ / a if a > 0 else math.nan, 1):>6}"
+            )
 
     # Targets.
     rss = max((r["rss_mb"] for r in ok12), default=math.nan)
@@ -442,10 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks.append(("  (CPU time ratio)", ratio_cpu, ratio_cpu >= TARGET_RATIO))
     for label, v, ok in checks:
         print(f"{label:<40}{_fmt(v):>10}{'yes' if ok else 'NO':>6}")
-    print(f"\n(benchmark wall time {time.perf_counter() - t_bench:.0f} s)")
-    if args.json:
-        args.json.write_text(json.dumps(raw, indent=1))
-    return 0
+    print(f"\n(benchmark wall time {raw.get('bench_s', math.nan):.0f} s)")
 
 
 if __name__ == "__main__":
