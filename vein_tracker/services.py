@@ -481,6 +481,8 @@ class ReviewData:
         True when this result is stored in the client's record.
     masks_png : dict of str to bytes
         Full-resolution masks (change map, labels, region) as PNG, for saving.
+    source_analysis_id : int or None
+        The saved analysis this review was rebuilt from (its masks are reused on saving).
     """
 
     result: dict[str, Any]
@@ -496,6 +498,7 @@ class ReviewData:
     cached: bool = False
     saved: bool = False
     masks_png: Mapping[str, bytes] = field(default_factory=dict)
+    source_analysis_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no pixels): the result, the pair, the parameters, the state."""
@@ -511,11 +514,11 @@ class ReviewData:
 
 
 _CACHE_SIZE = 12
-_cache: OrderedDict[tuple[str, str, str, str], ReviewData] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, str, str, str], ReviewData] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cache_get(key: tuple[str, str, str, str]) -> ReviewData | None:
+def _cache_get(key: tuple[str, str, str, str, str]) -> ReviewData | None:
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -523,7 +526,7 @@ def _cache_get(key: tuple[str, str, str, str]) -> ReviewData | None:
         return hit
 
 
-def _cache_put(key: tuple[str, str, str, str], value: ReviewData) -> None:
+def _cache_put(key: tuple[str, str, str, str, str], value: ReviewData) -> None:
     with _cache_lock:
         _cache[key] = value
         _cache.move_to_end(key)
@@ -586,7 +589,7 @@ def analyze_pair(
 ) -> ReviewData:
     """Compare a follow-up photo with its baseline, or return the cached result.
 
-    The cache key is (baseline sha256, follow-up sha256, parameters hash,
+    The cache key is (database, baseline sha256, follow-up sha256, parameters hash,
     ``ALGORITHM_VERSION``). The photos' records are read through the repository
     first, so the access check runs on every call, cached or not.
 
@@ -614,7 +617,8 @@ def analyze_pair(
 
     b_info = repo.get_photo(actor, baseline_photo_id)
     f_info = repo.get_photo(actor, followup_photo_id)
-    key = (b_info.sha256, f_info.sha256, params.key(), ALGORITHM_VERSION)
+    # The database is part of the key: a saved analysis id means nothing in another one.
+    key = (repo.settings.db_url, b_info.sha256, f_info.sha256, params.key(), ALGORITHM_VERSION)
     stored = repo.get_analysis(
         actor,
         baseline_photo_id,
@@ -626,7 +630,14 @@ def analyze_pair(
     if hit is not None:
         if progress is not None:
             progress(1.0, "Result from the cache")
-        return replace(hit, cached=True, saved=stored is not None)
+        # The same photo bytes may sit under other records: answer with this pair's ids.
+        return replace(
+            hit,
+            cached=True,
+            saved=stored is not None,
+            baseline_photo_id=baseline_photo_id,
+            followup_photo_id=followup_photo_id,
+        )
     if stored is not None:
         review = _review_from_stored(repo, actor, stored, params=params)
         if review is not None:
@@ -698,18 +709,22 @@ def _review_from_stored(
         params=params,
         cached=True,
         saved=True,
+        source_analysis_id=stored.id,
     )
 
 
 def save_analysis(repo: Repository, actor: Actor, review: ReviewData) -> AnalysisInfo:
     """Store a reviewed result (numbers, parameters, masks) in the client's record."""
+    masks: dict[str, np.ndarray | bytes] = dict(review.masks_png)
+    if not masks and review.source_analysis_id is not None:
+        masks.update(repo.load_analysis_masks(actor, review.source_analysis_id))
     return repo.save_analysis(
         actor,
         review.baseline_photo_id,
         review.followup_photo_id,
         params=review.params.to_dict(),
         result=review.result,
-        masks=dict(review.masks_png),
+        masks=masks,
     )
 
 

@@ -78,8 +78,12 @@ def test_saved_analysis_reopens_from_the_record(clinic: Seeded, repo: Repository
         followup_photo_id=clinic.followup_a,
         params=services.AnalysisParams(),
     )
-    assert review.cached
+    stored = repo.get_analysis(
+        anna, clinic.baseline_a, clinic.followup_a, params=services.AnalysisParams().to_dict()
+    )
+    assert stored is not None, repo.list_analyses(anna, clinic.area_a)
     assert review.saved
+    assert review.cached
     assert review.result["improvement_pct"] == clinic.improvement_a
     assert review.result["algorithm_version"] == ALGORITHM_VERSION
     h, w = review.baseline.shape[:2]
@@ -202,3 +206,28 @@ def test_serve_command_line() -> None:
     assert "--server.headless=true" in cmd
     with pytest.raises(ValueError, match="port"):
         serve.streamlit_command(app, port=0, address="127.0.0.1")
+
+
+def test_same_photos_under_another_record_reuse_the_cache_with_their_ids(
+    clinic: Seeded, repo: Repository
+) -> None:
+    """A cached review answers with the ids asked for, and saving it keeps the masks."""
+    anna = repo.authenticate("anna", PASSWORD)
+    first = services.analyze_pair(
+        repo,
+        anna,
+        baseline_photo_id=clinic.baseline_a,
+        followup_photo_id=clinic.followup_a,
+        params=services.AnalysisParams(),
+    )
+    assert first.baseline_photo_id == clinic.baseline_a
+    hit = services.analyze_pair(
+        repo,
+        anna,
+        baseline_photo_id=clinic.baseline_a,
+        followup_photo_id=clinic.followup_a,
+        params=services.AnalysisParams(),
+    )
+    assert hit.cached
+    saved = services.save_analysis(repo, anna, hit)
+    assert set(saved.masks) == {"change_map", "baseline_labels", "followup_labels", "region"}

@@ -22,7 +22,10 @@ def _pick_pair(actor: Actor, areas: list[AreaInfo]) -> tuple[AreaInfo, PhotoInfo
         return None
     by_id = {a.id: a for a in ready}
     area_id = st.selectbox(
-        "Area", list(by_id), format_func=lambda i: widgets.area_label(by_id[i]), key="r_area"
+        "Area",
+        list(by_id),
+        format_func=lambda i: widgets.area_label(by_id[i]),
+        key=f"r_area_{ready[0].client_id}",
     )
     area = by_id[area_id]
     photos = session.repo().list_photos(actor, area_id=area.id)

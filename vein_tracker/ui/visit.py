@@ -27,6 +27,8 @@ from vein_tracker.storage.info import (
 from vein_tracker.ui import session, widgets
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "webp", "heic", "heif"]
+#: Largest file accepted by the uploader, MB (a 50 MP phone photo is well under this).
+MAX_UPLOAD_MB = 60
 _UPLOADER_GEN = "vt_upload_gen"
 _REPORTS = "vt_upload_reports"
 
@@ -46,8 +48,10 @@ def _new_area(actor: Actor, client: ClientInfo) -> None:
             st.rerun()
 
 
-def _start_visit(actor: Actor, client: ClientInfo, areas: list[AreaInfo]) -> None:
-    with st.expander("Start a visit", expanded=True), st.form("visit_new"):
+def _start_visit(
+    actor: Actor, client: ClientInfo, areas: list[AreaInfo], *, expanded: bool
+) -> None:
+    with st.expander("Start a visit", expanded=expanded), st.form("visit_new"):
         c1, c2 = st.columns(2)
         when = c1.date_input("Visit date", value=date.today(), key="v_date")
         sclerosant = c2.selectbox(
@@ -67,7 +71,8 @@ def _start_visit(actor: Actor, client: ClientInfo, areas: list[AreaInfo]) -> Non
             [a.id for a in areas],
             default=[a.id for a in areas],
             format_func=lambda i: next(widgets.area_label(a) for a in areas if a.id == i),
-            key="v_areas",
+            # Keyed by the areas, so a newly added area is pre-selected.
+            key="v_areas_" + "-".join(str(a.id) for a in areas),
         )
         notes = st.text_area("Notes", key="v_notes")
         if st.form_submit_button("Start visit", type="primary"):
@@ -96,6 +101,7 @@ def _upload(actor: Actor, visit: VisitInfo, areas: list[AreaInfo]) -> None:
         "Photos of the treated areas (several at once is fine)",
         type=PHOTO_TYPES,
         accept_multiple_files=True,
+        max_upload_size=MAX_UPLOAD_MB,
         key=f"uploader_{gen}",
     )
     if files:
@@ -182,8 +188,9 @@ def render() -> None:
             )
         areas = session.repo().list_areas(actor, client.id)
         _new_area(actor, client)
-        _start_visit(actor, client, areas)
         visits = session.repo().list_visits(actor, client.id)
+        today = date.today()
+        _start_visit(actor, client, areas, expanded=not any(v.visit_date == today for v in visits))
         if not visits:
             st.info("No visit yet: start one above.")
             return
@@ -195,7 +202,7 @@ def render() -> None:
             ids,
             index=ids.index(want) if want in by_id else 0,
             format_func=lambda i: f"Session {by_id[i].session_number} · {by_id[i].visit_date}",
-            key="v_current",
+            key=f"v_current_{client.id}",
         )
         st.session_state["vt_visit_id"] = visit_id
         visit = by_id[visit_id]

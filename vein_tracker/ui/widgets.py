@@ -210,9 +210,9 @@ def capture_report(report: Mapping[str, Any], *, name: str | None = None) -> Non
     ok = bool(report.get("ok"))
     head = f"{md_escape(name)}: " if name else ""
     if ok:
-        st.success(f"{head}photo is usable.")
+        st.success(f"{head}{'p' if name else 'P'}hoto is usable.")
     else:
-        st.warning(f"{head}consider retaking this photo.")
+        st.warning(f"{head}{'c' if name else 'C'}onsider retaking this photo.")
     cols = st.columns(3)
     for col, key, label in (
         (cols[0], "sharpness", "Sharpness"),
