@@ -226,6 +226,11 @@ def test_review_shows_improvement(clinic_server: tuple[str, Seeded], page_factor
     if os.environ.get("VT_UPDATE_SCREENSHOTS"):
         readme_shot(page, SCREENSHOTS / "review.png")
     assert path.stat().st_size > 0
+    # Phone width: the same numbers, stacked.
+    page.set_viewport_size({"width": 390, "height": 844})
+    settle(page)
+    expect(page.get_by_text("Improvement", exact=True)).to_be_visible()
+    shot(page, "review-phone")
 
 
 def test_client_sees_only_own_chart(
