@@ -23,7 +23,7 @@ seed: install
 run: seed
 	@echo "vein_tracker: open http://localhost:$(PORT)"
 	$(BIN)/python -m streamlit run app.py --server.headless=true --server.address=127.0.0.1 \
-		--server.port=$(PORT) --browser.gatherUsageStats=false
+		--server.port=$(PORT) --browser.gatherUsageStats=false --client.toolbarMode=minimal
 
 lint: install
 	$(BIN)/ruff check .
