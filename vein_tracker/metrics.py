@@ -1279,9 +1279,13 @@ def _compare_segmentations(
     # noisy class maps, and diffuse bruising or staining the background filter leaves).
     # It is measured locally on a ring of vein-free skin 1-3 mm around the baseline veins
     # and removed from both maps, so a cleared vein reads 0 and not its surroundings.
+    # Only where a map reads "no vein" (label 0: the larger of the two class maps, and
+    # where bruising or staining sits on a cleared vein): a vein pixel's own-class
+    # contrast carries no such offset.
     if ZERO_POINT_MM > 0:
-        c_b = c_b - _local_zero(c_b, seg_b.mask | seg_f.mask, region, ppm)
-        c_f = c_f - _local_zero(c_f, seg_b.mask | seg_f.mask, region, ppm)
+        any_vein = seg_b.mask | seg_f.mask
+        c_b = c_b - np.where(labels_b == 0, _local_zero(c_b, any_vein, region, ppm), 0)
+        c_f = c_f - np.where(labels_f == 0, _local_zero(c_f, any_vein, region, ppm), 0)
     f_own = np.asarray(seg_f.strength, dtype=np.float32)
     b_own = np.asarray(seg_b.strength, dtype=np.float32)
     fmask = seg_f.mask & region & (f_own >= _min_vein_contrast(c_b, base, labels_b, labels_f))
