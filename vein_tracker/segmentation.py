@@ -109,7 +109,7 @@ _MIN_LENGTH_MM = {SPIDER: 1.5, RETICULAR: 4.0}
 _FOOTPRINT_FRACTION = 0.5
 _RETIC_SMOOTH_MM = 0.15
 # Footprint pixels must exceed this many robust standard deviations of the contrast.
-_FOOTPRINT_NOISE_K = 3.0
+_FOOTPRINT_NOISE_K = {SPIDER: 4.0, RETICULAR: 3.0}
 _MIN_AREA_MM2 = 0.2
 # Neutral OD per unit of vein amplitude, and the excess over it that marks hair (OD).
 _NEUTRAL_PER_SPIDER = float(NEUTRAL_OD @ HAEMOGLOBIN_OD)
@@ -122,6 +122,15 @@ _HAIR_RIM_MM = 0.2
 _K_HI_MAX, _K_HI_MIN = 7.0, 2.5
 _FLOOR_OD = {SPIDER: 0.04, RETICULAR: 0.03}
 _LO_FRACTION = 0.5
+# A centreline's neutral OD must reach this share of its class contrast (physics: 0.90
+# spider, 0.94 deep vein; the background estimate inside clusters lowers it to ~0.7).
+_SUPPORT_RATIO = {SPIDER: 0.15, RETICULAR: 0.1}
+# Spider contrast at L1 is guided-filtered by the neutral OD (radius px, eps OD²): JPEG's
+# blocky half-resolution chroma is smoothed where the luminance is flat and follows the
+# luminance where it has structure (a vein darkens every channel).
+_GF_RADIUS_PX = 3
+_GF_EPS = 1e-3
+_GF_EPS_RETIC = 1e-4
 # A spider vein's neutral OD is ≈ 0.9 of its amplitude; hair is far darker than that.
 _HAIR_NEUTRAL_RATIO = 2.5
 # A deep vein's bluish chroma is ≈ 0.34 of its amplitude; hair and folds have none.
@@ -492,6 +501,7 @@ class _Maps:
 
     spider: np.ndarray  # (H0, W0) float32 spider contrast at L0
     half: np.ndarray  # (H1, W1, 4) float32 at L1: spider, reticular, neutral, deep chroma
+    retic_detect: np.ndarray  # (H1, W1) float32: reticular contrast guided by luminance
     hair: np.ndarray  # (H1, W1) bool: hair, moles and other neutral-dark marks at L1 (core)
     leg: np.ndarray  # (H0, W0) bool
     leg_half: np.ndarray  # (H1, W1) bool
@@ -527,10 +537,30 @@ def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _
     half = sig_half - _resize(bg, half_size, cv2.INTER_LINEAR)
     half[~leg_half] = 0.0
     hair = _remove_hair(half, leg_half, ppm_half)
+    half[..., 0] = _guided(half[..., 0], half[..., 2], _GF_RADIUS_PX, _GF_EPS)
+    half[~leg_half, 0] = 0.0
+    retic_det = _guided(half[..., 1], half[..., 2], _GF_RADIUS_PX, _GF_EPS_RETIC)
+    retic_det[~leg_half] = 0.0
     spider = cv2.transform(od, PROJECTION[:1]).reshape(od.shape[:2])
     spider -= _resize(np.ascontiguousarray(bg[..., 0]), work_size, cv2.INTER_LINEAR)
     spider[~leg] = 0.0
-    return _Maps(spider, half, hair, leg, leg_half, leg_c, ppm_work, ppm_half, ppm_coarse)
+    return _Maps(
+        spider, half, retic_det, hair, leg, leg_half, leg_c, ppm_work, ppm_half, ppm_coarse
+    )
+
+
+def _guided(p: np.ndarray, guide: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """Guided filter (He et al.) of ``p`` by ``guide``, from box filters."""
+    k = (2 * r + 1, 2 * r + 1)
+    p = np.ascontiguousarray(p)
+    g = np.ascontiguousarray(guide)
+    mg = cv2.boxFilter(g, -1, k)
+    mp = cv2.boxFilter(p, -1, k)
+    cov = cv2.boxFilter(g * p, -1, k) - mg * mp
+    var = cv2.boxFilter(g * g, -1, k) - mg * mg
+    a = cov / (var + np.float32(eps))
+    b = mp - a * mg
+    return cv2.boxFilter(a, -1, k) * g + cv2.boxFilter(b, -1, k)
 
 
 def _remove_hair(contrast: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarray:
@@ -544,7 +574,10 @@ def _remove_hair(contrast: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarra
     Works at half resolution, where JPEG's half-resolution chroma is consistent with
     the luminance. Modifies ``contrast`` (H, W, 4) in place; returns the mask.
     """
-    expected = _NEUTRAL_PER_SPIDER * np.maximum(contrast[..., 0], 0.0) + (
+    # JPEG smears a thin spider's colour over its neighbours while its luminance stays
+    # sharp, so the spider share is taken as the local maximum over 3 × 3 pixels.
+    spider = cv2.dilate(np.maximum(contrast[..., 0], 0.0), np.ones((3, 3), np.uint8))
+    expected = _NEUTRAL_PER_SPIDER * spider + (
         _NEUTRAL_PER_RETIC * np.maximum(contrast[..., 1], 0.0)
     )
     # The relative term tolerates colour smeared by JPEG's half-resolution chroma.
@@ -649,7 +682,10 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
         out_shape = half_shape
     det_size = (det_shape[1], det_shape[0])
     ppm_det = maps.ppm_half * det_shape[1] / half_shape[1]
-    cd = np.ascontiguousarray(sig[..., 0 if cls == SPIDER else 1])
+    if cls == SPIDER:
+        cd = np.ascontiguousarray(sig[..., 0])
+    else:
+        cd = _resize(maps.retic_detect, det_size)
     sigmas_mm = _SPIDER_SIGMAS_MM if cls == SPIDER else _RETIC_SIGMAS_MM
     sigmas = tuple(max(_MIN_SIGMA_PX, s * ppm_det) for s in sigmas_mm)
     ridge, best_s, nx, ny = _hessian_ridges(cd, sigmas)
@@ -677,6 +713,7 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
         centre &= sig[..., 3] > _RETIC_CHROMA_RATIO * amp
     min_px = max(2, int(round(_MIN_LENGTH_MM[cls] * ppm_det)))
     centre = _hysteresis(centre, ridge > hi, min_px)
+    centre = _luminance_support(centre, cd, sig[..., 2], _SUPPORT_RATIO[cls])
 
     ys, xs = np.nonzero(centre)
     f = out_shape[1] / det_shape[1]
@@ -689,6 +726,27 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
     xo = np.clip(xo.ravel().astype(np.int32), 0, out_shape[1] - 1)
     sig = np.repeat(best_s[ys, xs] * f, n * n)
     return _Centrelines(yo, xo, sig)
+
+
+def _luminance_support(
+    centre: np.ndarray, amp: np.ndarray, neutral: np.ndarray, ratio: float
+) -> np.ndarray:
+    """Keep centreline components whose neutral OD is at least ``ratio`` × their contrast.
+
+    Blood darkens every channel (a spider's neutral OD is 0.90 of its amplitude, a deep
+    vein's 0.94), so a real vein is dark in luminance too. JPEG stores colour at half
+    resolution in 8 × 8 blocks: its chroma errors make ridges in the colour projections
+    that have no luminance behind them (neutral ≈ 0 or negative), and they are dropped.
+    """
+    n, lab = cv2.connectedComponents(centre.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return centre
+    li = lab[centre]
+    s_neu = np.bincount(li, weights=neutral[centre], minlength=n)
+    s_amp = np.bincount(li, weights=np.maximum(amp[centre], 0.0), minlength=n)
+    keep = s_neu >= ratio * s_amp
+    keep[0] = False
+    return keep[lab]
 
 
 def _footprint_margin(
@@ -726,9 +784,9 @@ def _footprint_margin(
     return out
 
 
-def _noise_floor(sm: np.ndarray, leg: np.ndarray) -> float:
+def _noise_floor(sm: np.ndarray, leg: np.ndarray, cls: int) -> float:
     v = sm[::4, ::4][leg[::4, ::4]]
-    return _FOOTPRINT_NOISE_K * 1.4826 * float(np.median(np.abs(v))) if v.size else 0.0
+    return _FOOTPRINT_NOISE_K[cls] * 1.4826 * float(np.median(np.abs(v))) if v.size else 0.0
 
 
 def _labels_at_work(
@@ -751,7 +809,7 @@ def _labels_at_work(
     rl = lines[RETICULAR]
     if len(rl.ys):
         s_px = max(0.6, _RETIC_SMOOTH_MM * maps.ppm_half)
-        sm_r = cv2.GaussianBlur(np.ascontiguousarray(maps.half[..., 1]), (0, 0), s_px)
+        sm_r = cv2.GaussianBlur(maps.retic_detect, (0, 0), s_px)
         # Gaussian profile of σ_v (ridge scale / √2), smoothed by s_px.
         sv2 = np.maximum(rl.sigma_px, 0.5) ** 2 / 2.0
         frac = np.exp(-math.log(2.0) * sv2 / (sv2 + s_px**2)).astype(np.float32)
@@ -760,7 +818,7 @@ def _labels_at_work(
             rl,
             frac,
             _MAX_HALF_WIDTH_MM[RETICULAR] * maps.ppm_half,
-            _noise_floor(sm_r, maps.leg_half),
+            _noise_floor(sm_r, maps.leg_half, RETICULAR),
             region_half,
         )
         inside_half = marg > 0
@@ -778,7 +836,7 @@ def _labels_at_work(
             sl,
             np.full(len(sl.ys), _FOOTPRINT_FRACTION, np.float32),
             _MAX_HALF_WIDTH_MM[SPIDER] * maps.ppm_work,
-            _noise_floor(sm_s, maps.leg),
+            _noise_floor(sm_s, maps.leg, SPIDER),
             region,
         )
         labels[marg > 0] = SPIDER
@@ -788,6 +846,11 @@ def _labels_at_work(
         (labels > 0).astype(np.uint8), connectivity=8
     )
     small = stats[:, cv2.CC_STAT_AREA] < _MIN_AREA_MM2 * maps.ppm_work**2
+    # Pieces that hold no centreline seed are noise that passed a faint seed's threshold.
+    seeded = np.zeros(n, bool)
+    seeded[lab[sl.ys, sl.xs]] = True
+    seeded[lab[skeleton]] = True
+    small |= ~seeded
     small[0] = False
     if small.any():
         labels[small[lab]] = 0
