@@ -759,7 +759,8 @@ def register(
     )
     reason: str | None = None
     if not np.isfinite(ncc) or ncc < MIN_NCC:
-        reason = (
+        # A badly blurred photo also correlates poorly: name the blur when it is clear.
+        reason = _blur_hint(b_ref, f_ref, b_skin_ref, f_skin_ref) or (
             "After alignment the skin patterns do not agree (correlation "
             f"{0.0 if not np.isfinite(ncc) else ncc:.2f}): the photos do not seem to show the "
             "same area of the same leg. Retake the follow-up framed like the baseline."
