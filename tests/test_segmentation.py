@@ -83,6 +83,30 @@ def test_phantom_accuracy(seed: int, tone: str) -> None:
     assert s["fp"] <= 0.02, s
 
 
+@pytest.mark.parametrize(("seed", "tone"), [(1, "light"), (3, "fair"), (2, "medium")])
+def test_phantom_accuracy_through_a_phone_jpeg(seed: int, tone: str) -> None:
+    """A phone-like photo: sensor noise, 0.5 px blur and JPEG quality 88 (4:2:0 chroma).
+
+    JPEG stores colour at half resolution in 8 x 8 blocks; the colour projections must
+    not turn its block errors into veins, nor lose the veins. Measured at this size:
+    Dice 0.86/0.83/0.86, recall 0.94/0.98/0.88, precision 0.96/0.93/0.92. Darker tones
+    (olive, brown) are still below the issue's targets through JPEG (see the benchmark's
+    ``--camera`` table): their faint veins lose most of their chroma to the compression.
+    """
+    cap = synthetic.identity_capture(
+        shape=SHAPE, noise=0.004, blur_sigma=0.5, jpeg_quality=88, seed=seed
+    )
+    r = synthetic.render(_leg(seed, tone), cap)
+    assert r.jpeg is not None
+    seg = segment(r.rgb, px_per_mm=PPM)
+    s = _scores(seg, r)
+    assert s["dice"] >= 0.80, s
+    assert s["recall"] >= 0.85, s
+    assert s["precision"] >= 0.90, s
+    assert s["cls"] >= 0.95, s
+    assert s["fp"] <= 0.02, s
+
+
 def test_each_class_is_found_with_its_width(
     light: synthetic.Rendered, light_seg: Segmentation
 ) -> None:
