@@ -83,7 +83,7 @@ def _share_runtime_between_threads() -> None:
             last[:] = [cls._instance]
             return cls._instance
         if last:
-            return last[0]  # type: ignore[no-any-return]
+            return last[0]
         raise RuntimeError("Runtime hasn't been created!")
 
     def exists(cls: type[Runtime]) -> bool:
