@@ -107,6 +107,7 @@ _EDGE_MARGIN_MM = {SPIDER: 3.0, RETICULAR: 5.0}
 _MAX_HALF_WIDTH_MM = {SPIDER: 0.8, RETICULAR: 2.2}
 _MIN_LENGTH_MM = {SPIDER: 1.5, RETICULAR: 4.0}
 _FOOTPRINT_FRACTION = 0.5
+_LUMA_FRACTION = 0.25
 _RETIC_SMOOTH_MM = 0.15
 # Footprint pixels must exceed this many robust standard deviations of the contrast.
 _FOOTPRINT_NOISE_K = {SPIDER: 4.0, RETICULAR: 3.0}
@@ -500,6 +501,7 @@ class _Maps:
     """Internal: contrast maps at the working level L0 and at half of it (L1)."""
 
     spider: np.ndarray  # (H0, W0) float32 spider contrast at L0
+    neutral: np.ndarray  # (H0, W0) float32 neutral contrast at L0 (full-resolution luminance)
     half: np.ndarray  # (H1, W1, 4) float32 at L1: spider, reticular, neutral, deep chroma
     retic_detect: np.ndarray  # (H1, W1) float32: reticular contrast guided by luminance
     hair: np.ndarray  # (H1, W1) bool: hair, moles and other neutral-dark marks at L1 (core)
@@ -544,8 +546,20 @@ def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _
     spider = cv2.transform(od, PROJECTION[:1]).reshape(od.shape[:2])
     spider -= _resize(np.ascontiguousarray(bg[..., 0]), work_size, cv2.INTER_LINEAR)
     spider[~leg] = 0.0
+    neutral = cv2.transform(od, PROJECTION[2:3]).reshape(od.shape[:2])
+    neutral -= _resize(np.ascontiguousarray(bg[..., 2]), work_size, cv2.INTER_LINEAR)
     return _Maps(
-        spider, half, retic_det, hair, leg, leg_half, leg_c, ppm_work, ppm_half, ppm_coarse
+        spider,
+        neutral,
+        half,
+        retic_det,
+        hair,
+        leg,
+        leg_half,
+        leg_c,
+        ppm_work,
+        ppm_half,
+        ppm_coarse,
     )
 
 
@@ -756,10 +770,14 @@ def _footprint_margin(
     reach_px: float,
     floor: float,
     region: np.ndarray,
+    luminance: np.ndarray | None = None,
 ) -> np.ndarray:
     """Half-height rule around seeds: ``sm − threshold of the nearest seed`` (> 0 inside).
 
-    Returns a float32 map, −1 where no seed is within reach.
+    With ``luminance`` (a full-resolution neutral contrast map), a pixel must also reach
+    :data:`_LUMA_FRACTION` of the seed's luminance contrast: JPEG smears the colour of a
+    thin vein over its neighbours, its luminance stays sharp. Returns a float32 map, −1
+    where no seed is within reach.
     """
     out = np.full(sm.shape, -1.0, np.float32)
     if not len(lines.ys):
@@ -780,7 +798,14 @@ def _footprint_margin(
     li = lab.ravel()[idx]
     ok = dist.ravel()[idx] <= half_lut[li]
     idx, li = idx[ok], li[ok]
-    out.ravel()[idx] = np.maximum(sm.ravel()[idx] - thr_lut[li], -1.0)
+    marg = sm.ravel()[idx] - thr_lut[li]
+    if luminance is not None:
+        lum_lut = np.full(nlab, -np.inf, np.float32)
+        lum_peak = luminance[lines.ys, lines.xs]
+        # Only seeds that are dark in luminance constrain the width (not hair-filled ones).
+        lum_lut[ids] = np.where(lum_peak > 0, _LUMA_FRACTION * lum_peak, -np.inf)
+        marg = np.where(luminance.ravel()[idx] >= lum_lut[li], marg, np.float32(-1.0))
+    out.ravel()[idx] = np.maximum(marg, -1.0)
     return out
 
 
@@ -838,6 +863,7 @@ def _labels_at_work(
             _MAX_HALF_WIDTH_MM[SPIDER] * maps.ppm_work,
             _noise_floor(sm_s, maps.leg, SPIDER),
             region,
+            cv2.GaussianBlur(maps.neutral, (0, 0), 0.6),
         )
         labels[marg > 0] = SPIDER
 
