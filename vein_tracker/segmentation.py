@@ -32,6 +32,15 @@ Method (physics in ``DOMAIN.md``):
    least a fixed fraction of the contrast at its nearest centreline pixel (the
    half-height rule), so the mask has the vein's width, not the filter's.
 
+**Phone JPEGs.** JPEG keeps luminance at full resolution but colour (chroma) at half
+resolution, in 8 × 8 blocks, and bleeds it across sharp edges; the colour projections
+inherit those errors. Blood darkens every channel, so luminance (neutral OD) is used to
+keep them out: the ridge maps are guided-filtered by the neutral contrast (structure
+without luminance is smoothed away), every centreline must be dark in luminance too,
+the hair test allows a thin spider's colour to be smeared over its neighbours, and a
+spider's footprint must also reach a share of its seed's full-resolution luminance
+contrast. The continuous contrast maps (:func:`vein_contrast`) are not filtered.
+
 This module must not register photos, measure improvement or draw user interface.
 """
 
