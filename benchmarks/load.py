@@ -167,6 +167,7 @@ class SessionLog:
     review_s: list[float] = dataclasses.field(default_factory=list)
     rounds: int = 0
     refused: int = 0  # pairs the app declined to analyse (registration), shown clearly
+    harness_retries: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -183,46 +184,58 @@ def _run_session(log: SessionLog, deadline: float, max_rounds: int) -> None:
         at.run()
         _check(at, log, "sign in")
         while time.monotonic() < deadline and log.rounds < max_rounds:
-            n = log.rounds
-            data = _photo(1000 + s.index, followup=n + 1)
-            at.switch_page("vein_tracker/ui/visit.py")
-            at.run()
-            at.selectbox(key="vt_client_select").set_value(s.client_id)
-            at.run()
-            at.file_uploader[0].set_value([(f"s{s.index}-{n}.jpg", data, "image/jpeg")])
-            at.run()
-            next(b for b in at.button if b.label == "Store photos").click()
-            at.run()
-            _check(at, log, "upload")
-            if not at.error:
-                log.uploaded.append(hashlib.sha256(data).hexdigest())
-            t0 = time.perf_counter()
-            at.switch_page("vein_tracker/ui/review.py")
-            at.run()
-            # The follow-up choice is kept between visits of the page: pick the newest.
-            follow = [sb for sb in at.selectbox if sb.key == f"r_followup_{s.area_id}"]
-            if follow and follow[0].index != 0:
-                follow[0].select_index(0)
-                at.run()
-            log.review_s.append(time.perf_counter() - t0)
-            _check(at, log, "review")
-            save = [b for b in at.button if b.key == "r_save"]
-            if save:
-                save[0].click()
-                at.run()
-                _check(at, log, "save")
-                if any("Result saved" in str(x.value) for x in at.success):
-                    log.saved_rounds += 1
-            at.switch_page("vein_tracker/ui/progress.py")
-            at.run()
-            _check(at, log, "progress")
-            log.rounds += 1
+            try:
+                _round(at, log)
+            except KeyError as exc:
+                # AppTest keeps each run's selectbox format functions in its own session
+                # store; with several AppTests in threads a run can miss one. That is a
+                # harness artefact (a server keeps one store per session): retry the
+                # round, count it, and give up after 3.
+                log.harness_retries += 1
+                if log.harness_retries > 3:
+                    raise
+                del exc
     except Exception as exc:  # noqa: BLE001 - a benchmark reports every failure, then checks
-        import traceback
-
         log.errors.append(f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, KeyError):
-            traceback.print_exc()
+
+
+def _round(at: Any, log: SessionLog) -> None:
+    """One round: upload a follow-up, review (analyse) and save it, view progress."""
+    s = log.setup
+    n = log.rounds
+    data = _photo(1000 + s.index, followup=n + 1)
+    at.switch_page("vein_tracker/ui/visit.py")
+    at.run()
+    at.selectbox(key="vt_client_select").set_value(s.client_id)
+    at.run()
+    at.file_uploader[0].set_value([(f"s{s.index}-{n}.jpg", data, "image/jpeg")])
+    at.run()
+    next(b for b in at.button if b.label == "Store photos").click()
+    at.run()
+    _check(at, log, "upload")
+    if not at.error:
+        log.uploaded.append(hashlib.sha256(data).hexdigest())
+    t0 = time.perf_counter()
+    at.switch_page("vein_tracker/ui/review.py")
+    at.run()
+    # The follow-up choice is kept between visits of the page: pick the newest.
+    follow = [sb for sb in at.selectbox if sb.key == f"r_followup_{s.area_id}"]
+    if follow and follow[0].index != 0:
+        follow[0].select_index(0)
+        at.run()
+    log.review_s.append(time.perf_counter() - t0)
+    _check(at, log, "review")
+    save = [b for b in at.button if b.key == "r_save"]
+    if save:
+        save[0].click()
+        at.run()
+        _check(at, log, "save")
+        if any("Result saved" in str(x.value) for x in at.success):
+            log.saved_rounds += 1
+    at.switch_page("vein_tracker/ui/progress.py")
+    at.run()
+    _check(at, log, "progress")
+    log.rounds += 1
 
 
 def _check(at: Any, log: SessionLog, step: str) -> None:
@@ -248,6 +261,7 @@ class LoadResult:
     lost: int
     mixed: int
     refused: int
+    harness_retries: int
     errors: tuple[str, ...]
 
     @property
@@ -350,6 +364,7 @@ def run(
             lost=lost,
             mixed=mixed,
             refused=sum(log.refused for log in logs),
+            harness_retries=sum(log.harness_retries for log in logs),
             errors=tuple(e for log in logs for e in log.errors),
         )
     finally:
@@ -383,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     base = run(sessions=1, minutes=args.minutes, max_rounds=args.baseline_rounds)
     load = run(sessions=args.sessions, minutes=args.minutes, max_rounds=args.max_rounds)
     _table([("1 session", base), (f"{args.sessions} sessions", load)], print)
+    print(
+        f"AppTest harness retries (see _run_session): {base.harness_retries + load.harness_retries}"
+    )
     if base.review_p95_s > 0:
         print(
             f"ratio (load / 1 session): review p95 {load.review_p95_s / base.review_p95_s:.2f}x, "

@@ -38,6 +38,7 @@ def test_twenty_sessions_lose_and_mix_nothing(
     print(
         f"\n20 sessions: {result.rounds} rounds, {result.uploads} uploads, "
         f"{result.analyses_saved} analyses saved, {result.refused} pairs refused, "
+        f"{result.harness_retries} harness retries, "
         f"review p95 {result.review_p95_s:.1f} s, RSS {result.rss_mb:.0f} MB"
     )
     assert result.errors == ()
