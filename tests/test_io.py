@@ -291,3 +291,10 @@ def test_photo_from_array_hash_is_stable(asym: np.ndarray) -> None:
     assert a.sha256 == b.sha256
     assert a.px_per_mm == 10.0
     assert a.shape == (H, W)
+
+
+@pytest.mark.parametrize("name", ["missing.png", "a\x00b.png", "x" * 300 + ".png", ""])
+def test_mask_read_errors_are_photo_errors(tmp_path: Path, name: str) -> None:
+    target = tmp_path if name == "" else tmp_path / name
+    with pytest.raises(PhotoError, match="mask file"):
+        load_mask_png(target)

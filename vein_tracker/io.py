@@ -495,7 +495,19 @@ def load_mask_png(
     PhotoError
         Not a readable image, or its size differs from ``shape`` ``(H, W)``.
     """
-    data = bytes(source) if isinstance(source, bytes) else Path(source).read_bytes()
+    if isinstance(source, bytes):
+        data = bytes(source)
+    else:
+        if "\x00" in str(source):
+            raise PhotoError("The mask file name contains a NUL character; rename it and retry.")
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise PhotoError(
+                f"Could not read the mask file {path.name[:80]!r}: "
+                f"{exc.strerror or type(exc).__name__}."
+            ) from exc
     try:
         with Image.open(io.BytesIO(data)) as img:
             arr = np.asarray(ImageOps.grayscale(img))

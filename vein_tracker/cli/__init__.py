@@ -48,8 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if any("\x00" in a for a in args_list):
+        # No file name or option value can contain NUL; refuse before touching any file.
+        print(
+            "vein-tracker: an argument contains a NUL character; check the file names.",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help/--version
         return int(exc.code or 0)
     if not getattr(args, "func", None):
