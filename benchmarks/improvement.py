@@ -238,7 +238,14 @@ def main() -> None:
     ap.add_argument("--cli-runs", type=int, default=3)
     ap.add_argument("--no-cli", action="store_true")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument(
+        "--no-chroma-equalise",
+        action="store_true",
+        help="measure without the symmetric chroma low-pass (metrics.EQUALISE_CHROMA off)",
+    )
     a = ap.parse_args()
+    if a.no_chroma_equalise:
+        metrics.EQUALISE_CHROMA = False
     shape = (int(a.shape[0]), int(a.shape[1]))
     seed0 = 90_000 if a.calibrate else 1_000
     results: list[Result] = []

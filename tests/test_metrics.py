@@ -664,3 +664,32 @@ def test_compare_refuses_unrelated_photos() -> None:
     with pytest.raises(RegistrationError) as info:
         _run(type("P", (), {"baseline": a.baseline, "followup": b.followup})())
     assert str(info.value)
+
+
+def test_chroma_lowpass_is_a_420_like_chroma_filter() -> None:
+    """Flat colour unchanged, luma kept, chroma as JPEG 4:2:0 smooths it, input untouched."""
+    import cv2
+
+    from vein_tracker.metrics import chroma_lowpass
+
+    flat = np.full((40, 40, 3), (200, 150, 120), np.uint8)
+    assert np.array_equal(chroma_lowpass(flat), flat)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (61, 80, 3), dtype=np.uint8)
+    before = img.copy()
+    out = chroma_lowpass(img)
+    assert np.array_equal(img, before)
+    assert out.shape == img.shape
+    assert out.dtype == np.uint8
+
+    def luma(a: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(a, cv2.COLOR_RGB2YCrCb)[..., 0].astype(int)
+
+    assert np.abs(luma(out) - luma(img)).mean() < 1.0
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100]
+    )
+    assert ok
+    jpeg = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(int)
+    # a 4:2:0 JPEG at quality 100 is nearly only the chroma subsampling
+    assert np.abs(jpeg - out).mean() < 0.25 * np.abs(jpeg - img.astype(int)).mean()

@@ -1027,6 +1027,12 @@ def compare(
     f_warp = reg.warped
     if BLUR_MATCH and math.isfinite(blur_f) and blur_f > 0.3:
         f_warp = _blur_rgb(f_warp, blur_f)
+    # The same 4:2:0-like chroma low-pass on both (no quantisation, so no JPEG blocks): a
+    # phone JPEG has already lost the fine chroma a thin red vein lives in; the baseline,
+    # perhaps stored losslessly, loses it too, and a second pass changes a JPEG little.
+    if EQUALISE_CHROMA:
+        b_meas = chroma_lowpass(b_meas)
+        f_warp = chroma_lowpass(f_warp)
 
     tell(0.4, "segmenting the baseline")
     seg_b = segment(b_meas, px_per_mm=ppm_given, sensitivity=sensitivity)
@@ -1062,6 +1068,7 @@ def compare(
             "roi": roi is not None,
             "ratio_sigma_mm": RATIO_SIGMA_MM,
             "equalise_jpeg_quality": EQUALISE_JPEG_QUALITY,
+            "equalise_chroma": EQUALISE_CHROMA,
             "new_tolerance_mm": NEW_TOLERANCE_MM,
             "band_k": BAND_K,
             "band_floor_pct": BAND_FLOOR_PCT,
@@ -1079,6 +1086,44 @@ def compare(
 EQUALISE_JPEG_QUALITY = 0
 #: Blur the sharper photo by the extra blur the registration measured on the other.
 BLUR_MATCH = True
+#: Pass both photos (baseline and registered follow-up) through the same 4:2:0-like chroma
+#: low-pass (``chroma_lowpass``) before measuring.
+EQUALISE_CHROMA = True
+
+
+def chroma_lowpass(rgb: np.ndarray) -> np.ndarray:
+    """Low-pass the chroma of a photo as JPEG's 4:2:0 subsampling does, without quantisation.
+
+    The photo goes to YCbCr (BT.601, as JPEG); Cb and Cr are averaged over 2x2 blocks
+    (area averaging) and brought back to full size bilinearly; luma is left untouched.
+    No DCT, no quantisation, hence no block edges.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+        Photo, RGB.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+        A new array; the input is not modified.
+    """
+    import cv2
+
+    from .io import as_rgb
+
+    rgb = as_rgb(rgb)
+    h, w = rgb.shape[:2]
+    ycc = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2YCrCb)
+    if h >= 2 and w >= 2:
+        small = cv2.resize(
+            np.ascontiguousarray(ycc[..., 1:]),
+            (max(1, w // 2), max(1, h // 2)),
+            interpolation=cv2.INTER_AREA,
+        )
+        ycc[..., 1:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
 def _blur_rgb(rgb: np.ndarray, sigma_px: float) -> np.ndarray:
