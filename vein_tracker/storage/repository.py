@@ -115,7 +115,8 @@ AUDIT_ACTIONS: Final = frozenset(
 )
 EXTERNAL_EVENTS: Final = frozenset({"logout", "session_timeout", "report", "export"})
 _RETRIES = 4
-_DENIED = "You do not have access to this record."
+# One wording for "missing" and "someone else's": an id must not reveal that a record exists.
+_DENIED = "This record was not found or is not yours to see."
 
 
 def params_hash(params: Mapping[str, Any]) -> str:
@@ -335,7 +336,11 @@ class Repository:
                     None,
                     "login_failed",
                     ok=False,
-                    detail={"username": str(username)[:64], "reason": "unknown user"},
+                    # The typed name may be a mistyped password: keep only a fingerprint.
+                    detail={
+                        "username_sha256": _fingerprint(str(username)),
+                        "reason": "unknown user",
+                    },
                 )
                 return "unknown user"
             reason = None
@@ -2208,13 +2213,20 @@ def _storage_error(exc: sa.exc.OperationalError) -> StorageError:
     )
 
 
+def _fingerprint(text: str) -> str:
+    """A short, non-reversible tag of ``text`` (for audit details that must not hold it)."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
 def _get_or_missing(s: Session, model: type[T], key: int, what: str, *, lock: bool = False) -> T:
     if not isinstance(key, int) or isinstance(key, bool):
         raise ValueError(f"{what} id must be an integer, got {key!r}")
     row = s.get(model, key, with_for_update=lock or None)
     if row is None:
         # Same wording whether missing or forbidden: ids must not reveal what exists.
-        raise AccessDenied(f"{what.capitalize()} {key} was not found or is not yours to see.")
+        raise AccessDenied(_DENIED)
     return row
 
 
