@@ -453,7 +453,9 @@ def test_compare_core_previous_must_share_baseline() -> None:
     with pytest.raises(ValueError, match="previous"):
         _core(seg_b, seg_f, previous=["not a comparison"])
     small = _fake_seg(
-        *(a[:100, :100] for a in (seg_b.mask, seg_b.labels, seg_b.strength)),
+        seg_b.mask[:100, :100],
+        seg_b.labels[:100, :100],
+        seg_b.strength[:100, :100],
         seg_b.vein_ids[:100, :100],
     )
     with pytest.raises(ValueError, match="previous"):
@@ -668,8 +670,6 @@ def test_compare_refuses_unrelated_photos() -> None:
 
 def test_chroma_lowpass_is_a_420_like_chroma_filter() -> None:
     """Flat colour unchanged, luma kept, chroma as JPEG 4:2:0 smooths it, input untouched."""
-    import cv2
-
     from vein_tracker.metrics import chroma_lowpass
 
     flat = np.full((40, 40, 3), (200, 150, 120), np.uint8)
@@ -690,6 +690,8 @@ def test_chroma_lowpass_is_a_420_like_chroma_filter() -> None:
         ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100]
     )
     assert ok
-    jpeg = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(int)
+    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    assert dec is not None
+    jpeg = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB).astype(int)
     # a 4:2:0 JPEG at quality 100 is nearly only the chroma subsampling
     assert np.abs(jpeg - out).mean() < 0.25 * np.abs(jpeg - img.astype(int)).mean()
