@@ -106,6 +106,19 @@ def _share_runtime_between_threads() -> None:
 
     ScriptCache.get_bytecode = get_bytecode  # type: ignore[method-assign]
 
+    # AppTest patches ``config.get_option`` (global.appTest=True) around each run and
+    # restores it after: with runs overlapping in threads, one run's exit unpatches
+    # another, whose selectboxes then miss their registered format functions (KeyError
+    # on "$$ID-...-<key>"). Keep the option patched for the whole benchmark instead.
+    import contextlib
+
+    import streamlit.testing.v1.app_test as app_test_module
+    from streamlit import config
+    from streamlit.testing.v1.util import build_mock_config_get_option
+
+    config.get_option = build_mock_config_get_option({"global.appTest": True})  # type: ignore[assignment]
+    app_test_module.patch_config_options = lambda overrides: contextlib.nullcontext()  # type: ignore[assignment, return-value]
+
 
 @dataclasses.dataclass(frozen=True)
 class SessionSetup:
