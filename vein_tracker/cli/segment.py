@@ -87,10 +87,7 @@ def run(args: argparse.Namespace) -> int:
     photo = load_photo(args.photo)
     roi = None
     if args.roi is not None:
-        roi_path = Path(args.roi)
-        if not roi_path.is_file():
-            raise PhotoError(f"No region-of-interest file at {roi_path.name!r}.")
-        roi = load_mask_png(roi_path, shape=photo.shape)
+        roi = load_mask_png(Path(args.roi), shape=photo.shape)
         if not roi.any():
             raise PhotoError("The region-of-interest mask is empty: draw the area to analyse.")
     for name in ("mask_out", "labels_out", "overlay"):
