@@ -611,6 +611,8 @@ NEW_MIN_STRENGTH_K = 0.5
 #: red vein's (chromatic) contrast over a few pixels; integrated, it is kept.
 SUPPORT_MM = 0.3
 SUPPORT_MIN_PX = 4.0
+#: Reticular veins' margin is at least this, px (chroma spread reaches ~2 px at 4 px/mm).
+SUPPORT_MIN_RETICULAR_PX = 2.0
 #: Skin used for the contrast maps' zero point is at least this far from any vein, mm.
 ZERO_POINT_MM = 2.0
 #: Capture warnings: extra blur of the follow-up (σ, px) and largest colour gain.
@@ -1341,7 +1343,7 @@ def _compare_segmentations(
     tol = NEW_TOLERANCE_MM * ppm + 2.0 * residual
     support_px = {
         CLASS_CODES["spider"]: max(SUPPORT_MIN_PX, SUPPORT_MM * ppm) + residual,
-        CLASS_CODES["reticular"]: max(1.5, SUPPORT_MM * ppm) + residual,
+        CLASS_CODES["reticular"]: max(SUPPORT_MIN_RETICULAR_PX, SUPPORT_MM * ppm) + residual,
     }
     sk_f = np.asarray(seg_f.skeleton, dtype=bool)
     min_s = _min_vein_contrast(c_b, base, labels_b, labels_f)
