@@ -729,25 +729,31 @@ def new_vein_mask(
     if not cand.any():
         return cand
     n, lab, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    # Per-piece sums over the candidate pixels only (label 0 is never kept): the same
+    # pixels in the same order as over the whole image, so the same sums, far faster.
+    idx = np.flatnonzero(cand)
+    lab_c = lab.ravel()[idx]
     keep = np.zeros(n, dtype=bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area_px
     if skeleton is not None and min_length_px > 0:
-        sk_len = np.bincount(lab[skeleton & cand], minlength=n)
+        sk_len = np.bincount(lab_c[np.asarray(skeleton, dtype=bool).ravel()[idx]], minlength=n)
         keep &= sk_len >= min_length_px
     if strength is not None:
         area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1).astype(np.float64)
-        mean_s = np.bincount(
-            lab.ravel(), weights=np.asarray(strength, np.float64).ravel(), minlength=n
-        )
-        thr = np.broadcast_to(np.asarray(min_strength, np.float64), lab.shape)
-        mean_t = np.bincount(lab.ravel(), weights=thr.ravel(), minlength=n)
+        s_c = np.asarray(strength, np.float64).ravel()[idx]
+        mean_s = np.bincount(lab_c, weights=s_c, minlength=n)
+        thr = np.asarray(min_strength, np.float64)
+        t_c = thr.ravel()[idx] if thr.ndim else np.full(idx.size, float(thr))
+        mean_t = np.bincount(lab_c, weights=t_c, minlength=n)
         keep &= mean_s / area >= mean_t / area
         if baseline_strength is not None:
-            w_b = np.asarray(baseline_strength, np.float64).ravel()
-            mean_b = np.bincount(lab.ravel(), weights=w_b, minlength=n)
+            w_b = np.asarray(baseline_strength, np.float64).ravel()[idx]
+            mean_b = np.bincount(lab_c, weights=w_b, minlength=n)
             keep &= mean_b < max_baseline_frac * mean_s
     keep[0] = False
-    return np.asarray(keep[lab], dtype=bool)
+    out = np.zeros(cand.size, dtype=bool)
+    out[idx] = keep[lab_c]
+    return out.reshape(cand.shape)
 
 
 def _tile_bootstrap_sd(
