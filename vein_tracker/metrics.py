@@ -843,12 +843,26 @@ def _estimate(
         den = _smooth_sum(np.where(supp, c_b, 0).astype(np.float32), sigma_px)
         cb_s[sel] = den[sel]
         cf_s[sel] = num[sel]
-    rem = np.where(base, remaining_fraction(cb_s, cf_s), 0).astype(np.float32)
+    # From here on only the baseline vein pixels count: the same element-wise values and
+    # sums (same pixels, same order) as over the whole image, on far fewer pixels.
+    idx = np.flatnonzero(base)
+    rem = np.zeros(base.shape, np.float32)
+    np.put(rem, idx, remaining_fraction(cb_s.ravel()[idx], cf_s.ravel()[idx]))
     if vein_ids is not None:
         rem = _vein_level_clip(rem, cb_s, cf_s, base, vein_ids)
-    # The follow-up mask handed to the formula holds the new pieces only: follow-up vein
-    # pixels near baseline veins are the same veins, judged by their contrast.
-    terms = improvement_terms(np.ones(rem.shape, np.float32), rem, base, new, region)
+    # The formula's sums (see improvement_terms, with c_b = 1 and c_f = rem): the
+    # follow-up mask holds the new pieces only: follow-up vein pixels near baseline veins
+    # are the same veins, judged by their contrast.
+    reg = np.asarray(region, dtype=bool)
+    in_reg = idx[reg.ravel()[idx]]
+    kept = float(
+        np.sum(
+            remaining_fraction(np.ones(in_reg.size, np.float32), rem.ravel()[in_reg]),
+            dtype=np.float64,
+        )
+    )
+    n_new = int(np.count_nonzero(new & ~base & reg))
+    terms = ImprovementTerms(kept=kept, new=float(n_new), baseline=float(in_reg.size))
     return _Estimate(terms=terms, remaining=rem, new_mask=new)
 
 
@@ -862,25 +876,27 @@ def _vein_level_clip(
     ratios are rescaled so their mean is ``min(1, mean unclipped ratio)``; the
     local pattern (a vein cleared over part of its length) is kept.
     """
-    sel = base & (ids > 0)
-    if not sel.any():
+    idx = np.flatnonzero(base & (ids > 0))
+    if idx.size == 0:
         return rem
-    raw = np.ones(rem.shape, np.float32)
-    np.divide(cf_s, cb_s, out=raw, where=sel & (cb_s > 0))
+    cb = cb_s.ravel()[idx]
+    raw = np.ones(idx.size, np.float32)
+    np.divide(cf_s.ravel()[idx], cb, out=raw, where=cb > 0)
     raw = np.maximum(raw, 0.0)
-    v = ids[sel]
+    v = ids.ravel()[idx]
+    r = rem.ravel()[idx]
     n = np.bincount(v).astype(np.float64)
     ok = n > 0
     mean_raw = np.zeros_like(n)
     mean_clip = np.zeros_like(n)
-    mean_raw[ok] = np.bincount(v, weights=raw[sel])[ok] / n[ok]
-    mean_clip[ok] = np.bincount(v, weights=rem[sel])[ok] / n[ok]
+    mean_raw[ok] = np.bincount(v, weights=raw)[ok] / n[ok]
+    mean_clip[ok] = np.bincount(v, weights=r)[ok] / n[ok]
     target = np.minimum(1.0, mean_raw)
     scale = np.ones_like(n)
     good = ok & (mean_clip > 1e-6)
     scale[good] = target[good] / mean_clip[good]
     out = rem.copy()
-    out[sel] = np.minimum(1.0, rem[sel] * scale[v]).astype(np.float32)
+    np.put(out, idx, np.minimum(1.0, r * scale[v]).astype(np.float32))
     return out
 
 
