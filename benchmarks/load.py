@@ -255,7 +255,7 @@ def _check(at: Any, log: SessionLog, step: str) -> None:
     if at.exception:
         log.errors.append(f"{step}: {[e.value for e in at.exception][:1]}")
     for e in at.error:
-        if step == "review" and "features" in str(e.value):
+        if step in ("review", "save") and "features" in str(e.value):
             log.refused += 1  # a RegistrationError shown as a message: correct behaviour
         else:
             log.errors.append(f"{step}: error shown: {e.value}")
