@@ -695,3 +695,16 @@ def test_chroma_lowpass_is_a_420_like_chroma_filter() -> None:
     jpeg = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB).astype(int)
     # a 4:2:0 JPEG at quality 100 is nearly only the chroma subsampling
     assert np.abs(jpeg - out).mean() < 0.25 * np.abs(jpeg - img.astype(int)).mean()
+
+
+def test_dilate_at_equals_full_dilation_on_the_grid() -> None:
+    """The grid-only dilation used by the look-alike warnings is the full one, sampled."""
+    from vein_tracker.metrics import _dilate, _dilate_at
+
+    rng = np.random.default_rng(3)
+    for density, radius, step in ((0.001, 12.0, 5), (0.02, 3.4, 1), (0.0, 6.0, 2), (0.01, 0.2, 3)):
+        m = rng.random((97, 131)) < density
+        m_before = m.copy()
+        got = _dilate_at(m, radius, np.arange(0, 97, step), np.arange(0, 131, step))
+        assert np.array_equal(got, _dilate(m, radius)[::step, ::step])
+        assert np.array_equal(m, m_before)
