@@ -708,3 +708,15 @@ def test_dilate_at_equals_full_dilation_on_the_grid() -> None:
         got = _dilate_at(m, radius, np.arange(0, 97, step), np.arange(0, 131, step))
         assert np.array_equal(got, _dilate(m, radius)[::step, ::step])
         assert np.array_equal(m, m_before)
+
+
+def test_dilate_at_scattered_points() -> None:
+    """At scattered, unsorted, repeated points (the new-spider centres) it is the full one."""
+    from vein_tracker.metrics import _dilate, _dilate_at
+
+    rng = np.random.default_rng(4)
+    m = rng.random((120, 90)) < 0.002
+    ys = np.array([5, 119, 60, 60, 0, 33])
+    xs = np.array([89, 0, 45, 45, 10, 70])
+    got = np.diagonal(_dilate_at(m, 15.0, ys, xs))
+    assert np.array_equal(got, _dilate(m, 15.0)[ys, xs])

@@ -1593,10 +1593,11 @@ def _compare_segmentations(
         warnings.extend(_lookalike_warnings(baseline_rgb, followup_rgb, treated, region, ppm))
     new_spider = [v for v in veins if v.status == "new" and v.cls == "spider"]
     if new_spider and treated.any():
-        near = _dilate(treated, 5.0 * ppm)
-        close = [
-            v for v in new_spider if near[v.bbox[1] + v.bbox[3] // 2, v.bbox[0] + v.bbox[2] // 2]
-        ]
+        # "near a treated vein" is only needed at each new spider's centre
+        cy = np.array([v.bbox[1] + v.bbox[3] // 2 for v in new_spider])
+        cx = np.array([v.bbox[0] + v.bbox[2] // 2 for v in new_spider])
+        near_c = np.diagonal(_dilate_at(treated, 5.0 * ppm, cy, cx))
+        close = [v for v, hit in zip(new_spider, near_c, strict=True) if hit]
         fine = [v for v in close if v.length_mm > 0 and v.area_mm2 / v.length_mm < 0.6]
         if len(fine) >= 3:
             area = sum(v.area_mm2 for v in fine)
