@@ -31,7 +31,7 @@ def render() -> None:
                     "weeks": round(p.weeks, 1),
                     "sessions": p.session_count,
                     "improvement": widgets.fmt_pct(p.improvement_pct),
-                    "consent expires": p.consent_expires_at,
+                    "consent expires": p.consent_expires_at or "no expiry",
                 }
                 for p in pairs
             ]
@@ -53,7 +53,8 @@ def render() -> None:
                     channel=channel,
                 )
             st.session_state[f"m_zip_{channel}"] = result.zip_bytes
-            st.success(f"{len(result.rows)} pairs exported.")
+            n = len(result.rows)
+            st.success(f"{n} pair{'' if n == 1 else 's'} exported.")
             for skipped in result.skipped:
                 st.warning(f"Pair {skipped.anonymous_id} left out: {skipped.reason}")
         data = st.session_state.get(f"m_zip_{channel}")
