@@ -182,9 +182,22 @@ def test_shared_levels_are_one_mapping_for_both_halves() -> None:
     before = _skin(seed=2)
     after = _skin(seed=3)
     gain, offset = ex.shared_levels(before, after)
-    assert 1.0 <= gain <= 1.25
     # Swapping the halves gives the same mapping: nothing depends on which side is "after".
     assert ex.shared_levels(after, before) == pytest.approx((gain, offset))
+
+
+def test_shared_levels_stretch_the_pooled_range() -> None:
+    # Before is grey 40, after grey 240: the pooled luminance spans 40-240 (200 levels),
+    # so the stretch is 245/200 = 1.225 and lifts 40 to 5.
+    before = np.full((64, 64, 3), 40, np.uint8)
+    after = np.full((64, 64, 3), 240, np.uint8)
+    gain, offset = ex.shared_levels(before, after)
+    assert gain == pytest.approx(1.225, abs=1e-4)
+    assert offset == pytest.approx(5.0 - 1.225 * 40.0, abs=1e-2)
+    # A narrow range is not stretched beyond x1.25, and a flat one is left alone.
+    narrow = ex.shared_levels(np.full_like(before, 100), np.full_like(after, 150))
+    assert narrow[0] == pytest.approx(1.25)
+    assert ex.shared_levels(before, before) == (1.0, 0.0)
 
 
 def test_crop_and_valid_apply_to_both_halves() -> None:
