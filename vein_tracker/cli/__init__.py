@@ -4,6 +4,14 @@ Each sub-command lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func``. ``func``
 takes the parsed arguments and returns an exit status.
 
+Building the parser must stay cheap: every run (``--version`` included) builds all
+of it. Sub-command modules import only the standard library and light
+``vein_tracker`` modules (errors, config) at module level; numpy, Pillow, the
+storage layer (SQLAlchemy), export, report and the image analysis are imported
+inside ``func``. A parser that needs values from a heavy module (option choices)
+fills them in with :meth:`CommandParser.defer`, which runs on first use of that
+sub-command's parser.
+
 Exit statuses: 0 success; 1 unexpected failure; 2 bad input (unreadable photo,
 bad arguments); 3 the pair cannot be registered; 4 access or consent refused;
 5 storage failure.
@@ -14,7 +22,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import __version__
 from ..errors import VeinTrackerError
@@ -32,13 +41,47 @@ COMMAND_MODULES = (
 )
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A sub-command parser that can finish its set-up on first use.
+
+    ``defer(setup)`` queues ``setup(parser)``; the queue runs before the parser
+    parses, formats its help or usage. A command uses it to take option choices from
+    a heavy module without importing that module whenever any parser is built.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, setup: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Run ``setup(self)`` before this parser is first used."""
+        self._deferred.append(setup)
+
+    def complete(self) -> None:
+        """Run the queued set-up now (idempotent)."""
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self.complete()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_usage(self) -> str:
+        self.complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vein-tracker",
         description="Track sclerotherapy of leg spider veins from photos.",
     )
     parser.add_argument("--version", action="version", version=f"vein-tracker {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(sub)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import VeinTrackerError
+from . import CommandParser
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..storage.info import Actor
@@ -103,9 +104,6 @@ def _opacity(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ..export import COLOUR_MODES, LAYOUTS
-    from ..storage.info import CHANNELS
-
     p = sub.add_parser(
         "export",
         help="export consented before/after pairs as a de-identified ZIP",
@@ -115,19 +113,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Needs a marketing or admin account."
         ),
     )
-    p.add_argument("--channel", required=True, choices=CHANNELS)
+    # The choices live in vein_tracker.export and vein_tracker.storage.info, which pull
+    # in numpy, Pillow and SQLAlchemy: they are filled in when this parser is used.
+    channel = p.add_argument("--channel", required=True)
     p.add_argument("--out", required=True, type=Path, metavar="PAIRS.zip")
     p.add_argument("--min-improvement", type=float, default=None, metavar="PCT")
     p.add_argument("--area", default=None, help="region (thigh, knee, calf) or label part")
     p.add_argument("--from", dest="date_from", type=_date, default=None, metavar="YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", type=_date, default=None, metavar="YYYY-MM-DD")
-    p.add_argument("--layout", choices=LAYOUTS, default="side_by_side")
-    p.add_argument("--colour", choices=COLOUR_MODES, default="shared_levels")
+    layout = p.add_argument("--layout", default="side_by_side")
+    colour = p.add_argument("--colour", default="shared_levels")
     p.add_argument("--watermark", default=None, help="text (default: the clinic's name)")
     p.add_argument("--opacity", type=_opacity, default=0.35, help="watermark opacity (0, 1]")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     add_actor_argument(p)
     p.set_defaults(func=_run)
+
+    def set_choices(_: argparse.ArgumentParser) -> None:
+        from ..export import COLOUR_MODES, LAYOUTS
+        from ..storage.info import CHANNELS
+
+        channel.choices = CHANNELS
+        layout.choices = LAYOUTS
+        colour.choices = COLOUR_MODES
+
+    if isinstance(p, CommandParser):
+        p.defer(set_choices)
+    else:  # a plain argparse parser: no deferred set-up, fill the choices in now
+        set_choices(p)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -7,11 +7,12 @@ import json
 import math
 import sys
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import PhotoError
-from ..io import encode_image, load_mask_png, load_photo, save_mask_png
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
 
 
 def _positive_float(text: str) -> float:
@@ -75,6 +76,8 @@ def _write(path: str, data: bytes) -> str:
 
 
 def _write_mask(path: str, mask: np.ndarray) -> str:
+    from ..io import save_mask_png
+
     try:
         return str(save_mask_png(mask, path))
     except OSError as exc:
@@ -82,6 +85,7 @@ def _write_mask(path: str, mask: np.ndarray) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io import encode_image, load_mask_png, load_photo
     from ..segmentation import overlay, segment
 
     photo = load_photo(args.photo)
