@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -477,7 +478,8 @@ class VeinChange:
     area_mm2, length_mm : float
         Baseline size (follow-up size for new veins), inside the compared region.
     bbox : tuple of int
-        ``(x, y, w, h)`` in the baseline frame.
+        ``(x, y, w, h)`` in the baseline frame at the analysis scale
+        (``Comparison.to_dict`` gives it in the photo's pixels).
     """
 
     id: int
@@ -506,10 +508,14 @@ class VeinChange:
 class Comparison:
     """Result of :func:`compare`: the change of one treatment area between two visits.
 
-    All maps are in the baseline frame. ``improvement_pct`` follows the headline
-    formula (:func:`improvement_pct`); the band is a calibrated low–high range
-    (see :func:`compare`). ``to_dict()`` is the JSON contract of
-    ``vein-tracker analyze --json``.
+    All maps (``region``, ``change_map``, the segmentations, ``registration.warped``)
+    are in the baseline frame at the analysis scale: ``frame`` says how that frame
+    sits on the baseline photo (a 12 MP photo is analysed at half size; ``px_per_mm``
+    is the analysis scale), and :meth:`to_photo` brings a map to the photo's size.
+    ``improvement_pct`` follows the headline formula (:func:`improvement_pct`); the
+    band is a calibrated low–high range (see :func:`compare`). ``to_dict()`` is the
+    JSON contract of ``vein-tracker analyze --json``; its homography, residual, boxes
+    and ``px_per_mm`` are in the photos' own pixels.
     """
 
     registration: Registration
@@ -534,6 +540,21 @@ class Comparison:
     params: Mapping[str, Any]
     px_per_mm: float = math.nan
     band_components: Mapping[str, float] = field(default_factory=dict)
+    frame: AnalysisFrame | None = None
+
+    @property
+    def scale(self) -> float:
+        """Analysis pixels per baseline photo pixel."""
+        return 1.0 if self.frame is None else self.frame.scale
+
+    def photo_homography(self) -> np.ndarray:
+        """Follow-up photo (x, y) -> baseline photo (x, y), as the photos were loaded."""
+        h = np.asarray(self.registration.homography, np.float64)
+        return h.copy() if self.frame is None else self.frame.photo_homography(h)
+
+    def to_photo(self, arr: np.ndarray) -> np.ndarray:
+        """A map of this comparison (mask, labels, change map) at the baseline photo's size."""
+        return np.asarray(arr).copy() if self.frame is None else self.frame.to_photo(arr)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (no arrays): the ``analyze --json`` contract."""
@@ -542,12 +563,19 @@ class Comparison:
         reg_dict.update(
             {
                 "ok": bool(reg.ok),
-                "homography": [[float(v) for v in row] for row in np.asarray(reg.homography)],
+                "homography": [[float(v) for v in row] for row in self.photo_homography()],
                 "quality": float(reg.quality),
-                "residual_px": float(reg.residual_px),
+                "residual_px": float(reg.residual_px) / self.scale,
                 "reason": reg.reason,
             }
         )
+        frame = self.frame
+        changes = []
+        for v in self.veins:
+            d = v.to_dict()
+            if frame is not None:
+                d["bbox"] = list(frame.box_to_photo(v.bbox))
+            changes.append(d)
         return {
             "registration": reg_dict,
             "baseline": self.baseline_metrics.to_dict(),
@@ -563,7 +591,7 @@ class Comparison:
             "target_pct": float(self.target_pct),
             "meets_target": bool(self.meets_target),
             "veins": {k: int(v) for k, v in self.vein_counts.items()},
-            "vein_changes": [v.to_dict() for v in self.veins],
+            "vein_changes": changes,
             "warnings": list(self.warnings),
             "region_area_cm2": round(
                 float(np.count_nonzero(self.region)) / self.px_per_mm**2 / 100.0, 4
@@ -571,7 +599,9 @@ class Comparison:
             if math.isfinite(self.px_per_mm)
             else None,
             "band_components": {k: round(float(v), 3) for k, v in self.band_components.items()},
-            "px_per_mm": _num(self.px_per_mm),
+            "px_per_mm": _num(self.px_per_mm / self.scale),
+            "analysis": {"px_per_mm": _num(self.px_per_mm)}
+            | ({} if frame is None else frame.to_dict()),
             "algorithm_version": self.algorithm_version,
             "params": dict(self.params),
         }
@@ -714,6 +744,19 @@ def _distance_to(mask: np.ndarray) -> np.ndarray:
         cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE),
         dtype=np.float32,
     )
+
+
+def _within(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """``_distance_to(mask) <= radius_px``: a dilation by the exact Euclidean disc, far
+    cheaper than a full distance transform for the few-pixel radii it is used with."""
+    import cv2
+
+    r = int(math.floor(radius_px))
+    if r < 0:
+        return np.zeros(mask.shape, bool)
+    off = np.arange(-r, r + 1)
+    disc = ((off[:, None] ** 2 + off[None, :] ** 2) <= radius_px**2).astype(np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), disc, borderValue=0).astype(bool)
 
 
 def _erode(mask: np.ndarray, radius_px: float) -> np.ndarray:
@@ -939,6 +982,139 @@ def _vein_level_clip(
 
 ProgressCallback = Callable[[float, str], None]
 
+#: Scale (px/mm) the comparison works at. Finer photos (a 12 MP phone photo of a
+#: 200 mm field is 20 px/mm) are reduced to it first: the segmentation finds veins at
+#: this scale anyway (``segmentation.WORK_PX_PER_MM``), and registration, colour
+#: normalisation and measurement cost 4x less than at full resolution.
+ANALYSIS_PX_PER_MM = 10.0
+#: Photos at most this much finer than ``ANALYSIS_PX_PER_MM`` are analysed as they are.
+ANALYSIS_SLACK = 1.2
+
+
+def _centre_scale(src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
+    """3x3 matrix taking pixel (x, y) of an ``src`` (H, W) image to a resized ``dst`` one
+    (pixel centres kept, as ``cv2.resize`` samples)."""
+    sx = dst[1] / src[1]
+    sy = dst[0] / src[0]
+    return np.array(
+        [[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], np.float64
+    )
+
+
+@dataclass(frozen=True)
+class AnalysisFrame:
+    """Where a comparison's maps live relative to the photos as loaded (upright).
+
+    Attributes
+    ----------
+    photo_shape, followup_photo_shape : tuple of int
+        ``(H, W)`` of the baseline and follow-up photos.
+    baseline_shape, followup_shape : tuple of int
+        ``(H, W)`` they were analysed at; the maps of a :class:`Comparison` have
+        ``baseline_shape``.
+    """
+
+    photo_shape: tuple[int, int]
+    baseline_shape: tuple[int, int]
+    followup_photo_shape: tuple[int, int]
+    followup_shape: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """Analysis pixels per baseline photo pixel (1.0 when analysed as loaded)."""
+        return 0.5 * (
+            self.baseline_shape[0] / self.photo_shape[0]
+            + self.baseline_shape[1] / self.photo_shape[1]
+        )
+
+    @property
+    def reduced(self) -> bool:
+        return self.baseline_shape != self.photo_shape
+
+    def photo_homography(self, analysis_h: np.ndarray) -> np.ndarray:
+        """Lift a follow-up -> baseline homography of the analysis frame to the photos'
+        pixels (follow-up photo (x, y) -> baseline photo (x, y)), normalised to h33 = 1."""
+        sb = _centre_scale(self.photo_shape, self.baseline_shape)
+        sf = _centre_scale(self.followup_photo_shape, self.followup_shape)
+        h = np.linalg.inv(sb) @ np.asarray(analysis_h, np.float64) @ sf
+        return h / h[2, 2]
+
+    def to_photo(self, arr: np.ndarray) -> np.ndarray:
+        """A mask or label map of the analysis frame at the baseline photo's size
+        (nearest neighbour, dtype kept)."""
+        import cv2
+
+        a = np.asarray(arr)
+        if a.shape[:2] != self.baseline_shape:
+            raise ValueError(f"expected a map of shape {self.baseline_shape}, got {a.shape}")
+        if not self.reduced:
+            return a.copy()
+        src = a.astype(np.uint8) if a.dtype == bool else a
+        out = cv2.resize(
+            src, (self.photo_shape[1], self.photo_shape[0]), interpolation=cv2.INTER_NEAREST
+        )
+        return out.astype(bool) if a.dtype == bool else np.asarray(out)
+
+    def box_to_photo(self, bbox: Sequence[int]) -> tuple[int, int, int, int]:
+        """An ``(x, y, w, h)`` box of the analysis frame, covering the same pixels of the photo."""
+        if not self.reduced:
+            return (int(bbox[0]), int(bbox[1]), int(bbox[2]), int(bbox[3]))
+        sx = self.photo_shape[1] / self.baseline_shape[1]
+        sy = self.photo_shape[0] / self.baseline_shape[0]
+        x0, y0 = math.floor(bbox[0] * sx), math.floor(bbox[1] * sy)
+        x1 = min(self.photo_shape[1], math.ceil((bbox[0] + bbox[2]) * sx))
+        y1 = min(self.photo_shape[0], math.ceil((bbox[1] + bbox[3]) * sy))
+        return (x0, y0, x1 - x0, y1 - y0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": round(self.scale, 6),
+            "baseline_shape": list(self.baseline_shape),
+            "followup_shape": list(self.followup_shape),
+        }
+
+
+def analysis_frame(
+    baseline_shape: tuple[int, ...],
+    followup_shape: tuple[int, ...],
+    px_per_mm: float | None = None,
+) -> AnalysisFrame:
+    """The frame :func:`compare` analyses a pair at.
+
+    The baseline is reduced to ``ANALYSIS_PX_PER_MM`` when its scale (given, else
+    estimated from the frame size as ``segmentation.estimate_px_per_mm`` does) is more
+    than ``ANALYSIS_SLACK`` times finer; the follow-up by the same factor relative to the
+    baseline's long side, so a follow-up of the same framing lands at the same scale
+    whatever camera took it. Photos are never enlarged.
+    """
+    from .segmentation import ASSUMED_FIELD_MM
+
+    bh, bw = int(baseline_shape[0]), int(baseline_shape[1])
+    fh, fw = int(followup_shape[0]), int(followup_shape[1])
+    ppm = float(px_per_mm) if px_per_mm is not None else max(bh, bw) / ASSUMED_FIELD_MM
+    s = ANALYSIS_PX_PER_MM / ppm if ppm > ANALYSIS_SLACK * ANALYSIS_PX_PER_MM else 1.0
+    b_new = (max(1, round(bh * s)), max(1, round(bw * s)))
+    sf = min(1.0, s * max(bh, bw) / max(fh, fw))
+    f_new = (max(1, round(fh * sf)), max(1, round(fw * sf)))
+    return AnalysisFrame((bh, bw), b_new, (fh, fw), f_new)
+
+
+def _resize_rgb(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if rgb.shape[:2] == shape:
+        return rgb
+    return np.asarray(cv2.resize(rgb, (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
+
+
+def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if mask.shape[:2] == shape:
+        return mask
+    small = cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return np.asarray(small >= 0.5)
+
 
 def _load(x: Any, px_per_mm: float | None) -> Photo:
     from .io import Photo, load_photo, photo_from_array
@@ -1052,51 +1228,78 @@ def compare(
         raise ValueError(f"target_pct must be in (0, 100], got {target_pct!r}")
 
     tell(0.0, "loading photos")
-    b_photo = _load(baseline, px_per_mm)
-    f_photo = _load(followup, None)
-    h, w = b_photo.rgb.shape[:2]
-    if roi is not None:
-        roi = _check_mask("roi", roi, (h, w))
-        if not roi.any():
-            raise ValueError("roi is empty: draw the region of interest on the baseline photo")
-    ppm_given = px_per_mm if px_per_mm is not None else b_photo.px_per_mm
+    # Two threads (OpenCV and NumPy release the GIL): the photos load side by side, and
+    # the baseline is segmented while the follow-up is being aligned. Results are the
+    # same as one after the other.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="compare") as pool:
+        f_job = pool.submit(_load, followup, None)
+        b_photo = _load(baseline, px_per_mm)
+        f_photo = f_job.result()
+        h, w = b_photo.rgb.shape[:2]
+        if roi is not None:
+            roi = _check_mask("roi", roi, (h, w))
+            if not roi.any():
+                raise ValueError("roi is empty: draw the region of interest on the baseline photo")
+        ppm_photo = px_per_mm if px_per_mm is not None else b_photo.px_per_mm
 
-    # Compression equalisation: both photos go through the same JPEG encoder before any
-    # measurement, so a losslessly stored baseline and a phone JPEG lose the same fine
-    # chroma detail (4:2:0) that thin red veins live in. Re-encoding a JPEG at a similar
-    # quality changes it little.
-    if EQUALISE_JPEG_QUALITY:
-        b_rgb = equalise_compression(b_photo.rgb)
-        f_rgb = equalise_compression(f_photo.rgb)
-    else:
-        b_rgb, f_rgb = b_photo.rgb, f_photo.rgb
+        # Working scale: finer photos are analysed at ANALYSIS_PX_PER_MM (the scale the
+        # segmentation works at anyway); maps come back in this analysis frame, and the
+        # Comparison lifts the homography, residual and boxes to the photo's pixels.
+        frame = analysis_frame(b_photo.rgb.shape[:2], f_photo.rgb.shape[:2], ppm_photo)
+        resize_job = pool.submit(_resize_rgb, f_photo.rgb, frame.followup_shape)
+        b_src = _resize_rgb(b_photo.rgb, frame.baseline_shape)
+        f_src = resize_job.result()
+        if roi is not None:
+            roi = _resize_mask(roi, frame.baseline_shape)
+            if not roi.any():
+                raise ValueError("roi is too small: draw a larger region of interest")
+        ppm_given = None if ppm_photo is None else float(ppm_photo) * frame.scale
 
-    tell(0.05, "aligning the follow-up onto the baseline")
-    reg = register(b_rgb, f_rgb, roi=roi)
-    if not reg.ok:
-        raise RegistrationError(
-            reg.reason or "The follow-up photo could not be aligned onto the baseline."
-        )
-    # Measure both visits at the same sharpness: the sharper photo gets the difference
-    # in blur the registration measured (a blurred thin vein reads fainter).
-    checks = getattr(reg, "checks", None)
-    blur_b = float(getattr(checks, "blur_followup_px", math.nan))
-    blur_f = float(getattr(checks, "blur_baseline_px", math.nan))
-    b_meas = b_rgb
-    if BLUR_MATCH and math.isfinite(blur_b) and blur_b > 0.3:
-        b_meas = _blur_rgb(b_rgb, blur_b)
-    f_warp = reg.warped
-    if BLUR_MATCH and math.isfinite(blur_f) and blur_f > 0.3:
-        f_warp = _blur_rgb(f_warp, blur_f)
-    # The same 4:2:0-like chroma low-pass on both (no quantisation, so no JPEG blocks): a
-    # phone JPEG has already lost the fine chroma a thin red vein lives in; the baseline,
-    # perhaps stored losslessly, loses it too, and a second pass changes a JPEG little.
-    if EQUALISE_CHROMA:
-        b_meas = chroma_lowpass(b_meas)
-        f_warp = chroma_lowpass(f_warp)
+        # Compression equalisation: both photos go through the same JPEG encoder before
+        # any measurement, so a losslessly stored baseline and a phone JPEG lose the same
+        # fine chroma detail (4:2:0) that thin red veins live in.
+        if EQUALISE_JPEG_QUALITY:
+            b_rgb = equalise_compression(b_src)
+            f_rgb = equalise_compression(f_src)
+        else:
+            b_rgb, f_rgb = b_src, f_src
 
-    tell(0.4, "segmenting the baseline")
-    seg_b = segment(b_meas, px_per_mm=ppm_given, sensitivity=sensitivity)
+        def seg_baseline(rgb: np.ndarray) -> tuple[np.ndarray, Segmentation]:
+            # The same 4:2:0-like chroma low-pass on both photos (no quantisation, so no
+            # JPEG blocks): a phone JPEG has already lost the fine chroma a thin red vein
+            # lives in; the baseline, perhaps stored losslessly, loses it too.
+            if EQUALISE_CHROMA:
+                rgb = chroma_lowpass(rgb)
+            return rgb, segment(rgb, px_per_mm=ppm_given, sensitivity=sensitivity)
+
+        # Most follow-ups are not blurrier than their baseline: segment the baseline as it
+        # is while registering, and again only if it must be blurred to match.
+        seg_job = pool.submit(seg_baseline, b_rgb) if BLUR_MATCH else None
+        tell(0.05, "aligning the follow-up onto the baseline")
+        reg = register(b_rgb, f_rgb, roi=roi)
+        if not reg.ok:
+            if seg_job is not None:
+                seg_job.cancel()
+            raise RegistrationError(
+                reg.reason or "The follow-up photo could not be aligned onto the baseline."
+            )
+        # Measure both visits at the same sharpness: the sharper photo gets the difference
+        # in blur the registration measured (a blurred thin vein reads fainter).
+        checks = getattr(reg, "checks", None)
+        blur_b = float(getattr(checks, "blur_followup_px", math.nan))
+        blur_f = float(getattr(checks, "blur_baseline_px", math.nan))
+        if BLUR_MATCH and math.isfinite(blur_b) and blur_b > 0.3:
+            if seg_job is not None:
+                seg_job.cancel()
+            seg_job = pool.submit(seg_baseline, _blur_rgb(b_rgb, blur_b))
+        f_warp = reg.warped
+        if BLUR_MATCH and math.isfinite(blur_f) and blur_f > 0.3:
+            f_warp = _blur_rgb(f_warp, blur_f)
+        if EQUALISE_CHROMA:
+            f_warp = chroma_lowpass(f_warp)
+
+        tell(0.4, "segmenting the baseline")
+        b_meas, seg_b = seg_baseline(b_rgb) if seg_job is None else seg_job.result()
     ppm = float(ppm_given if ppm_given is not None else seg_b.px_per_mm)
     ppm = _check_px_per_mm(ppm)
 
@@ -1125,7 +1328,8 @@ def compare(
         params={
             "sensitivity": float(sensitivity),
             "px_per_mm": ppm,
-            "px_per_mm_given": ppm_given is not None,
+            "px_per_mm_given": ppm_photo is not None,
+            "analysis_px_per_mm": ANALYSIS_PX_PER_MM,
             "roi": roi is not None,
             "ratio_sigma_mm": RATIO_SIGMA_MM,
             "equalise_jpeg_quality": EQUALISE_JPEG_QUALITY,
@@ -1138,6 +1342,7 @@ def compare(
         progress=tell,
         baseline_rgb=b_meas,
         followup_rgb=norm.image,
+        frame=frame,
     )
 
 
@@ -1323,11 +1528,20 @@ def _lookalike_warnings(
     return out
 
 
-def _local_zero(c: np.ndarray, veins: np.ndarray, region: np.ndarray, ppm: float) -> np.ndarray:
-    """Local mean of ``c`` over vein-free skin 1-3 mm from veins (σ 3 mm); global median
-    where that ring is too thin."""
+def _zero_ring(veins: np.ndarray, region: np.ndarray, ppm: float) -> np.ndarray:
+    """Vein-free skin 1-3 mm from ``veins``: where :func:`_local_zero` is measured."""
     d = _distance_to(veins)
-    ring = region & (d > 0.5 * ZERO_POINT_MM * ppm) & (d <= 1.5 * ZERO_POINT_MM * ppm)
+    return region & (d > 0.5 * ZERO_POINT_MM * ppm) & (d <= 1.5 * ZERO_POINT_MM * ppm)
+
+
+def _local_zero(
+    c: np.ndarray, veins: np.ndarray, region: np.ndarray, ppm: float, ring: np.ndarray | None = None
+) -> np.ndarray:
+    """Local mean of ``c`` over vein-free skin 1-3 mm from veins (σ 3 mm); global median
+    where that ring is too thin. ``ring`` is ``_zero_ring(veins, region, ppm)`` when
+    already known."""
+    if ring is None:
+        ring = _zero_ring(veins, region, ppm)
     if np.count_nonzero(ring) < 100:
         return np.zeros(c.shape, np.float32)
     glob = float(np.median(c[ring]))
@@ -1368,6 +1582,7 @@ def _compare_segmentations(
     progress: ProgressCallback | None = None,
     baseline_rgb: np.ndarray | None = None,
     followup_rgb: np.ndarray | None = None,
+    frame: AnalysisFrame | None = None,
 ) -> Comparison:
     """Measurement core of :func:`compare`, on two segmentations in the baseline frame."""
     import cv2
@@ -1391,8 +1606,9 @@ def _compare_segmentations(
     # contrast carries no such offset.
     if ZERO_POINT_MM > 0:
         any_vein = seg_b.mask | seg_f.mask
-        c_b = c_b - np.where(labels_b == 0, _local_zero(c_b, any_vein, region, ppm), 0)
-        c_f = c_f - np.where(labels_f == 0, _local_zero(c_f, any_vein, region, ppm), 0)
+        ring = _zero_ring(any_vein, region, ppm)
+        c_b = c_b - np.where(labels_b == 0, _local_zero(c_b, any_vein, region, ppm, ring), 0)
+        c_f = c_f - np.where(labels_f == 0, _local_zero(c_f, any_vein, region, ppm, ring), 0)
     f_own = np.asarray(seg_f.strength, dtype=np.float32)
     b_own = np.asarray(seg_b.strength, dtype=np.float32)
     fmask = seg_f.mask & region & (f_own >= _min_vein_contrast(c_b, base, labels_b, labels_f))
@@ -1414,7 +1630,7 @@ def _compare_segmentations(
         out = {}
         for code, r_px in support_px.items():
             sel = base_ & (labels_b == code if code != 1 else labels_b != 2)
-            out[code] = (sel, (_distance_to(sel) <= r_px) & region)
+            out[code] = (sel, _within(sel, r_px) & region)
         return out
 
     supp = supports(base)
@@ -1462,19 +1678,33 @@ def _compare_segmentations(
     reg_dev = 0.0
     thr_dev = 0.0
     if math.isfinite(pct):
-        for dx, dy in ((s, 0), (-s, 0), (0, s), (0, -s)):
-            reg_dev = max(reg_dev, abs(run(_shift(c_f, dx, dy)).terms.pct - pct))
-        # threshold sensitivity: the baseline mask cut to its stronger 80 %, and the
-        # new-vein tolerance and contrast gate moved
-        cut = float(np.quantile(c_b[base], 0.2))
-        core = base & (c_b >= cut)
-        alts = [run(c_f, core, new_main, supports(core))]
-        devs = [abs(a.terms.pct - pct) for a in alts]
-        for tol_px, strength_k in ((0.5 * tol, 1.0), (2.0 * tol, 1.0), (tol, 0.7)):
+        # The alternative estimates are independent: two threads (NumPy and OpenCV
+        # release the GIL), same figures as one after the other.
+        def shifted(dx: int, dy: int) -> float:
+            return abs(run(_shift(c_f, dx, dy)).terms.pct - pct)
+
+        def cut_core() -> float:
+            # threshold sensitivity: the baseline mask cut to its stronger 80 %
+            cut = float(np.quantile(c_b[base], 0.2))
+            core = base & (c_b >= cut)
+            return abs(run(c_f, core, new_main, supports(core)).terms.pct - pct)
+
+        def moved_new(tol_px: float, strength_k: float) -> float:
+            # the new-vein tolerance and contrast gate moved
             n_alt = float(np.count_nonzero(new_for(tol_px, strength_k)))
             t_alt = ImprovementTerms(est.terms.kept, n_alt, est.terms.baseline)
-            devs.append(abs(t_alt.pct - pct))
-        thr_dev = max(devs)
+            return abs(t_alt.pct - pct)
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="band") as pool:
+            reg_jobs = [
+                pool.submit(shifted, dx, dy) for dx, dy in ((s, 0), (-s, 0), (0, s), (0, -s))
+            ]
+            thr_jobs = [pool.submit(cut_core)] + [
+                pool.submit(moved_new, t_px, k_)
+                for t_px, k_ in ((0.5 * tol, 1.0), (2.0 * tol, 1.0), (tol, 0.7))
+            ]
+            reg_dev = max(j.result() for j in reg_jobs)
+            thr_dev = max(j.result() for j in thr_jobs)
     comps = {"bootstrap": boot_sd, "registration": reg_dev, "threshold": thr_dev}
     if math.isfinite(pct):
         half = BAND_K * math.sqrt(boot_sd**2 + reg_dev**2 + thr_dev**2) + BAND_FLOOR_PCT
@@ -1637,6 +1867,7 @@ def _compare_segmentations(
         params=dict(params),
         px_per_mm=ppm,
         band_components=comps,
+        frame=frame,
     )
 
 

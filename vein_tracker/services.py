@@ -554,15 +554,32 @@ def review_from_comparison(
     followup_photo_id: int,
     params: AnalysisParams,
 ) -> ReviewData:
-    """Downscale a :class:`~vein_tracker.metrics.Comparison` into what the page shows."""
+    """Downscale a :class:`~vein_tracker.metrics.Comparison` into what the page shows.
+
+    The comparison's maps may be at the analysis scale (smaller than the photo): every
+    picture of the page is brought to the size of the baseline's preview.
+    """
+    base = preview(baseline_rgb)
+    size = (base.shape[1], base.shape[0])
+
+    def fit(arr: np.ndarray) -> np.ndarray:
+        out = preview(arr)
+        if out.shape[:2] == base.shape[:2]:
+            return out
+        if out.ndim == 3:
+            return np.asarray(cv2.resize(out, size, interpolation=cv2.INTER_AREA))
+        src = out.astype(np.uint8) if out.dtype == bool else out
+        res = cv2.resize(src, size, interpolation=cv2.INTER_NEAREST)
+        return res.astype(bool) if out.dtype == bool else np.asarray(res)
+
     return ReviewData(
         result=comparison.to_dict(),
-        baseline=preview(baseline_rgb),
-        followup=preview(comparison.registration.warped),
-        baseline_labels=preview(comparison.baseline_seg.labels),
-        followup_labels=preview(comparison.followup_seg.labels),
-        change_map=preview(comparison.change_map),
-        region=preview(comparison.region),
+        baseline=base,
+        followup=fit(comparison.registration.warped),
+        baseline_labels=fit(comparison.baseline_seg.labels),
+        followup_labels=fit(comparison.followup_seg.labels),
+        change_map=fit(comparison.change_map),
+        region=fit(comparison.region),
         baseline_photo_id=baseline_photo_id,
         followup_photo_id=followup_photo_id,
         params=params,

@@ -103,15 +103,16 @@ def _write_outputs(args: argparse.Namespace, comparison: Any, baseline_rgb: Any)
 
     try:
         if args.baseline_mask:
-            save_mask_png(comparison.baseline_seg.mask, args.baseline_mask)
+            save_mask_png(comparison.to_photo(comparison.baseline_seg.mask), args.baseline_mask)
         if args.followup_mask:
-            save_mask_png(comparison.followup_seg.mask, args.followup_mask)
+            save_mask_png(comparison.to_photo(comparison.followup_seg.mask), args.followup_mask)
         if args.change_map:
-            save_mask_png(comparison.change_map, args.change_map)
+            save_mask_png(comparison.to_photo(comparison.change_map), args.change_map)
         if args.overlay:
             from ..services import change_overlay
 
-            save_image(change_overlay(baseline_rgb, comparison.change_map), args.overlay)
+            change = comparison.to_photo(comparison.change_map)
+            save_image(change_overlay(baseline_rgb, change), args.overlay)
     except OSError as exc:
         raise PhotoError(f"Could not write an output file: {exc.strerror or exc}.") from exc
 
