@@ -158,9 +158,9 @@ def skeleton_length_px(skeleton: np.ndarray) -> float:
 
 
 def _skeletonize(mask: np.ndarray) -> np.ndarray:
-    from skimage.morphology import skeletonize
+    from .morphology import skeletonize
 
-    return np.asarray(skeletonize(mask), dtype=bool)
+    return skeletonize(mask)
 
 
 def _check_mask(name: str, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -204,7 +204,7 @@ def measure_mask(
     strength : ndarray, shape (H, W), float, optional
         Vein contrast in OD units; the burden is 0 without it.
     skeleton : ndarray, shape (H, W), bool, optional
-        Centrelines; computed with ``skimage.morphology.skeletonize`` when absent.
+        Centrelines; computed with :func:`vein_tracker.morphology.skeletonize` when absent.
     labels : ndarray, shape (H, W), uint8, optional
         Class codes (1 spider, 2 reticular); per-class figures need it.
     vein_ids : ndarray, shape (H, W), int, optional

@@ -39,11 +39,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 
 from .capture import CaptureReport, assess_capture
 from .colour import skin_mask, vein_like_mask
 from .io import Photo, as_rgb
+from .morphology import sample_linear
 from .optics import NEUTRAL_OD, optical_density
 
 __all__ = [
@@ -271,8 +271,7 @@ def _apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 def _bilinear(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Bilinear samples of a 2-D array at (x, y) points, edge values outside."""
-    coords = np.stack([pts[:, 1], pts[:, 0]])
-    return np.asarray(ndi.map_coordinates(img, coords, order=1, mode="nearest"), np.float64)
+    return sample_linear(img, pts[:, 1], pts[:, 0])
 
 
 def _grid_matrix(src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:

@@ -52,9 +52,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from skimage.morphology import skeletonize
 
 from .io import Photo, as_rgb
+from .morphology import skeletonize
 from .optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD, OD_EPS
 
 __all__ = [
