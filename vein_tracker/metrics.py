@@ -1264,22 +1264,26 @@ def compare(
         else:
             b_rgb, f_rgb = b_src, f_src
 
-        def seg_baseline(rgb: np.ndarray) -> tuple[np.ndarray, Segmentation]:
+        def prepare(rgb: np.ndarray) -> np.ndarray:
             # The same 4:2:0-like chroma low-pass on both photos (no quantisation, so no
             # JPEG blocks): a phone JPEG has already lost the fine chroma a thin red vein
             # lives in; the baseline, perhaps stored losslessly, loses it too.
-            if EQUALISE_CHROMA:
-                rgb = chroma_lowpass(rgb)
-            return rgb, segment(rgb, px_per_mm=ppm_given, sensitivity=sensitivity)
+            return chroma_lowpass(rgb) if EQUALISE_CHROMA else rgb
 
-        # Most follow-ups are not blurrier than their baseline: segment the baseline as it
-        # is while registering, and again only if it must be blurred to match.
-        seg_job = pool.submit(seg_baseline, b_rgb) if BLUR_MATCH else None
+        def seg_baseline(
+            rgb: np.ndarray, leg: np.ndarray | None = None
+        ) -> tuple[np.ndarray, Segmentation]:
+            if leg is None:
+                rgb = prepare(rgb)
+            seg = segment(rgb, px_per_mm=ppm_given, leg_mask=leg, sensitivity=sensitivity)
+            return rgb, seg
+
+        # The baseline is segmented as it is while the follow-up is being aligned.
+        seg_job = pool.submit(seg_baseline, b_rgb)
         tell(0.05, "aligning the follow-up onto the baseline")
         reg = register(b_rgb, f_rgb, roi=roi)
         if not reg.ok:
-            if seg_job is not None:
-                seg_job.cancel()
+            seg_job.cancel()
             raise RegistrationError(
                 reg.reason or "The follow-up photo could not be aligned onto the baseline."
             )
@@ -1288,32 +1292,38 @@ def compare(
         checks = getattr(reg, "checks", None)
         blur_b = float(getattr(checks, "blur_followup_px", math.nan))
         blur_f = float(getattr(checks, "blur_baseline_px", math.nan))
-        if BLUR_MATCH and math.isfinite(blur_b) and blur_b > 0.3:
-            if seg_job is not None:
-                seg_job.cancel()
-            seg_job = pool.submit(seg_baseline, _blur_rgb(b_rgb, blur_b))
         f_warp = reg.warped
         if BLUR_MATCH and math.isfinite(blur_f) and blur_f > 0.3:
             f_warp = _blur_rgb(f_warp, blur_f)
-        if EQUALISE_CHROMA:
-            f_warp = chroma_lowpass(f_warp)
+        f_warp = prepare(f_warp)
 
         tell(0.4, "segmenting the baseline")
-        b_meas, seg_b = seg_baseline(b_rgb) if seg_job is None else seg_job.result()
-    ppm = float(ppm_given if ppm_given is not None else seg_b.px_per_mm)
-    ppm = _check_px_per_mm(ppm)
+        b_meas, seg_b = seg_job.result()
+        # The leg and the skin to fit colour on come from the baseline as taken; when the
+        # follow-up is blurrier, the blurred baseline is segmented again (same leg) while
+        # the follow-up is normalised and segmented.
+        leg = seg_b.leg_mask
+        vein_b = seg_b.mask
+        blur_job = None
+        if BLUR_MATCH and math.isfinite(blur_b) and blur_b > 0.3:
+            b_meas = prepare(_blur_rgb(b_rgb, blur_b))
+            blur_job = pool.submit(seg_baseline, b_meas, leg)
+        ppm = float(ppm_given if ppm_given is not None else seg_b.px_per_mm)
+        ppm = _check_px_per_mm(ppm)
 
-    tell(0.6, "normalising colour")
-    region = seg_b.leg_mask & _erode(reg.valid, REGION_MARGIN_MM * ppm)
-    if roi is not None:
-        region &= roi
-    fit_mask = region & ~_dilate(seg_b.mask, 1.0 * ppm)
-    norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
+        tell(0.6, "normalising colour")
+        region = leg & _erode(reg.valid, REGION_MARGIN_MM * ppm)
+        if roi is not None:
+            region &= roi
+        fit_mask = region & ~_dilate(vein_b, 1.0 * ppm)
+        norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
 
-    tell(0.7, "segmenting the follow-up")
-    seg_f = segment(
-        norm.image, px_per_mm=ppm, leg_mask=seg_b.leg_mask & reg.valid, sensitivity=sensitivity
-    )
+        tell(0.7, "segmenting the follow-up")
+        seg_f = segment(
+            norm.image, px_per_mm=ppm, leg_mask=leg & reg.valid, sensitivity=sensitivity
+        )
+        if blur_job is not None:
+            b_meas, seg_b = blur_job.result()
 
     tell(0.9, "measuring")
     return _compare_segmentations(
@@ -1324,7 +1334,7 @@ def compare(
         registration=reg,
         target_pct=float(target_pct),
         previous=previous,
-        extra_warnings=_capture_warnings(b_photo, f_photo, reg, region, seg_b.leg_mask, norm),
+        extra_warnings=_capture_warnings(b_photo, f_photo, reg, region, leg, norm),
         params={
             "sensitivity": float(sensitivity),
             "px_per_mm": ppm,
