@@ -1,18 +1,24 @@
 """Speed and memory of the full pipeline at phone resolution (issue 9), with a baseline.
 
-Run: ``python benchmarks/pipeline.py [--pairs N] [--quick] [--no-24mp] [--no-baseline]``
+Run: ``python benchmarks/pipeline.py [--pairs N] [--quick] [--no-24mp] [--no-baseline]
+[--no-review]``
 
 For ``--pairs`` phantom scenes (``vein_tracker.synthetic.make_pair``, tones in turn,
 default follow-up captures) it writes the baseline and follow-up photos as JPEG files at
 12 MP (3000 × 4000 px) and runs, each in a fresh child process (spawn) so that one
 pair's peak memory is isolated:
 
-* the full ``vein_tracker.metrics.compare`` on the two files (load, segment the
-  baseline, register, normalise colour, segment the follow-up, measure); the stages are
-  timed through compare's ``progress`` callback;
+* the full ``vein_tracker.metrics.compare`` on the two files (load, register while the
+  baseline is segmented in a second thread, normalise colour, segment the follow-up,
+  measure); the stages are timed through compare's ``progress`` callback;
 * the baseline pipeline on the same files: ORB + RANSAC homography,
   ``skimage.filters.frangi`` (green channel, dark ridges) at full resolution on both
-  photos, Otsu threshold over the overlap, improvement = 1 − vein-area ratio.
+  photos, Otsu threshold over the overlap, improvement = 1 − vein-area ratio;
+* the app's review page (Table 5): a throw-away SQLite clinic in a temporary folder,
+  both files uploaded with ``services.store_upload`` (as the Visit page does), then
+  ``services.analyze_pair`` and the pictures the review page shows, timed at the first
+  open, a cached reopen, and reopens after clearing the in-memory cache before and after
+  the result is saved (issue 9: result ≤ 4 s after the second upload; reopening instant).
 
 It prints per stage the median wall time, the end-to-end wall and CPU time, the peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the child, cross-checked with the
@@ -53,14 +59,34 @@ TARGET_RSS_MB = 1200.0
 TARGET_RATIO = 15.0
 
 #: compare's progress messages (by their first words) -> stage names, in pipeline order.
+#: compare segments the baseline in a background thread while it registers: "segmenting
+#: the baseline" comes after the registration and its stage is only the wait for that
+#: thread (the rest of the baseline's segmentation is inside "register"). When the
+#: follow-up is blurrier, the blurred baseline is segmented again in that thread while
+#: the follow-up is normalised and segmented; its wait is inside "segment follow-up".
 STAGES = (
     ("loading", "load"),
-    ("segmenting the baseline", "segment baseline"),
     ("aligning", "register"),
+    ("segmenting the baseline", "segment baseline"),
     ("normalising", "normalise colour"),
     ("segmenting the follow-up", "segment follow-up"),
     ("measuring", "measure"),
 )
+#: Stages of the review page's first open (``services.analyze_pair`` then the page's
+#: pictures). analyze_pair says "Loading the photos" (repository read and JPEG decode of
+#: both photos) before compare's own "loading photos" (resize to the analysis frame).
+REVIEW_STAGES = (
+    ("loading the photos", "read+decode (repo)"),
+    *STAGES,
+    ("<review data>", "review data"),
+    ("<render>", "page pictures"),
+    ("<encode>", "browser encode"),
+)
+#: Target of issue 9: the review page shows a 12 MP pair's result this soon after the
+#: second upload.
+TARGET_REVIEW_S = 4.0
+#: What this benchmark takes "instant" (a cached reopen) to mean: a tenth of a second.
+INSTANT_S = 0.1
 BASE_STAGES = ("load", "ORB+RANSAC", "frangi baseline", "frangi follow-up", "Otsu+area")
 
 
@@ -83,6 +109,53 @@ def _peak_rss_mb() -> tuple[float, float]:
 def _cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def _git_state() -> str:
+    """The commit checked out and whether the package has uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "vein_tracker"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"{head}{' + uncommitted changes in vein_tracker/' if dirty else ''}"
+
+
+def _split_stages(
+    events: Sequence[tuple[float, float, str]],
+    start: tuple[float, float],
+    end: tuple[float, float],
+    table: Sequence[tuple[str, str]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Wall and CPU seconds per stage from (time, CPU, message) progress events.
+
+    A message starting with a prefix of ``table`` opens that stage; other messages
+    (sub-steps) leave the running stage as it is.
+    """
+    stages: dict[str, float] = {}
+    stages_cpu: dict[str, float] = {}
+    current, (t_prev, c_prev) = "before load", start
+    for t, c_now, msg in [*events, (*end, "<end>")]:
+        stages[current] = stages.get(current, 0.0) + (t - t_prev)
+        stages_cpu[current] = stages_cpu.get(current, 0.0) + (c_now - c_prev)
+        current = next((s for prefix, s in table if msg.lower().startswith(prefix)), current)
+        t_prev, c_prev = t, c_now
+    return stages, stages_cpu
 
 
 def make_scene_files(seed: int, shape: tuple[int, int], out_dir: str) -> dict[str, Any]:
@@ -136,15 +209,7 @@ def run_pipeline(scene: dict[str, Any]) -> dict[str, Any]:
     t1 = time.perf_counter()
     cpu = _cpu_s() - cpu0
     ru, hwm = _peak_rss_mb()
-    stages: dict[str, float] = {}
-    stages_cpu: dict[str, float] = {}
-    current, t_prev, c_prev = "before load", t0, cpu0
-    for t, c_now, msg in [*events, (t1, cpu0 + cpu, "<end>")]:
-        stages[current] = stages.get(current, 0.0) + (t - t_prev)
-        stages_cpu[current] = stages_cpu.get(current, 0.0) + (c_now - c_prev)
-        # Sub-step messages (not in STAGES) stay in the stage that is running.
-        current = next((s for prefix, s in STAGES if msg.lower().startswith(prefix)), current)
-        t_prev, c_prev = t, c_now
+    stages, stages_cpu = _split_stages(events, (t0, cpu0), (t1, cpu0 + cpu), STAGES)
     lo, hi = c.improvement_band_pct
     est = float(c.improvement_pct)
     return {
@@ -228,6 +293,179 @@ def run_baseline(scene: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_review(scene: dict[str, Any], clinic_dir: str) -> dict[str, Any]:
+    """The app's review page on one pair uploaded to a throw-away clinic (child process).
+
+    The clinic is a fresh SQLite database and photo store in ``clinic_dir``, selected
+    through ``VEIN_TRACKER_DATA`` as the app tests do (no encryption key). The two JPEG
+    files are uploaded with ``services.store_upload`` (what the Visit page calls), then
+    the review page's work is timed: the page's queries, ``services.analyze_pair`` with
+    the page's default parameters, and the pictures its tabs show (wipe, checkerboard,
+    two vein overlays, change overlay, region overlay, each through ``preview`` as
+    ``widgets.image`` does), then their JPEG encoding as ``st.image`` does for the
+    browser. Streamlit's own transport is not included.
+
+    Openings: the first (computes), a reopen in the same process (in-memory cache), a
+    reopen after ``clear_analysis_cache`` while the result is not saved (the page saves
+    only on its button: this computes again), the save, and a reopen after clearing the
+    cache once it is saved (rebuilt from the saved analysis).
+    """
+    import io
+    from datetime import date, timedelta
+
+    os.environ["VEIN_TRACKER_DATA"] = clinic_dir
+    os.environ.pop("VEIN_TRACKER_DB_URL", None)
+    os.environ.pop("VEIN_TRACKER_ENCRYPTION_KEY", None)
+
+    # The app is a long-lived server: import what the page needs before the clock starts.
+    import numpy as np
+    import scipy.ndimage  # noqa: F401
+    import skimage.color  # noqa: F401
+    import skimage.morphology  # noqa: F401
+    from PIL import Image
+
+    import vein_tracker.colour
+    import vein_tracker.metrics
+    import vein_tracker.registration
+    import vein_tracker.segmentation  # noqa: F401
+    from vein_tracker import services
+    from vein_tracker.config import get_settings
+    from vein_tracker.errors import VeinTrackerError
+    from vein_tracker.storage import (
+        SYSTEM_ACTOR,
+        Passwords,
+        Screening,
+        fast_test_hasher,
+        open_repository,
+    )
+
+    password = "bench-password-42"
+    repo = open_repository(get_settings(), passwords=Passwords(fast_test_hasher()))
+    try:
+        repo.create_user(SYSTEM_ACTOR, "anna", password, "aesthetician")
+        anna = repo.authenticate("anna", password)
+        today = date.today()
+        client = repo.create_client(
+            anna, name="Bench Client", date_of_birth=date(1980, 5, 17), screening=Screening()
+        )
+        repo.record_consent(
+            anna, client.id, kind="treatment_photography", signed_at=today - timedelta(days=60)
+        )
+        area = repo.create_area(anna, client.id, side="left", view="posterior", region="calf")
+        visits = [
+            repo.create_visit(
+                anna, client.id, visit_date=today - timedelta(days=d), area_ids=(area.id,)
+            )
+            for d in (42, 21)
+        ]
+        upload_s: dict[str, float] = {}
+        upload_cpu: dict[str, float] = {}
+        ids: dict[str, int] = {}
+        for name, visit in zip(("baseline", "followup"), visits, strict=True):
+            data = Path(scene[name]).read_bytes()
+            t, c = time.perf_counter(), _cpu_s()
+            stored = services.store_upload(
+                repo, anna, visit_id=visit.id, area_id=area.id, data=data, filename=f"{name}.jpg"
+            )
+            upload_s[name], upload_cpu[name] = time.perf_counter() - t, _cpu_s() - c
+            ids[name] = stored.photo.id
+
+        events: list[tuple[float, float, str]] = []
+
+        def mark(_frac: float, msg: str) -> None:
+            events.append((time.perf_counter(), _cpu_s(), msg))
+
+        # analyze_pair calls review_from_comparison (previews, mask PNGs) once compare has
+        # returned; a wrapper marks that moment (it changes nothing else).
+        inner = services.review_from_comparison
+
+        def review_from_comparison(*a: Any, **k: Any) -> Any:
+            mark(1.0, "<review data>")
+            return inner(*a, **k)
+
+        services.review_from_comparison = review_from_comparison
+
+        def open_page() -> dict[str, Any]:
+            events.clear()
+            t0, c0 = time.perf_counter(), _cpu_s()
+            # _pick_pair: the client's areas and the area's photos.
+            repo.list_areas(anna, client.id)
+            repo.list_photos(anna, area_id=area.id)
+            params = services.AnalysisParams(sensitivity=0.5, target_pct=get_settings().target_pct)
+            review = services.analyze_pair(
+                repo,
+                anna,
+                baseline_photo_id=ids["baseline"],
+                followup_photo_id=ids["followup"],
+                params=params,
+                progress=mark,
+            )
+            mark(1.0, "<render>")
+            shown = [
+                services.wipe(review.baseline, review.followup, position=0.5),
+                services.checkerboard(review.baseline, review.followup, tiles=8),
+                services.vein_overlay(review.baseline, review.baseline_labels),
+                services.vein_overlay(review.followup, review.followup_labels),
+                services.change_overlay(review.baseline, review.change_map),
+                services.roi_overlay(review.baseline, review.region),
+            ]
+            shown = [services.preview(img) for img in shown]
+            services.legend("veins")
+            services.legend("change")
+            mark(1.0, "<encode>")
+            for img in shown:
+                buf = io.BytesIO()
+                Image.fromarray(img.astype(np.uint8)).save(buf, format="JPEG", quality=100)
+            t1, c1 = time.perf_counter(), _cpu_s()
+            stages, stages_cpu = _split_stages(events, (t0, c0), (t1, c1), REVIEW_STAGES)
+            return {
+                "wall_s": t1 - t0,
+                "cpu_s": c1 - c0,
+                "stages": stages,
+                "stages_cpu": stages_cpu,
+                "cached": bool(review.cached),
+                "saved": bool(review.saved),
+                "estimate": review.result.get("improvement_pct"),
+                "messages": [m for _, _, m in events],
+                "_review": review,
+            }
+
+        try:
+            first = open_page()
+            reopen = open_page()
+            services.clear_analysis_cache()
+            cleared_unsaved = open_page()
+            t, c = time.perf_counter(), _cpu_s()
+            services.save_analysis(repo, anna, cleared_unsaved["_review"])
+            save_s, save_cpu = time.perf_counter() - t, _cpu_s() - c
+            services.clear_analysis_cache()
+            cleared_saved = open_page()
+        except VeinTrackerError as exc:
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        repo.close()
+    ru, hwm = _peak_rss_mb()
+    opens = {
+        "first": first,
+        "reopen": reopen,
+        "cleared_unsaved": cleared_unsaved,
+        "cleared_saved": cleared_saved,
+    }
+    for o in opens.values():
+        del o["_review"]
+    return {
+        "ok": True,
+        "upload_s": upload_s,
+        "upload_cpu": upload_cpu,
+        "save_s": save_s,
+        "save_cpu": save_cpu,
+        "opens": opens,
+        "rss_mb": ru,
+        "hwm_mb": hwm,
+        "truth": scene["truth"],
+    }
+
+
 def in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """Run ``fn(*args)`` in a fresh spawned process and return its result."""
     ctx = multiprocessing.get_context("spawn")
@@ -251,12 +489,124 @@ def _mp(shape: Sequence[int]) -> float:
     return shape[0] * shape[1] / 1e6
 
 
+def _analysis_s(o: dict[str, Any]) -> float:
+    """Wall s of one page open until ``analyze_pair`` returned."""
+    page = ("page pictures", "browser encode")
+    return float(o["wall_s"] - sum(o["stages"].get(k, 0.0) for k in page))
+
+
+def _report_review(rs: list[dict[str, Any]]) -> tuple[float, float, float, float]:
+    """Print Table 5; return median wall s: first open, its CPU s, cached reopen (page and
+    analyze_pair alone)."""
+    print(
+        "\nTable 5. Review page, 12 MP pair uploaded to a throw-away SQLite clinic\n"
+        "(services.store_upload; then the page's queries, services.analyze_pair and the\n"
+        "pictures its tabs show, JPEG-encoded as st.image does; Streamlit transport not\n"
+        f"included). Median over {len(rs)} pair(s), wall s / CPU s (all threads)"
+    )
+    print(f"{'step':<58}{'wall':>7}{'CPU':>7}{'analysis':>10}  from")
+    rows: list[tuple[str, list[float], list[float], list[float], str]] = [
+        (
+            "upload baseline (store_upload; not in the target)",
+            [r["upload_s"]["baseline"] for r in rs],
+            [r["upload_cpu"]["baseline"] for r in rs],
+            [],
+            "",
+        ),
+        (
+            "upload follow-up (store_upload; not in the target)",
+            [r["upload_s"]["followup"] for r in rs],
+            [r["upload_cpu"]["followup"] for r in rs],
+            [],
+            "",
+        ),
+    ]
+    labels = {
+        "first": "first open (computes)",
+        "reopen": "reopen, same process (in-memory cache)",
+        "cleared_unsaved": "reopen after clear_analysis_cache, not saved",
+        "cleared_saved": "reopen after clear_analysis_cache, saved",
+    }
+
+    def source(o: dict[str, Any]) -> str:
+        if not o["cached"]:
+            return "computed"
+        return "saved analysis" if any("saved analysis" in m for m in o["messages"]) else "cache"
+
+    for key, label in labels.items():
+        if key == "cleared_saved":
+            rows.append(
+                (
+                    "save (the page's 'Save this result' button)",
+                    [r["save_s"] for r in rs],
+                    [r["save_cpu"] for r in rs],
+                    [],
+                    "",
+                )
+            )
+        opens = [r["opens"][key] for r in rs]
+        rows.append(
+            (
+                label,
+                [o["wall_s"] for o in opens],
+                [o["cpu_s"] for o in opens],
+                [_analysis_s(o) for o in opens],
+                "/".join(sorted({source(o) for o in opens})),
+            )
+        )
+    for label, walls, cpus, analysis, src in rows:
+        an = _fmt(_median(analysis)) if analysis else ""
+        print(f"{label:<58}{_fmt(_median(walls)):>7}{_fmt(_median(cpus)):>7}{an:>10}  {src}")
+    print(
+        "'analysis': wall s until analyze_pair returned (the rest is the page's pictures\n"
+        "and their encoding, redone on every run of the page)."
+    )
+    print(
+        "The page does not save an analysis by itself (only its 'Save this result' button\n"
+        "does): after the in-memory cache is cleared (server restart, eviction) an unsaved\n"
+        "result is computed again; a saved one is rebuilt from its stored masks (both\n"
+        "photos are read and decoded again for the previews)."
+    )
+    print(f"\nFirst open by stage (median wall s / CPU s){'':<8}{'wall':>7}{'CPU':>7}{'share':>7}")
+    first = [r["opens"]["first"] for r in rs]
+    med = _median([o["wall_s"] for o in first])
+    med_cpu = _median([o["cpu_s"] for o in first])
+    names = ["before load", *dict.fromkeys(s for _, s in REVIEW_STAGES)]
+    for name in names:
+        w = _median([o["stages"].get(name, 0.0) for o in first])
+        c = _median([o["stages_cpu"].get(name, 0.0) for o in first])
+        print(f"  {name:<48}{_fmt(w):>7}{_fmt(c):>7}{_fmt(100 * w / med, 0) + '%':>7}")
+    print(f"  {'total':<48}{_fmt(med):>7}{_fmt(med_cpu):>7}")
+    print(
+        "'before load': the page's queries and analyze_pair's record and saved-analysis\n"
+        "look-ups; 'review data': previews and full-size mask PNGs (review_from_comparison)."
+    )
+    est = [o["estimate"] for o in first if o["estimate"] is not None]
+    truths = [r["truth"] for r in rs]
+    same = all(
+        r["opens"]["cleared_saved"]["estimate"] == r["opens"]["first"]["estimate"] for r in rs
+    )
+    print(
+        f"improvement_pct on the page: {', '.join(f'{e:.1f}' for e in est)} "
+        f"(truth {', '.join(f'{t:.1f}' for t in truths)}); "
+        f"same after reopening from the saved analysis: {'yes' if same else 'NO'}"
+    )
+    print(
+        f"peak RSS of the review process (uploads included): "
+        f"{_fmt(max(r['rss_mb'] for r in rs), 0)} MB"
+    )
+    reopen = _median([r["opens"]["reopen"]["wall_s"] for r in rs])
+    reopen_an = _median([_analysis_s(r["opens"]["reopen"]) for r in rs])
+    return med, med_cpu, reopen, reopen_an
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=3, help="12 MP scenes (default 3)")
     ap.add_argument("--quick", action="store_true", help="one pair, no 24 MP point")
     ap.add_argument("--no-24mp", action="store_true", help="skip the 24 MP linearity point")
     ap.add_argument("--no-baseline", action="store_true", help="skip the Frangi baseline")
+    ap.add_argument("--no-review", action="store_true", help="skip the review page (Table 5)")
     ap.add_argument("--json", type=Path, default=None, help="also write raw results here")
     ap.add_argument(
         "--from-json", type=Path, default=None, help="print the tables of a saved --json run"
@@ -271,6 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with_24 = not (args.quick or args.no_24mp)
     seeds = list(range(1, n_pairs + 1))
     load0 = os.getloadavg()
+    git0 = _git_state()
+    print(f"code at start: {git0}")
+    print(f"load average at start (1, 5, 15 min): {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
     t_bench = time.perf_counter()
     raw: dict[str, Any] = {"seeds": seeds}
 
@@ -279,6 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenes12 = [in_child(make_scene_files, s, SHAPE_12MP, tmp) for s in seeds]
         scenes3 = [in_child(make_scene_files, s, SHAPE_3MP, tmp) for s in seeds]
         ours12, base12, ours3 = [], [], []
+        review12: list[dict[str, Any]] = []
         for sc in scenes12:
             print(f"  12 MP seed {sc['seed']}: pipeline...", end="", flush=True)
             ours12.append(in_child(run_pipeline, sc))
@@ -287,6 +641,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("; baseline...", end="", flush=True)
                 base12.append(in_child(run_baseline, sc))
                 print(f" {_fmt(base12[-1]['total_s'], 1)} s", end="", flush=True)
+            if not args.no_review:
+                print("; review page...", end="", flush=True)
+                clinic = str(Path(tmp) / f"clinic_s{sc['seed']}")
+                review12.append(in_child(run_review, sc, clinic))
+                r = review12[-1]
+                first = r["opens"]["first"]["wall_s"] if r["ok"] else math.nan
+                print(f" {_fmt(first, 1)} s", end="", flush=True)
             print(flush=True)
         for sc in scenes3:
             ours3.append(in_child(run_pipeline, sc))
@@ -295,10 +656,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("  24 MP seed 1: rendering and pipeline...", flush=True)
             sc24 = in_child(make_scene_files, seeds[0], SHAPE_24MP, tmp)
             ours24.append(in_child(run_pipeline, sc24))
-        raw.update(scenes12=scenes12, ours12=ours12, base12=base12, ours3=ours3, ours24=ours24)
+        raw.update(
+            scenes12=scenes12,
+            ours12=ours12,
+            base12=base12,
+            ours3=ours3,
+            ours24=ours24,
+            review12=review12,
+        )
+    load1 = os.getloadavg()
     raw.update(
+        git_start=git0,
+        git_end=_git_state(),
         load_start=load0[0],
-        load_end=os.getloadavg()[0],
+        load_end=load1[0],
+        loadavg_start=list(load0),
+        loadavg_end=list(load1),
         cores=os.cpu_count(),
         bench_s=time.perf_counter() - t_bench,
     )
@@ -310,10 +683,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report(raw: dict[str, Any]) -> None:
     """Print the tables of one run (``raw`` as written by ``--json``)."""
+    from vein_tracker.metrics import ANALYSIS_PX_PER_MM
+
     scenes12, ours12, base12 = raw["scenes12"], raw["ours12"], raw["base12"]
     ours3, ours24 = raw["ours3"], raw["ours24"]
     ok12 = [r for r in ours12 if r["ok"]]
     print()
+    if "git_start" in raw:
+        same = raw["git_start"] == raw["git_end"]
+        print(
+            f"code: {raw['git_start']} at start, {raw['git_end']} at end"
+            + ("" if same else " (CHANGED during the run: children mixed versions)")
+        )
+    for when in ("start", "end"):
+        la = raw.get(f"loadavg_{when}")
+        if la:
+            print(f"load average at {when} (1, 5, 15 min): {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
     print(
         f"vein_tracker pipeline benchmark: {len(scenes12)} pair(s); cores {raw.get('cores')}; "
         f"load average {raw.get('load_start', math.nan):.1f} at start, "
@@ -350,6 +735,13 @@ def report(raw: dict[str, Any]) -> None:
     print(
         f"{e2e:<19}{_fmt(med_total):>7}{_fmt(med_cpu):>7}{'':>7}   "
         f"{e2e:<17}{_fmt(base_total):>7}{_fmt(base_cpu):>7}"
+    )
+    print(
+        "Note: compare segments the baseline in a background thread while it registers the\n"
+        "follow-up, so that work is inside 'register' (its CPU counts both threads) and\n"
+        "'segment baseline' is only the wait for the thread once registration is done.\n"
+        "When the follow-up is blurrier, the blurred baseline is segmented again in that\n"
+        "thread during 'normalise colour' and 'segment follow-up' (its wait is in the latter)."
     )
 
     # Table 2: per pair.
@@ -431,6 +823,13 @@ def report(raw: dict[str, Any]) -> None:
         if ref:
             spread = ", ".join(f"{mp:.0f} MP {v / ref:.2f}" for mp, v in sorted(d.items()))
             print(f"{what} s/MP relative to 12 MP (1.00 = linear): {spread}")
+    print(
+        f"The pipeline is sub-linear in pixel count: compare analyses any photo finer than\n"
+        f"{ANALYSIS_PX_PER_MM:g} px/mm at {ANALYSIS_PX_PER_MM:g} px/mm "
+        "(metrics.analysis_frame), so only decoding and\n"
+        "one resize grow with the pixels. s/MP above 1.00 at 3 MP and below 1.00 at 24 MP\n"
+        "mean cost grows slower than the pixel count (by design, not a failure)."
+    )
 
     ok3 = [r for r in ours3 if r["ok"]]
     if ok3 and ok12:
@@ -455,6 +854,16 @@ def report(raw: dict[str, Any]) -> None:
                 f"{_fmt(c_):>8}{_fmt(c_ / a if a > 0 else math.nan, 1):>6}"
             )
 
+    # Table 5: the review page.
+    review12 = [r for r in raw.get("review12", []) if r["ok"]]
+    for r, sc in zip(raw.get("review12", []), scenes12, strict=False):
+        if not r["ok"]:
+            print(f"  seed {sc['seed']}: review page FAILED: {r['error']}")
+    rev_first = rev_first_cpu = math.nan
+    rev_reopen = rev_reopen_an = math.nan
+    if review12:
+        rev_first, rev_first_cpu, rev_reopen, rev_reopen_an = _report_review(review12)
+
     # Targets.
     rss = max((r["rss_mb"] for r in ok12), default=math.nan)
     ratio = _median(ratios) if ratios else math.nan
@@ -473,6 +882,31 @@ def report(raw: dict[str, Any]) -> None:
             (f"≥ {TARGET_RATIO:.0f}× faster than baseline (wall)", ratio, ratio >= TARGET_RATIO)
         )
         checks.append(("  (CPU time ratio)", ratio_cpu, ratio_cpu >= TARGET_RATIO))
+    if review12:
+        checks.append(
+            (
+                f"review page first open ≤ {TARGET_REVIEW_S:g} s (wall)",
+                rev_first,
+                rev_first <= TARGET_REVIEW_S,
+            )
+        )
+        checks.append(
+            (
+                "  CPU s / 2 cores (floor of idle wall)",
+                rev_first_cpu / 2,
+                rev_first_cpu / 2 <= TARGET_REVIEW_S,
+            )
+        )
+        checks.append(
+            (
+                f"review reopen 'instant' (≤ {INSTANT_S:g} s, wall)",
+                rev_reopen,
+                rev_reopen <= INSTANT_S,
+            )
+        )
+        checks.append(
+            ("  of which analyze_pair (cache hit)", rev_reopen_an, rev_reopen_an <= INSTANT_S)
+        )
     for label, v, ok in checks:
         print(f"{label:<40}{_fmt(v):>10}{'yes' if ok else 'NO':>6}")
     print(f"\n(benchmark wall time {raw.get('bench_s', math.nan):.0f} s)")
