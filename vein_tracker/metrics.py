@@ -901,6 +901,18 @@ def _smooth_sum(img: np.ndarray, sigma_px: float) -> np.ndarray:
     return np.asarray(cv2.resize(sm, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
 
 
+def _baseline_sums(
+    c_b: np.ndarray, support: Mapping[int, tuple[np.ndarray, np.ndarray]], sigma_px: float
+) -> np.ndarray:
+    """The baseline side of :func:`_estimate`: ``c_b`` integrated over each class's
+    support, read on that class's vein pixels."""
+    cb_s = np.zeros(c_b.shape, np.float32)
+    for sel, supp in support.values():
+        den = _smooth_sum(np.where(supp, c_b, 0).astype(np.float32), sigma_px)
+        cb_s[sel] = den[sel]
+    return cb_s
+
+
 def _estimate(
     c_b: np.ndarray,
     c_f: np.ndarray,
@@ -911,17 +923,17 @@ def _estimate(
     support: Mapping[int, tuple[np.ndarray, np.ndarray]],
     sigma_px: float,
     vein_ids: np.ndarray | None = None,
+    baseline_sums: np.ndarray | None = None,
 ) -> _Estimate:
     # Local ratio of contrast integrated over the baseline veins and a thin margin around
     # them (``support``, per class): a sub-pixel misalignment, a blur or JPEG's chroma
     # subsampling moves contrast within the margin and leaves the ratio unchanged, and
     # pixel noise averages out. Classes are kept apart so one cannot dilute the other.
-    cb_s = np.zeros(base.shape, np.float32)
+    # ``baseline_sums`` is ``_baseline_sums(c_b, support, sigma_px)`` when already known.
+    cb_s = _baseline_sums(c_b, support, sigma_px) if baseline_sums is None else baseline_sums
     cf_s = np.zeros(base.shape, np.float32)
     for sel, supp in support.values():
         num = _smooth_sum(np.where(supp, c_f, 0).astype(np.float32), sigma_px)
-        den = _smooth_sum(np.where(supp, c_b, 0).astype(np.float32), sigma_px)
-        cb_s[sel] = den[sel]
         cf_s[sel] = num[sel]
     # From here on only the baseline vein pixels count: the same element-wise values and
     # sums (same pixels, same order) as over the whole image, on far fewer pixels.
@@ -1668,6 +1680,8 @@ def _compare_segmentations(
 
     new_main = new_for(tol)
 
+    b_sums = _baseline_sums(c_b, supp, sigma)  # shared by the runs on ``supp``
+
     def run(
         c_f_: np.ndarray,
         base_: np.ndarray = base,
@@ -1675,7 +1689,15 @@ def _compare_segmentations(
         supp_: Mapping[int, tuple[np.ndarray, np.ndarray]] = supp,
     ) -> _Estimate:
         return _estimate(
-            c_b, c_f_, base_, region, new_, support=supp_, sigma_px=sigma, vein_ids=ids_b
+            c_b,
+            c_f_,
+            base_,
+            region,
+            new_,
+            support=supp_,
+            sigma_px=sigma,
+            vein_ids=ids_b,
+            baseline_sums=b_sums if supp_ is supp else None,
         )
 
     est = run(c_f)

@@ -34,6 +34,7 @@ the baseline frame: baseline pixel ``p`` sees the homography-warped follow-up at
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -592,8 +593,30 @@ def register(
         out = cv2.resize(mask.astype(np.uint8), (like.shape[1], like.shape[0]))
         return np.asarray(out > 0)
 
-    b_skin_ref = skin_mask(b_ref) if leg_m is None else grid(leg_m, b_ref)
-    f_skin_ref = skin_mask(f_ref)
+    sig_m = 3.0
+
+    def feat_mask(skin: np.ndarray, veins: np.ndarray) -> np.ndarray:
+        # A band around the leg outline is kept: the outline is a stable feature too.
+        band = _dilate(grid(skin, veins), 9)
+        return np.asarray((band & ~veins).astype(np.uint8) * 255)
+
+    def followup_features() -> tuple[np.ndarray, Any, Any]:
+        # The follow-up's skin and features, found in a second thread while the
+        # baseline's are (OpenCV releases the GIL; same results as one after the other).
+        skin = skin_mask(f_ref)
+        if skin.mean() < 0.02:
+            return skin, None, None
+        od = optical_density(f_m)
+        veins = _dilate(vein_like_mask(od, sigma_px=4.0, k=4.0, mask=grid(skin, f_m)), 5)
+        ch = _highpass(od @ NEUTRAL_OD, sig_m)
+        sift_f = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
+        kp, desc = sift_f.detectAndCompute(_to_u8(ch, sig_m), feat_mask(skin, veins))
+        return skin, kp, desc
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="register") as pool:
+        f_job = pool.submit(followup_features)
+        b_skin_ref = skin_mask(b_ref) if leg_m is None else grid(leg_m, b_ref)
+        f_skin_ref, kf, df = f_job.result()
     roi_ref: np.ndarray | None = None
     b_use_ref = b_skin_ref
     if roi_m is not None:
@@ -616,24 +639,13 @@ def register(
             fshape,
         )
 
-    # ---- features on the match grid
+    # ---- features on the match grid (the follow-up's were found above)
     report(0.1, "finding skin features")
     od_bm = optical_density(b_m)
-    od_fm = optical_density(f_m)
     vein_bm = _dilate(vein_like_mask(od_bm, sigma_px=4.0, k=4.0, mask=grid(b_skin_ref, b_m)), 5)
-    vein_fm = _dilate(vein_like_mask(od_fm, sigma_px=4.0, k=4.0, mask=grid(f_skin_ref, f_m)), 5)
-
-    def feat_mask(skin: np.ndarray, veins: np.ndarray) -> np.ndarray:
-        # A band around the leg outline is kept: the outline is a stable feature too.
-        band = _dilate(grid(skin, veins), 9)
-        return np.asarray((band & ~veins).astype(np.uint8) * 255)
-
-    sig_m = 3.0
     ch_bm = _highpass(od_bm @ NEUTRAL_OD, sig_m)
-    ch_fm = _highpass(od_fm @ NEUTRAL_OD, sig_m)
     sift = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
     kb, db = sift.detectAndCompute(_to_u8(ch_bm, sig_m), feat_mask(b_use_ref, vein_bm))
-    kf, df = sift.detectAndCompute(_to_u8(ch_fm, sig_m), feat_mask(f_skin_ref, vein_fm))
     if db is None or df is None or len(kb) < 8 or len(kf) < 8:
         return _refused(
             _blur_hint(b_ref, f_ref, b_skin_ref, f_skin_ref)
