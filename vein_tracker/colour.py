@@ -515,15 +515,19 @@ def normalise_colour(
         terms = _poly_terms(xn, yn)  # (N, 5)
         keep = np.ones(n_used, bool)
         for _ in range(3):
-            # Unknowns: c_R, c_G, c_B and 5 shared field coefficients; 3 equations per pixel.
+            # Unknowns: c_R, c_G, c_B and 5 shared field coefficients; 3 equations per
+            # pixel (row [e_ch, t]). Solved through the 8x8 normal equations, whose
+            # blocks have a closed form: N·I, 1ᵀT per channel, 3·TᵀT.
             k = np.flatnonzero(keep)
             t = terms[k]
-            a_mat = np.zeros((3 * k.size, 8))
-            for ch in range(3):
-                a_mat[ch::3, ch] = 1.0
-                a_mat[ch::3, 3:] = t
-            rhs = diff[k].reshape(-1)
-            sol, *_ = np.linalg.lstsq(a_mat, rhs, rcond=None)
+            d = diff[k]
+            ata = np.zeros((8, 8))
+            ata[:3, :3] = np.eye(3) * k.size
+            ata[:3, 3:] = t.sum(axis=0)[None, :]
+            ata[3:, :3] = ata[:3, 3:].T
+            ata[3:, 3:] = 3.0 * (t.T @ t)
+            atb = np.concatenate([d.sum(axis=0), t.T @ d.sum(axis=1)])
+            sol, *_ = np.linalg.lstsq(ata, atb, rcond=None)
             offsets, coef = sol[:3], sol[3:]
             resid = np.abs(diff - offsets[None, :] - (terms @ coef)[:, None]).sum(axis=1)
             keep = resid <= np.quantile(resid, 1.0 - trim)
