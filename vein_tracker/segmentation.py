@@ -47,6 +47,7 @@ This module must not register photos, measure improvement or draw user interface
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -995,11 +996,17 @@ def segment(
     else:
         roi_w = np.ones(work_shape, bool)
         roi_h = np.ones(maps.leg_half.shape, bool)
-    lines = {cls: _centrelines(maps, cls, sens, roi_h) for cls in (SPIDER, RETICULAR)}
-    labels_w, skel_w = _labels_at_work(maps, lines, maps.leg & roi_w, maps.leg_half & roi_h)
+    # The classes' ridges, and the contrast maps, in a second thread while this one
+    # works (OpenCV and NumPy release the GIL; the same results as one after the other).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment") as pool:
+        retic_job = pool.submit(_centrelines, maps, RETICULAR, sens, roi_h)
+        spider_lines = _centrelines(maps, SPIDER, sens, roi_h)
+        lines = {SPIDER: spider_lines, RETICULAR: retic_job.result()}
+        contrast_job = pool.submit(_contrast_full, maps, shape, ppm)
+        labels_w, skel_w = _labels_at_work(maps, lines, maps.leg & roi_w, maps.leg_half & roi_h)
+        contrast = contrast_job.result()
 
     size = (shape[1], shape[0])
-    contrast = _contrast_full(maps, shape, ppm)
     if work_size != size:
         # Upsample class by class through a linear blend, so edges stay sub-pixel; the
         # redrawn centrelines stay inside their veins.
