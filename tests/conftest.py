@@ -1,5 +1,8 @@
 """Shared fixtures: isolated data directories, a throw-away PostgreSQL, Debian's Chromium.
 
+The Chromium fixtures (``browser``, ``page_factory``) serve tests/ui/test_browser.py and
+tests/security/test_browser_access.py; their helpers are in tests/browser_util.py.
+
 Area-specific fixtures live in the conftest.py of each test sub-folder.
 """
 
@@ -9,9 +12,9 @@ import os
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,14 +30,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def use_data_dir(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    """Select ``data_dir`` through ``VEIN_TRACKER_DATA``: SQLite there, no encryption key."""
+    monkeypatch.setenv("VEIN_TRACKER_DATA", str(data_dir))
+    monkeypatch.delenv("VEIN_TRACKER_DB_URL", raising=False)
+    monkeypatch.delenv("VEIN_TRACKER_ENCRYPTION_KEY", raising=False)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty data directory, selected through ``VEIN_TRACKER_DATA``; SQLite by default."""
     d = tmp_path / "data"
     d.mkdir()
-    monkeypatch.setenv("VEIN_TRACKER_DATA", str(d))
-    monkeypatch.delenv("VEIN_TRACKER_DB_URL", raising=False)
-    monkeypatch.delenv("VEIN_TRACKER_ENCRYPTION_KEY", raising=False)
+    use_data_dir(monkeypatch, d)
     return d
 
 
@@ -136,16 +144,35 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-def wait_for_http(url: str, *, timeout_s: float = 60.0) -> None:
-    """Poll ``url`` until it answers 200, or raise ``TimeoutError``."""
-    import urllib.request
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    """Debian's Chromium through Playwright, shared by the tests of one module."""
+    from playwright.sync_api import sync_playwright
 
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    from tests.browser_util import CHROMIUM_ARGS
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - localhost only
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page_factory(browser: Any) -> Iterator[Callable[..., Any]]:
+    """New pages in fresh contexts (separate cookies = separate sessions)."""
+    from tests.browser_util import TIMEOUT_MS
+
+    contexts: list[Any] = []
+
+    def make(width: int = 1280, height: int = 900) -> Any:
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()

@@ -1,7 +1,7 @@
 """Fixtures of the security suites (helpers in ``sec_util``).
 
-``clinic`` is a fresh small clinic with every role (see ``sec_util.build_clinic``) in an
-isolated SQLite data folder.
+``clinic`` is a fresh small clinic with every role (see ``tests.clinic_util.build_clinic``)
+in an isolated SQLite data folder (``data_dir`` of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -24,22 +24,11 @@ from vein_tracker.storage import open_repository  # noqa: E402
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty data folder selected through ``VEIN_TRACKER_DATA`` (SQLite, no key)."""
-    d = tmp_path / "data"
-    d.mkdir()
-    monkeypatch.setenv("VEIN_TRACKER_DATA", str(d))
-    monkeypatch.delenv("VEIN_TRACKER_DB_URL", raising=False)
-    monkeypatch.delenv("VEIN_TRACKER_ENCRYPTION_KEY", raising=False)
-    return d
-
-
-@pytest.fixture
 def clinic(data_dir: Path) -> Iterator[SimpleNamespace]:
     """A fresh clinic (see :func:`build_clinic`) in ``data_dir``; ``clinic.repo`` is open."""
     repo = open_repository(make_settings(data_dir), passwords=FAST)
     try:
         ns = build_clinic(repo)
-        yield SimpleNamespace(**{**vars(ns), "repo": repo, "data_dir": data_dir})
+        yield SimpleNamespace(**vars(ns), repo=repo, data_dir=data_dir)
     finally:
         repo.close()

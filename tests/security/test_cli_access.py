@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import use_data_dir
 from vein_tracker.cli import COMMAND_MODULES, build_parser, main
 
 ACTOR_COMMANDS = {"export", "report"}
@@ -22,20 +23,16 @@ ACTOR_COMMANDS = {"export", "report"}
 
 @pytest.fixture(scope="module")
 def cli_clinic(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from vt_ui_seed import seed_clinic
+    from vt_ui_seed import seed_temp_clinic
 
-    data = tmp_path_factory.mktemp("cli_access") / "data"
-    data.mkdir()
-    return seed_clinic(data)
+    return seed_temp_clinic(tmp_path_factory, "cli_access")
 
 
 @pytest.fixture
 def env(cli_clinic: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     from vt_ui_seed import PASSWORD
 
-    monkeypatch.setenv("VEIN_TRACKER_DATA", str(cli_clinic.data_dir))
-    monkeypatch.delenv("VEIN_TRACKER_DB_URL", raising=False)
-    monkeypatch.delenv("VEIN_TRACKER_ENCRYPTION_KEY", raising=False)
+    use_data_dir(monkeypatch, cli_clinic.data_dir)
     monkeypatch.setenv("VEIN_TRACKER_PASSWORD", PASSWORD)
     return cli_clinic
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sec_util import ROOT
 
+from tests.conftest import use_data_dir
 from vein_tracker.storage import Actor
 from vein_tracker.ui import shell
 
@@ -27,18 +28,14 @@ ALL_PAGES = sorted({f for pages in shell.PAGES.values() for f, *_ in pages} | {"
 
 @pytest.fixture(scope="module")
 def ui_clinic(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from vt_ui_seed import seed_clinic
+    from vt_ui_seed import seed_temp_clinic
 
-    data = tmp_path_factory.mktemp("ui_access") / "data"
-    data.mkdir()
-    return seed_clinic(data)
+    return seed_temp_clinic(tmp_path_factory, "ui_access")
 
 
 @pytest.fixture
 def app_env(ui_clinic: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("VEIN_TRACKER_DATA", str(ui_clinic.data_dir))
-    monkeypatch.delenv("VEIN_TRACKER_DB_URL", raising=False)
-    monkeypatch.delenv("VEIN_TRACKER_ENCRYPTION_KEY", raising=False)
+    use_data_dir(monkeypatch, ui_clinic.data_dir)
     return ui_clinic
 
 

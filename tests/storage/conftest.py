@@ -9,45 +9,23 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Iterator
-from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from tests.clinic_util import FAST, PASSWORD, build_clinic, make_settings, photo_bytes
 from vein_tracker.config import Settings, get_settings
-from vein_tracker.io import encode_image
-from vein_tracker.storage import (
-    SYSTEM_ACTOR,
-    Actor,
-    Passwords,
-    Repository,
-    Screening,
-    fast_test_hasher,
-    open_repository,
-)
-from vein_tracker.storage.info import utcnow
+from vein_tracker.storage import Repository, open_repository
 from vein_tracker.storage.models import Base
 
-#: Test-only cheap hashing (production uses argon2-cffi's RFC 9106 defaults).
-FAST = Passwords(fast_test_hasher())
-PASSWORD = "correct horse battery"
+# Shared with the security suite (tests/clinic_util.py); the storage tests import these
+# from here.
+__all__ = ["FAST", "PASSWORD", "build_clinic", "photo_bytes", "reopen"]
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def photo_bytes(seed: int, *, shape: tuple[int, int] = (300, 400)) -> bytes:
-    """A small, unique JPEG (smooth colour field plus seeded noise)."""
-    rng = np.random.default_rng(seed)
-    h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack([180 + 30 * np.sin(xx / 40), 140 + 20 * np.cos(yy / 30), 120 + 0 * xx], -1)
-    noise = rng.normal(0, 12, size=(h, w, 3))
-    img = np.clip(base + noise, 0, 255).astype(np.uint8)
-    return encode_image(img, quality=90)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -79,11 +57,6 @@ def reopen(settings: Settings, **changes: object) -> Repository:
     return open_repository(dataclasses.replace(settings, **changes), passwords=FAST)
 
 
-def make_user(repo: Repository, username: str, role: str, client_id: int | None = None) -> Actor:
-    u = repo.create_user(SYSTEM_ACTOR, username, PASSWORD, role, client_id=client_id)
-    return Actor(user_id=u.id, username=u.username, role=u.role, client_id=u.client_id)
-
-
 @pytest.fixture(scope="session")
 def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Clinics built once per backend: ``{backend: (data folder, db url, namespace, rows)}``.
@@ -104,7 +77,7 @@ def _build_template(
     if backend not in state:
         d = factory.mktemp(f"template-{backend}")
         url = _create_pg_db(server) if server else f"sqlite:///{d / 'vein_tracker.db'}"
-        settings = dataclasses.replace(get_settings(), data_dir=d, db_url=url, encryption_key=None)
+        settings = make_settings(d, db_url=url)
         r = open_repository(settings, passwords=FAST)
         try:
             ns = build_clinic(r)
@@ -158,7 +131,7 @@ def clinic(
     tmp_path_factory: pytest.TempPathFactory,
     _templates: dict[str, Any],
 ) -> Iterator[SimpleNamespace]:
-    """A fresh copy of a small clinic (see :func:`build_clinic`) in ``data_dir``.
+    """A fresh copy of the small clinic of :func:`tests.clinic_util.build_clinic` in ``data_dir``.
 
     ``clinic.repo`` is its repository and ``clinic.settings`` its settings.
     """
@@ -211,7 +184,7 @@ def shared_repo(
         url = _create_pg_db(server)
     else:
         url = f"sqlite:///{d / 'vein_tracker.db'}"
-    settings = dataclasses.replace(get_settings(), data_dir=d, db_url=url, encryption_key=None)
+    settings = make_settings(d, db_url=url)
     r = open_repository(settings, passwords=FAST)
     try:
         yield r
@@ -224,62 +197,3 @@ def shared_repo(
 @pytest.fixture(scope="module")
 def shared_clinic(shared_repo: Repository) -> SimpleNamespace:
     return build_clinic(shared_repo)
-
-
-def build_clinic(repo: Repository) -> SimpleNamespace:
-    """Two clients (A with a website+social marketing consent, B without), their accounts,
-    staff and marketing accounts; A has a baseline and a follow-up photo of one area."""
-    sysa = SYSTEM_ACTOR
-    admin = make_user(repo, "alice.admin", "admin")
-    aest = make_user(repo, "erin.aesth", "aesthetician")
-    mkt = make_user(repo, "mark.marketing", "marketing")
-    start = utcnow().date() - timedelta(weeks=6)
-    a = repo.create_client(aest, name="Ann Example", date_of_birth=date(1980, 5, 1))
-    b = repo.create_client(aest, name="Bea Other", email="bea@example.org")
-    for c in (a, b):
-        repo.record_screening(aest, c.id, Screening())
-        repo.record_consent(
-            aest, c.id, kind="treatment_photography", signed_at=start - timedelta(days=1)
-        )
-    marketing = repo.record_consent(
-        aest, a.id, kind="marketing", scopes=("website", "social"), signed_at=start
-    )
-    client_a = make_user(repo, "ann.client", "client", a.id)
-    client_b = make_user(repo, "bea.client", "client", b.id)
-    area_a = repo.create_area(aest, a.id, side="left", view="posterior", region="calf")
-    area_b = repo.create_area(aest, b.id, side="right", view="anterior", region="thigh")
-    v1 = repo.create_visit(aest, a.id, visit_date=start, area_ids=[area_a.id])
-    v2 = repo.create_visit(aest, a.id, visit_date=start + timedelta(weeks=4))
-    vb = repo.create_visit(aest, b.id, visit_date=start)
-    p1 = repo.add_photo(aest, area_a.id, v1.id, photo_bytes(1), filename="a1.jpg", px_per_mm=8.0)
-    p2 = repo.add_photo(aest, area_a.id, v2.id, photo_bytes(2), filename="a2.jpg", px_per_mm=8.0)
-    pb = repo.add_photo(aest, area_b.id, vb.id, photo_bytes(3), filename="b1.jpg")
-    analysis = repo.save_analysis(
-        aest,
-        p1.id,
-        p2.id,
-        params={"sensitivity": 0.5},
-        result={"improvement_pct": 80.0, "meets_target": True},
-        masks={"region": np.ones((300, 400), bool)},
-    )
-    return SimpleNamespace(
-        system=sysa,
-        admin=admin,
-        aest=aest,
-        mkt=mkt,
-        client_a=client_a,
-        client_b=client_b,
-        a=a,
-        b=b,
-        area_a=area_a,
-        area_b=area_b,
-        v1=v1,
-        v2=v2,
-        vb=vb,
-        p1=p1,
-        p2=p2,
-        pb=pb,
-        marketing=marketing,
-        analysis=analysis,
-        start=start,
-    )

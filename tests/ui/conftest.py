@@ -16,7 +16,9 @@ import pytest
 # The seeding helpers are shared by this conftest and the test modules of this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vt_ui_seed import Seeded, seed_clinic  # noqa: E402
+from vt_ui_seed import Seeded, seed_temp_clinic  # noqa: E402
+
+from tests.conftest import use_data_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
@@ -25,15 +27,11 @@ APP = ROOT / "app.py"
 @pytest.fixture(scope="module")
 def seeded_dir(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
     """A seeded clinic, shared by the tests of one module (they only add records)."""
-    data = tmp_path_factory.mktemp("clinic") / "data"
-    data.mkdir()
-    return seed_clinic(data)
+    return seed_temp_clinic(tmp_path_factory, "clinic")
 
 
 @pytest.fixture
 def clinic(seeded_dir: Seeded, monkeypatch: pytest.MonkeyPatch) -> Seeded:
     """The module's seeded clinic, selected through ``VEIN_TRACKER_DATA`` for this test."""
-    monkeypatch.setenv("VEIN_TRACKER_DATA", str(seeded_dir.data_dir))
-    monkeypatch.delenv("VEIN_TRACKER_DB_URL", raising=False)
-    monkeypatch.delenv("VEIN_TRACKER_ENCRYPTION_KEY", raising=False)
+    use_data_dir(monkeypatch, seeded_dir.data_dir)
     return seeded_dir

@@ -9,115 +9,33 @@ screenshots in ``docs/screenshots/``.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vt_ui_seed import PASSWORD, Seeded, photo_jpeg, seed_clinic
+from vt_ui_seed import PASSWORD, Seeded, photo_jpeg, seed_temp_clinic
 
-from tests.conftest import free_port, wait_for_http
+from tests.browser_util import body_text, settle, streamlit_app
+from tests.browser_util import sign_in as _sign_in
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-TIMEOUT_MS = 90_000
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
 def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Seeded]]:
     """A seeded clinic served by ``streamlit run app.py``; yields (base URL, ids)."""
-    data = tmp_path_factory.mktemp("browser-clinic") / "data"
-    data.mkdir()
-    seeded = seed_clinic(data)
-    port = free_port()
-    env = {
-        **os.environ,
-        "VEIN_TRACKER_DATA": str(data),
-        "VEIN_TRACKER_IDLE_TIMEOUT_MIN": "30",
-    }
-    env.pop("VEIN_TRACKER_DB_URL", None)
-    env.pop("VEIN_TRACKER_ENCRYPTION_KEY", None)
-    log = (tmp_path_factory.mktemp("browser-log") / "streamlit.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.headless=true",
-            "--server.address=127.0.0.1",
-            f"--server.port={port}",
-            "--browser.gatherUsageStats=false",
-            "--server.fileWatcherType=none",
-            "--client.toolbarMode=minimal",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/_stcore/health", timeout_s=90)
+    seeded = seed_temp_clinic(tmp_path_factory, "browser-clinic")
+    with streamlit_app(
+        seeded.data_dir,
+        tmp_path_factory.mktemp("browser-log") / "streamlit.log",
+        env={"VEIN_TRACKER_IDLE_TIMEOUT_MIN": "30"},
+        args=["--client.toolbarMode=minimal"],
+    ) as base:
         yield base, seeded
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page_factory(browser: object) -> Iterator[object]:
-    """New pages in fresh contexts (separate cookies = separate sessions)."""
-    contexts = []
-
-    def make(width: int = 1280, height: int = 900) -> object:
-        ctx = browser.new_context(viewport={"width": width, "height": height})  # type: ignore[attr-defined]
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        return page
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
-
-
-def settle(page: object) -> None:
-    """Wait until the script run is over (the app is idle)."""
-    page.wait_for_selector(IDLE, state="attached", timeout=TIMEOUT_MS)  # type: ignore[attr-defined]
-    page.wait_for_timeout(300)  # type: ignore[attr-defined]
-    page.wait_for_selector(IDLE, state="attached", timeout=TIMEOUT_MS)  # type: ignore[attr-defined]
 
 
 def shot(page: object, name: str) -> Path:
@@ -128,19 +46,8 @@ def shot(page: object, name: str) -> Path:
 
 
 def sign_in(page: object, base: str, username: str) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(base)  # type: ignore[attr-defined]
-    settle(page)
-    page.get_by_role("textbox", name="User name").fill(username)  # type: ignore[attr-defined]
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)  # type: ignore[attr-defined]
-    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
-    expect(page.get_by_text(f"Signed in as {username}")).to_be_visible(timeout=TIMEOUT_MS)  # type: ignore[attr-defined]
-    settle(page)
-
-
-def body_text(page: object) -> str:
-    return str(page.locator("[data-testid='stApp']").inner_text())  # type: ignore[attr-defined]
+    """Sign in as ``username`` (password of the seeded clinic) on the start page."""
+    _sign_in(page, base, username, PASSWORD)
 
 
 # ----------------------------------------------------------------------------- journeys

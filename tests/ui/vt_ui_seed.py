@@ -9,22 +9,16 @@ so the Progress page and the portal have a measured point.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
+
+from tests.clinic_util import FAST, make_settings
 from vein_tracker import services, synthetic
-from vein_tracker.config import get_settings
 from vein_tracker.io import encode_image
-from vein_tracker.storage import (
-    SYSTEM_ACTOR,
-    Actor,
-    Passwords,
-    Repository,
-    Screening,
-    fast_test_hasher,
-    open_repository,
-)
+from vein_tracker.storage import SYSTEM_ACTOR, Actor, Repository, Screening, open_repository
 
 PASSWORD = "correct-horse-42"
 SHAPE = (480, 640)
@@ -55,13 +49,7 @@ class Seeded:
 
 def open_test_repo(data_dir: Path) -> Repository:
     """A repository on ``data_dir`` (SQLite), with cheap password hashing for seeding."""
-    settings = replace(
-        get_settings(),
-        data_dir=data_dir,
-        db_url=f"sqlite:///{data_dir / 'vein_tracker.db'}",
-        encryption_key=None,
-    )
-    return open_repository(settings, passwords=Passwords(fast_test_hasher()))
+    return open_repository(make_settings(data_dir), passwords=FAST)
 
 
 def photo_jpeg(seed: int, *, followup: bool) -> bytes:
@@ -85,19 +73,15 @@ def _client(
         anna, client.id, kind="treatment_photography", signed_at=today - timedelta(days=60)
     )
     area = repo.create_area(anna, client.id, side="left", view="posterior", region="calf")
-    v1 = repo.create_visit(
-        anna,
-        client.id,
-        visit_date=today - timedelta(days=42),
-        sclerosant="sodium_tetradecyl_sulfate",
-        area_ids=(area.id,),
-    )
-    v2 = repo.create_visit(
-        anna,
-        client.id,
-        visit_date=today - timedelta(days=21),
-        sclerosant="sodium_tetradecyl_sulfate",
-        area_ids=(area.id,),
+    v1, v2 = (
+        repo.create_visit(
+            anna,
+            client.id,
+            visit_date=today - timedelta(days=days_ago),
+            sclerosant="sodium_tetradecyl_sulfate",
+            area_ids=(area.id,),
+        )
+        for days_ago in (42, 21)
     )
     base = repo.add_photo(
         anna, area.id, v1.id, photo_jpeg(seed, followup=False), filename="baseline.jpg"
@@ -106,6 +90,13 @@ def _client(
         anna, area.id, v2.id, photo_jpeg(seed, followup=True), filename="followup.jpg"
     )
     return client.id, area.id, base.id, follow.id, v2.id
+
+
+def seed_temp_clinic(factory: pytest.TempPathFactory, name: str) -> Seeded:
+    """The clinic of :func:`seed_clinic` in a new temporary folder (``<name>…/data``)."""
+    data = factory.mktemp(name) / "data"
+    data.mkdir()
+    return seed_clinic(data)
 
 
 def seed_clinic(data_dir: Path) -> Seeded:
