@@ -615,6 +615,12 @@ SUPPORT_MIN_PX = 4.0
 SUPPORT_MIN_RETICULAR_PX = 2.0
 #: Skin used for the contrast maps' zero point is at least this far from any vein, mm.
 ZERO_POINT_MM = 2.0
+#: Segment the registered follow-up as it is, not its colour-normalised copy. Vein
+#: contrast is measured in OD over the local skin background, so per-channel gains and
+#: smooth fields cancel in it; re-quantising a gain-corrected copy to 8 bits does not
+#: (systematic rounding on noise-free dark skin: −2.5 % spider contrast at ±8 % gains).
+#: The normalised copy still serves the look-alike warnings (colour change).
+CONTRAST_UNNORMALISED = True
 #: Capture warnings: extra blur of the follow-up (σ, px) and largest colour gain.
 CAPTURE_BLUR_PX = 1.5
 CAPTURE_MAX_GAIN = 1.6
@@ -1109,10 +1115,22 @@ def compare(
 
     tell(0.7, "segmenting the follow-up")
     seg_f = segment(
-        norm.image, px_per_mm=ppm, leg_mask=seg_b.leg_mask & reg.valid, sensitivity=sensitivity
+        f_warp if CONTRAST_UNNORMALISED else norm.image,
+        px_per_mm=ppm,
+        leg_mask=seg_b.leg_mask & reg.valid,
+        sensitivity=sensitivity,
     )
 
     tell(0.9, "measuring")
+    b_contrast = equalised_baseline_contrast(
+        b_rgb,
+        b_photo.rgb,
+        f_photo.rgb,
+        blur_px=blur_b,
+        px_per_mm=ppm,
+        leg_mask=seg_b.leg_mask,
+        colour=norm,
+    )
     return _compare_segmentations(
         seg_b,
         seg_f,
@@ -1138,6 +1156,7 @@ def compare(
         progress=tell,
         baseline_rgb=b_meas,
         followup_rgb=norm.image,
+        baseline_contrast=b_contrast,
     )
 
 
@@ -1221,6 +1240,118 @@ def equalise_compression(rgb: np.ndarray, *, quality: int = EQUALISE_JPEG_QUALIT
     if dec is None:  # pragma: no cover - decoding our own JPEG
         return np.array(rgb, copy=True)
     return np.asarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB))
+
+
+#: Quantisation equalisation: when the follow-up is a JPEG (found from its pixels by
+#: ``estimate_jpeg_quality``) and the baseline is not one of the same or lower quality,
+#: the baseline's vein contrast (c_b) is measured on a copy passed through JPEG at the
+#: follow-up's quality. JPEG's dead zone removes low-amplitude detail (a faint vein's
+#: chroma on dark skin: ~30 % of it at quality 81 on brown skin), which no blur or
+#: integration recovers; both visits then lose the same. The baseline's vein mask is
+#: still found on the photo as stored (a JPEG copy adds block-edge false veins).
+EQUALISE_QUANTISATION = True
+#: Qualities ``estimate_jpeg_quality`` tries, and the side of the central crop it uses, px.
+_JPEG_QUALITIES = tuple(range(50, 100))
+_JPEG_PROBE_PX = 256
+
+
+def estimate_jpeg_quality(rgb: np.ndarray) -> int | None:
+    """The JPEG quality a decoded photo was saved with, or None when it is not a JPEG.
+
+    "JPEG ghost": a central crop aligned on JPEG's 16-pixel grid is re-encoded at each
+    quality of ``_JPEG_QUALITIES``; at the photo's own quality re-encoding is nearly
+    idempotent (same quantisation steps), so the mean absolute change has a sharp dip
+    there. A losslessly stored photo shows no dip (the change only shrinks as the
+    quality rises). Exact for encoders with the standard (IJG) tables, approximate for
+    others.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+        Photo, RGB, as decoded (grid at the top-left corner).
+
+    Returns
+    -------
+    int or None
+    """
+    import cv2
+
+    from .io import as_rgb
+
+    rgb = as_rgb(rgb)
+    h, w = rgb.shape[:2]
+    s = min(_JPEG_PROBE_PX, (h // 16) * 16, (w // 16) * 16)
+    if s < 64:
+        return None
+    y0 = max(0, (h // 2 - s // 2) // 16 * 16)
+    x0 = max(0, (w // 2 - s // 2) // 16 * 16)
+    crop = np.ascontiguousarray(rgb[y0 : y0 + s, x0 : x0 + s, ::-1])
+    err = np.empty(len(_JPEG_QUALITIES), np.float64)
+    for k, q in enumerate(_JPEG_QUALITIES):
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, int(q)])
+        dec = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if dec is None:  # pragma: no cover - OpenCV encodes any uint8 image
+            return None
+        err[k] = float(np.mean(np.abs(dec.astype(np.int16) - crop.astype(np.int16))))
+    k = int(np.argmin(err))
+    if k == 0 or k == len(err) - 1:
+        return None
+    # A dip: well below both neighbours (a lossless photo's curve falls smoothly).
+    if err[k] > 0.5 * min(err[k - 1], err[k + 1]):
+        return None
+    return int(_JPEG_QUALITIES[k])
+
+
+def equalised_baseline_contrast(
+    baseline_rgb: np.ndarray,
+    baseline_photo_rgb: np.ndarray,
+    followup_photo_rgb: np.ndarray,
+    *,
+    blur_px: float,
+    px_per_mm: float,
+    leg_mask: np.ndarray,
+    colour: Any = None,
+) -> Any:
+    """The baseline's vein contrast at the follow-up's JPEG quantisation, or None.
+
+    ``baseline_rgb`` is the baseline before the measurement blur and chroma low-pass
+    (``compare`` applies them to both photos); it is blurred by ``blur_px`` (the blur
+    the follow-up has in excess), JPEG-encoded at the follow-up's quality (the camera's
+    order: optics, then compression) and chroma-low-passed as the baseline is for
+    measuring. JPEG's loss depends on the code values it works on (a colour's chroma,
+    not only its OD contrast), so the baseline is first brought to the follow-up's
+    exposure and white balance: ``colour`` (the follow-up's ``ColourNormalisation``,
+    whose gains and field map the follow-up onto the baseline) is applied in reverse.
+    None when the follow-up is not a JPEG, or the baseline already is one of the same or
+    lower quality (then nothing is to be equalised this way).
+    """
+    from .colour import _apply_linear_gain
+    from .segmentation import vein_contrast
+
+    if not EQUALISE_QUANTISATION:
+        return None
+    q_f = estimate_jpeg_quality(followup_photo_rgb)
+    if q_f is None:
+        return None
+    q_b = estimate_jpeg_quality(baseline_photo_rgb)
+    if q_b is not None and q_b <= q_f:
+        return None
+    # In the camera's order: optical blur first, then compression.
+    b = baseline_rgb
+    if BLUR_MATCH and math.isfinite(blur_px) and blur_px > 0.3:
+        b = _blur_rgb(b, blur_px)
+    gains = np.asarray(getattr(colour, "gains", np.ones(3)), dtype=np.float64).reshape(-1)
+    fld = getattr(colour, "field", None)
+    if gains.shape == (3,) and np.all(gains > 0) and not np.allclose(gains, 1.0):
+        if isinstance(fld, np.ndarray) and fld.shape == b.shape[:2]:
+            field_gain = np.exp(-fld.astype(np.float32))
+        else:
+            field_gain = np.ones(b.shape[:2], np.float32)
+        b = _apply_linear_gain(b, field_gain, 1.0 / gains)
+    b = equalise_compression(b, quality=q_f)
+    if EQUALISE_CHROMA:
+        b = chroma_lowpass(b)
+    return vein_contrast(b, px_per_mm=px_per_mm, leg_mask=leg_mask)
 
 
 def _capture_warnings(
@@ -1368,8 +1499,15 @@ def _compare_segmentations(
     progress: ProgressCallback | None = None,
     baseline_rgb: np.ndarray | None = None,
     followup_rgb: np.ndarray | None = None,
+    baseline_contrast: Any = None,
 ) -> Comparison:
-    """Measurement core of :func:`compare`, on two segmentations in the baseline frame."""
+    """Measurement core of :func:`compare`, on two segmentations in the baseline frame.
+
+    ``baseline_contrast`` (a :class:`~vein_tracker.segmentation.VeinContrast` in the
+    baseline frame), when given, replaces ``seg_b``'s contrast maps for ``c_b``: the
+    baseline measured at the follow-up's JPEG quantisation
+    (:func:`equalised_baseline_contrast`).
+    """
     import cv2
 
     ppm = _check_px_per_mm(px_per_mm)
@@ -1389,13 +1527,19 @@ def _compare_segmentations(
     # Only where a map reads "no vein" (label 0: the larger of the two class maps, and
     # where bruising or staining sits on a cleared vein): a vein pixel's own-class
     # contrast carries no such offset.
+    # The gates of follow-up veins (below) read the baseline as stored, on its vein pixels
+    # (no zero point is removed there); a baseline measured at the follow-up's JPEG
+    # quantisation (``baseline_contrast``) only serves the ratio c_f / c_b.
+    c_gate = c_b
+    if baseline_contrast is not None:
+        c_b = np.asarray(baseline_contrast.of_class(labels_b), dtype=np.float32)
     if ZERO_POINT_MM > 0:
         any_vein = seg_b.mask | seg_f.mask
         c_b = c_b - np.where(labels_b == 0, _local_zero(c_b, any_vein, region, ppm), 0)
         c_f = c_f - np.where(labels_f == 0, _local_zero(c_f, any_vein, region, ppm), 0)
     f_own = np.asarray(seg_f.strength, dtype=np.float32)
     b_own = np.asarray(seg_b.strength, dtype=np.float32)
-    fmask = seg_f.mask & region & (f_own >= _min_vein_contrast(c_b, base, labels_b, labels_f))
+    fmask = seg_f.mask & region & (f_own >= _min_vein_contrast(c_gate, base, labels_b, labels_f))
     residual = float(getattr(registration, "residual_px", 0.0) or 0.0)
     if not math.isfinite(residual):
         residual = 0.0
@@ -1406,7 +1550,7 @@ def _compare_segmentations(
         CLASS_CODES["reticular"]: max(SUPPORT_MIN_RETICULAR_PX, SUPPORT_MM * ppm) + residual,
     }
     sk_f = np.asarray(seg_f.skeleton, dtype=bool)
-    min_s = _min_vein_contrast(c_b, base, labels_b, labels_f)
+    min_s = _min_vein_contrast(c_gate, base, labels_b, labels_f)
     ids_b = np.asarray(seg_b.vein_ids)
     dist_b = _distance_to(base)
 
