@@ -615,8 +615,9 @@ def _num(v: float | None, nd: int = 2) -> float | None:
 
 #: Band calibration: half-width = BAND_K × sqrt(Σ component²) + BAND_FLOOR_PCT.
 #: Fitted on calibration phantoms (seeds apart from the benchmark's) so that the
-#: band covers the true improvement in ≥ 90 % of pairs; see benchmarks/improvement.py.
-BAND_K = 2.0
+#: band covers the true improvement in ≥ 90 % of pairs; see benchmarks/improvement.py
+#: (``--calibrate``, 42 pairs: K 2.06 for 90 %, 2.32 for 95 %).
+BAND_K = 2.1
 BAND_FLOOR_PCT = 1.5
 
 #: Smoothing scale of the contrast ratio along veins, mm (noise of c_f/c_b averages out).
@@ -645,6 +646,12 @@ SUPPORT_MIN_PX = 4.0
 SUPPORT_MIN_RETICULAR_PX = 2.0
 #: Skin used for the contrast maps' zero point is at least this far from any vein, mm.
 ZERO_POINT_MM = 2.0
+#: Segment the registered follow-up as it is, not its colour-normalised copy. Vein
+#: contrast is measured in OD over the local skin background, so per-channel gains and
+#: smooth fields cancel in it; re-quantising a gain-corrected copy to 8 bits does not
+#: (systematic rounding on noise-free dark skin: −2.5 % spider contrast at ±8 % gains).
+#: The normalised copy still serves the look-alike warnings (colour change).
+CONTRAST_UNNORMALISED = True
 #: Capture warnings: extra blur of the follow-up (σ, px) and largest colour gain.
 CAPTURE_BLUR_PX = 1.5
 CAPTURE_MAX_GAIN = 1.6
@@ -1328,12 +1335,33 @@ def compare(
         if roi is not None:
             region &= roi
         fit_mask = region & ~_dilate(vein_b, 1.0 * ppm)
+        # Vein contrast is measured in OD over the local skin background, where exposure
+        # and white balance cancel: the follow-up is segmented as registered (in the
+        # second thread) while its colour-normalised copy is made for the warnings.
+        seg_f_job = None
+        if CONTRAST_UNNORMALISED:
+            seg_f_job = pool.submit(
+                segment, f_warp, px_per_mm=ppm, leg_mask=leg & reg.valid, sensitivity=sensitivity
+            )
         norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
 
         tell(0.7, "segmenting the follow-up")
-        seg_f = segment(
-            norm.image, px_per_mm=ppm, leg_mask=leg & reg.valid, sensitivity=sensitivity
+        b_contrast = equalised_baseline_contrast(
+            b_rgb,
+            b_photo.rgb,
+            f_photo.rgb,
+            blur_px=blur_b,
+            px_per_mm=ppm,
+            leg_mask=leg,
+            colour=norm,
+            frame=frame,
         )
+        if seg_f_job is not None:
+            seg_f = seg_f_job.result()
+        else:
+            seg_f = segment(
+                norm.image, px_per_mm=ppm, leg_mask=leg & reg.valid, sensitivity=sensitivity
+            )
         if blur_job is not None:
             b_meas, seg_b = blur_job.result()
 
@@ -1365,6 +1393,7 @@ def compare(
         baseline_rgb=b_meas,
         followup_rgb=norm.image,
         frame=frame,
+        baseline_contrast=b_contrast,
     )
 
 
@@ -1448,6 +1477,134 @@ def equalise_compression(rgb: np.ndarray, *, quality: int = EQUALISE_JPEG_QUALIT
     if dec is None:  # pragma: no cover - decoding our own JPEG
         return np.array(rgb, copy=True)
     return np.asarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB))
+
+
+#: Quantisation equalisation: when the follow-up is a JPEG (found from its pixels by
+#: ``estimate_jpeg_quality``) and the baseline is not one of the same or lower quality,
+#: the baseline's vein contrast (c_b) is measured on a copy passed through JPEG at the
+#: follow-up's quality. JPEG's dead zone removes low-amplitude detail (a faint vein's
+#: chroma on dark skin: ~30 % of it at quality 81 on brown skin), which no blur or
+#: integration recovers; both visits then lose the same. The baseline's vein mask is
+#: still found on the photo as stored (a JPEG copy adds block-edge false veins).
+EQUALISE_QUANTISATION = True
+#: Qualities ``estimate_jpeg_quality`` tries, and the side of the central crop it uses, px.
+_JPEG_QUALITIES = tuple(range(50, 100))
+_JPEG_PROBE_PX = 256
+
+
+def estimate_jpeg_quality(rgb: np.ndarray) -> int | None:
+    """The JPEG quality a decoded photo was saved with, or None when it is not a JPEG.
+
+    "JPEG ghost": a central crop aligned on JPEG's 16-pixel grid is re-encoded at each
+    quality of ``_JPEG_QUALITIES``; at the photo's own quality re-encoding is nearly
+    idempotent (same quantisation steps), so the mean absolute change has a sharp dip
+    there. A losslessly stored photo shows no dip (the change only shrinks as the
+    quality rises). Exact for encoders with the standard (IJG) tables, approximate for
+    others.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+        Photo, RGB, as decoded (grid at the top-left corner).
+
+    Returns
+    -------
+    int or None
+    """
+    import cv2
+
+    from .io import as_rgb
+
+    rgb = as_rgb(rgb)
+    h, w = rgb.shape[:2]
+    s = min(_JPEG_PROBE_PX, (h // 16) * 16, (w // 16) * 16)
+    if s < 64:
+        return None
+    y0 = max(0, (h // 2 - s // 2) // 16 * 16)
+    x0 = max(0, (w // 2 - s // 2) // 16 * 16)
+    crop = np.ascontiguousarray(rgb[y0 : y0 + s, x0 : x0 + s, ::-1])
+    err = np.empty(len(_JPEG_QUALITIES), np.float64)
+    for k, q in enumerate(_JPEG_QUALITIES):
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, int(q)])
+        dec = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if dec is None:  # pragma: no cover - OpenCV encodes any uint8 image
+            return None
+        err[k] = float(np.mean(np.abs(dec.astype(np.int16) - crop.astype(np.int16))))
+    k = int(np.argmin(err))
+    if k == 0 or k == len(err) - 1:
+        return None
+    # A dip: well below both neighbours (a lossless photo's curve falls smoothly).
+    if err[k] > 0.5 * min(err[k - 1], err[k + 1]):
+        return None
+    return int(_JPEG_QUALITIES[k])
+
+
+def equalised_baseline_contrast(
+    baseline_rgb: np.ndarray,
+    baseline_photo_rgb: np.ndarray,
+    followup_photo_rgb: np.ndarray,
+    *,
+    blur_px: float,
+    px_per_mm: float,
+    leg_mask: np.ndarray,
+    colour: Any = None,
+    frame: AnalysisFrame | None = None,
+) -> Any:
+    """The baseline's vein contrast at the follow-up's JPEG quantisation, or None.
+
+    ``baseline_rgb`` is the baseline before the measurement blur and chroma low-pass
+    (``compare`` applies them to both photos); it is blurred by ``blur_px`` (the blur
+    the follow-up has in excess), JPEG-encoded at the follow-up's quality (the camera's
+    order: optics, then compression) and chroma-low-passed as the baseline is for
+    measuring. JPEG's loss depends on the code values it works on (a colour's chroma,
+    not only its OD contrast), so the baseline is first brought to the follow-up's
+    exposure and white balance: ``colour`` (the follow-up's ``ColourNormalisation``,
+    whose gains and field map the follow-up onto the baseline) is applied in reverse.
+    None when the follow-up is not a JPEG, or the baseline already is one of the same or
+    lower quality (then nothing is to be equalised this way).
+
+    With a reduced analysis ``frame`` (a 12 MP photo analysed at 10 px/mm) the
+    compression happens where the camera's did, at the photo's resolution: the baseline
+    photo is blurred, colour-shifted and encoded there, then reduced to the analysis
+    frame like the follow-up.
+    """
+    from .colour import _apply_linear_gain
+    from .segmentation import vein_contrast
+
+    if not EQUALISE_QUANTISATION:
+        return None
+    q_f = estimate_jpeg_quality(followup_photo_rgb)
+    if q_f is None:
+        return None
+    q_b = estimate_jpeg_quality(baseline_photo_rgb)
+    if q_b is not None and q_b <= q_f:
+        return None
+    import cv2
+
+    # In the camera's order: optical blur first, then compression.
+    reduced = frame is not None and frame.reduced
+    b = baseline_photo_rgb if reduced else baseline_rgb
+    scale = frame.scale if frame is not None and reduced else 1.0
+    if BLUR_MATCH and math.isfinite(blur_px) and blur_px > 0.3:
+        b = _blur_rgb(b, blur_px / scale)
+    gains = np.asarray(getattr(colour, "gains", np.ones(3)), dtype=np.float64).reshape(-1)
+    fld = getattr(colour, "field", None)
+    if gains.shape == (3,) and np.all(gains > 0) and not np.allclose(gains, 1.0):
+        if isinstance(fld, np.ndarray) and fld.ndim == 2:
+            field_gain = np.exp(-fld.astype(np.float32))
+            if field_gain.shape != b.shape[:2]:
+                field_gain = cv2.resize(
+                    field_gain, (b.shape[1], b.shape[0]), interpolation=cv2.INTER_LINEAR
+                )
+        else:
+            field_gain = np.ones(b.shape[:2], np.float32)
+        b = _apply_linear_gain(b, field_gain, 1.0 / gains)
+    b = equalise_compression(b, quality=q_f)
+    if frame is not None and reduced:
+        b = _resize_rgb(b, frame.baseline_shape)
+    if EQUALISE_CHROMA:
+        b = chroma_lowpass(b)
+    return vein_contrast(b, px_per_mm=px_per_mm, leg_mask=leg_mask)
 
 
 def _capture_warnings(
@@ -1605,8 +1762,15 @@ def _compare_segmentations(
     baseline_rgb: np.ndarray | None = None,
     followup_rgb: np.ndarray | None = None,
     frame: AnalysisFrame | None = None,
+    baseline_contrast: Any = None,
 ) -> Comparison:
-    """Measurement core of :func:`compare`, on two segmentations in the baseline frame."""
+    """Measurement core of :func:`compare`, on two segmentations in the baseline frame.
+
+    ``baseline_contrast`` (a :class:`~vein_tracker.segmentation.VeinContrast` in the
+    baseline frame), when given, replaces ``seg_b``'s contrast maps for ``c_b``: the
+    baseline measured at the follow-up's JPEG quantisation
+    (:func:`equalised_baseline_contrast`).
+    """
     import cv2
 
     ppm = _check_px_per_mm(px_per_mm)
@@ -1626,6 +1790,12 @@ def _compare_segmentations(
     # Only where a map reads "no vein" (label 0: the larger of the two class maps, and
     # where bruising or staining sits on a cleared vein): a vein pixel's own-class
     # contrast carries no such offset.
+    # The gates of follow-up veins (below) read the baseline as stored, on its vein pixels
+    # (no zero point is removed there); a baseline measured at the follow-up's JPEG
+    # quantisation (``baseline_contrast``) only serves the ratio c_f / c_b.
+    c_gate = c_b
+    if baseline_contrast is not None:
+        c_b = np.asarray(baseline_contrast.of_class(labels_b), dtype=np.float32)
     if ZERO_POINT_MM > 0:
         any_vein = seg_b.mask | seg_f.mask
         ring = _zero_ring(any_vein, region, ppm)
@@ -1633,7 +1803,7 @@ def _compare_segmentations(
         c_f = c_f - np.where(labels_f == 0, _local_zero(c_f, any_vein, region, ppm, ring), 0)
     f_own = np.asarray(seg_f.strength, dtype=np.float32)
     b_own = np.asarray(seg_b.strength, dtype=np.float32)
-    fmask = seg_f.mask & region & (f_own >= _min_vein_contrast(c_b, base, labels_b, labels_f))
+    fmask = seg_f.mask & region & (f_own >= _min_vein_contrast(c_gate, base, labels_b, labels_f))
     residual = float(getattr(registration, "residual_px", 0.0) or 0.0)
     if not math.isfinite(residual):
         residual = 0.0
@@ -1644,7 +1814,7 @@ def _compare_segmentations(
         CLASS_CODES["reticular"]: max(SUPPORT_MIN_RETICULAR_PX, SUPPORT_MM * ppm) + residual,
     }
     sk_f = np.asarray(seg_f.skeleton, dtype=bool)
-    min_s = _min_vein_contrast(c_b, base, labels_b, labels_f)
+    min_s = _min_vein_contrast(c_gate, base, labels_b, labels_f)
     ids_b = np.asarray(seg_b.vein_ids)
     dist_b = _distance_to(base)
 
