@@ -1874,30 +1874,32 @@ def _compare_segmentations(
     pct = est.terms.pct
 
     # --- band: three measured spreads --------------------------------------------------
+    # The spreads are independent estimates: they run on two threads while this one
+    # measures the secondary figures (NumPy and OpenCV release the GIL); the same
+    # figures as one after the other.
     tile = max(16, int(round(10.0 * ppm)))
-    boot_sd = _tile_bootstrap_sd(est.remaining, est.new_mask, base, region, tile)
     s = max(1, int(round(residual)))
-    reg_dev = 0.0
-    thr_dev = 0.0
-    if math.isfinite(pct):
-        # The alternative estimates are independent: two threads (NumPy and OpenCV
-        # release the GIL), same figures as one after the other.
-        def shifted(dx: int, dy: int) -> float:
-            return abs(run(_shift(c_f, dx, dy)).terms.pct - pct)
 
-        def cut_core() -> float:
-            # threshold sensitivity: the baseline mask cut to its stronger 80 %
-            cut = float(np.quantile(c_b[base], 0.2))
-            core = base & (c_b >= cut)
-            return abs(run(c_f, core, new_main, supports(core)).terms.pct - pct)
+    def shifted(dx: int, dy: int) -> float:
+        return abs(run(_shift(c_f, dx, dy)).terms.pct - pct)
 
-        def moved_new(tol_px: float, strength_k: float) -> float:
-            # the new-vein tolerance and contrast gate moved
-            n_alt = float(np.count_nonzero(new_for(tol_px, strength_k)))
-            t_alt = ImprovementTerms(est.terms.kept, n_alt, est.terms.baseline)
-            return abs(t_alt.pct - pct)
+    def cut_core() -> float:
+        # threshold sensitivity: the baseline mask cut to its stronger 80 %
+        cut = float(np.quantile(c_b[base], 0.2))
+        core = base & (c_b >= cut)
+        return abs(run(c_f, core, new_main, supports(core)).terms.pct - pct)
 
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="band") as pool:
+    def moved_new(tol_px: float, strength_k: float) -> float:
+        # the new-vein tolerance and contrast gate moved
+        n_alt = float(np.count_nonzero(new_for(tol_px, strength_k)))
+        t_alt = ImprovementTerms(est.terms.kept, n_alt, est.terms.baseline)
+        return abs(t_alt.pct - pct)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="band") as pool:
+        boot_job = pool.submit(_tile_bootstrap_sd, est.remaining, est.new_mask, base, region, tile)
+        reg_jobs = []
+        thr_jobs = []
+        if math.isfinite(pct):
             reg_jobs = [
                 pool.submit(shifted, dx, dy) for dx, dy in ((s, 0), (-s, 0), (0, s), (0, -s))
             ]
@@ -1905,8 +1907,36 @@ def _compare_segmentations(
                 pool.submit(moved_new, t_px, k_)
                 for t_px, k_ in ((0.5 * tol, 1.0), (2.0 * tol, 1.0), (tol, 0.7))
             ]
-            reg_dev = max(j.result() for j in reg_jobs)
-            thr_dev = max(j.result() for j in thr_jobs)
+
+        # --- per class ------------------------------------------------------------------
+        by_class: dict[str, float | None] = {}
+        for name, code in CLASS_CODES.items():
+            cb_mask = base & (labels_b == code)
+            t = improvement_terms(
+                np.where(cb_mask, 1.0, 0.0).astype(np.float32),
+                np.where(cb_mask, est.remaining, 0.0).astype(np.float32),
+                cb_mask,
+                est.new_mask & (labels_f == code),
+                region,
+            )
+            by_class[name] = None if not math.isfinite(t.pct) else t.pct
+
+        # --- plain secondary figures -----------------------------------------------------
+        bm = measure(seg_b, region=region, px_per_mm=ppm)
+        fm = measure_mask(
+            fmask,
+            region=region,
+            px_per_mm=ppm,
+            strength=f_own,
+            skeleton=np.asarray(seg_f.skeleton, dtype=bool) & fmask,
+            labels=labels_f,
+            vein_ids=np.asarray(seg_f.vein_ids),
+            skin=getattr(seg_f, "leg_mask", None),
+        )
+
+        boot_sd = boot_job.result()
+        reg_dev = max((j.result() for j in reg_jobs), default=0.0)
+        thr_dev = max((j.result() for j in thr_jobs), default=0.0)
     comps = {"bootstrap": boot_sd, "registration": reg_dev, "threshold": thr_dev}
     if math.isfinite(pct):
         half = BAND_K * math.sqrt(boot_sd**2 + reg_dev**2 + thr_dev**2) + BAND_FLOOR_PCT
@@ -1914,31 +1944,6 @@ def _compare_segmentations(
     else:
         band = (math.nan, math.nan)
 
-    # --- per class ------------------------------------------------------------------
-    by_class: dict[str, float | None] = {}
-    for name, code in CLASS_CODES.items():
-        cb_mask = base & (labels_b == code)
-        t = improvement_terms(
-            np.where(cb_mask, 1.0, 0.0).astype(np.float32),
-            np.where(cb_mask, est.remaining, 0.0).astype(np.float32),
-            cb_mask,
-            est.new_mask & (labels_f == code),
-            region,
-        )
-        by_class[name] = None if not math.isfinite(t.pct) else t.pct
-
-    # --- plain secondary figures -----------------------------------------------------
-    bm = measure(seg_b, region=region, px_per_mm=ppm)
-    fm = measure_mask(
-        fmask,
-        region=region,
-        px_per_mm=ppm,
-        strength=f_own,
-        skeleton=np.asarray(seg_f.skeleton, dtype=bool) & fmask,
-        labels=labels_f,
-        vein_ids=np.asarray(seg_f.vein_ids),
-        skin=getattr(seg_f, "leg_mask", None),
-    )
     by_length = 100.0 * (1.0 - fm.length_mm / bm.length_mm) if bm.length_mm > 0 else None
     by_area = 100.0 * (1.0 - fm.area_mm2 / bm.area_mm2) if bm.area_mm2 > 0 else None
 
