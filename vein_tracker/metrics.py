@@ -1539,6 +1539,31 @@ def estimate_jpeg_quality(rgb: np.ndarray) -> int | None:
     return int(_JPEG_QUALITIES[k])
 
 
+def _gain_and_compress(
+    rgb: np.ndarray, field_gain: np.ndarray | None, gains: np.ndarray, quality: int
+) -> np.ndarray:
+    """``rgb`` times the linear gain ``field_gain / gains`` (when given), then through JPEG
+    at ``quality``. A large photo is done as two bands of whole 16-px JPEG block rows on
+    two threads (pixel-wise gain, block-wise compression: the same blocks, the same
+    quantisation; only the decoder's chroma interpolation across the seam differs)."""
+    from .colour import _apply_linear_gain
+
+    def one(lo: int, hi: int) -> np.ndarray:
+        part = rgb[lo:hi]
+        if field_gain is not None:
+            part = _apply_linear_gain(part, np.ascontiguousarray(field_gain[lo:hi]), 1.0 / gains)
+        return equalise_compression(part, quality=quality)
+
+    h = rgb.shape[0]
+    if h * rgb.shape[1] < 4_000_000 or h < 64:
+        return one(0, h)
+    mid = (h // 2) // 16 * 16
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg") as pool:
+        top = pool.submit(one, 0, mid)
+        bottom = one(mid, h)
+        return np.concatenate([top.result(), bottom])
+
+
 def equalised_baseline_contrast(
     baseline_rgb: np.ndarray,
     baseline_photo_rgb: np.ndarray,
@@ -1568,7 +1593,6 @@ def equalised_baseline_contrast(
     photo is blurred, colour-shifted and encoded there, then reduced to the analysis
     frame like the follow-up.
     """
-    from .colour import _apply_linear_gain
     from .segmentation import vein_contrast
 
     if not EQUALISE_QUANTISATION:
@@ -1598,8 +1622,9 @@ def equalised_baseline_contrast(
                 )
         else:
             field_gain = np.ones(b.shape[:2], np.float32)
-        b = _apply_linear_gain(b, field_gain, 1.0 / gains)
-    b = equalise_compression(b, quality=q_f)
+    else:
+        field_gain = None
+    b = _gain_and_compress(b, field_gain, gains, q_f)
     if frame is not None and reduced:
         b = _resize_rgb(b, frame.baseline_shape)
     if EQUALISE_CHROMA:
