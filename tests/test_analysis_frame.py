@@ -241,3 +241,24 @@ def test_review_pictures_share_one_size(fine_pair: syn.PhantomPair, fine_cmp: An
         assert arr.shape[:2] == shape
     assert r.region.dtype == bool
     assert r.region.any()
+
+
+def test_banded_compression_matches_one_piece() -> None:
+    """A large baseline is gained and compressed as two bands of whole JPEG block rows:
+    the same blocks as one piece, so only the rows by the seam may differ."""
+    pair = syn.make_pair(3, shape=(2048, 2400), tone="olive")
+    rgb = pair.baseline.rgb
+    field = np.linspace(0.9, 1.1, rgb.shape[0], dtype=np.float32)[:, None] * np.ones(
+        (1, rgb.shape[1]), np.float32
+    )
+    gains = np.array([1.1, 1.0, 0.9])
+    banded = metrics._gain_and_compress(rgb, field, gains, 85)
+    # 1664 whole block rows of 2400 px: under 4 MP, so compressed in one piece
+    whole = metrics._gain_and_compress(rgb[:1664], field[:1664], gains, 85)
+    assert banded.shape == rgb.shape
+    mid = (rgb.shape[0] // 2) // 16 * 16
+    diff = np.abs(banded[:1664].astype(int) - whole.astype(int)).max(axis=(1, 2))
+    # away from the seam and from the one-piece image's last block row
+    away = np.r_[0 : mid - 16, mid + 16 : 1664 - 16]
+    assert diff[away].max() == 0
+    assert np.abs(banded.astype(int) - rgb.astype(int)).mean() > 0.5  # gain applied
