@@ -646,12 +646,6 @@ SUPPORT_MIN_PX = 4.0
 SUPPORT_MIN_RETICULAR_PX = 2.0
 #: Skin used for the contrast maps' zero point is at least this far from any vein, mm.
 ZERO_POINT_MM = 2.0
-#: Segment the registered follow-up as it is, not its colour-normalised copy. Vein
-#: contrast is measured in OD over the local skin background, so per-channel gains and
-#: smooth fields cancel in it; re-quantising a gain-corrected copy to 8 bits does not
-#: (systematic rounding on noise-free dark skin: −2.5 % spider contrast at ±8 % gains).
-#: The normalised copy still serves the look-alike warnings (colour change).
-CONTRAST_UNNORMALISED = True
 #: Capture warnings: extra blur of the follow-up (σ, px) and largest colour gain.
 CAPTURE_BLUR_PX = 1.5
 CAPTURE_MAX_GAIN = 1.6
@@ -1289,16 +1283,15 @@ def compare(
             # lives in; the baseline, perhaps stored losslessly, loses it too.
             return chroma_lowpass(rgb) if EQUALISE_CHROMA else rgb
 
-        def seg_baseline(
-            rgb: np.ndarray, leg: np.ndarray | None = None
-        ) -> tuple[np.ndarray, Segmentation]:
-            if leg is None:
-                rgb = prepare(rgb)
-            seg = segment(rgb, px_per_mm=ppm_given, leg_mask=leg, sensitivity=sensitivity)
-            return rgb, seg
+        def seg_baseline(rgb: np.ndarray, leg: np.ndarray | None = None) -> Segmentation:
+            return segment(rgb, px_per_mm=ppm_given, leg_mask=leg, sensitivity=sensitivity)
+
+        def prepare_and_segment(rgb: np.ndarray) -> tuple[np.ndarray, Segmentation]:
+            ready = prepare(rgb)
+            return ready, seg_baseline(ready)
 
         # The baseline is segmented as it is while the follow-up is being aligned.
-        seg_job = pool.submit(seg_baseline, b_rgb)
+        seg_job = pool.submit(prepare_and_segment, b_rgb)
         tell(0.05, "aligning the follow-up onto the baseline")
         reg = register(b_rgb, f_rgb, roi=roi)
         if not reg.ok:
@@ -1335,14 +1328,14 @@ def compare(
         if roi is not None:
             region &= roi
         fit_mask = region & ~_dilate(vein_b, 1.0 * ppm)
-        # Vein contrast is measured in OD over the local skin background, where exposure
-        # and white balance cancel: the follow-up is segmented as registered (in the
-        # second thread) while its colour-normalised copy is made for the warnings.
-        seg_f_job = None
-        if CONTRAST_UNNORMALISED:
-            seg_f_job = pool.submit(
-                segment, f_warp, px_per_mm=ppm, leg_mask=leg & reg.valid, sensitivity=sensitivity
-            )
+        # The follow-up is segmented as registered, not its colour-normalised copy (in
+        # the second thread, while that copy is made for the warnings): vein contrast is
+        # measured in OD over the local skin background, so per-channel gains and smooth
+        # fields cancel in it, while re-quantising a gain-corrected copy to 8 bits does
+        # not (−2.5 % spider contrast at ±8 % gains on noise-free dark skin).
+        seg_f_job = pool.submit(
+            segment, f_warp, px_per_mm=ppm, leg_mask=leg & reg.valid, sensitivity=sensitivity
+        )
         norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
 
         tell(0.7, "segmenting the follow-up")
@@ -1356,14 +1349,9 @@ def compare(
             colour=norm,
             frame=frame,
         )
-        if seg_f_job is not None:
-            seg_f = seg_f_job.result()
-        else:
-            seg_f = segment(
-                norm.image, px_per_mm=ppm, leg_mask=leg & reg.valid, sensitivity=sensitivity
-            )
+        seg_f = seg_f_job.result()
         if blur_job is not None:
-            b_meas, seg_b = blur_job.result()
+            seg_b = blur_job.result()
 
     tell(0.9, "measuring")
     return _compare_segmentations(

@@ -62,6 +62,13 @@ def _offsets(width: int) -> np.ndarray:
     return np.array([-w - 1, -w, -w + 1, 1, w + 1, w, w - 1, -1], dtype=np.intp)
 
 
+def _mask_2d(mask: np.ndarray) -> np.ndarray:
+    img = np.asarray(mask)
+    if img.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {img.shape}")
+    return img
+
+
 def skeletonize(mask: np.ndarray) -> np.ndarray:
     """Skeleton of a 2-D binary mask, identical to ``skimage.morphology.skeletonize``.
 
@@ -84,9 +91,7 @@ def skeletonize(mask: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (H, W), dtype bool
     """
-    img = np.asarray(mask)
-    if img.ndim != 2:
-        raise ValueError(f"mask must be 2-D, got shape {img.shape}")
+    img = _mask_2d(mask)
     out = np.zeros(img.shape, dtype=bool)
     fg = img.astype(bool, copy=False)
     rows = np.flatnonzero(fg.any(axis=1))
@@ -151,9 +156,7 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (H, W), dtype bool
     """
-    img = np.asarray(mask)
-    if img.ndim != 2:
-        raise ValueError(f"mask must be 2-D, got shape {img.shape}")
+    img = _mask_2d(mask)
     if img.size == 0:
         return np.zeros(img.shape, dtype=bool)
     pad = np.zeros((img.shape[0] + 2, img.shape[1] + 2), dtype=np.uint8)

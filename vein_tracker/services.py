@@ -546,6 +546,18 @@ def _png(mask: np.ndarray, name: str) -> bytes:
     return encode_mask_png(mask, name=name)
 
 
+def _to_size(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A picture (area-averaged) or a mask / label map (nearest neighbour, dtype kept)
+    at ``size`` = (w, h); returned as it is when already that size."""
+    if (arr.shape[1], arr.shape[0]) == size:
+        return arr
+    if arr.ndim == 3:
+        return np.asarray(cv2.resize(arr, size, interpolation=cv2.INTER_AREA))
+    src = arr.astype(np.uint8) if arr.dtype == bool else arr
+    out = cv2.resize(src, size, interpolation=cv2.INTER_NEAREST)
+    return out.astype(bool) if arr.dtype == bool else np.asarray(out)
+
+
 def review_from_comparison(
     comparison: Comparison,
     baseline_rgb: np.ndarray,
@@ -563,14 +575,7 @@ def review_from_comparison(
     size = (base.shape[1], base.shape[0])
 
     def fit(arr: np.ndarray) -> np.ndarray:
-        out = preview(arr)
-        if out.shape[:2] == base.shape[:2]:
-            return out
-        if out.ndim == 3:
-            return np.asarray(cv2.resize(out, size, interpolation=cv2.INTER_AREA))
-        src = out.astype(np.uint8) if out.dtype == bool else out
-        res = cv2.resize(src, size, interpolation=cv2.INTER_NEAREST)
-        return res.astype(bool) if out.dtype == bool else np.asarray(res)
+        return _to_size(preview(arr), size)
 
     return ReviewData(
         result=comparison.to_dict(),
@@ -709,9 +714,7 @@ def _review_from_stored(
     size = (bp.shape[1], bp.shape[0])
 
     def small(name: str) -> np.ndarray:
-        arr = np.asarray(masks[name])
-        out = cv2.resize(arr.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        return out > 0 if arr.dtype == bool else out
+        return _to_size(np.asarray(masks[name]), size)
 
     return ReviewData(
         result=dict(stored.result),
