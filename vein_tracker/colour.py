@@ -33,6 +33,7 @@ from .morphology import fill_holes
 from .optics import (
     DEEP_VEIN_OD,
     HAEMOGLOBIN_OD,
+    _srgb_to_linear,
     linear_to_srgb_u8,
     optical_density,
     srgb_to_linear,
@@ -279,16 +280,8 @@ _XYZ_FROM_RGB = np.array(
 _D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 
 
-def _srgb_u8_linear_lut() -> np.ndarray:
-    """Linear value of each sRGB code, by scikit-image's ``rgb2xyz`` formula (float64)."""
-    v = np.arange(256, dtype=np.float64) / 255.0
-    hi = v > 0.04045
-    out = v / 12.92
-    out[hi] = np.power((v[hi] + 0.055) / 1.055, 2.4)
-    return out
-
-
-_LIN64_LUT = _srgb_u8_linear_lut()
+#: Linear value of each sRGB code in float64 (the formula ``skimage.color.rgb2xyz`` uses).
+_LIN64_LUT = _srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0)
 
 
 def srgb_u8_to_lab(rgb: np.ndarray) -> np.ndarray:
