@@ -902,16 +902,39 @@ def _smooth_sum(img: np.ndarray, sigma_px: float) -> np.ndarray:
     return np.asarray(cv2.resize(sm, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
 
 
-def _baseline_sums(
-    c_b: np.ndarray, support: Mapping[int, tuple[np.ndarray, np.ndarray]], sigma_px: float
-) -> np.ndarray:
+def _baseline_sums(c_b: np.ndarray, support: Mapping[int, Any], sigma_px: float) -> np.ndarray:
     """The baseline side of :func:`_estimate`: ``c_b`` integrated over each class's
     support, read on that class's vein pixels."""
     cb_s = np.zeros(c_b.shape, np.float32)
-    for sel, supp in support.values():
-        den = _smooth_sum(np.where(supp, c_b, 0).astype(np.float32), sigma_px)
-        cb_s[sel] = den[sel]
+    for sp in support.values():
+        den = _smooth_sum(np.where(sp.area, c_b, 0).astype(np.float32), sigma_px)
+        cb_s[sp.sel] = den[sp.sel]
     return cb_s
+
+
+@dataclass(frozen=True, eq=False)
+class _Support:
+    """One class's baseline vein pixels, the thin margin around them the ratio is
+    integrated over, and which vein each margin pixel belongs to (its nearest)."""
+
+    sel: np.ndarray  # (H, W) bool: the class's baseline vein pixels
+    area: np.ndarray  # (H, W) bool: ``sel`` and its margin, inside the region
+    owner: np.ndarray  # (H, W) int32: baseline vein id of each ``area`` pixel, 0 elsewhere
+
+
+def _support(sel: np.ndarray, radius_px: float, region: np.ndarray, ids: np.ndarray) -> _Support:
+    import cv2
+
+    area = _within(sel, radius_px) & region
+    owner = np.zeros(sel.shape, np.int32)
+    if sel.any():
+        _, near = cv2.distanceTransformWithLabels(
+            (~sel).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+        )
+        lut = np.zeros(int(near.max()) + 1, np.int32)
+        lut[near[sel]] = ids[sel]
+        owner[area] = lut[near[area]]
+    return _Support(sel=sel, area=area, owner=owner)
 
 
 def _estimate(
@@ -921,7 +944,7 @@ def _estimate(
     region: np.ndarray,
     new: np.ndarray,
     *,
-    support: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    support: Mapping[int, _Support],
     sigma_px: float,
     vein_ids: np.ndarray | None = None,
     baseline_sums: np.ndarray | None = None,
@@ -933,16 +956,16 @@ def _estimate(
     # ``baseline_sums`` is ``_baseline_sums(c_b, support, sigma_px)`` when already known.
     cb_s = _baseline_sums(c_b, support, sigma_px) if baseline_sums is None else baseline_sums
     cf_s = np.zeros(base.shape, np.float32)
-    for sel, supp in support.values():
-        num = _smooth_sum(np.where(supp, c_f, 0).astype(np.float32), sigma_px)
-        cf_s[sel] = num[sel]
+    for sp in support.values():
+        num = _smooth_sum(np.where(sp.area, c_f, 0).astype(np.float32), sigma_px)
+        cf_s[sp.sel] = num[sp.sel]
     # From here on only the baseline vein pixels count: the same element-wise values and
     # sums (same pixels, same order) as over the whole image, on far fewer pixels.
     idx = np.flatnonzero(base)
     rem = np.zeros(base.shape, np.float32)
     np.put(rem, idx, remaining_fraction(cb_s.ravel()[idx], cf_s.ravel()[idx]))
     if vein_ids is not None:
-        rem = _vein_level_clip(rem, cb_s, cf_s, base, vein_ids)
+        rem = _per_vein(rem, c_b, c_f, base, vein_ids, support)
     # The formula's sums (see improvement_terms, with c_b = 1 and c_f = rem): the
     # follow-up mask holds the new pieces only: follow-up vein pixels near baseline veins
     # are the same veins, judged by their contrast.
@@ -959,37 +982,64 @@ def _estimate(
     return _Estimate(terms=terms, remaining=rem, new_mask=new)
 
 
-def _vein_level_clip(
-    rem: np.ndarray, cb_s: np.ndarray, cf_s: np.ndarray, base: np.ndarray, ids: np.ndarray
+def _per_vein(
+    rem: np.ndarray,
+    c_b: np.ndarray,
+    c_f: np.ndarray,
+    base: np.ndarray,
+    ids: np.ndarray,
+    support: Mapping[int, _Support],
 ) -> np.ndarray:
-    """Apply the formula's ``min(1, .)`` per vein instead of per noisy pixel.
+    """Set each vein's mean remaining share from its own contrast, and apply the
+    formula's ``min(1, .)`` where it is not biased by noise.
 
-    Clipping each pixel's noisy ratio at 1 reads a persisting vein as slightly
-    improved (the upward noise is cut, the downward kept). Per vein, the clipped
-    ratios are rescaled so their mean is ``min(1, mean unclipped ratio)``; the
-    local pattern (a vein cleared over part of its length) is kept.
+    A vein's share is ``Σ c_f / Σ c_b`` over its own support (its pixels and the
+    margin nearest to it): unlike the local ratio, no neighbouring vein leaks into it.
+    Clipping each vein's noisy ratio at 1 reads unchanged veins as improved: their
+    ratios scatter by several percent both ways (light, pose, blur, JPEG), and the cut
+    keeps only the downward half. So the veins that read as persisting (ratio ≥
+    ``PERSISTING_FROM``) are clipped together: they share ``min(1, Σ c_f / Σ c_b)``
+    over all of them. Fainter veins (faded, cleared) keep their own ratio, clipped to
+    [0, 1]. The local pattern of ``rem`` (a vein cleared over part of its length) is
+    kept: its shares are scaled down, or moved toward 1 by the same share of their
+    headroom, to the vein's mean.
     """
     idx = np.flatnonzero(base & (ids > 0))
     if idx.size == 0:
         return rem
-    cb = cb_s.ravel()[idx]
-    raw = np.ones(idx.size, np.float32)
-    np.divide(cf_s.ravel()[idx], cb, out=raw, where=cb > 0)
-    raw = np.maximum(raw, 0.0)
+    n_lab = int(ids.max()) + 1
+    num = np.zeros(n_lab, np.float64)
+    den = np.zeros(n_lab, np.float64)
+    for sp in support.values():
+        m = sp.area & (sp.owner > 0)
+        own = sp.owner[m]
+        num += np.bincount(own, weights=c_f[m], minlength=n_lab)
+        den += np.bincount(own, weights=c_b[m], minlength=n_lab)
+    ok = den > 1e-9
+    raw = np.ones(n_lab)
+    raw[ok] = num[ok] / den[ok]
+    target = np.clip(raw, 0.0, 1.0)
+    steady = ok & (raw >= PERSISTING_FROM)
+    if steady.any():
+        target[steady] = min(1.0, float(num[steady].sum() / den[steady].sum()))
     v = ids.ravel()[idx]
-    r = rem.ravel()[idx]
-    n = np.bincount(v).astype(np.float64)
-    ok = n > 0
-    mean_raw = np.zeros_like(n)
-    mean_clip = np.zeros_like(n)
-    mean_raw[ok] = np.bincount(v, weights=raw)[ok] / n[ok]
-    mean_clip[ok] = np.bincount(v, weights=r)[ok] / n[ok]
-    target = np.minimum(1.0, mean_raw)
-    scale = np.ones_like(n)
-    good = ok & (mean_clip > 1e-6)
-    scale[good] = target[good] / mean_clip[good]
+    r = rem.ravel()[idx].astype(np.float64)
+    cnt = np.bincount(v, minlength=n_lab).astype(np.float64)
+    have = cnt > 0
+    mean = np.zeros(n_lab)
+    mean[have] = np.bincount(v, weights=r, minlength=n_lab)[have] / cnt[have]
+    # Down: scale the shares; up: move each toward 1 by the same share of its headroom.
+    # Either keeps them in [0, 1] and makes their mean exactly the target.
+    down = np.ones(n_lab)
+    lo = have & (target <= mean) & (mean > 0)
+    down[lo] = target[lo] / mean[lo]
+    up = np.zeros(n_lab)
+    hi = have & (target > mean)
+    up[hi] = (target[hi] - mean[hi]) / np.maximum(1.0 - mean[hi], 1e-12)
+    vals = r * down[v]
+    vals += up[v] * (1.0 - vals)
     out = rem.copy()
-    np.put(out, idx, np.minimum(1.0, r * scale[v]).astype(np.float32))
+    np.put(out, idx, np.clip(vals, 0.0, 1.0).astype(np.float32))
     return out
 
 
@@ -1745,6 +1795,29 @@ def _local_zero(
     return (w * loc + (1.0 - w) * glob).astype(np.float32)
 
 
+def _zeroed(
+    c: np.ndarray,
+    maps: Any,
+    labels: np.ndarray,
+    veins: np.ndarray,
+    region: np.ndarray,
+    ppm: float,
+    ring: np.ndarray,
+) -> np.ndarray:
+    """``c`` (``maps.of_class(labels)``) less its zero point, each pixel's measured on
+    the map it is read from (``c`` itself when the class maps are not known)."""
+    z = _local_zero(c, veins, region, ppm, ring)
+    if maps is None:
+        return c - z
+    out = c - np.where(labels == 0, z, 0)
+    for code, m in ((1, maps.spider), (2, maps.reticular)):
+        sel = labels == code
+        if sel.any():
+            z = _local_zero(np.asarray(m, np.float32), veins, region, ppm, ring)
+            out[sel] -= z[sel]
+    return out
+
+
 def _min_vein_contrast(
     c_b: np.ndarray, base: np.ndarray, labels_b: np.ndarray, labels_f: np.ndarray
 ) -> np.ndarray:
@@ -1797,23 +1870,26 @@ def _compare_segmentations(
     c_b = _seg_contrast(seg_b, labels_b)
     c_f = _seg_contrast(seg_f, labels_b)
     # Zero point: skin around the veins reads a small non-zero contrast (the larger of two
-    # noisy class maps, and diffuse bruising or staining the background filter leaves).
-    # It is measured locally on a ring of vein-free skin 1-3 mm around the baseline veins
-    # and removed from both maps, so a cleared vein reads 0 and not its surroundings.
-    # Only where a map reads "no vein" (label 0: the larger of the two class maps, and
-    # where bruising or staining sits on a cleared vein): a vein pixel's own-class
-    # contrast carries no such offset.
+    # noisy class maps, the skirt a wide reticular vein leaves in its class map, and
+    # diffuse bruising or staining the background filter leaves). It is measured locally
+    # on a ring of vein-free skin 1-3 mm around the veins, on the very map each pixel is
+    # read from (its baseline class's map on baseline vein pixels, the larger of the two
+    # elsewhere), and removed from both visits alike: a cleared vein reads 0, not its
+    # surroundings, and a persisting vein reads the same share in both visits whether or
+    # not the follow-up's segmentation found it.
     # The gates of follow-up veins (below) read the baseline as stored, on its vein pixels
     # (no zero point is removed there); a baseline measured at the follow-up's JPEG
     # quantisation (``baseline_contrast``) only serves the ratio c_f / c_b.
     c_gate = c_b
+    b_maps = getattr(seg_b, "contrast", None)
     if baseline_contrast is not None:
         c_b = np.asarray(baseline_contrast.of_class(labels_b), dtype=np.float32)
+        b_maps = baseline_contrast
     if ZERO_POINT_MM > 0:
         any_vein = seg_b.mask | seg_f.mask
         ring = _zero_ring(any_vein, region, ppm)
-        c_b = c_b - np.where(labels_b == 0, _local_zero(c_b, any_vein, region, ppm, ring), 0)
-        c_f = c_f - np.where(labels_f == 0, _local_zero(c_f, any_vein, region, ppm, ring), 0)
+        c_b = _zeroed(c_b, b_maps, labels_b, any_vein, region, ppm, ring)
+        c_f = _zeroed(c_f, getattr(seg_f, "contrast", None), labels_b, any_vein, region, ppm, ring)
     f_own = np.asarray(seg_f.strength, dtype=np.float32)
     b_own = np.asarray(seg_b.strength, dtype=np.float32)
     fmask = seg_f.mask & region & (f_own >= _min_vein_contrast(c_gate, base, labels_b, labels_f))
@@ -1831,11 +1907,11 @@ def _compare_segmentations(
     ids_b = np.asarray(seg_b.vein_ids)
     dist_b = _distance_to(base)
 
-    def supports(base_: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def supports(base_: np.ndarray) -> dict[int, _Support]:
         out = {}
         for code, r_px in support_px.items():
             sel = base_ & (labels_b == code if code != 1 else labels_b != 2)
-            out[code] = (sel, _within(sel, r_px) & region)
+            out[code] = _support(sel, r_px, region, ids_b)
         return out
 
     supp = supports(base)
@@ -1869,7 +1945,7 @@ def _compare_segmentations(
         c_f_: np.ndarray,
         base_: np.ndarray = base,
         new_: np.ndarray = new_main,
-        supp_: Mapping[int, tuple[np.ndarray, np.ndarray]] = supp,
+        supp_: Mapping[int, _Support] = supp,
     ) -> _Estimate:
         return _estimate(
             c_b,
