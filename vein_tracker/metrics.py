@@ -1875,124 +1875,131 @@ def _compare_segmentations(
     base = seg_b.mask & region
     # A follow-up vein must show a contrast comparable to the baseline's veins of its
     # class: pixels far below it are texture, JPEG blocks or noise, not veins.
-    c_b = _seg_contrast(seg_b, labels_b)
-    c_f = _seg_contrast(seg_f, labels_b)
-    # Zero point: skin around the veins reads a small non-zero contrast (the larger of two
-    # noisy class maps, the skirt a wide reticular vein leaves in its class map, and
-    # diffuse bruising or staining the background filter leaves). It is measured locally
-    # on a ring of vein-free skin 1-3 mm around the veins, on the very map each pixel is
-    # read from (its baseline class's map on baseline vein pixels, the larger of the two
-    # elsewhere), and removed from both visits alike: a cleared vein reads 0, not its
-    # surroundings, and a persisting vein reads the same share in both visits whether or
-    # not the follow-up's segmentation found it.
-    # The gates of follow-up veins (below) read the baseline as stored, on its vein pixels
-    # (no zero point is removed there); a baseline measured at the follow-up's JPEG
-    # quantisation (``baseline_contrast``) only serves the ratio c_f / c_b.
-    c_gate = c_b
-    b_maps = getattr(seg_b, "contrast", None)
-    if baseline_contrast is not None:
-        c_b = np.asarray(baseline_contrast.of_class(labels_b), dtype=np.float32)
-        b_maps = baseline_contrast
-    if ZERO_POINT_MM > 0:
-        any_vein = seg_b.mask | seg_f.mask
-        zero = _ZeroField(_zero_ring(any_vein, region, ppm), ppm)
-        c_b = _zeroed(c_b, b_maps, labels_b, zero)
-        c_f = _zeroed(c_f, getattr(seg_f, "contrast", None), labels_b, zero)
-    f_own = np.asarray(seg_f.strength, dtype=np.float32)
-    b_own = np.asarray(seg_b.strength, dtype=np.float32)
-    fmask = seg_f.mask & region & (f_own >= _min_vein_contrast(c_gate, base, labels_b, labels_f))
-    residual = float(getattr(registration, "residual_px", 0.0) or 0.0)
-    if not math.isfinite(residual):
-        residual = 0.0
-    sigma = RATIO_SIGMA_MM * ppm
-    tol = NEW_TOLERANCE_MM * ppm + 2.0 * residual
-    support_px = {
-        CLASS_CODES["spider"]: max(SUPPORT_MIN_PX, SUPPORT_MM * ppm) + residual,
-        CLASS_CODES["reticular"]: max(SUPPORT_MIN_RETICULAR_PX, SUPPORT_MM * ppm) + residual,
-    }
-    sk_f = np.asarray(seg_f.skeleton, dtype=bool)
-    min_s = _min_vein_contrast(c_gate, base, labels_b, labels_f)
-    ids_b = np.asarray(seg_b.vein_ids)
-    dist_b = _distance_to(base)
+    # Two worker threads (NumPy and OpenCV release the GIL) beside this one: the baseline's
+    # zero point beside the follow-up's, then the band's alternative estimates beside the
+    # secondary figures, the per-vein table and the warnings. The same figures as one after
+    # the other.
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="measure")
+    try:
+        c_b = _seg_contrast(seg_b, labels_b)
+        c_f = _seg_contrast(seg_f, labels_b)
+        # Zero point: skin around the veins reads a small non-zero contrast (the larger of two
+        # noisy class maps, the skirt a wide reticular vein leaves in its class map, and
+        # diffuse bruising or staining the background filter leaves). It is measured locally
+        # on a ring of vein-free skin 1-3 mm around the veins, on the very map each pixel is
+        # read from (its baseline class's map on baseline vein pixels, the larger of the two
+        # elsewhere), and removed from both visits alike: a cleared vein reads 0, not its
+        # surroundings, and a persisting vein reads the same share in both visits whether or
+        # not the follow-up's segmentation found it.
+        # The gates of follow-up veins (below) read the baseline as stored, on its vein pixels
+        # (no zero point is removed there); a baseline measured at the follow-up's JPEG
+        # quantisation (``baseline_contrast``) only serves the ratio c_f / c_b.
+        c_gate = c_b
+        b_maps = getattr(seg_b, "contrast", None)
+        if baseline_contrast is not None:
+            c_b = np.asarray(baseline_contrast.of_class(labels_b), dtype=np.float32)
+            b_maps = baseline_contrast
+        bm_job = pool.submit(measure, seg_b, region=region, px_per_mm=ppm)
+        if ZERO_POINT_MM > 0:
+            any_vein = seg_b.mask | seg_f.mask
+            zero = _ZeroField(_zero_ring(any_vein, region, ppm), ppm)
+            zb_job = pool.submit(_zeroed, c_b, b_maps, labels_b, zero)
+            c_f = _zeroed(c_f, getattr(seg_f, "contrast", None), labels_b, zero)
+            c_b = zb_job.result()
+        f_own = np.asarray(seg_f.strength, dtype=np.float32)
+        b_own = np.asarray(seg_b.strength, dtype=np.float32)
+        min_s = _min_vein_contrast(c_gate, base, labels_b, labels_f)
+        fmask = seg_f.mask & region & (f_own >= min_s)
+        residual = float(getattr(registration, "residual_px", 0.0) or 0.0)
+        if not math.isfinite(residual):
+            residual = 0.0
+        sigma = RATIO_SIGMA_MM * ppm
+        tol = NEW_TOLERANCE_MM * ppm + 2.0 * residual
+        support_px = {
+            CLASS_CODES["spider"]: max(SUPPORT_MIN_PX, SUPPORT_MM * ppm) + residual,
+            CLASS_CODES["reticular"]: max(SUPPORT_MIN_RETICULAR_PX, SUPPORT_MM * ppm) + residual,
+        }
+        sk_f = np.asarray(seg_f.skeleton, dtype=bool)
+        ids_b = np.asarray(seg_b.vein_ids)
+        dist_job = pool.submit(_distance_to, base)
 
-    def supports(base_: np.ndarray) -> dict[int, _Support]:
-        out = {}
-        for code, r_px in support_px.items():
-            sel = base_ & (labels_b == code if code != 1 else labels_b != 2)
-            out[code] = _support(sel, r_px, region, ids_b)
-        return out
+        def supports(base_: np.ndarray) -> dict[int, _Support]:
+            out = {}
+            for code, r_px in support_px.items():
+                sel = base_ & (labels_b == code if code != 1 else labels_b != 2)
+                out[code] = _support(sel, r_px, region, ids_b)
+            return out
 
-    supp = supports(base)
+        supp = supports(base)
 
-    # Shading at the leg's outline makes vein-like ridges in one photo and not the other:
-    # new veins are only looked for away from it.
-    leg_f = np.asarray(getattr(seg_f, "leg_mask", region), dtype=bool) & region
-    inner = region & (_distance_to(~leg_f) > NEW_EDGE_MARGIN_MM * ppm)
+        # Shading at the leg's outline makes vein-like ridges in one photo and not the other:
+        # new veins are only looked for away from it.
+        leg_f = np.asarray(getattr(seg_f, "leg_mask", region), dtype=bool) & region
+        inner = region & (_distance_to(~leg_f) > NEW_EDGE_MARGIN_MM * ppm)
+        dist_b = dist_job.result()
 
-    def new_for(tol_px: float, strength_k: float = 1.0) -> np.ndarray:
-        return new_vein_mask(
-            fmask,
-            base,
-            region=inner,
-            tolerance_px=tol_px,
-            min_area_px=int(round(NEW_MIN_LENGTH_MM * ppm)),
-            skeleton=sk_f,
-            min_length_px=NEW_MIN_LENGTH_MM * ppm,
-            strength=f_own,
-            min_strength=NEW_MIN_STRENGTH_K * strength_k * min_s / MIN_VEIN_CONTRAST_FRAC,
-            distance=dist_b,
-            baseline_strength=b_own,
-            max_baseline_frac=NEW_MAX_BASELINE_FRAC,
-        )
+        def new_for(tol_px: float, strength_k: float = 1.0) -> np.ndarray:
+            return new_vein_mask(
+                fmask,
+                base,
+                region=inner,
+                tolerance_px=tol_px,
+                min_area_px=int(round(NEW_MIN_LENGTH_MM * ppm)),
+                skeleton=sk_f,
+                min_length_px=NEW_MIN_LENGTH_MM * ppm,
+                strength=f_own,
+                min_strength=NEW_MIN_STRENGTH_K * strength_k * min_s / MIN_VEIN_CONTRAST_FRAC,
+                distance=dist_b,
+                baseline_strength=b_own,
+                max_baseline_frac=NEW_MAX_BASELINE_FRAC,
+            )
 
-    new_main = new_for(tol)
+        new_main = new_for(tol)
 
-    b_sums = _baseline_sums(c_b, supp, sigma)  # shared by the runs on ``supp``
+        b_sums = _baseline_sums(c_b, supp, sigma)  # shared by the runs on ``supp``
 
-    def run(
-        c_f_: np.ndarray,
-        base_: np.ndarray = base,
-        new_: np.ndarray = new_main,
-        supp_: Mapping[int, _Support] = supp,
-    ) -> _Estimate:
-        return _estimate(
-            c_b,
-            c_f_,
-            base_,
-            region,
-            new_,
-            support=supp_,
-            sigma_px=sigma,
-            vein_ids=ids_b,
-            baseline_sums=b_sums if supp_ is supp else None,
-        )
+        def run(
+            c_f_: np.ndarray,
+            base_: np.ndarray = base,
+            new_: np.ndarray = new_main,
+            supp_: Mapping[int, _Support] = supp,
+        ) -> _Estimate:
+            return _estimate(
+                c_b,
+                c_f_,
+                base_,
+                region,
+                new_,
+                support=supp_,
+                sigma_px=sigma,
+                vein_ids=ids_b,
+                baseline_sums=b_sums if supp_ is supp else None,
+            )
 
-    est = run(c_f)
-    pct = est.terms.pct
+        est = run(c_f)
+        pct = est.terms.pct
 
-    # --- band: three measured spreads --------------------------------------------------
-    # The spreads are independent estimates: they run on two threads while this one
-    # measures the secondary figures (NumPy and OpenCV release the GIL); the same
-    # figures as one after the other.
-    tile = max(16, int(round(10.0 * ppm)))
-    s = max(1, int(round(residual)))
+        # --- band: three measured spreads --------------------------------------------------
+        # The spreads are independent estimates: they run on the two workers while this
+        # thread measures the secondary figures, the per-vein table and the warnings.
+        tile = max(16, int(round(10.0 * ppm)))
+        s = max(1, int(round(residual)))
 
-    def shifted(dx: int, dy: int) -> float:
-        return abs(run(_shift(c_f, dx, dy)).terms.pct - pct)
+        def shifted(dx: int, dy: int) -> float:
+            return abs(run(_shift(c_f, dx, dy)).terms.pct - pct)
 
-    def cut_core() -> float:
-        # threshold sensitivity: the baseline mask cut to its stronger 80 %
-        cut = float(np.quantile(c_b[base], 0.2))
-        core = base & (c_b >= cut)
-        return abs(run(c_f, core, new_main, supports(core)).terms.pct - pct)
+        def cut_core() -> float:
+            # threshold sensitivity: the baseline mask cut to its stronger 80 %
+            cut = float(np.quantile(c_b[base], 0.2))
+            core = base & (c_b >= cut)
+            return abs(run(c_f, core, new_main, supports(core)).terms.pct - pct)
 
-    def moved_new(tol_px: float, strength_k: float) -> float:
-        # the new-vein tolerance and contrast gate moved
-        n_alt = float(np.count_nonzero(new_for(tol_px, strength_k)))
-        t_alt = ImprovementTerms(est.terms.kept, n_alt, est.terms.baseline)
-        return abs(t_alt.pct - pct)
+        def moved_new(tol_px: float, strength_k: float) -> float:
+            # the new-vein tolerance and contrast gate moved
+            n_alt = float(np.count_nonzero(new_for(tol_px, strength_k)))
+            t_alt = ImprovementTerms(est.terms.kept, n_alt, est.terms.baseline)
+            return abs(t_alt.pct - pct)
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="band") as pool:
         boot_job = pool.submit(_tile_bootstrap_sd, est.remaining, est.new_mask, base, region, tile)
         reg_jobs = []
         thr_jobs = []
@@ -2019,7 +2026,6 @@ def _compare_segmentations(
             by_class[name] = None if not math.isfinite(t.pct) else t.pct
 
         # --- plain secondary figures -----------------------------------------------------
-        bm = measure(seg_b, region=region, px_per_mm=ppm)
         fm = measure_mask(
             fmask,
             region=region,
@@ -2031,148 +2037,151 @@ def _compare_segmentations(
             skin=getattr(seg_f, "leg_mask", None),
         )
 
+        bm = bm_job.result()
+        by_length = 100.0 * (1.0 - fm.length_mm / bm.length_mm) if bm.length_mm > 0 else None
+        by_area = 100.0 * (1.0 - fm.area_mm2 / bm.area_mm2) if bm.area_mm2 > 0 else None
+
+        # --- per vein -------------------------------------------------------------------
+        prev_maps = _previous_remaining_maps(previous, shape)
+        veins: list[VeinChange] = []
+        change = np.zeros(shape, dtype=np.uint8)
+        ids_in = ids_b[base]
+        max_id = int(ids_b.max()) if ids_b.size else 0
+        if ids_in.size:
+            n_lab = max_id + 1
+            cnt = np.bincount(ids_in, minlength=n_lab).astype(np.float64)
+            rem_sum = np.bincount(ids_in, weights=est.remaining[base], minlength=n_lab)
+            sk_b = np.asarray(getattr(seg_b, "skeleton", np.zeros(shape, bool)), dtype=bool) & base
+            sk_cnt = np.bincount(ids_b[sk_b], minlength=n_lab).astype(np.float64)
+            cls_votes = np.bincount(ids_in, weights=(labels_b[base] == 2), minlength=n_lab)
+            ys, xs = np.nonzero(base)
+            status_of = np.zeros(n_lab, dtype=np.uint8)
+            for vid in np.nonzero(cnt)[0]:
+                if vid == 0:
+                    continue
+                sel = ids_in == vid
+                rem = float(rem_sum[vid] / cnt[vid])
+                prev = [float(np.mean(pm[ys[sel], xs[sel]])) for pm in prev_maps]
+                st = status_for(rem, previous_remaining=prev)
+                status_of[vid] = STATUS_CODES[st]
+                x0, x1, y0, y1 = xs[sel].min(), xs[sel].max(), ys[sel].min(), ys[sel].max()
+                veins.append(
+                    VeinChange(
+                        id=int(vid),
+                        cls="reticular" if cls_votes[vid] > cnt[vid] / 2 else "spider",
+                        status=st,
+                        remaining=rem,
+                        faded_pct=100.0 * (1.0 - rem),
+                        area_mm2=float(cnt[vid]) / ppm**2,
+                        length_mm=float(sk_cnt[vid]) / ppm,
+                        bbox=(int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)),
+                    )
+                )
+            change[base] = status_of[ids_in]
+            # baseline vein pixels without a vein id: by their own remaining share
+            loose = base & (ids_b == 0)
+            r = est.remaining[loose]
+            change[loose] = np.where(
+                r < CLEARED_BELOW,
+                CHANGE_CLEARED,
+                np.where(r >= PERSISTING_FROM, CHANGE_PERSISTING, CHANGE_FADED),
+            ).astype(np.uint8)
+        if est.new_mask.any():
+            n, lab, stats, _ = cv2.connectedComponentsWithStats(
+                est.new_mask.astype(np.uint8), connectivity=8
+            )
+            sk_f = np.asarray(getattr(seg_f, "skeleton", np.zeros(shape, bool)), dtype=bool)
+            sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
+            for k in range(1, n):
+                sel = lab == k
+                spider = np.count_nonzero(labels_f[sel] == 1) >= np.count_nonzero(sel) / 2
+                x, y, ww, hh = (int(v) for v in stats[k, :4])
+                veins.append(
+                    VeinChange(
+                        id=max_id + k,
+                        cls="spider" if spider else "reticular",
+                        status="new",
+                        remaining=1.0,
+                        faded_pct=0.0,
+                        area_mm2=float(stats[k, cv2.CC_STAT_AREA]) / ppm**2,
+                        length_mm=float(sk_new[k]) / ppm,
+                        bbox=(x, y, ww, hh),
+                    )
+                )
+            change[est.new_mask] = CHANGE_NEW
+        counts = {s_: 0 for s_ in STATUSES}
+        for v in veins:
+            counts[v.status] += 1
+
+        # --- warnings -------------------------------------------------------------------
+        warnings: list[str] = list(extra_warnings)
+        if not base.any():
+            warnings.append(
+                "no veins found at baseline in the compared region: improvement cannot be computed"
+            )
+        treated = np.isin(change, (CHANGE_CLEARED, CHANGE_FADED))
+        if baseline_rgb is not None and followup_rgb is not None and treated.any():
+            warnings.extend(_lookalike_warnings(baseline_rgb, followup_rgb, treated, region, ppm))
+        new_spider = [v for v in veins if v.status == "new" and v.cls == "spider"]
+        if new_spider and treated.any():
+            # "near a treated vein" is only needed at each new spider's centre
+            cy = np.array([v.bbox[1] + v.bbox[3] // 2 for v in new_spider])
+            cx = np.array([v.bbox[0] + v.bbox[2] // 2 for v in new_spider])
+            near_c = np.diagonal(_dilate_at(treated, 5.0 * ppm, cy, cx))
+            close = [v for v, hit in zip(new_spider, near_c, strict=True) if hit]
+            fine = [v for v in close if v.length_mm > 0 and v.area_mm2 / v.length_mm < 0.6]
+            if len(fine) >= 3:
+                area = sum(v.area_mm2 for v in fine)
+                warnings.append(
+                    f"suspected telangiectatic matting: {len(fine)} new fine red vessels "
+                    f"({area:.1f} mm²) near treated veins; counted as new veins, review with the "
+                    "practitioner"
+                )
+        if counts["recanalised"]:
+            warnings.append(
+                f"recanalisation: {counts['recanalised']} vein(s) faded earlier and came back"
+            )
+        if math.isfinite(pct) and pct < 0:
+            warnings.append("more vein than at baseline: improvement is negative")
+
         boot_sd = boot_job.result()
         reg_dev = max((j.result() for j in reg_jobs), default=0.0)
         thr_dev = max((j.result() for j in thr_jobs), default=0.0)
-    comps = {"bootstrap": boot_sd, "registration": reg_dev, "threshold": thr_dev}
-    if math.isfinite(pct):
-        half = BAND_K * math.sqrt(boot_sd**2 + reg_dev**2 + thr_dev**2) + BAND_FLOOR_PCT
-        band = (pct - half, min(100.0, pct + half))
-    else:
-        band = (math.nan, math.nan)
+        comps = {"bootstrap": boot_sd, "registration": reg_dev, "threshold": thr_dev}
+        if math.isfinite(pct):
+            half = BAND_K * math.sqrt(boot_sd**2 + reg_dev**2 + thr_dev**2) + BAND_FLOOR_PCT
+            band = (pct - half, min(100.0, pct + half))
+        else:
+            band = (math.nan, math.nan)
 
-    by_length = 100.0 * (1.0 - fm.length_mm / bm.length_mm) if bm.length_mm > 0 else None
-    by_area = 100.0 * (1.0 - fm.area_mm2 / bm.area_mm2) if bm.area_mm2 > 0 else None
-
-    # --- per vein -------------------------------------------------------------------
-    prev_maps = _previous_remaining_maps(previous, shape)
-    veins: list[VeinChange] = []
-    change = np.zeros(shape, dtype=np.uint8)
-    ids_in = ids_b[base]
-    max_id = int(ids_b.max()) if ids_b.size else 0
-    if ids_in.size:
-        n_lab = max_id + 1
-        cnt = np.bincount(ids_in, minlength=n_lab).astype(np.float64)
-        rem_sum = np.bincount(ids_in, weights=est.remaining[base], minlength=n_lab)
-        sk_b = np.asarray(getattr(seg_b, "skeleton", np.zeros(shape, bool)), dtype=bool) & base
-        sk_cnt = np.bincount(ids_b[sk_b], minlength=n_lab).astype(np.float64)
-        cls_votes = np.bincount(ids_in, weights=(labels_b[base] == 2), minlength=n_lab)
-        ys, xs = np.nonzero(base)
-        status_of = np.zeros(n_lab, dtype=np.uint8)
-        for vid in np.nonzero(cnt)[0]:
-            if vid == 0:
-                continue
-            sel = ids_in == vid
-            rem = float(rem_sum[vid] / cnt[vid])
-            prev = [float(np.mean(pm[ys[sel], xs[sel]])) for pm in prev_maps]
-            st = status_for(rem, previous_remaining=prev)
-            status_of[vid] = STATUS_CODES[st]
-            x0, x1, y0, y1 = xs[sel].min(), xs[sel].max(), ys[sel].min(), ys[sel].max()
-            veins.append(
-                VeinChange(
-                    id=int(vid),
-                    cls="reticular" if cls_votes[vid] > cnt[vid] / 2 else "spider",
-                    status=st,
-                    remaining=rem,
-                    faded_pct=100.0 * (1.0 - rem),
-                    area_mm2=float(cnt[vid]) / ppm**2,
-                    length_mm=float(sk_cnt[vid]) / ppm,
-                    bbox=(int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)),
-                )
-            )
-        change[base] = status_of[ids_in]
-        # baseline vein pixels without a vein id: by their own remaining share
-        loose = base & (ids_b == 0)
-        r = est.remaining[loose]
-        change[loose] = np.where(
-            r < CLEARED_BELOW,
-            CHANGE_CLEARED,
-            np.where(r >= PERSISTING_FROM, CHANGE_PERSISTING, CHANGE_FADED),
-        ).astype(np.uint8)
-    if est.new_mask.any():
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(
-            est.new_mask.astype(np.uint8), connectivity=8
+        grade = grade_for(pct) if math.isfinite(pct) else None
+        return Comparison(
+            registration=registration,
+            baseline_metrics=bm,
+            followup_metrics=fm,
+            improvement_pct=pct,
+            improvement_band_pct=band,
+            improvement_by_class_pct=by_class,
+            improvement_by_length_pct=by_length,
+            improvement_by_area_pct=by_area,
+            grade=grade,
+            target_pct=float(target_pct),
+            meets_target=bool(math.isfinite(pct) and pct >= target_pct),
+            veins=tuple(veins),
+            vein_counts=counts,
+            warnings=tuple(warnings),
+            region=region,
+            change_map=change,
+            baseline_seg=seg_b,
+            followup_seg=seg_f,
+            algorithm_version=algorithm_version,
+            params=dict(params),
+            px_per_mm=ppm,
+            band_components=comps,
+            frame=frame,
         )
-        sk_f = np.asarray(getattr(seg_f, "skeleton", np.zeros(shape, bool)), dtype=bool)
-        sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
-        for k in range(1, n):
-            sel = lab == k
-            spider = np.count_nonzero(labels_f[sel] == 1) >= np.count_nonzero(sel) / 2
-            x, y, ww, hh = (int(v) for v in stats[k, :4])
-            veins.append(
-                VeinChange(
-                    id=max_id + k,
-                    cls="spider" if spider else "reticular",
-                    status="new",
-                    remaining=1.0,
-                    faded_pct=0.0,
-                    area_mm2=float(stats[k, cv2.CC_STAT_AREA]) / ppm**2,
-                    length_mm=float(sk_new[k]) / ppm,
-                    bbox=(x, y, ww, hh),
-                )
-            )
-        change[est.new_mask] = CHANGE_NEW
-    counts = {s_: 0 for s_ in STATUSES}
-    for v in veins:
-        counts[v.status] += 1
-
-    # --- warnings -------------------------------------------------------------------
-    warnings: list[str] = list(extra_warnings)
-    if not base.any():
-        warnings.append(
-            "no veins found at baseline in the compared region: improvement cannot be computed"
-        )
-    treated = np.isin(change, (CHANGE_CLEARED, CHANGE_FADED))
-    if baseline_rgb is not None and followup_rgb is not None and treated.any():
-        warnings.extend(_lookalike_warnings(baseline_rgb, followup_rgb, treated, region, ppm))
-    new_spider = [v for v in veins if v.status == "new" and v.cls == "spider"]
-    if new_spider and treated.any():
-        # "near a treated vein" is only needed at each new spider's centre
-        cy = np.array([v.bbox[1] + v.bbox[3] // 2 for v in new_spider])
-        cx = np.array([v.bbox[0] + v.bbox[2] // 2 for v in new_spider])
-        near_c = np.diagonal(_dilate_at(treated, 5.0 * ppm, cy, cx))
-        close = [v for v, hit in zip(new_spider, near_c, strict=True) if hit]
-        fine = [v for v in close if v.length_mm > 0 and v.area_mm2 / v.length_mm < 0.6]
-        if len(fine) >= 3:
-            area = sum(v.area_mm2 for v in fine)
-            warnings.append(
-                f"suspected telangiectatic matting: {len(fine)} new fine red vessels "
-                f"({area:.1f} mm²) near treated veins; counted as new veins, review with the "
-                "practitioner"
-            )
-    if counts["recanalised"]:
-        warnings.append(
-            f"recanalisation: {counts['recanalised']} vein(s) faded earlier and came back"
-        )
-    if math.isfinite(pct) and pct < 0:
-        warnings.append("more vein than at baseline: improvement is negative")
-
-    grade = grade_for(pct) if math.isfinite(pct) else None
-    return Comparison(
-        registration=registration,
-        baseline_metrics=bm,
-        followup_metrics=fm,
-        improvement_pct=pct,
-        improvement_band_pct=band,
-        improvement_by_class_pct=by_class,
-        improvement_by_length_pct=by_length,
-        improvement_by_area_pct=by_area,
-        grade=grade,
-        target_pct=float(target_pct),
-        meets_target=bool(math.isfinite(pct) and pct >= target_pct),
-        veins=tuple(veins),
-        vein_counts=counts,
-        warnings=tuple(warnings),
-        region=region,
-        change_map=change,
-        baseline_seg=seg_b,
-        followup_seg=seg_f,
-        algorithm_version=algorithm_version,
-        params=dict(params),
-        px_per_mm=ppm,
-        band_components=comps,
-        frame=frame,
-    )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _previous_remaining_maps(
