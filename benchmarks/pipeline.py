@@ -59,17 +59,17 @@ TARGET_RSS_MB = 1200.0
 TARGET_RATIO = 15.0
 
 #: compare's progress messages (by their first words) -> stage names, in pipeline order.
-#: compare segments the baseline in a background thread while it registers: "segmenting
-#: the baseline" comes after the registration and its stage is only the wait for that
-#: thread (the rest of the baseline's segmentation is inside "register"). When the
-#: follow-up is blurrier, the blurred baseline is segmented again in that thread while
-#: the follow-up is normalised and segmented; its wait is inside "segment follow-up".
+#: While it registers, compare prepares the baseline and finds its leg in a background
+#: thread. Then both visits are segmented side by side (the baseline blurred to match
+#: when the follow-up is blurrier): "segment both" is the wait for the baseline; the
+#: follow-up's segmentation goes on during "normalise colour" and "equalise baseline",
+#: which ends with the wait for it.
 STAGES = (
     ("loading", "load"),
     ("aligning", "register"),
-    ("segmenting the baseline", "segment baseline"),
+    ("segmenting both", "segment both"),
     ("normalising", "normalise colour"),
-    ("segmenting the follow-up", "segment follow-up"),
+    ("equalising", "equalise baseline"),
     ("measuring", "measure"),
 )
 #: Stages of the review page's first open (``services.analyze_pair`` then the page's
@@ -737,11 +737,11 @@ def report(raw: dict[str, Any]) -> None:
         f"{e2e:<17}{_fmt(base_total):>7}{_fmt(base_cpu):>7}"
     )
     print(
-        "Note: compare segments the baseline in a background thread while it registers the\n"
-        "follow-up, so that work is inside 'register' (its CPU counts both threads) and\n"
-        "'segment baseline' is only the wait for the thread once registration is done.\n"
-        "When the follow-up is blurrier, the blurred baseline is segmented again in that\n"
-        "thread during 'normalise colour' and 'segment follow-up' (its wait is in the latter)."
+        "Note: compare prepares the baseline and finds its leg in a background thread while\n"
+        "it registers the follow-up (inside 'register'; its CPU counts both threads). Both\n"
+        "visits are then segmented side by side: 'segment both' is the wait for the baseline,\n"
+        "and the follow-up's segmentation runs on during 'normalise colour' and 'equalise\n"
+        "baseline' (its wait is in the latter)."
     )
 
     # Table 2: per pair.

@@ -20,6 +20,7 @@ from vein_tracker.segmentation import (
     Segmentation,
     VeinContrast,
     estimate_px_per_mm,
+    leg_mask,
     overlay,
     segment,
     vein_contrast,
@@ -289,6 +290,21 @@ def test_no_veins_off_the_leg(light: synthetic.Rendered, light_seg: Segmentation
     off = ~_near(light.leg_mask, 2)
     assert not light_seg.mask[off].any()
     assert not light_seg.strength[off].any()
+
+
+def test_leg_mask_is_the_leg_segment_finds(
+    light: synthetic.Rendered, light_seg: Segmentation
+) -> None:
+    """compare segments a blurred copy of the baseline on the leg of the photo as taken."""
+    leg = leg_mask(light.rgb, px_per_mm=PPM)
+    assert leg.dtype == bool
+    assert leg.shape == light.rgb.shape[:2]
+    np.testing.assert_array_equal(leg, light_seg.leg_mask)
+    # the scale estimated from the frame, as segment does without one
+    small = cv2.resize(light.rgb, (400, 300), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(leg_mask(small), segment(small).leg_mask)
+    with pytest.raises(ValueError, match="px_per_mm"):
+        leg_mask(light.rgb, px_per_mm=-1.0)
 
 
 def test_roi_limits_the_result(light: synthetic.Rendered, light_seg: Segmentation) -> None:

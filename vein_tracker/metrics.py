@@ -1277,7 +1277,7 @@ def compare(
     from .config import get_settings
     from .errors import RegistrationError
     from .registration import register
-    from .segmentation import segment
+    from .segmentation import estimate_px_per_mm, leg_mask, segment
 
     def tell(frac: float, msg: str) -> None:
         if progress is not None:
@@ -1338,16 +1338,16 @@ def compare(
         def seg_baseline(rgb: np.ndarray, leg: np.ndarray | None = None) -> Segmentation:
             return segment(rgb, px_per_mm=ppm_given, leg_mask=leg, sensitivity=sensitivity)
 
-        def prepare_and_segment(rgb: np.ndarray) -> tuple[np.ndarray, Segmentation]:
+        def prepare_and_find_leg(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             ready = prepare(rgb)
-            return ready, seg_baseline(ready)
+            return ready, leg_mask(ready, px_per_mm=ppm_given)
 
-        # The baseline is segmented as it is while the follow-up is being aligned.
-        seg_job = pool.submit(prepare_and_segment, b_rgb)
+        # The baseline is prepared, and its leg found, while the follow-up is being aligned.
+        leg_job = pool.submit(prepare_and_find_leg, b_rgb)
         tell(0.05, "aligning the follow-up onto the baseline")
         reg = register(b_rgb, f_rgb, roi=roi)
         if not reg.ok:
-            seg_job.cancel()
+            leg_job.cancel()
             raise RegistrationError(
                 reg.reason or "The follow-up photo could not be aligned onto the baseline."
             )
@@ -1356,41 +1356,41 @@ def compare(
         checks = getattr(reg, "checks", None)
         blur_b = float(getattr(checks, "blur_followup_px", math.nan))
         blur_f = float(getattr(checks, "blur_baseline_px", math.nan))
+        b_meas, leg = leg_job.result()
+        ppm = _check_px_per_mm(ppm_given if ppm_given is not None else estimate_px_per_mm(b_rgb))
+
+        # Both visits are segmented side by side. The leg and the skin to fit colour on come
+        # from the baseline as taken; when the follow-up is blurrier (the usual case: the
+        # warp's interpolation blurs it), the baseline blurred to match is segmented, on
+        # that leg.
+        tell(0.4, "segmenting both visits")
+        if BLUR_MATCH and math.isfinite(blur_b) and blur_b > 0.3:
+            b_meas = prepare(_blur_rgb(b_rgb, blur_b))
+            seg_b_job = pool.submit(seg_baseline, b_meas, leg)
+        else:
+            seg_b_job = pool.submit(seg_baseline, b_meas)
         f_warp = reg.warped
         if BLUR_MATCH and math.isfinite(blur_f) and blur_f > 0.3:
             f_warp = _blur_rgb(f_warp, blur_f)
         f_warp = prepare(f_warp)
-
-        tell(0.4, "segmenting the baseline")
-        b_meas, seg_b = seg_job.result()
-        # The leg and the skin to fit colour on come from the baseline as taken; when the
-        # follow-up is blurrier, the blurred baseline is segmented again (same leg) while
-        # the follow-up is normalised and segmented.
-        leg = seg_b.leg_mask
-        vein_b = seg_b.mask
-        blur_job = None
-        if BLUR_MATCH and math.isfinite(blur_b) and blur_b > 0.3:
-            b_meas = prepare(_blur_rgb(b_rgb, blur_b))
-            blur_job = pool.submit(seg_baseline, b_meas, leg)
-        ppm = float(ppm_given if ppm_given is not None else seg_b.px_per_mm)
-        ppm = _check_px_per_mm(ppm)
-
-        tell(0.6, "normalising colour")
         region = leg & _erode(reg.valid, REGION_MARGIN_MM * ppm)
         if roi is not None:
             region &= roi
-        fit_mask = region & ~_dilate(vein_b, 1.0 * ppm)
-        # The follow-up is segmented as registered, not its colour-normalised copy (in
-        # the second thread, while that copy is made for the warnings): vein contrast is
-        # measured in OD over the local skin background, so per-channel gains and smooth
-        # fields cancel in it, while re-quantising a gain-corrected copy to 8 bits does
-        # not (−2.5 % spider contrast at ±8 % gains on noise-free dark skin).
+        # The follow-up is segmented as registered, not its colour-normalised copy (made
+        # for the warnings once the baseline's veins are known): vein contrast is measured
+        # in OD over the local skin background, so per-channel gains and smooth fields
+        # cancel in it, while re-quantising a gain-corrected copy to 8 bits does not
+        # (−2.5 % spider contrast at ±8 % gains on noise-free dark skin).
         seg_f_job = pool.submit(
             segment, f_warp, px_per_mm=ppm, leg_mask=leg & reg.valid, sensitivity=sensitivity
         )
+        seg_b = seg_b_job.result()
+
+        tell(0.6, "normalising colour")
+        fit_mask = region & ~_dilate(seg_b.mask, 1.0 * ppm)
         norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
 
-        tell(0.7, "segmenting the follow-up")
+        tell(0.7, "equalising the baseline to the follow-up's capture")
         b_contrast = equalised_baseline_contrast(
             b_rgb,
             b_photo.rgb,
@@ -1402,8 +1402,6 @@ def compare(
             frame=frame,
         )
         seg_f = seg_f_job.result()
-        if blur_job is not None:
-            seg_b = blur_job.result()
 
     tell(0.9, "measuring")
     return _compare_segmentations(

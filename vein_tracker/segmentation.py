@@ -523,21 +523,57 @@ class _Maps:
     ppm_coarse: float
 
 
-def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Maps:
-    h, w = rgb.shape[:2]
+def _levels(
+    shape: tuple[int, int], ppm: float
+) -> tuple[tuple[int, int], float, tuple[int, int], tuple[int, int], float]:
+    """Work size and scale, half size, coarse size and scale of a photo of ``shape``."""
+    h, w = shape
     work_size = _level_size((h, w), min(1.0, WORK_PX_PER_MM / ppm))
     ppm_work = ppm * work_size[0] / w
+    work_shape = (work_size[1], work_size[0])
+    half_size = _level_size(work_shape, min(1.0, _HALF_PX_PER_MM / ppm_work))
+    coarse_size = _level_size(work_shape, min(1.0, _BG_PX_PER_MM / ppm_work))
+    ppm_coarse = ppm_work * coarse_size[0] / work_size[0]
+    return work_size, ppm_work, half_size, coarse_size, ppm_coarse
+
+
+def _coarse_leg(small: np.ndarray, coarse_size: tuple[int, int], ppm_coarse: float) -> np.ndarray:
+    """The leg found on the working-level photo, at the coarse level, as uint8 0/255."""
+    return _skin_mask(_resize(small, coarse_size), ppm_coarse).astype(np.uint8) * 255
+
+
+def leg_mask(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> np.ndarray:
+    """The leg skin :func:`segment` finds on a photo when given no ``leg_mask``.
+
+    The same mask as ``segment(photo, px_per_mm=px_per_mm).leg_mask``, without finding
+    the veins: for a caller that segments a processed copy of the photo (say, blurred)
+    on the leg of the photo as taken.
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+    """
+    rgb = as_rgb(photo)
+    h, w = rgb.shape[:2]
+    ppm = float(px_per_mm) if px_per_mm is not None else estimate_px_per_mm(rgb)
+    _check_px_per_mm(ppm)
+    work_size, _, _, coarse_size, ppm_coarse = _levels((h, w), ppm)
+    leg_u8 = _coarse_leg(_resize(rgb, work_size), coarse_size, ppm_coarse)
+    leg = _resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128
+    return np.asarray(_resize(leg.astype(np.uint8), (w, h), cv2.INTER_NEAREST), dtype=bool)
+
+
+def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Maps:
+    h, w = rgb.shape[:2]
+    work_size, ppm_work, half_size, coarse_size, ppm_coarse = _levels((h, w), ppm)
     small = _resize(rgb, work_size)
     od = cv2.LUT(small, _OD_LUT)
-    half_size = _level_size(small.shape[:2], min(1.0, _HALF_PX_PER_MM / ppm_work))
     ppm_half = ppm_work * half_size[0] / work_size[0]
     sig_half = cv2.transform(_resize(od, half_size), PROJECTION)  # (h1, w1, 4)
-    coarse_size = _level_size(small.shape[:2], min(1.0, _BG_PX_PER_MM / ppm_work))
-    ppm_coarse = ppm_work * coarse_size[0] / work_size[0]
     sig_c = _resize(sig_half, coarse_size)
     if leg_mask is None:
-        leg_c = _skin_mask(_resize(small, coarse_size), ppm_coarse)
-        leg_u8 = leg_c.astype(np.uint8) * 255
+        leg_u8 = _coarse_leg(small, coarse_size, ppm_coarse)
+        leg_c = leg_u8 > 0
         leg = _resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128
         leg_half = _resize(leg_u8, half_size, cv2.INTER_LINEAR) >= 128
     else:
