@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -1364,27 +1364,45 @@ def compare(
         # warp's interpolation blurs it), the baseline blurred to match is segmented, on
         # that leg.
         tell(0.4, "segmenting both visits")
+
+        def segment_prepared_baseline(ready: np.ndarray) -> tuple[np.ndarray, Segmentation]:
+            return ready, seg_baseline(ready)
+
+        def blur_prepare_and_segment_baseline() -> tuple[np.ndarray, Segmentation]:
+            ready = prepare(_blur_rgb(b_rgb, blur_b))
+            return ready, seg_baseline(ready, leg)
+
         if BLUR_MATCH and math.isfinite(blur_b) and blur_b > 0.3:
-            b_meas = prepare(_blur_rgb(b_rgb, blur_b))
-            seg_b_job = pool.submit(seg_baseline, b_meas, leg)
+            seg_b_job = pool.submit(blur_prepare_and_segment_baseline)
         else:
-            seg_b_job = pool.submit(seg_baseline, b_meas)
-        f_warp = reg.warped
-        if BLUR_MATCH and math.isfinite(blur_f) and blur_f > 0.3:
-            f_warp = _blur_rgb(f_warp, blur_f)
-        f_warp = prepare(f_warp)
-        region = leg & _erode(reg.valid, REGION_MARGIN_MM * ppm)
-        if roi is not None:
-            region &= roi
+            seg_b_job = pool.submit(segment_prepared_baseline, b_meas)
         # The follow-up is segmented as registered, not its colour-normalised copy (made
         # for the warnings once the baseline's veins are known): vein contrast is measured
         # in OD over the local skin background, so per-channel gains and smooth fields
         # cancel in it, while re-quantising a gain-corrected copy to 8 bits does not
         # (−2.5 % spider contrast at ±8 % gains on noise-free dark skin).
-        seg_f_job = pool.submit(
-            segment, f_warp, px_per_mm=ppm, leg_mask=leg & reg.valid, sensitivity=sensitivity
-        )
-        seg_b = seg_b_job.result()
+        f_leg = leg & reg.valid
+
+        f_ready: Future[np.ndarray] = Future()  # the prepared follow-up, for the colour fit
+
+        def prepare_and_segment_followup() -> Segmentation:
+            try:
+                warped = reg.warped
+                if BLUR_MATCH and math.isfinite(blur_f) and blur_f > 0.3:
+                    warped = _blur_rgb(warped, blur_f)
+                ready = prepare(warped)
+            except BaseException as exc:
+                f_ready.set_exception(exc)
+                raise
+            f_ready.set_result(ready)
+            return segment(ready, px_per_mm=ppm, leg_mask=f_leg, sensitivity=sensitivity)
+
+        seg_f_job = pool.submit(prepare_and_segment_followup)
+        region = leg & _erode(reg.valid, REGION_MARGIN_MM * ppm)
+        if roi is not None:
+            region &= roi
+        b_meas, seg_b = seg_b_job.result()
+        f_warp = f_ready.result()
 
         tell(0.6, "normalising colour")
         fit_mask = region & ~_dilate(seg_b.mask, 1.0 * ppm)
