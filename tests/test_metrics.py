@@ -313,6 +313,29 @@ def test_new_vein_mask_tolerance_and_size() -> None:
     assert new[50, 10:70].all()
 
 
+def test_new_vein_mask_needs_the_darkening_of_a_vein() -> None:
+    """A new piece must darken the skin as a vein of its class does: a colour fringe
+    (hardly darker) and hair (far darker) are not new veins."""
+    from vein_tracker.segmentation import NEUTRAL_PER_CLASS
+
+    base = np.zeros((90, 80), bool)
+    base[5, 10:70] = True
+    fol = np.zeros_like(base)
+    labels = np.zeros(base.shape, np.uint8)
+    strength = np.zeros(base.shape, np.float32)
+    neutral = np.zeros(base.shape, np.float32)
+    for y, dark in ((30, 1.0), (50, 0.1), (70, 2.5)):  # vein, colour fringe, hair
+        fol[y, 10:70] = True
+        labels[y, 10:70] = 1
+        strength[y, 10:70] = 0.2
+        neutral[y, 10:70] = dark * NEUTRAL_PER_CLASS[1] * 0.2
+    kw = {"region": np.ones_like(base), "tolerance_px": 3, "min_area_px": 10}
+    assert new_vein_mask(fol, base, strength=strength, **kw).sum() == 180  # no darkening test
+    new = new_vein_mask(fol, base, strength=strength, neutral=neutral, labels=labels, **kw)
+    assert new[30, 10:70].all()
+    assert new.sum() == 60
+
+
 # ------------------------------------------------------------------ compare core on known maps
 
 

@@ -307,6 +307,25 @@ def test_leg_mask_is_the_leg_segment_finds(
         leg_mask(light.rgb, px_per_mm=-1.0)
 
 
+def test_neutral_map_darkens_as_the_veins_do(
+    light: synthetic.Rendered, light_seg: Segmentation
+) -> None:
+    """A vein darkens the skin by its class's share of neutral OD; skin reads ≈ 0."""
+    from vein_tracker.segmentation import NEUTRAL_PER_CLASS
+
+    neutral = light_seg.neutral
+    assert neutral is not None
+    assert neutral.shape == light_seg.mask.shape
+    assert neutral.dtype == np.float32
+    for code in (1, 2):
+        sel = light_seg.labels == code
+        ratio = float(neutral[sel].sum() / light_seg.strength[sel].sum())
+        assert ratio == pytest.approx(NEUTRAL_PER_CLASS[code], rel=0.25)
+    skin = light_seg.leg_mask & ~_near(light_seg.mask, 10)
+    assert abs(float(np.median(neutral[skin]))) < 0.01
+    assert not neutral[~light_seg.leg_mask].any()
+
+
 def test_roi_limits_the_result(light: synthetic.Rendered, light_seg: Segmentation) -> None:
     roi = np.zeros(SHAPE, bool)
     roi[:, : SHAPE[1] // 2] = True

@@ -629,6 +629,9 @@ NEW_TOLERANCE_MM = 0.6
 NEW_MIN_LENGTH_MM = 2.0
 #: A new vein must have had less than this share of its follow-up contrast at baseline.
 NEW_MAX_BASELINE_FRAC = 0.5
+#: A new vein darkens the skin as a vein of its class does: its neutral OD over its own
+#: contrast is within these multiples of the class's share (spider 0.90, reticular 0.94).
+NEW_NEUTRAL_WINDOW = (2.0 / 3.0, 5.0 / 3.0)
 #: New veins are not looked for closer than this to the leg's outline, mm.
 NEW_EDGE_MARGIN_MM = 4.0
 #: A follow-up vein pixel needs at least this share of the median baseline vein contrast
@@ -785,6 +788,8 @@ def new_vein_mask(
     distance: np.ndarray | None = None,
     baseline_strength: np.ndarray | None = None,
     max_baseline_frac: float = 0.5,
+    neutral: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Follow-up vein pixels that belong to veins absent at baseline.
 
@@ -798,6 +803,11 @@ def new_vein_mask(
     same pixels) reaches ``max_baseline_frac`` of its follow-up strength was already
     visible at baseline (a vein the baseline segmentation missed, hair, an edge): it is
     not new. ``distance`` (px to the nearest baseline vein pixel) may be given to save time.
+    With ``neutral`` (the follow-up's neutral OD contrast) and ``labels`` (its classes),
+    a piece must also darken the skin as a vein of its class does: its neutral OD over
+    its own contrast within ``NEW_NEUTRAL_WINDOW`` times the class's share
+    (:data:`~vein_tracker.segmentation.NEUTRAL_PER_CLASS`). A colour fringe (JPEG's
+    chroma around hair or an edge) hardly darkens; hair or a shadow darkens far more.
 
     Returns
     -------
@@ -832,6 +842,22 @@ def new_vein_mask(
             w_b = np.asarray(baseline_strength, np.float64).ravel()[idx]
             mean_b = np.bincount(lab_c, weights=w_b, minlength=n)
             keep &= mean_b < max_baseline_frac * mean_s
+        if neutral is not None and labels is not None:
+            from .segmentation import NEUTRAL_PER_CLASS, SPIDER
+
+            neu = np.bincount(
+                lab_c, weights=np.asarray(neutral, np.float64).ravel()[idx], minlength=n
+            )
+            spider_px = np.bincount(
+                lab_c, weights=(np.asarray(labels).ravel()[idx] == SPIDER), minlength=n
+            )
+            share = np.where(
+                spider_px >= area / 2,
+                NEUTRAL_PER_CLASS[SPIDER],
+                NEUTRAL_PER_CLASS[3 - SPIDER],
+            )
+            lo, hi = NEW_NEUTRAL_WINDOW
+            keep &= (neu >= lo * share * mean_s) & (neu <= hi * share * mean_s)
     keep[0] = False
     out = np.zeros(cand.size, dtype=bool)
     out[idx] = keep[lab_c]
@@ -1968,6 +1994,8 @@ def _compare_segmentations(
                 distance=dist_b,
                 baseline_strength=b_own,
                 max_baseline_frac=NEW_MAX_BASELINE_FRAC,
+                neutral=getattr(seg_f, "neutral", None),
+                labels=labels_f,
             )
 
         new_main = new_for(tol)

@@ -125,6 +125,8 @@ _MIN_AREA_MM2 = 0.2
 # Neutral OD per unit of vein amplitude, and the excess over it that marks hair (OD).
 _NEUTRAL_PER_SPIDER = float(NEUTRAL_OD @ HAEMOGLOBIN_OD)
 _NEUTRAL_PER_RETIC = float(NEUTRAL_OD @ DEEP_VEIN_OD)
+#: Neutral OD per unit of class contrast a vein of each class carries (label -> share).
+NEUTRAL_PER_CLASS = {SPIDER: _NEUTRAL_PER_SPIDER, RETICULAR: _NEUTRAL_PER_RETIC}
 _HAIR_EXCESS_OD = 0.06
 _HAIR_EXCESS_REL = 0.5
 _HAIR_RIM_MM = 0.2
@@ -272,6 +274,11 @@ class Segmentation:
     sensitivity : float
     contrast : VeinContrast
         Both classes' continuous contrast maps (what :func:`vein_contrast` returns).
+    neutral : ndarray, float32, optional
+        Neutral OD contrast over the local skin background: how much each pixel darkens,
+        whatever its hue (0 outside the leg). A vein darkens in proportion to its colour
+        contrast (:data:`NEUTRAL_PER_CLASS`); a colour fringe hardly darkens, and hair or
+        a shadow darkens far more.
     """
 
     mask: np.ndarray
@@ -285,6 +292,7 @@ class Segmentation:
     leg_mask: np.ndarray
     sensitivity: float = 0.5
     contrast: VeinContrast | None = None
+    neutral: np.ndarray | None = None
 
     @property
     def strength_by_class(self) -> dict[str, np.ndarray]:
@@ -1073,6 +1081,11 @@ def segment(
     if roi_m is not None:
         strength[~leg] = 0.0
 
+    neutral_w = np.where(maps.leg, maps.neutral, np.float32(0.0))
+    neutral = _resize(neutral_w, size, cv2.INTER_LINEAR) if work_size != size else neutral_w
+    if roi_m is not None:
+        neutral[~leg] = 0.0
+
     vein_ids, veins = _vein_objects(labels_w, skel_w, maps, rt_w, shape)
     return Segmentation(
         mask=mask,
@@ -1086,6 +1099,7 @@ def segment(
         leg_mask=leg,
         sensitivity=sens,
         contrast=contrast,
+        neutral=neutral,
     )
 
 
