@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 TIMEOUT_MS = 90_000
+#: How long a browser assertion (``expect``) waits for the page to get there, ms.
+EXPECT_TIMEOUT_MS = 30_000
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -147,10 +147,13 @@ def chromium_path() -> str:
 @pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
     """Debian's Chromium through Playwright, shared by the tests of one module."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
-    from tests.browser_util import CHROMIUM_ARGS
+    from tests.browser_util import CHROMIUM_ARGS, EXPECT_TIMEOUT_MS
 
+    # Assertions wait as a person would on a loaded machine: Playwright's own 5 s default
+    # is shorter than a Streamlit rerun takes when the CI machine is busy.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         try:
