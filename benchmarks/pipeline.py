@@ -62,9 +62,8 @@ TARGET_RATIO = 15.0
 #: While it registers, compare prepares the baseline and finds its leg in a background
 #: thread. Then both visits are segmented side by side (the baseline blurred to match
 #: when the follow-up is blurrier): "segment both" is the wait for the baseline; the
-#: follow-up's segmentation goes on during "normalise colour", and "equalise baseline" is
-#: the wait for it: the baseline at the follow-up's capture is made in a worker during
-#: "measure", which waits for it only once it needs it.
+#: follow-up's segmentation goes on during "normalise colour" and "equalise baseline",
+#: which ends with the wait for it.
 STAGES = (
     ("loading", "load"),
     ("aligning", "register"),
@@ -741,9 +740,8 @@ def report(raw: dict[str, Any]) -> None:
         "Note: compare prepares the baseline and finds its leg in a background thread while\n"
         "it registers the follow-up (inside 'register'; its CPU counts both threads). Both\n"
         "visits are then segmented side by side: 'segment both' is the wait for the baseline,\n"
-        "and the follow-up's segmentation runs on during 'normalise colour' ('equalise\n"
-        "baseline' is the wait for it). The baseline at the follow-up's capture is made in a\n"
-        "worker during 'measure', which starts on what does not need it."
+        "and the follow-up's segmentation runs on during 'normalise colour' and 'equalise\n"
+        "baseline' (its wait is in the latter)."
     )
 
     # Table 2: per pair.

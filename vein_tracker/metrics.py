@@ -1434,12 +1434,8 @@ def compare(
         fit_mask = region & ~_dilate(seg_b.mask, 1.0 * ppm)
         norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
 
-        # The baseline at the follow-up's capture is made in a worker while the measuring
-        # starts on what does not need it (the follow-up's zero point, the baseline's
-        # figures, the supports and the new-vein masks).
         tell(0.7, "equalising the baseline to the follow-up's capture")
-        b_contrast = pool.submit(
-            equalised_baseline_contrast,
+        b_contrast = equalised_baseline_contrast(
             b_rgb,
             b_photo.rgb,
             f_photo.rgb,
@@ -1451,36 +1447,36 @@ def compare(
         )
         seg_f = seg_f_job.result()
 
-        tell(0.9, "measuring")
-        return _compare_segmentations(
-            seg_b,
-            seg_f,
-            region=region,
-            px_per_mm=ppm,
-            registration=reg,
-            target_pct=float(target_pct),
-            previous=previous,
-            extra_warnings=_capture_warnings(b_photo, f_photo, reg, region, leg, norm),
-            params={
-                "sensitivity": float(sensitivity),
-                "px_per_mm": ppm,
-                "px_per_mm_given": ppm_photo is not None,
-                "analysis_px_per_mm": ANALYSIS_PX_PER_MM,
-                "roi": roi is not None,
-                "ratio_sigma_mm": RATIO_SIGMA_MM,
-                "equalise_jpeg_quality": EQUALISE_JPEG_QUALITY,
-                "equalise_chroma": EQUALISE_CHROMA,
-                "new_tolerance_mm": NEW_TOLERANCE_MM,
-                "band_k": BAND_K,
-                "band_floor_pct": BAND_FLOOR_PCT,
-            },
-            algorithm_version=ALGORITHM_VERSION,
-            progress=tell,
-            baseline_rgb=b_meas,
-            followup_rgb=norm.image,
-            frame=frame,
-            baseline_contrast=b_contrast,
-        )
+    tell(0.9, "measuring")
+    return _compare_segmentations(
+        seg_b,
+        seg_f,
+        region=region,
+        px_per_mm=ppm,
+        registration=reg,
+        target_pct=float(target_pct),
+        previous=previous,
+        extra_warnings=_capture_warnings(b_photo, f_photo, reg, region, leg, norm),
+        params={
+            "sensitivity": float(sensitivity),
+            "px_per_mm": ppm,
+            "px_per_mm_given": ppm_photo is not None,
+            "analysis_px_per_mm": ANALYSIS_PX_PER_MM,
+            "roi": roi is not None,
+            "ratio_sigma_mm": RATIO_SIGMA_MM,
+            "equalise_jpeg_quality": EQUALISE_JPEG_QUALITY,
+            "equalise_chroma": EQUALISE_CHROMA,
+            "new_tolerance_mm": NEW_TOLERANCE_MM,
+            "band_k": BAND_K,
+            "band_floor_pct": BAND_FLOOR_PCT,
+        },
+        algorithm_version=ALGORITHM_VERSION,
+        progress=tell,
+        baseline_rgb=b_meas,
+        followup_rgb=norm.image,
+        frame=frame,
+        baseline_contrast=b_contrast,
+    )
 
 
 #: JPEG quality of a compression equalisation of both photos (0 = off). Off: on the
@@ -1907,10 +1903,9 @@ def _compare_segmentations(
     """Measurement core of :func:`compare`, on two segmentations in the baseline frame.
 
     ``baseline_contrast`` (a :class:`~vein_tracker.segmentation.VeinContrast` in the
-    baseline frame, or a Future of one, or of None), when given, replaces ``seg_b``'s
-    contrast maps for ``c_b``: the baseline measured at the follow-up's JPEG
-    quantisation (:func:`equalised_baseline_contrast`). A Future is waited for only
-    once the measurement needs it.
+    baseline frame), when given, replaces ``seg_b``'s contrast maps for ``c_b``: the
+    baseline measured at the follow-up's JPEG quantisation
+    (:func:`equalised_baseline_contrast`).
     """
     import cv2
 
@@ -1943,17 +1938,16 @@ def _compare_segmentations(
         # quantisation (``baseline_contrast``) only serves the ratio c_f / c_b.
         c_gate = c_b
         b_maps = getattr(seg_b, "contrast", None)
+        if baseline_contrast is not None:
+            c_b = np.asarray(baseline_contrast.of_class(labels_b), dtype=np.float32)
+            b_maps = baseline_contrast
         bm_job = pool.submit(measure, seg_b, region=region, px_per_mm=ppm)
         if ZERO_POINT_MM > 0:
             any_vein = seg_b.mask | seg_f.mask
             zero = _ZeroField(_zero_ring(any_vein, region, ppm), ppm)
+            zb_job = pool.submit(_zeroed, c_b, b_maps, labels_b, zero)
             c_f = _zeroed(c_f, getattr(seg_f, "contrast", None), labels_b, zero)
-        if isinstance(baseline_contrast, Future):
-            baseline_contrast = baseline_contrast.result()
-        if baseline_contrast is not None:
-            c_b = np.asarray(baseline_contrast.of_class(labels_b), dtype=np.float32)
-            b_maps = baseline_contrast
-        zb_job = pool.submit(_zeroed, c_b, b_maps, labels_b, zero) if ZERO_POINT_MM > 0 else None
+            c_b = zb_job.result()
         f_own = np.asarray(seg_f.strength, dtype=np.float32)
         b_own = np.asarray(seg_b.strength, dtype=np.float32)
         min_s = _min_vein_contrast(c_gate, base, labels_b, labels_f)
@@ -2006,8 +2000,6 @@ def _compare_segmentations(
 
         new_main = new_for(tol)
 
-        if zb_job is not None:
-            c_b = zb_job.result()
         b_sums = _baseline_sums(c_b, supp, sigma)  # shared by the runs on ``supp``
 
         def run(
