@@ -1815,14 +1815,18 @@ def _lookalike_warnings(
 
 
 def _zero_ring(veins: np.ndarray, region: np.ndarray, ppm: float) -> np.ndarray:
-    """Vein-free skin 1-3 mm from ``veins``: where :func:`_local_zero` is measured."""
+    """Vein-free skin 1-3 mm from ``veins``: where :class:`_ZeroField` is measured."""
     d = _distance_to(veins)
     return region & (d > 0.5 * ZERO_POINT_MM * ppm) & (d <= 1.5 * ZERO_POINT_MM * ppm)
 
 
 class _ZeroField:
-    """Local zero points over one ring of vein-free skin (see :func:`_local_zero`); the
-    ring's own weights are computed once for all the maps read on it."""
+    """Local zero points over one ring of vein-free skin (``ring``, see :func:`_zero_ring`).
+
+    :meth:`of` gives, for a map, its local mean over the ring (σ 3 mm), blended into
+    the ring's global median where the ring is too thin; zero everywhere when the ring
+    has fewer than 100 pixels. The ring's own weights are computed once for all the
+    maps read on it."""
 
     def __init__(self, ring: np.ndarray, ppm: float) -> None:
         self.ring = ring
@@ -1841,17 +1845,6 @@ class _ZeroField:
         num = _smooth_sum(np.where(self.ring, c, 0).astype(np.float32), self.sigma)
         loc = np.where(self.dense, num / self.den, glob)
         return (self.w * loc + (1.0 - self.w) * glob).astype(np.float32)
-
-
-def _local_zero(
-    c: np.ndarray, veins: np.ndarray, region: np.ndarray, ppm: float, ring: np.ndarray | None = None
-) -> np.ndarray:
-    """Local mean of ``c`` over vein-free skin 1-3 mm from veins (σ 3 mm); global median
-    where that ring is too thin. ``ring`` is ``_zero_ring(veins, region, ppm)`` when
-    already known."""
-    if ring is None:
-        ring = _zero_ring(veins, region, ppm)
-    return _ZeroField(ring, ppm).of(c)
 
 
 def _zeroed(c: np.ndarray, maps: Any, labels: np.ndarray, zero: _ZeroField) -> np.ndarray:
