@@ -843,7 +843,7 @@ def new_vein_mask(
             mean_b = np.bincount(lab_c, weights=w_b, minlength=n)
             keep &= mean_b < max_baseline_frac * mean_s
         if neutral is not None and labels is not None:
-            from .segmentation import NEUTRAL_PER_CLASS, SPIDER
+            from .segmentation import NEUTRAL_PER_CLASS, RETICULAR, SPIDER
 
             neu = np.bincount(
                 lab_c, weights=np.asarray(neutral, np.float64).ravel()[idx], minlength=n
@@ -854,7 +854,7 @@ def new_vein_mask(
             share = np.where(
                 spider_px >= area / 2,
                 NEUTRAL_PER_CLASS[SPIDER],
-                NEUTRAL_PER_CLASS[3 - SPIDER],
+                NEUTRAL_PER_CLASS[RETICULAR],
             )
             lo, hi = NEW_NEUTRAL_WINDOW
             keep &= (neu >= lo * share * mean_s) & (neu <= hi * share * mean_s)
@@ -929,7 +929,7 @@ def _smooth_sum(img: np.ndarray, sigma_px: float) -> np.ndarray:
     return np.asarray(cv2.resize(sm, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
 
 
-def _baseline_sums(c_b: np.ndarray, support: Mapping[int, Any], sigma_px: float) -> np.ndarray:
+def _baseline_sums(c_b: np.ndarray, support: Mapping[int, _Support], sigma_px: float) -> np.ndarray:
     """The baseline side of :func:`_estimate`: ``c_b`` integrated over each class's
     support, read on that class's vein pixels."""
     cb_s = np.zeros(c_b.shape, np.float32)
@@ -1854,7 +1854,8 @@ def _zeroed(c: np.ndarray, maps: Any, labels: np.ndarray, zero: _ZeroField) -> n
     if maps is None:
         return c - z
     out = c - np.where(labels == 0, z, 0)
-    for code, m in ((1, maps.spider), (2, maps.reticular)):
+    for name, code in CLASS_CODES.items():
+        m = getattr(maps, name)
         sel = labels == code
         if sel.any():
             out[sel] -= zero.of(np.asarray(m, np.float32))[sel]

@@ -550,6 +550,11 @@ def _coarse_leg(small: np.ndarray, coarse_size: tuple[int, int], ppm_coarse: flo
     return _skin_mask(_resize(small, coarse_size), ppm_coarse).astype(np.uint8) * 255
 
 
+def _leg_full(leg_work: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The working-level leg brought to the photo's ``size`` (w, h), as segment reports it."""
+    return np.asarray(_resize(leg_work.astype(np.uint8), size, cv2.INTER_NEAREST), dtype=bool)
+
+
 def leg_mask(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> np.ndarray:
     """The leg skin :func:`segment` finds on a photo when given no ``leg_mask``.
 
@@ -567,8 +572,7 @@ def leg_mask(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> np
     _check_px_per_mm(ppm)
     work_size, _, _, coarse_size, ppm_coarse = _levels((h, w), ppm)
     leg_u8 = _coarse_leg(_resize(rgb, work_size), coarse_size, ppm_coarse)
-    leg = _resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128
-    return np.asarray(_resize(leg.astype(np.uint8), (w, h), cv2.INTER_NEAREST), dtype=bool)
+    return _leg_full(_resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128, (w, h))
 
 
 def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Maps:
@@ -717,7 +721,7 @@ def _contrast_full(maps: _Maps, shape: tuple[int, int], ppm: float) -> VeinContr
     if sp is maps.spider:
         sp = sp.copy()
     rt = _resize(np.ascontiguousarray(maps.half[..., 1]), size, cv2.INTER_LINEAR)
-    leg = _resize(maps.leg.astype(np.uint8), size, cv2.INTER_NEAREST).astype(bool)
+    leg = _leg_full(maps.leg, size)
     sp[~leg] = 0.0
     rt[~leg] = 0.0
     return VeinContrast(spider=sp, reticular=rt, leg_mask=leg, px_per_mm=ppm)
