@@ -766,6 +766,28 @@ def test_chroma_lowpass_is_a_420_like_chroma_filter() -> None:
     assert np.abs(jpeg - out).mean() < 0.25 * np.abs(jpeg - img.astype(int)).mean()
 
 
+def test_chroma_lowpass_in_place_equals_the_plain_formula() -> None:
+    """Working in one float buffer gives the very bytes of the out-of-place formula."""
+    from vein_tracker.metrics import chroma_lowpass
+
+    def plain(rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        ycc = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2YCrCb)
+        small = cv2.resize(
+            np.ascontiguousarray(ycc[..., 1:]), (w // 2, h // 2), interpolation=cv2.INTER_AREA
+        )
+        ycc[..., 1:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+        return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+    rng = np.random.default_rng(7)
+    for shape in ((2, 2, 3), (33, 47, 3), (240, 321, 3)):
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert np.array_equal(chroma_lowpass(img), plain(img))
+    leg = cv2.GaussianBlur(rng.integers(60, 220, (300, 400, 3), dtype=np.uint8), (0, 0), 3.0)
+    assert np.array_equal(chroma_lowpass(leg), plain(leg))
+
+
 def test_dilate_at_equals_full_dilation_on_the_grid() -> None:
     """The grid-only dilation used by the look-alike warnings is the full one, sampled."""
     from vein_tracker.metrics import _dilate, _dilate_at

@@ -832,21 +832,22 @@ def new_vein_mask(
         keep &= sk_len >= min_length_px
     if strength is not None:
         area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1).astype(np.float64)
-        s_c = np.asarray(strength, np.float64).ravel()[idx]
+        # read the candidate pixels first, then widen them (not the whole map)
+        s_c = np.asarray(strength).ravel()[idx].astype(np.float64)
         mean_s = np.bincount(lab_c, weights=s_c, minlength=n)
-        thr = np.asarray(min_strength, np.float64)
-        t_c = thr.ravel()[idx] if thr.ndim else np.full(idx.size, float(thr))
+        thr = np.asarray(min_strength)
+        t_c = thr.ravel()[idx].astype(np.float64) if thr.ndim else np.full(idx.size, float(thr))
         mean_t = np.bincount(lab_c, weights=t_c, minlength=n)
         keep &= mean_s / area >= mean_t / area
         if baseline_strength is not None:
-            w_b = np.asarray(baseline_strength, np.float64).ravel()[idx]
+            w_b = np.asarray(baseline_strength).ravel()[idx].astype(np.float64)
             mean_b = np.bincount(lab_c, weights=w_b, minlength=n)
             keep &= mean_b < max_baseline_frac * mean_s
         if neutral is not None and labels is not None:
             from .segmentation import NEUTRAL_PER_CLASS, RETICULAR, SPIDER
 
             neu = np.bincount(
-                lab_c, weights=np.asarray(neutral, np.float64).ravel()[idx], minlength=n
+                lab_c, weights=np.asarray(neutral).ravel()[idx].astype(np.float64), minlength=n
             )
             spider_px = np.bincount(
                 lab_c, weights=(np.asarray(labels).ravel()[idx] == SPIDER), minlength=n
@@ -934,7 +935,7 @@ def _baseline_sums(c_b: np.ndarray, support: Mapping[int, _Support], sigma_px: f
     support, read on that class's vein pixels."""
     cb_s = np.zeros(c_b.shape, np.float32)
     for sp in support.values():
-        den = _smooth_sum(np.where(sp.area, c_b, 0).astype(np.float32), sigma_px)
+        den = _smooth_sum(np.where(sp.area, c_b, 0).astype(np.float32, copy=False), sigma_px)
         cb_s[sp.sel] = den[sp.sel]
     return cb_s
 
@@ -985,7 +986,7 @@ def _estimate(
     cb_s = _baseline_sums(c_b, support, sigma_px) if baseline_sums is None else baseline_sums
     cf_s = np.zeros(base.shape, np.float32)
     for sp in support.values():
-        num = _smooth_sum(np.where(sp.area, c_f, 0).astype(np.float32), sigma_px)
+        num = _smooth_sum(np.where(sp.area, c_f, 0).astype(np.float32, copy=False), sigma_px)
         cf_s[sp.sel] = num[sp.sel]
     # From here on only the baseline vein pixels count: the same element-wise values and
     # sums (same pixels, same order) as over the whole image, on far fewer pixels.
@@ -1513,7 +1514,10 @@ def chroma_lowpass(rgb: np.ndarray) -> np.ndarray:
 
     rgb = as_rgb(rgb)
     h, w = rgb.shape[:2]
-    ycc = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2YCrCb)
+    # One float image, worked on in place (a 12 MP photo is 144 MB in float32).
+    ycc = rgb.astype(np.float32)
+    np.divide(ycc, 255.0, out=ycc)
+    cv2.cvtColor(ycc, cv2.COLOR_RGB2YCrCb, dst=ycc)
     if h >= 2 and w >= 2:
         small = cv2.resize(
             np.ascontiguousarray(ycc[..., 1:]),
@@ -1521,8 +1525,11 @@ def chroma_lowpass(rgb: np.ndarray) -> np.ndarray:
             interpolation=cv2.INTER_AREA,
         )
         ycc[..., 1:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB, dst=ycc)
+    np.multiply(out, 255.0, out=out)
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def _blur_rgb(rgb: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -1835,6 +1842,7 @@ class _ZeroField:
         if self.ok:
             den = _smooth_sum(ring.astype(np.float32), self.sigma)
             self.w = np.clip(den / 0.05, 0.0, 1.0)  # trust the local mean where the ring is dense
+            self.w_rest = 1.0 - self.w
             self.dense = den > 1e-4
             self.den = np.maximum(den, 1e-4)
 
@@ -1842,9 +1850,9 @@ class _ZeroField:
         if not self.ok:
             return np.zeros(c.shape, np.float32)
         glob = float(np.median(c[self.ring]))
-        num = _smooth_sum(np.where(self.ring, c, 0).astype(np.float32), self.sigma)
+        num = _smooth_sum(np.where(self.ring, c, 0).astype(np.float32, copy=False), self.sigma)
         loc = np.where(self.dense, num / self.den, glob)
-        return (self.w * loc + (1.0 - self.w) * glob).astype(np.float32)
+        return (self.w * loc + self.w_rest * glob).astype(np.float32, copy=False)
 
 
 def _zeroed(c: np.ndarray, maps: Any, labels: np.ndarray, zero: _ZeroField) -> np.ndarray:
