@@ -106,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if argv is None and getattr(args, "one_shot_analysis", False):
+        # This process is the command and exits after one analysis (not a caller's
+        # process that runs ``main([...])``): keep freed memory, warm OpenCV up.
+        from ..runtime import prepare_one_shot_process
+
+        prepare_one_shot_process()
     try:
         return int(args.func(args))
     except VeinTrackerError as exc:

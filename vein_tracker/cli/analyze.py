@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write the change map codes (0 none, 1 cleared, 2 faded, 3 persisting, 4 new, "
         "5 recanalised) as an 8-bit PNG in the baseline frame",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, one_shot_analysis=True)
 
 
 _OUTPUTS = ("baseline_mask", "followup_mask", "overlay", "change_map")
@@ -144,17 +144,26 @@ def _summary(d: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..errors import PhotoError
     from ..io import load_mask_png, load_photo
-    from ..metrics import compare
 
     if not 0.0 <= args.sensitivity <= 1.0:
         raise PhotoError(f"--sensitivity must be in [0, 1], got {args.sensitivity}")
     if args.target_pct is not None and not (0 < args.target_pct <= 100):
         raise PhotoError(f"--target-pct must be in (0, 100], got {args.target_pct}")
     _check_outputs(args)
-    baseline = load_photo(args.baseline, px_per_mm=args.px_per_mm)
-    followup = load_photo(args.followup)
+    # The two photos decode on worker threads (the decoders release the GIL) while this
+    # thread imports the analysis modules.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:
+        b_job = pool.submit(load_photo, args.baseline, px_per_mm=args.px_per_mm)
+        f_job = pool.submit(load_photo, args.followup)
+        from .. import colour, registration, segmentation  # noqa: F401  (compare's own imports)
+        from ..metrics import compare
+
+        baseline = b_job.result()
+        followup = f_job.result()
     roi = None
     if args.roi:
         roi = load_mask_png(args.roi, shape=baseline.rgb.shape[:2])

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--rigid", action="store_true", help="homography only (no non-rigid refinement)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, one_shot_analysis=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--labels-out", default=None, help="write the class labels PNG here")
     p.add_argument("--overlay", default=None, help="write an overlay image (.png/.jpg) here")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, one_shot_analysis=True)
 
 
 def _write(path: str, data: bytes) -> str:

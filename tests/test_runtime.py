@@ -1,0 +1,125 @@
+"""Process set-up of the one-shot analysis commands (``vein_tracker.runtime``).
+
+The allocator settings change the process they run in, so every check that applies
+them runs in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vein_tracker import runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
+def _fresh(code: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+_FAULTS = """
+import json, resource, sys
+import numpy as np
+from vein_tracker import runtime
+kept = runtime.keep_freed_memory() if sys.argv[1] == "keep" else None
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    a = np.ones((1500, 2000, 3), np.float32)  # 36 MB: above glibc's largest mmap threshold
+    total = float(a[::97, ::89].sum())
+    del a
+after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+json.dump({"kept": kept, "faults": after - before, "total": total}, sys.stdout)
+"""
+
+
+@pytest.mark.skipif(not _GLIBC, reason="mallopt settings are glibc's")
+def test_keep_freed_memory_reuses_buffers_instead_of_faulting_them_in_again() -> None:
+    plain = _fresh(_FAULTS, "plain")
+    kept = _fresh(_FAULTS, "keep")
+    assert plain.returncode == 0, plain.stderr
+    assert kept.returncode == 0, kept.stderr
+    p, k = json.loads(plain.stdout), json.loads(kept.stdout)
+    assert k["kept"] is True
+    assert p["total"] == k["total"]
+    # By default each 36 MB buffer is a fresh mapping whose pages fault in again (20 x 9216
+    # pages of 4 KiB, fewer with huge pages); kept, the freed buffer is reused.
+    assert k["faults"] < p["faults"] / 3, (p, k)
+
+
+def test_keep_freed_memory_says_whether_it_applied() -> None:
+    probe = _fresh("from vein_tracker import runtime; print(runtime.keep_freed_memory())")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == str(_GLIBC)
+
+
+def test_warm_up_builds_the_colour_tables_and_leaves_results_unchanged() -> None:
+    import cv2
+
+    rgb = np.random.default_rng(0).random((20, 30, 3), dtype=np.float32)
+    before = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+    thread = runtime.warm_up_in_background()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert thread.daemon
+    assert np.array_equal(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab), before)
+
+
+_WHO_PREPARES = """
+import contextlib, io, json, sys
+import vein_tracker.runtime as runtime
+calls = []
+runtime.prepare_one_shot_process = lambda: calls.append(True)
+from vein_tracker.cli import main
+mode, *rest = sys.argv[1:]
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+    if mode == "process":
+        sys.argv = ["vein-tracker", *rest]
+        status = main()
+    else:
+        status = main(rest)
+json.dump({"status": status, "prepared": len(calls)}, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "argv", "prepared"),
+    [
+        # the process is the command: one-shot set-up for an analysis command
+        ("process", ("analyze", "missing-a.jpg", "missing-b.jpg"), 1),
+        ("process", ("segment", "missing-a.jpg"), 1),
+        # other commands keep the default allocator
+        ("process", ("records", "users", "--help"), 0),
+        # a caller's process running main([...]) is left as it is
+        ("call", ("analyze", "missing-a.jpg", "missing-b.jpg"), 0),
+    ],
+)
+def test_only_a_process_that_is_an_analysis_command_is_set_up(
+    mode: str, argv: tuple[str, ...], prepared: int
+) -> None:
+    probe = _fresh(_WHO_PREPARES, mode, *argv)
+    assert probe.returncode == 0, probe.stderr
+    got = json.loads(probe.stdout)
+    assert got["prepared"] == prepared
+    if argv[0] == "analyze":
+        assert got["status"] == 2  # the photos do not exist: bad input, as before
