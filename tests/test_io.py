@@ -100,6 +100,47 @@ def test_heic_is_decoded(asym: np.ndarray) -> None:
     assert np.median(np.abs(photo.rgb.astype(int) - asym.astype(int))) < 8
 
 
+_HEIF_ON_DEMAND = """
+import io, sys
+import numpy as np
+import pillow_heif
+from vein_tracker.io import load_photo
+rgb = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+heif = pillow_heif.from_bytes(mode="RGB", size=(400, 300), data=rgb.tobytes())
+buf = io.BytesIO()
+heif.save(buf, quality=90)
+from PIL import Image
+before = "HEIF" in Image.OPEN
+ok, jpg = __import__("cv2").imencode(".jpg", rgb)
+load_photo(jpg.tobytes())
+after_jpeg = "HEIF" in Image.OPEN
+photo = load_photo(buf.getvalue())
+print(before, after_jpeg, "HEIF" in Image.OPEN, photo.format, photo.rgb.shape)
+"""
+
+
+def test_heic_opener_is_registered_only_when_a_heic_arrives() -> None:
+    """Other photos do not pay for importing pillow-heif; a HEIC still opens."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pillow_heif")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", _HEIF_ON_DEMAND],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    before, after_jpeg, after_heic, fmt, shape = proc.stdout.split(maxsplit=4)
+    assert (before, after_jpeg, after_heic) == ("False", "False", "True")
+    assert fmt in ("HEIF", "HEIC")
+    assert shape.strip() == "(300, 400, 3)"
+
+
 def test_16_bit_rgb_tiff(asym: np.ndarray) -> None:
     deep = asym.astype(np.uint16) * 257
     ok, buf = cv2.imencode(".tiff", cv2.cvtColor(deep, cv2.COLOR_RGB2BGR))

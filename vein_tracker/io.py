@@ -24,13 +24,22 @@ from PIL import Image, ImageCms, ImageOps
 from .config import MIN_SIDE_PX, get_settings
 from .errors import PhotoError
 
-try:  # HEIC/HEIF from phones; the wheel ships libheif.
-    import pillow_heif
+_heif_ready = False
 
+
+def _ensure_heif(data: bytes) -> None:
+    """Register the HEIC/HEIF opener (pillow-heif, whose wheel ships libheif) before
+    opening an ISO media file (``ftyp`` box at byte 4); other photos do not pay for
+    importing it."""
+    global _heif_ready
+    if _heif_ready or data[4:8] != b"ftyp":
+        return
+    try:
+        import pillow_heif
+    except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
+        return
     pillow_heif.register_heif_opener()
-    _HEIF = True
-except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
-    _HEIF = False
+    _heif_ready = True
 
 PhotoSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
@@ -313,6 +322,7 @@ def load_photo(
         # Our own limit is checked from the header below; Pillow's guard stays on as a backstop.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
+            _ensure_heif(data)
             img = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise PhotoError(
