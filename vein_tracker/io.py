@@ -41,6 +41,7 @@ def _ensure_heif(data: bytes) -> None:
     pillow_heif.register_heif_opener()
     _heif_ready = True
 
+
 PhotoSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
 #: Formats a clinic camera or phone produces. GIF, BMP, PDF, SVG... are refused.
