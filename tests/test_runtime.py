@@ -88,7 +88,9 @@ _WHO_PREPARES = """
 import contextlib, io, json, sys
 import vein_tracker.runtime as runtime
 calls = []
+exits = []
 runtime.prepare_one_shot_process = lambda: calls.append(True)
+runtime.exit_now = lambda status: exits.append(status)
 from vein_tracker.cli import main
 mode, *rest = sys.argv[1:]
 out = io.StringIO()
@@ -98,7 +100,7 @@ with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         status = main()
     else:
         status = main(rest)
-json.dump({"status": status, "prepared": len(calls)}, sys.stdout)
+json.dump({"status": status, "prepared": len(calls), "exits": exits}, sys.stdout)
 """
 
 
@@ -121,5 +123,18 @@ def test_only_a_process_that_is_an_analysis_command_is_set_up(
     assert probe.returncode == 0, probe.stderr
     got = json.loads(probe.stdout)
     assert got["prepared"] == prepared
+    # a one-shot process ends through exit_now, with the command's own status
+    assert got["exits"] == ([got["status"]] if prepared else [])
     if argv[0] == "analyze":
         assert got["status"] == 2  # the photos do not exist: bad input, as before
+
+
+def test_exit_now_flushes_what_was_written_and_keeps_the_status() -> None:
+    code = (
+        "import sys; from vein_tracker import runtime; "
+        "sys.stdout.write('x' * 200000); sys.stderr.write('done'); runtime.exit_now(3)"
+    )
+    proc = _fresh(code)
+    assert proc.returncode == 3
+    assert proc.stdout == "x" * 200000
+    assert proc.stderr == "done"

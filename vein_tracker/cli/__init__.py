@@ -106,20 +106,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    if argv is None and getattr(args, "one_shot_analysis", False):
+    one_shot = argv is None and getattr(args, "one_shot_analysis", False)
+    if one_shot:
         # This process is the command and exits after one analysis (not a caller's
         # process that runs ``main([...])``): keep freed memory, warm OpenCV up.
-        from ..runtime import prepare_one_shot_process
+        from .. import runtime
 
-        prepare_one_shot_process()
+        runtime.prepare_one_shot_process()
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
     except VeinTrackerError as exc:
         print(f"vein-tracker: {exc}", file=sys.stderr)
-        return exc.exit_code
+        status = exc.exit_code
     except KeyboardInterrupt:
         print("vein-tracker: interrupted", file=sys.stderr)
-        return 130
+        status = 130
+    if one_shot:
+        runtime.exit_now(status)  # its output flushed; no teardown of a finished process
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover
