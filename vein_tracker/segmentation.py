@@ -575,7 +575,32 @@ def leg_mask(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> np
     return _leg_full(_resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128, (w, h))
 
 
-def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Maps:
+@dataclass(frozen=True, eq=False)
+class _Signals:
+    """Internal: what both the segmentation's maps and :func:`vein_contrast` start from."""
+
+    od: np.ndarray  # (H0, W0, 3) float32 optical density at the working level L0
+    half: np.ndarray  # (H1, W1, 4) float32 contrast at L1 (hair and moles filled in)
+    bg: np.ndarray  # (H2, W2, 4) float32 skin background at the background level L2
+    hair: np.ndarray  # (H1, W1) bool
+    leg: np.ndarray  # (H0, W0) bool
+    leg_half: np.ndarray  # (H1, W1) bool
+    leg_coarse: np.ndarray  # (H2, W2) bool
+    work_size: tuple[int, int]  # (W0, H0)
+    ppm_work: float
+    ppm_half: float
+    ppm_coarse: float
+
+    def at_work(self, channel: int) -> np.ndarray:
+        """Contrast of projection ``channel`` at L0: OD less its background, 0 off the leg."""
+        out = cv2.transform(self.od, PROJECTION[channel : channel + 1]).reshape(self.od.shape[:2])
+        out -= _resize(
+            np.ascontiguousarray(self.bg[..., channel]), self.work_size, cv2.INTER_LINEAR
+        )
+        return out
+
+
+def _signals(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Signals:
     h, w = rgb.shape[:2]
     work_size, ppm_work, half_size, coarse_size, ppm_coarse = _levels((h, w), ppm)
     small = _resize(rgb, work_size)
@@ -597,27 +622,33 @@ def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _
     half = sig_half - _resize(bg, half_size, cv2.INTER_LINEAR)
     half[~leg_half] = 0.0
     hair = _remove_hair(half, leg_half, ppm_half)
+    return _Signals(
+        od, half, bg, hair, leg, leg_half, leg_c, work_size, ppm_work, ppm_half, ppm_coarse
+    )
+
+
+def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Maps:
+    sg = _signals(rgb, ppm, leg_mask)
+    half, leg_half = sg.half, sg.leg_half
     half[..., 0] = _guided(half[..., 0], half[..., 2], _GF_RADIUS_PX, _GF_EPS)
     half[~leg_half, 0] = 0.0
     retic_det = _guided(half[..., 1], half[..., 2], _GF_RADIUS_PX, _GF_EPS_RETIC)
     retic_det[~leg_half] = 0.0
-    spider = cv2.transform(od, PROJECTION[:1]).reshape(od.shape[:2])
-    spider -= _resize(np.ascontiguousarray(bg[..., 0]), work_size, cv2.INTER_LINEAR)
-    spider[~leg] = 0.0
-    neutral = cv2.transform(od, PROJECTION[2:3]).reshape(od.shape[:2])
-    neutral -= _resize(np.ascontiguousarray(bg[..., 2]), work_size, cv2.INTER_LINEAR)
+    spider = sg.at_work(0)
+    spider[~sg.leg] = 0.0
+    neutral = sg.at_work(2)
     return _Maps(
         spider,
         neutral,
         half,
         retic_det,
-        hair,
-        leg,
+        sg.hair,
+        sg.leg,
         leg_half,
-        leg_c,
-        ppm_work,
-        ppm_half,
-        ppm_coarse,
+        sg.leg_coarse,
+        sg.ppm_work,
+        sg.ppm_half,
+        sg.ppm_coarse,
     )
 
 
@@ -711,17 +742,27 @@ def vein_contrast(
     _check_px_per_mm(px_per_mm)
     shape = (int(rgb.shape[0]), int(rgb.shape[1]))
     lm = _check_mask(leg_mask, shape, "leg_mask")
-    maps = _compute_maps(rgb, float(px_per_mm), lm)
-    return _contrast_full(maps, shape, float(px_per_mm))
+    # Only the spider map and the reticular contrast are read: none of the detection
+    # maps (guided filters, neutral map) the segmentation makes from the same signals.
+    sg = _signals(rgb, float(px_per_mm), lm)
+    spider = sg.at_work(0)
+    spider[~sg.leg] = 0.0
+    return _contrast_full(spider, sg.half, sg.leg, shape, float(px_per_mm))
 
 
-def _contrast_full(maps: _Maps, shape: tuple[int, int], ppm: float) -> VeinContrast:
+def _contrast_full(
+    spider: np.ndarray,
+    half: np.ndarray,
+    leg_work: np.ndarray,
+    shape: tuple[int, int],
+    ppm: float,
+) -> VeinContrast:
     size = (shape[1], shape[0])
-    sp = _resize(maps.spider, size, cv2.INTER_LINEAR)
-    if sp is maps.spider:
+    sp = _resize(spider, size, cv2.INTER_LINEAR)
+    if sp is spider:
         sp = sp.copy()
-    rt = _resize(np.ascontiguousarray(maps.half[..., 1]), size, cv2.INTER_LINEAR)
-    leg = _leg_full(maps.leg, size)
+    rt = _resize(np.ascontiguousarray(half[..., 1]), size, cv2.INTER_LINEAR)
+    leg = _leg_full(leg_work, size)
     sp[~leg] = 0.0
     rt[~leg] = 0.0
     return VeinContrast(spider=sp, reticular=rt, leg_mask=leg, px_per_mm=ppm)
@@ -1050,7 +1091,7 @@ def segment(
         retic_job = pool.submit(_centrelines, maps, RETICULAR, sens, roi_h)
         spider_lines = _centrelines(maps, SPIDER, sens, roi_h)
         lines = {SPIDER: spider_lines, RETICULAR: retic_job.result()}
-        contrast_job = pool.submit(_contrast_full, maps, shape, ppm)
+        contrast_job = pool.submit(_contrast_full, maps.spider, maps.half, maps.leg, shape, ppm)
         labels_w, skel_w = _labels_at_work(maps, lines, maps.leg & roi_w, maps.leg_half & roi_h)
         contrast = contrast_job.result()
 
