@@ -1562,10 +1562,10 @@ def equalise_compression(rgb: np.ndarray, *, quality: int = EQUALISE_JPEG_QUALIT
     )
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 RGB
         return np.array(rgb, copy=True)
-    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)  # RGB straight from the decoder
     if dec is None:  # pragma: no cover - decoding our own JPEG
         return np.array(rgb, copy=True)
-    return np.asarray(cv2.cvtColor(dec, cv2.COLOR_BGR2RGB))
+    return np.asarray(dec)
 
 
 #: Quantisation equalisation: when the follow-up is a JPEG (found from its pixels by

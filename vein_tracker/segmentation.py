@@ -427,10 +427,13 @@ def _background(signals: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarray:
     """
     w0 = leg.astype(np.float32)
     out = np.empty_like(signals)
+    den0_at: dict[float, np.ndarray] = {}  # the leg's weight, once per scale
     for c in range(signals.shape[2]):
         x = np.ascontiguousarray(signals[..., c])
         sigma = _BG_SIGMA_MM[c] * ppm
-        den0 = cv2.GaussianBlur(w0, (0, 0), sigma)
+        if sigma not in den0_at:
+            den0_at[sigma] = cv2.GaussianBlur(w0, (0, 0), sigma)
+        den0 = den0_at[sigma]
         bg = cv2.GaussianBlur(x * w0, (0, 0), sigma) / np.maximum(den0, 1e-3)
         k = 2 * max(1, int(round(_BG_RIM_MM[c] * ppm))) + 1
         rim = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
