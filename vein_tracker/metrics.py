@@ -1686,10 +1686,13 @@ def equalised_baseline_contrast(
 
     if not EQUALISE_QUANTISATION:
         return None
-    q_f = estimate_jpeg_quality(followup_photo_rgb)
+    # The two photos' qualities side by side (each is 50 small JPEG round trips).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg-quality") as pool:
+        q_b_job = pool.submit(estimate_jpeg_quality, baseline_photo_rgb)
+        q_f = estimate_jpeg_quality(followup_photo_rgb)
+        q_b = q_b_job.result()
     if q_f is None:
         return None
-    q_b = estimate_jpeg_quality(baseline_photo_rgb)
     if q_b is not None and q_b <= q_f:
         return None
     import cv2
