@@ -847,3 +847,20 @@ def test_equalised_baseline_contrast_only_for_a_jpeg_follow_up() -> None:
     c_jpeg = vein_contrast(metrics.chroma_lowpass(j), px_per_mm=ppm, leg_mask=leg)
     np.testing.assert_allclose(eq.spider, c_jpeg.spider, atol=1e-6)
     assert not np.allclose(c_lossless.spider, c_jpeg.spider, atol=1e-3)
+
+
+def test_zero_field_at_pixels_equals_the_full_map_there() -> None:
+    """Reading the zero point at chosen pixels gives the full map's values there."""
+    from vein_tracker.metrics import _ZeroField
+
+    rng = np.random.default_rng(11)
+    ring = np.zeros((120, 160), bool)
+    ring[20:100:3, 10:150] = True
+    c = cv2.GaussianBlur(rng.random((120, 160), dtype=np.float32), (0, 0), 4.0)
+    zero = _ZeroField(ring, 10.0)
+    assert zero.ok
+    idx = np.flatnonzero(rng.random((120, 160)) < 0.05)
+    assert np.array_equal(zero.of(c, at=idx), zero.of(c).reshape(-1)[idx])
+    thin = _ZeroField(np.zeros((120, 160), bool), 10.0)  # too few ring pixels: no zero point
+    assert not thin.ok
+    assert np.array_equal(thin.of(c, at=idx), np.zeros(idx.size, np.float32))

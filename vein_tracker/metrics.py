@@ -1519,17 +1519,16 @@ def chroma_lowpass(rgb: np.ndarray) -> np.ndarray:
     np.divide(ycc, 255.0, out=ycc)
     cv2.cvtColor(ycc, cv2.COLOR_RGB2YCrCb, dst=ycc)
     if h >= 2 and w >= 2:
-        small = cv2.resize(
-            np.ascontiguousarray(ycc[..., 1:]),
-            (max(1, w // 2), max(1, h // 2)),
-            interpolation=cv2.INTER_AREA,
+        # Area reduction works per channel: reducing all three and keeping the chroma is
+        # the chroma reduced, without copying it out of the interleaved image first.
+        small = cv2.resize(ycc, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+        ycc[..., 1:] = cv2.resize(
+            np.ascontiguousarray(small[..., 1:]), (w, h), interpolation=cv2.INTER_LINEAR
         )
-        ycc[..., 1:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB, dst=ycc)
     np.multiply(out, 255.0, out=out)
-    np.rint(out, out=out)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+    # rounded half to even and saturated, as np.clip(np.rint(out), 0, 255)
+    return np.asarray(cv2.add(out, 0.0, dtype=cv2.CV_8U))
 
 
 def _blur_rgb(rgb: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -1849,13 +1848,19 @@ class _ZeroField:
             self.dense = den > 1e-4
             self.den = np.maximum(den, 1e-4)
 
-    def of(self, c: np.ndarray) -> np.ndarray:
+    def of(self, c: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+        """The zero-point map of ``c``; with ``at`` (flat pixel indices) only those
+        pixels' zero points, in that order (the same values)."""
         if not self.ok:
-            return np.zeros(c.shape, np.float32)
+            return np.zeros(c.shape if at is None else at.shape, np.float32)
         glob = float(np.median(c[self.ring]))
         num = _smooth_sum(np.where(self.ring, c, 0).astype(np.float32, copy=False), self.sigma)
-        loc = np.where(self.dense, num / self.den, glob)
-        return (self.w * loc + self.w_rest * glob).astype(np.float32, copy=False)
+        if at is None:
+            loc = np.where(self.dense, num / self.den, glob)
+            return (self.w * loc + self.w_rest * glob).astype(np.float32, copy=False)
+        loc = np.where(self.dense.ravel()[at], num.ravel()[at] / self.den.ravel()[at], glob)
+        w, w_rest = self.w.ravel()[at], self.w_rest.ravel()[at]
+        return (w * loc + w_rest * glob).astype(np.float32, copy=False)
 
 
 def _zeroed(c: np.ndarray, maps: Any, labels: np.ndarray, zero: _ZeroField) -> np.ndarray:
@@ -1865,11 +1870,12 @@ def _zeroed(c: np.ndarray, maps: Any, labels: np.ndarray, zero: _ZeroField) -> n
     if maps is None:
         return c - z
     out = c - np.where(labels == 0, z, 0)
+    flat = out.reshape(-1)  # a view: ``out`` is a new contiguous array
     for name, code in CLASS_CODES.items():
         m = getattr(maps, name)
-        sel = labels == code
-        if sel.any():
-            out[sel] -= zero.of(np.asarray(m, np.float32))[sel]
+        idx = np.flatnonzero(labels == code)
+        if idx.size:
+            flat[idx] -= zero.of(np.asarray(m, np.float32), at=idx)
     return out
 
 
