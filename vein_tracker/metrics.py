@@ -1527,8 +1527,9 @@ def chroma_lowpass(rgb: np.ndarray) -> np.ndarray:
         )
     out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB, dst=ycc)
     np.multiply(out, 255.0, out=out)
-    # rounded half to even and saturated, as np.clip(np.rint(out), 0, 255)
-    return np.asarray(cv2.add(out, 0.0, dtype=cv2.CV_8U))
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def _blur_rgb(rgb: np.ndarray, sigma_px: float) -> np.ndarray:
