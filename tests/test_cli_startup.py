@@ -10,16 +10,11 @@ most of these long before.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.fresh_util import run_fresh
 from vein_tracker.cli import COMMAND_MODULES, build_parser
-
-ROOT = Path(__file__).resolve().parents[1]
 
 #: Third-party packages that only a command's handler may import. After the parser
 #: is built none of them is loaded (numpy and Pillow included: ``segment`` and
@@ -69,17 +64,7 @@ json.dump({"after_build": after_build, "after_main": sorted(sys.modules),
 
 def _probe(*argv: str) -> dict[str, object]:
     """Run the CLI in a fresh interpreter; its loaded modules, exit status and output."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-        env=env,
-    )
+    proc = run_fresh(_PROBE, *argv, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, object] = json.loads(proc.stdout)
     return result

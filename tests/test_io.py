@@ -121,19 +121,10 @@ print(before, after_jpeg, "HEIF" in Image.OPEN, photo.format, photo.rgb.shape)
 
 def test_heic_opener_is_registered_only_when_a_heic_arrives() -> None:
     """Other photos do not pay for importing pillow-heif; a HEIC still opens."""
-    import subprocess
-    import sys
+    from tests.fresh_util import run_fresh
 
     pytest.importorskip("pillow_heif")
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, "-c", _HEIF_ON_DEMAND],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=root,
-    )
+    proc = run_fresh(_HEIF_ON_DEMAND, timeout=120)
     assert proc.returncode == 0, proc.stderr
     before, after_jpeg, after_heic, fmt, shape = proc.stdout.split(maxsplit=4)
     assert (before, after_jpeg, after_heic) == ("False", "False", "True")

@@ -7,34 +7,16 @@ them runs in a fresh interpreter.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.fresh_util import run_fresh
 from vein_tracker import runtime
 
-ROOT = Path(__file__).resolve().parents[1]
-
 _GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-
-
-def _fresh(code: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-c", code, *argv],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=ROOT,
-        env=env,
-    )
 
 
 _FAULTS = """
@@ -54,8 +36,8 @@ json.dump({"kept": kept, "faults": after - before, "total": total}, sys.stdout)
 
 @pytest.mark.skipif(not _GLIBC, reason="mallopt settings are glibc's")
 def test_keep_freed_memory_reuses_buffers_instead_of_faulting_them_in_again() -> None:
-    plain = _fresh(_FAULTS, "plain")
-    kept = _fresh(_FAULTS, "keep")
+    plain = run_fresh(_FAULTS, "plain")
+    kept = run_fresh(_FAULTS, "keep")
     assert plain.returncode == 0, plain.stderr
     assert kept.returncode == 0, kept.stderr
     p, k = json.loads(plain.stdout), json.loads(kept.stdout)
@@ -67,7 +49,7 @@ def test_keep_freed_memory_reuses_buffers_instead_of_faulting_them_in_again() ->
 
 
 def test_keep_freed_memory_says_whether_it_applied() -> None:
-    probe = _fresh("from vein_tracker import runtime; print(runtime.keep_freed_memory())")
+    probe = run_fresh("from vein_tracker import runtime; print(runtime.keep_freed_memory())")
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == str(_GLIBC)
 
@@ -119,7 +101,7 @@ json.dump({"status": status, "prepared": len(calls), "exits": exits}, sys.stdout
 def test_only_a_process_that_is_an_analysis_command_is_set_up(
     mode: str, argv: tuple[str, ...], prepared: int
 ) -> None:
-    probe = _fresh(_WHO_PREPARES, mode, *argv)
+    probe = run_fresh(_WHO_PREPARES, mode, *argv)
     assert probe.returncode == 0, probe.stderr
     got = json.loads(probe.stdout)
     assert got["prepared"] == prepared
@@ -134,7 +116,7 @@ def test_exit_now_flushes_what_was_written_and_keeps_the_status() -> None:
         "import sys; from vein_tracker import runtime; "
         "sys.stdout.write('x' * 200000); sys.stderr.write('done'); runtime.exit_now(3)"
     )
-    proc = _fresh(code)
+    proc = run_fresh(code)
     assert proc.returncode == 3
     assert proc.stdout == "x" * 200000
     assert proc.stderr == "done"
