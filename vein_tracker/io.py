@@ -7,6 +7,7 @@ order, orientation or bit depth. This module must not do any analysis.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -24,22 +25,22 @@ from PIL import Image, ImageCms, ImageOps
 from .config import MIN_SIDE_PX, get_settings
 from .errors import PhotoError
 
-_heif_ready = False
 
-
-def _ensure_heif(data: bytes) -> None:
-    """Register the HEIC/HEIF opener (pillow-heif, whose wheel ships libheif) before
-    opening an ISO media file (``ftyp`` box at byte 4); other photos do not pay for
-    importing it."""
-    global _heif_ready
-    if _heif_ready or data[4:8] != b"ftyp":
-        return
+@functools.cache
+def _register_heif() -> None:
     try:
         import pillow_heif
     except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
         return
     pillow_heif.register_heif_opener()
-    _heif_ready = True
+
+
+def _ensure_heif(data: bytes) -> None:
+    """Register the HEIC/HEIF opener (pillow-heif, whose wheel ships libheif) before
+    opening an ISO media file (``ftyp`` box at byte 4), once; other photos do not pay
+    for importing it."""
+    if data[4:8] == b"ftyp":
+        _register_heif()
 
 
 PhotoSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]

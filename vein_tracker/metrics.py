@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 #: Vein classes and their codes in label images.
 CLASSES: tuple[str, ...] = ("spider", "reticular")
 CLASS_CODES: Mapping[str, int] = {"spider": 1, "reticular": 2}
+_SPIDER, _RETICULAR = CLASS_CODES["spider"], CLASS_CODES["reticular"]
 
 #: Codes of the change map (baseline frame).
 CHANGE_NONE = 0
@@ -1856,11 +1857,11 @@ class _ZeroField:
             return np.zeros(c.shape if at is None else at.shape, np.float32)
         glob = float(np.median(c[self.ring]))
         num = _smooth_sum(np.where(self.ring, c, 0).astype(np.float32, copy=False), self.sigma)
-        if at is None:
-            loc = np.where(self.dense, num / self.den, glob)
-            return (self.w * loc + self.w_rest * glob).astype(np.float32, copy=False)
-        loc = np.where(self.dense.ravel()[at], num.ravel()[at] / self.den.ravel()[at], glob)
-        w, w_rest = self.w.ravel()[at], self.w_rest.ravel()[at]
+        maps = (num, self.dense, self.den, self.w, self.w_rest)
+        if at is not None:
+            maps = tuple(m.ravel()[at] for m in maps)
+        num, dense, den, w, w_rest = maps
+        loc = np.where(dense, num / den, glob)
         return (w * loc + w_rest * glob).astype(np.float32, copy=False)
 
 
@@ -1980,7 +1981,8 @@ def _compare_segmentations(
         def supports(base_: np.ndarray) -> dict[int, _Support]:
             out = {}
             for code, r_px in support_px.items():
-                sel = base_ & (labels_b == code if code != 1 else labels_b != 2)
+                # the spider support takes every baseline vein pixel not reticular
+                sel = base_ & (labels_b != _RETICULAR if code == _SPIDER else labels_b == code)
                 out[code] = _support(sel, r_px, region, ids_b)
             return out
 
@@ -2109,7 +2111,7 @@ def _compare_segmentations(
             rem_sum = np.bincount(ids_in, weights=est.remaining[base], minlength=n_lab)
             sk_b = np.asarray(getattr(seg_b, "skeleton", np.zeros(shape, bool)), dtype=bool) & base
             sk_cnt = np.bincount(ids_b[sk_b], minlength=n_lab).astype(np.float64)
-            cls_votes = np.bincount(ids_in, weights=(labels_b[base] == 2), minlength=n_lab)
+            cls_votes = np.bincount(ids_in, weights=(labels_b[base] == _RETICULAR), minlength=n_lab)
             ys, xs = np.nonzero(base)
             status_of = np.zeros(n_lab, dtype=np.uint8)
             for vid in np.nonzero(cnt)[0]:
@@ -2150,7 +2152,7 @@ def _compare_segmentations(
             sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
             for k in range(1, n):
                 sel = lab == k
-                spider = np.count_nonzero(labels_f[sel] == 1) >= np.count_nonzero(sel) / 2
+                spider = np.count_nonzero(labels_f[sel] == _SPIDER) >= np.count_nonzero(sel) / 2
                 x, y, ww, hh = (int(v) for v in stats[k, :4])
                 veins.append(
                     VeinChange(

@@ -595,11 +595,18 @@ class _Signals:
     ppm_coarse: float
 
     def at_work(self, channel: int) -> np.ndarray:
-        """Contrast of projection ``channel`` at L0: OD less its background, 0 off the leg."""
+        """Contrast of projection ``channel`` at L0: OD less its background (off the leg
+        too)."""
         out = cv2.transform(self.od, PROJECTION[channel : channel + 1]).reshape(self.od.shape[:2])
         out -= _resize(
             np.ascontiguousarray(self.bg[..., channel]), self.work_size, cv2.INTER_LINEAR
         )
+        return out
+
+    def spider(self) -> np.ndarray:
+        """The spider contrast at L0, 0 off the leg."""
+        out = self.at_work(0)
+        out[~self.leg] = 0.0
         return out
 
 
@@ -637,12 +644,9 @@ def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _
     half[~leg_half, 0] = 0.0
     retic_det = _guided(half[..., 1], half[..., 2], _GF_RADIUS_PX, _GF_EPS_RETIC)
     retic_det[~leg_half] = 0.0
-    spider = sg.at_work(0)
-    spider[~sg.leg] = 0.0
-    neutral = sg.at_work(2)
     return _Maps(
-        spider,
-        neutral,
+        sg.spider(),
+        sg.at_work(2),  # neutral
         half,
         retic_det,
         sg.hair,
@@ -748,9 +752,7 @@ def vein_contrast(
     # Only the spider map and the reticular contrast are read: none of the detection
     # maps (guided filters, neutral map) the segmentation makes from the same signals.
     sg = _signals(rgb, float(px_per_mm), lm)
-    spider = sg.at_work(0)
-    spider[~sg.leg] = 0.0
-    return _contrast_full(spider, sg.half, sg.leg, shape, float(px_per_mm))
+    return _contrast_full(sg.spider(), sg.half, sg.leg, shape, float(px_per_mm))
 
 
 def _contrast_full(
