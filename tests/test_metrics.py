@@ -17,6 +17,7 @@ from vein_tracker.metrics import (
     CHANGE_NEW,
     CHANGE_PERSISTING,
     CHANGE_RECANALISED,
+    PERSISTING_FROM,
     grade_for,
     improvement_pct,
     improvement_terms,
@@ -514,6 +515,23 @@ def test_compare_core_persisting_veins_scattered_both_ways_read_unchanged() -> N
     c = _core(seg_b, seg_f)
     assert c.improvement_pct == pytest.approx(100 * (1 - 1760 / 2640), abs=1e-3)
     assert {v.id: v.status for v in c.veins}[1] == "cleared"
+
+
+def test_compare_core_a_persisting_vein_counts_one_and_a_faded_vein_its_share() -> None:
+    """Recaptured unchanged veins often all read a little fainter (JPEG's dead zone on
+    dark skin): a vein reading at or above PERSISTING_FROM counts 1, as persisting;
+    just below it, the vein is faded and keeps its own share."""
+    assert PERSISTING_FROM == 0.8
+    seg_b, seg_f = _three_veins((0.9, 0.85, 0.8), new=False)
+    c = _core(seg_b, seg_f)
+    assert c.improvement_pct == pytest.approx(0.0, abs=1e-3)
+    assert c.vein_counts["persisting"] == 3
+    seg_b, seg_f = _three_veins((0.78, 0.9, 1.0), new=False)
+    c = _core(seg_b, seg_f)
+    assert c.improvement_pct == pytest.approx(100 * (1 - (0.78 * 880 + 1760) / 2640), abs=0.2)
+    st = {v.id: v.status for v in c.veins}
+    assert st == {1: "faded", 2: "persisting", 3: "persisting"}
+    assert {v.id: round(v.remaining, 2) for v in c.veins}[1] == pytest.approx(0.78, abs=0.01)
 
 
 def _with_class_maps(seg: Any, offset: float) -> Any:
