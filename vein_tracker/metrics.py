@@ -1895,6 +1895,166 @@ def _min_vein_contrast(
     return out
 
 
+def _improvement_by_class(
+    est: _Estimate,
+    base: np.ndarray,
+    labels_b: np.ndarray,
+    labels_f: np.ndarray,
+    region: np.ndarray,
+) -> dict[str, float | None]:
+    """The headline formula on each class's baseline veins and new veins alone."""
+    by_class: dict[str, float | None] = {}
+    for name, code in CLASS_CODES.items():
+        cb_mask = base & (labels_b == code)
+        t = improvement_terms(
+            np.where(cb_mask, 1.0, 0.0).astype(np.float32),
+            np.where(cb_mask, est.remaining, 0.0).astype(np.float32),
+            cb_mask,
+            est.new_mask & (labels_f == code),
+            region,
+        )
+        by_class[name] = None if not math.isfinite(t.pct) else t.pct
+    return by_class
+
+
+def _vein_table(
+    est: _Estimate,
+    seg_b: Any,
+    seg_f: Any,
+    *,
+    base: np.ndarray,
+    ids_b: np.ndarray,
+    labels_b: np.ndarray,
+    labels_f: np.ndarray,
+    previous: Sequence[Comparison] | None,
+    ppm: float,
+) -> tuple[list[VeinChange], np.ndarray, dict[str, int]]:
+    """Each baseline vein's status and share, the new veins, the change map and the
+    count of veins by status."""
+    import cv2
+
+    shape = base.shape
+    prev_maps = _previous_remaining_maps(previous, shape)
+    veins: list[VeinChange] = []
+    change = np.zeros(shape, dtype=np.uint8)
+    ids_in = ids_b[base]
+    max_id = int(ids_b.max()) if ids_b.size else 0
+    if ids_in.size:
+        n_lab = max_id + 1
+        cnt = np.bincount(ids_in, minlength=n_lab).astype(np.float64)
+        rem_sum = np.bincount(ids_in, weights=est.remaining[base], minlength=n_lab)
+        sk_b = np.asarray(getattr(seg_b, "skeleton", np.zeros(shape, bool)), dtype=bool) & base
+        sk_cnt = np.bincount(ids_b[sk_b], minlength=n_lab).astype(np.float64)
+        cls_votes = np.bincount(ids_in, weights=(labels_b[base] == _RETICULAR), minlength=n_lab)
+        ys, xs = np.nonzero(base)
+        status_of = np.zeros(n_lab, dtype=np.uint8)
+        for vid in np.nonzero(cnt)[0]:
+            if vid == 0:
+                continue
+            sel = ids_in == vid
+            rem = float(rem_sum[vid] / cnt[vid])
+            prev = [float(np.mean(pm[ys[sel], xs[sel]])) for pm in prev_maps]
+            st = status_for(rem, previous_remaining=prev)
+            status_of[vid] = STATUS_CODES[st]
+            x0, x1, y0, y1 = xs[sel].min(), xs[sel].max(), ys[sel].min(), ys[sel].max()
+            veins.append(
+                VeinChange(
+                    id=int(vid),
+                    cls="reticular" if cls_votes[vid] > cnt[vid] / 2 else "spider",
+                    status=st,
+                    remaining=rem,
+                    faded_pct=100.0 * (1.0 - rem),
+                    area_mm2=float(cnt[vid]) / ppm**2,
+                    length_mm=float(sk_cnt[vid]) / ppm,
+                    bbox=(int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)),
+                )
+            )
+        change[base] = status_of[ids_in]
+        # baseline vein pixels without a vein id: by their own remaining share
+        loose = base & (ids_b == 0)
+        r = est.remaining[loose]
+        change[loose] = np.where(
+            r < CLEARED_BELOW,
+            CHANGE_CLEARED,
+            np.where(r >= PERSISTING_FROM, CHANGE_PERSISTING, CHANGE_FADED),
+        ).astype(np.uint8)
+    if est.new_mask.any():
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(
+            est.new_mask.astype(np.uint8), connectivity=8
+        )
+        sk_f = np.asarray(getattr(seg_f, "skeleton", np.zeros(shape, bool)), dtype=bool)
+        sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
+        for k in range(1, n):
+            sel = lab == k
+            spider = np.count_nonzero(labels_f[sel] == _SPIDER) >= np.count_nonzero(sel) / 2
+            x, y, ww, hh = (int(v) for v in stats[k, :4])
+            veins.append(
+                VeinChange(
+                    id=max_id + k,
+                    cls="spider" if spider else "reticular",
+                    status="new",
+                    remaining=1.0,
+                    faded_pct=0.0,
+                    area_mm2=float(stats[k, cv2.CC_STAT_AREA]) / ppm**2,
+                    length_mm=float(sk_new[k]) / ppm,
+                    bbox=(x, y, ww, hh),
+                )
+            )
+        change[est.new_mask] = CHANGE_NEW
+    counts = {s_: 0 for s_ in STATUSES}
+    for v in veins:
+        counts[v.status] += 1
+    return veins, change, counts
+
+
+def _change_warnings(
+    extra_warnings: Sequence[str],
+    *,
+    pct: float,
+    base: np.ndarray,
+    change: np.ndarray,
+    veins: Sequence[VeinChange],
+    counts: Mapping[str, int],
+    region: np.ndarray,
+    ppm: float,
+    baseline_rgb: np.ndarray | None,
+    followup_rgb: np.ndarray | None,
+) -> list[str]:
+    """The capture's warnings, then those the change itself raises: no baseline veins,
+    look-alikes along treated veins, telangiectatic matting, recanalisation, negative
+    improvement."""
+    warnings: list[str] = list(extra_warnings)
+    if not base.any():
+        warnings.append(
+            "no veins found at baseline in the compared region: improvement cannot be computed"
+        )
+    treated = np.isin(change, (CHANGE_CLEARED, CHANGE_FADED))
+    if baseline_rgb is not None and followup_rgb is not None and treated.any():
+        warnings.extend(_lookalike_warnings(baseline_rgb, followup_rgb, treated, region, ppm))
+    new_spider = [v for v in veins if v.status == "new" and v.cls == "spider"]
+    if new_spider and treated.any():
+        # "near a treated vein" is only needed at each new spider's centre
+        cy = np.array([v.bbox[1] + v.bbox[3] // 2 for v in new_spider])
+        cx = np.array([v.bbox[0] + v.bbox[2] // 2 for v in new_spider])
+        near_c = np.diagonal(_dilate_at(treated, 5.0 * ppm, cy, cx))
+        close = [v for v, hit in zip(new_spider, near_c, strict=True) if hit]
+        fine = [v for v in close if v.length_mm > 0 and v.area_mm2 / v.length_mm < 0.6]
+        if len(fine) >= 3:
+            area = sum(v.area_mm2 for v in fine)
+            warnings.append(
+                f"suspected telangiectatic matting: {len(fine)} new fine red vessels "
+                f"({area:.1f} mm²) near treated veins; counted as new veins, review with the "
+                "practitioner"
+            )
+    if counts["recanalised"]:
+        warnings.append(
+            f"recanalisation: {counts['recanalised']} vein(s) faded earlier and came back"
+        )
+    if math.isfinite(pct) and pct < 0:
+        warnings.append("more vein than at baseline: improvement is negative")
+    return warnings
+
+
 def _compare_segmentations(
     seg_b: Any,
     seg_f: Any,
@@ -1920,7 +2080,6 @@ def _compare_segmentations(
     baseline measured at the follow-up's JPEG quantisation
     (:func:`equalised_baseline_contrast`).
     """
-    import cv2
 
     ppm = _check_px_per_mm(px_per_mm)
     shape = seg_b.mask.shape
@@ -2071,17 +2230,7 @@ def _compare_segmentations(
             ]
 
         # --- per class ------------------------------------------------------------------
-        by_class: dict[str, float | None] = {}
-        for name, code in CLASS_CODES.items():
-            cb_mask = base & (labels_b == code)
-            t = improvement_terms(
-                np.where(cb_mask, 1.0, 0.0).astype(np.float32),
-                np.where(cb_mask, est.remaining, 0.0).astype(np.float32),
-                cb_mask,
-                est.new_mask & (labels_f == code),
-                region,
-            )
-            by_class[name] = None if not math.isfinite(t.pct) else t.pct
+        by_class = _improvement_by_class(est, base, labels_b, labels_f, region)
 
         # --- plain secondary figures -----------------------------------------------------
         fm = measure_mask(
@@ -2100,107 +2249,31 @@ def _compare_segmentations(
         by_area = 100.0 * (1.0 - fm.area_mm2 / bm.area_mm2) if bm.area_mm2 > 0 else None
 
         # --- per vein -------------------------------------------------------------------
-        prev_maps = _previous_remaining_maps(previous, shape)
-        veins: list[VeinChange] = []
-        change = np.zeros(shape, dtype=np.uint8)
-        ids_in = ids_b[base]
-        max_id = int(ids_b.max()) if ids_b.size else 0
-        if ids_in.size:
-            n_lab = max_id + 1
-            cnt = np.bincount(ids_in, minlength=n_lab).astype(np.float64)
-            rem_sum = np.bincount(ids_in, weights=est.remaining[base], minlength=n_lab)
-            sk_b = np.asarray(getattr(seg_b, "skeleton", np.zeros(shape, bool)), dtype=bool) & base
-            sk_cnt = np.bincount(ids_b[sk_b], minlength=n_lab).astype(np.float64)
-            cls_votes = np.bincount(ids_in, weights=(labels_b[base] == _RETICULAR), minlength=n_lab)
-            ys, xs = np.nonzero(base)
-            status_of = np.zeros(n_lab, dtype=np.uint8)
-            for vid in np.nonzero(cnt)[0]:
-                if vid == 0:
-                    continue
-                sel = ids_in == vid
-                rem = float(rem_sum[vid] / cnt[vid])
-                prev = [float(np.mean(pm[ys[sel], xs[sel]])) for pm in prev_maps]
-                st = status_for(rem, previous_remaining=prev)
-                status_of[vid] = STATUS_CODES[st]
-                x0, x1, y0, y1 = xs[sel].min(), xs[sel].max(), ys[sel].min(), ys[sel].max()
-                veins.append(
-                    VeinChange(
-                        id=int(vid),
-                        cls="reticular" if cls_votes[vid] > cnt[vid] / 2 else "spider",
-                        status=st,
-                        remaining=rem,
-                        faded_pct=100.0 * (1.0 - rem),
-                        area_mm2=float(cnt[vid]) / ppm**2,
-                        length_mm=float(sk_cnt[vid]) / ppm,
-                        bbox=(int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)),
-                    )
-                )
-            change[base] = status_of[ids_in]
-            # baseline vein pixels without a vein id: by their own remaining share
-            loose = base & (ids_b == 0)
-            r = est.remaining[loose]
-            change[loose] = np.where(
-                r < CLEARED_BELOW,
-                CHANGE_CLEARED,
-                np.where(r >= PERSISTING_FROM, CHANGE_PERSISTING, CHANGE_FADED),
-            ).astype(np.uint8)
-        if est.new_mask.any():
-            n, lab, stats, _ = cv2.connectedComponentsWithStats(
-                est.new_mask.astype(np.uint8), connectivity=8
-            )
-            sk_f = np.asarray(getattr(seg_f, "skeleton", np.zeros(shape, bool)), dtype=bool)
-            sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
-            for k in range(1, n):
-                sel = lab == k
-                spider = np.count_nonzero(labels_f[sel] == _SPIDER) >= np.count_nonzero(sel) / 2
-                x, y, ww, hh = (int(v) for v in stats[k, :4])
-                veins.append(
-                    VeinChange(
-                        id=max_id + k,
-                        cls="spider" if spider else "reticular",
-                        status="new",
-                        remaining=1.0,
-                        faded_pct=0.0,
-                        area_mm2=float(stats[k, cv2.CC_STAT_AREA]) / ppm**2,
-                        length_mm=float(sk_new[k]) / ppm,
-                        bbox=(x, y, ww, hh),
-                    )
-                )
-            change[est.new_mask] = CHANGE_NEW
-        counts = {s_: 0 for s_ in STATUSES}
-        for v in veins:
-            counts[v.status] += 1
+        veins, change, counts = _vein_table(
+            est,
+            seg_b,
+            seg_f,
+            base=base,
+            ids_b=ids_b,
+            labels_b=labels_b,
+            labels_f=labels_f,
+            previous=previous,
+            ppm=ppm,
+        )
 
         # --- warnings -------------------------------------------------------------------
-        warnings: list[str] = list(extra_warnings)
-        if not base.any():
-            warnings.append(
-                "no veins found at baseline in the compared region: improvement cannot be computed"
-            )
-        treated = np.isin(change, (CHANGE_CLEARED, CHANGE_FADED))
-        if baseline_rgb is not None and followup_rgb is not None and treated.any():
-            warnings.extend(_lookalike_warnings(baseline_rgb, followup_rgb, treated, region, ppm))
-        new_spider = [v for v in veins if v.status == "new" and v.cls == "spider"]
-        if new_spider and treated.any():
-            # "near a treated vein" is only needed at each new spider's centre
-            cy = np.array([v.bbox[1] + v.bbox[3] // 2 for v in new_spider])
-            cx = np.array([v.bbox[0] + v.bbox[2] // 2 for v in new_spider])
-            near_c = np.diagonal(_dilate_at(treated, 5.0 * ppm, cy, cx))
-            close = [v for v, hit in zip(new_spider, near_c, strict=True) if hit]
-            fine = [v for v in close if v.length_mm > 0 and v.area_mm2 / v.length_mm < 0.6]
-            if len(fine) >= 3:
-                area = sum(v.area_mm2 for v in fine)
-                warnings.append(
-                    f"suspected telangiectatic matting: {len(fine)} new fine red vessels "
-                    f"({area:.1f} mm²) near treated veins; counted as new veins, review with the "
-                    "practitioner"
-                )
-        if counts["recanalised"]:
-            warnings.append(
-                f"recanalisation: {counts['recanalised']} vein(s) faded earlier and came back"
-            )
-        if math.isfinite(pct) and pct < 0:
-            warnings.append("more vein than at baseline: improvement is negative")
+        warnings = _change_warnings(
+            extra_warnings,
+            pct=pct,
+            base=base,
+            change=change,
+            veins=veins,
+            counts=counts,
+            region=region,
+            ppm=ppm,
+            baseline_rgb=baseline_rgb,
+            followup_rgb=followup_rgb,
+        )
 
         boot_sd = boot_job.result()
         reg_dev = max((j.result() for j in reg_jobs), default=0.0)
