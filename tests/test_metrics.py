@@ -534,6 +534,33 @@ def test_compare_core_a_persisting_vein_counts_one_and_a_faded_vein_its_share() 
     assert {v.id: round(v.remaining, 2) for v in c.veins}[1] == pytest.approx(0.78, abs=0.01)
 
 
+def test_compare_core_a_vein_of_the_other_class_alongside_does_not_leak_into_the_share() -> None:
+    """A persisting spider running 2 px beside a cleared reticular vein lies inside the
+    reticular vein's margin, and the reticular vein inside the spider's: neither lends
+    the other its contrast."""
+    h, w = 220, 300
+    mask = np.zeros((h, w), bool)
+    ids = np.zeros((h, w), np.int32)
+    labels = np.zeros((h, w), np.uint8)
+    mask[100:108, 40:261] = True  # reticular, 8 px wide: cleared
+    ids[100:108, 40:261] = 1
+    labels[100:108, 40:261] = 2
+    mask[110:112, 40:261] = True  # spider, 2 px wide: persisting
+    ids[110:112, 40:261] = 2
+    labels[110:112, 40:261] = 1
+    c_b = np.where(mask, 0.25, 0.0).astype(np.float32)
+    c_f = np.where(ids == 2, 0.25, 0.0).astype(np.float32)
+    f_mask = ids == 2
+    seg_b = _fake_seg(mask, labels, c_b, ids)
+    seg_f = _fake_seg(f_mask, np.where(f_mask, labels, 0).astype(np.uint8), c_f, ids * f_mask)
+    c = _core(seg_b, seg_f)
+    rem = {v.id: v.remaining for v in c.veins}
+    assert rem[1] == pytest.approx(0.0, abs=0.02)
+    assert rem[2] == pytest.approx(1.0, abs=0.02)
+    assert {v.id: v.status for v in c.veins} == {1: "cleared", 2: "persisting"}
+    assert c.improvement_pct == pytest.approx(100 * 1768 / 2210, abs=0.5)
+
+
 def _with_class_maps(seg: Any, offset: float) -> Any:
     """The fake segmentation with per-class contrast maps carrying ``offset`` on all skin."""
     lab = seg.labels
@@ -678,7 +705,7 @@ def test_compare_new_veins_count_against_improvement() -> None:
     strict=False,
     reason="open: at 800x600 on brown skin the faded pair reads 10.1 points off (its faded "
     "reticular veins read more faded than they are: class improvement 52 against 33; two "
-    "false new veins used to hide it), and the bent pair 8.30 (target 8)",
+    "false new veins used to hide it), and the bent pair 8.09 (target 8)",
 )
 def test_compare_faded_to_half_and_nonrigid_bend() -> None:
     from vein_tracker import synthetic as syn

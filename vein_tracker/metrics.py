@@ -617,9 +617,9 @@ def _num(v: float | None, nd: int = 2) -> float | None:
 #: Band calibration: half-width = BAND_K × sqrt(Σ component²) + BAND_FLOOR_PCT.
 #: Fitted on calibration phantoms (seeds apart from the benchmark's) so that the
 #: band covers the true improvement in ≥ 90 % of pairs; see benchmarks/improvement.py
-#: (``--calibrate``, 42 pairs, algorithm 1.3.0: K 1.27 for 90 %, 1.41 for 95 %; the
+#: (``--calibrate``, 42 pairs, algorithm 1.4.0: K 1.06 for 90 %, 1.25 for 95 %; the
 #: 95 % fit is kept, rounded up, a margin over the 90 % target).
-BAND_K = 1.45
+BAND_K = 1.3
 BAND_FLOOR_PCT = 1.5
 
 #: Smoothing scale of the contrast ratio along veins, mm (noise of c_f/c_b averages out).
@@ -944,17 +944,30 @@ def _baseline_sums(c_b: np.ndarray, support: Mapping[int, _Support], sigma_px: f
 @dataclass(frozen=True, eq=False)
 class _Support:
     """One class's baseline vein pixels, the thin margin around them the ratio is
-    integrated over, and which vein each margin pixel belongs to."""
+    integrated over, and which vein each margin pixel belongs to.
+
+    The margin never takes another class's vein pixels: a persisting spider crossing a
+    cleared reticular vein would otherwise lend the reticular vein its contrast (and a
+    cleared reticular vein would take a persisting spider's away)."""
 
     sel: np.ndarray  # (H, W) bool: the class's baseline vein pixels
     area: np.ndarray  # (H, W) bool: ``sel`` and its margin, inside the region
     owner: np.ndarray  # (H, W) int32: baseline vein id of each ``area`` pixel, 0 elsewhere
 
 
-def _support(sel: np.ndarray, radius_px: float, region: np.ndarray, ids: np.ndarray) -> _Support:
+def _support(
+    sel: np.ndarray,
+    radius_px: float,
+    region: np.ndarray,
+    ids: np.ndarray,
+    others: np.ndarray | None = None,
+) -> _Support:
+    """``others``: the other classes' baseline vein pixels, left out of the margin."""
     import cv2
 
     area = _within(sel, radius_px) & region
+    if others is not None:
+        area &= ~others
     owner = np.zeros(sel.shape, np.int32)
     if sel.any():
         # the id of the vein each margin pixel surrounds (the larger where two margins meet)
@@ -2142,7 +2155,7 @@ def _compare_segmentations(
             for code, r_px in support_px.items():
                 # the spider support takes every baseline vein pixel not reticular
                 sel = base_ & (labels_b != _RETICULAR if code == _SPIDER else labels_b == code)
-                out[code] = _support(sel, r_px, region, ids_b)
+                out[code] = _support(sel, r_px, region, ids_b, others=base_ & ~sel)
             return out
 
         supp = supports(base)
