@@ -960,14 +960,12 @@ def _support(
     radius_px: float,
     region: np.ndarray,
     ids: np.ndarray,
-    others: np.ndarray | None = None,
+    others: np.ndarray,
 ) -> _Support:
     """``others``: the other classes' baseline vein pixels, left out of the margin."""
     import cv2
 
-    area = _within(sel, radius_px) & region
-    if others is not None:
-        area &= ~others
+    area = _within(sel, radius_px) & region & ~others
     owner = np.zeros(sel.shape, np.int32)
     if sel.any():
         # the id of the vein each margin pixel surrounds (the larger where two margins meet)
