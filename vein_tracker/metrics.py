@@ -243,7 +243,7 @@ def measure_mask(
         skin_cm2 = skin_px / ppm**2 / 100.0
         burden = 0.0
         if strength is not None and area_px:
-            burden = float(np.sum(np.asarray(strength, dtype=np.float64)[sel])) / ppm**2
+            burden = float(np.sum(np.asarray(strength)[sel].astype(np.float64))) / ppm**2
         n_veins = 0
         if vein_ids is not None and area_px:
             ids = np.unique(np.asarray(vein_ids)[sel])
@@ -931,28 +931,106 @@ def _smooth_sum(img: np.ndarray, sigma_px: float) -> np.ndarray:
     return np.asarray(cv2.resize(sm, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
 
 
-def _baseline_sums(c_b: np.ndarray, support: Mapping[int, _Support], sigma_px: float) -> np.ndarray:
+class _SparseSmooth:
+    """``_smooth_sum(v, σ)`` read at the ``dst`` pixels, for a map ``v`` that is zero
+    outside the ``src`` pixels, from ``v``'s values at ``src`` alone (flat indices).
+
+    The same reduced-resolution blur as :func:`_smooth_sum` (box means over f x f
+    blocks, a Gaussian of σ / f, bilinear read-back at ``cv2.resize``'s pixel centres)
+    without a full-frame pass: the blocks are summed from the ``src`` pixels and the
+    result is interpolated at the ``dst`` pixels only. The same values to float
+    rounding when the frame is a whole number of blocks (the analysis frames are);
+    otherwise the partial blocks at the right and bottom edges are averaged over
+    their own pixels.
+    """
+
+    def __init__(
+        self, shape: tuple[int, int], src: np.ndarray, dst: np.ndarray, sigma_px: float
+    ) -> None:
+        h, w = shape
+        self.shape = (h, w)
+        self.src = src
+        self.dst = dst
+        self.sigma = float(sigma_px)
+        self.f = f = max(1, int(sigma_px // 3.0))
+        if f == 1:
+            return
+        hs, ws = math.ceil(h / f), math.ceil(w / f)
+        self.small = (hs, ws)
+        ys, xs = np.divmod(src, w)
+        self.block = (ys // f) * ws + xs // f
+        bh = np.minimum(f, h - f * np.arange(hs))
+        bw = np.minimum(f, w - f * np.arange(ws))
+        self.inv_n = (1.0 / (bh[:, None] * bw[None, :])).ravel()
+
+        def axis(d: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            s = (d + 0.5) / f - 0.5
+            i0 = np.floor(s).astype(np.int64)
+            a = (s - i0).astype(np.float32)
+            a[i0 < 0] = 0.0
+            a[i0 >= n - 1] = 0.0
+            i0 = np.clip(i0, 0, n - 1)
+            return i0, np.minimum(i0 + 1, n - 1), a
+
+        yd, xd = np.divmod(dst, w)
+        y0, y1, ay = axis(yd, hs)
+        x0, x1, ax = axis(xd, ws)
+        self.at = (y0 * ws + x0, y0 * ws + x1, y1 * ws + x0, y1 * ws + x1)
+        self.wts = ((1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax)
+
+    def __call__(self, v_src: np.ndarray) -> np.ndarray:
+        if self.f == 1:
+            full = np.zeros(self.shape[0] * self.shape[1], np.float32)
+            full[self.src] = v_src
+            return _gauss(full.reshape(self.shape), self.sigma).ravel()[self.dst]
+        sums = np.bincount(self.block, weights=v_src, minlength=self.inv_n.size)
+        small = (sums * self.inv_n).astype(np.float32).reshape(self.small)
+        sm = _gauss(small, self.sigma / self.f).ravel()
+        out = sm[self.at[0]] * self.wts[0]
+        for i in (1, 2, 3):
+            out += sm[self.at[i]] * self.wts[i]
+        return out
+
+
+def _baseline_sums(c_b: np.ndarray, layout: _Layout) -> np.ndarray:
     """The baseline side of :func:`_estimate`: ``c_b`` integrated over each class's
-    support, read on that class's vein pixels."""
-    cb_s = np.zeros(c_b.shape, np.float32)
-    for sp in support.values():
-        den = _smooth_sum(np.where(sp.area, c_b, 0).astype(np.float32, copy=False), sigma_px)
-        cb_s[sp.sel] = den[sp.sel]
-    return cb_s
+    support, read on that class's vein pixels (in ``layout.base_idx`` order)."""
+    return _class_sums(c_b, layout)
+
+
+def _class_sums(c: np.ndarray, layout: _Layout) -> np.ndarray:
+    flat = c.reshape(-1)
+    out = np.zeros(layout.base_idx.size, np.float32)
+    for sp in layout.classes:
+        out[sp.sel_pos] = sp.smooth(flat[sp.area_idx])
+    return out
 
 
 @dataclass(frozen=True, eq=False)
 class _Support:
     """One class's baseline vein pixels, the thin margin around them the ratio is
-    integrated over, and which vein each margin pixel belongs to.
+    integrated over, and which vein each margin pixel belongs to; as flat pixel indices.
 
     The margin never takes another class's vein pixels: a persisting spider crossing a
     cleared reticular vein would otherwise lend the reticular vein its contrast (and a
     cleared reticular vein would take a persisting spider's away)."""
 
-    sel: np.ndarray  # (H, W) bool: the class's baseline vein pixels
-    area: np.ndarray  # (H, W) bool: ``sel`` and its margin, inside the region
-    owner: np.ndarray  # (H, W) int32: baseline vein id of each ``area`` pixel, 0 elsewhere
+    sel_pos: np.ndarray  # positions of the class's vein pixels in ``_Layout.base_idx``
+    area_idx: np.ndarray  # the class's vein pixels and their margin, inside the region
+    own_idx: np.ndarray  # the ``area_idx`` pixels a vein owns (``owner > 0``) ...
+    own: np.ndarray  # ... and that vein's id
+    smooth: _SparseSmooth  # Gaussian of a map on ``area_idx``, read on the vein pixels
+
+
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """The baseline vein pixels one estimate counts, and each class's support."""
+
+    shape: tuple[int, int]
+    base: np.ndarray  # (H, W) bool: the baseline vein pixels in the region
+    base_idx: np.ndarray  # flat indices of the baseline vein pixels in the region
+    ids: np.ndarray  # their vein ids (0: a pixel of no vein)
+    classes: tuple[_Support, ...]
 
 
 def _support(
@@ -961,79 +1039,115 @@ def _support(
     region: np.ndarray,
     ids: np.ndarray,
     others: np.ndarray,
+    *,
+    sel_pos: np.ndarray,
+    sigma_px: float,
 ) -> _Support:
     """``others``: the other classes' baseline vein pixels, left out of the margin."""
     import cv2
 
     area = _within(sel, radius_px) & region & ~others
-    owner = np.zeros(sel.shape, np.int32)
-    if sel.any():
+    area_idx = np.flatnonzero(area)
+    sel_idx = np.flatnonzero(sel)
+    own_idx = np.zeros(0, np.int64)
+    own = np.zeros(0, np.int64)
+    if sel_idx.size:
         # the id of the vein each margin pixel surrounds (the larger where two margins meet)
         k = 2 * math.ceil(radius_px) + 1
         grown = cv2.dilate(
             np.where(sel, ids, 0).astype(np.float32),
             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)),
         )
-        owner[area] = grown[area].astype(np.int32)
-    return _Support(sel=sel, area=area, owner=owner)
+        owner = grown.reshape(-1)[area_idx].astype(np.int64)
+        mine = owner > 0
+        own_idx, own = area_idx[mine], owner[mine]
+    return _Support(
+        sel_pos=sel_pos,
+        area_idx=area_idx,
+        own_idx=own_idx,
+        own=own,
+        smooth=_SparseSmooth(sel.shape, area_idx, sel_idx, sigma_px),
+    )
+
+
+def _layout(
+    base: np.ndarray,
+    *,
+    labels: np.ndarray,
+    region: np.ndarray,
+    ids: np.ndarray,
+    radius_px: Mapping[int, float],
+    sigma_px: float,
+) -> _Layout:
+    """The supports of ``base``'s veins in the region, per class: the spider support
+    takes every baseline vein pixel not reticular."""
+    base = base & region
+    base_idx = np.flatnonzero(base)
+    lab = labels.reshape(-1)[base_idx]
+    classes = []
+    for code, r_px in radius_px.items():
+        pick = lab != _RETICULAR if code == _SPIDER else lab == code
+        sel = np.zeros(base.shape, bool)
+        sel.reshape(-1)[base_idx[pick]] = True
+        classes.append(
+            _support(
+                sel,
+                r_px,
+                region,
+                ids,
+                others=base & ~sel,
+                sel_pos=np.flatnonzero(pick),
+                sigma_px=sigma_px,
+            )
+        )
+    return _Layout(
+        shape=(base.shape[0], base.shape[1]),
+        base=base,
+        base_idx=base_idx,
+        ids=ids.reshape(-1)[base_idx],
+        classes=tuple(classes),
+    )
 
 
 def _estimate(
     c_b: np.ndarray,
     c_f: np.ndarray,
-    base: np.ndarray,
+    layout: _Layout,
     region: np.ndarray,
     new: np.ndarray,
     *,
-    support: Mapping[int, _Support],
-    sigma_px: float,
-    vein_ids: np.ndarray | None = None,
     baseline_sums: np.ndarray | None = None,
 ) -> _Estimate:
     # Local ratio of contrast integrated over the baseline veins and a thin margin around
-    # them (``support``, per class): a sub-pixel misalignment, a blur or JPEG's chroma
-    # subsampling moves contrast within the margin and leaves the ratio unchanged, and
-    # pixel noise averages out. Classes are kept apart so one cannot dilute the other.
-    # ``baseline_sums`` is ``_baseline_sums(c_b, support, sigma_px)`` when already known.
-    cb_s = _baseline_sums(c_b, support, sigma_px) if baseline_sums is None else baseline_sums
-    cf_s = np.zeros(base.shape, np.float32)
-    for sp in support.values():
-        num = _smooth_sum(np.where(sp.area, c_f, 0).astype(np.float32, copy=False), sigma_px)
-        cf_s[sp.sel] = num[sp.sel]
-    # From here on only the baseline vein pixels count: the same element-wise values and
-    # sums (same pixels, same order) as over the whole image, on far fewer pixels.
-    idx = np.flatnonzero(base)
-    rem = np.zeros(base.shape, np.float32)
-    np.put(rem, idx, remaining_fraction(cb_s.ravel()[idx], cf_s.ravel()[idx]))
-    if vein_ids is not None:
-        rem = _per_vein(rem, c_b, c_f, base, vein_ids, support)
-    # The formula's sums (see improvement_terms, with c_b = 1 and c_f = rem): the
-    # follow-up mask holds the new pieces only: follow-up vein pixels near baseline veins
-    # are the same veins, judged by their contrast.
-    reg = np.asarray(region, dtype=bool)
-    in_reg = idx[reg.ravel()[idx]]
-    kept = float(
-        np.sum(
-            remaining_fraction(np.ones(in_reg.size, np.float32), rem.ravel()[in_reg]),
-            dtype=np.float64,
-        )
-    )
-    n_new = int(np.count_nonzero(new & ~base & reg))
-    terms = ImprovementTerms(kept=kept, new=float(n_new), baseline=float(in_reg.size))
+    # them (``layout``'s supports, per class): a sub-pixel misalignment, a blur or JPEG's
+    # chroma subsampling moves contrast within the margin and leaves the ratio unchanged,
+    # and pixel noise averages out. Classes are kept apart so one cannot dilute the other.
+    # ``baseline_sums`` is ``_baseline_sums(c_b, layout)`` when already known. Only the
+    # baseline vein pixels and their margins are read.
+    cb_s = _baseline_sums(c_b, layout) if baseline_sums is None else baseline_sums
+    cf_s = _class_sums(c_f, layout)
+    r = _per_vein(remaining_fraction(cb_s, cf_s), c_b, c_f, layout)
+    rem = np.zeros(layout.shape, np.float32)
+    rem.reshape(-1)[layout.base_idx] = r
+    # The formula's sums (see improvement_terms, with c_b = 1 and c_f = rem, already in
+    # [0, 1]): the follow-up mask holds the new pieces only: follow-up vein pixels near
+    # baseline veins are the same veins, judged by their contrast.
+    kept = float(np.sum(r, dtype=np.float64))
+    n_new = int(np.count_nonzero(new & ~layout.base & region))
+    terms = ImprovementTerms(kept=kept, new=float(n_new), baseline=float(layout.base_idx.size))
     return _Estimate(terms=terms, remaining=rem, new_mask=new)
 
 
 def _per_vein(
-    rem: np.ndarray,
+    r: np.ndarray,
     c_b: np.ndarray,
     c_f: np.ndarray,
-    base: np.ndarray,
-    ids: np.ndarray,
-    support: Mapping[int, _Support],
+    layout: _Layout,
 ) -> np.ndarray:
     """Set each vein's mean remaining share from its own contrast, and apply the
     formula's ``min(1, .)`` where it is not biased by noise.
 
+    ``r``: the local remaining shares on ``layout.base_idx``; returns them adjusted.
     A vein's share is ``Σ c_f / Σ c_b`` over its own support (its pixels and the
     margin around them): unlike the local ratio, no neighbouring vein leaks into it.
     Clipping each vein's noisy ratio at 1 reads unchanged veins as improved: their
@@ -1043,32 +1157,32 @@ def _per_vein(
     vein that reads as persisting (ratio ≥ ``PERSISTING_FROM``) counts as persisting,
     1, as the headline's definition has it: a change within the capture's noise is not
     claimed as improvement. Fainter veins (faded, cleared) keep their own ratio, clipped
-    to [0, 1]. The local pattern of ``rem`` (a vein cleared over part of its length) is
+    to [0, 1]. The local pattern of ``r`` (a vein cleared over part of its length) is
     kept: its shares are scaled down, or moved toward 1 by the same share of their
     headroom, to the vein's mean.
     """
-    idx = np.flatnonzero(base & (ids > 0))
-    if idx.size == 0:
-        return rem
+    ids = layout.ids
+    pick = np.flatnonzero(ids > 0)
+    if pick.size == 0:
+        return r
     n_lab = int(ids.max()) + 1
     num = np.zeros(n_lab, np.float64)
     den = np.zeros(n_lab, np.float64)
-    for sp in support.values():
-        m = sp.area & (sp.owner > 0)
-        own = sp.owner[m]
-        num += np.bincount(own, weights=c_f[m], minlength=n_lab)
-        den += np.bincount(own, weights=c_b[m], minlength=n_lab)
+    cb, cf = c_b.reshape(-1), c_f.reshape(-1)
+    for sp in layout.classes:
+        num += np.bincount(sp.own, weights=cf[sp.own_idx], minlength=n_lab)
+        den += np.bincount(sp.own, weights=cb[sp.own_idx], minlength=n_lab)
     ok = den > 1e-9
     raw = np.ones(n_lab)
     raw[ok] = num[ok] / den[ok]
     target = np.clip(raw, 0.0, 1.0)
     target[ok & (raw >= PERSISTING_FROM)] = 1.0
-    v = ids.ravel()[idx]
-    r = rem.ravel()[idx].astype(np.float64)
+    v = ids[pick]
+    rv = r[pick].astype(np.float64)
     cnt = np.bincount(v, minlength=n_lab).astype(np.float64)
     have = cnt > 0
     mean = np.zeros(n_lab)
-    mean[have] = np.bincount(v, weights=r, minlength=n_lab)[have] / cnt[have]
+    mean[have] = np.bincount(v, weights=rv, minlength=n_lab)[have] / cnt[have]
     # Down: scale the shares; up: move each toward 1 by the same share of its headroom.
     # Either keeps them in [0, 1] and makes their mean exactly the target.
     down = np.ones(n_lab)
@@ -1077,10 +1191,10 @@ def _per_vein(
     up = np.zeros(n_lab)
     hi = have & (target > mean)
     up[hi] = (target[hi] - mean[hi]) / np.maximum(1.0 - mean[hi], 1e-12)
-    vals = r * down[v]
+    vals = rv * down[v]
     vals += up[v] * (1.0 - vals)
-    out = rem.copy()
-    np.put(out, idx, np.clip(vals, 0.0, 1.0).astype(np.float32))
+    out = r.copy()
+    out[pick] = np.clip(vals, 0.0, 1.0).astype(np.float32)
     return out
 
 
@@ -1908,22 +2022,25 @@ def _min_vein_contrast(
 
 def _improvement_by_class(
     est: _Estimate,
-    base: np.ndarray,
+    layout: _Layout,
     labels_b: np.ndarray,
     labels_f: np.ndarray,
     region: np.ndarray,
 ) -> dict[str, float | None]:
-    """The headline formula on each class's baseline veins and new veins alone."""
+    """The headline formula on each class's baseline veins and new veins alone
+    (:func:`improvement_terms` with ``c_b = 1`` and ``c_f`` the estimate's remaining
+    share, on the class's pixels; read on the baseline vein and new pixels only)."""
+    rem = est.remaining.reshape(-1)[layout.base_idx]
+    lab_b = labels_b.reshape(-1)
+    at_new = np.flatnonzero(est.new_mask & region)
+    new_lab = labels_f.reshape(-1)[at_new]
+    new_in_base = layout.base.reshape(-1)[at_new]
     by_class: dict[str, float | None] = {}
     for name, code in CLASS_CODES.items():
-        cb_mask = base & (labels_b == code)
-        t = improvement_terms(
-            np.where(cb_mask, 1.0, 0.0).astype(np.float32),
-            np.where(cb_mask, est.remaining, 0.0).astype(np.float32),
-            cb_mask,
-            est.new_mask & (labels_f == code),
-            region,
-        )
+        mine = lab_b[layout.base_idx] == code
+        kept = float(np.sum(rem[mine], dtype=np.float64))
+        n_new = int(np.count_nonzero((new_lab == code) & ~(new_in_base & (lab_b[at_new] == code))))
+        t = ImprovementTerms(kept=kept, new=float(n_new), baseline=float(np.count_nonzero(mine)))
         by_class[name] = None if not math.isfinite(t.pct) else t.pct
     return by_class
 
@@ -2148,15 +2265,17 @@ def _compare_segmentations(
         ids_b = np.asarray(seg_b.vein_ids)
         dist_job = pool.submit(_distance_to, base)
 
-        def supports(base_: np.ndarray) -> dict[int, _Support]:
-            out = {}
-            for code, r_px in support_px.items():
-                # the spider support takes every baseline vein pixel not reticular
-                sel = base_ & (labels_b != _RETICULAR if code == _SPIDER else labels_b == code)
-                out[code] = _support(sel, r_px, region, ids_b, others=base_ & ~sel)
-            return out
+        def layout(base_: np.ndarray) -> _Layout:
+            return _layout(
+                base_,
+                labels=labels_b,
+                region=region,
+                ids=ids_b,
+                radius_px=support_px,
+                sigma_px=sigma,
+            )
 
-        supp = supports(base)
+        lay = layout(base)
 
         # Shading at the leg's outline makes vein-like ridges in one photo and not the other:
         # new veins are only looked for away from it.
@@ -2184,24 +2303,11 @@ def _compare_segmentations(
 
         new_main = new_for(tol)
 
-        b_sums = _baseline_sums(c_b, supp, sigma)  # shared by the runs on ``supp``
+        b_sums = _baseline_sums(c_b, lay)  # shared by the runs on ``lay``
 
-        def run(
-            c_f_: np.ndarray,
-            base_: np.ndarray = base,
-            new_: np.ndarray = new_main,
-            supp_: Mapping[int, _Support] = supp,
-        ) -> _Estimate:
+        def run(c_f_: np.ndarray, lay_: _Layout = lay) -> _Estimate:
             return _estimate(
-                c_b,
-                c_f_,
-                base_,
-                region,
-                new_,
-                support=supp_,
-                sigma_px=sigma,
-                vein_ids=ids_b,
-                baseline_sums=b_sums if supp_ is supp else None,
+                c_b, c_f_, lay_, region, new_main, baseline_sums=b_sums if lay_ is lay else None
             )
 
         est = run(c_f)
@@ -2220,7 +2326,7 @@ def _compare_segmentations(
             # threshold sensitivity: the baseline mask cut to its stronger 80 %
             cut = float(np.quantile(c_b[base], 0.2))
             core = base & (c_b >= cut)
-            return abs(run(c_f, core, new_main, supports(core)).terms.pct - pct)
+            return abs(run(c_f, layout(core)).terms.pct - pct)
 
         def moved_new(tol_px: float, strength_k: float) -> float:
             # the new-vein tolerance and contrast gate moved
@@ -2241,7 +2347,7 @@ def _compare_segmentations(
             ]
 
         # --- per class ------------------------------------------------------------------
-        by_class = _improvement_by_class(est, base, labels_b, labels_f, region)
+        by_class = _improvement_by_class(est, lay, labels_b, labels_f, region)
 
         # --- plain secondary figures -----------------------------------------------------
         fm = measure_mask(
