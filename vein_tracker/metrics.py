@@ -1459,6 +1459,13 @@ def compare(
             if not roi.any():
                 raise ValueError("roi is empty: draw the region of interest on the baseline photo")
         ppm_photo = px_per_mm if px_per_mm is not None else b_photo.px_per_mm
+        # The photos' JPEG qualities (for the baseline's equalisation, below) are found
+        # while the follow-up is being aligned.
+        q_jobs = (
+            [pool.submit(estimate_jpeg_quality, ph.rgb) for ph in (b_photo, f_photo)]
+            if EQUALISE_QUANTISATION
+            else []
+        )
 
         # Working scale: finer photos are analysed at ANALYSIS_PX_PER_MM (the scale the
         # segmentation works at anyway); maps come back in this analysis frame, and the
@@ -1501,6 +1508,8 @@ def compare(
         reg = register(b_rgb, f_rgb, roi=roi)
         if not reg.ok:
             leg_job.cancel()
+            for q_job in q_jobs:
+                q_job.cancel()
             raise RegistrationError(
                 reg.reason or "The follow-up photo could not be aligned onto the baseline."
             )
@@ -1561,8 +1570,13 @@ def compare(
         fit_mask = region & ~_dilate(seg_b.mask, 1.0 * ppm)
         norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
 
+        # The baseline is equalised to the follow-up's capture on a worker while the
+        # measurement starts on what does not need it (the follow-up's contrast, the
+        # supports, new veins): see ``baseline_contrast`` in _compare_segmentations.
         tell(0.7, "equalising the baseline to the follow-up's capture")
-        b_contrast = equalised_baseline_contrast(
+        qualities = (q_jobs[0].result(), q_jobs[1].result()) if q_jobs else None
+        b_contrast = pool.submit(
+            equalised_baseline_contrast,
             b_rgb,
             b_photo.rgb,
             f_photo.rgb,
@@ -1571,39 +1585,40 @@ def compare(
             leg_mask=leg,
             colour=norm,
             frame=frame,
+            qualities=qualities,
         )
         seg_f = seg_f_job.result()
 
-    tell(0.9, "measuring")
-    return _compare_segmentations(
-        seg_b,
-        seg_f,
-        region=region,
-        px_per_mm=ppm,
-        registration=reg,
-        target_pct=float(target_pct),
-        previous=previous,
-        extra_warnings=_capture_warnings(b_photo, f_photo, reg, region, leg, norm),
-        params={
-            "sensitivity": float(sensitivity),
-            "px_per_mm": ppm,
-            "px_per_mm_given": ppm_photo is not None,
-            "analysis_px_per_mm": ANALYSIS_PX_PER_MM,
-            "roi": roi is not None,
-            "ratio_sigma_mm": RATIO_SIGMA_MM,
-            "equalise_jpeg_quality": EQUALISE_JPEG_QUALITY,
-            "equalise_chroma": EQUALISE_CHROMA,
-            "new_tolerance_mm": NEW_TOLERANCE_MM,
-            "band_k": BAND_K,
-            "band_floor_pct": BAND_FLOOR_PCT,
-        },
-        algorithm_version=ALGORITHM_VERSION,
-        progress=tell,
-        baseline_rgb=b_meas,
-        followup_rgb=norm.image,
-        frame=frame,
-        baseline_contrast=b_contrast,
-    )
+        tell(0.9, "measuring")
+        return _compare_segmentations(
+            seg_b,
+            seg_f,
+            region=region,
+            px_per_mm=ppm,
+            registration=reg,
+            target_pct=float(target_pct),
+            previous=previous,
+            extra_warnings=_capture_warnings(b_photo, f_photo, reg, region, leg, norm),
+            params={
+                "sensitivity": float(sensitivity),
+                "px_per_mm": ppm,
+                "px_per_mm_given": ppm_photo is not None,
+                "analysis_px_per_mm": ANALYSIS_PX_PER_MM,
+                "roi": roi is not None,
+                "ratio_sigma_mm": RATIO_SIGMA_MM,
+                "equalise_jpeg_quality": EQUALISE_JPEG_QUALITY,
+                "equalise_chroma": EQUALISE_CHROMA,
+                "new_tolerance_mm": NEW_TOLERANCE_MM,
+                "band_k": BAND_K,
+                "band_floor_pct": BAND_FLOOR_PCT,
+            },
+            algorithm_version=ALGORITHM_VERSION,
+            progress=tell,
+            baseline_rgb=b_meas,
+            followup_rgb=norm.image,
+            frame=frame,
+            baseline_contrast=b_contrast,
+        )
 
 
 #: JPEG quality of a compression equalisation of both photos (0 = off). Off: on the
@@ -1789,6 +1804,7 @@ def equalised_baseline_contrast(
     leg_mask: np.ndarray,
     colour: Any = None,
     frame: AnalysisFrame | None = None,
+    qualities: tuple[int | None, int | None] | None = None,
 ) -> Any:
     """The baseline's vein contrast at the follow-up's JPEG quantisation, or None.
 
@@ -1807,16 +1823,22 @@ def equalised_baseline_contrast(
     compression happens where the camera's did, at the photo's resolution: the baseline
     photo is blurred, colour-shifted and encoded there, then reduced to the analysis
     frame like the follow-up.
+
+    ``qualities``: the two photos' :func:`estimate_jpeg_quality` (baseline, follow-up),
+    when already known.
     """
     from .segmentation import vein_contrast
 
     if not EQUALISE_QUANTISATION:
         return None
-    # The two photos' qualities side by side (each is 50 small JPEG round trips).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg-quality") as pool:
-        q_b_job = pool.submit(estimate_jpeg_quality, baseline_photo_rgb)
-        q_f = estimate_jpeg_quality(followup_photo_rgb)
-        q_b = q_b_job.result()
+    if qualities is not None:
+        q_b, q_f = qualities
+    else:
+        # The two photos' qualities side by side (each is 50 small JPEG round trips).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg-quality") as pool:
+            q_b_job = pool.submit(estimate_jpeg_quality, baseline_photo_rgb)
+            q_f = estimate_jpeg_quality(followup_photo_rgb)
+            q_b = q_b_job.result()
     if q_f is None:
         return None
     if q_b is not None and q_b <= q_f:
@@ -2204,9 +2226,11 @@ def _compare_segmentations(
     """Measurement core of :func:`compare`, on two segmentations in the baseline frame.
 
     ``baseline_contrast`` (a :class:`~vein_tracker.segmentation.VeinContrast` in the
-    baseline frame), when given, replaces ``seg_b``'s contrast maps for ``c_b``: the
-    baseline measured at the follow-up's JPEG quantisation
-    (:func:`equalised_baseline_contrast`).
+    baseline frame, or a ``Future`` of one or of None), when given, replaces ``seg_b``'s
+    contrast maps for ``c_b``: the baseline measured at the follow-up's JPEG quantisation
+    (:func:`equalised_baseline_contrast`). A future is waited for only where ``c_b`` is
+    first needed: the follow-up's contrast, the supports and the new veins are measured
+    meanwhile.
     """
 
     ppm = _check_px_per_mm(px_per_mm)
@@ -2237,17 +2261,25 @@ def _compare_segmentations(
         # (no zero point is removed there); a baseline measured at the follow-up's JPEG
         # quantisation (``baseline_contrast``) only serves the ratio c_f / c_b.
         c_gate = c_b
-        b_maps = getattr(seg_b, "contrast", None)
-        if baseline_contrast is not None:
-            c_b = np.asarray(baseline_contrast.of_class(labels_b), dtype=np.float32)
-            b_maps = baseline_contrast
         bm_job = pool.submit(measure, seg_b, region=region, px_per_mm=ppm)
+        zero = None
         if ZERO_POINT_MM > 0:
             any_vein = seg_b.mask | seg_f.mask
             zero = _ZeroField(_zero_ring(any_vein, region, ppm), ppm)
-            zb_job = pool.submit(_zeroed, c_b, b_maps, labels_b, zero)
+
+        def baseline_c() -> np.ndarray:
+            bc = baseline_contrast
+            if isinstance(bc, Future):
+                bc = bc.result()
+            c, maps = c_gate, getattr(seg_b, "contrast", None)
+            if bc is not None:
+                c, maps = np.asarray(bc.of_class(labels_b), dtype=np.float32), bc
+            return c if zero is None else _zeroed(c, maps, labels_b, zero)
+
+        # c_b is first needed for the ratio's baseline sums (below)
+        cb_job = pool.submit(baseline_c)
+        if zero is not None:
             c_f = _zeroed(c_f, getattr(seg_f, "contrast", None), labels_b, zero)
-            c_b = zb_job.result()
         f_own = np.asarray(seg_f.strength, dtype=np.float32)
         b_own = np.asarray(seg_b.strength, dtype=np.float32)
         min_s = _min_vein_contrast(c_gate, base, labels_b, labels_f)
@@ -2303,6 +2335,7 @@ def _compare_segmentations(
 
         new_main = new_for(tol)
 
+        c_b = cb_job.result()
         b_sums = _baseline_sums(c_b, lay)  # shared by the runs on ``lay``
 
         def run(c_f_: np.ndarray, lay_: _Layout = lay) -> _Estimate:
