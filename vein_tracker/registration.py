@@ -601,8 +601,8 @@ def register(
         return np.asarray((band & ~veins).astype(np.uint8) * 255)
 
     def followup_features() -> tuple[np.ndarray, Any, Any]:
-        # The follow-up's skin and features, found in a second thread while the
-        # baseline's are (OpenCV releases the GIL; same results as one after the other).
+        # The follow-up's skin and features (OpenCV releases the GIL: found on a second
+        # thread while the baseline's are, with the same results as one after the other).
         skin = skin_mask(f_ref)
         if skin.mean() < 0.02:
             return skin, None, None
@@ -616,17 +616,28 @@ def register(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="register") as pool:
         f_job = pool.submit(followup_features)
         b_skin_ref = skin_mask(b_ref) if leg_m is None else grid(leg_m, b_ref)
+        roi_ref: np.ndarray | None = None
+        b_use_ref = b_skin_ref
+        if roi_m is not None:
+            roi_ref = grid(roi_m, b_ref)
+            # Keep context around a small ROI: features just outside it constrain it too.
+            k = max(3, round(0.15 * max(b_ref.shape[:2])) | 1)
+            roi_dil = cv2.dilate(roi_ref.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+            if (b_skin_ref & roi_dil).mean() >= 0.02:
+                b_use_ref = b_skin_ref & roi_dil
+        b_skin_ok = b_use_ref.mean() >= 0.02
+        if b_skin_ok:
+            # ---- the baseline's features on the match grid
+            report(0.1, "finding skin features")
+            od_bm = optical_density(b_m)
+            vein_bm = _dilate(
+                vein_like_mask(od_bm, sigma_px=4.0, k=4.0, mask=grid(b_skin_ref, b_m)), 5
+            )
+            ch_bm = _highpass(od_bm @ NEUTRAL_OD, sig_m)
+            sift = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
+            kb, db = sift.detectAndCompute(_to_u8(ch_bm, sig_m), feat_mask(b_use_ref, vein_bm))
         f_skin_ref, kf, df = f_job.result()
-    roi_ref: np.ndarray | None = None
-    b_use_ref = b_skin_ref
-    if roi_m is not None:
-        roi_ref = grid(roi_m, b_ref)
-        # Keep context around a small ROI: features just outside it constrain it too.
-        k = max(3, round(0.15 * max(b_ref.shape[:2])) | 1)
-        roi_dil = cv2.dilate(roi_ref.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
-        if (b_skin_ref & roi_dil).mean() >= 0.02:
-            b_use_ref = b_skin_ref & roi_dil
-    if b_use_ref.mean() < 0.02:
+    if not b_skin_ok:
         return _refused(
             "No skin was found in the baseline photo: photograph the treated area of the leg.",
             bshape,
@@ -638,14 +649,6 @@ def register(
             bshape,
             fshape,
         )
-
-    # ---- features on the match grid (the follow-up's were found above)
-    report(0.1, "finding skin features")
-    od_bm = optical_density(b_m)
-    vein_bm = _dilate(vein_like_mask(od_bm, sigma_px=4.0, k=4.0, mask=grid(b_skin_ref, b_m)), 5)
-    ch_bm = _highpass(od_bm @ NEUTRAL_OD, sig_m)
-    sift = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
-    kb, db = sift.detectAndCompute(_to_u8(ch_bm, sig_m), feat_mask(b_use_ref, vein_bm))
     if db is None or df is None or len(kb) < 8 or len(kf) < 8:
         return _refused(
             _blur_hint(b_ref, f_ref, b_skin_ref, f_skin_ref)
