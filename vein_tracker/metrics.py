@@ -1566,28 +1566,42 @@ def compare(
         b_meas, seg_b = seg_b_job.result()
         f_warp = f_ready.result()
 
+        # Colour normalisation, then the baseline's equalisation to the follow-up's
+        # capture (which needs its gains), run on a worker while the measurement starts
+        # on what needs neither (the follow-up's contrast, the supports, new veins): see
+        # ``baseline_contrast`` in _compare_segmentations. Results as one after the other.
         tell(0.6, "normalising colour")
         fit_mask = region & ~_dilate(seg_b.mask, 1.0 * ppm)
-        norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
-
-        # The baseline is equalised to the follow-up's capture on a worker while the
-        # measurement starts on what does not need it (the follow-up's contrast, the
-        # supports, new veins): see ``baseline_contrast`` in _compare_segmentations.
-        tell(0.7, "equalising the baseline to the follow-up's capture")
+        norm_ready: Future[Any] = Future()
         qualities = (q_jobs[0].result(), q_jobs[1].result()) if q_jobs else None
-        b_contrast = pool.submit(
-            equalised_baseline_contrast,
-            b_rgb,
-            b_photo.rgb,
-            f_photo.rgb,
-            blur_px=blur_b,
-            px_per_mm=ppm,
-            leg_mask=leg,
-            colour=norm,
-            frame=frame,
-            qualities=qualities,
-        )
+
+        def normalise_and_equalise() -> Any:
+            try:
+                norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
+            except BaseException as exc:
+                norm_ready.set_exception(exc)
+                raise
+            norm_ready.set_result(norm)
+            return equalised_baseline_contrast(
+                b_rgb,
+                b_photo.rgb,
+                f_photo.rgb,
+                blur_px=blur_b,
+                px_per_mm=ppm,
+                leg_mask=leg,
+                colour=norm,
+                frame=frame,
+                qualities=qualities,
+            )
+
+        b_contrast = pool.submit(normalise_and_equalise)
         seg_f = seg_f_job.result()
+        tell(0.7, "equalising the baseline to the follow-up's capture")
+
+        def late_inputs() -> tuple[list[str], np.ndarray]:
+            # what only the warnings need: the capture's, and the normalised follow-up
+            norm = norm_ready.result()
+            return _capture_warnings(b_photo, f_photo, reg, region, leg, norm), norm.image
 
         tell(0.9, "measuring")
         return _compare_segmentations(
@@ -1598,7 +1612,7 @@ def compare(
             registration=reg,
             target_pct=float(target_pct),
             previous=previous,
-            extra_warnings=_capture_warnings(b_photo, f_photo, reg, region, leg, norm),
+            extra_warnings=(),
             params={
                 "sensitivity": float(sensitivity),
                 "px_per_mm": ppm,
@@ -1615,9 +1629,9 @@ def compare(
             algorithm_version=ALGORITHM_VERSION,
             progress=tell,
             baseline_rgb=b_meas,
-            followup_rgb=norm.image,
             frame=frame,
             baseline_contrast=b_contrast,
+            late_inputs=late_inputs,
         )
 
 
@@ -2222,8 +2236,12 @@ def _compare_segmentations(
     followup_rgb: np.ndarray | None = None,
     frame: AnalysisFrame | None = None,
     baseline_contrast: Any = None,
+    late_inputs: Callable[[], tuple[Sequence[str], np.ndarray | None]] | None = None,
 ) -> Comparison:
     """Measurement core of :func:`compare`, on two segmentations in the baseline frame.
+
+    ``late_inputs``, when given, is called once the warnings are due: it returns more
+    ``extra_warnings`` and the ``followup_rgb`` to use (made on another thread meanwhile).
 
     ``baseline_contrast`` (a :class:`~vein_tracker.segmentation.VeinContrast` in the
     baseline frame, or a ``Future`` of one or of None), when given, replaces ``seg_b``'s
@@ -2335,6 +2353,27 @@ def _compare_segmentations(
 
         new_main = new_for(tol)
 
+        # What needs no c_b is done while it is made (see ``baseline_contrast``): the
+        # band's new-vein counts at a moved tolerance and contrast gate, and the
+        # follow-up's plain figures.
+        moved = ((0.5 * tol, 1.0), (2.0 * tol, 1.0), (tol, 0.7))
+        n_moved = (
+            [float(np.count_nonzero(new_for(t_px, k_))) for t_px, k_ in moved]
+            if lay.base_idx.size
+            else []
+        )
+        # --- plain secondary figures (follow-up side) ------------------------------------
+        fm = measure_mask(
+            fmask,
+            region=region,
+            px_per_mm=ppm,
+            strength=f_own,
+            skeleton=np.asarray(seg_f.skeleton, dtype=bool) & fmask,
+            labels=labels_f,
+            vein_ids=np.asarray(seg_f.vein_ids),
+            skin=getattr(seg_f, "leg_mask", None),
+        )
+
         c_b = cb_job.result()
         b_sums = _baseline_sums(c_b, lay)  # shared by the runs on ``lay``
 
@@ -2361,38 +2400,24 @@ def _compare_segmentations(
             core = base & (c_b >= cut)
             return abs(run(c_f, layout(core)).terms.pct - pct)
 
-        def moved_new(tol_px: float, strength_k: float) -> float:
+        def moved_new(n_alt: float) -> float:
             # the new-vein tolerance and contrast gate moved
-            n_alt = float(np.count_nonzero(new_for(tol_px, strength_k)))
             t_alt = ImprovementTerms(est.terms.kept, n_alt, est.terms.baseline)
             return abs(t_alt.pct - pct)
 
         boot_job = pool.submit(_tile_bootstrap_sd, est.remaining, est.new_mask, base, region, tile)
         reg_jobs = []
         thr_jobs = []
+        thr_moved: list[float] = []
         if math.isfinite(pct):
             reg_jobs = [
                 pool.submit(shifted, dx, dy) for dx, dy in ((s, 0), (-s, 0), (0, s), (0, -s))
             ]
-            thr_jobs = [pool.submit(cut_core)] + [
-                pool.submit(moved_new, t_px, k_)
-                for t_px, k_ in ((0.5 * tol, 1.0), (2.0 * tol, 1.0), (tol, 0.7))
-            ]
+            thr_jobs = [pool.submit(cut_core)]
+            thr_moved = [moved_new(n_alt) for n_alt in n_moved]
 
         # --- per class ------------------------------------------------------------------
         by_class = _improvement_by_class(est, lay, labels_b, labels_f, region)
-
-        # --- plain secondary figures -----------------------------------------------------
-        fm = measure_mask(
-            fmask,
-            region=region,
-            px_per_mm=ppm,
-            strength=f_own,
-            skeleton=np.asarray(seg_f.skeleton, dtype=bool) & fmask,
-            labels=labels_f,
-            vein_ids=np.asarray(seg_f.vein_ids),
-            skin=getattr(seg_f, "leg_mask", None),
-        )
 
         bm = bm_job.result()
         by_length = 100.0 * (1.0 - fm.length_mm / bm.length_mm) if bm.length_mm > 0 else None
@@ -2412,6 +2437,9 @@ def _compare_segmentations(
         )
 
         # --- warnings -------------------------------------------------------------------
+        if late_inputs is not None:
+            more, followup_rgb = late_inputs()
+            extra_warnings = [*extra_warnings, *more]
         warnings = _change_warnings(
             extra_warnings,
             pct=pct,
@@ -2427,7 +2455,7 @@ def _compare_segmentations(
 
         boot_sd = boot_job.result()
         reg_dev = max((j.result() for j in reg_jobs), default=0.0)
-        thr_dev = max((j.result() for j in thr_jobs), default=0.0)
+        thr_dev = max([j.result() for j in thr_jobs] + thr_moved, default=0.0)
         comps = {"bootstrap": boot_sd, "registration": reg_dev, "threshold": thr_dev}
         if math.isfinite(pct):
             half = BAND_K * math.sqrt(boot_sd**2 + reg_dev**2 + thr_dev**2) + BAND_FLOOR_PCT
