@@ -40,8 +40,11 @@ from .optics import (
 )
 
 __all__ = [
+    "ColourFit",
     "ColourNormalisation",
+    "apply_colour_fit",
     "delta_e2000",
+    "fit_colour",
     "normalise_colour",
     "skin_mask",
     "vein_like_mask",
@@ -55,6 +58,18 @@ DELTA_E_SAMPLES = 50_000
 _LIN_LUT = srgb_to_linear(np.arange(256, dtype=np.uint8))
 # sRGB code of linear values quantised to 16 bits (fine enough near black).
 _SRGB16_LUT = linear_to_srgb_u8(np.arange(65536, dtype=np.float32) / 65535.0)
+
+
+@dataclass(frozen=True, eq=False)
+class ColourFit:
+    """The model :func:`fit_colour` fits (see :class:`ColourNormalisation` for the
+    fields), and ``mask``: the pixels the colour differences are measured on."""
+
+    gains: np.ndarray
+    field: np.ndarray
+    offsets_od: np.ndarray
+    n_pixels: int
+    mask: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -464,6 +479,18 @@ def normalise_colour(
     ValueError
         Shapes differ, a bad mask, or ``trim`` outside [0, 0.5).
     """
+    return apply_colour_fit(reference, image, fit_colour(reference, image, mask=mask, trim=trim))
+
+
+def fit_colour(
+    reference: Photo | np.ndarray,
+    image: Photo | np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    trim: float = 0.2,
+) -> ColourFit:
+    """:func:`normalise_colour`'s fit alone: the gains and illumination field that bring
+    ``image`` to ``reference`` (same parameters and errors), without applying them."""
     ref = as_rgb(reference)
     img = as_rgb(image)
     if ref.shape != img.shape:
@@ -531,18 +558,29 @@ def normalise_colour(
     c = coef.astype(np.float32)
     field = (c[0] + c[2] * xf + c[3] * yf) * xf + (c[1] + c[4] * yf) * yf
     field = np.ascontiguousarray(field, dtype=np.float32)
+    gains = np.exp(offsets)  # linear gain applied = exp(+c_k)
+    return ColourFit(gains=gains, field=field, offsets_od=offsets, n_pixels=n_used, mask=m)
+
+
+def apply_colour_fit(
+    reference: Photo | np.ndarray, image: Photo | np.ndarray, fit: ColourFit
+) -> ColourNormalisation:
+    """:func:`normalise_colour`'s second half: ``image`` with ``fit`` (from
+    :func:`fit_colour` on the same pair) removed, and the colour differences to
+    ``reference`` before and after, over the fit's mask."""
+    ref = as_rgb(reference)
+    img = as_rgb(image)
     # OD_out = OD_in - c_k - f is a linear-light gain exp(c_k + f): apply it through
     # lookup tables instead of a full-resolution OD round trip.
-    out = _apply_linear_gain(img, np.exp(field), np.exp(offsets))
-    gains = np.exp(offsets)  # linear gain applied = exp(+c_k)
-    de_before = delta_e2000(ref, img, mask=m)
-    de_after = delta_e2000(ref, out, mask=m)
+    out = _apply_linear_gain(img, np.exp(fit.field), fit.gains)
+    de_before = delta_e2000(ref, img, mask=fit.mask)
+    de_after = delta_e2000(ref, out, mask=fit.mask)
     return ColourNormalisation(
         image=out,
-        gains=gains,
-        field=field,
-        offsets_od=offsets,
+        gains=fit.gains,
+        field=fit.field,
+        offsets_od=fit.offsets_od,
         delta_e=de_after,
         delta_e_before=de_before,
-        n_pixels=n_used,
+        n_pixels=fit.n_pixels,
     )

@@ -1426,7 +1426,7 @@ def compare(
         Bad ``roi``, ``px_per_mm``, ``sensitivity`` or ``target_pct``.
     """
     from . import ALGORITHM_VERSION
-    from .colour import normalise_colour
+    from .colour import ColourFit, ColourNormalisation, apply_colour_fit, fit_colour
     from .config import get_settings
     from .errors import RegistrationError
     from .registration import register
@@ -1572,16 +1572,17 @@ def compare(
         # ``baseline_contrast`` in _compare_segmentations. Results as one after the other.
         tell(0.6, "normalising colour")
         fit_mask = region & ~_dilate(seg_b.mask, 1.0 * ppm)
-        norm_ready: Future[Any] = Future()
+        fit_ready: Future[ColourFit] = Future()
         qualities = (q_jobs[0].result(), q_jobs[1].result()) if q_jobs else None
 
         def normalise_and_equalise() -> Any:
+            # the equalisation needs the colour fit's gains, not the normalised image
             try:
-                norm = normalise_colour(b_meas, f_warp, mask=fit_mask)
+                fit = fit_colour(b_meas, f_warp, mask=fit_mask)
             except BaseException as exc:
-                norm_ready.set_exception(exc)
+                fit_ready.set_exception(exc)
                 raise
-            norm_ready.set_result(norm)
+            fit_ready.set_result(fit)
             return equalised_baseline_contrast(
                 b_rgb,
                 b_photo.rgb,
@@ -1589,18 +1590,22 @@ def compare(
                 blur_px=blur_b,
                 px_per_mm=ppm,
                 leg_mask=leg,
-                colour=norm,
+                colour=fit,
                 frame=frame,
                 qualities=qualities,
             )
 
+        def normalised() -> ColourNormalisation:
+            return apply_colour_fit(b_meas, f_warp, fit_ready.result())
+
         b_contrast = pool.submit(normalise_and_equalise)
         seg_f = seg_f_job.result()
+        norm_job = pool.submit(normalised)
         tell(0.7, "equalising the baseline to the follow-up's capture")
 
         def late_inputs() -> tuple[list[str], np.ndarray]:
             # what only the warnings need: the capture's, and the normalised follow-up
-            norm = norm_ready.result()
+            norm = norm_job.result()
             return _capture_warnings(b_photo, f_photo, reg, region, leg, norm), norm.image
 
         tell(0.9, "measuring")
@@ -1828,8 +1833,9 @@ def equalised_baseline_contrast(
     order: optics, then compression) and chroma-low-passed as the baseline is for
     measuring. JPEG's loss depends on the code values it works on (a colour's chroma,
     not only its OD contrast), so the baseline is first brought to the follow-up's
-    exposure and white balance: ``colour`` (the follow-up's ``ColourNormalisation``,
-    whose gains and field map the follow-up onto the baseline) is applied in reverse.
+    exposure and white balance: ``colour`` (the follow-up's ``ColourFit`` or
+    ``ColourNormalisation``, whose gains and field map the follow-up onto the baseline)
+    is applied in reverse.
     None when the follow-up is not a JPEG, or the baseline already is one of the same or
     lower quality (then nothing is to be equalised this way).
 
