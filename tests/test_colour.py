@@ -10,8 +10,11 @@ import pytest
 
 from vein_tracker import synthetic as syn
 from vein_tracker.colour import (
+    ColourFit,
     ColourNormalisation,
+    apply_colour_fit,
     delta_e2000,
+    fit_colour,
     normalise_colour,
     skin_mask,
     vein_like_mask,
@@ -158,3 +161,21 @@ def test_vein_like_mask_finds_spider_veins() -> None:
     assert (m & spider).sum() / max(spider.sum(), 1) > 0.3
     with pytest.raises(ValueError, match="od must be"):
         vein_like_mask(np.zeros((10, 10), np.float32))
+
+
+def test_fit_then_apply_equals_normalise_colour(baseline: syn.Rendered, leg: syn.Leg) -> None:
+    """The fit and its application, done apart (compare equalises the baseline with the
+    fit before the normalised image is made), give normalise_colour's result."""
+    cap = syn.identity_capture(shape=SHAPE, exposure=0.9, wb_gains=(1.04, 0.97, 1.0), seed=3)
+    follow = syn.render(leg, cap).rgb
+    whole = normalise_colour(baseline.rgb, follow, mask=baseline.leg_mask)
+    fit = fit_colour(baseline.rgb, follow, mask=baseline.leg_mask)
+    assert isinstance(fit, ColourFit)
+    assert np.array_equal(fit.gains, whole.gains)
+    assert np.array_equal(fit.field, whole.field)
+    parts = apply_colour_fit(baseline.rgb, follow, fit)
+    assert np.array_equal(parts.image, whole.image)
+    assert parts.delta_e == whole.delta_e
+    assert parts.delta_e_before == whole.delta_e_before
+    assert parts.n_pixels == whole.n_pixels
+    assert not np.allclose(whole.gains, 1.0)  # the capture's gains were found

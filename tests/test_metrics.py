@@ -909,3 +909,35 @@ def test_zero_field_at_pixels_equals_the_full_map_there() -> None:
     thin = _ZeroField(np.zeros((120, 160), bool), 10.0)  # too few ring pixels: no zero point
     assert not thin.ok
     assert np.array_equal(thin.of(c, at=idx), np.zeros(idx.size, np.float32))
+
+
+@pytest.mark.parametrize(
+    ("shape", "sigma"), [((150, 200), 15.0), ((96, 128), 6.0), ((60, 80), 2.0)]
+)
+def test_sparse_smooth_reads_the_full_smoothing_at_its_pixels(
+    shape: tuple[int, int], sigma: float
+) -> None:
+    """_SparseSmooth, from a map's values on its source pixels alone, gives the blur of
+    the map (zero elsewhere) at its destination pixels: the full-frame _smooth_sum."""
+    from vein_tracker.metrics import _smooth_sum, _SparseSmooth
+
+    rng = np.random.default_rng(5)
+    values = rng.random(shape, dtype=np.float32)
+    src = rng.random(shape) < 0.2
+    dst = src & (rng.random(shape) < 0.5)
+    want = _smooth_sum(np.where(src, values, 0).astype(np.float32), sigma)[dst]
+    src_idx = np.flatnonzero(src)
+    got = _SparseSmooth(shape, src_idx, np.flatnonzero(dst), sigma)(values.ravel()[src_idx])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))
+
+
+def test_sparse_smooth_averages_partial_edge_blocks_over_their_own_pixels() -> None:
+    """A frame that is not a whole number of blocks: a constant map on every pixel reads
+    the constant everywhere (the edge blocks are means of their own pixels)."""
+    from vein_tracker.metrics import _SparseSmooth
+
+    shape = (103, 157)
+    every = np.arange(shape[0] * shape[1])
+    got = _SparseSmooth(shape, every, every, 15.0)(np.full(every.size, 0.7, np.float32))
+    np.testing.assert_allclose(got, 0.7, rtol=1e-5)
