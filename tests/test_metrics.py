@@ -964,3 +964,23 @@ def test_sparse_smooth_averages_partial_edge_blocks_over_their_own_pixels() -> N
     every = np.arange(shape[0] * shape[1])
     got = _SparseSmooth(shape, every, every, 15.0)(np.full(every.size, 0.7, np.float32))
     np.testing.assert_allclose(got, 0.7, rtol=1e-5)
+
+
+def test_near_on_grid_is_the_dilation_on_the_grid_within_half_a_step() -> None:
+    """_near_on_grid (the look-alike warnings' "near a treated vein") agrees with the full
+    dilation read on the grid, up to half a grid step at the rim."""
+    from vein_tracker.metrics import _dilate, _near_on_grid
+
+    rng = np.random.default_rng(3)
+    for shape in ((150, 200), (151, 203)):
+        m = np.zeros(shape, bool)
+        for y, x in rng.integers(0, min(shape), size=(6, 2)):
+            m[y, x : x + 15] = True
+        step, radius = 5, 30.0
+        got = _near_on_grid(m, radius, step)
+        grid = (slice(None, None, step), slice(None, None, step))
+        assert got.shape == m[grid].shape
+        inner = _dilate(m, radius - step)[grid]
+        outer = _dilate(m, radius + step)[grid]
+        assert (got | ~inner).all()  # everything well inside is near
+        assert (~got | outer).all()  # nothing well outside is
