@@ -1104,34 +1104,39 @@ def _layout(
     ids: np.ndarray,
     radius_px: Mapping[int, float],
     sigma_px: float,
+    pool: ThreadPoolExecutor | None = None,
 ) -> _Layout:
     """The supports of ``base``'s veins in the region, per class: the spider support
-    takes every baseline vein pixel not reticular."""
+    takes every baseline vein pixel not reticular. With ``pool``, the classes' supports
+    are made side by side."""
     base = base & region
     base_idx = np.flatnonzero(base)
     lab = labels.reshape(-1)[base_idx]
-    classes = []
-    for code, r_px in radius_px.items():
+
+    def one(code: int, r_px: float) -> _Support:
         pick = lab != _RETICULAR if code == _SPIDER else lab == code
         sel = np.zeros(base.shape, bool)
         sel.reshape(-1)[base_idx[pick]] = True
-        classes.append(
-            _support(
-                sel,
-                r_px,
-                region,
-                ids,
-                others=base & ~sel,
-                sel_pos=np.flatnonzero(pick),
-                sigma_px=sigma_px,
-            )
+        return _support(
+            sel,
+            r_px,
+            region,
+            ids,
+            others=base & ~sel,
+            sel_pos=np.flatnonzero(pick),
+            sigma_px=sigma_px,
         )
+
+    items = list(radius_px.items())
+    jobs = [pool.submit(one, *it) for it in items[1:]] if pool is not None else []
+    first = one(*items[0])
+    rest = [j.result() for j in jobs] if pool is not None else [one(*it) for it in items[1:]]
     return _Layout(
         shape=(base.shape[0], base.shape[1]),
         base=base,
         base_idx=base_idx,
         ids=ids.reshape(-1)[base_idx],
-        classes=tuple(classes),
+        classes=(first, *rest),
     )
 
 
@@ -2181,17 +2186,35 @@ def _vein_table(
         sk_b = np.asarray(getattr(seg_b, "skeleton", np.zeros(shape, bool)), dtype=bool) & base
         sk_cnt = np.bincount(ids_b[sk_b], minlength=n_lab).astype(np.float64)
         cls_votes = np.bincount(ids_in, weights=(labels_b[base] == _RETICULAR), minlength=n_lab)
+        per = np.maximum(cnt, 1.0)
+        prev_means = [
+            np.bincount(ids_in, weights=pm[base], minlength=n_lab) / per for pm in prev_maps
+        ]
+        # each vein's box: its pixels grouped by id (one sort, not one pass per vein)
         ys, xs = np.nonzero(base)
+        order = np.argsort(ids_in, kind="stable")
+        sid = ids_in[order]
+        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+        box = {
+            int(v): (int(a), int(b), int(c), int(d))
+            for v, a, b, c, d in zip(
+                sid[starts],
+                np.minimum.reduceat(xs[order], starts),
+                np.maximum.reduceat(xs[order], starts),
+                np.minimum.reduceat(ys[order], starts),
+                np.maximum.reduceat(ys[order], starts),
+                strict=True,
+            )
+        }
         status_of = np.zeros(n_lab, dtype=np.uint8)
         for vid in np.nonzero(cnt)[0]:
             if vid == 0:
                 continue
-            sel = ids_in == vid
             rem = float(rem_sum[vid] / cnt[vid])
-            prev = [float(np.mean(pm[ys[sel], xs[sel]])) for pm in prev_maps]
+            prev = [float(pmn[vid]) for pmn in prev_means]
             st = status_for(rem, previous_remaining=prev)
             status_of[vid] = STATUS_CODES[st]
-            x0, x1, y0, y1 = xs[sel].min(), xs[sel].max(), ys[sel].min(), ys[sel].max()
+            x0, x1, y0, y1 = box[int(vid)]
             veins.append(
                 VeinChange(
                     id=int(vid),
@@ -2386,7 +2409,8 @@ def _compare_segmentations(
         ids_b = np.asarray(seg_b.vein_ids)
         dist_job = pool.submit(_distance_to, base)
 
-        def layout(base_: np.ndarray) -> _Layout:
+        def layout(base_: np.ndarray, side_by_side: bool = False) -> _Layout:
+            # side by side on the pool only from this thread (the workers never wait on it)
             return _layout(
                 base_,
                 labels=labels_b,
@@ -2394,6 +2418,7 @@ def _compare_segmentations(
                 ids=ids_b,
                 radius_px=support_px,
                 sigma_px=sigma,
+                pool=pool if side_by_side else None,
             )
 
         lay = layout(base)
@@ -2450,7 +2475,7 @@ def _compare_segmentations(
         # new veins are still looked for away from every vein the segmentation found.
         counted = _measurable(base, c_b, labels_b, ids_b)
         if counted is not base:
-            lay = layout(counted)
+            lay = layout(counted, side_by_side=True)
         b_sums = _baseline_sums(c_b, lay)  # shared by the runs on ``lay``
 
         def run(c_f_: np.ndarray, lay_: _Layout = lay) -> _Estimate:
