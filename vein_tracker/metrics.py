@@ -2513,10 +2513,10 @@ def _compare_segmentations(
         thr_jobs = []
         thr_moved: list[float] = []
         if math.isfinite(pct):
+            thr_jobs = [pool.submit(cut_core)]  # the longest (it lays out its own supports)
             reg_jobs = [
                 pool.submit(shifted, dx, dy) for dx, dy in ((s, 0), (-s, 0), (0, s), (0, -s))
             ]
-            thr_jobs = [pool.submit(cut_core)]
             thr_moved = [moved_new(j.result()) for j in moved_jobs]
 
         # --- per class ------------------------------------------------------------------
