@@ -600,18 +600,26 @@ def register(
         band = _dilate(grid(skin, veins), 9)
         return np.asarray((band & ~veins).astype(np.uint8) * 255)
 
-    def followup_features() -> tuple[np.ndarray, Any, Any]:
+    sig_r = 3.0
+
+    def refine_channel(ref: np.ndarray, skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # neutral OD on the refine grid, and its clipped high-pass (what ECC aligns)
+        odn = optical_density(ref) @ NEUTRAL_OD
+        return odn, _clip_robust(_highpass(odn, sig_r), skin)
+
+    def followup_features() -> tuple[np.ndarray, Any, Any, Any]:
         # The follow-up's skin and features (OpenCV releases the GIL: found on a second
         # thread while the baseline's are, with the same results as one after the other).
         skin = skin_mask(f_ref)
         if skin.mean() < 0.02:
-            return skin, None, None
+            return skin, None, None, None
         od = optical_density(f_m)
         veins = _dilate(vein_like_mask(od, sigma_px=4.0, k=4.0, mask=grid(skin, f_m)), 5)
         ch = _highpass(od @ NEUTRAL_OD, sig_m)
         sift_f = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
         kp, desc = sift_f.detectAndCompute(_to_u8(ch, sig_m), feat_mask(skin, veins))
-        return skin, kp, desc
+        # and what the refinement aligns, should the features match
+        return skin, kp, desc, refine_channel(f_ref, skin)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="register") as pool:
         f_job = pool.submit(followup_features)
@@ -636,7 +644,8 @@ def register(
             ch_bm = _highpass(od_bm @ NEUTRAL_OD, sig_m)
             sift = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
             kb, db = sift.detectAndCompute(_to_u8(ch_bm, sig_m), feat_mask(b_use_ref, vein_bm))
-        f_skin_ref, kf, df = f_job.result()
+            odn_b, ch_bref = refine_channel(b_ref, b_skin_ref)
+        f_skin_ref, kf, df, f_refine = f_job.result()
     if not b_skin_ok:
         return _refused(
             "No skin was found in the baseline photo: photograph the treated area of the leg.",
@@ -718,11 +727,7 @@ def register(
 
     # ---- ECC refinement on the refine grid
     report(0.45, "refining alignment")
-    odn_b = optical_density(b_ref) @ NEUTRAL_OD
-    odn_f = optical_density(f_ref) @ NEUTRAL_OD
-    sig_r = 3.0
-    ch_bref = _clip_robust(_highpass(odn_b, sig_r), b_skin_ref)
-    ch_fref = _clip_robust(_highpass(odn_f, sig_r), f_skin_ref)
+    odn_f, ch_fref = f_refine
     h_r = _convert_h(h_full, m_fref, m_bref)  # follow-up refine px -> baseline refine px
     vein_bref = grid(vein_bm, b_ref)
     # Away from the leg outline (and any frame border) by about 3 high-pass sigmas.
