@@ -984,3 +984,29 @@ def test_near_on_grid_is_the_dilation_on_the_grid_within_half_a_step() -> None:
         outer = _dilate(m, radius + step)[grid]
         assert (got | ~inner).all()  # everything well inside is near
         assert (~got | outer).all()  # nothing well outside is
+
+
+def test_zeroed_at_equals_the_full_zeroing_on_its_pixels() -> None:
+    """c_b's zero point removed on the pixels it is read on only (a sparse read of the
+    ring's smoothing): the full-frame _zeroed there, 0 elsewhere."""
+    from vein_tracker.metrics import _zeroed, _zeroed_at, _ZeroField
+
+    rng = np.random.default_rng(12)
+    shape = (150, 200)
+    ring = np.zeros(shape, bool)
+    ring[20:130:3, 10:190] = True
+    labels = rng.integers(0, 3, size=shape).astype(np.uint8)
+    c, sp, rt = (
+        cv2.GaussianBlur(rng.random(shape, dtype=np.float32), (0, 0), 3.0) for _ in range(3)
+    )
+    maps = SimpleNamespace(spider=sp, reticular=rt)
+    zero = _ZeroField(ring, 10.0)
+    assert zero.ok
+    at = np.flatnonzero(rng.random(shape) < 0.1)
+    for m in (maps, None):
+        want = _zeroed(c, m, labels, zero)
+        got = _zeroed_at(c, m, labels, zero, at)
+        np.testing.assert_allclose(got.reshape(-1)[at], want.reshape(-1)[at], atol=1e-5)
+        off = np.ones(c.size, bool)
+        off[at] = False
+        assert not got.reshape(-1)[off].any()

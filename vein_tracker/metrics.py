@@ -2047,6 +2047,25 @@ class _ZeroField:
             self.dense = den > 1e-4
             self.den = np.maximum(den, 1e-4)
 
+    def reader(self, at: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """A function giving, for a map ``c``, its zero points at the pixels ``at`` (flat
+        indices): ``of(c, at=at)`` to float rounding, without a full-frame pass (the
+        ring's smoothing is read at ``at`` only, see :class:`_SparseSmooth`)."""
+        if not self.ok:
+            return lambda c: np.zeros(at.shape, np.float32)
+        ring_idx = np.flatnonzero(self.ring)
+        smooth = _SparseSmooth((self.ring.shape[0], self.ring.shape[1]), ring_idx, at, self.sigma)
+        dense, den = self.dense.reshape(-1)[at], self.den.reshape(-1)[at]
+        w, w_rest = self.w.reshape(-1)[at], self.w_rest.reshape(-1)[at]
+
+        def read(c: np.ndarray) -> np.ndarray:
+            ring_c = np.asarray(c, np.float32).reshape(-1)[ring_idx]
+            glob = float(np.median(ring_c))
+            loc = np.where(dense, smooth(ring_c) / den, glob)
+            return (w * loc + w_rest * glob).astype(np.float32, copy=False)
+
+        return read
+
     def of(self, c: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         """The zero-point map of ``c``; with ``at`` (flat pixel indices) only those
         pixels' zero points, in that order (the same values)."""
@@ -2076,6 +2095,28 @@ def _zeroed(c: np.ndarray, maps: Any, labels: np.ndarray, zero: _ZeroField) -> n
         if idx.size:
             flat[idx] -= zero.of(np.asarray(m, np.float32), at=idx)
     return out
+
+
+def _zeroed_at(
+    c: np.ndarray, maps: Any, labels: np.ndarray, zero: _ZeroField, at: np.ndarray
+) -> np.ndarray:
+    """``_zeroed(c, maps, labels, zero)`` on the pixels ``at`` only (flat indices), as a
+    full-frame map that is 0 elsewhere: for a map only ever read there."""
+    read = zero.reader(at)
+    lab = labels.reshape(-1)[at]
+    vals = np.asarray(c, np.float32).reshape(-1)[at].copy()
+    if maps is None:
+        vals -= read(c)
+    else:
+        z_own = read(c)
+        vals[lab == 0] -= z_own[lab == 0]
+        for name, code in CLASS_CODES.items():
+            sel = lab == code
+            if sel.any():
+                vals[sel] -= read(np.asarray(getattr(maps, name), np.float32))[sel]
+    out = np.zeros(c.size, np.float32)
+    out[at] = vals
+    return out.reshape(c.shape)
 
 
 def _measurable(
@@ -2358,6 +2399,7 @@ def _compare_segmentations(
     # secondary figures, the per-vein table and the warnings. The same figures as one after
     # the other.
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="measure")
+    read_at: Future[np.ndarray] = Future()  # the pixels c_b is read on (below)
     try:
         c_b = _seg_contrast(seg_b, labels_b)
         c_f = _seg_contrast(seg_f, labels_b)
@@ -2379,6 +2421,9 @@ def _compare_segmentations(
             any_vein = seg_b.mask | seg_f.mask
             zero = _ZeroField(_zero_ring(any_vein, region, ppm), ppm)
 
+        # c_b is read on the baseline vein pixels and their supports only (those of any
+        # subset of the veins lie within those of all of them, with the veins): it is made
+        # there alone, 0 elsewhere.
         def baseline_c() -> np.ndarray:
             bc = baseline_contrast
             if isinstance(bc, Future):
@@ -2386,7 +2431,9 @@ def _compare_segmentations(
             c, maps = c_gate, getattr(seg_b, "contrast", None)
             if bc is not None:
                 c, maps = np.asarray(bc.of_class(labels_b), dtype=np.float32), bc
-            return c if zero is None else _zeroed(c, maps, labels_b, zero)
+            if zero is None:
+                return c
+            return _zeroed_at(c, maps, labels_b, zero, read_at.result())
 
         # c_b is first needed for the ratio's baseline sums (below)
         cb_job = pool.submit(baseline_c)
@@ -2422,6 +2469,12 @@ def _compare_segmentations(
             )
 
         lay = layout(base)
+        if not read_at.done():
+            needed = np.zeros(base.size, bool)
+            needed[lay.base_idx] = True
+            for sp in lay.classes:
+                needed[sp.area_idx] = True
+            read_at.set_result(np.flatnonzero(needed))
 
         # Shading at the leg's outline makes vein-like ridges in one photo and not the other:
         # new veins are only looked for away from it.
@@ -2593,6 +2646,8 @@ def _compare_segmentations(
             frame=frame,
         )
     finally:
+        if not read_at.done():  # an error before the supports were laid out
+            read_at.set_result(np.zeros(0, np.int64))
         pool.shutdown(wait=True, cancel_futures=True)
 
 
