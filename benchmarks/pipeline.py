@@ -61,9 +61,10 @@ TARGET_RATIO = 15.0
 #: compare's progress messages (by their first words) -> stage names, in pipeline order.
 #: While it registers, compare prepares the baseline and finds its leg in a background
 #: thread. Then both visits are segmented side by side (the baseline blurred to match
-#: when the follow-up is blurrier): "segment both" is the wait for the baseline; the
-#: follow-up's segmentation goes on during "normalise colour" and "equalise baseline",
-#: which ends with the wait for it.
+#: when the follow-up is blurrier): "segment both" is the wait for the baseline, and
+#: "normalise colour" the wait for the follow-up. Colour is fitted and the baseline
+#: equalised on a worker while measuring starts: both fall in "measure", which waits
+#: for the equalised baseline ("equalise baseline" is only the hand-over).
 STAGES = (
     ("loading", "load"),
     ("aligning", "register"),
@@ -740,8 +741,8 @@ def report(raw: dict[str, Any]) -> None:
         "Note: compare prepares the baseline and finds its leg in a background thread while\n"
         "it registers the follow-up (inside 'register'; its CPU counts both threads). Both\n"
         "visits are then segmented side by side: 'segment both' is the wait for the baseline,\n"
-        "and the follow-up's segmentation runs on during 'normalise colour' and 'equalise\n"
-        "baseline' (its wait is in the latter)."
+        "'normalise colour' the wait for the follow-up. Colour fitting and the baseline's\n"
+        "equalisation run on a worker while measuring starts, so they fall in 'measure'."
     )
 
     # Table 2: per pair.
