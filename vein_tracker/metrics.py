@@ -1018,13 +1018,9 @@ class _SparseSmooth:
         return out
 
 
-def _baseline_sums(c_b: np.ndarray, layout: _Layout) -> np.ndarray:
-    """The baseline side of :func:`_estimate`: ``c_b`` integrated over each class's
-    support, read on that class's vein pixels (in ``layout.base_idx`` order)."""
-    return _class_sums(c_b, layout)
-
-
 def _class_sums(c: np.ndarray, layout: _Layout) -> np.ndarray:
+    """A contrast map integrated over each class's support, read on that class's vein
+    pixels (in ``layout.base_idx`` order): either side of :func:`_estimate`'s ratio."""
     flat = c.reshape(-1)
     out = np.zeros(layout.base_idx.size, np.float32)
     for sp in layout.classes:
@@ -1052,7 +1048,6 @@ class _Support:
 class _Layout:
     """The baseline vein pixels one estimate counts, and each class's support."""
 
-    shape: tuple[int, int]
     base: np.ndarray  # (H, W) bool: the baseline vein pixels in the region
     base_idx: np.ndarray  # flat indices of the baseline vein pixels in the region
     ids: np.ndarray  # their vein ids (0: a pixel of no vein)
@@ -1128,15 +1123,16 @@ def _layout(
         )
 
     items = list(radius_px.items())
-    jobs = [pool.submit(one, *it) for it in items[1:]] if pool is not None else []
-    first = one(*items[0])
-    rest = [j.result() for j in jobs] if pool is not None else [one(*it) for it in items[1:]]
+    if pool is None:
+        classes = tuple(one(*it) for it in items)
+    else:
+        jobs = [pool.submit(one, *it) for it in items[1:]]
+        classes = (one(*items[0]), *(j.result() for j in jobs))
     return _Layout(
-        shape=(base.shape[0], base.shape[1]),
         base=base,
         base_idx=base_idx,
         ids=ids.reshape(-1)[base_idx],
-        classes=(first, *rest),
+        classes=classes,
     )
 
 
@@ -1153,12 +1149,12 @@ def _estimate(
     # them (``layout``'s supports, per class): a sub-pixel misalignment, a blur or JPEG's
     # chroma subsampling moves contrast within the margin and leaves the ratio unchanged,
     # and pixel noise averages out. Classes are kept apart so one cannot dilute the other.
-    # ``baseline_sums`` is ``_baseline_sums(c_b, layout)`` when already known. Only the
+    # ``baseline_sums`` is ``_class_sums(c_b, layout)`` when already known. Only the
     # baseline vein pixels and their margins are read.
-    cb_s = _baseline_sums(c_b, layout) if baseline_sums is None else baseline_sums
+    cb_s = _class_sums(c_b, layout) if baseline_sums is None else baseline_sums
     cf_s = _class_sums(c_f, layout)
     r = _per_vein(remaining_fraction(cb_s, cf_s), c_b, c_f, layout)
-    rem = np.zeros(layout.shape, np.float32)
+    rem = np.zeros(layout.base.shape, np.float32)
     rem.reshape(-1)[layout.base_idx] = r
     # The formula's sums (see improvement_terms, with c_b = 1 and c_f = rem, already in
     # [0, 1]): the follow-up mask holds the new pieces only: follow-up vein pixels near
@@ -2060,11 +2056,23 @@ class _ZeroField:
 
         def read(c: np.ndarray) -> np.ndarray:
             ring_c = np.asarray(c, np.float32).reshape(-1)[ring_idx]
-            glob = float(np.median(ring_c))
-            loc = np.where(dense, smooth(ring_c) / den, glob)
-            return (w * loc + w_rest * glob).astype(np.float32, copy=False)
+            return self._blend(smooth(ring_c), float(np.median(ring_c)), dense, den, w, w_rest)
 
         return read
+
+    @staticmethod
+    def _blend(
+        num: np.ndarray,
+        glob: float,
+        dense: np.ndarray,
+        den: np.ndarray,
+        w: np.ndarray,
+        w_rest: np.ndarray,
+    ) -> np.ndarray:
+        """The local mean (``num / den`` where the ring is dense, else the ring's median
+        ``glob``) blended into ``glob`` by the ring's weight."""
+        loc = np.where(dense, num / den, glob)
+        return (w * loc + w_rest * glob).astype(np.float32, copy=False)
 
     def of(self, c: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         """The zero-point map of ``c``; with ``at`` (flat pixel indices) only those
@@ -2077,8 +2085,7 @@ class _ZeroField:
         if at is not None:
             maps = tuple(m.ravel()[at] for m in maps)
         num, dense, den, w, w_rest = maps
-        loc = np.where(dense, num / den, glob)
-        return (w * loc + w_rest * glob).astype(np.float32, copy=False)
+        return self._blend(num, glob, dense, den, w, w_rest)
 
 
 def _zeroed(c: np.ndarray, maps: Any, labels: np.ndarray, zero: _ZeroField) -> np.ndarray:
@@ -2144,11 +2151,8 @@ def _measurable(
     cnt = np.bincount(vid, minlength=n_lab).astype(np.float64)
     mean = np.bincount(vid, weights=val, minlength=n_lab) / np.maximum(cnt, 1.0)
     retic = np.bincount(vid, weights=lab == _RETICULAR, minlength=n_lab) > cnt / 2
-    all_med = float(np.median(val))
     weak = np.zeros(n_lab, bool)
-    for code in CLASS_CODES.values():
-        sel = lab == code
-        med = float(np.median(val[sel])) if np.count_nonzero(sel) >= 20 else all_med
+    for code, med in _class_medians(val, lab).items():
         of_class = retic if code == _RETICULAR else ~retic
         weak |= of_class & (cnt > 0) & (mean < MIN_VEIN_CONTRAST_FRAC * med)
     weak[0] = False
@@ -2159,17 +2163,24 @@ def _measurable(
     return out
 
 
+def _class_medians(values: np.ndarray, labels: np.ndarray) -> dict[int, float]:
+    """Median of ``values`` (baseline vein pixels) per class code of ``labels`` (the same
+    pixels); the median of all of them for a class with fewer than 20 pixels."""
+    all_med = float(np.median(values)) if values.size else 0.0
+    out = {}
+    for code in CLASS_CODES.values():
+        sel = labels == code
+        out[code] = float(np.median(values[sel])) if np.count_nonzero(sel) >= 20 else all_med
+    return out
+
+
 def _min_vein_contrast(
     c_b: np.ndarray, base: np.ndarray, labels_b: np.ndarray, labels_f: np.ndarray
 ) -> np.ndarray:
     """Per-pixel smallest contrast a follow-up vein pixel must have (by its class)."""
     out = np.full(labels_f.shape, MIN_VEIN_CONTRAST_OD, dtype=np.float32)
-    all_med = float(np.median(c_b[base])) if base.any() else 0.0
-    for code in CLASS_CODES.values():
-        sel = base & (labels_b == code)
-        med = float(np.median(c_b[sel])) if np.count_nonzero(sel) >= 20 else all_med
-        thr = max(MIN_VEIN_CONTRAST_OD, MIN_VEIN_CONTRAST_FRAC * med)
-        out[labels_f == code] = thr
+    for code, med in _class_medians(c_b[base], labels_b[base]).items():
+        out[labels_f == code] = max(MIN_VEIN_CONTRAST_OD, MIN_VEIN_CONTRAST_FRAC * med)
     return out
 
 
@@ -2469,12 +2480,11 @@ def _compare_segmentations(
             )
 
         lay = layout(base)
-        if not read_at.done():
-            needed = np.zeros(base.size, bool)
-            needed[lay.base_idx] = True
-            for sp in lay.classes:
-                needed[sp.area_idx] = True
-            read_at.set_result(np.flatnonzero(needed))
+        needed = np.zeros(base.size, bool)
+        needed[lay.base_idx] = True
+        for sp in lay.classes:
+            needed[sp.area_idx] = True
+        read_at.set_result(np.flatnonzero(needed))
 
         # Shading at the leg's outline makes vein-like ridges in one photo and not the other:
         # new veins are only looked for away from it.
@@ -2529,7 +2539,7 @@ def _compare_segmentations(
         counted = _measurable(base, c_b, labels_b, ids_b)
         if counted is not base:
             lay = layout(counted, side_by_side=True)
-        b_sums = _baseline_sums(c_b, lay)  # shared by the runs on ``lay``
+        b_sums = _class_sums(c_b, lay)  # shared by the runs on ``lay``
 
         def run(c_f_: np.ndarray, lay_: _Layout = lay) -> _Estimate:
             return _estimate(

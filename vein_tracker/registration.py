@@ -607,17 +607,23 @@ def register(
         odn = optical_density(ref) @ NEUTRAL_OD
         return odn, _clip_robust(_highpass(odn, sig_r), skin)
 
+    def features(small: np.ndarray, skin: np.ndarray, use: np.ndarray) -> tuple[Any, ...]:
+        # Vein-like pixels (they change with treatment: no features there) and SIFT
+        # features of the high-passed neutral OD on the ``use`` skin, on the match grid.
+        od = optical_density(small)
+        veins = _dilate(vein_like_mask(od, sigma_px=4.0, k=4.0, mask=grid(skin, small)), 5)
+        ch = _highpass(od @ NEUTRAL_OD, sig_m)
+        sift = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
+        kp, desc = sift.detectAndCompute(_to_u8(ch, sig_m), feat_mask(use, veins))
+        return veins, kp, desc
+
     def followup_features() -> tuple[np.ndarray, Any, Any, Any]:
         # The follow-up's skin and features (OpenCV releases the GIL: found on a second
         # thread while the baseline's are, with the same results as one after the other).
         skin = skin_mask(f_ref)
         if skin.mean() < 0.02:
             return skin, None, None, None
-        od = optical_density(f_m)
-        veins = _dilate(vein_like_mask(od, sigma_px=4.0, k=4.0, mask=grid(skin, f_m)), 5)
-        ch = _highpass(od @ NEUTRAL_OD, sig_m)
-        sift_f = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
-        kp, desc = sift_f.detectAndCompute(_to_u8(ch, sig_m), feat_mask(skin, veins))
+        _, kp, desc = features(f_m, skin, skin)
         # and what the refinement aligns, should the features match
         return skin, kp, desc, refine_channel(f_ref, skin)
 
@@ -637,13 +643,7 @@ def register(
         if b_skin_ok:
             # ---- the baseline's features on the match grid
             report(0.1, "finding skin features")
-            od_bm = optical_density(b_m)
-            vein_bm = _dilate(
-                vein_like_mask(od_bm, sigma_px=4.0, k=4.0, mask=grid(b_skin_ref, b_m)), 5
-            )
-            ch_bm = _highpass(od_bm @ NEUTRAL_OD, sig_m)
-            sift = cv2.SIFT.create(nfeatures=1500, contrastThreshold=0.02)
-            kb, db = sift.detectAndCompute(_to_u8(ch_bm, sig_m), feat_mask(b_use_ref, vein_bm))
+            vein_bm, kb, db = features(b_m, b_skin_ref, b_use_ref)
             odn_b, ch_bref = refine_channel(b_ref, b_skin_ref)
         f_skin_ref, kf, df, f_refine = f_job.result()
     if not b_skin_ok:
