@@ -179,3 +179,15 @@ def test_fit_then_apply_equals_normalise_colour(baseline: syn.Rendered, leg: syn
     assert parts.delta_e_before == whole.delta_e_before
     assert parts.n_pixels == whole.n_pixels
     assert not np.allclose(whole.gains, 1.0)  # the capture's gains were found
+    # compare reads only the look-alike grid of the normalised image: the grid's pixels
+    # and the colour differences are those of the whole image
+    for step in (2, 5):
+        grid = apply_colour_fit(baseline.rgb, follow, fit, grid_step=step)
+        assert np.array_equal(grid.image, whole.image[::step, ::step])
+        assert grid.delta_e == whole.delta_e
+        assert grid.delta_e_before == whole.delta_e_before
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="grid_step"):
+            apply_colour_fit(baseline.rgb, follow, fit, grid_step=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="shape"):
+        apply_colour_fit(baseline.rgb, follow[:-1], fit)

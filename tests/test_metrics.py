@@ -986,6 +986,30 @@ def test_near_on_grid_is_the_dilation_on_the_grid_within_half_a_step() -> None:
         assert (~got | outer).all()  # nothing well outside is
 
 
+def test_lookalike_warnings_read_the_follow_up_or_only_its_grid() -> None:
+    """A brown patch along a treated vein is named staining; compare hands over only the
+    normalised follow-up's grid, which gives the same warnings as the whole image."""
+    from vein_tracker.metrics import _lookalike_step, _lookalike_warnings
+
+    ppm = 10.0
+    shape = (300, 400)
+    rng = np.random.default_rng(5)
+    b = np.clip(rng.normal((200, 160, 140), 2.0, (*shape, 3)), 0, 255).astype(np.uint8)
+    treated = np.zeros(shape, bool)
+    treated[150, 80:320] = True
+    f = b.copy()
+    # haemosiderin: a wide brownish band (blue and green absorbed more than red)
+    f[120:180, 90:310] = np.clip(f[120:180, 90:310] * (0.97, 0.88, 0.80), 0, 255).astype(np.uint8)
+    region = np.ones(shape, bool)
+    whole = _lookalike_warnings(b, f, treated, region, ppm)
+    step = _lookalike_step(ppm)
+    assert step > 1
+    grid = _lookalike_warnings(b, f[::step, ::step], treated, region, ppm)
+    assert grid == whole
+    assert any(w.startswith("suspected staining") for w in whole)
+    assert _lookalike_warnings(b, b, treated, region, ppm) == []
+
+
 def test_zeroed_at_equals_the_full_zeroing_on_its_pixels() -> None:
     """c_b's zero point removed on the pixels it is read on only (a sparse read of the
     ring's smoothing): the full-frame _zeroed there, 0 elsewhere."""

@@ -419,16 +419,23 @@ def delta_e2000(
     img = as_rgb(image)
     if ref.shape != img.shape:
         raise ValueError(f"image shape {img.shape} must equal reference shape {ref.shape}")
-    m = np.ones(ref.shape[:2], bool) if mask is None else _check_mask(mask, ref.shape[:2], "mask")
+    idx = _delta_e_index(mask, ref.shape[:2])
+    return _mean_delta_e(ref.reshape(-1, 3)[idx], img.reshape(-1, 3)[idx])
+
+
+def _delta_e_index(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The flat indices :func:`delta_e2000` reads: a regular sub-sample of ``mask``."""
+    m = np.ones(shape, bool) if mask is None else _check_mask(mask, shape, "mask")
     assert m is not None
     idx = np.flatnonzero(m)
-    if idx.size == 0:
+    return idx[:: max(1, idx.size // DELTA_E_SAMPLES)]
+
+
+def _mean_delta_e(ref_px: np.ndarray, img_px: np.ndarray) -> float:
+    """Mean CIEDE2000 difference of two (N, 3) uint8 sRGB pixel lists; NaN when empty."""
+    if ref_px.shape[0] == 0:
         return float("nan")
-    step = max(1, idx.size // DELTA_E_SAMPLES)
-    idx = idx[::step]
-    a = srgb_u8_to_lab(ref.reshape(-1, 3)[idx])
-    b = srgb_u8_to_lab(img.reshape(-1, 3)[idx])
-    return float(np.mean(ciede2000(a, b)))
+    return float(np.mean(ciede2000(srgb_u8_to_lab(ref_px), srgb_u8_to_lab(img_px))))
 
 
 def _apply_linear_gain(img: np.ndarray, field_gain: np.ndarray, gains: np.ndarray) -> np.ndarray:
@@ -563,18 +570,46 @@ def fit_colour(
 
 
 def apply_colour_fit(
-    reference: Photo | np.ndarray, image: Photo | np.ndarray, fit: ColourFit
+    reference: Photo | np.ndarray,
+    image: Photo | np.ndarray,
+    fit: ColourFit,
+    *,
+    grid_step: int = 1,
 ) -> ColourNormalisation:
     """:func:`normalise_colour`'s second half: ``image`` with ``fit`` (from
     :func:`fit_colour` on the same pair) removed, and the colour differences to
-    ``reference`` before and after, over the fit's mask."""
+    ``reference`` before and after, over the fit's mask.
+
+    With ``grid_step`` s > 1 only the grid ``image[::s, ::s]`` is normalised and returned
+    as ``image`` (for a caller that reads no other pixel); the colour differences are the
+    same as with s = 1, and so is every grid pixel (the correction is pixel by pixel).
+    """
     ref = as_rgb(reference)
     img = as_rgb(image)
+    if ref.shape != img.shape:
+        raise ValueError(f"image shape {img.shape} must equal reference shape {ref.shape}")
+    if isinstance(grid_step, bool) or not isinstance(grid_step, int) or grid_step < 1:
+        raise ValueError(f"grid_step must be a positive int, got {grid_step!r}")
     # OD_out = OD_in - c_k - f is a linear-light gain exp(c_k + f): apply it through
     # lookup tables instead of a full-resolution OD round trip.
-    out = _apply_linear_gain(img, np.exp(fit.field), fit.gains)
-    de_before = delta_e2000(ref, img, mask=fit.mask)
-    de_after = delta_e2000(ref, out, mask=fit.mask)
+    idx = _delta_e_index(fit.mask, ref.shape[:2])
+    ref_px = ref.reshape(-1, 3)[idx]
+    img_px = img.reshape(-1, 3)[idx]
+    if grid_step == 1:
+        out = _apply_linear_gain(img, np.exp(fit.field), fit.gains)
+        out_px = out.reshape(-1, 3)[idx]
+    else:
+        sl = (slice(None, None, grid_step), slice(None, None, grid_step))
+        out = _apply_linear_gain(
+            np.ascontiguousarray(img[sl]), np.ascontiguousarray(np.exp(fit.field[sl])), fit.gains
+        )
+        # the sampled pixels alone, for the difference after
+        out_px = img_px
+        if idx.size:
+            gain_px = np.exp(fit.field.reshape(-1)[idx])
+            out_px = _apply_linear_gain(img_px[:, None, :], gain_px[:, None], fit.gains)[:, 0, :]
+    de_before = _mean_delta_e(ref_px, img_px)
+    de_after = _mean_delta_e(ref_px, out_px)
     return ColourNormalisation(
         image=out,
         gains=fit.gains,

@@ -1075,8 +1075,11 @@ def _support(
     if sel_idx.size:
         # the id of the vein each margin pixel surrounds (the larger where two margins meet)
         k = 2 * math.ceil(radius_px) + 1
+        # 16-bit ids dilate twice as fast as float ones (the same maxima)
+        own_ids = np.where(sel, ids, 0)
+        small = own_ids.size == 0 or int(own_ids.max()) < 65536
         grown = cv2.dilate(
-            np.where(sel, ids, 0).astype(np.float32),
+            own_ids.astype(np.uint16 if small else np.float32),
             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)),
         )
         owner = grown.reshape(-1)[area_idx].astype(np.int64)
@@ -1557,8 +1560,11 @@ def compare(
         def segment_prepared_baseline(ready: np.ndarray) -> tuple[np.ndarray, Segmentation]:
             return ready, seg_baseline(ready)
 
+        b_blurred: list[np.ndarray] = []  # the blurred baseline, for its equalisation
+
         def blur_prepare_and_segment_baseline() -> tuple[np.ndarray, Segmentation]:
-            ready = prepare(_blur_rgb(b_rgb, blur_b))
+            b_blurred.append(_blur_rgb(b_rgb, blur_b))
+            ready = prepare(b_blurred[0])
             return ready, seg_baseline(ready, leg)
 
         if BLUR_MATCH and math.isfinite(blur_b) and blur_b > 0.3:
@@ -1620,10 +1626,14 @@ def compare(
                 colour=fit,
                 frame=frame,
                 qualities=qualities,
+                blurred=b_blurred[0] if b_blurred else None,
             )
 
         def normalised() -> ColourNormalisation:
-            return apply_colour_fit(b_meas, f_warp, fit_ready.result())
+            # only the look-alike warnings' grid of the image is read
+            return apply_colour_fit(
+                b_meas, f_warp, fit_ready.result(), grid_step=_lookalike_step(ppm)
+            )
 
         b_contrast = pool.submit(normalise_and_equalise)
         seg_f = seg_f_job.result()
@@ -1851,6 +1861,7 @@ def equalised_baseline_contrast(
     colour: Any = None,
     frame: AnalysisFrame | None = None,
     qualities: tuple[int | None, int | None] | None = None,
+    blurred: np.ndarray | None = None,
 ) -> Any:
     """The baseline's vein contrast at the follow-up's JPEG quantisation, or None.
 
@@ -1872,7 +1883,8 @@ def equalised_baseline_contrast(
     frame like the follow-up.
 
     ``qualities``: the two photos' :func:`estimate_jpeg_quality` (baseline, follow-up),
-    when already known.
+    when already known. ``blurred``: ``baseline_rgb`` already blurred by ``blur_px``, when
+    at hand (used unless the frame is reduced).
     """
     from .segmentation import vein_contrast
 
@@ -1897,7 +1909,7 @@ def equalised_baseline_contrast(
     b = baseline_photo_rgb if reduced else baseline_rgb
     scale = frame.scale if frame is not None and reduced else 1.0
     if BLUR_MATCH and math.isfinite(blur_px) and blur_px > 0.3:
-        b = _blur_rgb(b, blur_px / scale)
+        b = blurred if blurred is not None and not reduced else _blur_rgb(b, blur_px / scale)
     gains = np.asarray(getattr(colour, "gains", np.ones(3)), dtype=np.float64).reshape(-1)
     fld = getattr(colour, "field", None)
     if gains.shape == (3,) and np.all(gains > 0) and not np.allclose(gains, 1.0):
@@ -1975,6 +1987,11 @@ def _chroma_unit(v: np.ndarray) -> np.ndarray:
     return (c / np.linalg.norm(c)).astype(np.float32)
 
 
+def _lookalike_step(ppm: float) -> int:
+    """Grid step of :func:`_lookalike_warnings` (~0.5 mm)."""
+    return max(1, int(ppm // 2))
+
+
 def _lookalike_warnings(
     b_rgb: np.ndarray,
     f_rgb: np.ndarray,
@@ -1982,18 +1999,22 @@ def _lookalike_warnings(
     region: np.ndarray,
     ppm: float,
 ) -> list[str]:
-    """Diffuse brown (haemosiderin) or purple/yellow (bruise) change near treated veins."""
+    """Diffuse brown (haemosiderin) or purple/yellow (bruise) change near treated veins.
+
+    ``f_rgb`` may be the follow-up itself or only its grid ``[::s, ::s]`` with s
+    :func:`_lookalike_step` (the only pixels read)."""
     from .optics import HAEMOGLOBIN_OD, MELANIN_OD, optical_density
 
     # Work at ~0.5 mm per pixel: the look-alikes are diffuse. "Near a treated vein" is
     # only needed on that grid (no grid pixel near: no warning can arise).
-    step = max(1, int(ppm // 2))
+    step = _lookalike_step(ppm)
     sl = (slice(None, None, step), slice(None, None, step))
     near_grid = _near_on_grid(treated, 3.0 * ppm, step)
     nr = near_grid & np.asarray(region, dtype=bool)[sl]
     if not nr.any():
         return []
-    d = optical_density(f_rgb[sl]) - optical_density(b_rgb[sl])
+    f_grid = f_rgb if f_rgb.shape[:2] == nr.shape and step > 1 else f_rgb[sl]
+    d = optical_density(f_grid) - optical_density(b_rgb[sl])
     d -= d.mean(axis=2, keepdims=True)  # drop the neutral part (shading, exposure)
     sig = max(1.0, 1.0 * ppm / step)
     brown = _gauss(d @ _chroma_unit(MELANIN_OD), sig)
@@ -2387,7 +2408,8 @@ def _compare_segmentations(
     """Measurement core of :func:`compare`, on two segmentations in the baseline frame.
 
     ``late_inputs``, when given, is called once the warnings are due: it returns more
-    ``extra_warnings`` and the ``followup_rgb`` to use (made on another thread meanwhile).
+    ``extra_warnings`` and the ``followup_rgb`` to use, whole or its look-alike grid
+    (made on another thread meanwhile).
 
     ``baseline_contrast`` (a :class:`~vein_tracker.segmentation.VeinContrast` in the
     baseline frame, or a ``Future`` of one or of None), when given, replaces ``seg_b``'s

@@ -417,8 +417,9 @@ def _skin_mask(rgb_coarse: np.ndarray, ppm_coarse: float) -> np.ndarray:
     return np.asarray(skin_mask(rgb_coarse), dtype=bool)
 
 
-def _background(signals: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarray:
-    """Local skin background of each signal channel (coarse level), excluding veins.
+def _background(signals: np.ndarray, leg: np.ndarray, ppm: float, channels: int = 4) -> np.ndarray:
+    """Local skin background of the first ``channels`` signal channels (coarse level),
+    excluding veins; the others are left 0.
 
     Two exclusion passes: pixels standing out of the first estimate, widened by a
     class-sized rim (a reticular vein's Gaussian tails reach ~1.5 mm), are left out of
@@ -426,9 +427,9 @@ def _background(signals: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarray:
     linear in the vein's amplitude: a faded vein loses the same share of its contrast.
     """
     w0 = leg.astype(np.float32)
-    out = np.empty_like(signals)
+    out = np.zeros_like(signals)
     den0_at: dict[float, np.ndarray] = {}  # the leg's weight, once per scale
-    for c in range(signals.shape[2]):
+    for c in range(min(channels, signals.shape[2])):
         x = np.ascontiguousarray(signals[..., c])
         sigma = _BG_SIGMA_MM[c] * ppm
         if sigma not in den0_at:
@@ -466,19 +467,34 @@ def _hessian_ridges(x: np.ndarray, sigmas_px: tuple[float, ...]) -> tuple[np.nda
     bxx = np.zeros(x.shape, np.float32)
     bxy = np.zeros(x.shape, np.float32)
     byy = np.zeros(x.shape, np.float32)
+    # three scratch maps, worked in place (the arithmetic of the comments, same order)
+    l1 = np.empty(x.shape, np.float32)
+    disc = np.empty(x.shape, np.float32)
+    ratio = np.empty(x.shape, np.float32)
+    better = np.empty(x.shape, bool)
     for s in sigmas_px:
         g = cv2.GaussianBlur(x, (0, 0), s)
         dxx = cv2.sepFilter2D(g, cv2.CV_32F, d2, one)
         dyy = cv2.sepFilter2D(g, cv2.CV_32F, one, d2)
         dxy = cv2.sepFilter2D(g, cv2.CV_32F, d1, d1)
-        half_tr = 0.5 * (dxx + dyy)
-        disc = cv2.sqrt(cv2.pow(0.5 * (dxx - dyy), 2) + dxy * dxy)
-        l1 = half_tr - disc  # most negative: across the ridge
-        l2 = half_tr + disc
-        # Blobs (both curvatures negative and similar) are not lines.
-        ratio = np.clip(l2 / np.minimum(l1, -1e-12), 0.0, 1.0)
-        r = np.maximum(-l1, 0.0) * (1.0 - ratio) ** 2 * np.float32(s * s * _RIDGE_GAIN)
-        better = r > best
+        half_tr = np.multiply(np.add(dxx, dyy, out=l1), 0.5, out=l1)  # 0.5 (dxx + dyy)
+        # disc = sqrt((0.5 (dxx − dyy))² + dxy²)
+        np.multiply(np.subtract(dxx, dyy, out=disc), 0.5, out=disc)
+        cv2.pow(disc, 2, dst=disc)
+        np.add(disc, np.multiply(dxy, dxy, out=ratio), out=disc)
+        cv2.sqrt(disc, dst=disc)
+        l2 = np.add(half_tr, disc, out=ratio)
+        l1 = np.subtract(half_tr, disc, out=l1)  # most negative: across the ridge
+        # Blobs (both curvatures negative and similar) are not lines:
+        # ratio = clip(l2 / min(l1, −1e-12), 0, 1)
+        ratio = np.clip(
+            np.divide(l2, np.minimum(l1, -1e-12, out=disc), out=ratio), 0.0, 1.0, out=ratio
+        )
+        # r = max(−l1, 0) (1 − ratio)² s² gain
+        r = np.maximum(np.negative(l1, out=l1), 0.0, out=l1)
+        np.multiply(r, np.square(np.subtract(1.0, ratio, out=ratio), out=ratio), out=r)
+        np.multiply(r, np.float32(s * s * _RIDGE_GAIN), out=r)
+        np.greater(r, best, out=better)
         np.copyto(best, r, where=better)
         np.copyto(best_s, np.float32(s), where=better)
         np.copyto(bxx, dxx, where=better)
@@ -610,7 +626,11 @@ class _Signals:
         return out
 
 
-def _signals(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Signals:
+def _signals(
+    rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None, deep: bool = True
+) -> _Signals:
+    """The signals; with ``deep=False`` the deep-chroma channel (3) is left 0 (what
+    :func:`vein_contrast` reads needs none of it)."""
     h, w = rgb.shape[:2]
     work_size, ppm_work, half_size, coarse_size, ppm_coarse = _levels((h, w), ppm)
     small = _resize(rgb, work_size)
@@ -628,10 +648,13 @@ def _signals(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Signa
         leg = _resize(leg_u8, work_size) >= 128
         leg_half = _resize(leg_u8, half_size) >= 128
         leg_c = _resize(leg_u8, coarse_size) >= 128
-    bg = _background(sig_c, leg_c, ppm_coarse)
+    n_ch = 4 if deep else 3
+    bg = _background(sig_c, leg_c, ppm_coarse, n_ch)
     half = sig_half - _resize(bg, half_size, cv2.INTER_LINEAR)
     half[~leg_half] = 0.0
-    hair = _remove_hair(half, leg_half, ppm_half)
+    if not deep:
+        half[..., 3] = 0.0
+    hair = _remove_hair(half, leg_half, ppm_half, n_ch)
     return _Signals(
         od, half, bg, hair, leg, leg_half, leg_c, work_size, ppm_work, ppm_half, ppm_coarse
     )
@@ -673,7 +696,9 @@ def _guided(p: np.ndarray, guide: np.ndarray, r: int, eps: float) -> np.ndarray:
     return cv2.boxFilter(a, -1, k) * g + cv2.boxFilter(b, -1, k)
 
 
-def _remove_hair(contrast: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarray:
+def _remove_hair(
+    contrast: np.ndarray, leg: np.ndarray, ppm: float, channels: int = 4
+) -> np.ndarray:
     """Replace the non-spider contrast under hair and moles by that of the skin around them.
 
     Veins carry a fixed share of neutral OD (0.90 of a spider's amplitude, 0.94 of a
@@ -682,7 +707,8 @@ def _remove_hair(contrast: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarra
     convolution), so hair crossing or lying beside a vein neither adds to it nor cuts
     it. The spider channel is blind to neutral OD by construction and is left as is.
     Works at half resolution, where JPEG's half-resolution chroma is consistent with
-    the luminance. Modifies ``contrast`` (H, W, 4) in place; returns the mask.
+    the luminance. Modifies ``contrast`` (H, W, 4) in place (its first ``channels``);
+    returns the mask.
     """
     # JPEG smears a thin spider's colour over its neighbours while its luminance stays
     # sharp, so the spider share is taken as the local maximum over 3 × 3 pixels.
@@ -698,13 +724,13 @@ def _remove_hair(contrast: np.ndarray, leg: np.ndarray, ppm: float) -> np.ndarra
     hair = cv2.dilate(core.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     keep = (leg & (hair == 0)).astype(np.float32)
     sigma = max(1.0, 0.2 * ppm)
-    sub = np.ascontiguousarray(contrast[..., 1:4])
+    sub = np.ascontiguousarray(contrast[..., 1:channels])
     num = cv2.GaussianBlur(sub * keep[..., None], (0, 0), sigma)
     den = cv2.GaussianBlur(keep, (0, 0), sigma)
     sel = hair.astype(bool) & leg
     fill = num[sel] / np.maximum(den[sel], 1e-3)[:, None]
     sub[sel] = np.where((den[sel] > 0.05)[:, None], fill, 0.0)
-    contrast[..., 1:4] = sub
+    contrast[..., 1:channels] = sub
     return core & leg
 
 
@@ -751,7 +777,7 @@ def vein_contrast(
     lm = _check_mask(leg_mask, shape, "leg_mask")
     # Only the spider map and the reticular contrast are read: none of the detection
     # maps (guided filters, neutral map) the segmentation makes from the same signals.
-    sg = _signals(rgb, float(px_per_mm), lm)
+    sg = _signals(rgb, float(px_per_mm), lm, deep=False)
     return _contrast_full(sg.spider(), sg.half, sg.leg, shape, float(px_per_mm))
 
 
