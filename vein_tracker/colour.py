@@ -419,11 +419,11 @@ def delta_e2000(
     img = as_rgb(image)
     if ref.shape != img.shape:
         raise ValueError(f"image shape {img.shape} must equal reference shape {ref.shape}")
-    idx = _delta_e_index(mask, ref.shape[:2])
+    idx = _delta_e_index(mask, (int(ref.shape[0]), int(ref.shape[1])))
     return _mean_delta_e(ref.reshape(-1, 3)[idx], img.reshape(-1, 3)[idx])
 
 
-def _delta_e_index(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+def _delta_e_index(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     """The flat indices :func:`delta_e2000` reads: a regular sub-sample of ``mask``."""
     m = np.ones(shape, bool) if mask is None else _check_mask(mask, shape, "mask")
     assert m is not None
@@ -592,7 +592,7 @@ def apply_colour_fit(
         raise ValueError(f"grid_step must be a positive int, got {grid_step!r}")
     # OD_out = OD_in - c_k - f is a linear-light gain exp(c_k + f): apply it through
     # lookup tables instead of a full-resolution OD round trip.
-    idx = _delta_e_index(fit.mask, ref.shape[:2])
+    idx = _delta_e_index(fit.mask, (int(ref.shape[0]), int(ref.shape[1])))
     ref_px = ref.reshape(-1, 3)[idx]
     img_px = img.reshape(-1, 3)[idx]
     if grid_step == 1:
