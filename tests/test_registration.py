@@ -232,9 +232,11 @@ def test_blurred_baseline_refused_with_reason() -> None:
 
 def test_blank_photos_refused_not_raised() -> None:
     grey = np.full((*SHAPE, 3), 128, np.uint8)
-    r = register(grey, grey)
+    found: list[bool] = []
+    r = register(grey, grey, on_features=lambda: found.append(True))
     assert not r.ok
     assert r.reason
+    assert not found  # no skin, no features: the hook is not called
     skin = np.zeros((*SHAPE, 3), np.uint8)
     skin[:] = (225, 180, 160)
     r2 = register(skin, skin)
@@ -249,8 +251,19 @@ def test_inputs_not_modified_and_progress_reported(rigid_pair: syn.PhantomPair) 
     roi[150:450, 200:600] = True
     roi_copy = roi.copy()
     calls: list[tuple[float, str]] = []
-    r = register(b, f, roi=roi, progress=lambda frac, msg: calls.append((frac, msg)))
+    # on_features comes once, between finding features and matching them
+    r = register(
+        b,
+        f,
+        roi=roi,
+        progress=lambda frac, msg: calls.append((frac, msg)),
+        on_features=lambda: calls.append((-1.0, "features found")),
+    )
     assert r.ok
+    at = [i for i, c in enumerate(calls) if c[0] == -1.0]
+    assert len(at) == 1
+    assert calls[at[0] + 1][1] == "matching"
+    del calls[at[0]]
     assert np.array_equal(b, rigid_pair.baseline.rgb)
     assert np.array_equal(f, rigid_pair.followup.rgb)
     assert np.array_equal(roi, roi_copy)

@@ -1489,13 +1489,6 @@ def compare(
             if not roi.any():
                 raise ValueError("roi is empty: draw the region of interest on the baseline photo")
         ppm_photo = px_per_mm if px_per_mm is not None else b_photo.px_per_mm
-        # The photos' JPEG qualities (for the baseline's equalisation, below) are found
-        # while the follow-up is being aligned.
-        q_jobs = (
-            [pool.submit(estimate_jpeg_quality, ph.rgb) for ph in (b_photo, f_photo)]
-            if EQUALISE_QUANTISATION
-            else []
-        )
 
         # Working scale: finer photos are analysed at ANALYSIS_PX_PER_MM (the scale the
         # segmentation works at anyway); maps come back in this analysis frame, and the
@@ -1532,17 +1525,32 @@ def compare(
             ready = prepare(rgb)
             return ready, leg_mask(ready, px_per_mm=ppm_given)
 
-        # The baseline is prepared, and its leg found, while the follow-up is being aligned.
-        leg_job = pool.submit(prepare_and_find_leg, b_rgb)
+        # The baseline is prepared, and its leg found, while the follow-up is being aligned;
+        # so are the photos' JPEG qualities (for the baseline's equalisation, below). They
+        # start once registration has found both photos' features (on both cores) and goes
+        # on with one thread.
+        side_jobs: list[Future[Any]] = []
+
+        def start_side_jobs() -> None:
+            if side_jobs:
+                return
+            side_jobs.append(pool.submit(prepare_and_find_leg, b_rgb))
+            if EQUALISE_QUANTISATION:
+                side_jobs.extend(
+                    pool.submit(estimate_jpeg_quality, ph.rgb) for ph in (b_photo, f_photo)
+                )
+
         tell(0.05, "aligning the follow-up onto the baseline")
-        reg = register(b_rgb, f_rgb, roi=roi)
+        reg = register(b_rgb, f_rgb, roi=roi, on_features=start_side_jobs)
         if not reg.ok:
-            leg_job.cancel()
-            for q_job in q_jobs:
-                q_job.cancel()
+            for job in side_jobs:
+                job.cancel()
             raise RegistrationError(
                 reg.reason or "The follow-up photo could not be aligned onto the baseline."
             )
+        start_side_jobs()
+        leg_job = side_jobs[0]
+        q_jobs = side_jobs[1:]
         # Measure both visits at the same sharpness: the sharper photo gets the difference
         # in blur the registration measured (a blurred thin vein reads fainter).
         checks = getattr(reg, "checks", None)

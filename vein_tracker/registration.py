@@ -540,6 +540,7 @@ def register(
     leg_mask: np.ndarray | None = None,
     nonrigid: bool = True,
     progress: ProgressCallback | None = None,
+    on_features: Callable[[], None] | None = None,
 ) -> Registration:
     """Align a follow-up photo onto the baseline photo of the same treatment area.
 
@@ -555,6 +556,10 @@ def register(
         Add a smooth, bounded residual flow when it improves the fit.
     progress : callable(fraction, message), optional
         Called with a fraction in [0, 1] and a short message.
+    on_features : callable(), optional
+        Called once, when both photos' features have been found: what follows (matching,
+        refinement, checks, warping) runs on one thread, so a caller may start other work
+        then. Not called when a photo shows no skin.
 
     Returns
     -------
@@ -646,6 +651,8 @@ def register(
             vein_bm, kb, db = features(b_m, b_skin_ref, b_use_ref)
             odn_b, ch_bref = refine_channel(b_ref, b_skin_ref)
         f_skin_ref, kf, df, f_refine = f_job.result()
+    if on_features is not None and b_skin_ok and f_skin_ref.mean() >= 0.02:
+        on_features()
     if not b_skin_ok:
         return _refused(
             "No skin was found in the baseline photo: photograph the treated area of the leg.",
