@@ -2567,6 +2567,14 @@ def _compare_segmentations(
         # The headline counts the baseline veins with a measurable contrast of their own;
         # new veins are still looked for away from every vein the segmentation found.
         counted = _measurable(base, c_b, labels_b, ids_b)
+
+        def core_layout() -> _Layout:
+            # threshold sensitivity (the band, below): the baseline mask cut to its stronger
+            # 80 %, laid out on a worker from here on (the longest of the band's parts)
+            cut = float(np.quantile(c_b[counted], 0.2))
+            return layout(counted & (c_b >= cut))
+
+        core_job = pool.submit(core_layout) if counted.any() else None
         if counted is not base:
             lay = layout(counted, side_by_side=True)
         b_sums = _class_sums(c_b, lay)  # shared by the runs on ``lay``
@@ -2589,10 +2597,8 @@ def _compare_segmentations(
             return abs(run(_shift(c_f, dx, dy)).terms.pct - pct)
 
         def cut_core() -> float:
-            # threshold sensitivity: the baseline mask cut to its stronger 80 %
-            cut = float(np.quantile(c_b[counted], 0.2))
-            core = counted & (c_b >= cut)
-            return abs(run(c_f, layout(core)).terms.pct - pct)
+            assert core_job is not None  # pct is finite: there are baseline veins
+            return abs(run(c_f, core_job.result()).terms.pct - pct)
 
         def moved_new(n_alt: float) -> float:
             # the new-vein tolerance and contrast gate moved
@@ -2606,7 +2612,7 @@ def _compare_segmentations(
         thr_jobs = []
         thr_moved: list[float] = []
         if math.isfinite(pct):
-            thr_jobs = [pool.submit(cut_core)]  # the longest (it lays out its own supports)
+            thr_jobs = [pool.submit(cut_core)]
             reg_jobs = [
                 pool.submit(shifted, dx, dy) for dx, dy in ((s, 0), (-s, 0), (0, s), (0, -s))
             ]
