@@ -173,6 +173,17 @@ def test_fit_then_apply_equals_normalise_colour(baseline: syn.Rendered, leg: syn
     assert isinstance(fit, ColourFit)
     assert np.array_equal(fit.gains, whole.gains)
     assert np.array_equal(fit.field, whole.field)
+    # the mask-free part of the fit made beforehand (compare does, while it segments)
+    from vein_tracker.colour import _fit_frame
+
+    early = fit_colour(
+        baseline.rgb, follow, mask=baseline.leg_mask, frame=_fit_frame(baseline.rgb, follow)
+    )
+    assert np.array_equal(early.gains, fit.gains)
+    assert np.array_equal(early.field, fit.field)
+    assert early.n_pixels == fit.n_pixels
+    with pytest.raises(ValueError, match="frame"):
+        fit_colour(baseline.rgb, follow, frame=_fit_frame(baseline.rgb[:-2], follow[:-2]))
     parts = apply_colour_fit(baseline.rgb, follow, fit)
     assert np.array_equal(parts.image, whole.image)
     assert parts.delta_e == whole.delta_e

@@ -258,9 +258,19 @@ def vein_like_mask(
     if od.ndim != 3 or od.shape[2] != 3:
         raise ValueError(f"od must be (H, W, 3), got shape {od.shape}")
     m = _check_mask(mask, od.shape[:2], "mask")
+    return _vein_like_from_score(_vein_score(od, sigma_px), sigma_px, k, m)
+
+
+def _vein_score(od: np.ndarray, sigma_px: float) -> np.ndarray:
+    """:func:`vein_like_mask`'s score: the OD excess projected towards blood."""
     hb, dv = _chroma_basis()
     hp = od - cv2.GaussianBlur(od, (0, 0), sigma_px)
-    score = np.maximum(hp @ hb, hp @ dv)
+    return np.asarray(np.maximum(hp @ hb, hp @ dv))
+
+
+def _vein_like_from_score(
+    score: np.ndarray, sigma_px: float, k: float, m: np.ndarray | None
+) -> np.ndarray:
     if m is not None:
         r = max(1, round(2 * sigma_px))
         kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
@@ -269,7 +279,7 @@ def vein_like_mask(
     else:
         vals = score[::2, ::2].ravel()
     if vals.size < 50:
-        return np.zeros(od.shape[:2], dtype=bool)
+        return np.zeros(score.shape[:2], dtype=bool)
     med = float(np.median(vals))
     mad = float(np.median(np.abs(vals - med))) * 1.4826 + 1e-6
     out = score > med + k * mad
@@ -489,15 +499,61 @@ def normalise_colour(
     return apply_colour_fit(reference, image, fit_colour(reference, image, mask=mask, trim=trim))
 
 
+@dataclass(frozen=True, eq=False)
+class _FitFrame:
+    """What :func:`fit_colour` works on that does not depend on its mask: both images
+    reduced to at most ~0.5 MP (the model is smooth, so this is exact enough), their
+    optical densities, vein scores and unclipped pixels."""
+
+    shape: tuple[int, int]
+    s: float
+    ref_s: np.ndarray
+    od_r: np.ndarray
+    od_i: np.ndarray
+    sigma_px: float
+    score_r: np.ndarray
+    score_i: np.ndarray
+    unclipped: np.ndarray
+
+
+def _fit_frame(ref: np.ndarray, img: np.ndarray) -> _FitFrame:
+    h, w = ref.shape[:2]
+    s = min(1.0, float(np.sqrt(5e5 / (h * w))))
+    if s < 1.0:
+        ref_s = cv2.resize(ref, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        img_s = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    else:
+        ref_s, img_s = ref, img
+    od_r = optical_density(ref_s)
+    od_i = optical_density(img_s)
+    sig = max(2.0, 6.0 * ref_s.shape[1] / 1000.0)
+    unclipped = np.all((ref_s > 3) & (ref_s < 252) & (img_s > 3) & (img_s < 252), axis=-1)
+    return _FitFrame(
+        shape=(int(h), int(w)),
+        s=s,
+        ref_s=ref_s,
+        od_r=od_r,
+        od_i=od_i,
+        sigma_px=sig,
+        score_r=_vein_score(od_r, sig),
+        score_i=_vein_score(od_i, sig),
+        unclipped=unclipped,
+    )
+
+
 def fit_colour(
     reference: Photo | np.ndarray,
     image: Photo | np.ndarray,
     *,
     mask: np.ndarray | None = None,
     trim: float = 0.2,
+    frame: _FitFrame | None = None,
 ) -> ColourFit:
     """:func:`normalise_colour`'s fit alone: the gains and illumination field that bring
-    ``image`` to ``reference`` (same parameters and errors), without applying them."""
+    ``image`` to ``reference`` (same parameters and errors), without applying them.
+
+    ``frame``: ``_fit_frame(reference, image)`` made beforehand (what does not depend on
+    the mask), when the caller has had time for it while the mask was being made."""
     ref = as_rgb(reference)
     img = as_rgb(image)
     if ref.shape != img.shape:
@@ -511,23 +567,20 @@ def fit_colour(
     m = _check_mask(mask, (h, w), "mask")
     if m is None:
         m = skin_mask(ref)
-
-    # Fit on a working copy of at most ~0.5 MP: the model is smooth, so this is exact enough.
-    s = min(1.0, float(np.sqrt(5e5 / (h * w))))
-    if s < 1.0:
-        ref_s = cv2.resize(ref, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        img_s = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        m_s = cv2.resize(m.astype(np.uint8), (ref_s.shape[1], ref_s.shape[0])) > 0
-    else:
-        ref_s, img_s, m_s = ref, img, m
+    if frame is None:
+        frame = _fit_frame(ref, img)
+    elif frame.shape != (h, w):
+        raise ValueError(f"frame is of shape {frame.shape}, the images are {(h, w)}")
+    ref_s, od_r, od_i = frame.ref_s, frame.od_r, frame.od_i
+    m_s = (
+        cv2.resize(m.astype(np.uint8), (ref_s.shape[1], ref_s.shape[0])) > 0 if frame.s < 1.0 else m
+    )
     hs, ws = ref_s.shape[:2]
-    od_r = optical_density(ref_s)
-    od_i = optical_density(img_s)
     # Exclude veins of either visit, clipped or black pixels (OD is not linear there).
-    sig = max(2.0, 6.0 * ws / 1000.0)
-    use = m_s & ~vein_like_mask(od_r, sigma_px=sig, mask=m_s)
-    use &= ~vein_like_mask(od_i, sigma_px=sig, mask=m_s)
-    use &= np.all((ref_s > 3) & (ref_s < 252) & (img_s > 3) & (img_s < 252), axis=-1)
+    sig = frame.sigma_px
+    use = m_s & ~_vein_like_from_score(frame.score_r, sig, 3.0, m_s)
+    use &= ~_vein_like_from_score(frame.score_i, sig, 3.0, m_s)
+    use &= frame.unclipped
     ys, xs = np.nonzero(use)
     if ys.size > 20_000:
         sel = np.linspace(0, ys.size - 1, 20_000).astype(np.int64)

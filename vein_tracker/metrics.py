@@ -1456,7 +1456,13 @@ def compare(
         Bad ``roi``, ``px_per_mm``, ``sensitivity`` or ``target_pct``.
     """
     from . import ALGORITHM_VERSION
-    from .colour import ColourFit, ColourNormalisation, apply_colour_fit, fit_colour
+    from .colour import (
+        ColourFit,
+        ColourNormalisation,
+        _fit_frame,
+        apply_colour_fit,
+        fit_colour,
+    )
     from .config import get_settings
     from .errors import RegistrationError
     from .registration import register
@@ -1569,15 +1575,22 @@ def compare(
             return ready, seg_baseline(ready)
 
         b_blurred: list[np.ndarray] = []  # the blurred baseline, for its equalisation
+        b_ready: Future[np.ndarray] = Future()  # the baseline as measured, for the colour fit
 
         def blur_prepare_and_segment_baseline() -> tuple[np.ndarray, Segmentation]:
-            b_blurred.append(_blur_rgb(b_rgb, blur_b))
-            ready = prepare(b_blurred[0])
+            try:
+                b_blurred.append(_blur_rgb(b_rgb, blur_b))
+                ready = prepare(b_blurred[0])
+            except BaseException as exc:
+                b_ready.set_exception(exc)
+                raise
+            b_ready.set_result(ready)
             return ready, seg_baseline(ready, leg)
 
         if BLUR_MATCH and math.isfinite(blur_b) and blur_b > 0.3:
             seg_b_job = pool.submit(blur_prepare_and_segment_baseline)
         else:
+            b_ready.set_result(b_meas)
             seg_b_job = pool.submit(segment_prepared_baseline, b_meas)
         # The follow-up is segmented as registered, not its colour-normalised copy (made
         # for the warnings once the baseline's veins are known): vein contrast is measured
@@ -1604,8 +1617,11 @@ def compare(
         region = leg & _erode(reg.valid, REGION_MARGIN_MM * ppm)
         if roi is not None:
             region &= roi
-        b_meas, seg_b = seg_b_job.result()
+        # What the colour fit needs besides its mask (the baseline's veins), made here
+        # while both visits are segmented.
         f_warp = f_ready.result()
+        fit_frame = _fit_frame(b_ready.result(), f_warp)
+        b_meas, seg_b = seg_b_job.result()
 
         # Colour normalisation, then the baseline's equalisation to the follow-up's
         # capture (which needs its gains), run on a worker while the measurement starts
@@ -1619,7 +1635,7 @@ def compare(
         def normalise_and_equalise() -> Any:
             # the equalisation needs the colour fit's gains, not the normalised image
             try:
-                fit = fit_colour(b_meas, f_warp, mask=fit_mask)
+                fit = fit_colour(b_meas, f_warp, mask=fit_mask, frame=fit_frame)
             except BaseException as exc:
                 fit_ready.set_exception(exc)
                 raise
