@@ -1743,9 +1743,11 @@ def chroma_lowpass(rgb: np.ndarray) -> np.ndarray:
         # Area reduction works per channel: reducing all three and keeping the chroma is
         # the chroma reduced, without copying it out of the interleaved image first.
         small = cv2.resize(ycc, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-        ycc[..., 1:] = cv2.resize(
+        up = cv2.resize(
             np.ascontiguousarray(small[..., 1:]), (w, h), interpolation=cv2.INTER_LINEAR
         )
+        # the chroma back into place (OpenCV's channel copy: NumPy's strided one is slow)
+        cv2.mixChannels([up], [ycc], [0, 1, 1, 2])
     out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB, dst=ycc)
     np.multiply(out, 255.0, out=out)
     np.rint(out, out=out)
