@@ -54,6 +54,43 @@ def test_keep_freed_memory_says_whether_it_applied() -> None:
     assert probe.stdout.strip() == str(_GLIBC)
 
 
+_HUGE = """
+import json, os, sys
+os.environ.pop("NUMPY_MADVISE_HUGEPAGE", None)
+mode = sys.argv[1]
+if mode == "caller-set":
+    os.environ["NUMPY_MADVISE_HUGEPAGE"] = "1"
+if mode == "numpy-first":
+    import numpy
+from vein_tracker import runtime
+took = runtime.no_huge_pages_for_numpy()
+import numpy as np
+a = np.ones((1500, 2000, 3), np.float32)  # arrays work as before
+json.dump({"took": took, "madvise": bool(np._core.multiarray._get_madvise_hugepage()),
+           "sum": float(a.sum())}, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "took", "madvise"),
+    [
+        ("fresh", True, False),  # before NumPy is imported: its huge-page requests are off
+        ("numpy-first", False, True),  # too late: NumPy keeps its default
+        ("caller-set", False, True),  # the caller's own setting wins
+    ],
+)
+def test_no_huge_pages_for_numpy_only_before_numpy_and_never_over_the_caller(
+    mode: str, took: bool, madvise: bool
+) -> None:
+    probe = run_fresh(_HUGE, mode)
+    assert probe.returncode == 0, probe.stderr
+    got = json.loads(probe.stdout)
+    assert got["took"] is took
+    if sys.platform == "linux":  # elsewhere NumPy's default does not depend on the kernel
+        assert got["madvise"] is madvise
+    assert got["sum"] == 1500 * 2000 * 3
+
+
 def test_warm_up_builds_the_colour_tables_and_leaves_results_unchanged() -> None:
     import cv2
 
