@@ -2453,11 +2453,11 @@ def _compare_segmentations(
     base = seg_b.mask & region
     # A follow-up vein must show a contrast comparable to the baseline's veins of its
     # class: pixels far below it are texture, JPEG blocks or noise, not veins.
-    # Two worker threads (NumPy and OpenCV release the GIL) beside this one: the baseline's
+    # Worker threads (NumPy and OpenCV release the GIL) beside this one: the baseline's
     # zero point beside the follow-up's, then the band's alternative estimates beside the
     # secondary figures, the per-vein table and the warnings. The same figures as one after
-    # the other.
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="measure")
+    # the other. Three workers for two cores: one of them mostly waits for c_b (below).
+    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="measure")
     read_at: Future[np.ndarray] = Future()  # the pixels c_b is read on (below)
     try:
         c_b = _seg_contrast(seg_b, labels_b)
@@ -2514,6 +2514,10 @@ def _compare_segmentations(
         sk_f = np.asarray(seg_f.skeleton, dtype=bool)
         ids_b = np.asarray(seg_b.vein_ids)
         dist_job = pool.submit(_distance_to, base)
+        # Shading at the leg's outline makes vein-like ridges in one photo and not the other:
+        # new veins are only looked for away from it.
+        leg_f = np.asarray(getattr(seg_f, "leg_mask", region), dtype=bool) & region
+        edge_job = pool.submit(_distance_to, ~leg_f)
 
         def layout(base_: np.ndarray, side_by_side: bool = False) -> _Layout:
             # side by side on the pool only from this thread (the workers never wait on it)
@@ -2534,10 +2538,7 @@ def _compare_segmentations(
             needed[sp.area_idx] = True
         read_at.set_result(np.flatnonzero(needed))
 
-        # Shading at the leg's outline makes vein-like ridges in one photo and not the other:
-        # new veins are only looked for away from it.
-        leg_f = np.asarray(getattr(seg_f, "leg_mask", region), dtype=bool) & region
-        inner = region & (_distance_to(~leg_f) > NEW_EDGE_MARGIN_MM * ppm)
+        inner = region & (edge_job.result() > NEW_EDGE_MARGIN_MM * ppm)
         dist_b = dist_job.result()
 
         def new_for(tol_px: float, strength_k: float = 1.0) -> np.ndarray:
@@ -2569,8 +2570,9 @@ def _compare_segmentations(
             return float(np.count_nonzero(new_for(tol_px, strength_k)))
 
         moved_jobs = [pool.submit(n_new_at, *m) for m in moved] if lay.base_idx.size else []
-        # --- plain secondary figures (follow-up side) ------------------------------------
-        fm = measure_mask(
+        # --- plain secondary figures (follow-up side), on a worker --------------------
+        fm_job = pool.submit(
+            measure_mask,
             fmask,
             region=region,
             px_per_mm=ppm,
@@ -2640,6 +2642,7 @@ def _compare_segmentations(
         by_class = _improvement_by_class(est, lay, labels_b, labels_f, region)
 
         bm = bm_job.result()
+        fm = fm_job.result()
         by_length = 100.0 * (1.0 - fm.length_mm / bm.length_mm) if bm.length_mm > 0 else None
         by_area = 100.0 * (1.0 - fm.area_mm2 / bm.area_mm2) if bm.area_mm2 > 0 else None
 
