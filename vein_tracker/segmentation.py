@@ -724,13 +724,13 @@ def _remove_hair(
     hair = cv2.dilate(core.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     keep = (leg & (hair == 0)).astype(np.float32)
     sigma = max(1.0, 0.2 * ppm)
-    sub = np.ascontiguousarray(contrast[..., 1:channels])
-    num = cv2.GaussianBlur(sub * keep[..., None], (0, 0), sigma)
+    num = cv2.GaussianBlur(contrast[..., 1:channels] * keep[..., None], (0, 0), sigma)
     den = cv2.GaussianBlur(keep, (0, 0), sigma)
     sel = hair.astype(bool) & leg
-    fill = num[sel] / np.maximum(den[sel], 1e-3)[:, None]
-    sub[sel] = np.where((den[sel] > 0.05)[:, None], fill, 0.0)
-    contrast[..., 1:channels] = sub
+    den_sel = den[sel]
+    fill = num[sel] / np.maximum(den_sel, 1e-3)[:, None]
+    # only the filled pixels are written (no copy of the channels out and back)
+    contrast[sel, 1:channels] = np.where((den_sel > 0.05)[:, None], fill, 0.0)
     return core & leg
 
 
