@@ -19,7 +19,13 @@ import pytest
 
 from vein_tracker import synthetic as syn
 from vein_tracker.colour import ciede2000, delta_e2000, srgb_u8_to_lab
-from vein_tracker.morphology import SKELETON_LUT, fill_holes, sample_linear, skeletonize
+from vein_tracker.morphology import (
+    SKELETON_LUT,
+    components,
+    fill_holes,
+    sample_linear,
+    skeletonize,
+)
 from vein_tracker.segmentation import segment
 
 ndi = pytest.importorskip("scipy.ndimage")
@@ -326,3 +332,28 @@ def test_compare_imports_neither_scipy_nor_skimage(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["loaded"] == []
     assert np.isfinite(out["pct"])
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_components_are_opencvs_labels_areas_and_boxes(connectivity: int) -> None:
+    """components() gives cv2.connectedComponentsWithStats' labels, areas and bounding
+    boxes (without its statistics pass) on masks of every density and odd shapes."""
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 70, size=2))
+        mask = rng.random((h, w)) > rng.uniform(0.05, 0.98)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(
+            mask.astype(np.uint8), connectivity=connectivity
+        )
+        for given in (mask, mask.astype(np.uint8) * 7):
+            cc = components(given, connectivity)
+            assert cc.n == n
+            assert np.array_equal(cc.labels, lab)
+            assert np.array_equal(cc.areas, stats[:, cv2.CC_STAT_AREA])
+            assert np.array_equal(cc.boxes()[1:], stats[1:, :4])
+            assert np.array_equal(cc.idx, np.flatnonzero(mask))
+            assert np.array_equal(cc.at, lab.reshape(-1)[cc.idx])
+    empty = components(np.zeros((5, 6), bool))
+    assert empty.n == 1
+    assert empty.areas.tolist() == [30]
+    assert empty.boxes().tolist() == [[0, 0, 6, 5]]

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from .io import Photo, as_rgb
-from .morphology import fill_holes
+from .morphology import components, fill_holes
 from .optics import (
     DEEP_VEIN_OD,
     HAEMOGLOBIN_OD,
@@ -203,11 +203,12 @@ def _skin_mask_small(rgb: np.ndarray) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     cand_u8 = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, kernel)
     cand_u8 = cv2.morphologyEx(cand_u8, cv2.MORPH_CLOSE, kernel)
-    n, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand_u8, connectivity=8)
+    cc = components(cand_u8)
+    n, lab_cc = cc.n, cc.labels
     if n <= 1:
         return np.zeros(rgb.shape[:2], dtype=bool)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    if stats[largest, cv2.CC_STAT_AREA] < 0.02 * cand.size:
+    largest = 1 + int(np.argmax(cc.areas[1:]))
+    if cc.areas[largest] < 0.02 * cand.size:
         return np.zeros(rgb.shape[:2], dtype=bool)
     leg = lab_cc == largest
     # Veins, moles and hair inside the leg are leg too.

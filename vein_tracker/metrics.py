@@ -835,25 +835,25 @@ def new_vein_mask(
     -------
     ndarray, shape (H, W), bool
     """
-    import cv2
-
     if distance is None:
         distance = _distance_to(baseline_mask)
     cand = followup_mask & region & (distance > tolerance_px)
     if not cand.any():
         return cand
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    from .morphology import components
+
+    cc = components(cand)
+    n = cc.n
     # Per-piece sums over the candidate pixels only (label 0 is never kept): the same
     # pixels in the same order as over the whole image, so the same sums, far faster.
-    idx = np.flatnonzero(cand)
-    lab_c = lab.ravel()[idx]
+    idx, lab_c = cc.idx, cc.at
     keep = np.zeros(n, dtype=bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area_px
+    keep[1:] = cc.areas[1:] >= min_area_px
     if skeleton is not None and min_length_px > 0:
         sk_len = np.bincount(lab_c[np.asarray(skeleton, dtype=bool).ravel()[idx]], minlength=n)
         keep &= sk_len >= min_length_px
     if strength is not None:
-        area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1).astype(np.float64)
+        area = np.maximum(cc.areas, 1).astype(np.float64)
         # read the candidate pixels first, then widen them (not the whole map)
         s_c = np.asarray(strength).ravel()[idx].astype(np.float64)
         mean_s = np.bincount(lab_c, weights=s_c, minlength=n)
@@ -2270,8 +2270,6 @@ def _vein_table(
 ) -> tuple[list[VeinChange], np.ndarray, dict[str, int]]:
     """Each baseline vein's status and share, the new veins, the change map and the
     count of veins by status."""
-    import cv2
-
     shape = base.shape
     prev_maps = _previous_remaining_maps(previous, shape)
     veins: list[VeinChange] = []
@@ -2336,14 +2334,16 @@ def _vein_table(
             np.where(r >= PERSISTING_FROM, CHANGE_PERSISTING, CHANGE_FADED),
         ).astype(np.uint8)
     if est.new_mask.any():
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(
-            est.new_mask.astype(np.uint8), connectivity=8
-        )
+        from .morphology import components
+
+        cc = components(est.new_mask)
+        n, lab, stats = cc.n, cc.labels, cc.boxes()
         sk_f = np.asarray(getattr(seg_f, "skeleton", np.zeros(shape, bool)), dtype=bool)
         sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
+        # per piece, its spider pixels (on the piece's pixels only)
+        n_spider = np.bincount(cc.at, weights=labels_f.reshape(-1)[cc.idx] == _SPIDER, minlength=n)
         for k in range(1, n):
-            sel = lab == k
-            spider = np.count_nonzero(labels_f[sel] == _SPIDER) >= np.count_nonzero(sel) / 2
+            spider = n_spider[k] >= cc.areas[k] / 2
             x, y, ww, hh = (int(v) for v in stats[k, :4])
             veins.append(
                 VeinChange(
@@ -2352,7 +2352,7 @@ def _vein_table(
                     status="new",
                     remaining=1.0,
                     faded_pct=0.0,
-                    area_mm2=float(stats[k, cv2.CC_STAT_AREA]) / ppm**2,
+                    area_mm2=float(cc.areas[k]) / ppm**2,
                     length_mm=float(sk_new[k]) / ppm,
                     bbox=(x, y, ww, hh),
                 )

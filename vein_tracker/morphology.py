@@ -11,14 +11,21 @@ for bit (``tests/test_morphology.py`` checks them against the libraries):
   (4-connected) structure;
 - :func:`sample_linear` -- ``scipy.ndimage.map_coordinates(img, (rows, cols),
   order=1, mode="nearest")`` of a 2-D array.
+
+And :func:`components`: ``cv2.connectedComponentsWithStats``' labels, areas and
+bounding boxes, the same numbers, at a share of its cost on a sparse mask (its
+statistics pass walks every pixel of the image, in floating point for the centroids,
+and costs about five times the labelling on a 3 MP vein mask).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
-__all__ = ["SKELETON_LUT", "fill_holes", "sample_linear", "skeletonize"]
+__all__ = ["SKELETON_LUT", "Components", "components", "fill_holes", "sample_linear", "skeletonize"]
 
 #: scikit-image's thinning table (``_fast_skeletonize``), indexed by the code of a
 #: pixel's 8 neighbours, ``NW + 2 N + 4 NE + 8 E + 16 SE + 32 S + 64 SW + 128 W``:
@@ -223,3 +230,55 @@ def _axis_taps(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
         w0 = 1.0 - (x - fl)
     w1 = 1.0 - w0
     return i0, i1, w0, w1
+
+
+@dataclass(frozen=True, eq=False)
+class Components:
+    """Connected components of a mask: what ``cv2.connectedComponentsWithStats`` gives,
+    but its centroids.
+
+    ``n`` labels (0 the background); ``labels`` int32 of the mask's shape; ``idx`` the
+    mask's flat indices (raster order) and ``at`` their labels; ``areas`` (n,) pixel
+    counts, the background's included."""
+
+    n: int
+    labels: np.ndarray
+    idx: np.ndarray
+    at: np.ndarray
+    areas: np.ndarray
+
+    def boxes(self) -> np.ndarray:
+        """(n, 4) int64 ``x, y, width, height`` of each label, as ``CC_STAT_LEFT`` ..
+        ``CC_STAT_HEIGHT``; row 0 (the background) is the image's."""
+        h, w = self.labels.shape
+        out = np.zeros((self.n, 4), np.int64)
+        out[0] = (0, 0, w, h)
+        if self.n <= 1:
+            return out
+        ys, xs = np.divmod(self.idx, w)
+        lo_x = np.full(self.n, w, np.int64)
+        lo_y = np.full(self.n, h, np.int64)
+        hi_x = np.full(self.n, -1, np.int64)
+        hi_y = np.full(self.n, -1, np.int64)
+        np.minimum.at(lo_x, self.at, xs)
+        np.minimum.at(lo_y, self.at, ys)
+        np.maximum.at(hi_x, self.at, xs)
+        np.maximum.at(hi_y, self.at, ys)
+        out[1:, 0] = lo_x[1:]
+        out[1:, 1] = lo_y[1:]
+        out[1:, 2] = hi_x[1:] - lo_x[1:] + 1
+        out[1:, 3] = hi_y[1:] - lo_y[1:] + 1
+        return out
+
+
+def components(mask: np.ndarray, connectivity: int = 8) -> Components:
+    """Connected components of a 2-D mask (bool or uint8, non-zero is set): the labels
+    of ``cv2.connectedComponents`` (those of ``connectedComponentsWithStats``), areas
+    from the set pixels alone."""
+    m = mask.view(np.uint8) if mask.dtype == bool else np.asarray(mask, np.uint8)
+    n, lab = cv2.connectedComponents(m, connectivity=connectivity)
+    idx = np.flatnonzero(m)
+    at = lab.reshape(-1)[idx]
+    areas = np.bincount(at, minlength=n).astype(np.int64)
+    areas[0] = m.size - idx.size
+    return Components(n=int(n), labels=lab, idx=idx, at=at, areas=areas)

@@ -55,7 +55,7 @@ import cv2
 import numpy as np
 
 from .io import Photo, as_rgb
-from .morphology import skeletonize
+from .morphology import components, skeletonize
 from .optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD, OD_EPS
 
 __all__ = [
@@ -520,13 +520,14 @@ def _nms(ridge: np.ndarray, nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
 
 
 def _hysteresis(cand: np.ndarray, strong: np.ndarray, min_px: int) -> np.ndarray:
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    cc = components(cand)
+    n, lab = cc.n, cc.labels
     if n <= 1:
         return np.zeros(cand.shape, bool)
     has_strong = np.zeros(n, bool)
     has_strong[np.unique(lab[strong & cand])] = True
     has_strong[0] = False
-    has_strong &= stats[:, cv2.CC_STAT_AREA] >= min_px
+    has_strong &= cc.areas >= min_px
     return has_strong[lab]
 
 
@@ -998,10 +999,9 @@ def _labels_at_work(
         labels[marg > 0] = SPIDER
 
     # Specks left by the rule at the ends of faint ridges are not veins.
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(
-        (labels > 0).astype(np.uint8), connectivity=8
-    )
-    small = stats[:, cv2.CC_STAT_AREA] < _MIN_AREA_MM2 * maps.ppm_work**2
+    cc = components(labels > 0)
+    n, lab = cc.n, cc.labels
+    small = cc.areas < _MIN_AREA_MM2 * maps.ppm_work**2
     # Pieces that hold no centreline seed are noise that passed a faint seed's threshold.
     seeded = np.zeros(n, bool)
     seeded[lab[sl.ys, sl.xs]] = True
@@ -1196,12 +1196,13 @@ def _vein_objects(
         m = labels == code
         if not m.any():
             continue
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
-        area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+        cc = components(m)
+        n, lab, idx = cc.n, cc.labels, cc.idx
+        area = cc.areas.astype(np.float64)
+        stats = cc.boxes()
         skel_n = np.bincount(lab[skeleton & m], minlength=n).astype(np.float64)
-        idx = np.flatnonzero(m.ravel())
         cval = (maps.spider if code == SPIDER else reticular).ravel()[idx]
-        csum = np.bincount(lab.ravel()[idx], weights=cval, minlength=n)
+        csum = np.bincount(cc.at, weights=cval, minlength=n)
         ids = np.arange(n, dtype=np.int32) + np.int32(next_id - 1)
         ids[0] = 0
         for i in range(1, n):
