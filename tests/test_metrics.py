@@ -726,11 +726,12 @@ def test_compare_new_veins_count_against_improvement() -> None:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="open: at 800x600 on brown skin the faded pair reads 7.8 points off (target 6; its "
-    "faded reticular veins read more faded than they are: class improvement 45 against 33); "
-    "the bent pair reads 7.2 (target 8)",
+    reason="open: at 800x600 on brown skin the faded pair reads 7.8 points off (a tolerance of "
+    "6 set here; the issue sets none for faded pairs, and the 2000x1500 benchmark's faded "
+    "group reads 2.49 median, 6.97 max): its faded reticular veins read more faded than "
+    "they are (class improvement 45 against 33)",
 )
-def test_compare_faded_to_half_and_nonrigid_bend() -> None:
+def test_compare_faded_to_half() -> None:
     from vein_tracker import synthetic as syn
 
     pair = syn.make_pair(
@@ -741,6 +742,13 @@ def test_compare_faded_to_half_and_nonrigid_bend() -> None:
     faded = [v for v in c.veins if v.status == "faded"]
     assert faded
     assert statistics_median([v.faded_pct for v in faded]) == pytest.approx(50.0, abs=15.0)
+
+
+@pytest.mark.slow
+def test_compare_nonrigid_bend_within_the_issue_target() -> None:
+    """A mild non-rigid bend (the issue: maximum error <= 8 points): 7.2 points here."""
+    from vein_tracker import synthetic as syn
+
     bent = syn.make_pair(
         26,
         shape=PH_SHAPE,
