@@ -1009,7 +1009,7 @@ def _labels_at_work(
     small |= ~seeded
     small[0] = False
     if small.any():
-        labels[small[lab]] = 0
+        labels.reshape(-1)[cc.idx[small[cc.at]]] = 0  # on the vein pixels only
     # The reticular centreline, redrawn from L1, is part of its vein even where the
     # upsampled edge rounding left it out; spiders lying over it keep their pixels.
     skeleton &= labels != SPIDER
@@ -1200,7 +1200,7 @@ def _vein_objects(
         n, lab, idx = cc.n, cc.labels, cc.idx
         area = cc.areas.astype(np.float64)
         stats = cc.boxes()
-        skel_n = np.bincount(lab[skeleton & m], minlength=n).astype(np.float64)
+        skel_n = np.bincount(cc.at[skeleton.reshape(-1)[idx]], minlength=n).astype(np.float64)
         cval = (maps.spider if code == SPIDER else reticular).ravel()[idx]
         csum = np.bincount(cc.at, weights=cval, minlength=n)
         ids = np.arange(n, dtype=np.int32) + np.int32(next_id - 1)
