@@ -58,6 +58,28 @@ def test_skeleton_length_circle(radius: int) -> None:
     assert skeleton_length_px(sk) == pytest.approx(2 * math.pi * radius, rel=0.05)
 
 
+def test_skeleton_length_counts_every_link_by_the_rule_at_the_edges_too() -> None:
+    """Against a plain count of the rule over every pair of neighbours, on random masks
+    (links touching the image's edges included) and on views that are not contiguous."""
+
+    def by_pairs(sk: np.ndarray) -> float:
+        h, w = sk.shape
+        at = lambda y, x: 0 <= y < h and 0 <= x < w and bool(sk[y, x])  # noqa: E731
+        orth = diag = 0
+        for y, x in zip(*np.nonzero(sk), strict=True):
+            orth += at(y, x + 1) + at(y + 1, x)
+            diag += at(y + 1, x + 1) and not (at(y, x + 1) or at(y + 1, x))
+            diag += at(y + 1, x - 1) and not (at(y, x - 1) or at(y + 1, x))
+        return orth + math.sqrt(2) * diag
+
+    rng = np.random.default_rng(8)
+    for _ in range(150):
+        h, w = (int(v) for v in rng.integers(1, 25, size=2))
+        sk = rng.random((h, w)) > rng.uniform(0.3, 0.95)
+        for view in (sk, sk[::-1, ::2]):
+            assert skeleton_length_px(view) == pytest.approx(by_pairs(view), abs=1e-9)
+
+
 def test_skeleton_length_empty_and_bad_input() -> None:
     assert skeleton_length_px(np.zeros((5, 5), bool)) == 0.0
     with pytest.raises(ValueError, match="skeleton"):

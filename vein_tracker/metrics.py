@@ -145,16 +145,24 @@ def skeleton_length_px(skeleton: np.ndarray) -> float:
         raise ValueError(
             f"skeleton must be a 2-D bool array, got shape {sk.shape} dtype {sk.dtype}"
         )
-    horiz = sk[:, :-1] & sk[:, 1:]
-    vert = sk[:-1, :] & sk[1:, :]
-    a, b = sk[:-1, :-1], sk[1:, 1:]  # down-right diagonal
-    c, d = sk[:-1, 1:], sk[1:, :-1]  # down-left diagonal
-    tr, bl = sk[:-1, 1:], sk[1:, :-1]
-    tl, br = sk[:-1, :-1], sk[1:, 1:]
-    diag1 = a & b & ~(tr | bl)
-    diag2 = c & d & ~(tl | br)
-    n_orth = int(np.count_nonzero(horiz)) + int(np.count_nonzero(vert))
-    n_diag = int(np.count_nonzero(diag1)) + int(np.count_nonzero(diag2))
+    # Counted from the skeleton's own pixels (a skeleton is sparse): for each pixel p,
+    # its links to the right, down, down-right and down-left neighbours.
+    h, w = sk.shape
+    flat = np.ascontiguousarray(sk).reshape(-1)
+    p = np.flatnonzero(flat)
+    if p.size == 0:
+        return 0.0
+    col = p % w
+    right = col < w - 1
+    left = col > 0
+    down = p < (h - 1) * w
+    n_orth = int(np.count_nonzero(flat[p[right] + 1])) + int(np.count_nonzero(flat[p[down] + w]))
+    # down-right (p, p + w + 1), not when p + 1 or p + w closes the L corner
+    q = p[right & down]
+    n_diag = int(np.count_nonzero(flat[q + w + 1] & ~(flat[q + 1] | flat[q + w])))
+    # down-left (p, p + w - 1), not when p - 1 or p + w closes the L corner
+    q = p[left & down]
+    n_diag += int(np.count_nonzero(flat[q + w - 1] & ~(flat[q - 1] | flat[q + w])))
     return float(n_orth + _SQRT2 * n_diag)
 
 

@@ -275,9 +275,13 @@ def components(mask: np.ndarray, connectivity: int = 8) -> Components:
     """Connected components of a 2-D mask (bool or uint8, non-zero is set): the labels
     of ``cv2.connectedComponents`` (those of ``connectedComponentsWithStats``), areas
     from the set pixels alone."""
-    m = mask.view(np.uint8) if mask.dtype == bool else np.asarray(mask, np.uint8)
+    if mask.dtype == bool:
+        b, m = mask, mask.view(np.uint8)
+    else:
+        m = np.asarray(mask, np.uint8)
+        b = m != 0
     n, lab = cv2.connectedComponents(m, connectivity=connectivity)
-    idx = np.flatnonzero(m)
+    idx = np.flatnonzero(b)  # NumPy finds set bools ~5x faster than set bytes
     at = lab.reshape(-1)[idx]
     areas = np.bincount(at, minlength=n).astype(np.int64)
     areas[0] = m.size - idx.size
