@@ -1162,18 +1162,40 @@ def _estimate(
     # and pixel noise averages out. Classes are kept apart so one cannot dilute the other.
     # ``baseline_sums`` is ``_class_sums(c_b, layout)`` when already known. Only the
     # baseline vein pixels and their margins are read.
+    terms, r = _estimate_terms(c_b, c_f, layout, region, new, baseline_sums=baseline_sums)
+    rem = np.zeros(layout.base.shape, np.float32)
+    rem.reshape(-1)[layout.base_idx] = r
+    return _Estimate(terms=terms, remaining=rem, new_mask=new)
+
+
+def _new_count(new: np.ndarray, layout: _Layout, region: np.ndarray) -> int:
+    """New-vein pixels the formula counts against a layout (not on its baseline veins)."""
+    return int(np.count_nonzero(new & ~layout.base & region))
+
+
+def _estimate_terms(
+    c_b: np.ndarray,
+    c_f: np.ndarray,
+    layout: _Layout,
+    region: np.ndarray,
+    new: np.ndarray,
+    *,
+    baseline_sums: np.ndarray | None = None,
+    n_new: int | None = None,
+) -> tuple[ImprovementTerms, np.ndarray]:
+    """:func:`_estimate`'s figures without its maps: the terms, and the remaining shares
+    on ``layout.base_idx``. ``n_new``: ``_new_count(new, layout, region)`` when known."""
     cb_s = _class_sums(c_b, layout) if baseline_sums is None else baseline_sums
     cf_s = _class_sums(c_f, layout)
     r = _per_vein(remaining_fraction(cb_s, cf_s), c_b, c_f, layout)
-    rem = np.zeros(layout.base.shape, np.float32)
-    rem.reshape(-1)[layout.base_idx] = r
     # The formula's sums (see improvement_terms, with c_b = 1 and c_f = rem, already in
     # [0, 1]): the follow-up mask holds the new pieces only: follow-up vein pixels near
     # baseline veins are the same veins, judged by their contrast.
     kept = float(np.sum(r, dtype=np.float64))
-    n_new = int(np.count_nonzero(new & ~layout.base & region))
+    if n_new is None:
+        n_new = _new_count(new, layout, region)
     terms = ImprovementTerms(kept=kept, new=float(n_new), baseline=float(layout.base_idx.size))
-    return _Estimate(terms=terms, remaining=rem, new_mask=new)
+    return terms, r
 
 
 def _per_vein(
@@ -2607,13 +2629,23 @@ def _compare_segmentations(
             lay = layout(counted, side_by_side=True)
         b_sums = _class_sums(c_b, lay)  # shared by the runs on ``lay``
 
-        def run(c_f_: np.ndarray, lay_: _Layout = lay) -> _Estimate:
-            return _estimate(
-                c_b, c_f_, lay_, region, new_main, baseline_sums=b_sums if lay_ is lay else None
-            )
-
-        est = run(c_f)
+        est = _estimate(c_b, c_f, lay, region, new_main, baseline_sums=b_sums)
         pct = est.terms.pct
+        n_new_lay = int(est.terms.new)
+
+        def band_pct(c_f_: np.ndarray, lay_: _Layout = lay) -> float:
+            # the band's alternative estimates need their figure only, not its maps
+            on_lay = lay_ is lay
+            terms, _ = _estimate_terms(
+                c_b,
+                c_f_,
+                lay_,
+                region,
+                new_main,
+                baseline_sums=b_sums if on_lay else None,
+                n_new=n_new_lay if on_lay else None,
+            )
+            return terms.pct
 
         # --- band: three measured spreads --------------------------------------------------
         # The spreads are independent estimates: they run on the two workers while this
@@ -2622,11 +2654,11 @@ def _compare_segmentations(
         s = max(1, int(round(residual)))
 
         def shifted(dx: int, dy: int) -> float:
-            return abs(run(_shift(c_f, dx, dy)).terms.pct - pct)
+            return abs(band_pct(_shift(c_f, dx, dy)) - pct)
 
         def cut_core() -> float:
             assert core_job is not None  # pct is finite: there are baseline veins
-            return abs(run(c_f, core_job.result()).terms.pct - pct)
+            return abs(band_pct(c_f, core_job.result()) - pct)
 
         def moved_new(n_alt: float) -> float:
             # the new-vein tolerance and contrast gate moved
