@@ -1028,7 +1028,7 @@ class _SparseSmooth:
 
 def _class_sums(c: np.ndarray, layout: _Layout) -> np.ndarray:
     """A contrast map integrated over each class's support, read on that class's vein
-    pixels (in ``layout.base_idx`` order): either side of :func:`_estimate`'s ratio."""
+    pixels (in ``layout.base_idx`` order): either side of :func:`_estimate_terms`' ratio."""
     flat = c.reshape(-1)
     out = np.zeros(layout.base_idx.size, np.float32)
     for sp in layout.classes:
@@ -1147,32 +1147,6 @@ def _layout(
     )
 
 
-def _estimate(
-    c_b: np.ndarray,
-    c_f: np.ndarray,
-    layout: _Layout,
-    region: np.ndarray,
-    new: np.ndarray,
-    *,
-    baseline_sums: np.ndarray | None = None,
-) -> _Estimate:
-    # Local ratio of contrast integrated over the baseline veins and a thin margin around
-    # them (``layout``'s supports, per class): a sub-pixel misalignment, a blur or JPEG's
-    # chroma subsampling moves contrast within the margin and leaves the ratio unchanged,
-    # and pixel noise averages out. Classes are kept apart so one cannot dilute the other.
-    # ``baseline_sums`` is ``_class_sums(c_b, layout)`` when already known. Only the
-    # baseline vein pixels and their margins are read.
-    terms, r = _estimate_terms(c_b, c_f, layout, region, new, baseline_sums=baseline_sums)
-    rem = np.zeros(layout.base.shape, np.float32)
-    rem.reshape(-1)[layout.base_idx] = r
-    return _Estimate(terms=terms, remaining=rem, new_mask=new)
-
-
-def _new_count(new: np.ndarray, layout: _Layout, region: np.ndarray) -> int:
-    """New-vein pixels the formula counts against a layout (not on its baseline veins)."""
-    return int(np.count_nonzero(new & ~layout.base & region))
-
-
 def _estimate_terms(
     c_b: np.ndarray,
     c_f: np.ndarray,
@@ -1183,8 +1157,15 @@ def _estimate_terms(
     baseline_sums: np.ndarray | None = None,
     n_new: int | None = None,
 ) -> tuple[ImprovementTerms, np.ndarray]:
-    """:func:`_estimate`'s figures without its maps: the terms, and the remaining shares
-    on ``layout.base_idx``. ``n_new``: ``_new_count(new, layout, region)`` when known."""
+    """The formula's terms, and the remaining shares on ``layout.base_idx``.
+
+    Local ratio of contrast integrated over the baseline veins and a thin margin around
+    them (``layout``'s supports, per class): a sub-pixel misalignment, a blur or JPEG's
+    chroma subsampling moves contrast within the margin and leaves the ratio unchanged,
+    and pixel noise averages out. Classes are kept apart so one cannot dilute the other.
+    Only the baseline vein pixels and their margins are read. ``baseline_sums`` is
+    ``_class_sums(c_b, layout)`` and ``n_new`` the count of ``new & ~layout.base &
+    region``, when already known."""
     cb_s = _class_sums(c_b, layout) if baseline_sums is None else baseline_sums
     cf_s = _class_sums(c_f, layout)
     r = _per_vein(remaining_fraction(cb_s, cf_s), c_b, c_f, layout)
@@ -1193,9 +1174,19 @@ def _estimate_terms(
     # baseline veins are the same veins, judged by their contrast.
     kept = float(np.sum(r, dtype=np.float64))
     if n_new is None:
-        n_new = _new_count(new, layout, region)
+        n_new = int(np.count_nonzero(new & ~layout.base & region))
     terms = ImprovementTerms(kept=kept, new=float(n_new), baseline=float(layout.base_idx.size))
     return terms, r
+
+
+def _estimate_maps(
+    terms: ImprovementTerms, r: np.ndarray, layout: _Layout, new: np.ndarray
+) -> _Estimate:
+    """The headline's estimate: ``_estimate_terms``' figures with the per-pixel remaining
+    share (0 off the baseline veins) and the new-vein mask."""
+    rem = np.zeros(layout.base.shape, np.float32)
+    rem.reshape(-1)[layout.base_idx] = r
+    return _Estimate(terms=terms, remaining=rem, new_mask=new)
 
 
 def _per_vein(
@@ -2317,22 +2308,10 @@ def _vein_table(
         prev_means = [
             np.bincount(ids_in, weights=pm[base], minlength=n_lab) / per for pm in prev_maps
         ]
-        # each vein's box: its pixels grouped by id (one sort, not one pass per vein)
-        ys, xs = np.nonzero(base)
-        order = np.argsort(ids_in, kind="stable")
-        sid = ids_in[order]
-        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-        box = {
-            int(v): (int(a), int(b), int(c), int(d))
-            for v, a, b, c, d in zip(
-                sid[starts],
-                np.minimum.reduceat(xs[order], starts),
-                np.maximum.reduceat(xs[order], starts),
-                np.minimum.reduceat(ys[order], starts),
-                np.maximum.reduceat(ys[order], starts),
-                strict=True,
-            )
-        }
+        from .morphology import label_boxes
+
+        # each vein's box, from its pixels (one pass, not one per vein)
+        box = label_boxes(ids_in, np.flatnonzero(base), n_lab, shape[1])
         status_of = np.zeros(n_lab, dtype=np.uint8)
         for vid in np.nonzero(cnt)[0]:
             if vid == 0:
@@ -2341,7 +2320,6 @@ def _vein_table(
             prev = [float(pmn[vid]) for pmn in prev_means]
             st = status_for(rem, previous_remaining=prev)
             status_of[vid] = STATUS_CODES[st]
-            x0, x1, y0, y1 = box[int(vid)]
             veins.append(
                 VeinChange(
                     id=int(vid),
@@ -2351,7 +2329,7 @@ def _vein_table(
                     faded_pct=100.0 * (1.0 - rem),
                     area_mm2=float(cnt[vid]) / ppm**2,
                     length_mm=float(sk_cnt[vid]) / ppm,
-                    bbox=(int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)),
+                    bbox=(int(box[vid, 0]), int(box[vid, 1]), int(box[vid, 2]), int(box[vid, 3])),
                 )
             )
         change[base] = status_of[ids_in]
@@ -2629,7 +2607,9 @@ def _compare_segmentations(
             lay = layout(counted, side_by_side=True)
         b_sums = _class_sums(c_b, lay)  # shared by the runs on ``lay``
 
-        est = _estimate(c_b, c_f, lay, region, new_main, baseline_sums=b_sums)
+        est = _estimate_maps(
+            *_estimate_terms(c_b, c_f, lay, region, new_main, baseline_sums=b_sums), lay, new_main
+        )
         pct = est.terms.pct
         n_new_lay = int(est.terms.new)
 

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["SKELETON_LUT", "Components", "components", "fill_holes", "sample_linear", "skeletonize"]
+__all__ = [
+    "SKELETON_LUT",
+    "Components",
+    "components",
+    "fill_holes",
+    "label_boxes",
+    "sample_linear",
+    "skeletonize",
+]
 
 #: scikit-image's thinning table (``_fast_skeletonize``), indexed by the code of a
 #: pixel's 8 neighbours, ``NW + 2 N + 4 NE + 8 E + 16 SE + 32 S + 64 SW + 128 W``:
@@ -251,24 +259,26 @@ class Components:
         """(n, 4) int64 ``x, y, width, height`` of each label, as ``CC_STAT_LEFT`` ..
         ``CC_STAT_HEIGHT``; row 0 (the background) is the image's."""
         h, w = self.labels.shape
-        out = np.zeros((self.n, 4), np.int64)
-        out[0] = (0, 0, w, h)
-        if self.n <= 1:
-            return out
-        ys, xs = np.divmod(self.idx, w)
-        lo_x = np.full(self.n, w, np.int64)
-        lo_y = np.full(self.n, h, np.int64)
-        hi_x = np.full(self.n, -1, np.int64)
-        hi_y = np.full(self.n, -1, np.int64)
-        np.minimum.at(lo_x, self.at, xs)
-        np.minimum.at(lo_y, self.at, ys)
-        np.maximum.at(hi_x, self.at, xs)
-        np.maximum.at(hi_y, self.at, ys)
-        out[1:, 0] = lo_x[1:]
-        out[1:, 1] = lo_y[1:]
-        out[1:, 2] = hi_x[1:] - lo_x[1:] + 1
-        out[1:, 3] = hi_y[1:] - lo_y[1:] + 1
+        out = label_boxes(self.at, self.idx, self.n, w)
+        if self.n:
+            out[0] = (0, 0, w, h)
         return out
+
+
+def label_boxes(at: np.ndarray, idx: np.ndarray, n: int, width: int) -> np.ndarray:
+    """Bounding boxes of labelled pixels: (n, 4) int64 ``x, y, width, height`` of the
+    pixels ``idx`` (flat indices in an image ``width`` pixels wide) that carry each label
+    ``at`` (in 0 .. n-1). A label without pixels gets a width and height of at most 0."""
+    ys, xs = np.divmod(np.asarray(idx, np.int64), width)
+    lo_x = np.full(n, np.iinfo(np.int64).max, np.int64)
+    lo_y = np.full(n, np.iinfo(np.int64).max, np.int64)
+    hi_x = np.full(n, -1, np.int64)
+    hi_y = np.full(n, -1, np.int64)
+    np.minimum.at(lo_x, at, xs)
+    np.minimum.at(lo_y, at, ys)
+    np.maximum.at(hi_x, at, xs)
+    np.maximum.at(hi_y, at, ys)
+    return np.stack([lo_x, lo_y, hi_x - lo_x + 1, hi_y - lo_y + 1], axis=1)
 
 
 def components(mask: np.ndarray, connectivity: int = 8) -> Components:

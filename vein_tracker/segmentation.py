@@ -1197,7 +1197,7 @@ def _vein_objects(
         if not m.any():
             continue
         cc = components(m)
-        n, lab, idx = cc.n, cc.labels, cc.idx
+        n, idx = cc.n, cc.idx
         area = cc.areas.astype(np.float64)
         stats = cc.boxes()
         skel_n = np.bincount(cc.at[skeleton.reshape(-1)[idx]], minlength=n).astype(np.float64)
@@ -1225,7 +1225,7 @@ def _vein_objects(
                 )
             )
         next_id += n - 1
-        vein_ids.ravel()[idx] = ids[lab.ravel()[idx]]
+        vein_ids.ravel()[idx] = ids[cc.at]
     if vein_ids.shape != out_shape:
         up = cv2.resize(vein_ids, (out_shape[1], out_shape[0]), interpolation=cv2.INTER_NEAREST)
         return np.asarray(up, dtype=np.int32), tuple(veins)
