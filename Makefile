@@ -5,15 +5,30 @@ BIN := $(VENV)/bin
 PORT ?= 8501
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install seed clean bench
+.PHONY: run test lint typecheck pytest install seed clean bench lock test-latest
 
-$(BIN)/python:
+# Every install comes from the lock file: the same packages, versions and hashes on every
+# machine. `make lock` refreshes it (see the README); uv itself is pinned in the lock too.
+LOCK := requirements.lock
+UV_LOCK := requirements-uv.lock
+UV := $(BIN)/uv
+
+$(UV):
 	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--require-hashes -r $(UV_LOCK)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(STAMP): pyproject.toml $(LOCK) | $(UV)
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve every dependency to its newest release allowed by pyproject.toml.
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+		--generate-hashes --no-header --quiet --upgrade -o $(LOCK)
+	grep -m1 -o '^uv==[^ ]*' $(LOCK) | $(UV) pip compile - --generate-hashes --no-header \
+		--quiet --python-version 3.11 -o $(UV_LOCK)
 
 # An editable install leaves the package's bytecode to be compiled on import, and with
 # PYTHONDONTWRITEBYTECODE set every command would compile it again (~75 ms per run).
@@ -46,5 +61,17 @@ bench: install
 	$(BIN)/python benchmarks/improvement.py
 	$(BIN)/python benchmarks/pipeline.py
 
+# Drift check, not run in CI: the newest releases pyproject.toml allows, in a throw-away venv.
+LATEST := .venv-latest
+test-latest:
+	rm -rf $(LATEST)
+	$(PY) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade -e ".[dev]"
+	$(LATEST)/bin/ruff check .
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/python -m pytest -p no:cacheprovider
+	rm -rf $(LATEST)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/artifacts
+	rm -rf $(VENV) .venv-latest .pytest_cache .mypy_cache .ruff_cache tests/artifacts

@@ -1834,7 +1834,7 @@ def _photograph(od: np.ndarray, capture: Capture, blur: float) -> tuple[np.ndarr
 
 def _remap(src: np.ndarray, xy: np.ndarray, interpolation: int, border: int) -> np.ndarray:
     """cv2.remap with a (H, W, 2) float32 map of source (x, y)."""
-    out = cv2.remap(src, xy, None, interpolation, borderMode=border)  # type: ignore[call-overload]
+    out = cv2.remap(src, xy, None, interpolation, borderMode=border)
     return np.asarray(out)
 
 
