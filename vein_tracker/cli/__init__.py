@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "export",
     "report",
     "reanalyze",
+    "agreement",  # issue 22 (H5): agreement of blinded ratings
     "serve",
 )
 
