@@ -54,6 +54,10 @@ class Settings:
         Clinic's improvement target in percent (``VEIN_TRACKER_TARGET_PCT``).
     clinic_name : str
         Shown on reports and watermarks (``VEIN_TRACKER_CLINIC_NAME``).
+    store_url : str or None
+        Where photos live (``VEIN_TRACKER_STORE_URL``): ``s3://bucket/prefix`` for an
+        S3-compatible object store (credentials, region and endpoint from the standard
+        ``AWS_*`` variables), None for the local store in ``data_dir/photos``.
     """
 
     data_dir: Path
@@ -63,6 +67,7 @@ class Settings:
     idle_timeout_min: float
     target_pct: float
     clinic_name: str
+    store_url: str | None = None
 
 
 def get_settings() -> Settings:
@@ -77,4 +82,5 @@ def get_settings() -> Settings:
         idle_timeout_min=_float_env("VEIN_TRACKER_IDLE_TIMEOUT_MIN", 30.0),
         target_pct=_float_env("VEIN_TRACKER_TARGET_PCT", 75.0),
         clinic_name=os.environ.get("VEIN_TRACKER_CLINIC_NAME", "Demo Vein Clinic"),
+        store_url=(os.environ.get("VEIN_TRACKER_STORE_URL") or "").strip() or None,
     )

@@ -35,17 +35,17 @@ key in the clinic's password manager, not beside the data directory.
 
 Object storage (multi-site clinics)
 -----------------------------------
-The repository only uses the :class:`PhotoStore` protocol. An S3-compatible store
-plugs in as a class with the same five methods over ``fsspec`` (``s3fs``):
-``put`` -> ``fs.pipe_file(f"{bucket}/objects/{h[:2]}/{h[2:4]}/{h}", blob)`` (an
-S3 PUT is atomic: the object appears whole or not at all, so no temporary file is
-needed), ``get`` -> ``fs.cat_file`` then the same hash check and decryption as here
-(reuse :class:`Cipher`), ``exists`` -> ``fs.exists``, ``delete`` -> ``fs.rm``,
-``iter_hashes`` -> ``fs.find(f"{bucket}/objects")``. Select it in
-:func:`vein_tracker.storage.open_repository` (pass ``store=``), e.g. from a
-``VEIN_TRACKER_STORE_URL=s3://bucket/prefix`` setting. Dask workers of
-``vein-tracker reanalyze`` then read photos from the bucket directly. Encrypt
-before upload (this module's cipher) so the provider never holds plaintext.
+The repository only uses the :class:`PhotoStore` protocol. With
+``VEIN_TRACKER_STORE_URL=s3://bucket/prefix`` :func:`open_store` gives an
+:class:`~vein_tracker.storage.s3store.S3PhotoStore` instead (same layout under the
+prefix, same cipher, same verification; see that module), so Dask workers of
+``vein-tracker reanalyze`` on other machines read photos from the bucket directly and
+no photo byte touches the data folder.
+
+Privacy
+-------
+Every folder of the local store is created 0700 and every file 0600, whatever the
+umask (:mod:`.private`).
 """
 
 from __future__ import annotations
@@ -62,17 +62,24 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import StorageError
+from .private import make_private_dir, open_private
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 _MAGIC = b"VTE1"
 _KEY_ID_LEN = 8
 _NONCE_LEN = 12
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+#: What :meth:`MaintainedStore.put_raw` did.
+PutRawResult = Literal["written", "kept", "repaired"]
 
 
 def sha256_hex(data: bytes) -> str:
@@ -108,6 +115,58 @@ class PhotoStore(Protocol):
 
     def iter_hashes(self) -> Iterator[str]:
         """Every stored address (order unspecified)."""
+        ...
+
+
+@runtime_checkable
+class MaintainedStore(PhotoStore, Protocol):
+    """A :class:`PhotoStore` that backup, restore, fsck and rekey can work on.
+
+    Both :class:`LocalPhotoStore` and
+    :class:`~vein_tracker.storage.s3store.S3PhotoStore` are one.
+    """
+
+    cipher: Cipher | None
+
+    @property
+    def location(self) -> str:
+        """Where the objects are (a folder or an ``s3://`` URL), for messages."""
+        ...
+
+    def read_raw(self, sha256: str) -> bytes:
+        """The object as stored (ciphertext when encrypted); ``StorageError`` if missing."""
+        ...
+
+    def decode_raw(self, blob: bytes, sha256: str) -> bytes:
+        """Decrypt (if needed) and verify stored bytes against their address."""
+        ...
+
+    def put_raw(self, sha256: str, blob: bytes) -> PutRawResult:
+        """Store already-encoded bytes (from a backup) once verified.
+
+        Returns ``"written"`` (new), ``"kept"`` (an intact object was there) or
+        ``"repaired"`` (a damaged object at that address was replaced).
+        """
+        ...
+
+    def scan(self) -> Iterator[FsckObject]:
+        """Every stored object with its size and modification time."""
+        ...
+
+    def temp_files(self, *, older_than_s: float = 0.0) -> Sequence[object]:
+        """Leftovers of interrupted writes older than ``older_than_s`` (printable)."""
+        ...
+
+    def remove_temp_files(self, *, older_than_s: float) -> int:
+        """Remove those leftovers; return how many."""
+        ...
+
+    def needs_rekey(self, sha256: str) -> bool:
+        """True if the object is not encrypted with the current key."""
+        ...
+
+    def rekey(self, sha256: str) -> bool:
+        """Re-encrypt one object with the current key, atomically; True if rewritten."""
         ...
 
 
@@ -179,14 +238,89 @@ def is_encrypted(blob: bytes) -> bool:
     return blob.startswith(_MAGIC)
 
 
+def decode_blob(blob: bytes, sha256: str, cipher: Cipher | None) -> bytes:
+    """Decrypt (if needed) and verify stored bytes against their address.
+
+    Parameters
+    ----------
+    blob : bytes
+        The object as stored (plaintext, or this module's encrypted format).
+    sha256 : str
+        Its content address: the sha256 of the plaintext.
+    cipher : Cipher or None
+        The configured keys.
+
+    Returns
+    -------
+    bytes
+        The plaintext, proven to hash to ``sha256``.
+
+    Raises
+    ------
+    StorageError
+        Encrypted without a configured key, or damaged (authentication or hash fails).
+    """
+    if is_encrypted(blob):
+        if cipher is None:
+            raise StorageError(
+                f"Photo {sha256[:12]} is encrypted but VEIN_TRACKER_ENCRYPTION_KEY is not set."
+            )
+        data = cipher.decrypt(blob, sha256)
+    else:
+        data = blob
+    if sha256_hex(data) != sha256:
+        raise StorageError(
+            f"Photo file {sha256[:12]} is damaged (its checksum does not match): restore "
+            "it from a backup."
+        )
+    return data
+
+
 @dataclass(frozen=True)
 class FsckObject:
-    """An object found on disk by :meth:`LocalPhotoStore.scan`."""
+    """A stored object found by a store's ``scan()``.
+
+    Attributes
+    ----------
+    sha256 : str
+        Its content address.
+    path : Path or str
+        Where it is: a file path (local store) or an ``s3://`` URL (object store).
+    size_bytes : int
+        Stored size (ciphertext when encrypted), bytes.
+    mtime : float
+        Last modification, seconds since the epoch.
+    """
 
     sha256: str
-    path: Path
+    path: Path | str
     size_bytes: int
     mtime: float
+
+
+def open_store(settings: Settings) -> PhotoStore:
+    """The photo store the settings select, with their encryption keys.
+
+    ``settings.store_url`` unset: a :class:`LocalPhotoStore` in ``<data_dir>/photos``;
+    ``s3://bucket/prefix``: an :class:`~vein_tracker.storage.s3store.S3PhotoStore`
+    (credentials, region and endpoint from the standard ``AWS_*`` variables; boto3 is
+    imported only then).
+
+    Raises
+    ------
+    StorageError
+        The URL is not ``s3://BUCKET[/PREFIX]``, the key setting is malformed or the
+        local store folder cannot be created.
+    """
+    try:
+        cipher = Cipher.from_setting(settings.encryption_key)
+    except ValueError as exc:
+        raise StorageError(str(exc)) from exc
+    if settings.store_url is None:
+        return LocalPhotoStore(settings.data_dir / "photos", cipher=cipher)
+    from .s3store import S3PhotoStore
+
+    return S3PhotoStore.from_url(settings.store_url, cipher=cipher)
 
 
 class LocalPhotoStore:
@@ -206,8 +340,8 @@ class LocalPhotoStore:
         self.objects = self.root / "objects"
         self.tmp = self.root / "tmp"
         try:
-            self.objects.mkdir(parents=True, exist_ok=True)
-            self.tmp.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.objects)
+            make_private_dir(self.tmp)
         except OSError as exc:
             raise StorageError(
                 f"The photo store folder {self.root.name!r} cannot be created ({exc.strerror})."
@@ -215,6 +349,11 @@ class LocalPhotoStore:
 
     def __repr__(self) -> str:
         return f"LocalPhotoStore({str(self.root)!r}, encrypted={self.cipher is not None})"
+
+    @property
+    def location(self) -> str:
+        """Where the objects are, for messages."""
+        return str(self.root)
 
     def path_for(self, sha256: str) -> Path:
         """Final path of an object (it may not exist)."""
@@ -242,8 +381,8 @@ class LocalPhotoStore:
     def _write_atomic(self, final: Path, blob: bytes) -> None:
         tmp = self.tmp / f"{final.name}.{os.getpid()}.{secrets.token_hex(6)}.part"
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            make_private_dir(final.parent)
+            fd = open_private(tmp)
             try:
                 view = memoryview(blob)
                 while view:
@@ -286,20 +425,25 @@ class LocalPhotoStore:
 
     def decode_raw(self, blob: bytes, sha256: str) -> bytes:
         """Decrypt (if needed) and verify stored bytes against their address."""
-        if is_encrypted(blob):
-            if self.cipher is None:
-                raise StorageError(
-                    f"Photo {sha256[:12]} is encrypted but VEIN_TRACKER_ENCRYPTION_KEY is not set."
-                )
-            data = self.cipher.decrypt(blob, sha256)
-        else:
-            data = blob
-        if sha256_hex(data) != sha256:
-            raise StorageError(
-                f"Photo file {sha256[:12]} is damaged (its checksum does not match): restore "
-                "it from a backup."
-            )
-        return data
+        return decode_blob(blob, sha256, self.cipher)
+
+    def put_raw(self, sha256: str, blob: bytes) -> PutRawResult:
+        """Store bytes already in the stored format (from a backup) under ``sha256``.
+
+        The bytes must decode to the address (checked first). An intact file at the
+        address is kept; a damaged one is replaced (this is how a backup repairs it).
+        """
+        self.decode_raw(blob, sha256)
+        final = self.path_for(sha256)
+        result: PutRawResult = "written"
+        if final.exists():
+            try:
+                self.get(sha256)
+                return "kept"
+            except StorageError:
+                result = "repaired"
+        self._write_atomic(final, blob)
+        return result
 
     def get(self, sha256: str) -> bytes:
         """The verified plaintext bytes; ``StorageError`` if missing or damaged."""
@@ -334,6 +478,15 @@ class LocalPhotoStore:
         return [
             p for p in sorted(self.tmp.iterdir()) if p.is_file() and p.stat().st_mtime <= cutoff
         ]
+
+    def remove_temp_files(self, *, older_than_s: float) -> int:
+        """Delete leftover temporary files older than ``older_than_s``; return how many."""
+        removed = 0
+        for t in self.temp_files(older_than_s=older_than_s):
+            with contextlib.suppress(FileNotFoundError):
+                t.unlink()
+                removed += 1
+        return removed
 
     def needs_rekey(self, sha256: str) -> bool:
         """True if the object is not encrypted with the current key."""
