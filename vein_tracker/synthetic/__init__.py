@@ -22,6 +22,13 @@ Modules: ``_model`` (constants and dataclasses), ``legs`` (:func:`make_leg`), ``
 (:func:`treat`), ``camera`` (captures and their pixel maps), ``scene`` (the scene in OD),
 ``rendering`` (:func:`render`: photography), ``truth`` (:func:`make_pair`, the true
 improvement).
+
+Photo-like phantoms (scenes that look like clinic photographs: two legs, hands, feet,
+floors, real backgrounds, lights, casts, phone cameras; exact truth): ``photo``
+(:func:`make_photo_scene`, :func:`treat_photo`, :func:`make_photo_pair`), ``photo_render``
+(:func:`render_photo`), ``photo_camera`` (lights, casts, :func:`photo_capture`),
+``anatomy`` (legs, hands, feet, vein networks), ``texture`` (real photographic material
+from scikit-image and skin micro-texture), ``backgrounds``, ``_photo_model``.
 """
 
 from __future__ import annotations
@@ -41,8 +48,18 @@ from vein_tracker.synthetic._model import (
     Stroke,
     Vein,
 )
+from vein_tracker.synthetic._photo_model import (
+    PhotoCapture,
+    PhotoLeg,
+    PhotoPair,
+    PhotoRendered,
+    PhotoScene,
+)
 from vein_tracker.synthetic.camera import identity_capture, random_capture
 from vein_tracker.synthetic.legs import make_leg
+from vein_tracker.synthetic.photo import make_photo_pair, make_photo_scene, treat_photo
+from vein_tracker.synthetic.photo_camera import photo_capture, random_lighting
+from vein_tracker.synthetic.photo_render import render_photo
 from vein_tracker.synthetic.rendering import render
 from vein_tracker.synthetic.treatment import treat
 from vein_tracker.synthetic.truth import make_pair, pair_truth, true_improvement
@@ -56,6 +73,11 @@ __all__ = [
     "Leg",
     "LegOutline",
     "PhantomPair",
+    "PhotoCapture",
+    "PhotoLeg",
+    "PhotoPair",
+    "PhotoRendered",
+    "PhotoScene",
     "Rendered",
     "Spot",
     "Stroke",
@@ -64,9 +86,15 @@ __all__ = [
     "identity_capture",
     "make_leg",
     "make_pair",
+    "make_photo_pair",
+    "make_photo_scene",
     "pair_truth",
+    "photo_capture",
     "random_capture",
+    "random_lighting",
     "render",
+    "render_photo",
     "treat",
+    "treat_photo",
     "true_improvement",
 ]

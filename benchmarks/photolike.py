@@ -1,0 +1,425 @@
+"""The product on photo-like phantom pairs: the yardstick for real leg photographs.
+
+Run: ``python benchmarks/photolike.py [--seeds calibration|benchmark] [--quick]
+[--groups G ...] [--save DIR] [--no-scale] [--verbose]``.
+
+Every pair is a baseline and a follow-up photo of the same legs from
+:func:`vein_tracker.synthetic.photo.make_photo_pair`: one or two legs with hair,
+freckles, creases, relief and skin texture partly from a real photograph, on real or
+procedural backgrounds, lit with shading, rim light, speculars and cast shadows,
+developed like a phone photo (vignetting, chromatic aberration, noise, tone curve,
+sharpening, JPEG). Veins are painted in optical density with exact truth. The follow-up
+changes pose (rotation, scale, shift, perspective, a slight bend), lights, white balance
+and camera; treated pairs also change the veins.
+
+Groups (five pairs each, every skin tone once):
+
+- ``two-leg``: two legs side by side or one crossing the other, veins on both;
+- ``hand-foot-floor``: a hand (bare or gloved) holding the leg and placed again at the
+  follow-up; standing legs with feet on a floor;
+- ``backgrounds``: white studio, wood, tiles, black cloth, couch paper; a watermark;
+- ``casts``: the follow-up under tungsten, fluorescent green or LED blue light;
+- ``smooth``: smooth, hairless, low-texture skin and a larger pose change;
+- ``texture-hair``: close-ups (10-20 px/mm) of dry, hairy, textured skin;
+- ``low-res``: whole-leg photos at 2-4.8 px/mm (reported apart; the product should call
+  them low-confidence);
+- ``identity``: no treatment, only the capture changes (true improvement 0);
+- ``treated``: new veins, recanalised veins, staining and bruising, matting, faded veins.
+
+The pairs run through the product's public pipeline as a user would: the two JPEG files
+to the measuring ``compare`` (with the true px/mm of the baseline unless ``--no-scale``),
+and each photo to ``segmentation.segment`` for the vein maps. Per group and overall
+(low resolution apart) it prints: improvement error median and max (points), identity
+error, refusals, vein Dice on the whole frame, centreline precision and recall, leg-
+outline false positives (detected vein pixels within 1.5 mm of a skin boundary that are
+not true veins, as % of all detected vein pixels), legs found in two-leg photos (the
+product's leg mask covers ≥ 80 % of a leg's skin), and seconds per pair (compare).
+
+Calibration seeds are for tuning; benchmark seeds, disjoint, are for reporting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vein_tracker import metrics
+from vein_tracker.errors import VeinTrackerError
+from vein_tracker.segmentation import segment
+from vein_tracker.synthetic.photo import make_photo_pair
+
+TONES = ("light", "fair", "medium", "olive", "brown")
+GROUPS = (
+    "two-leg",
+    "hand-foot-floor",
+    "backgrounds",
+    "casts",
+    "smooth",
+    "texture-hair",
+    "low-res",
+    "identity",
+    "treated",
+)
+PER_GROUP = 5
+SEED_BASE = {"calibration": 10_000, "benchmark": 70_000}
+LOW_RES_PPM = 5.0
+OUTLINE_MM = 1.5
+_SHAPES = ((1500, 2000), (1200, 1600), (1800, 2400), (1500, 2000), (1200, 1600))
+
+
+def _treatment(rng: np.random.Generator) -> dict[str, Any]:
+    cleared = float(rng.uniform(0.3, 0.9))
+    return {"cleared_frac": cleared, "faded_frac": min(0.2, 1.0 - cleared)}
+
+
+def pair_spec(group: str, i: int, seed: int) -> dict[str, Any]:
+    """Keyword arguments of ``make_photo_pair`` for pair ``i`` of ``group``."""
+    rng = np.random.default_rng([seed, 0xBE7C])
+    tone = TONES[(i + GROUPS.index(group)) % len(TONES)]
+    shape = _SHAPES[i % len(_SHAPES)]
+    kw: dict[str, Any] = {
+        "tone": tone,
+        "shape": shape,
+        "px_per_mm": float(rng.uniform(5.5, 9.0)),
+        "layout": "single",
+        "bend_mm": float(rng.uniform(0.0, 1.5)),
+        "treatment": _treatment(rng),
+    }
+    if group == "two-leg":
+        kw.update(layout=("two", "crossed")[i % 2], px_per_mm=float(rng.uniform(5.0, 7.5)))
+    elif group == "hand-foot-floor":
+        if i % 2 == 0:
+            kw.update(hand=True, treatment={**_treatment(rng), "move_hand_mm": 8.0})
+        else:
+            kw.update(layout="standing", shape=(1800, 2400), px_per_mm=float(rng.uniform(5.0, 5.8)))
+    elif group == "backgrounds":
+        backdrop = ("studio-white", "wood", "tiles", "dark", "paper")[i]
+        kw.update(backdrop=backdrop, layout=("single", "two")[i % 2], watermark=i in (1, 3))
+        if kw["layout"] == "two":
+            kw["px_per_mm"] = float(rng.uniform(5.0, 7.0))
+    elif group == "casts":
+        kw.update(
+            cast_followup=("tungsten", "fluorescent", "led-blue", "fluorescent", "tungsten")[i]
+        )
+        if i == 4:
+            kw["cast_baseline"] = "daylight-shade"
+        kw["layout"] = ("single", "two", "single", "crossed", "lying")[i]
+        if kw["layout"] != "single":
+            kw["px_per_mm"] = float(rng.uniform(5.0, 7.0))
+    elif group == "smooth":
+        kw.update(
+            skin="smooth", hair=0.0, pose=1.4, layout=("single", "two", "lying", "single", "two")[i]
+        )
+        if kw["layout"] != "single":
+            kw["px_per_mm"] = float(rng.uniform(5.0, 7.0))
+    elif group == "texture-hair":
+        kw.update(
+            skin="rough",
+            hair=float(rng.uniform(1.5, 3.0)),
+            px_per_mm=float(rng.uniform(10.0, 20.0)),
+        )
+    elif group == "low-res":
+        layout = ("standing", "two", "lying", "crossed", "standing")[i]
+        kw.update(layout=layout, px_per_mm=float(rng.uniform(2.0, 4.8)))
+        if layout == "standing":
+            kw["shape"] = (2000, 1500) if i == 0 else (2400, 1800)
+    elif group == "identity":
+        kw.update(
+            identity=True, treatment=None, layout=("single", "two", "crossed", "single", "lying")[i]
+        )
+        kw["cast_followup"] = ("none", "none", "tungsten", "none", "led-blue")[i]
+        if kw["layout"] != "single":
+            kw["px_per_mm"] = float(rng.uniform(5.0, 7.5))
+    elif group == "treated":
+        visits: list[Any] = [
+            {"cleared_frac": 0.4, "faded_frac": 0.3, "n_new": 3},
+            {"cleared_frac": 0.6, "faded_frac": 0.1, "staining": True, "bruising": True},
+            [
+                {"cleared_frac": 0.5, "faded_frac": 0.3},
+                {"cleared_frac": 0.2, "faded_frac": 0.1, "recanalise_n": 3},
+            ],
+            {"cleared_frac": 0.5, "faded_frac": 0.2, "matting": True},
+            {"cleared_frac": 0.2, "faded_frac": 0.6, "fade_to": (0.3, 0.8), "by": "area"},
+        ]
+        kw.update(treatment=visits[i], layout=("single", "two", "single", "crossed", "single")[i])
+        if kw["layout"] != "single":
+            kw["px_per_mm"] = float(rng.uniform(5.0, 7.0))
+    return kw
+
+
+@dataclass
+class PhotoScore:
+    """Segmentation figures of one photo."""
+
+    ppm: float
+    dice: float
+    cl_precision: float
+    cl_recall: float
+    outline_fp_pct: float
+    legs: int
+    legs_found: int
+
+
+@dataclass
+class Result:
+    group: str
+    seed: int
+    tone: str
+    layout: str
+    ppm: float
+    truth: float
+    identity: bool
+    cast: str
+    est: float = math.nan
+    refused: str | None = None
+    seconds: float = math.nan
+    confidence: str | None = None
+    photos: list[PhotoScore] = field(default_factory=list)
+
+    @property
+    def error(self) -> float:
+        return abs(self.est - self.truth)
+
+
+def _skeleton(mask: np.ndarray) -> np.ndarray:
+    from skimage.morphology import skeletonize
+
+    return np.asarray(skeletonize(mask))
+
+
+def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    if radius_px <= 0:
+        return mask
+    dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+    return np.asarray(dist <= radius_px)
+
+
+def score_photo(photo: Any, seg: Any) -> PhotoScore:
+    """Whole-frame segmentation figures of one photo against its truth."""
+    ppm = float(photo.px_per_mm)
+    truth = photo.labels > 0
+    pred = np.asarray(seg.mask, dtype=bool)
+    inter = int(np.count_nonzero(truth & pred))
+    denom = int(np.count_nonzero(truth)) + int(np.count_nonzero(pred))
+    dice = 2.0 * inter / denom if denom else 1.0
+    tol = max(1.5, 0.25 * ppm)
+    sk_pred = _skeleton(pred)
+    sk_true = _skeleton(truth)
+    n_sp, n_st = int(sk_pred.sum()), int(sk_true.sum())
+    cl_p = float(np.count_nonzero(sk_pred & _dilate(truth, tol))) / n_sp if n_sp else math.nan
+    cl_r = float(np.count_nonzero(sk_true & _dilate(pred, tol))) / n_st if n_st else math.nan
+    n_pred = int(np.count_nonzero(pred))
+    near_true = _dilate(truth, max(1.0, 0.25 * ppm))
+    fp_outline = int(np.count_nonzero(pred & photo.outline_band & ~near_true))
+    outline_pct = 100.0 * fp_outline / n_pred if n_pred else 0.0
+    leg_mask = np.asarray(seg.leg_mask, dtype=bool)
+    frame = photo.labels.size
+    legs = [m for m in photo.skin_masks if np.count_nonzero(m) >= 0.01 * frame]
+    found = sum(1 for m in legs if np.count_nonzero(m & leg_mask) >= 0.8 * np.count_nonzero(m))
+    return PhotoScore(ppm, dice, cl_p, cl_r, outline_pct, len(legs), found)
+
+
+def _confidence(c: Any) -> str | None:
+    """The comparison's confidence, when the product exposes one (attribute or JSON)."""
+    conf = getattr(c, "confidence", None)
+    if conf is None:
+        try:
+            conf = c.to_dict().get("confidence")
+        except (AttributeError, TypeError, ValueError):
+            conf = None
+    if conf is None:
+        return None
+    level = getattr(conf, "level", None)
+    if level is None and isinstance(conf, dict):
+        level = conf.get("level")
+    return str(level if level is not None else conf)
+
+
+def run_pair(group: str, i: int, seed: int, *, give_scale: bool, save: Path | None) -> Result:
+    kw = pair_spec(group, i, seed)
+    pair = make_photo_pair(seed, **kw)
+    b, f = pair.baseline, pair.followup
+    ppm = float(b.px_per_mm)
+    res = Result(
+        group=group,
+        seed=seed,
+        tone=str(kw["tone"]),
+        layout=str(kw["layout"]),
+        ppm=ppm,
+        truth=float(pair.true_improvement_pct),
+        identity=pair.identity,
+        cast=str(kw.get("cast_followup", "none")),
+    )
+    assert b.jpeg is not None
+    assert f.jpeg is not None
+    t0 = time.perf_counter()
+    comparison = None
+    try:
+        comparison = metrics.compare(b.jpeg, f.jpeg, px_per_mm=ppm if give_scale else None)
+        res.est = float(comparison.improvement_pct)
+        res.confidence = _confidence(comparison)
+    except VeinTrackerError as exc:
+        res.refused = str(exc)
+    res.seconds = time.perf_counter() - t0
+    segs = []
+    for photo in (b, f):
+        seg = segment(photo.rgb, px_per_mm=float(photo.px_per_mm) if give_scale else None)
+        segs.append(seg)
+        res.photos.append(score_photo(photo, seg))
+    if save is not None:
+        _save(save, group, i, pair, segs, res)
+    return res
+
+
+def _save(root: Path, group: str, i: int, pair: Any, segs: list[Any], res: Result) -> None:
+    """Baseline and follow-up photos and overlays: truth veins green, the product's vein
+    map magenta, the leg-outline band yellow, each photo's product leg mask outlined."""
+    root.mkdir(parents=True, exist_ok=True)
+    stem = f"{group}_{i}_{res.tone}"
+    for name, photo, seg in (
+        ("baseline", pair.baseline, segs[0]),
+        ("followup", pair.followup, segs[1]),
+    ):
+        (root / f"{stem}_{name}.jpg").write_bytes(photo.jpeg)
+        ov = photo.rgb.copy()
+        band = photo.outline_band
+        ov[band] = (ov[band] * 0.6 + np.array([255, 255, 0]) * 0.4).astype(np.uint8)
+        ov[photo.labels > 0] = (0, 220, 0)
+        ov[np.asarray(seg.mask, bool)] = (255, 0, 255)
+        both = (photo.labels > 0) & np.asarray(seg.mask, bool)
+        ov[both] = (255, 255, 255)
+        edge = cv2.morphologyEx(
+            np.asarray(seg.leg_mask, np.uint8), cv2.MORPH_GRADIENT, np.ones((5, 5), np.uint8)
+        )
+        ov[edge > 0] = (0, 160, 255)
+        scale = 1600 / max(ov.shape[:2])
+        small = (
+            cv2.resize(ov, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            if scale < 1
+            else ov
+        )
+        cv2.imwrite(
+            str(root / f"{stem}_{name}_overlay.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+        )
+
+
+def _f(v: float, nd: int = 2) -> str:
+    return "nan" if not math.isfinite(v) else f"{v:.{nd}f}"
+
+
+def _med(vals: list[float]) -> float:
+    vals = [v for v in vals if math.isfinite(v)]
+    return statistics.median(vals) if vals else math.nan
+
+
+def table(results: list[Result], title: str, rows: list[tuple[str, list[Result]]]) -> str:
+    head = (
+        f"{'group':<16} {'n':>2} {'refused':>7} {'med|err|':>8} {'max|err|':>8} {'ident':>6} "
+        f"{'Dice':>5} {'CL-P':>5} {'CL-R':>5} {'outlFP%':>7} {'legs':>6} {'s/pair':>6}"
+    )
+    lines = [title, head, "-" * len(head)]
+    for name, rs in rows:
+        if not rs:
+            continue
+        ok = [r for r in rs if r.refused is None]
+        treated_err = [r.error for r in ok if not r.identity]
+        ident = [r.error for r in ok if r.identity]
+        photos = [p for r in rs for p in r.photos]
+        two = [p for p in photos if p.legs >= 2]
+        legs = f"{sum(p.legs_found for p in two)}/{sum(p.legs for p in two)}" if two else "-"
+        lines.append(
+            f"{name:<16} {len(rs):>2} {len(rs) - len(ok):>7} "
+            f"{_f(_med(treated_err)):>8} {_f(max(treated_err, default=math.nan)):>8} "
+            f"{_f(max(ident, default=math.nan)):>6} "
+            f"{_f(_med([p.dice for p in photos])):>5} "
+            f"{_f(_med([p.cl_precision for p in photos])):>5} "
+            f"{_f(_med([p.cl_recall for p in photos])):>5} "
+            f"{_f(_med([p.outline_fp_pct for p in photos]), 1):>7} "
+            f"{legs:>6} {_f(_med([r.seconds for r in rs]), 1):>6}"
+        )
+    return "\n".join(lines)
+
+
+def summary(results: list[Result]) -> str:
+    main = [r for r in results if r.ppm >= LOW_RES_PPM]
+    low = [r for r in results if r.ppm < LOW_RES_PPM]
+    groups = [(g, [r for r in main if r.group == g]) for g in GROUPS]
+    out = [
+        table(main, f"Photo-like pairs at >= {LOW_RES_PPM:g} px/mm", [*groups, ("overall", main)])
+    ]
+    cast = [r for r in results if r.cast != "none"]
+    ok = [r for r in main if r.refused is None]
+    ident = [r.error for r in ok if r.identity]
+    err = [r.error for r in ok if not r.identity]
+    out.append(
+        f"overall: improvement error median {_f(_med(err))}, max {_f(max(err, default=math.nan))} "
+        f"points (treated pairs); identity |est| max {_f(max(ident, default=math.nan))}; "
+        f"refused {sum(r.refused is not None for r in results)}/{len(results)} same-leg pairs, "
+        f"{sum(r.refused is not None for r in cast)}/{len(cast)} under a colour cast"
+    )
+    if low:
+        out.append("")
+        out.append(
+            table(
+                low, f"Low resolution (< {LOW_RES_PPM:g} px/mm), reported apart", [("low-res", low)]
+            )
+        )
+        confs = [r.confidence for r in low if r.refused is None]
+        if confs and all(c is None for c in confs):
+            flagged = "n/a (the result exposes no confidence)"
+        else:
+            flagged = f"{sum(c is not None and c.lower() != 'ok' for c in confs)}/{len(confs)}"
+        out.append(f"low-resolution pairs flagged low-confidence: {flagged}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", choices=sorted(SEED_BASE), default="benchmark")
+    ap.add_argument("--groups", nargs="*", default=list(GROUPS), choices=GROUPS)
+    ap.add_argument("--per-group", type=int, default=PER_GROUP)
+    ap.add_argument("--quick", action="store_true", help="one pair of three groups (smoke run)")
+    ap.add_argument("--save", type=Path, default=None, help="write photos and overlays here")
+    ap.add_argument("--no-scale", action="store_true", help="do not give the true px/mm")
+    ap.add_argument("--verbose", action="store_true")
+    a = ap.parse_args(argv)
+    plan = [(g, i) for g in a.groups for i in range(min(a.per_group, PER_GROUP))]
+    if a.quick:
+        plan = [("two-leg", 0), ("casts", 1), ("identity", 0)]
+    base = SEED_BASE[a.seeds]
+    results: list[Result] = []
+    t_start = time.perf_counter()
+    for g, i in plan:
+        seed = base + 1000 * GROUPS.index(g) + i
+        r = run_pair(g, i, seed, give_scale=not a.no_scale, save=a.save)
+        results.append(r)
+        if a.verbose:
+            ph = r.photos
+            print(
+                f"  {g:<15} {i} seed {seed} {r.tone:<6} {r.layout:<8} {r.ppm:5.1f} px/mm "
+                f"cast {r.cast:<11} truth {r.truth:6.1f} est {r.est:6.1f} "
+                f"Dice {ph[0].dice:.2f}/{ph[1].dice:.2f} outlFP {ph[0].outline_fp_pct:.0f}% "
+                f"legs {ph[0].legs_found}/{ph[0].legs} {r.seconds:.1f}s {r.refused or ''}",
+                flush=True,
+            )
+    wall = time.perf_counter() - t_start
+    print(
+        f"\n{len(results)} photo-like pairs, {a.seeds} seeds, "
+        f"scale {'not ' if a.no_scale else ''}given; "
+        f"{wall:.0f} s in all ({wall / max(len(results), 1):.1f} s per pair with rendering)"
+    )
+    print(summary(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
