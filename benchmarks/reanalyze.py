@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.pop("VEIN_TRACKER_DB_URL", None)
             try:
                 with LocalCluster(
-                    n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+                    n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
                 ) as cluster:
                     s = reanalyze(
                         settings=settings_for(target),

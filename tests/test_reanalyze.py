@@ -289,6 +289,23 @@ def test_worker_on_other_records_refuses(clinic: list[Pair], tmp_path: Path) -> 
     assert set(_analyses(clinic[0])) == {OLD}
 
 
+def test_worker_on_another_photo_store_refuses(clinic: list[Pair]) -> None:
+    task = _stale()[0]
+    assert task.store_url is None  # the batch's photos are in the local store
+    elsewhere = replace(get_settings(), store_url="s3://other-clinic/photos")
+    outcome = reanalyze_pair(task, elsewhere)
+    assert outcome.status == "failed"
+    assert outcome.error
+    assert "VEIN_TRACKER_STORE_URL" in outcome.error
+    assert "s3://other-clinic/photos" in outcome.error
+    s3_task = replace(task, store_url="s3://clinic-photos/site-a")
+    outcome = reanalyze_pair(s3_task)  # this worker: the local store
+    assert outcome.status == "failed"
+    assert outcome.error
+    assert "s3://clinic-photos/site-a" in outcome.error
+    assert set(_analyses(clinic[0])) == {OLD}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "word"),
     [
@@ -351,8 +368,10 @@ def test_cli_local_pool_two_workers(clinic: list[Pair], capsys: pytest.CaptureFi
 def test_dask_executor_on_local_cluster(clinic: list[Pair]) -> None:
     from dask.distributed import LocalCluster
 
+    # dashboard_address=":0": a free port (None still binds the scheduler's HTTP server to 8787,
+    # which another run on the machine may hold).
     with LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     ) as cluster:
         first = reanalyze(
             executor="dask", scheduler=cluster.scheduler_address, limit=2, show_progress=False
