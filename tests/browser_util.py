@@ -56,16 +56,32 @@ def streamlit_app(
     *,
     env: dict[str, str] | None = None,
     args: Sequence[str] = (),
+    plain: bool = False,
+    cwd: Path = ROOT,
 ) -> Iterator[str]:
     """Serve ``app.py`` over ``data_dir`` (SQLite, no key) until exit; yields the base URL.
 
     ``env`` adds environment variables, ``args`` Streamlit options; the server's output
-    goes to ``log_path``.
+    goes to ``log_path``. ``plain`` starts it the usual way, ``streamlit run app.py`` with
+    only the address and port (so every other setting comes from ``.streamlit/config.toml``),
+    from the folder ``cwd``.
     """
     port = free_port()
     full_env = {**os.environ, "VEIN_TRACKER_DATA": str(data_dir), **(env or {})}
     full_env.pop("VEIN_TRACKER_DB_URL", None)
     full_env.pop("VEIN_TRACKER_ENCRYPTION_KEY", None)
+    # A test's own settings would hide what the configuration file does or misses.
+    for name in [k for k in full_env if k.startswith("STREAMLIT_")]:
+        full_env.pop(name)
+    options = (
+        []
+        if plain
+        else [
+            "--server.headless=true",
+            "--browser.gatherUsageStats=false",
+            "--server.fileWatcherType=none",
+        ]
+    )
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
@@ -74,14 +90,12 @@ def streamlit_app(
                 "streamlit",
                 "run",
                 str(APP),
-                "--server.headless=true",
                 "--server.address=127.0.0.1",
                 f"--server.port={port}",
-                "--browser.gatherUsageStats=false",
-                "--server.fileWatcherType=none",
+                *options,
                 *args,
             ],
-            cwd=ROOT,
+            cwd=cwd,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

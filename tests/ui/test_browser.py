@@ -33,9 +33,23 @@ def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         seeded.data_dir,
         tmp_path_factory.mktemp("browser-log") / "streamlit.log",
         env={"VEIN_TRACKER_IDLE_TIMEOUT_MIN": "30"},
-        args=["--client.toolbarMode=minimal"],
     ) as base:
         yield base, seeded
+
+
+@pytest.fixture(scope="module")
+def plain_server(
+    clinic_server: tuple[str, Seeded], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The same clinic served the usual way: ``streamlit run app.py`` from another folder,
+    with no option but the address and port (everything else from ``.streamlit/config.toml``).
+    """
+    _, seeded = clinic_server
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    with streamlit_app(
+        seeded.data_dir, elsewhere / "streamlit.log", plain=True, cwd=elsewhere
+    ) as base:
+        yield base
 
 
 def shot(page: object, name: str) -> Path:
@@ -229,3 +243,51 @@ def test_marketing_exports_consented_pairs_as_zip(
         blob = b"".join(zf.read(n) for n in names)
     # The seeded client's name appears nowhere in what leaves the clinic.
     assert b"Cara" not in blob
+
+
+def _developer_chrome(page: object) -> dict[str, int]:
+    """How many of Streamlit's deploy button, main menu and toolbar actions the page shows."""
+    return {
+        tid: page.locator(f"[data-testid='{tid}']").count()  # type: ignore[attr-defined]
+        for tid in ("stAppDeployButton", "stMainMenu", "stMainMenuButton", "stToolbarActions")
+    }
+
+
+@pytest.mark.parametrize("username", [None, "adam", "anna", "mia", "cara"])
+def test_plain_streamlit_run_shows_no_deploy_button_or_developer_menu(
+    plain_server: str, page_factory: object, username: str | None
+) -> None:
+    """Started as ``streamlit run app.py`` (no flags), no role sees "Deploy" or the menu."""
+    page = page_factory()  # type: ignore[operator]
+    if username is None:
+        page.goto(plain_server)
+        settle(page)
+        assert "Password" in body_text(page)
+    else:
+        sign_in(page, plain_server, username)
+    page.wait_for_timeout(500)  # the header's buttons arrive with the app's first message
+    assert _developer_chrome(page) == {
+        "stAppDeployButton": 0,
+        "stMainMenu": 0,
+        "stMainMenuButton": 0,
+        "stToolbarActions": 0,
+    }
+    assert "Deploy" not in body_text(page)
+
+
+def test_developer_chrome_probe_sees_the_deploy_button_when_it_is_there(
+    clinic_server: tuple[str, Seeded], page_factory: object, tmp_path: Path
+) -> None:
+    """Control for the test above: with Streamlit's own default toolbar mode ("auto" shows
+    developer options on localhost) the same probe finds the deploy button and the menu."""
+    _, seeded = clinic_server
+    with streamlit_app(
+        seeded.data_dir, tmp_path / "streamlit.log", plain=True, args=["--client.toolbarMode=auto"]
+    ) as base:
+        page = page_factory()  # type: ignore[operator]
+        page.goto(base)
+        settle(page)
+        page.wait_for_timeout(500)
+        found = _developer_chrome(page)
+    assert found["stAppDeployButton"] == 1
+    assert found["stMainMenuButton"] == 1
