@@ -51,6 +51,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="keep orphans younger than this (uploads in flight; default 10)",
     )
     p.add_argument("--quick", action="store_true", help="check presence only, do not re-hash")
+    p.add_argument(
+        "--fix-permissions",
+        action="store_true",
+        help="make every folder of the records 0700 and every file 0600",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_fsck)
 
@@ -201,22 +206,35 @@ def _fsck(args: argparse.Namespace) -> int:
 
     if args.grace_minutes < 0:
         raise VeinTrackerError("--grace-minutes must be zero or more")
-    report = fsck(clean=args.clean, grace_s=args.grace_minutes * 60.0, verify=not args.quick)
+    report = fsck(
+        clean=args.clean,
+        grace_s=args.grace_minutes * 60.0,
+        verify=not args.quick,
+        fix_permissions=args.fix_permissions,
+    )
     if args.json:
         _emit_json(report.to_dict())
     else:
-        print(f"Checked {report.checked} referenced files.")
+        print(f"Checked {report.checked} referenced files in {report.store}.")
         for label, items in (
             ("MISSING", report.missing),
             ("DAMAGED", report.corrupt),
             ("DATABASE", report.db_problems),
             ("orphan", report.orphans),
             ("temporary", report.temp_files),
+            ("NOT PRIVATE", report.loose_permissions),
         ):
             for item in items:
                 print(f"  {label}: {item}")
         if args.clean:
             print(f"Removed {report.cleaned} orphan/temporary files.")
+        if report.loose_permissions:
+            print(
+                f"Made {report.permissions_fixed} folders/files private."
+                if args.fix_permissions
+                else "Other local users can open the records listed NOT PRIVATE: run the "
+                "chmod shown, or vein-tracker fsck --fix-permissions."
+            )
         print("OK: no photo lost." if report.ok else "PROBLEMS FOUND: restore from a backup.")
     if not report.ok:
         raise StorageError(
@@ -295,12 +313,12 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _rekey(args: argparse.Namespace) -> int:
-    from ..storage import LocalPhotoStore
+    from ..storage.photostore import MaintainedStore
 
     repo = _open()
     try:
         store = repo.store
-        if not isinstance(store, LocalPhotoStore) or store.cipher is None:
+        if not isinstance(store, MaintainedStore) or store.cipher is None:
             raise VeinTrackerError("Set VEIN_TRACKER_ENCRYPTION_KEY (new key first) to rekey.")
         done = 0
         for sha in list(store.iter_hashes()):

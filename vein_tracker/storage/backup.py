@@ -3,22 +3,35 @@
 Owns the backup archive format and the checks that prove nothing is lost. It reads
 and writes the database and the store directly (it is the storage layer's own
 maintenance tool) and is run by the local operator from the CLI, never from a page.
+It works on either photo store (the local folder or an S3-compatible bucket: any
+:class:`~vein_tracker.storage.photostore.MaintainedStore`).
 
 Archive (a plain tar)::
 
-    manifest.json                 format, versions, schema revision, every file's sha256
     db/vein_tracker.sqlite3       SQLite: a consistent copy made with the backup API
     db/logical.json               PostgreSQL: every table in one REPEATABLE READ snapshot
     db/pg_dump.sql                PostgreSQL with pg_dump on PATH: the same snapshot
                                   (``pg_dump --snapshot``), for a DBA's own tools
     photos/objects/ab/cd/<sha256> photo and mask files as stored (encrypted if they are)
+    manifest.json                 format, versions, schema revision, every file's sha256
+
+Readers find ``manifest.json`` by name (archives before 2026-12 have it first); it is
+written last so that each photo is read from the store once, verified, archived and
+hashed in one pass (over an object store a second pass would double the transfer).
 
 Only files the database snapshot refers to are archived, so the archive is
 consistent even while the clinic keeps working (files are immutable and
 content-addressed). ``restore`` goes into an empty data directory (and an empty
 database when ``VEIN_TRACKER_DB_URL`` points to PostgreSQL), checks every file
 against the manifest before anything becomes visible, and restores across backends
-(a SQLite backup into PostgreSQL and back) through the portable table copy.
+(a SQLite backup into PostgreSQL and back) through the portable table copy. With
+``VEIN_TRACKER_STORE_URL`` set, photos go straight from the archive into the bucket
+(each verified first, never through the data folder); objects already there intact
+are kept, and on a failure the objects this restore added are removed again.
+
+Privacy: the archive, its temporary files and everything a restore creates are 0600
+files in 0700 folders whatever the umask; ``fsck`` reports any folder or file of the
+records that other local users could read (with the ``chmod`` that fixes it).
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -50,7 +63,24 @@ from ..errors import StorageError
 from . import db as dbmod
 from .info import utcnow
 from .models import Base
-from .photostore import Cipher, LocalPhotoStore, sha256_hex
+from .photostore import (
+    Cipher,
+    LocalPhotoStore,
+    MaintainedStore,
+    PhotoStore,
+    is_encrypted,
+    open_store,
+    sha256_hex,
+)
+from .private import (
+    LoosePath,
+    create_private_file,
+    find_loose,
+    make_private,
+    make_private_dir,
+    open_private,
+    write_private,
+)
 
 FORMAT = "vein-tracker-backup"
 FORMAT_VERSION = 1
@@ -105,10 +135,12 @@ class RestoreResult:
 
 @dataclass(frozen=True)
 class FsckReport:
-    """Consistency of the database and the photo store.
+    """Consistency of the database and the photo store, and privacy of the data folder.
 
     Attributes
     ----------
+    checked : int
+        Referenced files checked.
     missing : tuple of str
         Referenced files that are absent (``"<sha256> (photo 12)"``): data loss.
     corrupt : tuple of str
@@ -121,6 +153,14 @@ class FsckReport:
         Database integrity-check findings.
     cleaned : int
         Orphan and temporary files removed (with ``clean=True``).
+    loose_permissions : tuple of str
+        Folders and files of the records (data folder, SQLite database and its
+        ``-wal``/``-shm``/``-journal`` files) that the group or other local users may
+        open, each with the ``chmod`` that fixes it.
+    permissions_fixed : int
+        Of those, how many were made private (with ``fix_permissions=True``).
+    store : str
+        Where the photos are (a folder or an ``s3://`` URL).
     """
 
     checked: int
@@ -130,15 +170,25 @@ class FsckReport:
     temp_files: tuple[str, ...]
     db_problems: tuple[str, ...]
     cleaned: int = 0
+    loose_permissions: tuple[str, ...] = ()
+    permissions_fixed: int = 0
+    store: str = ""
 
     @property
     def ok(self) -> bool:
         """No data lost and the database is sound (orphans are only waste)."""
         return not (self.missing or self.corrupt or self.db_problems)
 
+    @property
+    def private(self) -> bool:
+        """No folder or file of the records is open to other local users (after any fix)."""
+        return len(self.loose_permissions) == self.permissions_fixed
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "private": self.private,
+            "store": self.store,
             "checked": self.checked,
             "missing": list(self.missing),
             "corrupt": list(self.corrupt),
@@ -146,10 +196,37 @@ class FsckReport:
             "temp_files": list(self.temp_files),
             "db_problems": list(self.db_problems),
             "cleaned": self.cleaned,
+            "loose_permissions": list(self.loose_permissions),
+            "permissions_fixed": self.permissions_fixed,
         }
 
 
 # ---------------------------------------------------------------------- fsck
+
+
+def _maintained(store: PhotoStore, what: str) -> MaintainedStore:
+    if not isinstance(store, MaintainedStore):
+        raise StorageError(f"{what} needs a photo store it can list ({type(store).__name__}).")
+    return store
+
+
+def records_paths(settings: Settings) -> list[Path]:
+    """The local folders and files that hold records: what must be private.
+
+    The data folder (everything in it), and the SQLite database with its ``-wal``,
+    ``-shm`` and ``-journal`` files wherever it lives.
+    """
+    paths = [settings.data_dir]
+    u = make_url(settings.db_url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        db = Path(u.database)
+        paths += [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))]
+    return paths
+
+
+def check_permissions(settings: Settings | None = None) -> list[LoosePath]:
+    """Folders and files of the records open to the group or other local users."""
+    return find_loose(records_paths(settings or get_settings()))
 
 
 def fsck(
@@ -158,6 +235,7 @@ def fsck(
     clean: bool = False,
     grace_s: float = DEFAULT_GRACE_S,
     verify: bool = True,
+    fix_permissions: bool = False,
 ) -> FsckReport:
     """Check every referenced file exists and matches its hash; find orphans.
 
@@ -169,15 +247,23 @@ def fsck(
         Age below which orphans and temporary files are kept (uploads in flight).
     verify : bool
         Re-hash every file (slower); otherwise only check that files exist.
+    fix_permissions : bool
+        Make every folder of the records 0700 and every file 0600 (they are reported
+        either way).
+
+    Raises
+    ------
+    StorageError
+        The database or the photo store cannot be reached (nothing is reported as lost
+        because of that).
     """
     from .repository import open_repository
 
     settings = settings or get_settings()
+    loose = check_permissions(settings)  # before opening: it may create files
     repo = open_repository(settings)
     try:
-        store = repo.store
-        if not isinstance(store, LocalPhotoStore):
-            raise StorageError("fsck works on the local photo store only.")
+        store = _maintained(repo.store, "fsck")
         problems = tuple(repo.integrity_check())
         refs = repo.referenced_hashes()
         missing, corrupt = [], []
@@ -186,13 +272,14 @@ def fsck(
                 missing.append(f"{sha} ({what})")
                 continue
             if verify:
+                raw = store.read_raw(sha)  # a store that cannot be reached stops fsck here
                 try:
-                    store.get(sha)
+                    store.decode_raw(raw, sha)
                 except StorageError as exc:
                     corrupt.append(f"{sha} ({what}): {exc}")
         cutoff = time.time() - grace_s
         orphans = [o for o in store.scan() if o.sha256 not in refs]
-        temps = store.temp_files()
+        temps = [str(getattr(t, "name", t)) for t in store.temp_files()]
         cleaned = 0
         if clean:
             # Re-read the references: an upload may have committed since the first read.
@@ -200,21 +287,23 @@ def fsck(
             for o in orphans:
                 if o.mtime <= cutoff and o.sha256 not in refs_now and store.delete(o.sha256):
                     cleaned += 1
-            for t in temps:
-                with contextlib.suppress(FileNotFoundError):
-                    if t.stat().st_mtime <= cutoff:
-                        t.unlink()
-                        cleaned += 1
+            cleaned += store.remove_temp_files(older_than_s=grace_s)
             if cleaned:
                 repo.audit_system("fsck_clean", detail={"removed": cleaned})
+        # Opening the repository may have created files (a SQLite -wal): look again.
+        loose = loose + [x for x in check_permissions(settings) if x not in loose]
+        fixed = make_private(loose) if fix_permissions else 0
         return FsckReport(
             checked=len(refs),
             missing=tuple(missing),
             corrupt=tuple(corrupt),
             orphans=tuple(o.sha256 for o in orphans),
-            temp_files=tuple(t.name for t in temps),
+            temp_files=tuple(temps),
             db_problems=problems,
             cleaned=cleaned,
+            loose_permissions=tuple(str(x) for x in loose),
+            permissions_fixed=fixed,
+            store=store.location,
         )
     finally:
         repo.close()
@@ -226,14 +315,16 @@ def fsck(
 def backup(out: str | os.PathLike[str], settings: Settings | None = None) -> BackupResult:
     """Write a consistent backup archive of the database and the photos it refers to.
 
-    The archive is written to ``OUT.part`` and renamed when complete, so a crash
-    never leaves a truncated file under the final name.
+    The archive is written to ``OUT.part`` (mode 0600) and renamed when complete, so a
+    crash never leaves a truncated file under the final name. Each photo is read from
+    the store once, verified against its address and archived as stored (encrypted
+    if it is).
 
     Raises
     ------
     StorageError
         A referenced photo file is missing or damaged (run ``vein-tracker fsck``), the
-        database cannot be read, or the disk is full.
+        database or the photo store cannot be read, or the disk is full.
     """
     from .repository import open_repository
 
@@ -243,11 +334,8 @@ def backup(out: str | os.PathLike[str], settings: Settings | None = None) -> Bac
         raise ValueError(f"the backup file name must end in .tar, got {out_path.name!r}")
     repo = open_repository(settings)
     try:
-        store = repo.store
-        if not isinstance(store, LocalPhotoStore):
-            raise StorageError("backup works on the local photo store only.")
-        with tempfile.TemporaryDirectory(prefix="vt-backup-", dir=settings.data_dir) as tmp_s:
-            tmp = Path(tmp_s)
+        store = _maintained(repo.store, "backup")
+        with _private_tempdir(settings, "vt-backup-") as tmp:
             members: list[tuple[str, Path]] = []
             pg_dump_ok = False
             if repo.dialect == "sqlite":
@@ -266,56 +354,50 @@ def backup(out: str | os.PathLike[str], settings: Settings | None = None) -> Bac
                 if pg_dump_ok:
                     members.append((PGDUMP_MEMBER, dump))
                 db_kind = "logical"
-            objects: list[dict[str, Any]] = []
-            for sha in sorted(refs):
-                raw = store.read_raw(sha)
-                # Decrypting proves the file is the photo it claims to be.
-                store.decode_raw(raw, sha)
-                objects.append(
-                    {
-                        "sha256": sha,
-                        "path": f"photos/objects/{sha[:2]}/{sha[2:4]}/{sha}",
-                        "file_sha256": sha256_hex(raw),
-                        "size": len(raw),
-                    }
-                )
-            manifest = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "created_at": utcnow().isoformat(),
-                "app_version": __version__,
-                "schema_revision": revision,
-                "db": {
-                    "kind": db_kind,
-                    "dialect": repo.dialect,
-                    "files": {
-                        name: {"sha256": _file_sha256(path), "size": path.stat().st_size}
-                        for name, path in members
-                    },
-                },
-                "encrypted": any(
-                    store.read_raw(o["sha256"]).startswith(b"VTE1") for o in objects[:1]
-                ),
-                "objects": objects,
+            db_files = {
+                name: {"sha256": _file_sha256(path), "size": path.stat().st_size}
+                for name, path in members
             }
             part = out_path.with_name(out_path.name + ".part")
+            objects: list[dict[str, Any]] = []
+            encrypted = False
             total = 0
             try:
-                out_path.parent.mkdir(parents=True, exist_ok=True)
-                with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
-                    _add_bytes(tar, "manifest.json", json.dumps(manifest, indent=1).encode())
+                make_private_dir(out_path.parent)
+                with (
+                    os.fdopen(open_private(part, exclusive=False), "wb") as fh,
+                    tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar,
+                ):
                     for name, path in members:
-                        tar.add(path, arcname=name, recursive=False)
+                        tar.add(path, arcname=name, recursive=False, filter=_private_member)
                         total += path.stat().st_size
-                    for o in objects:
-                        raw = store.read_raw(o["sha256"])
-                        if sha256_hex(raw) != o["file_sha256"]:
-                            raise StorageError(
-                                f"Photo file {o['sha256'][:12]} changed during the backup: retry."
-                            )
-                        _add_bytes(tar, o["path"], raw)
+                    for sha in sorted(refs):
+                        raw = store.read_raw(sha)
+                        # Decrypting proves the file is the photo it claims to be.
+                        store.decode_raw(raw, sha)
+                        encrypted = encrypted or is_encrypted(raw)
+                        entry: dict[str, Any] = {
+                            "sha256": sha,
+                            "path": f"photos/objects/{sha[:2]}/{sha[2:4]}/{sha}",
+                            "file_sha256": sha256_hex(raw),
+                            "size": len(raw),
+                        }
+                        _add_bytes(tar, entry["path"], raw)
+                        objects.append(entry)
                         total += len(raw)
-                with part.open("rb+") as fh:
+                    manifest = {
+                        "format": FORMAT,
+                        "format_version": FORMAT_VERSION,
+                        "created_at": utcnow().isoformat(),
+                        "app_version": __version__,
+                        "schema_revision": revision,
+                        "db": {"kind": db_kind, "dialect": repo.dialect, "files": db_files},
+                        "encrypted": encrypted,
+                        "objects": objects,
+                    }
+                    _add_bytes(tar, "manifest.json", json.dumps(manifest, indent=1).encode())
+                    tar.close()
+                    fh.flush()
                     os.fsync(fh.fileno())
                 part.replace(out_path)
             except OSError as exc:
@@ -325,6 +407,10 @@ def backup(out: str | os.PathLike[str], settings: Settings | None = None) -> Bac
                     f"The backup could not be written ({exc.strerror or exc}): nothing was "
                     "kept. Check free space at the destination."
                 ) from exc
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    part.unlink()
+                raise
         repo.audit_system(
             "backup", detail={"file": out_path.name, "photos": len(objects), "db": db_kind}
         )
@@ -333,6 +419,25 @@ def backup(out: str | os.PathLike[str], settings: Settings | None = None) -> Bac
         )
     finally:
         repo.close()
+
+
+@contextlib.contextmanager
+def _private_tempdir(settings: Settings, prefix: str) -> Iterator[Path]:
+    """A 0700 scratch folder for database snapshots, in the data folder (created 0700)."""
+    try:
+        make_private_dir(settings.data_dir)
+    except OSError as exc:
+        raise StorageError(
+            f"The data folder {str(settings.data_dir)!r} cannot be created ({exc.strerror})."
+        ) from exc
+    # mkdtemp creates the folder 0700 whatever the umask.
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=settings.data_dir) as tmp:
+        yield Path(tmp)
+
+
+def _private_member(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mode = 0o600
+    return info
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -361,6 +466,7 @@ def _sqlite_path(url: str) -> Path:
 def _sqlite_snapshot(url: str, dest: Path) -> None:
     src = sqlite3.connect(str(_sqlite_path(url)), timeout=dbmod.SQLITE_BUSY_TIMEOUT_MS / 1000)
     try:
+        create_private_file(dest)
         dst = sqlite3.connect(str(dest))
         try:
             src.backup(dst)
@@ -409,7 +515,7 @@ def _pg_snapshot(
             "tables": {t.name: _dump_table(conn, t) for t in Base.metadata.sorted_tables},
         }
         conn.rollback()
-    logical.write_text(json.dumps(data, separators=(",", ":")))
+    write_private(logical, json.dumps(data, separators=(",", ":")).encode())
     return refs, revision, pg_ok
 
 
@@ -417,6 +523,7 @@ def _run_pg_dump(url: str, snapshot: str, dest: Path) -> bool:
     exe = shutil.which("pg_dump")
     if exe is None:
         return False
+    create_private_file(dest)  # pg_dump keeps the mode of the file it truncates
     u = make_url(url)
     env = dict(os.environ)
     if u.password:
@@ -496,12 +603,19 @@ def restore(
     db_url : str, optional
         Target database (must be empty). Default: ``VEIN_TRACKER_DB_URL`` if set, else
         the SQLite file in the target data folder.
+    settings : Settings, optional
+        Default the environment. Its ``store_url`` selects where the photos go: the
+        target data folder's local store, or an S3-compatible bucket (each object put
+        straight from the archive once verified; intact objects already there are
+        kept).
 
     Raises
     ------
     StorageError
         The archive is damaged or not a vein-tracker backup, a file fails its hash,
-        the target is not empty, or a photo the database refers to is absent.
+        the target is not empty, a photo the database refers to is absent, or the
+        photo store cannot be written. Nothing is left behind: the data folder is
+        empty again and objects this restore put into a bucket are removed.
     """
     settings = settings or get_settings()
     target = Path(data_dir) if data_dir is not None else settings.data_dir
@@ -514,20 +628,44 @@ def restore(
             f"The data folder {target.name!r} is not empty: restore only into an empty folder "
             "(nothing was changed)."
         )
-    target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=target))
+    restored = dataclasses.replace(settings, data_dir=target, db_url=db_url)
     try:
-        manifest, files = _extract_verified(Path(archive), staging)
         cipher = Cipher.from_setting(settings.encryption_key)
-        verified = _verify_objects(manifest, staging, cipher)
+    except ValueError as exc:
+        raise StorageError(str(exc)) from exc
+    # An object store is written while the archive is read; the local store is moved
+    # into place at the end, from the staging folder.
+    bucket = None if settings.store_url is None else _maintained(open_store(restored), "restore")
+    added: list[str] = []
+
+    def into_bucket(sha: str, raw: bytes) -> None:
+        assert bucket is not None
+        _require_key(raw, cipher)
+        if bucket.put_raw(sha, raw) == "written":
+            added.append(sha)
+
+    try:
+        make_private_dir(target)
+    except OSError as exc:
+        raise StorageError(
+            f"The data folder {str(target)!r} cannot be created ({exc.strerror})."
+        ) from exc
+    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=target))  # 0700
+    try:
+        manifest, _ = _extract_verified(
+            Path(archive), staging, object_sink=into_bucket if bucket is not None else None
+        )
+        if bucket is None:
+            verified = _verify_objects(manifest, staging, cipher)
+        else:
+            verified = len(manifest["objects"])
         rows = _restore_db(manifest, staging, db_url, target)
         # Move photos into place last: the database already names every one of them.
         src_objects = staging / "photos" / "objects"
-        if src_objects.exists():
-            dst = target / "photos"
-            dst.mkdir(parents=True, exist_ok=True)
+        if bucket is None and src_objects.exists():
+            dst = make_private_dir(target / "photos")
             src_objects.replace(dst / "objects")
-            (dst / "tmp").mkdir(exist_ok=True)
+            make_private_dir(dst / "tmp")
     except BaseException:
         # The folder was empty before: leave it empty rather than half restored.
         shutil.rmtree(staging, ignore_errors=True)
@@ -536,12 +674,14 @@ def restore(
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+        if bucket is not None:
+            for sha in added:
+                with contextlib.suppress(StorageError):
+                    bucket.delete(sha)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    del files
     result = RestoreResult(target, db_url, len(manifest["objects"]), verified, rows)
-    restored = dataclasses.replace(settings, data_dir=target, db_url=db_url)
     from .repository import open_repository
 
     repo = open_repository(restored)
@@ -557,7 +697,25 @@ def _safe_member(name: str) -> bool:
     return not p.is_absolute() and ".." not in p.parts and "\x00" not in name and bool(p.parts)
 
 
-def _extract_verified(archive: Path, staging: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+def _require_key(raw: bytes, cipher: Cipher | None) -> None:
+    if is_encrypted(raw) and cipher is None:
+        raise StorageError(
+            "The backup's photos are encrypted: set VEIN_TRACKER_ENCRYPTION_KEY to the key "
+            "(or keys) in use when it was made, then restore again."
+        )
+
+
+def _extract_verified(
+    archive: Path,
+    staging: Path,
+    *,
+    object_sink: Callable[[str, bytes], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Extract every member into ``staging``, each checked against the manifest.
+
+    With ``object_sink``, photo objects are not written to disk: each is read into
+    memory, checked, and handed to ``object_sink(sha256, stored_bytes)``.
+    """
     try:
         tar = tarfile.open(archive, "r:")  # noqa: SIM115 - closed by the with block below
     except (OSError, tarfile.TarError) as exc:
@@ -575,9 +733,12 @@ def _extract_verified(archive: Path, staging: Path) -> tuple[dict[str, Any], dic
         expected: dict[str, str] = {
             name: meta["sha256"] for name, meta in manifest["db"]["files"].items()
         }
+        object_sha: dict[str, str] = {}
         for o in manifest["objects"]:
             expected[o["path"]] = o["file_sha256"]
+            object_sha[o["path"]] = o["sha256"]
         files: dict[str, Path] = {}
+        seen: set[str] = set()
         try:
             for member in tar:
                 if member.name == "manifest.json":
@@ -592,10 +753,20 @@ def _extract_verified(archive: Path, staging: Path) -> tuple[dict[str, Any], dic
                     )
                 src = tar.extractfile(member)
                 assert src is not None
+                if object_sink is not None and member.name in object_sha:
+                    raw = src.read()
+                    if sha256_hex(raw) != expected[member.name]:
+                        raise StorageError(
+                            f"{member.name} in the backup fails its checksum: the archive is "
+                            "damaged."
+                        )
+                    object_sink(object_sha[member.name], raw)
+                    seen.add(member.name)
+                    continue
                 dest = staging / member.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(dest.parent)
                 h = hashlib.sha256()
-                with dest.open("wb") as fh:
+                with os.fdopen(open_private(dest), "wb") as fh:
                     while chunk := src.read(1 << 20):
                         h.update(chunk)
                         fh.write(chunk)
@@ -606,9 +777,10 @@ def _extract_verified(archive: Path, staging: Path) -> tuple[dict[str, Any], dic
                         f"{member.name} in the backup fails its checksum: the archive is damaged."
                     )
                 files[member.name] = dest
+                seen.add(member.name)
         except (OSError, tarfile.TarError) as exc:
             raise StorageError(f"The backup archive is damaged or truncated ({exc}).") from exc
-        absent = sorted(set(expected) - set(files))
+        absent = sorted(set(expected) - seen)
         if absent:
             raise StorageError(
                 f"The backup is incomplete: {len(absent)} file(s) listed in its manifest are "
@@ -622,11 +794,7 @@ def _verify_objects(manifest: dict[str, Any], staging: Path, cipher: Cipher | No
     verified = 0
     for o in manifest["objects"]:
         raw = (staging / o["path"]).read_bytes()
-        if raw.startswith(b"VTE1") and cipher is None:
-            raise StorageError(
-                "The backup's photos are encrypted: set VEIN_TRACKER_ENCRYPTION_KEY to the key "
-                "(or keys) in use when it was made, then restore again."
-            )
+        _require_key(raw, cipher)
         store.decode_raw(raw, o["sha256"])
         verified += 1
     return verified
@@ -651,9 +819,10 @@ def _restore_db(
         dest = _sqlite_path(db_url)
         if dest.exists():
             raise StorageError(f"A database already exists at {dest.name!r}: nothing restored.")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(snap, dest)
-        with dest.open("rb+") as fh:
+        make_private_dir(dest.parent)
+        with snap.open("rb") as snap_fh, os.fdopen(open_private(dest), "wb") as fh:
+            shutil.copyfileobj(snap_fh, fh)
+            fh.flush()
             os.fsync(fh.fileno())
         engine = dbmod.create_db_engine(db_url)
         try:

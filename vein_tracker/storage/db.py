@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from ..errors import StorageError
+from .private import create_private_file, make_private_dir
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 ALEMBIC_INI = Path(__file__).resolve().parent / "alembic.ini"
@@ -31,19 +32,23 @@ _PG_MIGRATION_LOCK = 7_415_320_021
 def create_db_engine(url: str, *, echo: bool = False) -> sa.Engine:
     """An engine for ``url`` with this project's connection settings.
 
-    SQLite: WAL journal, ``foreign_keys=ON``, ``busy_timeout``, ``synchronous=FULL``
-    on every connection; transactions begin with ``BEGIN IMMEDIATE`` when the
+    SQLite: the database file (and so its ``-wal``/``-shm`` files) is created 0600 in a
+    0700 folder whatever the umask; WAL journal, ``foreign_keys=ON``, ``busy_timeout``,
+    ``synchronous=FULL`` on every connection; transactions begin with ``BEGIN IMMEDIATE`` when the
     ``vt_write`` execution option is set, so two writers queue on the busy timeout
     instead of failing on a lock upgrade.
     """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             try:
-                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(Path(u.database).parent)
+                # Created here rather than by SQLite, which would use 0644 under the usual
+                # umask; its -wal/-shm/-journal files take the database file's mode.
+                create_private_file(u.database)
             except OSError as exc:
                 raise StorageError(
-                    f"The database folder cannot be created ({exc.strerror})."
+                    f"The database file cannot be created ({exc.strerror or exc})."
                 ) from exc
         engine = sa.create_engine(
             u, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
