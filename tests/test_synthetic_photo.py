@@ -94,7 +94,7 @@ def test_spider_labels_are_where_the_pixels_change(single: PhotoScene) -> None:
     change, ok = _od_change(no_spider.rgb, full.rgb)
     # Every spider pixel darkens the photo; every clear change is on or beside one.
     assert np.mean(change[spider & ok] > 0.01) > 0.95
-    strong = change > 0.06
+    strong = change > 0.08
     assert strong.sum() > 100
     assert np.mean(_dilate(spider, 1.5)[strong]) > 0.99
 
@@ -108,9 +108,9 @@ def test_reticular_labels_cover_the_vein_core(single: PhotoScene) -> None:
     assert not (ret_only.labels == 1).any()
     change, ok = _od_change(ret_only.rgb, base.rgb)
     assert np.mean(change[ret & ok] > 0.01) > 0.95
-    # Blurred edges: above a quarter of the peak only within ~0.25 vein widths (≤ 0.8 mm).
+    # Blurred edges: above 30 % of the peak only within ~0.3 vein widths (≤ 0.8 mm).
     peak = float(np.percentile(change[ret], 95))
-    strong = change > 0.25 * peak
+    strong = change > 0.3 * peak
     assert np.mean(_dilate(ret, 0.8 * single.px_per_mm)[strong]) > 0.98
 
 

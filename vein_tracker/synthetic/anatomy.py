@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from vein_tracker.optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD
@@ -368,9 +369,9 @@ def leg_local(
     r = np.interp(b, tb_, tr).astype(np.float32)
     dr = np.interp(b, tb_, tdr).astype(np.float32)
     edge = (r - np.abs(a)) / np.sqrt(1.0 + dr * dr)
-    # The modelled leg ends below the ankle with a rounded end (the foot covers it).
-    end = np.float32(leg.length) - b
-    cover = np.clip(0.5 + np.minimum(edge, end) * np.float32(px_scale), 0.0, 1.0)
+    # The modelled leg ends below the ankle, fading out where its foot is opaque.
+    cover = np.clip(0.5 + edge * np.float32(px_scale), 0.0, 1.0)
+    cover *= np.clip((np.float32(leg.length) - b) / np.float32(0.015 * leg.length), 0.0, 1.0)
     return b, a, r, dr, cover.astype(np.float32)
 
 
@@ -502,10 +503,12 @@ def make_foot(
     *,
     view: str,
     inner: float = 1.0,
+    ankle_radius: float | None = None,
 ) -> Limb:
     """A foot at ``ankle`` (world px): seen from the front ("front": pointing at the
     camera, toes below; the big toe on the ``inner`` side, +1 towards +x) or from the side
-    ("side": pointing across the leg)."""
+    ("side": pointing across the leg). ``ankle_radius`` (px) is the leg's half-width at the
+    ankle, which the instep covers."""
     size = float(rng.uniform(0.9, 1.1)) * ppm
     down = np.array([-math.sin(leg_dir), math.cos(leg_dir)])
     right = np.array([down[1], -down[0]]) * -1.0
@@ -518,46 +521,43 @@ def make_foot(
         d = down * math.cos(turn) + right * math.sin(turn)
         acr = np.array([d[1], -d[0]]) * inner  # towards the big toe
         # Instep narrow at the ankle, widening to the ball; toes in a row below.
-        parts.append((np.array([ankle - d * 5.0 * size, ankle + d * 22.0 * size]), 30.0 * size))
-        parts.append((np.array([ankle + d * 25.0 * size, ankle + d * 48.0 * size]), 38.0 * size))
-        parts.append(
-            (
-                np.array(
-                    [
-                        ankle + d * 50.0 * size - acr * 8 * size,
-                        ankle + d * 62.0 * size - acr * 6 * size,
-                    ]
-                ),
-                42.0 * size,
-            )
-        )
-        bot = ankle + d * 62.0 * size
+        # Instep narrow at the ankle, the forefoot wide across; toes in a row below.
+        instep = 1.08 * ankle_radius if ankle_radius is not None else 33.0 * size
+        parts.append((np.array([ankle - d * 8.0 * size, ankle + d * 25.0 * size]), instep))
+        parts.append((np.array([ankle + d * 20.0 * size, ankle + d * 45.0 * size]), 34.0 * size))
+        fore = ankle + d * 55.0 * size + acr * 3.0 * size
+        parts.append((np.array([fore - acr * 22.0 * size, fore + acr * 22.0 * size]), 24.0 * size))
         for off, rad, ln in (
-            (-1.55, 12.0, 17.0),
-            (-0.55, 8.0, 15.0),
-            (0.2, 7.5, 13.0),
-            (0.9, 7.0, 11.0),
-            (1.55, 6.5, 9.0),
+            (1.55, 11.5, 16.0),
+            (0.6, 8.0, 14.0),
+            (-0.15, 7.5, 12.5),
+            (-0.85, 7.0, 11.0),
+            (-1.5, 6.5, 9.0),
         ):
-            base = bot + acr * off * 17.0 * size + d * 26.0 * size
+            base = ankle + d * (70.0 - 4.0 * abs(off)) * size + acr * off * 16.0 * size
             tip = base + d * ln * size
             parts.append((np.array([base, tip]), rad * size))
             ang = math.atan2(d[1], d[0])
-            nails.append((tip - d * 0.2 * rad * size, 0.5 * rad * size, 0.72 * rad * size, ang))
+            nails.append((tip - d * 0.3 * rad * size, 0.38 * rad * size, 0.55 * rad * size, ang))
         fade = ((float(ankle[0]), float(ankle[1])), (float(d[0]), float(d[1])), 22.0 * size)
         tilt = (float(-d[0] * 0.7), float(-d[1] * 0.7))
     else:
         sgn = float(rng.choice([-1.0, 1.0]))
         fwd = right * sgn
-        heel = ankle + down * 30.0 * size - fwd * 35.0 * size
-        ball = ankle + down * 45.0 * size + fwd * 130.0 * size
-        parts.append(
-            (np.array([heel, ankle + down * 10.0 * size + fwd * 40.0 * size, ball]), 36.0 * size)
-        )
-        tip = ball + fwd * 45.0 * size + down * 8.0 * size
-        parts.append((np.array([ball, tip]), 22.0 * size))
+        # Side view: a wedge from the heel (high, round) down to the toes (low, thin).
+        r0 = ankle_radius if ankle_radius is not None else 32.0 * size
+        heel = ankle + down * 40.0 * size - fwd * 25.0 * size
+        arch = ankle + down * 45.0 * size + fwd * 40.0 * size
+        ball = ankle + down * 55.0 * size + fwd * 100.0 * size
+        tip = ball + fwd * 38.0 * size + down * 4.0 * size
+        parts.append((np.array([ankle - down * 5.0 * size, heel]), 0.95 * r0))
+        parts.append((np.array([heel, arch]), 30.0 * size))
+        parts.append((np.array([arch, ball]), 25.0 * size))
+        parts.append((np.array([ball, tip]), 18.0 * size))
         ang = math.atan2(fwd[1], fwd[0])
-        nails.append((tip - fwd * 8.0 * size - down * 10.0 * size, 8.0 * size, 7.0 * size, ang))
+        nails.append((tip - fwd * 6.0 * size - down * 6.0 * size, 6.0 * size, 4.5 * size, ang))
+        fade = ((float(ankle[0]), float(ankle[1])), (float(down[0]), float(down[1])), 18.0 * size)
+        tilt = (float(-down[0] * 0.5), float(-down[1] * 0.5))
     return Limb(
         kind="foot",
         parts=tuple((np.asarray(p, dtype=np.float64), float(r)) for p, r in parts),
@@ -633,6 +633,11 @@ def raster_limb(limb: Limb, s: float, margin: float = 4.0) -> LimbRaster:
             nx[sl] = np.where(take, ex * flat / r, nx[sl])
             ny[sl] = np.where(take, ey * flat / r, ny[sl])
             np.maximum(alpha[sl], np.clip(0.5 + (r - d), 0.0, 1.0), out=alpha[sl])
+    # Smooth the normals across the seams where capsules meet (skin is one surface).
+    sig = 2.5 * limb.ppm * s
+    wgt = cv2.GaussianBlur(alpha, (0, 0), sig)
+    nx = np.asarray(cv2.GaussianBlur(nx * alpha, (0, 0), sig) / np.maximum(wgt, 1e-3), np.float32)
+    ny = np.asarray(cv2.GaussianBlur(ny * alpha, (0, 0), sig) / np.maximum(wgt, 1e-3), np.float32)
     if limb.fade is not None:
         (fx, fy), (dx_, dy_), flen = limb.fade
         along = (gx - np.float32(fx * s)) * np.float32(dx_) + (
@@ -659,7 +664,7 @@ def raster_limb(limb: Limb, s: float, margin: float = 4.0) -> LimbRaster:
     # Skin texture fixed on the limb (world mm): mottling and fine grain.
     win = SurfaceWindow(x0, y0, h, w, limb.ppm * s)
     seed = int(abs(limb.parts[0][0][0, 0] * 7919 + limb.parts[0][0][0, 1] * 104729)) % (2**31)
-    mott = np.float32(0.03) * value_noise(win, 5.0, seed, 81) + np.float32(0.012) * value_noise(
+    mott = np.float32(0.05) * value_noise(win, 5.0, seed, 81) + np.float32(0.02) * value_noise(
         win, 0.5, seed, 82
     )
     red = np.float32(0.03) * value_noise(win, 12.0, seed, 83)

@@ -76,13 +76,18 @@ def material_rgb(mat: Material, xy: np.ndarray, ppm: float, frame: tuple[int, in
         tile = _blurred_tile(name, round(sig, 1))
         n = tile.shape[0]
         ca, sa = math.cos(mat.angle), math.sin(mat.angle)
-        off = (mat.seed % 997) * 0.37
+        # The frame's centre sits near the tile's centre, so a frame smaller than the
+        # tile shows no mirror seam (a seeded jitter keeps scenes apart).
+        cx, cy = fw / 2.0, fh / 2.0
+        jit = ((mat.seed % 997) / 997.0 - 0.5) * 0.3 * n
+        ox = n / 2.0 + jit - (cx * ca + cy * sa) * k
+        oy = n / 2.0 - jit - (-cx * sa + cy * ca) * k
         mx = (xy[..., 0] * np.float32(ca) + xy[..., 1] * np.float32(sa)) * np.float32(
             k
-        ) + np.float32(off)
+        ) + np.float32(ox)
         my = (-xy[..., 0] * np.float32(sa) + xy[..., 1] * np.float32(ca)) * np.float32(
             k
-        ) + np.float32(off * 1.7)
+        ) + np.float32(oy)
         # Mirror tiling: REFLECT_101 repeats with period 2(n − 1).
         period = np.float32(2 * (n - 1))
         mx = np.mod(mx, period).astype(np.float32)

@@ -303,16 +303,26 @@ def make_photo_scene(
     ]
     limbs: list[Limb] = []
     melanin = TONES[tone]
-    if layout in ("standing", "lying") or rng.random() < 0.5:
-        mid_x = float(np.mean([leg.x for leg in legs]))
-        for leg in legs:
-            t, _ = _axis(leg.angle)
-            ankle = np.array([leg.x, leg.y]) + t * leg.ankle_b * leg.length
+    mid_x = float(np.mean([leg.x for leg in legs]))
+    for leg in legs:
+        t, _ = _axis(leg.angle)
+        ankle = np.array([leg.x, leg.y]) + t * leg.ankle_b * leg.length
+        # A foot wherever an ankle is in or near the frame (no leg ends in mid-air).
+        if -0.3 * w < ankle[0] < 1.3 * w and -0.3 * h < ankle[1] < 1.3 * h:
             view = "front" if layout == "standing" else "side"
             inner = 1.0 if leg.x < mid_x else -1.0
+            r_ankle = float(np.interp(leg.ankle_b, np.linspace(0, 1, len(leg.radius)), leg.radius))
             limbs.append(
                 make_foot(
-                    rng, ankle, leg.angle, ppm, melanin, leg.depth + 5.0, view=view, inner=inner
+                    rng,
+                    ankle,
+                    leg.angle,
+                    ppm,
+                    melanin,
+                    leg.depth + 5.0,
+                    view=view,
+                    inner=inner,
+                    ankle_radius=r_ankle,
                 )
             )
     if hand:

@@ -578,12 +578,13 @@ def _limb_radiance(
         # The same skin as the legs (a little tan and blood, as the lower legs have).
         base = (
             _SKIN_BASE_OD
-            + np.float32(limb.melanin + 0.03) * MELANIN_OD
-            + np.float32(0.04) * HAEMOGLOBIN_OD
+            + np.float32(limb.melanin + 0.06) * MELANIN_OD
+            + np.float32(0.05) * HAEMOGLOBIN_OD
+            + np.float32(0.05)
         )
         skin_od = np.asarray(base[None, None, :] + od, dtype=np.float32)
         # Nails: the nail bed's pink through a translucent plate, lighter than the skin.
-        nail_od = np.float32(0.55) * skin_od + np.array([0.04, 0.16, 0.16], dtype=np.float32)
+        nail_od = np.float32(0.7) * skin_od + np.array([0.03, 0.10, 0.10], dtype=np.float32)
         skin_od = skin_od * (1.0 - nail[..., None]) + nail_od * nail[..., None]
         albedo = np.exp(-skin_od)
         gloss = np.asarray(0.8 + nail * np.float32(2.0), dtype=np.float32)
