@@ -301,30 +301,8 @@ def make_photo_scene(
         )
         for k, pose in enumerate(poses)
     ]
-    limbs: list[Limb] = []
     melanin = TONES[tone]
-    mid_x = float(np.mean([leg.x for leg in legs]))
-    for leg in legs:
-        t, _ = _axis(leg.angle)
-        ankle = np.array([leg.x, leg.y]) + t * leg.ankle_b * leg.length
-        # A foot wherever an ankle is in or near the frame (no leg ends in mid-air).
-        if -0.3 * w < ankle[0] < 1.3 * w and -0.3 * h < ankle[1] < 1.3 * h:
-            view = "front" if layout == "standing" else "side"
-            inner = 1.0 if leg.x < mid_x else -1.0
-            r_ankle = float(np.interp(leg.ankle_b, np.linspace(0, 1, len(leg.radius)), leg.radius))
-            limbs.append(
-                make_foot(
-                    rng,
-                    ankle,
-                    leg.angle,
-                    ppm,
-                    melanin,
-                    leg.depth + 5.0,
-                    view=view,
-                    inner=inner,
-                    ankle_radius=r_ankle,
-                )
-            )
+    limbs = _make_feet(rng, legs, layout, (h, w), ppm, melanin)
     if hand:
         limbs.append(_make_scene_hand(rng, legs, (h, w), ppm, melanin, glove))
     kind = backdrop if backdrop is not None else _draw_backdrop(rng, layout)
@@ -418,6 +396,41 @@ def _make_leg(
         folds=leg_folds(rng, length, width, ppm, knee_b, _ANKLE_B),
         relief=leg_relief(rng, length / ppm, float(np.median(radius)) / ppm, knee_b, _ANKLE_B),
     )
+
+
+def _make_feet(
+    rng: np.random.Generator,
+    legs: list[PhotoLeg],
+    layout: str,
+    shape: tuple[int, int],
+    ppm: float,
+    melanin: float,
+) -> list[Limb]:
+    """A foot at every ankle in or near the frame (no leg ends in mid-air)."""
+    h, w = shape
+    limbs: list[Limb] = []
+    mid_x = float(np.mean([leg.x for leg in legs]))
+    for leg in legs:
+        t, _ = _axis(leg.angle)
+        ankle = np.array([leg.x, leg.y]) + t * leg.ankle_b * leg.length
+        if -0.3 * w < ankle[0] < 1.3 * w and -0.3 * h < ankle[1] < 1.3 * h:
+            view = "front" if layout == "standing" else "side"
+            inner = 1.0 if leg.x < mid_x else -1.0
+            r_ankle = float(np.interp(leg.ankle_b, np.linspace(0, 1, len(leg.radius)), leg.radius))
+            limbs.append(
+                make_foot(
+                    rng,
+                    ankle,
+                    leg.angle,
+                    ppm,
+                    melanin,
+                    leg.depth + 5.0,
+                    view=view,
+                    inner=inner,
+                    ankle_radius=r_ankle,
+                )
+            )
+    return limbs
 
 
 def _make_scene_hand(
