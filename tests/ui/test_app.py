@@ -51,6 +51,18 @@ def signed_in(username: str) -> AppTest:
     return at
 
 
+def compare_frames(at: AppTest, index: int = 0) -> list[dict[str, str]]:
+    """The frames sent to the ``index``-th before/after comparison component of the page."""
+    import json
+
+    components = at.get("bidi_component")
+    assert len(components) > index, "no comparison component on the page"
+    data = json.loads(components[index].proto.json)
+    assert data["width"] > 0
+    assert data["height"] > 0
+    return list(data["frames"])
+
+
 def go(at: AppTest, file: str) -> AppTest:
     at.switch_page(page_path(file))
     at.run()
@@ -296,7 +308,9 @@ def test_review_shows_saved_improvement_and_views(clinic: Seeded) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Improvement"] == f"{clinic.improvement_a:.0f} %"
     assert "This result is saved in the client's record." in texts(at)
-    at.slider(key=f"r_wipe_{clinic.area_a}").set_value(20)
+    # The before/after comparison is the browser-side component with the two aligned frames.
+    frames = compare_frames(at)
+    assert [f["label"] for f in frames] == ["before", "after (aligned)"]
     at.radio(key=f"r_align_{clinic.area_a}").set_value("Blend")
     at.run()
     assert not at.exception
@@ -333,6 +347,12 @@ def test_progress_page_has_chart_and_next_window(clinic: Seeded) -> None:
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == 1
     assert any("Next appointment" in i.value for i in at.info)
+    # Across sessions: the baseline and the analysed follow-up, labelled by session.
+    labels = [f["label"] for f in compare_frames(at)]
+    assert len(labels) == 2
+    assert labels[0].startswith("session 1 ")
+    assert labels[0].endswith("(baseline)")
+    assert labels[1].startswith("session 2 ")
 
 
 # ----------------------------------------------------------------------------- client
@@ -345,6 +365,7 @@ def test_client_portal_shows_only_own_record(clinic: Seeded) -> None:
     assert "improvement, not perfection" in shown
     assert "Dora" not in shown
     assert len(at.get("vega_lite_chart")) == 1
+    assert len(compare_frames(at)) == 2
     # Another client's record named in the URL changes nothing.
     at.query_params["client"] = str(clinic.client_b)
     at.query_params["area"] = str(clinic.area_b)

@@ -171,6 +171,16 @@ def test_client_sees_only_own_chart(
     text = body_text(page)
     assert "improvement, not perfection" in text
     assert "Dora" not in text
+    # The before/after comparison fills the phone's width, its wipe range right under it.
+    view = page.locator("[data-testid='vt-compare-view']").first
+    view.scroll_into_view_if_needed()
+    expect(view).to_be_visible()
+    box = view.bounding_box()
+    rng = page.get_by_label("Wipe: before ◀ ▶ after").first.bounding_box()
+    assert box is not None
+    assert rng is not None
+    assert box["width"] > 300
+    assert 0 <= rng["y"] - (box["y"] + box["height"]) < 40
     shot(page, "portal-phone")
     wide = page_factory()  # type: ignore[operator]
     sign_in(wide, base, "cara")

@@ -49,13 +49,7 @@ def render() -> None:
             st.subheader(widgets.md_escape(widgets.area_label(area).capitalize()))
             view = services.area_progress(session.repo(), actor, area.id, target_pct=target)
             widgets.progress_view(view, target_pct=target, audience="client")
-            pair = services.latest_pair_preview(session.repo(), actor, area.id)
-            if pair is not None:
-                pos = st.slider("Before ◀ ▶ after", 0, 100, 50, key=f"p_wipe_{area.id}")
-                widgets.image(
-                    services.wipe(pair.baseline, pair.followup, position=pos / 100),
-                    caption=f"Before ({pair.baseline_date}) and after ({pair.followup_date})",
-                )
+            widgets.sessions_compare(actor, area.id, key=f"p_cmp_{area.id}")
 
         st.subheader("Visits")
         visits = session.repo().list_visits(actor, client_id)

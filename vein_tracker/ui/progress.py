@@ -24,6 +24,9 @@ def render() -> None:
             st.subheader(widgets.md_escape(widgets.area_label(area)))
             view = services.area_progress(session.repo(), actor, area.id, target_pct=target)
             widgets.progress_view(view, target_pct=target, audience="clinic")
+            with st.expander("Before / after across sessions"):
+                if not widgets.sessions_compare(actor, area.id, key=f"pg_cmp_{area.id}"):
+                    st.caption("No analysed follow-up photo yet.")
         visits = session.repo().list_visits(actor, client.id)
         widgets.next_window(visits)
         widgets.report_download(actor, client.id)

@@ -1,7 +1,8 @@
 """Review page (aesthetician, admin): aligned before/after, vein maps, change map, numbers.
 
-The comparison views are rendered on the server (``services.wipe`` and friends) from
-downscaled previews and driven by ordinary Streamlit widgets: no JavaScript component.
+The before/after comparison (wipe, side by side, zoom, pan) runs in the browser
+(``ui.compare_view``: no rerun per move); the alignment views, vein maps and change map
+are rendered on the server (``services.checkerboard`` and friends) from downscaled previews.
 """
 
 from __future__ import annotations
@@ -87,16 +88,10 @@ def _flicker(before: np.ndarray, after: np.ndarray, *, key: str) -> None:
     widgets.image(after if n % 2 else before, caption="After" if n % 2 else "Before")
 
 
-def _views(review: services.ReviewData, area_id: int) -> None:
+def _views(actor: Actor, review: services.ReviewData, area_id: int) -> None:
     tabs = st.tabs(["Before / after", "Alignment", "Veins", "Change map", "Region"])
     with tabs[0]:
-        pos = st.slider(
-            "Wipe: before ◀ ▶ after", 0, 100, 50, key=f"r_wipe_{area_id}", help="Drag to compare"
-        )
-        widgets.image(
-            services.wipe(review.baseline, review.followup, position=pos / 100),
-            caption="Left of the line: before. Right: after (aligned to the before photo).",
-        )
+        widgets.pair_compare(actor, review, key=f"r_cmp_{area_id}")
     with tabs[1]:
         mode = st.radio(
             "View",
@@ -184,7 +179,7 @@ def render() -> None:
             services.save_analysis(session.repo(), actor, review)
             widgets.flash("Result saved.")
             st.rerun()
-        _views(review, area.id)
+        _views(actor, review, area.id)
         widgets.report_download(actor, client.id)
 
 

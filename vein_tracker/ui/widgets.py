@@ -19,7 +19,7 @@ from vein_tracker import services
 from vein_tracker.progress import Progress
 from vein_tracker.storage import Actor
 from vein_tracker.storage.info import AreaInfo, ClientInfo, VisitInfo, default_next_window
-from vein_tracker.ui import session
+from vein_tracker.ui import compare_view, session
 
 TARGET_COLOUR = "#d62728"
 LINE_COLOUR = "#1f77b4"
@@ -325,3 +325,35 @@ def area_label(area: AreaInfo) -> str:
     """``"left calf, posterior"`` (plus the note)."""
     text = f"{area.side} {area.region}, {area.view}"
     return f"{text} ({area.note})" if area.note else text
+
+
+def pair_compare(actor: Actor, review: services.ReviewData, *, key: str) -> None:
+    """The reviewed pair in the browser-side comparison (wipe, side by side, zoom, pan)."""
+    frames = services.pair_frames(
+        session.repo(),
+        actor,
+        baseline_photo_id=review.baseline_photo_id,
+        followup_photo_id=review.followup_photo_id,
+        result=review.result,
+    )
+    if frames is None:
+        before, after = review.baseline, review.followup
+    else:
+        before, after = frames
+    compare_view.compare_view(
+        [compare_view.Frame("before", before), compare_view.Frame("after (aligned)", after)],
+        key=key,
+    )
+
+
+def sessions_compare(actor: Actor, area_id: int, *, key: str) -> bool:
+    """Every analysed session of an area in the browser-side comparison, baseline against
+    the latest first (the viewer picks other sessions in the browser). False when the area
+    has no analysed follow-up yet (nothing is shown)."""
+    frames = services.session_frames(session.repo(), actor, area_id)
+    if len(frames) < 2:
+        return False
+    compare_view.compare_view(
+        [compare_view.Frame(f.label, f.rgb) for f in frames], key=key, left=0, right=-1
+    )
+    return True
