@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from vein_tracker.errors import AccessDenied
 from vein_tracker.storage import LOGIN_FAILED_MESSAGE, SYSTEM_ACTOR, Actor, accounts
-from vein_tracker.storage import repository as repository_module
 from vein_tracker.storage.info import utcnow
+from vein_tracker.storage.repo import accounts as accounts_module
 
 from .conftest import PASSWORD
 
@@ -58,9 +58,9 @@ def test_lockout_after_five_failures_for_fifteen_minutes(clinic, monkeypatch):
     assert _fail(repo, "erin.aesth", PASSWORD) == LOGIN_FAILED_MESSAGE
     # 14 minutes later: still locked; 16 minutes later: open again.
     real = utcnow()
-    monkeypatch.setattr(repository_module, "utcnow", lambda: real + timedelta(minutes=14))
+    monkeypatch.setattr(accounts_module, "utcnow", lambda: real + timedelta(minutes=14))
     _fail(repo, "erin.aesth", PASSWORD)
-    monkeypatch.setattr(repository_module, "utcnow", lambda: real + timedelta(minutes=16))
+    monkeypatch.setattr(accounts_module, "utcnow", lambda: real + timedelta(minutes=16))
     assert repo.authenticate("erin.aesth", PASSWORD) == clinic.aest
     monkeypatch.undo()
     info = repo.get_user(clinic.admin, clinic.aest.user_id)

@@ -5,7 +5,8 @@ Owns persistence. The UI, the CLI, export and report code use :class:`Repository
 no SQL, no ORM objects and no photo-store paths outside this package. Access rules
 (role, owner, consent) are enforced inside every repository method.
 
-Modules: ``info`` (public records), ``repository`` (the API), ``photostore``
+Modules: ``info`` (public records), ``repository`` (the API: a facade over one
+module per aggregate in ``repo``), ``photostore``
 (content-addressed files, AES-GCM at rest), ``accounts`` (argon2id, lock-out),
 ``db`` (engines, migrations), ``backup`` (backup, restore, fsck), ``seed`` (demo
 clinic), ``models`` (ORM, private) and ``migrations`` (Alembic, shipped in the package).

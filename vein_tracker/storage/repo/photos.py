@@ -1,0 +1,339 @@
+"""Photos: upload, scale, baseline, metadata and the verified bytes.
+
+Owns the ``photos`` and ``area_baselines`` rows; the bytes live in the photo store. A
+photo's row is committed only after its file is durably stored. Reads of the pixels
+are audited (``photo_view``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ...errors import AccessDenied
+from .. import models as m
+from ..info import CHANNELS, Actor, PhotoInfo, utcnow
+from .base import RepositoryBase
+from .common import DENIED, add_audit, choice, get_or_missing, jsonable
+from .consent import require_photo_consent, valid_marketing_consent
+from .rows import photo_info
+
+
+class PhotoRecords(RepositoryBase):
+    """Photos of treatment areas (part of :class:`~vein_tracker.storage.Repository`)."""
+
+    def add_photo(
+        self,
+        actor: Actor,
+        area_id: int,
+        visit_id: int,
+        data: bytes,
+        *,
+        filename: str | None = None,
+        px_per_mm: float | None = None,
+        capture_report: Mapping[str, Any] | None = None,
+    ) -> PhotoInfo:
+        """Store a photo of an area taken at a visit (staff only).
+
+        The bytes are decoded with :func:`vein_tracker.io.load_photo` first (a bad
+        file raises ``PhotoError`` and leaves no row and no file), then written to
+        the photo store (atomic, durable), then the row is committed with its audit
+        event. The same bytes for the same area and visit return the existing photo
+        (deduplicated). The first photo of an area becomes its baseline.
+
+        Parameters
+        ----------
+        data : bytes
+            The file as uploaded (JPEG, PNG, TIFF, WebP, HEIC); stored unchanged.
+        filename : str, optional
+            Original name, kept for reference only (never used as a path).
+        px_per_mm : float, optional
+            Scale in pixels per millimetre, if known.
+        capture_report : mapping, optional
+            ``assess_capture(...).to_dict()``; stored as JSON.
+
+        Raises
+        ------
+        PhotoError
+            Not a usable photo.
+        ConsentError
+            The client has no treatment-photography consent valid today.
+        StorageError
+            Disk full or not writable (nothing is stored).
+        """
+        from ...io import load_photo
+
+        self._require_staff(actor)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("data must be the photo file's bytes")
+        blob = bytes(data)
+        name = _safe_filename(filename)
+        report = jsonable(capture_report) if capture_report is not None else None
+
+        def check(s: Session) -> int:
+            a = get_or_missing(s, m.TreatmentArea, area_id, "treatment area")
+            v = get_or_missing(s, m.Visit, visit_id, "visit")
+            if a.client_id != v.client_id:
+                raise ValueError("area_id and visit_id belong to different clients")
+            require_photo_consent(s, a.client_id)
+            return a.client_id
+
+        client_id = self._guard(actor, check, write=False)
+        photo = load_photo(blob, px_per_mm=px_per_mm, max_pixels=self.settings.max_pixels)
+        sha = self.store.put(blob)
+
+        def body(s: Session) -> PhotoInfo:
+            # Row lock (PostgreSQL): concurrent uploads to one area agree on the baseline.
+            a = get_or_missing(s, m.TreatmentArea, area_id, "treatment area", lock=True)
+            require_photo_consent(s, a.client_id)
+            existing = s.scalar(
+                sa.select(m.Photo).where(
+                    m.Photo.area_id == area_id, m.Photo.visit_id == visit_id, m.Photo.sha256 == sha
+                )
+            )
+            if existing is not None:
+                return photo_info(s, existing)
+            p = m.Photo(
+                client_id=client_id,
+                area_id=area_id,
+                visit_id=visit_id,
+                sha256=sha,
+                size_bytes=len(blob),
+                width=photo.width,
+                height=photo.height,
+                format=photo.format,
+                original_filename=name,
+                capture_time=photo.capture_time,
+                px_per_mm=photo.px_per_mm,
+                capture_report=report,
+                uploaded_at=utcnow(),
+                uploaded_by_id=None if actor.is_system else actor.user_id,
+            )
+            s.add(p)
+            s.flush()
+            if s.get(m.VisitArea, (visit_id, area_id)) is None:
+                s.add(m.VisitArea(visit_id=visit_id, area_id=area_id))
+            if s.get(m.AreaBaseline, area_id) is None:
+                s.add(
+                    m.AreaBaseline(
+                        area_id=area_id,
+                        photo_id=p.id,
+                        set_at=utcnow(),
+                        set_by_id=None if actor.is_system else actor.user_id,
+                    )
+                )
+            s.flush()
+            add_audit(
+                s,
+                actor,
+                "photo_upload",
+                target=("photo", p.id),
+                client_id=client_id,
+                detail={"sha256": sha, "area_id": area_id, "visit_id": visit_id},
+            )
+            return photo_info(s, p)
+
+        return self._guard(actor, body, write=True)
+
+    def update_photo(
+        self,
+        actor: Actor,
+        photo_id: int,
+        *,
+        px_per_mm: float | None = None,
+        capture_report: Mapping[str, Any] | None = None,
+    ) -> PhotoInfo:
+        """Set a photo's scale and/or capture report (staff only; None leaves a field)."""
+        self._require_staff(actor)
+        if px_per_mm is not None and not (math.isfinite(px_per_mm) and px_per_mm > 0):
+            raise ValueError(f"px_per_mm must be a positive number, got {px_per_mm!r}")
+        report = jsonable(capture_report) if capture_report is not None else None
+
+        def body(s: Session) -> PhotoInfo:
+            p = get_or_missing(s, m.Photo, photo_id, "photo")
+            fields = []
+            if px_per_mm is not None:
+                p.px_per_mm = float(px_per_mm)
+                fields.append("px_per_mm")
+            if report is not None:
+                p.capture_report = report
+                fields.append("capture_report")
+            add_audit(
+                s,
+                actor,
+                "photo_update",
+                target=("photo", p.id),
+                client_id=p.client_id,
+                detail={"fields": fields},
+            )
+            return photo_info(s, p)
+
+        return self._guard(actor, body, write=True)
+
+    def set_baseline(self, actor: Actor, photo_id: int) -> PhotoInfo:
+        """Make this photo the baseline of its area (staff only)."""
+        self._require_staff(actor)
+
+        def body(s: Session) -> PhotoInfo:
+            p = get_or_missing(s, m.Photo, photo_id, "photo")
+            b = s.get(m.AreaBaseline, p.area_id)
+            old = b.photo_id if b else None
+            if b is None:
+                s.add(
+                    m.AreaBaseline(
+                        area_id=p.area_id,
+                        photo_id=p.id,
+                        set_at=utcnow(),
+                        set_by_id=None if actor.is_system else actor.user_id,
+                    )
+                )
+            else:
+                b.photo_id = p.id
+                b.set_at = utcnow()
+                b.set_by_id = None if actor.is_system else actor.user_id
+            s.flush()
+            add_audit(
+                s,
+                actor,
+                "photo_baseline",
+                target=("photo", p.id),
+                client_id=p.client_id,
+                detail={"area_id": p.area_id, "previous": old},
+            )
+            return photo_info(s, p)
+
+        return self._guard(actor, body, write=True)
+
+    def get_photo(self, actor: Actor, photo_id: int, *, channel: str | None = None) -> PhotoInfo:
+        """A photo's metadata (staff; owning client; marketing with a consented ``channel``)."""
+
+        def body(s: Session) -> PhotoInfo:
+            p = get_or_missing(s, m.Photo, photo_id, "photo")
+            self._require_photo_read(s, actor, p, channel)
+            return photo_info(s, p)
+
+        return self._guard(actor, body, write=False)
+
+    def list_photos(
+        self,
+        actor: Actor,
+        *,
+        client_id: int | None = None,
+        area_id: int | None = None,
+        visit_id: int | None = None,
+    ) -> list[PhotoInfo]:
+        """Photos (metadata), oldest visit first, filtered by client, area and/or visit.
+
+        Staff may list any; a client account only its own (``client_id`` defaults to
+        it); marketing uses :meth:`list_marketing_pairs` instead.
+        """
+        if actor.role == "marketing":
+            raise AccessDenied("Marketing accounts see consented before/after pairs only.")
+        if actor.role == "client":
+            if client_id is not None and client_id != actor.client_id:
+                raise AccessDenied(DENIED)
+            client_id = actor.client_id
+        if client_id is None and area_id is None and visit_id is None:
+            raise ValueError("give client_id, area_id or visit_id to list photos")
+
+        def body(s: Session) -> list[PhotoInfo]:
+            if area_id is not None:
+                area = get_or_missing(s, m.TreatmentArea, area_id, "treatment area")
+                self._require_client_read(actor, area.client_id)
+            if visit_id is not None:
+                visit = get_or_missing(s, m.Visit, visit_id, "visit")
+                self._require_client_read(actor, visit.client_id)
+            q = sa.select(m.Photo).join(m.Visit, m.Visit.id == m.Photo.visit_id)
+            if client_id is not None:
+                q = q.where(m.Photo.client_id == client_id)
+            if area_id is not None:
+                q = q.where(m.Photo.area_id == area_id)
+            if visit_id is not None:
+                q = q.where(m.Photo.visit_id == visit_id)
+            rows = list(
+                s.scalars(q.order_by(m.Visit.visit_date, m.Visit.session_number, m.Photo.id))
+            )
+            for p in rows:
+                self._require_client_read(actor, p.client_id)
+            return [photo_info(s, p) for p in rows]
+
+        return self._guard(actor, body, write=False)
+
+    def baseline_photo(self, actor: Actor, area_id: int) -> PhotoInfo | None:
+        """The baseline photo of an area (None before the first upload)."""
+
+        def body(s: Session) -> PhotoInfo | None:
+            a = get_or_missing(s, m.TreatmentArea, area_id, "treatment area")
+            self._require_client_read(actor, a.client_id)
+            b = s.get(m.AreaBaseline, area_id)
+            return None if b is None else photo_info(s, s.get_one(m.Photo, b.photo_id))
+
+        return self._guard(actor, body, write=False)
+
+    def get_photo_bytes(self, actor: Actor, photo_id: int, *, channel: str | None = None) -> bytes:
+        """The verified original file bytes of a photo; audited as ``photo_view``.
+
+        Staff and the owning client may read; marketing only with ``channel`` for which
+        the client's marketing consent is valid today.
+
+        Raises
+        ------
+        AccessDenied
+        StorageError
+            The file is missing or damaged.
+        """
+
+        def body(s: Session) -> str:
+            p = get_or_missing(s, m.Photo, photo_id, "photo")
+            self._require_photo_read(s, actor, p, channel)
+            add_audit(
+                s,
+                actor,
+                "photo_view",
+                target=("photo", p.id),
+                client_id=p.client_id,
+                detail={"channel": channel} if channel else {},
+            )
+            return p.sha256
+
+        sha = self._guard(actor, body, write=True)
+        return self.store.get(sha)
+
+    def load_photo(self, actor: Actor, photo_id: int, *, channel: str | None = None) -> Any:
+        """The decoded :class:`vein_tracker.io.Photo` (upright RGB), with its stored scale.
+
+        Same access rules and audit as :meth:`get_photo_bytes`.
+        """
+        from ...io import load_photo
+
+        info = self.get_photo(actor, photo_id, channel=channel)
+        data = self.get_photo_bytes(actor, photo_id, channel=channel)
+        return load_photo(data, px_per_mm=info.px_per_mm, max_pixels=self.settings.max_pixels)
+
+    def _require_photo_read(
+        self, s: Session, actor: Actor, p: m.Photo, channel: str | None
+    ) -> None:
+        if actor.role == "marketing":
+            if channel is None:
+                raise AccessDenied(
+                    "Marketing accounts must name the channel (website, social, print)."
+                )
+            choice(channel, CHANNELS, "channel")
+            if valid_marketing_consent(s, p.client_id, channel, utcnow().date()) is None:
+                raise AccessDenied(
+                    "This client has no valid marketing consent for "
+                    f"{channel}: the photo cannot be used."
+                )
+            return
+        self._require_client_read(actor, p.client_id)
+
+
+def _safe_filename(filename: str | None) -> str | None:
+    if filename is None:
+        return None
+    name = str(filename).replace("\x00", "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:255] or None
