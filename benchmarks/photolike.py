@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     base = SEED_BASE[a.seeds]
     results: list[Result] = []
     t_start = time.perf_counter()
+    c_start = time.process_time()
     for g, i in plan:
         seed = base + 1000 * GROUPS.index(g) + i
         r = run_pair(g, i, seed, give_scale=not a.no_scale, save=a.save)
@@ -432,10 +433,12 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     wall = time.perf_counter() - t_start
+    cpu = time.process_time() - c_start
+    n = max(len(results), 1)
     print(
         f"\n{len(results)} photo-like pairs, {a.seeds} seeds, "
-        f"scale {'not ' if a.no_scale else ''}given; "
-        f"{wall:.0f} s in all ({wall / max(len(results), 1):.1f} s per pair with rendering)"
+        f"scale {'not ' if a.no_scale else ''}given; {wall:.0f} s wall, {cpu:.0f} s CPU in all "
+        f"({wall / n:.1f} s wall, {cpu / n:.1f} s CPU per pair with rendering and scoring)"
     )
     print(summary(results))
     return 0
