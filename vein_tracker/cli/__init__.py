@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "report",
     "reanalyze",
     "agreement",  # issue 22 (H5): agreement of blinded ratings
+    "card",  # issue 21 (H4): the printed scale-and-colour card
     "serve",
 )
 
