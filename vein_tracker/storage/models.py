@@ -110,7 +110,7 @@ class TreatmentArea(Base):
     __table_args__ = (
         sa.CheckConstraint("side IN ('left', 'right')", name="side"),
         sa.CheckConstraint("view IN ('anterior', 'posterior', 'medial', 'lateral')", name="view"),
-        sa.CheckConstraint("region IN ('thigh', 'knee', 'calf')", name="region"),
+        sa.CheckConstraint("region IN ('thigh', 'knee', 'calf', 'ankle', 'foot')", name="region"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -129,7 +129,7 @@ class Visit(Base):
         sa.UniqueConstraint("client_id", "session_number", name="uq_visits_client_session"),
         sa.CheckConstraint(
             "sclerosant IS NULL OR sclerosant IN "
-            "('hypertonic_saline', 'sodium_tetradecyl_sulfate')",
+            "('polidocanol', 'hypertonic_saline', 'sodium_tetradecyl_sulfate')",
             name="sclerosant",
         ),
         sa.CheckConstraint(
@@ -152,6 +152,11 @@ class Visit(Base):
     next_window_end: Mapped[date | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Soft delete (migration 0002): a visit started by mistake is hidden everywhere but
+    # kept, with who removed it, when and why; its photos go with it.
+    deleted_at: Mapped[datetime | None]
+    deleted_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    delete_reason: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class VisitArea(Base):
@@ -161,10 +166,17 @@ class VisitArea(Base):
     area_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_areas.id"), primary_key=True)
 
 
+#: A photo's state (migration 0002): "ok"; "unmatched" (the capture check found it does not
+#: match the area's baseline: another leg, area or pose); "refused" (the pair's
+#: registration was refused when analysed). Only "ok" photos reach a figure or an export.
+PHOTO_STATUSES = ("ok", "unmatched", "refused")
+
+
 class Photo(Base):
     __tablename__ = "photos"
     __table_args__ = (
         sa.UniqueConstraint("area_id", "visit_id", "sha256", name="uq_photos_area_visit_sha"),
+        sa.CheckConstraint("status IN ('ok', 'unmatched', 'refused')", name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -182,6 +194,19 @@ class Photo(Base):
     capture_report: Mapped[dict[str, Any] | None]
     uploaded_at: Mapped[datetime]
     uploaded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    # Migration 0002: the photo's state with who set it, when and why.
+    status: Mapped[str] = mapped_column(sa.String(12), default="ok", server_default="ok")
+    status_reason: Mapped[str | None] = mapped_column(sa.Text)
+    status_at: Mapped[datetime | None]
+    status_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    # Soft delete and retake (migration 0002): the record stays, hidden, with who, when and
+    # why; the bytes stay in the store until the retention rule removes them
+    # (docs/ARCHITECTURE.md, "Deleted photos"). A retake points at the photo replacing it.
+    deleted_at: Mapped[datetime | None]
+    deleted_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    delete_reason: Mapped[str | None] = mapped_column(sa.Text)
+    replaced_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("photos.id"))
+    bytes_purged_at: Mapped[datetime | None]
 
 
 class AreaBaseline(Base):
@@ -190,6 +215,20 @@ class AreaBaseline(Base):
     __tablename__ = "area_baselines"
 
     area_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_areas.id"), primary_key=True)
+    photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photos.id"), unique=True)
+    set_at: Mapped[datetime]
+    set_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class PrimaryPhoto(Base):
+    """The photo of an area that counts for a visit (migration 0002): one per area and
+    visit; the visit's other photos of that area are alternates, kept and choosable.
+    A separate table, like ``area_baselines``, so a photo row never points at itself."""
+
+    __tablename__ = "primary_photos"
+
+    area_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_areas.id"), primary_key=True)
+    visit_id: Mapped[int] = mapped_column(sa.ForeignKey("visits.id"), primary_key=True)
     photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photos.id"), unique=True)
     set_at: Mapped[datetime]
     set_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
@@ -279,3 +318,53 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     value: Mapped[str] = mapped_column(sa.Text)
+
+
+class WebSession(Base):
+    """A signed-in browser (migration 0002): what lets a reload or a link keep the user
+    signed in within the idle timeout. Only SHA-256 digests of the secrets are stored:
+    the cookie's 256-bit token and the one-time code that hands the cookie over. Revoked
+    on sign-out; expired when idle longer than ``VEIN_TRACKER_IDLE_TIMEOUT_MIN``."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    handoff_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    handoff_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class ExportKey(Base):
+    """The clinic's private key for anonymous export ids (migration 0002): a published
+    pair's id is HMAC-SHA256(key, the pair's photo ids); without this row nobody can tell
+    which record it came from."""
+
+    __tablename__ = "export_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    secret: Mapped[bytes] = mapped_column(sa.LargeBinary(64))
+    created_at: Mapped[datetime]
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class ExportedPair(Base):
+    """The private mapping of each exported pair's public id to its records (migration
+    0002): how the clinic traces a published image back. Never part of an export."""
+
+    __tablename__ = "exported_pairs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    key_id: Mapped[int] = mapped_column(sa.ForeignKey("export_keys.id"))
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    area_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_areas.id"))
+    baseline_photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photos.id"))
+    followup_photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photos.id"))
+    channel: Mapped[str] = mapped_column(sa.String(16))
+    exported_at: Mapped[datetime]
+    exported_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
