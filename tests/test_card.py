@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
@@ -434,7 +434,6 @@ def test_two_hidden_markers_give_no_reading(leg: np.ndarray, hidden: tuple[int, 
     max_examples=25,
     deadline=None,
     derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     boxes=st.lists(
@@ -481,6 +480,28 @@ def test_a_covered_patch_is_left_out_of_the_fit(leg: np.ndarray) -> None:
     assert reading.colour_note is not None
     assert "neutral 6.5" in reading.colour_note
     assert "green" in reading.colour_note
+
+
+def test_a_card_partly_out_of_the_frame(leg: np.ndarray) -> None:
+    # Turned and near the top edge: marker 11 and the inner parts of the black and blue
+    # patches lie beyond the photo, the other three markers within it.
+    h = card_to_photo(5.0, -60.0, (850.0, 175.0))
+    photo = photograph(place_card(leg, h), Camera("tungsten", 0.8, noise=2.0, jpeg=90))
+    reading = read_card(photo)
+    assert reading is not None
+    assert reading.px_per_mm == pytest.approx(5.0, rel=SCALE_TOL)
+    assert 11 not in reading.marker_ids
+    used = dict(zip(reading.patch_names, reading.patch_used, strict=True))
+    assert not used["black"]
+    assert not used["blue"]
+    assert np.isnan(
+        reading.delta_e_before[PATCHES.index(next(p for p in PATCHES if p.name == "blue"))]
+    )
+    assert reading.colour_note is not None
+    assert "outside the photo: black, blue" in reading.colour_note
+    assert reading.correction is not None
+    assert _used(reading.delta_e_after, reading).max() <= DE_TOL
+    assert reading.to_dict()["patches"][-1]["measured_srgb"] is None
 
 
 # --------------------------------------------------------------------------- no card

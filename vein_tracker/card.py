@@ -66,6 +66,7 @@ _OUTLINE_RGB = (150, 150, 150)
 _TEXT_X0_MM = 20.0
 _TEXT_WIDTH_MM = 60.0
 _FONT = "DejaVu"
+_MAX_TEXT_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -164,19 +165,20 @@ def _text_width_mm(text: str, size_pt: float, *, bold: bool) -> float:
     return float(_font(bold, 200).getlength(text)) / 200.0 * _pt_to_mm(size_pt)
 
 
+@dataclass(frozen=True)
+class _Fit:
+    text: str
+    size_pt: float
+
+
 def _fit_text(text: str, *, width_mm: float, size_pt: float, min_pt: float, bold: bool) -> _Fit:
     size = size_pt
+    text = text[:_MAX_TEXT_CHARS]  # the rest could never fit: keep the loop below short
     while size > min_pt and _text_width_mm(text, size, bold=bold) > width_mm:
         size = max(min_pt, size - 0.5)
     while len(text) > 1 and _text_width_mm(text, size, bold=bold) > width_mm:
         text = text[:-2].rstrip() + "…"
     return _Fit(text, size)
-
-
-@dataclass(frozen=True)
-class _Fit:
-    text: str
-    size_pt: float
 
 
 @cache
