@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.clinic_util import FAST, PASSWORD, build_clinic, make_settings, photo_bytes
+from tests.s3_server import MotoServer, moto_server, use_s3  # H7: the photo-store fixtures
 from vein_tracker.config import Settings, get_settings
 from vein_tracker.storage import Repository, open_repository
 from vein_tracker.storage.models import Base
@@ -197,3 +198,22 @@ def shared_repo(
 @pytest.fixture(scope="module")
 def shared_clinic(shared_repo: Repository) -> SimpleNamespace:
     return build_clinic(shared_repo)
+
+
+# ---- H7: the photo store as a parameter (the local folder, or a bucket on moto's S3 server) ----
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's S3-compatible server over HTTP on 127.0.0.1 (tests/s3_server.py), per session."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture(params=["local", "s3"])
+def photo_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``"local"`` or ``"s3"``; for the latter ``VEIN_TRACKER_STORE_URL`` names a fresh bucket."""
+    if request.param == "s3":
+        server = request.getfixturevalue("s3_server")
+        use_s3(monkeypatch, server, server.new_bucket(), "clinic")
+    return str(request.param)

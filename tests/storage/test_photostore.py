@@ -1,7 +1,8 @@
 """The photo store on its own: content addressing, verification, AES-GCM, key rotation.
 
 The promises every store keeps run on both stores (``[local]``: a folder; ``[s3]``: a
-bucket on moto's S3-compatible server over real HTTP, see ``tests/s3_server.py``).
+bucket on moto's S3-compatible server over real HTTP: ``s3_server`` of the storage
+suite's conftest, see ``tests/s3_server.py``).
 The local store's own layout and file modes are checked apart.
 """
 
@@ -10,13 +11,13 @@ from __future__ import annotations
 import base64
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.s3_server import MotoServer, moto_server
+from tests.s3_server import MotoServer
 from vein_tracker.errors import StorageError
 from vein_tracker.storage import Cipher, LocalPhotoStore, PhotoStore
 from vein_tracker.storage.photostore import MaintainedStore, is_encrypted, sha256_hex
@@ -29,12 +30,6 @@ KEY2 = base64.b64encode(bytes(range(100, 132))).decode()
 
 #: ``make(cipher=None)``: a new store object over the same stored objects.
 MakeStore = Callable[..., Any]
-
-
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with moto_server(tmp_path_factory.mktemp("moto")) as server:
-        yield server
 
 
 @pytest.fixture(params=["local", "s3"])

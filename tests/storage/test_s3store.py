@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +37,10 @@ KEY1 = base64.b64encode(bytes(range(32))).decode()
 KEY2 = base64.b64encode(bytes(range(100, 132))).decode()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with moto_server(tmp_path_factory.mktemp("moto")) as s:
-        yield s
+@pytest.fixture
+def server(s3_server: MotoServer) -> MotoServer:
+    """The storage suite's moto server (conftest)."""
+    return s3_server
 
 
 @pytest.fixture

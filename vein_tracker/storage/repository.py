@@ -40,10 +40,9 @@ times, then reported as ``StorageError`` with a clear message.
 from __future__ import annotations
 
 from ..config import Settings, get_settings
-from ..errors import StorageError
 from . import accounts
 from .db import create_db_engine, upgrade
-from .photostore import Cipher, LocalPhotoStore, PhotoStore
+from .photostore import PhotoStore, open_store
 from .repo.accounts import AccountRecords
 from .repo.analyses import (
     AnalysisRecords,
@@ -108,29 +107,24 @@ def open_repository(
         Default :func:`vein_tracker.config.get_settings` (``VEIN_TRACKER_DATA``,
         ``VEIN_TRACKER_DB_URL``, ``VEIN_TRACKER_ENCRYPTION_KEY``).
     store : PhotoStore, optional
-        Default a :class:`LocalPhotoStore` in ``<data_dir>/photos`` (encrypted when a
-        key is set).
+        Default :func:`~.photostore.open_store`: the bucket of ``VEIN_TRACKER_STORE_URL``,
+        else a :class:`~.photostore.LocalPhotoStore` in ``<data_dir>/photos`` (encrypted
+        when a key is set).
     passwords : accounts.Passwords, optional
         Default production argon2id; tests pass cheaper parameters.
     migrate : bool
         Bring the schema to the latest migration first (default True).
     """
     settings = settings or get_settings()
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(
-            f"The data folder {str(settings.data_dir)!r} cannot be created ({exc.strerror})."
-        ) from exc
+    # The data folder is made (0700) only where it is used: by create_db_engine for a
+    # SQLite file, by open_store for the local store; PostgreSQL with an S3 store needs none.
     engine = create_db_engine(settings.db_url)
     try:
         if migrate:
             upgrade(engine)
+        if store is None:
+            store = open_store(settings)
     except BaseException:
         engine.dispose()
         raise
-    if store is None:
-        store = LocalPhotoStore(
-            settings.data_dir / "photos", cipher=Cipher.from_setting(settings.encryption_key)
-        )
     return Repository(engine, store, settings=settings, passwords=passwords)
