@@ -51,7 +51,8 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON()}
 
 
-_ROLE_CHECK = "role IN ('admin', 'aesthetician', 'client', 'marketing')"
+# 'rater' (issue 22, migration 0003): blinded clinicians who see only the rating pages.
+_ROLE_CHECK = "role IN ('admin', 'aesthetician', 'client', 'marketing', 'rater')"
 
 
 class User(Base):
@@ -368,3 +369,114 @@ class ExportedPair(Base):
     channel: Mapped[str] = mapped_column(sa.String(16))
     exported_at: Mapped[datetime]
     exported_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+# --------------------------------------------------------------------------- issue 22 (H5)
+# The clinician in the loop: reviewed vein maps, blind rating sessions and their ratings.
+# Map versions and ratings are append-only (database triggers refuse UPDATE and DELETE):
+# a correction is a new version, a changed rating a new row that supersedes the old one.
+
+
+class VeinMapVersion(Base):
+    """One version of a baseline photo's vein map: the automatic one or a reviewed one."""
+
+    __tablename__ = "vein_map_versions"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "baseline_photo_id", "version", name="uq_vein_map_versions_photo_version"
+        ),
+        sa.CheckConstraint("kind IN ('automatic', 'reviewed')", name="kind"),
+        sa.CheckConstraint("version >= 1", name="version"),
+        sa.CheckConstraint("width > 0 AND height > 0", name="size"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(sa.ForeignKey("clients.id"), index=True)
+    area_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_areas.id"), index=True)
+    baseline_photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photos.id"), index=True)
+    version: Mapped[int]
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    # The version this one corrects (None for an automatic map).
+    based_on_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vein_map_versions.id"))
+    # The saved analysis the automatic map came from, when there is one.
+    analysis_id: Mapped[int | None] = mapped_column(sa.ForeignKey("analyses.id"))
+    width: Mapped[int]
+    height: Mapped[int]
+    # PNG label image (0 none, 1 spider, 2 reticular) and region of interest, base64 text:
+    # the backup's logical dump (JSON) then carries them as they are.
+    labels_png_b64: Mapped[str] = mapped_column(sa.Text)
+    roi_png_b64: Mapped[str | None] = mapped_column(sa.Text)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    edits: Mapped[dict[str, Any] | None]
+    params: Mapped[dict[str, Any]]
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class RatingSession(Base):
+    """A set of measured pairs that raters grade blind."""
+
+    __tablename__ = "rating_sessions"
+    __table_args__ = (sa.CheckConstraint("status IN ('open', 'closed')", name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    status: Mapped[str] = mapped_column(sa.String(8))
+    created_at: Mapped[datetime]
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    closed_at: Mapped[datetime | None]
+    closed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class RatingPair(Base):
+    """A measured pair in a session; ``code`` is the only name raters and exports see."""
+
+    __tablename__ = "rating_pairs"
+    __table_args__ = (
+        sa.UniqueConstraint("session_id", "analysis_id", name="uq_rating_pairs_session_analysis"),
+        sa.UniqueConstraint("session_id", "code", name="uq_rating_pairs_session_code"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("rating_sessions.id"), index=True)
+    analysis_id: Mapped[int] = mapped_column(sa.ForeignKey("analyses.id"), index=True)
+    code: Mapped[str] = mapped_column(sa.String(16))
+    # The automatic figure when the session was made ("auto" in the agreement).
+    auto_pct: Mapped[float | None]
+
+
+class RatingAssignment(Base):
+    """A rater of a session, with the random order in which they see its pairs."""
+
+    __tablename__ = "rating_assignments"
+    __table_args__ = (
+        sa.UniqueConstraint("session_id", "rater_id", name="uq_rating_assignments_session_rater"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("rating_sessions.id"), index=True)
+    rater_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    # rating_pairs ids, in this rater's order.
+    pair_order: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class Rating(Base):
+    """One submitted rating (never changed: a new rating supersedes it, both kept)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        sa.CheckConstraint("clearance_pct >= 0 AND clearance_pct <= 100", name="clearance"),
+        sa.CheckConstraint("quartile BETWEEN 0 AND 3", name="quartile"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("rating_sessions.id"), index=True)
+    pair_id: Mapped[int] = mapped_column(sa.ForeignKey("rating_pairs.id"), index=True)
+    rater_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    clearance_pct: Mapped[float]
+    quartile: Mapped[int]
+    submitted_at: Mapped[datetime]
+    # The earlier rating of the same pair by the same rater that this one replaces.
+    supersedes_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ratings.id"), unique=True)
