@@ -22,7 +22,7 @@ the naive method's time in this process.
 
 ``--calibrate`` runs separate seeds and prints, for the band model
 ``half = K * sqrt(sum of components^2) + FLOOR``, the K needed for 90 % and 95 %
-coverage at the current FLOOR (how ``metrics.BAND_K`` was chosen).
+coverage at the current FLOOR (how ``measure.BAND_K`` was chosen).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vein_tracker import metrics
+from vein_tracker import measure
 from vein_tracker import synthetic as syn
 from vein_tracker.errors import RegistrationError
 from vein_tracker.io import photo_from_array, save_image
@@ -97,7 +97,9 @@ def naive_improvement(pair: Any, ppm: float) -> float:
     return 100.0 * (1.0 - a_f / a_b) if a_b else math.nan
 
 
-def run_pair(group: str, i: int, shape: tuple[int, int], seed0: int) -> Result:
+def run_pair(
+    group: str, i: int, shape: tuple[int, int], seed0: int, config: measure.AnalysisConfig
+) -> Result:
     pair, tone = pair_for(group, i, shape, seed0)
     ppm = float(pair.baseline.px_per_mm)
     b = photo_from_array(pair.baseline.rgb, px_per_mm=ppm)
@@ -105,7 +107,7 @@ def run_pair(group: str, i: int, shape: tuple[int, int], seed0: int) -> Result:
     seed = seed0 + 97 * GROUPS.index(group) + i
     t0 = time.perf_counter()
     try:
-        c = metrics.compare(b, f, px_per_mm=ppm)
+        c = measure.compare(b, f, px_per_mm=ppm, config=config)
     except RegistrationError as exc:
         return Result(
             group,
@@ -227,13 +229,13 @@ def calibrate(results: list[Result]) -> str:
         if r.refused is not None:
             continue
         s = math.sqrt(sum(v * v for v in r.comps.values()))
-        excess = abs(r.est - r.truth) - metrics.BAND_FLOOR_PCT
+        excess = abs(r.est - r.truth) - measure.BAND_FLOOR_PCT
         zs.append(0.0 if excess <= 0 else (math.inf if s == 0 else excess / s))
     zs.sort()
     q = lambda p: zs[min(len(zs) - 1, math.ceil(p * len(zs)) - 1)]  # noqa: E731
     return (
         f"calibration pairs {len(zs)}: K for 90 % coverage {q(0.90):.2f}, for 95 % {q(0.95):.2f} "
-        f"(FLOOR {metrics.BAND_FLOOR_PCT}, current K {metrics.BAND_K})"
+        f"(FLOOR {measure.BAND_FLOOR_PCT}, current K {measure.BAND_K})"
     )
 
 
@@ -249,17 +251,16 @@ def main() -> None:
     ap.add_argument(
         "--no-chroma-equalise",
         action="store_true",
-        help="measure without the symmetric chroma low-pass (metrics.EQUALISE_CHROMA off)",
+        help="measure without the symmetric chroma low-pass (AnalysisConfig.equalise_chroma)",
     )
     a = ap.parse_args()
-    if a.no_chroma_equalise:
-        metrics.EQUALISE_CHROMA = False
+    config = measure.AnalysisConfig(equalise_chroma=not a.no_chroma_equalise)
     shape = (int(a.shape[0]), int(a.shape[1]))
     seed0 = 90_000 if a.calibrate else 1_000
     results: list[Result] = []
     for g in a.groups:
         for i in range(a.per_group):
-            r = run_pair(g, i, shape, seed0)
+            r = run_pair(g, i, shape, seed0, config)
             results.append(r)
             if a.verbose:
                 print(

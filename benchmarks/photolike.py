@@ -55,7 +55,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vein_tracker import metrics
+from vein_tracker import measure
 from vein_tracker.errors import VeinTrackerError
 from vein_tracker.segmentation import segment
 from vein_tracker.synthetic.photo import make_photo_pair
@@ -277,7 +277,7 @@ def run_pair(group: str, i: int, seed: int, *, give_scale: bool, save: Path | No
     t0 = time.perf_counter()
     comparison = None
     try:
-        comparison = metrics.compare(b.jpeg, f.jpeg, px_per_mm=ppm if give_scale else None)
+        comparison = measure.compare(b.jpeg, f.jpeg, px_per_mm=ppm if give_scale else None)
         res.est = float(comparison.improvement_pct)
         res.confidence = _confidence(comparison)
     except VeinTrackerError as exc:

@@ -8,7 +8,7 @@ default follow-up captures) it writes the baseline and follow-up photos as JPEG 
 12 MP (3000 × 4000 px) and runs, each in a fresh child process (spawn) so that one
 pair's peak memory is isolated:
 
-* the full ``vein_tracker.metrics.compare`` on the two files (load, register while the
+* the full ``vein_tracker.measure.compare`` on the two files (load, register while the
   baseline is segmented in a second thread, normalise colour, segment the follow-up,
   measure); the stages are timed through compare's ``progress`` callback;
 * the baseline pipeline on the same files: ORB + RANSAC homography,
@@ -59,12 +59,13 @@ TARGET_RSS_MB = 1200.0
 TARGET_RATIO = 15.0
 
 #: compare's progress messages (by their first words) -> stage names, in pipeline order.
-#: While it registers, compare prepares the baseline and finds its leg in a background
-#: thread. Then both visits are segmented side by side (the baseline blurred to match
-#: when the follow-up is blurrier): "segment both" is the wait for the baseline, and
-#: "normalise colour" the wait for the follow-up. Colour is fitted and the baseline
-#: equalised on a worker while measuring starts: both fall in "measure", which waits
-#: for the equalised baseline ("equalise baseline" is only the hand-over).
+#: compare's steps run on a task graph (vein_tracker.schedule), so its stages overlap: a
+#: message is told when the first step of its stage starts (the baseline's features,
+#: the baseline's segmentation, the colour fit, the baseline's equalisation, the zero
+#: point), and a stage here runs until the next message. While it registers, compare
+#: prepares the baseline and finds its leg; both visits are segmented side by side; the
+#: measuring starts while colour is fitted and the baseline equalised ("measure" then
+#: holds the rest of both; a stage whose message would go back is not told).
 STAGES = (
     ("loading", "load"),
     ("aligning", "register"),
@@ -183,7 +184,7 @@ def make_scene_files(seed: int, shape: tuple[int, int], out_dir: str) -> dict[st
 
 
 def run_pipeline(scene: dict[str, Any]) -> dict[str, Any]:
-    """Time ``metrics.compare`` on the scene's two files (child process)."""
+    """Time ``measure.compare`` on the scene's two files (child process)."""
     # A review page runs in a long-lived server: import what compare imports lazily
     # before the clock starts, so the first-call import cost (~2 s CPU) is not timed.
     import scipy.ndimage  # noqa: F401
@@ -194,7 +195,7 @@ def run_pipeline(scene: dict[str, Any]) -> dict[str, Any]:
     import vein_tracker.registration
     import vein_tracker.segmentation  # noqa: F401
     from vein_tracker.errors import VeinTrackerError
-    from vein_tracker.metrics import compare
+    from vein_tracker.measure import compare
 
     events: list[tuple[float, float, str]] = []
 
@@ -326,7 +327,7 @@ def run_review(scene: dict[str, Any], clinic_dir: str) -> dict[str, Any]:
     from PIL import Image
 
     import vein_tracker.colour
-    import vein_tracker.metrics
+    import vein_tracker.measure
     import vein_tracker.registration
     import vein_tracker.segmentation  # noqa: F401
     from vein_tracker import services
@@ -684,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report(raw: dict[str, Any]) -> None:
     """Print the tables of one run (``raw`` as written by ``--json``)."""
-    from vein_tracker.metrics import ANALYSIS_PX_PER_MM
+    from vein_tracker.measure import ANALYSIS_PX_PER_MM
 
     scenes12, ours12, base12 = raw["scenes12"], raw["ours12"], raw["base12"]
     ours3, ours24 = raw["ours3"], raw["ours24"]
@@ -738,11 +739,11 @@ def report(raw: dict[str, Any]) -> None:
         f"{e2e:<17}{_fmt(base_total):>7}{_fmt(base_cpu):>7}"
     )
     print(
-        "Note: compare prepares the baseline and finds its leg in a background thread while\n"
-        "it registers the follow-up (inside 'register'; its CPU counts both threads). Both\n"
-        "visits are then segmented side by side: 'segment both' is the wait for the baseline,\n"
-        "'normalise colour' the wait for the follow-up. Colour fitting and the baseline's\n"
-        "equalisation run on a worker while measuring starts, so they fall in 'measure'."
+        "Note: compare's steps run on a task graph, so its stages overlap: a stage runs from\n"
+        "the start of its first step to the next stage's (CPU counts every thread). The\n"
+        "baseline is prepared and its leg found while the follow-up is registered; both\n"
+        "visits are segmented side by side; colour fitting and the baseline's equalisation\n"
+        "run while measuring starts, so most of them fall in 'measure'."
     )
 
     # Table 2: per pair.
@@ -827,7 +828,7 @@ def report(raw: dict[str, Any]) -> None:
     print(
         f"The pipeline is sub-linear in pixel count: compare analyses any photo finer than\n"
         f"{ANALYSIS_PX_PER_MM:g} px/mm at {ANALYSIS_PX_PER_MM:g} px/mm "
-        "(metrics.analysis_frame), so only decoding and\n"
+        "(measure.analysis_frame), so only decoding and\n"
         "one resize grow with the pixels. s/MP above 1.00 at 3 MP and below 1.00 at 24 MP\n"
         "mean cost grows slower than the pixel count (by design, not a failure)."
     )

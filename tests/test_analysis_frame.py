@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from vein_tracker import metrics
+from vein_tracker import measure
 from vein_tracker import synthetic as syn
 from vein_tracker.io import load_mask_png, photo_from_array, save_image
-from vein_tracker.metrics import ANALYSIS_PX_PER_MM, analysis_frame
+from vein_tracker.measure import ANALYSIS_PX_PER_MM, analysis_frame
+from vein_tracker.measure.frame import centre_scale
 
 
 @pytest.mark.parametrize(
@@ -66,7 +67,7 @@ def test_centre_convention_matches_cv2_resize() -> None:
     small = cv2.resize(
         photo, (fr.baseline_shape[1], fr.baseline_shape[0]), interpolation=cv2.INTER_AREA
     )
-    to_analysis = metrics._centre_scale(fr.photo_shape, fr.baseline_shape)
+    to_analysis = centre_scale(fr.photo_shape, fr.baseline_shape)
     p = to_analysis @ np.array([*_centroid(photo), 1.0])
     assert np.allclose(p[:2] / p[2], _centroid(small), atol=0.02)
 
@@ -77,7 +78,7 @@ def test_photo_homography_lifts_an_analysis_map() -> None:
     fr = analysis_frame((3000, 4000), (2400, 3200), None)
     h_photo = np.array([[1.05, 0.08, -40.0], [-0.07, 0.98, 65.0], [1e-6, -2e-6, 1.0]])
     # analysis H = S_b · H_photo · S_f^-1, with S the photo -> analysis matrices
-    s_b = metrics._centre_scale(fr.photo_shape, fr.baseline_shape)
+    s_b = centre_scale(fr.photo_shape, fr.baseline_shape)
     assert fr.followup_shape == (1500, 2000)
     sf = np.diag([fr.followup_shape[1] / 3200, fr.followup_shape[0] / 2400, 1.0])
     sf[0, 2] = 0.5 * sf[0, 0] - 0.5
@@ -124,15 +125,15 @@ def fine_pair() -> syn.PhantomPair:
 
 
 @pytest.fixture(scope="module")
-def fine_cmp(fine_pair: syn.PhantomPair) -> metrics.Comparison:
-    return metrics.compare(
+def fine_cmp(fine_pair: syn.PhantomPair) -> measure.Comparison:
+    return measure.compare(
         photo_from_array(fine_pair.baseline.rgb, px_per_mm=PPM),
         photo_from_array(fine_pair.followup.rgb),
         px_per_mm=PPM,
     )
 
 
-def test_fine_pair_is_analysed_at_the_analysis_scale(fine_cmp: metrics.Comparison) -> None:
+def test_fine_pair_is_analysed_at_the_analysis_scale(fine_cmp: measure.Comparison) -> None:
     c = fine_cmp
     assert c.frame is not None
     assert c.frame.reduced
@@ -149,7 +150,7 @@ def test_fine_pair_is_analysed_at_the_analysis_scale(fine_cmp: metrics.Compariso
 
 
 def test_fine_pair_measures_the_truth(
-    fine_pair: syn.PhantomPair, fine_cmp: metrics.Comparison
+    fine_pair: syn.PhantomPair, fine_cmp: measure.Comparison
 ) -> None:
     assert abs(fine_cmp.improvement_pct - fine_pair.true_improvement_pct) <= 6.0
     lo, hi = fine_cmp.improvement_band_pct
@@ -157,7 +158,7 @@ def test_fine_pair_measures_the_truth(
 
 
 def test_fine_pair_homography_in_photo_pixels(
-    fine_pair: syn.PhantomPair, fine_cmp: metrics.Comparison
+    fine_pair: syn.PhantomPair, fine_cmp: measure.Comparison
 ) -> None:
     h_true = np.asarray(fine_pair.followup.capture.homography)
     h = np.asarray(fine_cmp.to_dict()["registration"]["homography"])
@@ -172,7 +173,7 @@ def test_fine_pair_homography_in_photo_pixels(
     assert np.abs(apply(h) - apply(h_true)).max() < 1.5
 
 
-def test_fine_pair_boxes_in_photo_pixels(fine_cmp: metrics.Comparison) -> None:
+def test_fine_pair_boxes_in_photo_pixels(fine_cmp: measure.Comparison) -> None:
     d = fine_cmp.to_dict()
     assert d["vein_changes"]
     big = fine_cmp.to_photo(fine_cmp.baseline_seg.mask)
@@ -241,24 +242,3 @@ def test_review_pictures_share_one_size(fine_pair: syn.PhantomPair, fine_cmp: An
         assert arr.shape[:2] == shape
     assert r.region.dtype == bool
     assert r.region.any()
-
-
-def test_banded_compression_matches_one_piece() -> None:
-    """A large baseline is gained and compressed as two bands of whole JPEG block rows:
-    the same blocks as one piece, so only the rows by the seam may differ."""
-    pair = syn.make_pair(3, shape=(2048, 2400), tone="olive")
-    rgb = pair.baseline.rgb
-    field = np.linspace(0.9, 1.1, rgb.shape[0], dtype=np.float32)[:, None] * np.ones(
-        (1, rgb.shape[1]), np.float32
-    )
-    gains = np.array([1.1, 1.0, 0.9])
-    banded = metrics._gain_and_compress(rgb, field, gains, 85)
-    # 1664 whole block rows of 2400 px: under 4 MP, so compressed in one piece
-    whole = metrics._gain_and_compress(rgb[:1664], field[:1664], gains, 85)
-    assert banded.shape == rgb.shape
-    mid = (rgb.shape[0] // 2) // 16 * 16
-    diff = np.abs(banded[:1664].astype(int) - whole.astype(int)).max(axis=(1, 2))
-    # away from the seam and from the one-piece image's last block row
-    away = np.r_[0 : mid - 16, mid + 16 : 1664 - 16]
-    assert diff[away].max() == 0
-    assert np.abs(banded.astype(int) - rgb.astype(int)).mean() > 0.5  # gain applied

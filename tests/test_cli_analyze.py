@@ -178,7 +178,7 @@ def test_analyze_text_summary_and_roi(
 
 def test_analyze_roi_limits_measurement(pair_files: dict[str, Any], tmp_path: Path) -> None:
     from vein_tracker.io import load_photo
-    from vein_tracker.metrics import compare
+    from vein_tracker.measure import compare
 
     b = load_photo(pair_files["baseline"], px_per_mm=float(pair_files["ppm"]))
     f = load_photo(pair_files["followup"])

@@ -13,9 +13,15 @@ from vein_tracker.colour import (
     ColourFit,
     ColourNormalisation,
     apply_colour_fit,
+    chroma_lowpass,
     delta_e2000,
+    equalise_to_followup,
+    estimate_jpeg_quality,
     fit_colour,
+    gain_and_compress,
+    jpeg_round_trip,
     normalise_colour,
+    prepare_colour_fit,
     skin_mask,
     vein_like_mask,
 )
@@ -107,7 +113,7 @@ def test_normalise_bad_inputs(baseline: syn.Rendered) -> None:
         normalise_colour(ref, ref[:100])
     with pytest.raises(ValueError, match="mask must be a bool"):
         normalise_colour(ref, ref, mask=np.ones(SHAPE, np.uint8))
-    with pytest.raises(ValueError, match="mask must be a bool"):
+    with pytest.raises(ValueError, match="mask must have the image's shape"):
         normalise_colour(ref, ref, mask=np.ones((5, 5), bool))
     with pytest.raises(ValueError, match="trim"):
         normalise_colour(ref, ref, trim=0.7)
@@ -174,16 +180,19 @@ def test_fit_then_apply_equals_normalise_colour(baseline: syn.Rendered, leg: syn
     assert np.array_equal(fit.gains, whole.gains)
     assert np.array_equal(fit.field, whole.field)
     # the mask-free part of the fit made beforehand (compare does, while it segments)
-    from vein_tracker.colour import _fit_frame
-
     early = fit_colour(
-        baseline.rgb, follow, mask=baseline.leg_mask, frame=_fit_frame(baseline.rgb, follow)
+        baseline.rgb,
+        follow,
+        mask=baseline.leg_mask,
+        prepared=prepare_colour_fit(baseline.rgb, follow),
     )
     assert np.array_equal(early.gains, fit.gains)
     assert np.array_equal(early.field, fit.field)
     assert early.n_pixels == fit.n_pixels
-    with pytest.raises(ValueError, match="frame"):
-        fit_colour(baseline.rgb, follow, frame=_fit_frame(baseline.rgb[:-2], follow[:-2]))
+    with pytest.raises(ValueError, match="prepared"):
+        fit_colour(
+            baseline.rgb, follow, prepared=prepare_colour_fit(baseline.rgb[:-2], follow[:-2])
+        )
     parts = apply_colour_fit(baseline.rgb, follow, fit)
     assert np.array_equal(parts.image, whole.image)
     assert parts.delta_e == whole.delta_e
@@ -202,3 +211,132 @@ def test_fit_then_apply_equals_normalise_colour(baseline: syn.Rendered, leg: syn
             apply_colour_fit(baseline.rgb, follow, fit, grid_step=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shape"):
         apply_colour_fit(baseline.rgb, follow[:-1], fit)
+
+
+# --------------------------------------------------------------------------- equalisation
+
+
+def test_chroma_lowpass_is_a_420_like_chroma_filter() -> None:
+    """Flat colour unchanged, luma kept, chroma as JPEG 4:2:0 smooths it, input untouched."""
+    flat = np.full((40, 40, 3), (200, 150, 120), np.uint8)
+    assert np.array_equal(chroma_lowpass(flat), flat)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (61, 80, 3), dtype=np.uint8)
+    before = img.copy()
+    out = chroma_lowpass(img)
+    assert np.array_equal(img, before)
+    assert out.shape == img.shape
+    assert out.dtype == np.uint8
+
+    def luma(a: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(a, cv2.COLOR_RGB2YCrCb)[..., 0].astype(int)
+
+    assert np.abs(luma(out) - luma(img)).mean() < 1.0
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100]
+    )
+    assert ok
+    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    assert dec is not None
+    jpeg = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB).astype(int)
+    # a 4:2:0 JPEG at quality 100 is nearly only the chroma subsampling
+    assert np.abs(jpeg - out).mean() < 0.25 * np.abs(jpeg - img.astype(int)).mean()
+
+
+def test_chroma_lowpass_in_place_equals_the_plain_formula() -> None:
+    """Working in one float buffer gives the very bytes of the out-of-place formula."""
+
+    def plain(rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        ycc = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2YCrCb)
+        small = cv2.resize(
+            np.ascontiguousarray(ycc[..., 1:]), (w // 2, h // 2), interpolation=cv2.INTER_AREA
+        )
+        ycc[..., 1:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+        return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+    rng = np.random.default_rng(7)
+    for shape in ((2, 2, 3), (33, 47, 3), (240, 321, 3)):
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert np.array_equal(chroma_lowpass(img), plain(img))
+    leg = cv2.GaussianBlur(rng.integers(60, 220, (300, 400, 3), dtype=np.uint8), (0, 0), 3.0)
+    assert np.array_equal(chroma_lowpass(leg), plain(leg))
+
+
+@pytest.mark.parametrize("quality", [62, 81, 94])
+def test_estimate_jpeg_quality_finds_the_quality_a_photo_was_saved_with(quality: int) -> None:
+    rgb = syn.render(syn.make_leg(3, shape=SHAPE, tone="medium")).rgb
+    jpeg = jpeg_round_trip(rgb, quality=quality)
+    assert estimate_jpeg_quality(jpeg) == quality
+    # a losslessly stored photo shows no quality
+    assert estimate_jpeg_quality(rgb) is None
+
+
+def test_equalise_to_followup_only_for_a_jpeg_follow_up() -> None:
+    """The baseline is brought to a JPEG follow-up's quality; the vein contrast of that
+    copy is what the JPEG reads, not what the lossless photo reads."""
+    from vein_tracker.segmentation import vein_contrast
+
+    rgb = syn.render(syn.make_leg(3, shape=SHAPE, tone="brown")).rgb
+    ppm = float(SHAPE[1]) / 200.0
+    leg = np.ones(SHAPE, bool)
+    kw = {"analysis_shape": SHAPE, "blur_px": 0.0, "fit": None}
+    # lossless follow-up, or a baseline already at the follow-up's quality: nothing to do
+    assert equalise_to_followup(rgb, followup_quality=None, baseline_quality=None, **kw) is None
+    assert equalise_to_followup(rgb, followup_quality=81, baseline_quality=81, **kw) is None
+    eq = equalise_to_followup(rgb, followup_quality=81, baseline_quality=None, **kw)
+    assert eq is not None
+    j = jpeg_round_trip(rgb, quality=81)
+    np.testing.assert_array_equal(eq, chroma_lowpass(j))
+    c_eq = vein_contrast(eq, px_per_mm=ppm, leg_mask=leg)
+    c_lossless = vein_contrast(chroma_lowpass(rgb), px_per_mm=ppm, leg_mask=leg)
+    c_jpeg = vein_contrast(chroma_lowpass(j), px_per_mm=ppm, leg_mask=leg)
+    np.testing.assert_allclose(c_eq.spider, c_jpeg.spider, atol=1e-6)
+    assert not np.allclose(c_lossless.spider, c_jpeg.spider, atol=1e-3)
+
+
+def test_equalise_to_followup_applies_the_fit_in_reverse_and_reduces() -> None:
+    """With a colour fit, the copy takes the follow-up's gains (the fit in reverse) before
+    JPEG; with a reduced analysis frame it is compressed at the photo's size, then reduced."""
+    rgb = syn.render(syn.make_leg(4, shape=SHAPE, tone="fair")).rgb
+    fit = ColourFit(
+        gains=np.array([1.1, 1.0, 0.9]),
+        field=np.zeros(SHAPE, np.float32),
+        offsets_od=np.log([1.1, 1.0, 0.9]),
+        n_pixels=1000,
+        mask=np.ones(SHAPE, bool),
+    )
+    kw = {"followup_quality": 85, "baseline_quality": None, "blur_px": float("nan")}
+    plain = equalise_to_followup(rgb, analysis_shape=SHAPE, fit=None, **kw)
+    gained = equalise_to_followup(rgb, analysis_shape=SHAPE, fit=fit, **kw)
+    assert plain is not None
+    assert gained is not None
+    # the follow-up's red is 1/1.1 of the baseline's: the copy is darker in red, lighter in blue
+    assert gained[..., 0].mean() < plain[..., 0].mean()
+    assert gained[..., 2].mean() > plain[..., 2].mean()
+    half = (SHAPE[0] // 2, SHAPE[1] // 2)
+    small = equalise_to_followup(rgb, analysis_shape=half, fit=None, **kw)
+    assert small is not None
+    assert small.shape == (*half, 3)
+
+
+def test_banded_compression_matches_one_piece() -> None:
+    """A large photo is gained and compressed as two bands of whole JPEG block rows: the
+    same blocks as one piece, so only the rows by the seam may differ."""
+    pair = syn.make_pair(3, shape=(2048, 2400), tone="olive")
+    rgb = pair.baseline.rgb
+    field = np.linspace(0.9, 1.1, rgb.shape[0], dtype=np.float32)[:, None] * np.ones(
+        (1, rgb.shape[1]), np.float32
+    )
+    gains = np.array([1.1, 1.0, 0.9])
+    banded = gain_and_compress(rgb, field, gains, 85)
+    # 1664 whole block rows of 2400 px: under 4 MP, so compressed in one piece
+    whole = gain_and_compress(rgb[:1664], field[:1664], gains, 85)
+    assert banded.shape == rgb.shape
+    mid = (rgb.shape[0] // 2) // 16 * 16
+    diff = np.abs(banded[:1664].astype(int) - whole.astype(int)).max(axis=(1, 2))
+    # away from the seam and from the one-piece image's last block row
+    away = np.r_[0 : mid - 16, mid + 16 : 1664 - 16]
+    assert diff[away].max() == 0
+    assert np.abs(banded.astype(int) - rgb.astype(int)).mean() > 0.5  # gain applied

@@ -22,9 +22,17 @@ from vein_tracker.colour import ciede2000, delta_e2000, srgb_u8_to_lab
 from vein_tracker.morphology import (
     SKELETON_LUT,
     components,
+    dilate_disc,
+    dilate_disc_at,
+    dilate_square,
+    distance_to,
+    erode_disc,
+    erode_square,
     fill_holes,
+    near_on_grid,
     sample_linear,
     skeletonize,
+    within_distance,
 )
 from vein_tracker.segmentation import segment
 
@@ -320,7 +328,7 @@ def test_compare_imports_neither_scipy_nor_skimage(tmp_path):
         paths.append(str(p))
     code = (
         "import json, sys\n"
-        "from vein_tracker.metrics import compare\n"
+        "from vein_tracker.measure import compare\n"
         f"c = compare({paths[0]!r}, {paths[1]!r}, px_per_mm={pair.baseline.px_per_mm!r})\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'skimage'})\n"
         "print(json.dumps({'loaded': loaded, 'pct': c.improvement_pct}))\n"
@@ -357,3 +365,87 @@ def test_components_are_opencvs_labels_areas_and_boxes(connectivity: int) -> Non
     assert empty.n == 1
     assert empty.areas.tolist() == [30]
     assert empty.boxes().tolist() == [[0, 0, 6, 5]]
+
+
+# --------------------------------------------------------------------------- dilations
+
+
+def _disc(radius_px: float) -> np.ndarray:
+    r = int(round(radius_px))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)).astype(bool)
+
+
+def _masks_for_dilation() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    masks = [rng.random((97, 131)) < d for d in (0.0, 0.001, 0.02, 0.3)]
+    edge = np.zeros((40, 50), bool)
+    edge[0, :] = edge[:, -1] = True  # touching the border
+    return [*masks, edge]
+
+
+@pytest.mark.parametrize("radius", [0.2, 1.0, 3.4, 12.0])
+def test_disc_dilation_and_erosion_are_scipys(radius: float) -> None:
+    """dilate_disc/erode_disc are the binary dilation/erosion by OpenCV's elliptic kernel
+    (outside the image is background), as SciPy computes them."""
+    for m in _masks_for_dilation():
+        before = m.copy()
+        fp = _disc(radius)
+        want_d = ndi.binary_dilation(m, structure=fp) if fp.size > 1 else m
+        want_e = ndi.binary_erosion(m, structure=fp, border_value=0) if fp.size > 1 else m
+        assert np.array_equal(dilate_disc(m, radius), want_d)
+        assert np.array_equal(erode_disc(m, radius), want_e)
+        assert np.array_equal(m, before)
+
+
+@pytest.mark.parametrize("size", [3, 5, 11])
+def test_square_dilation_and_erosion(size: int) -> None:
+    """dilate_square/erode_square: a size x size square; the erosion treats outside the
+    image as part of the mask (a mask touching the border is not eaten from there)."""
+    fp = np.ones((size, size), bool)
+    for m in _masks_for_dilation():
+        assert np.array_equal(dilate_square(m, size), ndi.binary_dilation(m, structure=fp))
+        assert np.array_equal(erode_square(m, size), ndi.binary_erosion(m, fp, border_value=1))
+
+
+def test_distance_to_and_within_distance_are_euclidean() -> None:
+    for m in _masks_for_dilation()[1:]:
+        edt = ndi.distance_transform_edt(~m)
+        np.testing.assert_allclose(distance_to(m), edt, atol=0.02)
+        for r in (0.0, 1.5, 2.9, 4.0):
+            assert np.array_equal(within_distance(m, r), edt <= r)
+    assert np.isinf(distance_to(np.zeros((4, 5), bool))).all()
+
+
+def test_dilate_disc_at_is_the_dilation_at_those_pixels() -> None:
+    """On a grid and at scattered, unsorted, repeated points (the new spiders' centres):
+    SciPy's dilation read there."""
+    rng = np.random.default_rng(4)
+    for m in _masks_for_dilation():
+        for radius in (0.2, 3.4, 15.0):
+            full = ndi.binary_dilation(m, structure=_disc(radius)) if radius >= 0.5 else m
+            rows, cols = np.arange(0, m.shape[0], 5), np.arange(0, m.shape[1], 3)
+            assert np.array_equal(dilate_disc_at(m, radius, rows, cols), full[np.ix_(rows, cols)])
+            ys = rng.integers(0, m.shape[0], 9)
+            xs = rng.integers(0, m.shape[1], 9)
+            ys[3], xs[3] = ys[2], xs[2]
+            got = np.diagonal(dilate_disc_at(m, radius, ys, xs))
+            assert np.array_equal(got, full[ys, xs])
+
+
+def test_near_on_grid_is_within_the_radius_to_half_a_step() -> None:
+    """near_on_grid (the look-alike warnings' "near a treated vein") against the Euclidean
+    distance read on the grid: everything well inside the radius is near, nothing well
+    outside is."""
+    rng = np.random.default_rng(3)
+    for shape in ((150, 200), (151, 203)):
+        m = np.zeros(shape, bool)
+        for y, x in rng.integers(0, min(shape), size=(6, 2)):
+            m[y, x : x + 15] = True
+        step, radius = 5, 30.0
+        got = near_on_grid(m, radius, step)
+        grid = (slice(None, None, step), slice(None, None, step))
+        assert got.shape == m[grid].shape
+        edt = ndi.distance_transform_edt(~m)[grid]
+        assert got[edt <= radius - step - 1].all()
+        assert not got[edt > radius + step + 1].any()
+    assert np.array_equal(near_on_grid(m, 4.0, 1), dilate_disc(m, 4.0))

@@ -20,7 +20,7 @@ from vein_tracker import ALGORITHM_VERSION, services, synthetic
 from vein_tracker.cli import main
 from vein_tracker.config import get_settings
 from vein_tracker.io import encode_image
-from vein_tracker.metrics import compare
+from vein_tracker.measure import compare
 from vein_tracker.reanalyze import (
     PairOutcome,
     PairTask,

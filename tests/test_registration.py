@@ -16,7 +16,7 @@ import pytest
 
 from vein_tracker import synthetic as syn
 from vein_tracker.io import photo_from_array
-from vein_tracker.registration import Registration, register
+from vein_tracker.registration import Registration, align_features, photo_features, register
 
 SHAPE = (600, 800)
 # The benchmark's capture changes, with blur scaled to this frame (σ ≤ 1 px at 2000 px wide).
@@ -232,11 +232,10 @@ def test_blurred_baseline_refused_with_reason() -> None:
 
 def test_blank_photos_refused_not_raised() -> None:
     grey = np.full((*SHAPE, 3), 128, np.uint8)
-    found: list[bool] = []
-    r = register(grey, grey, on_features=lambda: found.append(True))
+    r = register(grey, grey)
     assert not r.ok
     assert r.reason
-    assert not found  # no skin, no features: the hook is not called
+    assert not photo_features(grey).has_skin  # no skin, no features
     skin = np.zeros((*SHAPE, 3), np.uint8)
     skin[:] = (225, 180, 160)
     r2 = register(skin, skin)
@@ -251,19 +250,8 @@ def test_inputs_not_modified_and_progress_reported(rigid_pair: syn.PhantomPair) 
     roi[150:450, 200:600] = True
     roi_copy = roi.copy()
     calls: list[tuple[float, str]] = []
-    # on_features comes once, between finding features and matching them
-    r = register(
-        b,
-        f,
-        roi=roi,
-        progress=lambda frac, msg: calls.append((frac, msg)),
-        on_features=lambda: calls.append((-1.0, "features found")),
-    )
+    r = register(b, f, roi=roi, progress=lambda frac, msg: calls.append((frac, msg)))
     assert r.ok
-    at = [i for i, c in enumerate(calls) if c[0] == -1.0]
-    assert len(at) == 1
-    assert calls[at[0] + 1][1] == "matching"
-    del calls[at[0]]
     assert np.array_equal(b, rigid_pair.baseline.rgb)
     assert np.array_equal(f, rigid_pair.followup.rgb)
     assert np.array_equal(roi, roi_copy)
@@ -310,7 +298,7 @@ def test_bad_inputs_raise(rigid_pair: syn.PhantomPair, rigid_result: Registratio
         register("baseline.jpg", f)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="roi"):
         register(b, f, roi=np.ones((10, 10), bool))
-    with pytest.raises(ValueError, match="roi must have dtype bool"):
+    with pytest.raises(ValueError, match="roi must be a bool mask"):
         register(b, f, roi=np.ones(SHAPE, np.uint8))
     with pytest.raises(ValueError, match="leg_mask"):
         register(b, f, leg_mask=np.ones((SHAPE[0], SHAPE[1] + 1), bool))
@@ -320,3 +308,18 @@ def test_bad_inputs_raise(rigid_pair: syn.PhantomPair, rigid_result: Registratio
         rigid_result.warp(f, interpolation="lanczos")
     with pytest.raises(ValueError, match="follow-up's size"):
         rigid_result.warp(np.zeros((10, 10), np.uint8))
+
+
+def test_register_is_its_steps_features_then_alignment(
+    rigid_pair: syn.PhantomPair, rigid_result: Registration
+) -> None:
+    """Each photo's features found apart (a caller may find both at once), then aligned:
+    the registration register gives."""
+    b = photo_features(rigid_pair.baseline.rgb)
+    f = photo_features(rigid_pair.followup.rgb)
+    assert b.has_skin
+    assert f.has_skin
+    r = align_features(b, f, rigid_pair.followup.rgb)
+    assert r.to_dict() == rigid_result.to_dict()
+    assert np.array_equal(r.warped, rigid_result.warped)
+    assert np.array_equal(r.valid, rigid_result.valid)

@@ -10,11 +10,9 @@ import json
 import platform
 import sys
 
-import numpy as np
 import pytest
 
 from tests.fresh_util import run_fresh
-from vein_tracker import runtime
 
 _GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -91,16 +89,38 @@ def test_no_huge_pages_for_numpy_only_before_numpy_and_never_over_the_caller(
     assert got["sum"] == 1500 * 2000 * 3
 
 
-def test_warm_up_builds_the_colour_tables_and_leaves_results_unchanged() -> None:
-    import cv2
-
-    rgb = np.random.default_rng(0).random((20, 30, 3), dtype=np.float32)
-    before = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+_WARM = """
+import json, sys
+import numpy as np
+import cv2
+from vein_tracker import runtime
+thread = None
+if sys.argv[1] == "warm":
     thread = runtime.warm_up_in_background()
     thread.join(timeout=60)
-    assert not thread.is_alive()
-    assert thread.daemon
-    assert np.array_equal(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab), before)
+loaded = {m: m in sys.modules for m in ("numpy.ma", "numpy.random")}
+rgb = np.random.default_rng(0).random((20, 30, 3), dtype=np.float32)
+lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+json.dump({"loaded": loaded, "lab": lab.tolist(),
+           "alive": thread is not None and thread.is_alive(),
+           "daemon": thread is None or thread.daemon}, sys.stdout)
+"""
+
+
+def test_warm_up_loads_what_an_analysis_loads_first_and_leaves_results_unchanged() -> None:
+    """In a fresh process, the warm-up imports the NumPy parts an analysis loads on first
+    use (a cold process has not), and the colour tables it builds give the conversions a
+    cold process builds on first use."""
+    cold = run_fresh(_WARM, "cold")
+    warm = run_fresh(_WARM, "warm")
+    assert cold.returncode == 0, cold.stderr
+    assert warm.returncode == 0, warm.stderr
+    c, w = json.loads(cold.stdout), json.loads(warm.stdout)
+    assert c["loaded"] == {"numpy.ma": False, "numpy.random": False}
+    assert w["loaded"] == {"numpy.ma": True, "numpy.random": True}
+    assert w["alive"] is False
+    assert w["daemon"] is True
+    assert w["lab"] == c["lab"]
 
 
 _WHO_PREPARES = """

@@ -153,36 +153,18 @@ def _cm(x: float) -> str:
     return f"{x:.0f} cm" if x >= 1.5 else f"{x:.1f} cm"
 
 
-def assess_capture(
-    photo: Photo | np.ndarray, baseline: Photo | np.ndarray | None = None
-) -> CaptureReport:
-    """Check a photo at upload and say how to retake it.
+@dataclass(frozen=True)
+class _Findings:
+    """What one part of the assessment found: whether the photo may be kept, and advice."""
 
-    Parameters
-    ----------
-    photo : Photo or ndarray, shape (H, W, 3), dtype uint8
-        The new photo (RGB, upright).
-    baseline : Photo or ndarray, shape (h, w, 3), dtype uint8, optional
-        The baseline photo of the same area; enables pose, framing and exposure
-        comparisons.
+    ok: bool = True
+    advice: tuple[str, ...] = ()
 
-    Returns
-    -------
-    CaptureReport
-        Measurements, ``ok`` and advice such as "move the camera about 2 cm
-        closer", "rotate the camera 8° clockwise" or "the photo is too dark".
-    """
-    from .registration import register, sharpness
 
-    rgb = as_rgb(photo)
-    small = _small(rgb)
-    skin = skin_mask(small)
-    leg_fraction = float(skin.mean())
-    sharp = sharpness(small, mask=skin if skin.sum() > 1000 else None)
-    luma, clipped, lin = _photometry(small, skin)
-    width_cm = _frame_width_cm(photo, rgb.shape[1])
-    distance_cm = DISTANCE_PER_WIDTH * width_cm
-
+def _own_checks(
+    leg_fraction: float, sharp: float, luma: float, clipped: float, distance_cm: float
+) -> _Findings:
+    """The photo on its own: leg in view, focus, exposure, framing."""
     advice: list[str] = []
     ok = True
     luma_ok = luma >= MIN_SKIN_LUMA and clipped <= MAX_CLIPPED_RETAKE
@@ -212,98 +194,193 @@ def assess_capture(
         )
         if leg_fraction < 0.1:
             ok = False
+    return _Findings(ok, tuple(advice))
 
-    scale = rotation = None
-    offset: tuple[float, float] | None = None
-    ev = sharp_ratio = None
-    matches: bool | None = None
-    if baseline is not None and luma_ok:
-        b_rgb = as_rgb(baseline)
-        b_small = _small(b_rgb)
-        b_skin = skin_mask(b_small)
-        b_sharp = sharpness(b_small, mask=b_skin if b_skin.sum() > 1000 else None)
-        sharp_ratio = sharp / max(b_sharp, 1e-6)
-        _, _, b_lin = _photometry(b_small, b_skin)
-        ev = math.log2(max(lin, 1e-6) / max(b_lin, 1e-6))
-        if sharp >= MIN_SHARPNESS and sharp_ratio < MIN_SHARPNESS_VS_BASELINE:
-            ok = False
-            advice.append(
-                f"The photo is less sharp than the baseline ({100 * sharp_ratio:.0f} % of its "
-                "fine detail): hold the camera steady, tap the skin to focus, and retake."
-            )
-        if ev < -MAX_EV_DIFF and luma >= MIN_SKIN_LUMA:
-            advice.append(
-                f"The photo is {abs(ev):.1f} stops darker than the baseline: use the same light."
-            )
-        elif ev > MAX_EV_DIFF and clipped <= MAX_CLIPPED:
-            advice.append(
-                f"The photo is {ev:.1f} stops brighter than the baseline: use the same light."
-            )
-        reg = register(b_small, small, nonrigid=False)
-        matches = bool(reg.ok)
-        if not reg.ok:
-            ok = False
-            advice.append(
-                "The photo could not be matched to the baseline: photograph the same area, "
-                "framed like the baseline (use the ghost overlay)."
-            )
-        else:
-            # Geometry in frame widths, so photos of different resolutions compare.
-            hmat = reg.homography
-            sx = small.shape[1] / rgb.shape[1]
-            fh, fw = small.shape[:2]
-            cx, cy = fw / 2.0, fh / 2.0
-            d = hmat[2, 0] * cx + hmat[2, 1] * cy + hmat[2, 2]
-            u = (hmat[0, 0] * cx + hmat[0, 1] * cy + hmat[0, 2]) / d
-            v = (hmat[1, 0] * cx + hmat[1, 1] * cy + hmat[1, 2]) / d
-            jac = np.array(
-                [
-                    [(hmat[0, 0] - u * hmat[2, 0]) / d, (hmat[0, 1] - u * hmat[2, 1]) / d],
-                    [(hmat[1, 0] - v * hmat[2, 0]) / d, (hmat[1, 1] - v * hmat[2, 1]) / d],
-                ]
-            )
-            s_px = math.sqrt(abs(float(np.linalg.det(jac))))  # baseline px per follow-up px
-            # Leg size in this photo relative to the baseline, in frame widths.
-            scale = (fw / b_small.shape[1]) / s_px
-            # The homography turns this photo clockwise (on screen, y down) by theta to
-            # match the baseline, so its content is turned theta counter-clockwise.
-            rotation = math.degrees(math.atan2(jac[1, 0] - jac[0, 1], jac[0, 0] + jac[1, 1]))
-            bc = np.array([b_small.shape[1] / 2.0, b_small.shape[0] / 2.0, 1.0])
-            fc = np.linalg.inv(hmat) @ bc
-            ox, oy = fc[0] / fc[2] - cx, fc[1] / fc[2] - cy
-            offset = (float(ox / sx), float(oy / sx))
-            if abs(scale - 1.0) > 0.05:
-                dist = distance_cm * (1.0 / scale - 1.0)
-                word = "closer" if dist > 0 else "further away"
-                advice.append(
-                    f"The leg looks {abs(100 * (scale - 1.0)):.0f} % "
-                    f"{'smaller' if scale < 1 else 'larger'} than in the baseline: move the camera "
-                    f"about {_cm(abs(dist))} {word}."
-                )
-            if abs(rotation) > 3.0:
-                # Content turned counter-clockwise means the camera was turned clockwise.
-                turn = "counter-clockwise" if rotation > 0 else "clockwise"
-                advice.append(f"Rotate the camera {abs(rotation):.0f}° {turn}.")
-            dx_cm = ox / fw * width_cm
-            dy_cm = oy / fw * width_cm
-            moves = []
-            if abs(ox) > 0.05 * fw:
-                moves.append(f"{_cm(abs(dx_cm))} to the {'right' if ox > 0 else 'left'}")
-            if abs(oy) > 0.05 * fh:
-                moves.append(f"{_cm(abs(dy_cm))} {'down' if oy > 0 else 'up'}")
-            if moves:
-                advice.append("Move the camera " + " and ".join(moves) + " to match the baseline.")
+
+@dataclass(frozen=True)
+class _Pose:
+    """The photo's pose against the baseline's, and how to move the camera."""
+
+    scale: float
+    rotation_deg: float
+    offset_px: tuple[float, float]
+    advice: tuple[str, ...]
+
+
+def _pose(
+    hmat: np.ndarray,
+    small: np.ndarray,
+    b_small: np.ndarray,
+    width_px: int,
+    width_cm: float,
+    distance_cm: float,
+) -> _Pose:
+    """Leg size, rotation and offset of the photo (``small``, a reduced copy of a photo
+    ``width_px`` wide) against the baseline's (``b_small``), from the homography taking
+    the one onto the other, in frame widths so photos of different resolutions compare."""
+    sx = small.shape[1] / width_px
+    fh, fw = small.shape[:2]
+    cx, cy = fw / 2.0, fh / 2.0
+    d = hmat[2, 0] * cx + hmat[2, 1] * cy + hmat[2, 2]
+    u = (hmat[0, 0] * cx + hmat[0, 1] * cy + hmat[0, 2]) / d
+    v = (hmat[1, 0] * cx + hmat[1, 1] * cy + hmat[1, 2]) / d
+    jac = np.array(
+        [
+            [(hmat[0, 0] - u * hmat[2, 0]) / d, (hmat[0, 1] - u * hmat[2, 1]) / d],
+            [(hmat[1, 0] - v * hmat[2, 0]) / d, (hmat[1, 1] - v * hmat[2, 1]) / d],
+        ]
+    )
+    s_px = math.sqrt(abs(float(np.linalg.det(jac))))  # baseline px per follow-up px
+    # Leg size in this photo relative to the baseline, in frame widths.
+    scale = (fw / b_small.shape[1]) / s_px
+    # The homography turns this photo clockwise (on screen, y down) by theta to
+    # match the baseline, so its content is turned theta counter-clockwise.
+    rotation = math.degrees(math.atan2(jac[1, 0] - jac[0, 1], jac[0, 0] + jac[1, 1]))
+    bc = np.array([b_small.shape[1] / 2.0, b_small.shape[0] / 2.0, 1.0])
+    fc = np.linalg.inv(hmat) @ bc
+    ox, oy = fc[0] / fc[2] - cx, fc[1] / fc[2] - cy
+    advice: list[str] = []
+    if abs(scale - 1.0) > 0.05:
+        dist = distance_cm * (1.0 / scale - 1.0)
+        word = "closer" if dist > 0 else "further away"
+        advice.append(
+            f"The leg looks {abs(100 * (scale - 1.0)):.0f} % "
+            f"{'smaller' if scale < 1 else 'larger'} than in the baseline: move the camera "
+            f"about {_cm(abs(dist))} {word}."
+        )
+    if abs(rotation) > 3.0:
+        # Content turned counter-clockwise means the camera was turned clockwise.
+        turn = "counter-clockwise" if rotation > 0 else "clockwise"
+        advice.append(f"Rotate the camera {abs(rotation):.0f}° {turn}.")
+    dx_cm = ox / fw * width_cm
+    dy_cm = oy / fw * width_cm
+    moves = []
+    if abs(ox) > 0.05 * fw:
+        moves.append(f"{_cm(abs(dx_cm))} to the {'right' if ox > 0 else 'left'}")
+    if abs(oy) > 0.05 * fh:
+        moves.append(f"{_cm(abs(dy_cm))} {'down' if oy > 0 else 'up'}")
+    if moves:
+        advice.append("Move the camera " + " and ".join(moves) + " to match the baseline.")
+    return _Pose(scale, rotation, (float(ox / sx), float(oy / sx)), tuple(advice))
+
+
+@dataclass(frozen=True)
+class _VsBaseline:
+    """The photo against the baseline: sharpness, exposure, and whether (and how) it
+    matches the baseline's framing."""
+
+    findings: _Findings
+    sharpness_ratio: float
+    ev: float
+    matches: bool
+    pose: _Pose | None
+
+
+def _against_baseline(
+    baseline: Photo | np.ndarray,
+    small: np.ndarray,
+    sharp: float,
+    luma: float,
+    clipped: float,
+    lin: float,
+    *,
+    width_px: int,
+    width_cm: float,
+    distance_cm: float,
+) -> _VsBaseline:
+    from .registration import register, sharpness
+
+    b_small = _small(as_rgb(baseline))
+    b_skin = skin_mask(b_small)
+    b_sharp = sharpness(b_small, mask=b_skin if b_skin.sum() > 1000 else None)
+    sharp_ratio = sharp / max(b_sharp, 1e-6)
+    _, _, b_lin = _photometry(b_small, b_skin)
+    ev = math.log2(max(lin, 1e-6) / max(b_lin, 1e-6))
+    ok = True
+    advice: list[str] = []
+    if sharp >= MIN_SHARPNESS and sharp_ratio < MIN_SHARPNESS_VS_BASELINE:
+        ok = False
+        advice.append(
+            f"The photo is less sharp than the baseline ({100 * sharp_ratio:.0f} % of its "
+            "fine detail): hold the camera steady, tap the skin to focus, and retake."
+        )
+    if ev < -MAX_EV_DIFF and luma >= MIN_SKIN_LUMA:
+        advice.append(
+            f"The photo is {abs(ev):.1f} stops darker than the baseline: use the same light."
+        )
+    elif ev > MAX_EV_DIFF and clipped <= MAX_CLIPPED:
+        advice.append(
+            f"The photo is {ev:.1f} stops brighter than the baseline: use the same light."
+        )
+    reg = register(b_small, small, nonrigid=False)
+    pose = None
+    if not reg.ok:
+        ok = False
+        advice.append(
+            "The photo could not be matched to the baseline: photograph the same area, "
+            "framed like the baseline (use the ghost overlay)."
+        )
+    else:
+        pose = _pose(reg.homography, small, b_small, width_px, width_cm, distance_cm)
+        advice.extend(pose.advice)
+    return _VsBaseline(_Findings(ok, tuple(advice)), sharp_ratio, ev, bool(reg.ok), pose)
+
+
+def assess_capture(
+    photo: Photo | np.ndarray, baseline: Photo | np.ndarray | None = None
+) -> CaptureReport:
+    """Check a photo at upload and say how to retake it.
+
+    Parameters
+    ----------
+    photo : Photo or ndarray, shape (H, W, 3), dtype uint8
+        The new photo (RGB, upright).
+    baseline : Photo or ndarray, shape (h, w, 3), dtype uint8, optional
+        The baseline photo of the same area; enables pose, framing and exposure
+        comparisons.
+
+    Returns
+    -------
+    CaptureReport
+        Measurements, ``ok`` and advice such as "move the camera about 2 cm
+        closer", "rotate the camera 8° clockwise" or "the photo is too dark".
+    """
+    from .registration import sharpness
+
+    rgb = as_rgb(photo)
+    small = _small(rgb)
+    skin = skin_mask(small)
+    leg_fraction = float(skin.mean())
+    sharp = sharpness(small, mask=skin if skin.sum() > 1000 else None)
+    luma, clipped, lin = _photometry(small, skin)
+    width_cm = _frame_width_cm(photo, rgb.shape[1])
+    distance_cm = DISTANCE_PER_WIDTH * width_cm
+    own = _own_checks(leg_fraction, sharp, luma, clipped, distance_cm)
+    vs: _VsBaseline | None = None
+    if baseline is not None and luma >= MIN_SKIN_LUMA and clipped <= MAX_CLIPPED_RETAKE:
+        vs = _against_baseline(
+            baseline,
+            small,
+            sharp,
+            luma,
+            clipped,
+            lin,
+            width_px=rgb.shape[1],
+            width_cm=width_cm,
+            distance_cm=distance_cm,
+        )
+    pose = None if vs is None else vs.pose
     return CaptureReport(
         sharpness=float(sharp),
         exposure=float(luma),
         leg_fraction=leg_fraction,
-        scale=None if scale is None else float(scale),
-        rotation_deg=None if rotation is None else float(rotation),
-        offset_px=offset,
-        ok=bool(ok),
-        advice=tuple(advice),
+        scale=None if pose is None else float(pose.scale),
+        rotation_deg=None if pose is None else float(pose.rotation_deg),
+        offset_px=None if pose is None else pose.offset_px,
+        ok=bool(own.ok and (vs is None or vs.findings.ok)),
+        advice=own.advice + (() if vs is None else vs.findings.advice),
         clipped_fraction=float(clipped),
-        exposure_ev_vs_baseline=None if ev is None else float(ev),
-        sharpness_vs_baseline=None if sharp_ratio is None else float(sharp_ratio),
-        matches_baseline=matches,
+        exposure_ev_vs_baseline=None if vs is None else float(vs.ev),
+        sharpness_vs_baseline=None if vs is None else float(vs.sharpness_ratio),
+        matches_baseline=None if vs is None else vs.matches,
     )

@@ -791,7 +791,7 @@ def list_exportable_pairs(
 def _grade(improvement: float | None) -> str:
     if improvement is None or not math.isfinite(improvement):
         return ""
-    from .metrics import grade_for
+    from .outcome import grade_for
 
     return str(grade_for(improvement))
 

@@ -5,7 +5,7 @@ number, date, days since baseline, improvement with its band per class, vein
 status counts and warnings; flags for gaps over 4 weeks (recanalisation risk) and
 for regression against the previous session; and a projection of whether the
 clinic's target is likely by the planned last session. It does not analyse
-photos: it takes the numbers of :func:`vein_tracker.metrics.compare`.
+photos: it takes the numbers of :func:`vein_tracker.measure.compare`.
 
 Projection model ("constant fractional clearance per session"): each treatment
 session clears the same share ``q`` of the vein burden still visible, so after
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
-    from .metrics import Comparison
+    from .measure import Comparison
 
 #: A gap between sessions longer than this raises the recanalisation risk (DOMAIN.md).
 MAX_GAP_DAYS = 28
@@ -78,7 +78,7 @@ class Visit:
 
     @classmethod
     def from_comparison(cls, when: dt.date | dt.datetime, comparison: Comparison) -> Visit:
-        """A follow-up visit from the result of :func:`vein_tracker.metrics.compare`."""
+        """A follow-up visit from the result of :func:`vein_tracker.measure.compare`."""
         lo, hi = comparison.improvement_band_pct
         return cls(
             date=_as_date(when),

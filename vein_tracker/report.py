@@ -601,7 +601,7 @@ def collect_report_data(
         }
         grade = result.get("grade")
         if grade is None and latest.improvement_pct is not None:
-            from .metrics import grade_for
+            from .outcome import grade_for
 
             grade = grade_for(latest.improvement_pct)
         sections.append(

@@ -31,7 +31,7 @@ from .io import Photo, as_rgb, load_photo
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .export import ExportResult
-    from .metrics import Comparison
+    from .measure import Comparison
     from .progress import Progress
     from .storage import Actor, Repository
     from .storage.info import AnalysisInfo, MarketingPair, PhotoInfo, VisitInfo
@@ -47,7 +47,7 @@ VEIN_COLOURS: Mapping[int, tuple[int, int, int]] = {
 VEIN_LABELS: Mapping[int, str] = {1: "spider (< 1 mm)", 2: "reticular / feeder (1–3 mm)"}
 VEIN_COLOUR_NAMES: Mapping[int, str] = {1: "pink", 2: "blue"}
 
-#: Change-map codes of ``metrics.Comparison.change_map`` and their colours (RGB) and names.
+#: Change-map codes of ``measure.Comparison.change_map`` and their colours (RGB) and names.
 CHANGE_COLOURS: Mapping[int, tuple[int, int, int]] = {
     1: (40, 200, 80),  # cleared: green
     2: (250, 210, 40),  # faded: yellow
@@ -567,7 +567,7 @@ def review_from_comparison(
     followup_photo_id: int,
     params: AnalysisParams,
 ) -> ReviewData:
-    """Downscale a :class:`~vein_tracker.metrics.Comparison` into what the page shows.
+    """Downscale a :class:`~vein_tracker.measure.Comparison` into what the page shows.
 
     The comparison's maps may be at the analysis scale (smaller than the photo): every
     picture of the page is brought to the size of the baseline's preview.
@@ -636,7 +636,7 @@ def analyze_pair(
     AccessDenied
         The user may not read these photos.
     """
-    from .metrics import compare
+    from .measure import compare
 
     b_info = repo.get_photo(actor, baseline_photo_id)
     f_info = repo.get_photo(actor, followup_photo_id)

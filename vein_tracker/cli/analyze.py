@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         b_job = pool.submit(load_photo, args.baseline, px_per_mm=args.px_per_mm)
         f_job = pool.submit(load_photo, args.followup)
         from .. import colour, registration, segmentation  # noqa: F401  (compare's own imports)
-        from ..metrics import compare
+        from ..measure import compare
 
         baseline = b_job.result()
         followup = f_job.result()

@@ -1,0 +1,198 @@
+"""compare() end to end on phantom pairs with known truth: smaller versions of the
+benchmark's targets (benchmarks/improvement.py), at 800 x 600."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vein_tracker import synthetic as syn
+from vein_tracker.errors import RegistrationError
+from vein_tracker.io import photo_from_array
+from vein_tracker.measure import (
+    CHANGE_NEW,
+    CHANGE_RECANALISED,
+    AnalysisConfig,
+    Comparison,
+    compare,
+    grade_for,
+)
+
+PH_SHAPE = (600, 800)
+
+
+def _run(pair: Any, **kwargs: Any) -> Comparison:
+    ppm = float(pair.baseline.px_per_mm)
+    return compare(
+        photo_from_array(pair.baseline.rgb, px_per_mm=ppm),
+        photo_from_array(pair.followup.rgb),
+        px_per_mm=ppm,
+        **kwargs,
+    )
+
+
+def test_compare_identity_pair_reads_no_improvement() -> None:
+    """No treatment, recaptured with another pose and light: the change must not show."""
+    pair = syn.make_pair(21, shape=PH_SHAPE, tone="medium", cleared_frac=0.0, faded_frac=0.0)
+    assert pair.true_improvement_pct == pytest.approx(0.0, abs=1e-9)
+    c = _run(pair)
+    assert abs(c.improvement_pct) <= 2.0
+    lo, hi = c.improvement_band_pct
+    assert lo <= 0.0 <= hi
+    assert c.vein_counts["cleared"] == 0
+    assert c.vein_counts["persisting"] >= 1
+
+
+def test_compare_standard_pair_close_to_truth() -> None:
+    pair = syn.make_pair(22, shape=PH_SHAPE, tone="light", cleared_frac=0.7, faded_frac=0.2)
+    c = _run(pair)
+    assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
+    lo, hi = c.improvement_band_pct
+    assert lo <= pair.true_improvement_pct <= hi
+    assert c.vein_counts["cleared"] >= 1
+    assert c.grade == grade_for(c.improvement_pct)
+    assert c.change_map.shape == PH_SHAPE
+    assert c.followup_seg.mask.shape == PH_SHAPE  # follow-up measured in the baseline frame
+
+
+def test_compare_ignores_staining_and_bruising() -> None:
+    pair = syn.make_pair(
+        23,
+        shape=PH_SHAPE,
+        tone="fair",
+        cleared_frac=0.7,
+        faded_frac=0.1,
+        staining=True,
+        bruising=True,
+    )
+    c = _run(pair)
+    assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
+
+
+@pytest.mark.slow
+def test_compare_new_veins_count_against_improvement() -> None:
+    pair = syn.make_pair(24, shape=PH_SHAPE, tone="olive", cleared_frac=0.6, n_new=3)
+    c = _run(pair)
+    assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
+    assert c.vein_counts["new"] >= 1
+
+
+@pytest.fixture(scope="module")
+def faded_pair() -> tuple[syn.PhantomPair, Comparison]:
+    """Brown skin, most treated veins faded to half their contrast."""
+    pair = syn.make_pair(
+        25, shape=PH_SHAPE, tone="brown", cleared_frac=0.1, faded_frac=0.7, fade_to=0.5
+    )
+    return pair, _run(pair)
+
+
+@pytest.mark.slow
+def test_compare_faded_to_half_reads_the_fade(
+    faded_pair: tuple[syn.PhantomPair, Comparison],
+) -> None:
+    pair, c = faded_pair
+    faded = [v for v in c.veins if v.status == "faded"]
+    assert faded
+    assert statistics.median(v.faded_pct for v in faded) == pytest.approx(50.0, abs=15.0)
+    lo, hi = c.improvement_band_pct
+    assert lo <= pair.true_improvement_pct <= hi
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: at 800x600 on brown skin this faded pair reads 7.9 points above the truth "
+    "(50.9 against 43.1), past the 6 points asked here; the issue sets no tolerance for faded "
+    "pairs, and the 2000x1500 benchmark's faded group reads 1.95 median, 6.94 max. Its faded "
+    "veins read a little more faded than they are (median 55 % for a fade to 50 %)",
+)
+def test_compare_faded_to_half_within_6_points(
+    faded_pair: tuple[syn.PhantomPair, Comparison],
+) -> None:
+    pair, c = faded_pair
+    assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
+
+
+@pytest.mark.slow
+def test_compare_nonrigid_bend_within_the_issue_target() -> None:
+    """A mild non-rigid bend (the issue: maximum error <= 8 points): 7.2 points here."""
+    bent = syn.make_pair(
+        26,
+        shape=PH_SHAPE,
+        tone="light",
+        cleared_frac=0.6,
+        capture=syn.random_capture(26, shape=PH_SHAPE, bend_px=6.0),
+    )
+    cb = _run(bent)
+    assert abs(cb.improvement_pct - bent.true_improvement_pct) <= 8.0
+
+
+@pytest.mark.slow
+def test_compare_recanalised_across_three_visits() -> None:
+    leg = syn.make_leg(27, shape=PH_SHAPE, tone="fair")
+    v1 = syn.treat(leg, 1, cleared_frac=0.7, faded_frac=0.0)
+    gone = [v.id for v in v1.veins if v.status == "cleared"][:3]
+    v2 = syn.treat(v1, 2, cleared_frac=0.0, faded_frac=0.0, recanalise=gone)
+    base = syn.render(leg)
+    f1 = syn.render(v1, syn.random_capture(1, shape=PH_SHAPE))
+    f2 = syn.render(v2, syn.random_capture(2, shape=PH_SHAPE))
+    ppm = float(base.px_per_mm)
+    c1 = compare(base.rgb, f1.rgb, px_per_mm=ppm)
+    c2 = compare(base.rgb, f2.rgb, px_per_mm=ppm, previous=[c1])
+    assert c2.vein_counts["recanalised"] >= 1
+    # recanalised veins are kept apart from new ones: their pixels are not marked new
+    back = np.isin(base.vein_ids, gone)
+    assert np.count_nonzero(c2.change_map[back] == CHANGE_NEW) <= 0.05 * np.count_nonzero(back)
+    assert np.count_nonzero(c2.change_map[back] == CHANGE_RECANALISED) > 0
+    assert any("recanalisation" in w for w in c2.warnings)
+
+
+def test_compare_bad_options() -> None:
+    img = np.zeros((300, 300, 3), np.uint8)
+    with pytest.raises(ValueError, match="sensitivity"):
+        compare(img, img, sensitivity=1.5)
+    with pytest.raises(ValueError, match="target_pct"):
+        compare(img, img, target_pct=0.0)
+    with pytest.raises(ValueError, match="px_per_mm"):
+        compare(img, img, px_per_mm=-1.0)
+    with pytest.raises(ValueError, match="roi"):
+        compare(img, img, roi=np.ones((10, 10), bool))
+    with pytest.raises(ValueError, match="roi"):
+        compare(img, img, roi=np.zeros((300, 300), bool))
+
+
+def test_compare_refuses_unrelated_photos() -> None:
+    a = syn.make_pair(28, shape=PH_SHAPE, tone="light")
+    b = syn.make_pair(29, shape=PH_SHAPE, tone="brown")
+    with pytest.raises(RegistrationError) as info:
+        _run(type("P", (), {"baseline": a.baseline, "followup": b.followup})())
+    assert str(info.value)
+
+
+def test_compare_gives_the_same_results_on_one_thread_or_several() -> None:
+    """The steps run side by side give the very figures and maps of one after the other."""
+    pair = syn.make_pair(22, shape=PH_SHAPE, tone="fair", cleared_frac=0.6, faded_frac=0.2)
+    one = _run(pair, workers=1)
+    three = _run(pair, workers=3)
+    assert one.to_dict() == three.to_dict()
+    for a, b in (
+        (one.change_map, three.change_map),
+        (one.region, three.region),
+        (one.followup_seg.strength, three.followup_seg.strength),
+        (one.registration.warped, three.registration.warped),
+    ):
+        assert np.array_equal(a, b)
+
+
+def test_compare_options_come_from_the_config() -> None:
+    """An option switched off in the config is switched off for that comparison alone,
+    and the comparison says so."""
+    pair = syn.make_pair(23, shape=PH_SHAPE, tone="light", cleared_frac=0.6)
+    plain = _run(pair, config=AnalysisConfig(equalise_chroma=False))
+    default = _run(pair)
+    assert plain.params["equalise_chroma"] is False
+    assert default.params["equalise_chroma"] is True
+    assert not np.array_equal(plain.followup_seg.strength, default.followup_seg.strength)

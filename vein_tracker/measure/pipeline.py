@@ -1,0 +1,434 @@
+"""The comparison pipeline: two photos of one treatment area in, a :class:`Comparison` out.
+
+:func:`compare` declares its steps (:mod:`.steps`) in the order a serial program calls
+them, each with its inputs, and runs them on a small thread pool
+(:class:`~vein_tracker.schedule.TaskGraph`): a step starts once its inputs are there, so
+the two photos' features are found side by side, and so on. The steps know nothing of
+threads, and the results are those of running them one after the other (``workers=1``).
+
+The photos' stage (:func:`_visit_steps`) ends with both visits segmented in the baseline
+frame (:class:`~.steps.Visits`); the measuring stage (:func:`_measure_steps`) compares
+them. :func:`measure_visits` runs the measuring stage alone on given segmentations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..checks import check_px_per_mm
+from ..colour import ColourNormalisation, prepare_colour_fit
+from ..registration import Registration, photo_features
+from ..schedule import Task, TaskGraph
+from ..segmentation import Segmentation, VeinContrast
+from . import steps as s
+from .band import BAND_FLOOR_PCT, BAND_K, cut_core_spread
+from .config import AnalysisConfig
+from .frame import ANALYSIS_PX_PER_MM, AnalysisFrame
+from .improvement import headline_estimate
+from .new_veins import NEW_TOLERANCE_MM
+from .results import Comparison
+from .support import RATIO_SIGMA_MM, needed_pixels
+
+__all__ = ["DEFAULT_WORKERS", "compare", "measure_visits"]
+
+ProgressCallback = Callable[[float, str], None]
+
+#: Threads a comparison's steps run on (two cores' worth; OpenCV and NumPy release the GIL).
+DEFAULT_WORKERS = 2
+
+
+def compare(
+    baseline: s.PhotoInput,
+    followup: s.PhotoInput,
+    *,
+    roi: np.ndarray | None = None,
+    px_per_mm: float | None = None,
+    sensitivity: float = 0.5,
+    target_pct: float | None = None,
+    previous: Sequence[Comparison] | None = None,
+    progress: ProgressCallback | None = None,
+    config: AnalysisConfig | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> Comparison:
+    """Compare a follow-up photo of a treatment area with its baseline.
+
+    Pipeline: load both photos and bring them to the analysis frame, register the
+    follow-up onto the baseline, segment both visits in the baseline frame (the sharper
+    photo blurred to match the other, both through the same chroma low-pass), fit the
+    follow-up's colour onto the baseline's, bring a copy of the baseline to the
+    follow-up's capture, then measure both over the region seen in both photos (inside
+    ``roi`` when given): the headline, its band, the per-class and per-vein figures and
+    the warnings.
+
+    The headline ``improvement_pct`` is :func:`~.formula.improvement_pct` with ``c_b``
+    and ``c_f`` the two visits' vein contrast (OD units, along the class of the baseline
+    pixel, less the zero point of the skin around the veins), integrated over each
+    vein's support and set per vein (:mod:`.improvement`), and ``N`` the follow-up vein
+    pieces farther than ``NEW_TOLERANCE_MM`` (plus twice the registration residual) from
+    any baseline vein (:mod:`.new_veins`). The band is :mod:`.band`'s.
+
+    Parameters
+    ----------
+    baseline, followup : Photo, ndarray (H, W, 3) uint8, path or bytes
+        The two photos, upright.
+    roi : ndarray, shape (H, W), bool, optional
+        Region of interest on the baseline photo; only pixels inside count.
+    px_per_mm : float, optional
+        Scale of the baseline; default the photo's own, else the segmentation's estimate.
+    sensitivity : float
+        Segmentation sensitivity in [0, 1].
+    target_pct : float, optional
+        The clinic's target; default ``VEIN_TRACKER_TARGET_PCT`` (75).
+    previous : sequence of Comparison, optional
+        Earlier comparisons against the same baseline, oldest first; needed to call a
+        vein "recanalised" (faded, then came back).
+    progress : callable(fraction, message), optional
+        Called from this thread as the stages start.
+    config : AnalysisConfig, optional
+        How the two visits are equalised; default :class:`AnalysisConfig()`.
+    workers : int
+        Threads the steps run on; the results do not depend on it.
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    RegistrationError
+        The pair cannot be registered (the reason says why).
+    PhotoError
+        A photo cannot be read.
+    ValueError
+        Bad ``roi``, ``px_per_mm``, ``sensitivity`` or ``target_pct``.
+    """
+    cfg = AnalysisConfig() if config is None else config
+    opts = _options(px_per_mm, sensitivity, target_pct)
+    if progress is not None:
+        progress(0.0, "loading photos")
+    g = TaskGraph()
+    photos = _visit_steps(g, baseline, followup, roi=roi, opts=opts, cfg=cfg)
+    colour = _colour_steps(g, photos, cfg)
+    result = _measure_steps(
+        g,
+        photos.visits,
+        cfg=cfg,
+        opts=opts,
+        previous=previous,
+        extras=_Extras(
+            leg=photos.leg,
+            equalised=colour.equalised,
+            normalised=colour.normalised,
+            baseline_measured=photos.b_measured,
+            frame=photos.frame,
+            params=g.add("params", _params, photos.ppm, photos.ppm_photo, photos.roi, opts, cfg),
+        ),
+    )
+    return g.run(result, workers=workers, progress=progress)
+
+
+def measure_visits(
+    registration: Registration,
+    baseline_seg: Segmentation,
+    followup_seg: Segmentation,
+    *,
+    region: np.ndarray,
+    px_per_mm: float,
+    target_pct: float = 75.0,
+    previous: Sequence[Comparison] | None = None,
+    config: AnalysisConfig | None = None,
+    params: dict[str, Any] | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> Comparison:
+    """The measuring stage of :func:`compare` alone, on two segmentations in the baseline
+    frame: no colour normalisation, hence no capture or look-alike warnings, and ``c_b``
+    read on the baseline as segmented.
+
+    Parameters
+    ----------
+    registration : Registration
+    baseline_seg, followup_seg : Segmentation
+        The two visits' veins, both in the baseline frame (same shape).
+    region : ndarray, shape (H, W), bool
+        The region compared.
+    px_per_mm : float
+        Scale of the frame.
+    target_pct, previous, config, workers
+        As for :func:`compare`.
+    params : dict, optional
+        Stored as the comparison's ``params``.
+
+    Returns
+    -------
+    Comparison
+    """
+    cfg = AnalysisConfig() if config is None else config
+    opts = _options(px_per_mm, baseline_seg.sensitivity, target_pct)
+    g = TaskGraph()
+    v = g.add("visits", s.visits, registration, baseline_seg, followup_seg, region, px_per_mm)
+    result = _measure_steps(
+        g,
+        v,
+        cfg=cfg,
+        opts=opts,
+        previous=previous,
+        extras=_Extras(leg=None, params=dict(params or {})),
+    )
+    return g.run(result, workers=workers)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of one comparison."""
+
+    px_per_mm: float | None
+    sensitivity: float
+    target_pct: float
+
+
+def _options(px_per_mm: float | None, sensitivity: float, target_pct: float | None) -> _Options:
+    from ..config import get_settings
+
+    if px_per_mm is not None:
+        check_px_per_mm(px_per_mm)
+    if not 0.0 <= sensitivity <= 1.0:
+        raise ValueError(f"sensitivity must be in [0, 1], got {sensitivity!r}")
+    if target_pct is None:
+        target_pct = get_settings().target_pct
+    if not (math.isfinite(target_pct) and 0 < target_pct <= 100):
+        raise ValueError(f"target_pct must be in (0, 100], got {target_pct!r}")
+    return _Options(px_per_mm, float(sensitivity), float(target_pct))
+
+
+@dataclass(frozen=True)
+class _PhotoTasks:
+    """The photos' stage's results that later steps read."""
+
+    b_photo: Task[s.Photo]
+    f_photo: Task[s.Photo]
+    frame: Task[AnalysisFrame]
+    ppm_photo: Task[float | None]
+    roi: Task[np.ndarray | None]
+    ppm: Task[float]
+    leg: Task[np.ndarray]
+    blurs: Task[s.Blurs]
+    b_blurred: Task[np.ndarray | None]
+    b_measured: Task[np.ndarray]
+    f_measured: Task[np.ndarray]
+    q_b: Task[int | None]
+    q_f: Task[int | None]
+    visits: Task[s.Visits]
+
+
+def _visit_steps(
+    g: TaskGraph,
+    baseline: s.PhotoInput,
+    followup: s.PhotoInput,
+    *,
+    roi: np.ndarray | None,
+    opts: _Options,
+    cfg: AnalysisConfig,
+) -> _PhotoTasks:
+    """From the two photos to both visits segmented in the baseline frame."""
+    b_photo = g.add("load baseline", s.load, baseline, opts.px_per_mm)
+    f_photo = g.add("load follow-up", s.load, followup, None)
+    ppm_photo = g.add("photo scale", s.photo_scale, b_photo, opts.px_per_mm)
+    frame = g.add("analysis frame", s.frame_of, b_photo, f_photo, ppm_photo)
+    roi_a = g.add("roi", s.roi_in_frame, roi, b_photo, frame)
+    b_rgb = g.add("baseline in frame", s.baseline_in_frame, b_photo, frame)
+    f_rgb = g.add("follow-up in frame", s.followup_in_frame, f_photo, frame)
+    ppm_given = g.add("given scale", s.scale_in_frame, ppm_photo, frame)
+
+    b_feat = g.add("baseline features", s.baseline_features, b_rgb, roi_a)
+    f_feat = g.add("follow-up features", photo_features, f_rgb)
+    g.announce(b_feat, 0.05, "aligning the follow-up onto the baseline")
+    b_prepared = g.add("prepare baseline", s.prepared, b_rgb, cfg)
+    leg = g.add("baseline leg", s.baseline_leg, b_prepared, ppm_given)
+    q_b = g.add("baseline JPEG quality", s.jpeg_quality, b_photo, cfg)
+    q_f = g.add("follow-up JPEG quality", s.jpeg_quality, f_photo, cfg)
+    reg = g.add("register", s.registered, b_feat, f_feat, f_rgb)
+
+    blurs = g.add("matching blurs", s.matching_blurs, reg, cfg)
+    ppm = g.add("scale", s.analysis_scale, ppm_given, b_rgb)
+    b_blurred = g.add("blur baseline", s.baseline_blurred, b_rgb, blurs)
+    b_measured = g.add("baseline measured", s.baseline_measured, b_blurred, b_prepared, cfg)
+    seg_b = g.add(
+        "segment baseline",
+        s.segment_baseline,
+        b_measured,
+        b_blurred,
+        leg,
+        ppm_given,
+        opts.sensitivity,
+    )
+    g.announce(seg_b, 0.4, "segmenting both visits")
+    f_measured = g.add("follow-up measured", s.followup_measured, reg, blurs, cfg)
+    seg_f = g.add(
+        "segment follow-up", s.segment_followup, f_measured, leg, reg, ppm, opts.sensitivity
+    )
+    region = g.add("region", s.compared_region, leg, reg, roi_a, ppm)
+    v = g.add("visits", s.visits, reg, seg_b, seg_f, region, ppm)
+    return _PhotoTasks(
+        b_photo,
+        f_photo,
+        frame,
+        ppm_photo,
+        roi_a,
+        ppm,
+        leg,
+        blurs,
+        b_blurred,
+        b_measured,
+        f_measured,
+        q_b,
+        q_f,
+        v,
+    )
+
+
+@dataclass(frozen=True)
+class _ColourTasks:
+    equalised: Task[VeinContrast | None]
+    normalised: Task[ColourNormalisation]
+
+
+def _colour_steps(g: TaskGraph, p: _PhotoTasks, cfg: AnalysisConfig) -> _ColourTasks:
+    """The follow-up's colour fit onto the baseline, the baseline brought to the
+    follow-up's capture (for ``c_b``), and the normalised follow-up (for the warnings)."""
+    fit_input = g.add("colour fit input", prepare_colour_fit, p.b_measured, p.f_measured)
+    fit = g.add("colour fit", s.colour_fit, p.b_measured, p.f_measured, p.visits, fit_input)
+    g.announce(fit, 0.6, "normalising colour")
+    eq_rgb = g.add(
+        "equalise baseline",
+        s.equalised_baseline,
+        p.b_photo,
+        p.frame,
+        p.q_b,
+        p.q_f,
+        p.blurs,
+        fit,
+        p.b_blurred,
+        cfg,
+    )
+    g.announce(eq_rgb, 0.7, "equalising the baseline to the follow-up's capture")
+    equalised = g.add("equalised contrast", s.equalised_contrast, eq_rgb, p.ppm, p.leg)
+    norm = g.add("normalise follow-up", s.normalised, p.b_measured, p.f_measured, fit, p.ppm)
+    return _ColourTasks(equalised, norm)
+
+
+@dataclass(frozen=True)
+class _Extras:
+    """What the measuring stage reads besides the two visits, when there is more (as
+    tasks, or as values)."""
+
+    leg: Task[np.ndarray] | np.ndarray | None
+    params: Task[dict[str, Any]] | dict[str, Any]
+    equalised: Task[VeinContrast | None] | None = None
+    normalised: Task[ColourNormalisation] | None = None
+    baseline_measured: Task[np.ndarray] | None = None
+    frame: Task[AnalysisFrame] | None = None
+
+
+def _measure_steps(
+    g: TaskGraph,
+    v: Task[s.Visits],
+    *,
+    cfg: AnalysisConfig,
+    opts: _Options,
+    previous: Sequence[Comparison] | None,
+    extras: _Extras,
+) -> Task[Comparison]:
+    """From the two visits to the comparison."""
+    c_stored = g.add("stored baseline contrast", s.stored_contrast, v)
+    zero = g.add("zero point", s.zero_field, v, cfg)
+    g.announce(zero, 0.9, "measuring")
+    c_f = g.add("follow-up contrast", s.followup_contrast, v, zero)
+    min_s = g.add("contrast gate", s.min_contrast, v, c_stored)
+    dist_b = g.add("distance to baseline veins", s.baseline_distance, v)
+    edge = g.add("distance to leg outline", s.edge_distance, v)
+    scale = g.add("supports' scale", s.supports_scale, v)
+    tol = g.add("new-vein tolerance", s.new_tolerance, v)
+    base_layout = g.add("baseline supports", s.base_layout, v, scale)
+    read_at = g.add("pixels read", needed_pixels, base_layout)
+    search = g.add("new-vein search", s.new_vein_search, v, dist_b, edge, min_s)
+    new_main = g.add("new veins", s.new_veins, search, tol)
+    moved = [
+        g.add(f"moved new veins {k}", s.moved_new_count, search, base_layout, tol, k)
+        for k in range(3)
+    ]
+    fm = g.add("follow-up figures", s.followup_figures, v, search)
+    bm = g.add("baseline figures", s.baseline_figures, v)
+    c_b = g.add(
+        "ratio baseline contrast",
+        s.ratio_baseline_contrast,
+        v,
+        c_stored,
+        extras.equalised,
+        zero,
+        read_at,
+    )
+    counted = g.add("counted veins", s.counted_veins, v, c_b)
+    core = g.add("band core supports", s.cut_layout, counted, c_b, v, scale)
+    lay = g.add("counted supports", s.counted_layout, counted, base_layout, v, scale)
+    ratio = g.add("ratio", s.ratio, c_b, c_f, lay, v, new_main)
+    est = g.add("estimate", headline_estimate, ratio)
+    boot = g.add("bootstrap spread", s.bootstrap, est, counted, v)
+    shifted = [g.add(f"shift {k}", s.shift_spread, ratio, est, v, k) for k in range(4)]
+    cut = g.add("cut core spread", cut_core_spread, ratio, core, est)
+    shifts = g.add("shifts", s.spreads, *shifted)
+    moves = g.add("moves", s.spreads, *moved)
+    band = g.add("band", s.band, est, boot, shifts, cut, moves)
+    by_class = g.add("by class", s.by_class, est, lay, v)
+    table = g.add("vein table", s.table, est, v, counted, previous)
+    warnings = g.add(
+        "warnings",
+        s.all_warnings,
+        v,
+        extras.leg,
+        extras.normalised,
+        est,
+        counted,
+        table,
+        extras.baseline_measured,
+    )
+    head = g.add("headline", s.headline, est, band, by_class)
+    figs = g.add("figures", s.figures, bm, fm)
+    return g.add(
+        "comparison",
+        s.comparison,
+        v,
+        head,
+        figs,
+        table,
+        warnings,
+        extras.frame,
+        opts.target_pct,
+        extras.params,
+    )
+
+
+def _params(
+    ppm: float,
+    ppm_photo: float | None,
+    roi: np.ndarray | None,
+    opts: _Options,
+    cfg: AnalysisConfig,
+) -> dict[str, Any]:
+    """What a comparison stores of how it was made (``Comparison.params``)."""
+    return {
+        "sensitivity": opts.sensitivity,
+        "px_per_mm": ppm,
+        "px_per_mm_given": ppm_photo is not None,
+        "analysis_px_per_mm": ANALYSIS_PX_PER_MM,
+        "roi": roi is not None,
+        "ratio_sigma_mm": RATIO_SIGMA_MM,
+        "equalise_chroma": cfg.equalise_chroma,
+        "new_tolerance_mm": NEW_TOLERANCE_MM,
+        "band_k": BAND_K,
+        "band_floor_pct": BAND_FLOOR_PCT,
+    }

@@ -1,0 +1,386 @@
+"""Registration itself: each photo's features, then the match, the refinement and the checks.
+
+:func:`register` is :func:`photo_features` on each photo and :func:`align_features` on
+the two; a caller that schedules work (``measure.compare``) finds the two photos'
+features side by side and calls :func:`align_features` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..checks import check_mask
+from ..io import Photo, as_rgb
+from ..morphology import erode_square
+from .checks import (
+    MAX_RELATIVE_BLUR,
+    MIN_INLIER_RATIO,
+    MIN_INLIERS,
+    MIN_NCC,
+    MIN_OVERLAP,
+    blur_hint,
+    homography_shape,
+    ncc,
+    plausible,
+    quality,
+    relative_blur,
+)
+from .features import (
+    FeatureMatch,
+    PhotoFeatures,
+    convert_h,
+    match_features,
+    photo_features,
+)
+from .refine import ecc_refine, nonrigid_flow
+from .result import (
+    Registration,
+    RegistrationChecks,
+    apply_h,
+    bilinear,
+    refused,
+    warp_with_valid,
+)
+
+__all__ = ["align_features", "register"]
+
+ProgressCallback = Callable[[float, str], None]
+
+
+def register(
+    baseline: Photo | np.ndarray,
+    followup: Photo | np.ndarray,
+    *,
+    roi: np.ndarray | None = None,
+    leg_mask: np.ndarray | None = None,
+    nonrigid: bool = True,
+    progress: ProgressCallback | None = None,
+) -> Registration:
+    """Align a follow-up photo onto the baseline photo of the same treatment area.
+
+    Parameters
+    ----------
+    baseline, followup : Photo or ndarray, shape (H, W, 3) and (h, w, 3), dtype uint8
+        Upright RGB photos. Their sizes may differ.
+    roi : ndarray, shape (H, W), dtype bool, optional
+        Region of interest in the baseline frame; matching and checks favour it.
+    leg_mask : ndarray, shape (H, W), dtype bool, optional
+        Leg (skin) pixels of the baseline; default :func:`colour.skin_mask`.
+    nonrigid : bool
+        Add a smooth, bounded residual flow when it improves the fit.
+    progress : callable(fraction, message), optional
+        Called with a fraction in [0, 1] and a short message.
+
+    Returns
+    -------
+    Registration
+        ``ok=False`` with a reason for pairs that cannot be aligned (different legs,
+        blurred, too little overlap); this function does not raise for those.
+
+    Raises
+    ------
+    ValueError
+        A photo is not ``(H, W, 3) uint8`` or a mask has the wrong shape/dtype.
+    """
+    base = as_rgb(baseline)
+    fol = as_rgb(followup)
+    shape = (int(base.shape[0]), int(base.shape[1]))
+    roi_m = None if roi is None else check_mask(roi, shape=shape, name="roi")
+    leg_m = None if leg_mask is None else check_mask(leg_mask, shape=shape, name="leg_mask")
+    tell = _teller(progress)
+    tell(0.0, "preparing photos")
+    tell(0.1, "finding skin features")
+    b = photo_features(base, leg_mask=leg_m, roi=roi_m)
+    f = photo_features(fol)
+    return align_features(b, f, fol, nonrigid=nonrigid, progress=progress)
+
+
+def _teller(progress: ProgressCallback | None) -> ProgressCallback:
+    def tell(frac: float, msg: str) -> None:
+        if progress is not None:
+            progress(float(frac), msg)
+
+    return tell
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What the checks on the refine grid found for a homography."""
+
+    ncc: float
+    overlap: float
+    flow_ref: np.ndarray | None  # residual flow on the refine grid, or None
+    gain: float
+    blur_followup_px: float  # photo px
+    blur_baseline_px: float
+
+
+def align_features(
+    baseline: PhotoFeatures,
+    followup: PhotoFeatures,
+    followup_photo: np.ndarray,
+    *,
+    nonrigid: bool = True,
+    progress: ProgressCallback | None = None,
+) -> Registration:
+    """:func:`register` once both photos' features are found.
+
+    Parameters
+    ----------
+    baseline, followup : PhotoFeatures
+        :func:`photo_features` of the two photos (the baseline's with its ``roi`` and
+        ``leg_mask``).
+    followup_photo : ndarray, shape (h, w, 3), uint8
+        The follow-up photo, warped into the baseline frame at the end.
+    nonrigid, progress
+        As for :func:`register`.
+
+    Returns
+    -------
+    Registration
+    """
+    tell = _teller(progress)
+    bshape, fshape = baseline.shape, followup.shape
+    no_match = _features_refusal(baseline, followup)
+    if no_match is not None:
+        return refused(no_match, bshape, fshape)
+    tell(0.3, "matching")
+    m = match_features(baseline, followup, min_matches=MIN_INLIERS)
+    checks = RegistrationChecks(matches=m.n_matches)
+    if m.n_matches < MIN_INLIERS:
+        reason = _blurred(baseline, followup) or (
+            f"Only {m.n_matches} features match between the photos: they do not seem to show "
+            "the same area of the same leg. Retake the follow-up framed like the baseline."
+        )
+        return refused(reason, bshape, fshape, checks=checks)
+    if m.homography is None:
+        reason = (
+            "No consistent alignment was found between the photos: they do not seem to show "
+            "the same area. Retake the follow-up framed like the baseline."
+        )
+        return refused(reason, bshape, fshape, checks=checks)
+    h_full = m.homography
+    n_inl, ratio = m.n_inliers, m.n_inliers / max(m.n_matches, 1)
+    scale, aniso, persp = homography_shape(h_full, fshape)
+    checks = RegistrationChecks(
+        matches=m.n_matches, scale=scale, anisotropy=aniso, perspective=persp
+    )
+    match_refusal = _match_refusal(baseline, followup, m, scale, aniso, persp)
+    if match_refusal is not None:
+        return refused(
+            match_refusal, bshape, fshape, h=h_full, inliers=n_inl, ratio=ratio, checks=checks
+        )
+
+    tell(0.45, "refining alignment")
+    tmask = _template_mask(baseline)
+    h_r = _refine(baseline, followup, h_full, tmask)
+    h_full = convert_h(h_r, np.linalg.inv(followup.to_ref), np.linalg.inv(baseline.to_ref))
+    tell(0.65, "checking alignment")
+    fit = _check_fit(baseline, followup, h_r, tmask, nonrigid=nonrigid, tell=tell)
+    blur_limit = MAX_RELATIVE_BLUR * max(bshape) + 0.5
+    checks = RegistrationChecks(
+        matches=m.n_matches,
+        ncc=fit.ncc,
+        overlap=fit.overlap,
+        blur_followup_px=fit.blur_followup_px,
+        blur_baseline_px=fit.blur_baseline_px,
+        scale=scale,
+        anisotropy=aniso,
+        perspective=persp,
+        nonrigid_gain=fit.gain,
+    )
+    fit_refusal = _fit_refusal(baseline, followup, fit, blur_limit)
+    if fit_refusal is not None:
+        return refused(
+            fit_refusal, bshape, fshape, h=h_full, inliers=n_inl, ratio=ratio, checks=checks
+        )
+
+    tell(0.9, "warping follow-up")
+    flow_full: np.ndarray | None = None
+    if fit.flow_ref is not None:
+        up = cv2.resize(fit.flow_ref, (bshape[1], bshape[0]), interpolation=cv2.INTER_LINEAR)
+        flow_full = np.asarray(up / baseline.ref_scale, dtype=np.float32)
+    warped, valid = warp_with_valid(as_rgb(followup_photo), h_full, flow_full, bshape)
+    q = quality(
+        ncc_value=fit.ncc,
+        inliers=n_inl,
+        overlap=fit.overlap,
+        blur_px=max(fit.blur_followup_px, fit.blur_baseline_px),
+        blur_limit_px=blur_limit,
+    )
+    tell(1.0, "done")
+    return Registration(
+        ok=True,
+        reason=None,
+        homography=h_full,
+        flow=flow_full,
+        warped=warped,
+        valid=valid,
+        inliers=n_inl,
+        inlier_ratio=float(ratio),
+        residual_px=_residual(baseline, followup, m, h_full, flow_full),
+        quality=q,
+        checks=checks,
+        followup_shape=fshape,
+    )
+
+
+def _blurred(baseline: PhotoFeatures, followup: PhotoFeatures) -> str | None:
+    """A reason naming a blurred photo, when one is clearly blurrier than the other."""
+    return blur_hint(baseline.ref, followup.ref, baseline.skin, followup.skin)
+
+
+def _features_refusal(baseline: PhotoFeatures, followup: PhotoFeatures) -> str | None:
+    """Why the two photos' features cannot be matched at all, or None."""
+    if not baseline.has_skin:
+        return "No skin was found in the baseline photo: photograph the treated area of the leg."
+    if not followup.has_skin:
+        return "No skin was found in the follow-up photo: photograph the treated area of the leg."
+    db, df = baseline.descriptors, followup.descriptors
+    if db is None or df is None or len(baseline.keypoints) < 8 or len(followup.keypoints) < 8:
+        return _blurred(baseline, followup) or (
+            "Too few skin features were found to align the photos: check focus and "
+            "lighting, and photograph the same area as the baseline."
+        )
+    return None
+
+
+def _match_refusal(
+    baseline: PhotoFeatures,
+    followup: PhotoFeatures,
+    m: FeatureMatch,
+    scale: float,
+    aniso: float,
+    persp: float,
+) -> str | None:
+    """Why the features' homography cannot be the pair's, or None."""
+    ratio = m.n_inliers / max(m.n_matches, 1)
+    if m.n_inliers < MIN_INLIERS or ratio < MIN_INLIER_RATIO:
+        return _blurred(baseline, followup) or (
+            f"Only {m.n_inliers} of {m.n_matches} skin features agree on one alignment: the "
+            "photos do not seem to show the same area of the same leg."
+        )
+    if not plausible(scale, aniso, persp):
+        return (
+            "The only alignment found is implausible (too strong a change of size, shear or "
+            "viewing angle): retake the follow-up from the baseline's distance and angle."
+        )
+    return None
+
+
+def _template_mask(baseline: PhotoFeatures) -> np.ndarray:
+    """The baseline's skin the alignment is refined and checked on (refine grid): the
+    features' skin without vein-like pixels, away from the leg outline (and any frame
+    border) by about 3 high-pass sigmas."""
+    veins = baseline.veins
+    if veins.shape != baseline.ref.shape[:2]:
+        size = (baseline.ref.shape[1], baseline.ref.shape[0])
+        veins = np.asarray(cv2.resize(veins.astype(np.uint8), size) > 0)
+    return erode_square(baseline.use & ~veins, 11)
+
+
+def _refine(
+    baseline: PhotoFeatures, followup: PhotoFeatures, h_full: np.ndarray, tmask: np.ndarray
+) -> np.ndarray:
+    """ECC refinement of the features' homography on the ``tmask`` skin, on the refine
+    grid (follow-up refine px -> baseline refine px)."""
+    h_r = convert_h(h_full, followup.to_ref, baseline.to_ref)
+    imask = erode_square(followup.skin, 11)
+    return ecc_refine(baseline.channel, followup.channel, tmask, imask, h_r)
+
+
+def _check_fit(
+    baseline: PhotoFeatures,
+    followup: PhotoFeatures,
+    h_r: np.ndarray,
+    tmask: np.ndarray,
+    *,
+    nonrigid: bool,
+    tell: ProgressCallback,
+) -> _Fit:
+    """Overlap, correlation, the non-rigid flow (when it helps) and the relative blur of
+    the pair under ``h_r`` (refine grid), on the ``tmask`` skin the follow-up covers."""
+    bh, bw = baseline.ref.shape[:2]
+    warped_ch = cv2.warpPerspective(followup.channel, h_r, (bw, bh), flags=cv2.INTER_LINEAR)
+    cover = cv2.warpPerspective(
+        np.ones(followup.ref.shape[:2], np.uint8), h_r, (bw, bh), flags=cv2.INTER_NEAREST
+    )
+    cover_b = erode_square(cover > 0, 5)
+    f_skin_w = cv2.warpPerspective(followup.skin.astype(np.uint8), h_r, (bw, bh)) > 0
+    b_skin = baseline.skin
+    overlap = float((b_skin & cover_b).sum() / max(b_skin.sum(), 1))
+    qmask = tmask & cover_b & f_skin_w
+    if baseline.roi is not None and (qmask & baseline.roi).sum() > 500:
+        qmask = qmask & baseline.roi
+    corr = ncc(baseline.channel, warped_ch, qmask)
+    flow_ref: np.ndarray | None = None
+    gain = 0.0
+    if nonrigid and np.isfinite(corr) and corr >= MIN_NCC:
+        tell(0.75, "non-rigid refinement")
+        flow_ref, gain, corr2 = nonrigid_flow(baseline.channel, warped_ch, qmask)
+        if flow_ref is not None:
+            corr = corr2
+    # Relative blur: how much the sharper photo must be blurred to look like the other.
+    blur_f, blur_b = relative_blur(baseline.odn, followup.odn, h_r, flow_ref, qmask)
+    return _Fit(
+        ncc=corr,
+        overlap=overlap,
+        flow_ref=flow_ref,
+        gain=gain,
+        blur_followup_px=blur_f / baseline.ref_scale,
+        blur_baseline_px=blur_b / baseline.ref_scale,
+    )
+
+
+def _fit_refusal(
+    baseline: PhotoFeatures, followup: PhotoFeatures, fit: _Fit, blur_limit: float
+) -> str | None:
+    """Why the refined alignment cannot be scored, or None. The blur estimate reads about
+    0.4 px high on sharp pairs (JPEG smoothing, interpolation): ``blur_limit`` has 0.5 px
+    more than ``MAX_RELATIVE_BLUR`` allows."""
+    corr = fit.ncc
+    if not np.isfinite(corr) or corr < MIN_NCC:
+        # A badly blurred photo also correlates poorly: name the blur when it is clear.
+        return _blurred(baseline, followup) or (
+            "After alignment the skin patterns do not agree (correlation "
+            f"{0.0 if not np.isfinite(corr) else corr:.2f}): the photos do not seem to show "
+            "the same area of the same leg. Retake the follow-up framed like the baseline."
+        )
+    if fit.blur_followup_px > blur_limit:
+        return (
+            f"The follow-up photo is blurred (about {fit.blur_followup_px:.1f} px more than the "
+            "baseline): retake it with the camera steady and focused on the skin."
+        )
+    if fit.blur_baseline_px > blur_limit:
+        return (
+            f"The baseline photo is blurred (about {fit.blur_baseline_px:.1f} px more than the "
+            "follow-up): its fine veins cannot be compared; retake the baseline if possible."
+        )
+    if fit.overlap < MIN_OVERLAP:
+        return (
+            f"The photos overlap on only {100 * fit.overlap:.0f} % of the leg: retake the "
+            "follow-up framed like the baseline."
+        )
+    return None
+
+
+def _residual(
+    baseline: PhotoFeatures,
+    followup: PhotoFeatures,
+    m: FeatureMatch,
+    h_full: np.ndarray,
+    flow_full: np.ndarray | None,
+) -> float:
+    """Median distance, baseline photo px, of the inlier features under the final mapping."""
+    pf = apply_h(np.linalg.inv(followup.to_match), m.followup_xy[m.inliers].astype(np.float64))
+    pb = apply_h(np.linalg.inv(baseline.to_match), m.baseline_xy[m.inliers].astype(np.float64))
+    mapped = apply_h(h_full, pf)
+    if flow_full is not None:
+        fx = bilinear(flow_full[..., 0], pb)
+        fy = bilinear(flow_full[..., 1], pb)
+        mapped = mapped - np.stack([fx, fy], axis=1)
+    return float(np.median(np.linalg.norm(mapped - pb, axis=1)))
