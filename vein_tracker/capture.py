@@ -218,18 +218,12 @@ def _pose(
     """Leg size, rotation and offset of the photo (``small``, a reduced copy of a photo
     ``width_px`` wide) against the baseline's (``b_small``), from the homography taking
     the one onto the other, in frame widths so photos of different resolutions compare."""
+    from .registration.checks import jacobian_at
+
     sx = small.shape[1] / width_px
     fh, fw = small.shape[:2]
     cx, cy = fw / 2.0, fh / 2.0
-    d = hmat[2, 0] * cx + hmat[2, 1] * cy + hmat[2, 2]
-    u = (hmat[0, 0] * cx + hmat[0, 1] * cy + hmat[0, 2]) / d
-    v = (hmat[1, 0] * cx + hmat[1, 1] * cy + hmat[1, 2]) / d
-    jac = np.array(
-        [
-            [(hmat[0, 0] - u * hmat[2, 0]) / d, (hmat[0, 1] - u * hmat[2, 1]) / d],
-            [(hmat[1, 0] - v * hmat[2, 0]) / d, (hmat[1, 1] - v * hmat[2, 1]) / d],
-        ]
-    )
+    jac, _ = jacobian_at(hmat, cx, cy)
     s_px = math.sqrt(abs(float(np.linalg.det(jac))))  # baseline px per follow-up px
     # Leg size in this photo relative to the baseline, in frame widths.
     scale = (fw / b_small.shape[1]) / s_px

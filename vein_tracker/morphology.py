@@ -353,17 +353,8 @@ def dilate_disc(mask: np.ndarray, radius_px: float) -> np.ndarray:
 
 def erode_disc(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """``mask`` less the pixels within about ``radius_px`` of its outside (the image's
-    border counts as outside): erosion by the kernel of :func:`dilate_disc`.
-
-    Parameters
-    ----------
-    mask : ndarray, shape (H, W), bool
-    radius_px : float
-
-    Returns
-    -------
-    ndarray, shape (H, W), bool
-    """
+    border counts as outside): erosion by the kernel of :func:`dilate_disc`, with the
+    same parameters and result."""
     k = _disc_kernel(radius_px)
     if k is None:
         return np.array(mask, dtype=bool, copy=True)
@@ -387,19 +378,9 @@ def dilate_square(mask: np.ndarray, size_px: int) -> np.ndarray:
 
 
 def erode_square(mask: np.ndarray, size_px: int) -> np.ndarray:
-    """Erosion of ``mask`` by a ``size_px`` x ``size_px`` square; outside the image counts
-    as part of the mask (OpenCV's default), so a mask touching the border is not eaten
-    from there.
-
-    Parameters
-    ----------
-    mask : ndarray, shape (H, W), bool
-    size_px : int
-
-    Returns
-    -------
-    ndarray, shape (H, W), bool
-    """
+    """Erosion of ``mask`` by the square of :func:`dilate_square` (same parameters and
+    result); outside the image counts as part of the mask (OpenCV's default), so a mask
+    touching the border is not eaten from there."""
     return np.asarray(cv2.erode(mask.astype(np.uint8), np.ones((size_px, size_px), np.uint8)) > 0)
 
 

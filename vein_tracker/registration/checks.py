@@ -27,6 +27,7 @@ __all__ = [
     "MIN_OVERLAP",
     "blur_hint",
     "homography_shape",
+    "jacobian_at",
     "ncc",
     "plausible",
     "quality",
@@ -82,20 +83,25 @@ def sharpness(rgb: np.ndarray, *, mask: np.ndarray | None = None) -> float:
     return float(fine.mean() / (mid.mean() + 1e-6))
 
 
-def homography_shape(h: np.ndarray, shape_f: tuple[int, int]) -> tuple[float, float, float]:
-    """Scale, anisotropy and perspective strength of ``h`` over the follow-up frame."""
-    hf, wf = shape_f
-    cx, cy = wf / 2.0, hf / 2.0
-    # Local Jacobian at the centre.
-    d = h[2, 0] * cx + h[2, 1] * cy + h[2, 2]
-    u = (h[0, 0] * cx + h[0, 1] * cy + h[0, 2]) / d
-    v = (h[1, 0] * cx + h[1, 1] * cy + h[1, 2]) / d
+def jacobian_at(h: np.ndarray, x: float, y: float) -> tuple[np.ndarray, float]:
+    """The local Jacobian (2, 2) of the homography ``h`` at pixel (x, y), and the
+    homogeneous denominator ``d`` of ``h`` there."""
+    d = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+    u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / d
+    v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / d
     jac = np.array(
         [
             [(h[0, 0] - u * h[2, 0]) / d, (h[0, 1] - u * h[2, 1]) / d],
             [(h[1, 0] - v * h[2, 0]) / d, (h[1, 1] - v * h[2, 1]) / d],
         ]
     )
+    return jac, float(d)
+
+
+def homography_shape(h: np.ndarray, shape_f: tuple[int, int]) -> tuple[float, float, float]:
+    """Scale, anisotropy and perspective strength of ``h`` over the follow-up frame."""
+    hf, wf = shape_f
+    jac, d = jacobian_at(h, wf / 2.0, hf / 2.0)
     sv = np.linalg.svd(jac, compute_uv=False)
     if not np.all(np.isfinite(sv)) or sv[1] <= 0:
         return float("nan"), float("inf"), float("inf")
