@@ -15,6 +15,7 @@ from vein_tracker.outcome import (
     grade_for,
     quartile,
     target_status,
+    target_status_of,
 )
 
 
@@ -97,3 +98,15 @@ def test_target_status_rejects_bad_input(
 ) -> None:
     with pytest.raises(ValueError, match=name):
         target_status(*args)
+
+
+def test_target_status_of_a_comparison_json() -> None:
+    base = {"improvement_pct": 76.0, "improvement_band_pct": [68.0, 85.0], "target_pct": 75.0}
+    assert target_status_of(base) == "likely"
+    assert target_status_of({**base, "improvement_band_pct": [75.5, 85.0]}) == "met"
+    assert target_status_of({**base, "improvement_band_pct": None}) == "likely"
+    assert target_status_of(base, target_pct=60.0) == "met"
+    assert target_status_of({**base, "improvement_pct": None}) is None
+    assert target_status_of({}) is None
+    # A stored result whose band was written as null ends (non-finite) reads without band.
+    assert target_status_of({**base, "improvement_band_pct": [None, None]}) == "likely"

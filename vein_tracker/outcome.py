@@ -15,7 +15,8 @@ it without numpy or the image analysis.
 from __future__ import annotations
 
 import math
-from typing import Final, Literal
+from collections.abc import Mapping
+from typing import Any, Final, Literal
 
 #: Quartile labels, in order (index = :func:`quartile`).
 GRADES: Final[tuple[str, ...]] = ("0-25", "26-50", "51-75", "76-100")
@@ -126,3 +127,24 @@ def target_status(
     if estimate >= target:
         return "likely"
     return "not yet"
+
+
+def target_status_of(
+    result: Mapping[str, Any], *, target_pct: float | None = None
+) -> TargetStatus | None:
+    """:func:`target_status` of a comparison's JSON (``Comparison.to_dict()``, or a stored
+    analysis' result): its ``improvement_pct``, ``improvement_band_pct`` and
+    ``target_pct`` (or the given ``target_pct``). None when there is no figure."""
+    pct = result.get("improvement_pct")
+    if isinstance(pct, bool) or not isinstance(pct, int | float) or not math.isfinite(pct):
+        return None
+    band = result.get("improvement_band_pct")
+    band_pct: tuple[float, float] | None = None
+    if isinstance(band, list | tuple) and len(band) == 2:
+        lo, hi = band
+        if all(isinstance(v, int | float) and math.isfinite(v) for v in (lo, hi)) and lo <= hi:
+            band_pct = (float(lo), float(hi))
+    target = target_pct if target_pct is not None else result.get("target_pct", 75.0)
+    if not isinstance(target, int | float):
+        target = 75.0
+    return target_status(float(pct), band_pct, float(target))
