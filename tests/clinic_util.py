@@ -1,38 +1,59 @@
-"""A small clinic built through the repository, shared by the storage and security suites.
+"""The one clinic of the records tests, and the one way a test opens a repository.
 
-:func:`build_clinic` holds an admin, an aesthetician, a marketing account, two clients
-(A with a website+social marketing consent, B without) with their own accounts and,
-with ``extended``, a deactivated admin account. A has a baseline, a follow-up and a
-saved analysis of one area; B a baseline of another area (with ``extended`` also a
-follow-up and a saved analysis). Password hashing uses the cheap test hasher
-(:data:`FAST`); production uses argon2-cffi's RFC 9106 defaults.
+:func:`build_clinic` makes, through the repository, an admin, an aesthetician, a
+marketing account, two clients (A with a website+social marketing consent, B without)
+with their own accounts and, with ``extended``, a deactivated admin account. A has a
+baseline, a follow-up and a saved analysis of one area; B a baseline of another area
+(with ``extended`` also a follow-up and a saved analysis).
+
+:class:`ClinicFactory` builds each variant once per test session (a template) and hands
+out copies as a :class:`Clinic`: the records plus an open repository on the copy. The
+``clinic`` fixture of tests/conftest.py is its only user in the test folders; modules
+that share one clinic across their tests ask the factory for a :meth:`ClinicFactory.private`
+copy. Password hashing uses the cheap test hasher (:data:`FAST`); production uses
+argon2-cffi's RFC 9106 defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import uuid
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 from vein_tracker.config import Settings, get_settings
 from vein_tracker.io import encode_image
 from vein_tracker.storage import (
     SYSTEM_ACTOR,
     Actor,
+    AnalysisInfo,
+    AreaInfo,
+    ClientInfo,
+    ConsentInfo,
     Passwords,
+    PhotoInfo,
     Repository,
     Screening,
+    VisitInfo,
     fast_test_hasher,
+    open_repository,
 )
 from vein_tracker.storage.info import utcnow
+from vein_tracker.storage.models import Base
+from vein_tracker.storage.repo.base import Retry
 
 #: Test-only cheap hashing.
 FAST = Passwords(fast_test_hasher())
 PASSWORD = "correct horse battery"
+#: Where a test's database is busy, it retries at once: the waits are the production
+#: schedule's business (tested on their own), not every test's.
+NO_WAIT = Retry(sleep=lambda _s: None)
 
 
 def photo_bytes(seed: int, *, shape: tuple[int, int] = (300, 400)) -> bytes:
@@ -56,14 +77,61 @@ def make_settings(data_dir: Path, **changes: object) -> Settings:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
+def open_test_repo(where: Path | Settings, *, retry: Retry | None = None) -> Repository:
+    """A repository with the cheap test hasher: on ``where``'s settings, or on a SQLite
+    clinic in the data folder ``where`` (:func:`make_settings`)."""
+    settings = where if isinstance(where, Settings) else make_settings(where)
+    return open_repository(settings, passwords=FAST, retry=retry)
+
+
 def make_user(repo: Repository, username: str, role: str, client_id: int | None = None) -> Actor:
+    """Create an account (by the local operator) and return it as an :class:`Actor`."""
     u = repo.create_user(SYSTEM_ACTOR, username, PASSWORD, role, client_id=client_id)
     return Actor(user_id=u.id, username=u.username, role=u.role, client_id=u.client_id)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClinicRecords:
+    """The accounts and records :func:`build_clinic` made (ids are the database's)."""
+
+    system: Actor
+    admin: Actor
+    aest: Actor
+    mkt: Actor
+    client_a: Actor
+    client_b: Actor
+    a: ClientInfo
+    b: ClientInfo
+    area_a: AreaInfo
+    area_b: AreaInfo
+    v1: VisitInfo
+    v2: VisitInfo
+    vb: VisitInfo
+    p1: PhotoInfo
+    p2: PhotoInfo
+    pb: PhotoInfo
+    marketing: ConsentInfo
+    analysis: AnalysisInfo
+    start: date
+    #: Only in the ``extended`` clinic: a deactivated admin and B's follow-up.
+    gone: Actor | None = None
+    vb2: VisitInfo | None = None
+    pb2: PhotoInfo | None = None
+    analysis_b: AnalysisInfo | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Clinic(ClinicRecords):
+    """A copy of the clinic: its records, an open repository, its settings and folder."""
+
+    repo: Repository
+    settings: Settings
+    data_dir: Path
+
+
 def _save_analysis(
     repo: Repository, actor: Actor, before: Any, after: Any, pct: float, *, meets_target: bool
-) -> Any:
+) -> AnalysisInfo:
     return repo.save_analysis(
         actor,
         before.id,
@@ -74,7 +142,7 @@ def _save_analysis(
     )
 
 
-def build_clinic(repo: Repository, *, extended: bool = False) -> SimpleNamespace:
+def build_clinic(repo: Repository, *, extended: bool = False) -> ClinicRecords:
     """The clinic described in the module docstring; returns its actors and records.
 
     ``extended`` (the security suites) adds a deactivated admin account (``gone``) and B's
@@ -118,7 +186,7 @@ def build_clinic(repo: Repository, *, extended: bool = False) -> SimpleNamespace
     analysis = _save_analysis(repo, aest, p1, p2, 80.0, meets_target=True)
     if extended:
         extra["analysis_b"] = _save_analysis(repo, aest, pb, pb2, 10.0, meets_target=False)
-    return SimpleNamespace(
+    return ClinicRecords(
         system=SYSTEM_ACTOR,
         admin=admin,
         aest=aest,
@@ -140,3 +208,141 @@ def build_clinic(repo: Repository, *, extended: bool = False) -> SimpleNamespace
         start=start,
         **extra,
     )
+
+
+# ---------------------------------------------------------------------- the factory
+
+
+@dataclass(frozen=True)
+class _Template:
+    folder: Path  # the photo store (and for SQLite the database) as built
+    db_url: str  # PostgreSQL: the database every fresh copy resets
+    records: ClinicRecords
+    rows: dict[str, list[dict[str, Any]]]  # PostgreSQL: every table's rows as built
+
+
+class ClinicFactory:
+    """Builds each clinic variant once on one backend, then hands out copies.
+
+    Parameters
+    ----------
+    root : Path
+        A folder of this test session for the templates.
+    server_url : str, optional
+        A PostgreSQL server's URL (a database on it per variant); None for SQLite.
+    """
+
+    def __init__(self, root: Path, server_url: str | None = None) -> None:
+        self.root = root
+        self.server_url = server_url
+        self.backend = "postgres" if server_url else "sqlite"
+        self._templates: dict[bool, _Template] = {}
+        self._private_dbs: list[str] = []
+
+    def fresh(self, data_dir: Path, *, extended: bool = False) -> Clinic:
+        """A copy of the clinic in ``data_dir`` (empty) for one test.
+
+        On PostgreSQL every fresh copy shares one database, reset to the clinic's rows
+        here (a new database per test costs seconds), so one fresh copy may be open at a
+        time; use :meth:`private` for a copy that lives beside others.
+        """
+        t = self._template(extended)
+        if self.server_url is not None:
+            _reset_pg(t.db_url, t.rows)
+        return self._copy(t, data_dir, t.db_url)
+
+    def private(self, data_dir: Path, *, extended: bool = False) -> Clinic:
+        """A copy of the clinic in ``data_dir`` with a database of its own."""
+        t = self._template(extended)
+        url = t.db_url
+        if self.server_url is not None:
+            _reset_pg(t.db_url, t.rows)
+            url = create_pg_db(self.server_url, template=t.db_url)
+            self._private_dbs.append(url)
+        return self._copy(t, data_dir, url)
+
+    def close(self) -> None:
+        """Drop the PostgreSQL databases this factory made."""
+        if self.server_url is None:
+            return
+        for url in [*self._private_dbs, *(t.db_url for t in self._templates.values())]:
+            drop_pg_db(self.server_url, url)
+
+    def _template(self, extended: bool) -> _Template:
+        if extended not in self._templates:
+            folder = self.root / f"template-{'extended' if extended else 'plain'}"
+            folder.mkdir(parents=True)
+            url = create_pg_db(self.server_url) if self.server_url else None
+            settings = make_settings(folder, **({"db_url": url} if url else {}))
+            repo = open_test_repo(settings)
+            try:
+                records = build_clinic(repo, extended=extended)
+                rows = _snapshot_rows(repo.engine) if url else {}
+            finally:
+                repo.close()
+            self._templates[extended] = _Template(folder, settings.db_url, records, rows)
+        return self._templates[extended]
+
+    def _copy(self, t: _Template, data_dir: Path, db_url: str) -> Clinic:
+        shutil.copytree(t.folder, data_dir, dirs_exist_ok=True)
+        settings = make_settings(data_dir, **({"db_url": db_url} if self.server_url else {}))
+        repo = open_test_repo(settings, retry=NO_WAIT)
+        fields = {f.name: getattr(t.records, f.name) for f in dataclasses.fields(t.records)}
+        return Clinic(**fields, repo=repo, settings=settings, data_dir=data_dir)
+
+
+def _snapshot_rows(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
+    with engine.connect() as conn:
+        return {
+            t.name: [dict(r._mapping) for r in conn.execute(t.select())]
+            for t in Base.metadata.sorted_tables
+        }
+
+
+def _reset_pg(url: str, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """Put a PostgreSQL clinic database back to the saved rows."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            # Replica mode skips triggers (the audit log's append-only guard and FK checks)
+            # for this reset only; the repository itself never does this.
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+            # DELETE, not TRUNCATE: TRUNCATE swaps files and costs an fsync per table.
+            for t in reversed(Base.metadata.sorted_tables):
+                conn.execute(t.delete())
+            for t in Base.metadata.sorted_tables:
+                if rows.get(t.name):
+                    conn.execute(t.insert(), rows[t.name])
+                if "id" in t.c:
+                    conn.execute(
+                        sa.text(
+                            f"SELECT setval(pg_get_serial_sequence('{t.name}', 'id'), "
+                            f"COALESCE((SELECT MAX(id) FROM {t.name}), 0) + 1, false)"
+                        )
+                    )
+    finally:
+        engine.dispose()
+
+
+def create_pg_db(server_url: str, *, template: str | None = None) -> str:
+    """A new, empty database on ``server_url`` (a copy of ``template``'s when given); its URL."""
+    name = f"c_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            extra = f' TEMPLATE "{template.rpartition("/")[2]}"' if template else ""
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"{extra}'))
+    finally:
+        admin.dispose()
+    return f"{server_url.rpartition('/')[0]}/{name}"
+
+
+def drop_pg_db(server_url: str, url: str) -> None:
+    """Drop the database of ``url`` on ``server_url`` (sessions still on it are ended)."""
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            name = url.rpartition("/")[2]
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -3,7 +3,9 @@
 The Chromium fixtures (``browser``, ``page_factory``) serve tests/ui/test_browser.py and
 tests/security/test_browser_access.py; their helpers are in tests/browser_util.py.
 
-Area-specific fixtures live in the conftest.py of each test sub-folder.
+The clinic of the records tests comes from one factory (tests/clinic_util.py): the
+``clinic`` fixture here, on ``backend`` (SQLite unless parametrized with ``BACKENDS``).
+Other area-specific fixtures live in the conftest.py of each test sub-folder.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.clinic_util import Clinic, ClinicFactory
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = os.environ.get("VEIN_TRACKER_CHROMIUM", "/usr/bin/chromium")
@@ -117,21 +122,79 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
-    import uuid
+    from tests.clinic_util import create_pg_db, drop_pg_db
 
-    import sqlalchemy as sa
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = pg_server_url.rpartition("/")
+    url = create_pg_db(pg_server_url)
     try:
-        yield f"{base}/{name}"
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_pg_db(pg_server_url, url)
+
+
+# ---------------------------------------------------------------------- the clinic
+
+#: The database backends a records test can run on; the PostgreSQL variant is marked.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"``, unless a folder, module or test parametrizes it with :data:`BACKENDS`
+    (directly or ``indirect``)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def sqlite_clinics(tmp_path_factory: pytest.TempPathFactory) -> ClinicFactory:
+    """The clinic factory on SQLite (templates built at first use)."""
+    from tests.clinic_util import ClinicFactory
+
+    return ClinicFactory(tmp_path_factory.mktemp("clinics-sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgres_clinics(
+    tmp_path_factory: pytest.TempPathFactory, pg_server_url: str
+) -> Iterator[ClinicFactory]:
+    """The clinic factory on the test PostgreSQL server (its databases dropped at the end)."""
+    from tests.clinic_util import ClinicFactory
+
+    factory = ClinicFactory(tmp_path_factory.mktemp("clinics-postgres"), pg_server_url)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture
+def clinic_factory(backend: str, request: pytest.FixtureRequest) -> ClinicFactory:
+    """The one clinic factory (:class:`tests.clinic_util.ClinicFactory`) on ``backend``."""
+    return request.getfixturevalue(f"{backend}_clinics")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def clinic_extended() -> bool:
+    """Whether ``clinic`` is the extended clinic; the security suites say yes."""
+    return False
+
+
+@pytest.fixture
+def clinic(
+    clinic_factory: ClinicFactory,
+    clinic_extended: bool,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Clinic]:
+    """A fresh copy of the clinic of :func:`tests.clinic_util.build_clinic` in ``data_dir``,
+    on ``backend``, selected through the environment too (``VEIN_TRACKER_DATA``, and
+    ``VEIN_TRACKER_DB_URL`` on PostgreSQL) for code that reads the settings itself."""
+    c = clinic_factory.fresh(data_dir, extended=clinic_extended)
+    if clinic_factory.server_url is not None:
+        monkeypatch.setenv("VEIN_TRACKER_DB_URL", c.settings.db_url)
+    try:
+        yield c
+    finally:
+        c.repo.close()
 
 
 @pytest.fixture(scope="session")

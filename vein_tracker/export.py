@@ -24,10 +24,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
-import hashlib
 import io
 import math
-import secrets
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +37,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import ALGORITHM_VERSION
 from .errors import PhotoError
+from .hashing import anonymous_id as new_anonymous_id
+from .hashing import sha256_hex
 from .io import Photo, as_rgb, encode_image
 from .storage.info import CHANNELS, REGIONS, Actor, MarketingPair
 
@@ -636,15 +636,6 @@ def compose_pair(
 # --------------------------------------------------------------------------- packaging
 
 
-def new_anonymous_id() -> str:
-    """A random id (16 hex digits) that says nothing about the client or the photo."""
-    return secrets.token_hex(8)
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def write_manifest(rows: Iterable[ManifestRow]) -> bytes:
     """``manifest.csv`` as UTF-8 bytes, header :data:`MANIFEST_COLUMNS`, one row per pair."""
     buf = io.StringIO()
@@ -952,15 +943,15 @@ def run_export(
     Raises
     ------
     AccessDenied
-        The actor is not a marketing or admin account.
+        The policy does not let the actor export marketing pairs.
     ValueError
         Bad options.
     """
-    from .errors import AccessDenied, ConsentError, RegistrationError, StorageError
+    from . import policy
+    from .errors import ConsentError, RegistrationError, StorageError
 
     _check_channel(channel)
-    if actor.role not in ("marketing", "admin"):
-        raise AccessDenied("Only marketing and admin accounts can export before/after pairs.")
+    policy.require(actor, policy.Action.EXPORT_MARKETING)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if colour not in COLOUR_MODES:

@@ -534,10 +534,11 @@ def collect_report_data(
     the analysis' homography, every analysed follow-up as a chart point, and the
     latest numbers. Raises ``AccessDenied`` for anyone else (marketing included).
     """
-    from .errors import AccessDenied, StorageError
+    from . import policy
+    from .errors import StorageError
 
-    if actor.role == "marketing":
-        raise AccessDenied("Progress reports go to the client and the clinic staff only.")
+    # Who may at all is the policy's; which client's records, the repository's.
+    policy.require(actor, policy.Action.PROGRESS_REPORT)
     client = repo.get_client(actor, client_id)
     areas = repo.list_areas(actor, client_id)
     visits = sorted(repo.list_visits(actor, client_id), key=lambda v: (v.visit_date, v.id))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from . import ALGORITHM_VERSION
+from . import ALGORITHM_VERSION, policy
 from .config import get_settings
 from .io import Photo, as_rgb, load_photo
 
@@ -358,6 +358,8 @@ def store_upload(
     """
     from .capture import assess_capture
 
+    # Refused before the photo is decoded and assessed, not after.
+    policy.require(actor, policy.Action.UPLOAD_PHOTOS)
     photo = load_photo(bytes(data), max_pixels=get_settings().max_pixels)
     area = repo.get_area(actor, area_id)
     baseline: Photo | None = None
@@ -634,10 +636,12 @@ def analyze_pair(
     RegistrationError
         The pair cannot be aligned; the message says why and what to retake.
     AccessDenied
-        The user may not read these photos.
+        The user may not analyse pairs (:mod:`vein_tracker.policy`) or read these photos.
     """
     from .measure import compare
 
+    # Analysing is a clinic job: refused before any photo is read or compared.
+    policy.require(actor, policy.Action.ANALYSE)
     b_info = repo.get_photo(actor, baseline_photo_id)
     f_info = repo.get_photo(actor, followup_photo_id)
     # The database is part of the key: a saved analysis id means nothing in another one.

@@ -1,39 +1,28 @@
-"""Helpers of the security suites.
-
-The clinic (every role, two clients, their photos and analyses) and the photo and
-settings helpers come from ``tests.clinic_util``, shared with the storage suite; here:
-the repository root and what a test compares before and after a refusal.
-"""
+"""Helpers of the security suites: the repository root and what a test compares before
+and after a refusal. The clinic, the photo and settings helpers and the way to open a
+repository come from ``tests.clinic_util`` (re-exported here for the subprocesses of
+these suites, which put this folder on ``sys.path``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import sqlalchemy as sa
 
-from tests import clinic_util
-from tests.clinic_util import FAST, PASSWORD, make_settings, photo_bytes
-from vein_tracker.storage import Repository
+from tests.clinic_util import FAST, PASSWORD, make_settings, open_test_repo, photo_bytes
 
 __all__ = [
     "FAST",
     "PASSWORD",
     "ROOT",
-    "build_clinic",
     "make_settings",
+    "open_test_repo",
     "photo_bytes",
     "row_counts",
     "store_files",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def build_clinic(repo: Repository) -> SimpleNamespace:
-    """The security suites' clinic: :func:`tests.clinic_util.build_clinic`, ``extended``
-    (with a deactivated admin and B's follow-up and saved analysis)."""
-    return clinic_util.build_clinic(repo, extended=True)
 
 
 def row_counts(engine: sa.Engine) -> dict[str, int]:

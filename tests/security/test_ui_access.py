@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,4 +163,3 @@ def test_marketing_sees_only_consented_pairs_and_no_identity(app_env: Any) -> No
     # Only client A consented: every listed pair is hers.
     assert pairs
     assert {p.followup_photo_id for p in pairs} <= {app_env.followup_a}
-    assert Path(APP).exists()

@@ -9,11 +9,12 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
+from tests.clinic_util import open_test_repo
 from vein_tracker import ALGORITHM_VERSION
 from vein_tracker.errors import StorageError
-from vein_tracker.storage import Screening, db, params_hash, version_key
+from vein_tracker.storage import Retry, Screening, db, params_hash, version_key
 
-from .conftest import photo_bytes, reopen
+from .conftest import photo_bytes
 
 
 def test_client_fields_and_search(clinic):
@@ -288,8 +289,11 @@ def test_concurrent_visits_get_consecutive_session_numbers(clinic):
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_locked_database_gives_a_clear_storage_error(clinic, monkeypatch):
+    """A write lock held past the retries: StorageError after every retry's wait (recorded
+    here, not slept), nothing written; the next write works once the lock is gone."""
     monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 50)
-    quick = reopen(clinic.settings)
+    waits: list[float] = []
+    quick = open_test_repo(clinic.settings, retry=Retry(attempts=3, sleep=waits.append))
     blocker = sqlite3.connect(
         str(clinic.settings.data_dir / "vein_tracker.db"), isolation_level=None
     )
@@ -297,6 +301,7 @@ def test_locked_database_gives_a_clear_storage_error(clinic, monkeypatch):
         blocker.execute("BEGIN IMMEDIATE")
         with pytest.raises(StorageError, match="busy"):
             quick.create_client(clinic.aest, name="Blocked")
+        assert waits == [0.05, 0.1]
         blocker.execute("ROLLBACK")
         assert quick.create_client(clinic.aest, name="Unblocked").name == "Unblocked"
     finally:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.clinic_util import FAST, make_settings
+# Re-exported: the app tests open the seeded clinic with it.
+from tests.clinic_util import open_test_repo as open_test_repo
 from vein_tracker import services, synthetic
 from vein_tracker.io import encode_image
-from vein_tracker.storage import SYSTEM_ACTOR, Actor, Repository, Screening, open_repository
+from vein_tracker.storage import SYSTEM_ACTOR, Actor, Repository, Screening
 
 PASSWORD = "correct-horse-42"
 SHAPE = (480, 640)
@@ -45,11 +46,6 @@ class Seeded:
     visit_a2: int
     improvement_a: float | None
     password: str = PASSWORD
-
-
-def open_test_repo(data_dir: Path) -> Repository:
-    """A repository on ``data_dir`` (SQLite), with cheap password hashing for seeding."""
-    return open_repository(make_settings(data_dir), passwords=FAST)
 
 
 def photo_jpeg(seed: int, *, followup: bool) -> bytes:

@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
-#: Roles of a user account.
-ROLES: Final = ("admin", "aesthetician", "client", "marketing")
-#: Roles allowed to write clinic records (clients, visits, photos, consents, analyses).
-STAFF_ROLES: Final = frozenset({"admin", "aesthetician"})
+from ..policy import ROLES
 
 SIDES: Final = ("left", "right")
 VIEWS: Final = ("anterior", "posterior", "medial", "lateral")
@@ -83,7 +80,8 @@ class Actor(_ToDict):
     user_id : int
         Account id (0 for the local operator of a CLI command, see :data:`SYSTEM_ACTOR`).
     username : str
-    role : {"admin", "aesthetician", "client", "marketing"}
+    role : str
+        One of :data:`vein_tracker.policy.ROLES`; what it may do is in that module's table.
     client_id : int or None
         The client record a ``client`` account belongs to; None for other roles.
     """
@@ -100,18 +98,14 @@ class Actor(_ToDict):
             raise ValueError("client_id is required for an actor with role 'client'")
 
     @property
-    def is_staff(self) -> bool:
-        """True for admin and aesthetician (the roles that write clinic records)."""
-        return self.role in STAFF_ROLES
-
-    @property
     def is_system(self) -> bool:
         """True for the local operator of a CLI command (no account)."""
         return self.user_id == 0
 
 
 #: The operator running a local CLI command (backup, fsck, seed, reanalyze). It has no
-#: account and acts with admin rights; audit rows show it as user "system".
+#: account and may do every action of the policy (its role only labels audit rows);
+#: audit rows show it as user "system".
 SYSTEM_ACTOR: Final = Actor(user_id=0, username="system", role="admin")
 
 

@@ -68,6 +68,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import StorageError
+from ..hashing import sha256_hex
 from .private import make_private_dir, open_private
 
 if TYPE_CHECKING:
@@ -80,11 +81,6 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 #: What :meth:`MaintainedStore.put_raw` did.
 PutRawResult = Literal["written", "kept", "repaired"]
-
-
-def sha256_hex(data: bytes) -> str:
-    """Hex sha256 of ``data`` (the content address)."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def _check_address(sha256: str) -> str:

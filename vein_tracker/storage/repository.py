@@ -19,14 +19,14 @@ Owns every read and write of the database and the photo store, the access rules
 call these methods with the acting :class:`~vein_tracker.storage.info.Actor` and
 get frozen dataclasses back; they never see SQL, ORM objects or file paths.
 
-Rules enforced here (``AccessDenied`` otherwise):
+Who may do what is the table of :mod:`vein_tracker.policy`, which every method reads
+(``AccessDenied`` otherwise); on top of it the methods check whose record it is:
 
 - ``client`` accounts read only their own client record, areas, visits, photos,
-  analyses and consents, and may revoke only their own *marketing* consent;
-- ``marketing`` accounts read only before/after pairs whose client holds a
-  marketing consent valid today for the channel asked for, and those photos;
-- only staff (``admin``, ``aesthetician``) write clinic records;
-- only ``admin`` manages users and reads the audit log.
+  analyses and consents, and may withdraw only their own *marketing* consent;
+- whoever exports marketing pairs reads only pairs whose client holds a marketing
+  consent valid today for the channel asked for, and those photos;
+- a photo is taken only under a valid treatment-photography consent.
 
 Every write is one database transaction; the audit event of a write is part of it.
 A photo's row is committed only after its file is durably in the photo store.
@@ -52,6 +52,7 @@ from .repo.analyses import (
     version_key,
 )
 from .repo.audit import AuditRecords
+from .repo.base import Retry
 from .repo.clients import ClientRecords
 from .repo.common import AUDIT_ACTIONS, EXTERNAL_EVENTS
 from .repo.consent import ConsentRecords
@@ -64,6 +65,7 @@ __all__ = [
     "AUDIT_ACTIONS",
     "EXTERNAL_EVENTS",
     "Repository",
+    "Retry",
     "decode_mask_png",
     "encode_mask_png",
     "open_repository",
@@ -97,6 +99,7 @@ def open_repository(
     *,
     store: PhotoStore | None = None,
     passwords: accounts.Passwords | None = None,
+    retry: Retry | None = None,
     migrate: bool = True,
 ) -> Repository:
     """Open (and on an empty database, create) the clinic records.
@@ -112,6 +115,9 @@ def open_repository(
         when a key is set).
     passwords : accounts.Passwords, optional
         Default production argon2id; tests pass cheaper parameters.
+    retry : Retry, optional
+        Retries while the database is busy (default four attempts, 0.05 s, 0.1 s and
+        0.2 s apart).
     migrate : bool
         Bring the schema to the latest migration first (default True).
     """
@@ -127,4 +133,4 @@ def open_repository(
     except BaseException:
         engine.dispose()
         raise
-    return Repository(engine, store, settings=settings, passwords=passwords)
+    return Repository(engine, store, settings=settings, passwords=passwords, retry=retry)

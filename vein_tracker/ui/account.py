@@ -5,12 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from vein_tracker.errors import AccessDenied
-from vein_tracker.storage import ROLES
+from vein_tracker.policy import Action
 from vein_tracker.ui import session, widgets
 
 
 def render() -> None:
-    actor = session.require(*ROLES)
+    actor = session.require(Action.CHANGE_OWN_PASSWORD)
     st.title("Change password")
     widgets.show_flash()
     user = session.repo().get_user(actor, actor.user_id)

@@ -6,11 +6,12 @@ from datetime import date, timedelta
 
 import streamlit as st
 
+from vein_tracker.policy import Action
 from vein_tracker.ui import session, widgets
 
 
 def render() -> None:
-    actor = session.require("admin")
+    actor = session.require(Action.VIEW_AUDIT)
     st.title("Audit log")
     c1, c2, c3 = st.columns(3)
     since = c1.date_input("From", value=date.today() - timedelta(days=30), key="au_from")

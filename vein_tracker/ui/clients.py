@@ -6,6 +6,7 @@ from datetime import date
 
 import streamlit as st
 
+from vein_tracker.policy import Action
 from vein_tracker.storage import Actor
 from vein_tracker.storage.info import SCREENING_LABELS, SCREENING_QUESTIONS, ClientInfo, Screening
 from vein_tracker.ui import session, widgets
@@ -118,7 +119,7 @@ def _editor(actor: Actor, client: ClientInfo | None) -> None:
 
 
 def render() -> None:
-    actor = session.require("aesthetician", "admin")
+    actor = session.require(Action.EDIT_CLIENTS)
     st.title("Clients")
     widgets.show_flash()
     query = st.text_input("Search by name, email or phone", key="clients_search")

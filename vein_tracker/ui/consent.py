@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import streamlit as st
 
+from vein_tracker.policy import Action
 from vein_tracker.storage.info import CHANNELS, CONSENT_KINDS
 from vein_tracker.ui import session, widgets
 
@@ -16,7 +17,7 @@ KIND_LABELS = {
 
 
 def render() -> None:
-    actor = session.require("aesthetician", "admin")
+    actor = session.require(Action.MANAGE_CONSENT)
     st.title("Consent")
     widgets.show_flash()
     with session.friendly():

@@ -9,12 +9,13 @@ from __future__ import annotations
 import streamlit as st
 
 from vein_tracker import services
+from vein_tracker.policy import Action
 from vein_tracker.storage.info import CHANNELS
 from vein_tracker.ui import session, widgets
 
 
 def render() -> None:
-    actor = session.require("marketing", "admin")
+    actor = session.require(Action.EXPORT_MARKETING)
     st.title("Marketing export")
     st.caption(
         "Only pairs whose client gave marketing consent for the channel are listed. "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from vein_tracker import services
+from vein_tracker.policy import Action
 from vein_tracker.ui import session, widgets
 
 HONEST = (
@@ -33,7 +34,7 @@ AFTER_CARE = [
 
 
 def render() -> None:
-    actor = session.require("client")
+    actor = session.require(Action.VIEW_OWN_RECORDS)
     client_id = actor.client_id
     if client_id is None:
         session.deny()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from vein_tracker import services
+from vein_tracker.policy import Action
 from vein_tracker.ui import session, widgets
 
 
 def render() -> None:
-    actor = session.require("aesthetician", "admin")
+    actor = session.require(Action.VIEW_CLIENT_RECORDS)
     st.title("Progress")
     with session.friendly():
         client = widgets.client_picker(actor)

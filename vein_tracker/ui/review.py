@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 
 from vein_tracker import services
+from vein_tracker.policy import Action
 from vein_tracker.storage import Actor
 from vein_tracker.storage.info import AreaInfo, PhotoInfo
 from vein_tracker.ui import session, widgets
@@ -141,7 +142,7 @@ def _views(actor: Actor, review: services.ReviewData, area_id: int) -> None:
 
 
 def render() -> None:
-    actor = session.require("aesthetician", "admin")
+    actor = session.require(Action.ANALYSE)
     st.title("Review")
     widgets.show_flash()
     with session.friendly():

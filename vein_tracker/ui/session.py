@@ -15,20 +15,18 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
+from vein_tracker import policy
 from vein_tracker.config import Settings, get_settings
 from vein_tracker.errors import AccessDenied, VeinTrackerError
+from vein_tracker.policy import ROLE_LABELS, Action
 from vein_tracker.storage import Actor, Repository, UserInfo, open_repository
 
 _ACTOR = "vt_actor"
 _LAST_SEEN = "vt_last_seen"
 _NOTICE = "vt_notice"
 
-ROLE_NAMES = {
-    "admin": "Administrator",
-    "aesthetician": "Aesthetician",
-    "client": "Client",
-    "marketing": "Marketing",
-}
+#: How each role is named on screen (from the policy, where roles are defined).
+ROLE_NAMES = ROLE_LABELS
 
 
 @st.cache_resource(show_spinner=False)
@@ -126,15 +124,26 @@ def deny(message: str = "This page is not available to your account.") -> NoRetu
     st.stop()
 
 
-def require(*roles: str) -> Actor:
-    """Re-check, at the top of a page, that the signed-in user has one of ``roles``.
+def admits(actor: Actor | None, action: Action) -> bool:
+    """True if a browser session signed in as ``actor`` may do ``action``.
 
-    A signed-out session or another role sees a short refusal and nothing of the page.
+    The answer is the policy table's (:mod:`vein_tracker.policy`), the one the
+    navigation is built from. A browser session is never the local operator
+    (``SYSTEM_ACTOR``), whatever its stored actor says.
+    """
+    return actor is not None and not actor.is_system and policy.allows(actor.role, action)
+
+
+def require(action: Action) -> Actor:
+    """Re-check, at the top of a page, that the signed-in user may do ``action``.
+
+    A signed-out session or a user :func:`admits` refuses sees a short refusal and
+    nothing of the page.
     """
     actor = current_actor()
     if actor is None:
         deny("Please sign in.")
-    if actor.role not in roles:
+    if not admits(actor, action):
         deny()
     return actor
 

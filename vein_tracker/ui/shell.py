@@ -1,40 +1,75 @@
 """The app frame: page config, sign-in gate, idle timeout, and the pages of each role.
 
 A signed-out session registers only the sign-in page, so no other URL can render
-anything. Signed-in users get the pages of their role; each page re-checks the role
+anything. Signed-in users get the pages whose action the policy table
+(:mod:`vein_tracker.policy`) allows their role; each page re-checks that same action
 itself (``session.require``) in case the navigation is bypassed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import streamlit as st
 
+from vein_tracker import policy
+from vein_tracker.policy import Action
 from vein_tracker.ui import session
 
 _HERE = Path(__file__).resolve().parent
 
-#: (file in vein_tracker/ui, title, url path, icon) per role, in menu order.
+
+class NavPage(NamedTuple):
+    """A page of the app: its script in vein_tracker/ui, title, URL path, icon, and the
+    policy action it serves (the one its ``session.require`` asks for)."""
+
+    file: str
+    title: str
+    url_path: str
+    icon: str
+    action: Action
+
+
+#: Every page behind the sign-in, in menu order. A role's menu holds the pages whose
+#: action the policy table allows it (:func:`menu`); nothing else decides.
+NAV_PAGES: tuple[NavPage, ...] = (
+    NavPage("clients.py", "Clients", "clients", ":material/group:", Action.EDIT_CLIENTS),
+    NavPage("consent.py", "Consent", "consent", ":material/verified_user:", Action.MANAGE_CONSENT),
+    NavPage("visit.py", "Visit", "visit", ":material/photo_camera:", Action.RECORD_VISITS),
+    NavPage("review.py", "Review", "review", ":material/compare:", Action.ANALYSE),
+    NavPage(
+        "progress.py", "Progress", "progress", ":material/monitoring:", Action.VIEW_CLIENT_RECORDS
+    ),
+    NavPage(
+        "portal.py", "My progress", "my-progress", ":material/monitoring:", Action.VIEW_OWN_RECORDS
+    ),
+    NavPage(
+        "users.py", "Users and roles", "users", ":material/manage_accounts:", Action.MANAGE_USERS
+    ),
+    NavPage("audit.py", "Audit log", "audit", ":material/history:", Action.VIEW_AUDIT),
+    NavPage(
+        "marketing.py",
+        "Marketing export",
+        "marketing",
+        ":material/ios_share:",
+        Action.EXPORT_MARKETING,
+    ),
+)
+#: The password page: every role, and the only page while a password change is due.
+ACCOUNT = NavPage(
+    "account.py", "Change password", "account", ":material/key:", Action.CHANGE_OWN_PASSWORD
+)
+
+
+def menu(role: str) -> list[NavPage]:
+    """The pages of ``role``'s menu (the password page apart), in menu order."""
+    return [p for p in NAV_PAGES if policy.allows(role, p.action)]
+
+
+#: (file, title, url path, icon) per role, in menu order: :func:`menu` as plain tuples.
 PAGES: dict[str, list[tuple[str, str, str, str]]] = {
-    "aesthetician": [
-        ("clients.py", "Clients", "clients", ":material/group:"),
-        ("consent.py", "Consent", "consent", ":material/verified_user:"),
-        ("visit.py", "Visit", "visit", ":material/photo_camera:"),
-        ("review.py", "Review", "review", ":material/compare:"),
-        ("progress.py", "Progress", "progress", ":material/monitoring:"),
-    ],
-    "client": [
-        ("portal.py", "My progress", "my-progress", ":material/monitoring:"),
-    ],
-    "admin": [
-        ("users.py", "Users and roles", "users", ":material/manage_accounts:"),
-        ("audit.py", "Audit log", "audit", ":material/history:"),
-        ("marketing.py", "Marketing export", "marketing", ":material/ios_share:"),
-    ],
-    "marketing": [
-        ("marketing.py", "Marketing export", "marketing", ":material/ios_share:"),
-    ],
+    role: [(p.file, p.title, p.url_path, p.icon) for p in menu(role)] for role in policy.ROLES
 }
 
 
@@ -42,23 +77,32 @@ def _page(file: str, title: str, url_path: str, icon: str, *, default: bool) -> 
     return st.Page(_HERE / file, title=title, url_path=url_path, icon=icon, default=default)
 
 
-ACCOUNT_PAGE = ("account.py", "Change password", "account", ":material/key:")
+#: The password page as a plain tuple, like the entries of :data:`PAGES`.
+ACCOUNT_PAGE = (ACCOUNT.file, ACCOUNT.title, ACCOUNT.url_path, ACCOUNT.icon)
+
+
+#: The only page of a signed-out browser.
+SIGN_IN_PAGE = ("signin.py", "Sign in", "signin", ":material/login:")
+
+
+def entries_for(
+    role: str | None, *, must_change_password: bool = False
+) -> list[tuple[str, str, str, str]]:
+    """The pages (file, title, url path, icon) registered for ``role``, default first:
+    the sign-in page for None (signed out), only the password page while a password
+    change is due, else the pages whose action the policy allows ``role``."""
+    if role is None or role not in policy.ROLES:
+        return [SIGN_IN_PAGE]
+    if must_change_password:
+        return [ACCOUNT_PAGE]
+    pages = [p for p in (*menu(role), ACCOUNT) if policy.allows(role, p.action)]
+    return [(p.file, p.title, p.url_path, p.icon) for p in pages]
 
 
 def pages_for(role: str | None, *, must_change_password: bool = False) -> list[st.Page]:
-    """The pages registered for ``role`` (None: signed out, sign-in page only).
-
-    An account that must change its password gets only the password page.
-    """
-    if role is None or role not in PAGES:
-        return [_page("signin.py", "Sign in", "signin", ":material/login:", default=True)]
-    if must_change_password:
-        return [_page(*ACCOUNT_PAGE, default=True)]
-    entries = [*PAGES[role], ACCOUNT_PAGE]
-    return [
-        _page(f, title, url, icon, default=(i == 0))
-        for i, (f, title, url, icon) in enumerate(entries)
-    ]
+    """The ``st.Page`` objects of :func:`entries_for` (the first is the default page)."""
+    entries = entries_for(role, must_change_password=must_change_password)
+    return [_page(*entry, default=(i == 0)) for i, entry in enumerate(entries)]
 
 
 def _sidebar(role: str) -> None:

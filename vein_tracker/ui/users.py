@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from vein_tracker.policy import Action
 from vein_tracker.storage.info import ROLES
 from vein_tracker.ui import session, widgets
 
 
 def render() -> None:
-    actor = session.require("admin")
+    actor = session.require(Action.MANAGE_USERS)
     st.title("Users and roles")
     widgets.show_flash()
     with session.friendly():

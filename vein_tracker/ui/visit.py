@@ -13,6 +13,7 @@ import streamlit as st
 
 from vein_tracker import services
 from vein_tracker.errors import VeinTrackerError
+from vein_tracker.policy import Action
 from vein_tracker.storage import Actor
 from vein_tracker.storage.info import (
     REGIONS,
@@ -174,7 +175,7 @@ def _ghosts(actor: Actor, visit: VisitInfo, areas: list[AreaInfo]) -> None:
 
 
 def render() -> None:
-    actor = session.require("aesthetician", "admin")
+    actor = session.require(Action.RECORD_VISITS)
     st.title("Visit")
     widgets.show_flash()
     with session.friendly():

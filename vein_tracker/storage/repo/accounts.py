@@ -13,7 +13,9 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ... import policy
 from ...errors import AccessDenied, StorageError
+from ...policy import Action
 from .. import accounts
 from .. import models as m
 from ..info import ROLES, SYSTEM_ACTOR, Actor, BootstrapResult, UserInfo, utcnow
@@ -133,19 +135,7 @@ class AccountRecords(RepositoryBase):
                     f"No admin account exists but the name {username!r} is taken: set "
                     "VEIN_TRACKER_ADMIN_USER to another name."
                 )
-            now = utcnow()
-            u = m.User(
-                username=username,
-                password_hash=encoded,
-                role="admin",
-                active=True,
-                must_change_password=env_password is None,
-                failed_logins=0,
-                created_at=now,
-                updated_at=now,
-            )
-            s.add(u)
-            s.flush()
+            u = _add_user(s, username, encoded, "admin", must_change=env_password is None)
             add_audit(
                 s,
                 SYSTEM_ACTOR,
@@ -179,7 +169,7 @@ class AccountRecords(RepositoryBase):
         must_change_password: bool = False,
     ) -> UserInfo:
         """Create an account (admin only). ``client_id`` is required for role ``client``."""
-        self._require_admin(actor)
+        self._require(actor, Action.MANAGE_USERS)
         name = accounts.normalise_username(username)
         choice(role, ROLES, "role")
         if role == "client" and client_id is None:
@@ -194,20 +184,9 @@ class AccountRecords(RepositoryBase):
                 raise ValueError(f"username {name!r} is already taken: choose another")
             if client_id is not None and s.get(m.Client, client_id) is None:
                 raise ValueError(f"client_id {client_id} does not exist")
-            now = utcnow()
-            u = m.User(
-                username=name,
-                password_hash=encoded,
-                role=role,
-                client_id=client_id,
-                active=True,
-                must_change_password=must_change_password,
-                failed_logins=0,
-                created_at=now,
-                updated_at=now,
+            u = _add_user(
+                s, name, encoded, role, client_id=client_id, must_change=must_change_password
             )
-            s.add(u)
-            s.flush()
             add_audit(
                 s,
                 actor,
@@ -234,13 +213,15 @@ class AccountRecords(RepositoryBase):
 
         An admin cannot deactivate or demote their own account (so one admin remains).
         """
-        self._require_admin(actor)
+        self._require(actor, Action.MANAGE_USERS)
         if role is not None:
             choice(role, ROLES, "role")
 
         def body(s: Session) -> UserInfo:
             u = get_or_missing(s, m.User, user_id, "user")
-            if u.id == actor.user_id and (active is False or (role and role != "admin")):
+            # So one account that manages users always remains.
+            demoted = role is not None and not policy.allows(role, Action.MANAGE_USERS)
+            if u.id == actor.user_id and (active is False or demoted):
                 raise ValueError("an admin cannot deactivate or demote their own account")
             changes: dict[str, Any] = {}
             new_role = role or u.role
@@ -272,7 +253,7 @@ class AccountRecords(RepositoryBase):
 
     def set_password(self, actor: Actor, user_id: int, new_password: str) -> None:
         """Set another account's password (admin only); it must be changed at next sign-in."""
-        self._require_admin(actor)
+        self._require(actor, Action.MANAGE_USERS)
         accounts.check_new_password(new_password)
         encoded = self.passwords.hash(new_password)
 
@@ -325,6 +306,7 @@ class AccountRecords(RepositoryBase):
             raise ValueError("new_password must differ from the old password")
         if actor.is_system:
             raise AccessDenied("The system operator has no password.")
+        self._require(actor, Action.CHANGE_OWN_PASSWORD)
         current = self._guard(
             actor,
             lambda s: get_or_missing(s, m.User, actor.user_id, "user").password_hash,
@@ -345,7 +327,7 @@ class AccountRecords(RepositoryBase):
 
     def get_user(self, actor: Actor, user_id: int) -> UserInfo:
         """One account (admin, or the account itself)."""
-        if actor.role != "admin" and actor.user_id != user_id:
+        if not policy.permits(actor, Action.MANAGE_USERS) and actor.user_id != user_id:
             raise AccessDenied(DENIED)
         return self._guard(
             actor, lambda s: user_info(get_or_missing(s, m.User, user_id, "user")), write=False
@@ -353,7 +335,7 @@ class AccountRecords(RepositoryBase):
 
     def list_users(self, actor: Actor, *, role: str | None = None) -> list[UserInfo]:
         """Every account, by username (admin only)."""
-        self._require_admin(actor)
+        self._require(actor, Action.MANAGE_USERS)
 
         def body(s: Session) -> list[UserInfo]:
             q = sa.select(m.User).order_by(m.User.username)
@@ -367,3 +349,30 @@ class AccountRecords(RepositoryBase):
         """Number of accounts (no actor: used at start-up to decide on bootstrap/seed)."""
         n = self._run(lambda s: s.scalar(sa.select(sa.func.count(m.User.id))), write=False)
         return int(n or 0)
+
+
+def _add_user(
+    s: Session,
+    username: str,
+    password_hash: str,
+    role: str,
+    *,
+    client_id: int | None = None,
+    must_change: bool,
+) -> m.User:
+    """A new active account row, flushed (so it has its id)."""
+    now = utcnow()
+    u = m.User(
+        username=username,
+        password_hash=password_hash,
+        role=role,
+        client_id=client_id,
+        active=True,
+        must_change_password=must_change,
+        failed_logins=0,
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(u)
+    s.flush()
+    return u

@@ -7,7 +7,6 @@ batch works from.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Mapping
@@ -19,10 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ... import ALGORITHM_VERSION
+from ...hashing import sha256_hex
+from ...policy import Action
 from .. import models as m
 from ..info import Actor, AnalysisInfo, utcnow
 from .base import RepositoryBase
-from .common import add_audit, get_or_missing, jsonable
+from .common import account_id, add_audit, get_or_missing, jsonable
 from .rows import analysis_info
 
 
@@ -61,7 +62,7 @@ class AnalysisRecords(RepositoryBase):
         params_hash : str, optional
             The caller's own cache key for ``params``; default :func:`params_hash`.
         """
-        self._require_staff(actor)
+        self._require(actor, Action.ANALYSE)
         if baseline_photo_id == followup_photo_id:
             raise ValueError("baseline_photo_id and followup_photo_id must differ")
         params_json = jsonable(params)
@@ -108,7 +109,7 @@ class AnalysisRecords(RepositoryBase):
                     improvement_pct=improvement,
                     meets_target=meets,
                     created_at=now,
-                    created_by_id=None if actor.is_system else actor.user_id,
+                    created_by_id=account_id(actor),
                 )
                 s.add(row)
                 s.flush()
@@ -118,7 +119,7 @@ class AnalysisRecords(RepositoryBase):
                 row.improvement_pct = improvement
                 row.meets_target = meets
                 row.created_at = now
-                row.created_by_id = None if actor.is_system else actor.user_id
+                row.created_by_id = account_id(actor)
                 s.execute(sa.delete(m.AnalysisMask).where(m.AnalysisMask.analysis_id == row.id))
             for name, (sha, size) in stored.items():
                 s.add(m.AnalysisMask(analysis_id=row.id, name=name, sha256=sha, size_bytes=size))
@@ -281,7 +282,7 @@ class AnalysisRecords(RepositoryBase):
         re-run drops out of this list, so an interrupted batch resumes where it stopped.
         ``since`` keeps pairs whose follow-up visit is on or after that date.
         """
-        self._require_staff(actor)
+        self._require(actor, Action.ANALYSE)
         current = version_key(current_version)
 
         def body(s: Session) -> list[AnalysisInfo]:
@@ -317,7 +318,7 @@ class AnalysisRecords(RepositoryBase):
 
         Follow-ups are the area's photos at other visits than its baseline's.
         """
-        self._require_staff(actor)
+        self._require(actor, Action.ANALYSE)
 
         def body(s: Session) -> list[tuple[int, int]]:
             q = sa.select(m.AreaBaseline, m.Photo).join(
@@ -343,9 +344,7 @@ class AnalysisRecords(RepositoryBase):
 
 def params_hash(params: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of analysis parameters (sorted keys, no spaces)."""
-    return hashlib.sha256(
-        json.dumps(jsonable(params), sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    return sha256_hex(json.dumps(jsonable(params), sort_keys=True, separators=(",", ":")).encode())
 
 
 def version_key(version: str) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ...errors import AccessDenied
+from ...policy import Action
 from .. import models as m
 from ..info import SYSTEM_ACTOR, Actor, AuditInfo
 from .base import RepositoryBase
@@ -40,10 +40,12 @@ class AuditRecords(RepositoryBase):
         ``report`` (a client's PDF was produced: staff or that client) or ``export``.
         """
         choice(action, sorted(EXTERNAL_EVENTS), "action")
-        if action == "report" and client_id is not None:
-            self._require_client_read(actor, client_id)
-        if action == "export" and actor.role not in ("marketing", "admin"):
-            raise AccessDenied("Only marketing and admin accounts can export pairs.")
+        if action == "report":
+            self._require(actor, Action.PROGRESS_REPORT)
+            if client_id is not None:
+                self._require_client_read(actor, client_id)
+        if action == "export":
+            self._require(actor, Action.EXPORT_MARKETING)
         extra = jsonable(detail or {})
 
         def body(s: Session) -> None:
@@ -78,7 +80,7 @@ class AuditRecords(RepositoryBase):
         ``since`` is inclusive, ``until`` exclusive (aware datetimes); a plain date
         means that whole day (UTC), so ``until=date`` includes that day.
         """
-        self._require_admin(actor)
+        self._require(actor, Action.VIEW_AUDIT)
         since = _as_utc_start(since, inclusive_day=False)
         until = _as_utc_start(until, inclusive_day=True)
         action = (action or "").strip().lower() or None

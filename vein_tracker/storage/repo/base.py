@@ -4,8 +4,9 @@ Owns the engine, the photo store, the settings and the password hasher; how a ca
 becomes one database transaction (:meth:`RepositoryBase._run`, retried while SQLite is
 locked or PostgreSQL reports a serialisation failure); how the acting user is checked
 against their account and a refusal audited (:meth:`RepositoryBase._guard`); and the role
-guards each public method calls before it touches anything. Holds no SQL of any
-aggregate: those live in the sibling modules, one per aggregate.
+guards each public method calls before it touches anything (role rules read from
+:mod:`vein_tracker.policy`, owner rules here). Holds no SQL of any aggregate: those live
+in the sibling modules, one per aggregate.
 """
 
 from __future__ import annotations
@@ -13,22 +14,46 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ... import policy
 from ...config import Settings
 from ...errors import AccessDenied, StorageError
+from ...policy import Action
 from .. import accounts
 from .. import models as m
 from ..db import WRITE_OPTION
-from ..info import STAFF_ROLES, SYSTEM_ACTOR, Actor
+from ..info import SYSTEM_ACTOR, Actor
 from ..photostore import PhotoStore
 from .common import DENIED, add_audit
 
 T = TypeVar("T")
-_RETRIES = 4
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a call is retried while the database is busy (SQLite locked, PostgreSQL
+    serialisation failure or deadlock): ``attempts`` tries in all, waiting
+    ``first_wait_s`` seconds, then twice as long each time. ``sleep`` does the waiting
+    (tests pass one that records the waits instead of sleeping)."""
+
+    attempts: int = 4
+    first_wait_s: float = 0.05
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+        if not self.first_wait_s >= 0:
+            raise ValueError(f"first_wait_s must be >= 0 s, got {self.first_wait_s}")
+
+    def waits(self) -> tuple[float, ...]:
+        """The waits between the attempts, s."""
+        return tuple(self.first_wait_s * 2**i for i in range(self.attempts - 1))
 
 
 class RepositoryBase:
@@ -43,6 +68,8 @@ class RepositoryBase:
     settings : Settings
     passwords : accounts.Passwords, optional
         Hashing; the default uses production argon2id parameters.
+    retry : Retry, optional
+        Retries while the database is busy; default :class:`Retry` ``()``.
 
     Thread safety: one instance may serve every user and thread (each call opens
     its own session).
@@ -55,12 +82,14 @@ class RepositoryBase:
         *,
         settings: Settings,
         passwords: accounts.Passwords | None = None,
+        retry: Retry | None = None,
     ) -> None:
         self.engine = engine
         self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
         self.store = store
         self.settings = settings
         self.passwords = passwords or accounts.Passwords()
+        self.retry = retry or Retry()
 
     def close(self) -> None:
         """Release database connections."""
@@ -80,19 +109,19 @@ class RepositoryBase:
     def _run(self, fn: Callable[[Session], T], *, write: bool) -> T:
         """Run ``fn`` in one transaction, retrying when the database is busy."""
         engine = self._write_engine if write else self.engine
-        delay = 0.05
-        for attempt in range(_RETRIES):
+        waits = self.retry.waits()
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
             try:
                 with Session(engine, expire_on_commit=False) as s, s.begin():
                     return fn(s)
             except sa.exc.OperationalError as exc:
-                if not _is_busy(exc) or attempt == _RETRIES - 1:
+                if not _is_busy(exc) or last:
                     raise _storage_error(exc) from exc
             except sa.exc.DBAPIError as exc:
-                if not _is_serialization(exc) or attempt == _RETRIES - 1:
+                if not _is_serialization(exc) or last:
                     raise
-            time.sleep(delay)
-            delay *= 2
+            self.retry.sleep(waits[attempt])
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _guard(self, actor: Actor, fn: Callable[[Session], T], *, write: bool) -> T:
@@ -135,23 +164,35 @@ class RepositoryBase:
                 "Your account was changed or deactivated: sign in again to continue."
             )
 
-    @staticmethod
-    def _require_staff(actor: Actor) -> None:
-        if actor.role not in STAFF_ROLES:
-            raise AccessDenied("Only clinic staff (aesthetician or admin) can change records.")
+    # Role rules come from the policy table; what is checked here on top of it is which
+    # client a record belongs to.
 
     @staticmethod
-    def _require_admin(actor: Actor) -> None:
-        if actor.role != "admin":
-            raise AccessDenied("Only an administrator can do this.")
+    def _require(actor: Actor, action: Action) -> None:
+        """Refuse unless the policy lets ``actor`` do ``action``."""
+        policy.require(actor, action)
 
     @staticmethod
-    def _require_client_read(actor: Actor, client_id: int) -> None:
-        if actor.role in STAFF_ROLES:
-            return
-        if actor.role == "client" and actor.client_id == client_id:
-            return
+    def _own_client_only(actor: Actor) -> int | None:
+        """Whose clinical records ``actor`` reads: None for every client's, else the id of
+        the only client they may read; ``AccessDenied`` for someone who reads none."""
+        if policy.permits(actor, Action.VIEW_CLIENT_RECORDS):
+            return None
+        if policy.permits(actor, Action.VIEW_OWN_RECORDS) and actor.client_id is not None:
+            return actor.client_id
         raise AccessDenied(DENIED)
+
+    @staticmethod
+    def _reads_client(actor: Actor, client_id: int) -> bool:
+        """True if ``actor`` may read the clinical records of client ``client_id``."""
+        if policy.permits(actor, Action.VIEW_CLIENT_RECORDS):
+            return True
+        return policy.permits(actor, Action.VIEW_OWN_RECORDS) and actor.client_id == client_id
+
+    @classmethod
+    def _require_client_read(cls, actor: Actor, client_id: int) -> None:
+        if not cls._reads_client(actor, client_id):
+            raise AccessDenied(DENIED)
 
 
 def _is_busy(exc: sa.exc.OperationalError) -> bool:

@@ -12,11 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ...errors import AccessDenied
+from ...policy import Action
 from .. import models as m
-from ..info import SCREENING_QUESTIONS, STAFF_ROLES, Actor, ClientInfo, Screening, utcnow
+from ..info import SCREENING_QUESTIONS, Actor, ClientInfo, Screening, utcnow
 from .base import RepositoryBase
-from .common import DENIED, add_audit, clean_text, get_or_missing
+from .common import add_audit, clean_text, get_or_missing
 from .rows import client_info
 
 
@@ -40,7 +40,7 @@ class ClientRecords(RepositoryBase):
         """Register a client (staff only), optionally with the screening in the same
         transaction (see :meth:`record_screening` for ``screening``/``override_reason``).
         """
-        self._require_staff(actor)
+        self._require(actor, Action.EDIT_CLIENTS)
         if screening is not None and not isinstance(screening, Screening):
             raise TypeError("screening must be a Screening or None")
         reason = clean_text(override_reason, field="override_reason")
@@ -76,7 +76,7 @@ class ClientRecords(RepositoryBase):
         ``screening`` (a :class:`Screening`, recorded anew when it differs from the
         stored answers or ``override_reason`` changes) with ``override_reason``.
         """
-        self._require_staff(actor)
+        self._require(actor, Action.EDIT_CLIENTS)
         screening = changes.pop("screening", None)
         has_reason = "override_reason" in changes
         reason = clean_text(changes.pop("override_reason", None), field="override_reason")
@@ -128,7 +128,7 @@ class ClientRecords(RepositoryBase):
         before the client counts as cleared for treatment; without it the answers are
         still recorded and :attr:`ClientInfo.cleared_for_treatment` stays False.
         """
-        self._require_staff(actor)
+        self._require(actor, Action.EDIT_CLIENTS)
         if not isinstance(screening, Screening):
             raise TypeError("screening must be a Screening")
         reason = clean_text(override_reason, field="override_reason")
@@ -158,16 +158,15 @@ class ClientRecords(RepositoryBase):
         Staff see all; a client account sees only itself; marketing is refused.
         An empty query lists clients by name.
         """
-        if actor.role not in STAFF_ROLES and actor.role != "client":
-            raise AccessDenied(DENIED)
+        own = self._own_client_only(actor)
         if limit < 1:
             raise ValueError("limit must be at least 1")
         text = (query or "").strip()
 
         def body(s: Session) -> list[ClientInfo]:
             q = sa.select(m.Client).order_by(m.Client.name, m.Client.id).limit(limit)
-            if actor.role == "client":
-                q = q.where(m.Client.id == actor.client_id)
+            if own is not None:
+                q = q.where(m.Client.id == own)
             if text:
                 pattern = (
                     "%" + text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"

@@ -7,9 +7,7 @@ input checks of free text, choices and JSON values. No access rule lives here.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import secrets
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Final, TypeVar
@@ -18,6 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from ...errors import AccessDenied
+from ...hashing import sha256_hex
 from .. import models as m
 from ..info import Actor, utcnow
 
@@ -102,7 +101,7 @@ def choice(value: str, allowed: Sequence[str], field: str) -> str:
 
 def fingerprint(text: str) -> str:
     """A short, non-reversible tag of ``text`` (for audit details that must not hold it)."""
-    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+    return sha256_hex(text.encode("utf-8", "replace"))[:16]
 
 
 def get_or_missing(s: Session, model: type[T], key: int, what: str, *, lock: bool = False) -> T:
@@ -113,6 +112,11 @@ def get_or_missing(s: Session, model: type[T], key: int, what: str, *, lock: boo
         # Same wording whether missing or forbidden: ids must not reveal what exists.
         raise AccessDenied(DENIED)
     return row
+
+
+def account_id(actor: Actor) -> int | None:
+    """The ``users`` row of ``actor`` for a record's "by" column (None: the local operator)."""
+    return None if actor.is_system else actor.user_id
 
 
 def add_audit(
@@ -129,7 +133,7 @@ def add_audit(
     if action not in AUDIT_ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     if actor is not None:
-        uid: int | None = None if actor.is_system else actor.user_id
+        uid: int | None = account_id(actor)
         uname: str | None = actor.username
         role: str | None = actor.role
     elif user is not None:
@@ -150,8 +154,3 @@ def add_audit(
             detail=jsonable(detail or {}),
         )
     )
-
-
-def new_anon_id() -> str:
-    """A random 32-hex id (used for areas' anonymous ids)."""
-    return secrets.token_hex(16)

@@ -13,11 +13,13 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ... import policy
 from ...errors import AccessDenied, ConsentError
+from ...policy import Action
 from .. import models as m
-from ..info import CHANNELS, CONSENT_KINDS, STAFF_ROLES, Actor, ConsentInfo, utcnow
+from ..info import CHANNELS, CONSENT_KINDS, Actor, ConsentInfo, utcnow
 from .base import RepositoryBase
-from .common import DENIED, add_audit, choice, clean_text, get_or_missing
+from .common import DENIED, account_id, add_audit, choice, clean_text, get_or_missing
 from .rows import consent_info
 
 
@@ -47,7 +49,7 @@ class ConsentRecords(RepositoryBase):
         expires_at : date, optional
             First day the consent is no longer valid; after ``signed_at``.
         """
-        self._require_staff(actor)
+        self._require(actor, Action.MANAGE_CONSENT)
         choice(kind, CONSENT_KINDS, "kind")
         scope_set = set(scopes)
         for sc in scope_set:
@@ -71,7 +73,7 @@ class ConsentRecords(RepositoryBase):
                 scope_print="print" in scope_set,
                 signed_at=signed,
                 expires_at=expires_at,
-                recorded_by_id=None if actor.is_system else actor.user_id,
+                recorded_by_id=account_id(actor),
                 recorded_at=utcnow(),
                 note=text,
             )
@@ -108,7 +110,8 @@ class ConsentRecords(RepositoryBase):
         consent. ``revoked_at`` (default now) may not be in the future. Revoking an
         already revoked consent returns it unchanged.
         """
-        if actor.role not in STAFF_ROLES and actor.role != "client":
+        manages = policy.permits(actor, Action.MANAGE_CONSENT)
+        if not manages and not policy.permits(actor, Action.WITHDRAW_OWN_MARKETING_CONSENT):
             raise AccessDenied(DENIED)
         when = revoked_at or utcnow()
         if when.tzinfo is None:
@@ -119,7 +122,7 @@ class ConsentRecords(RepositoryBase):
 
         def body(s: Session) -> ConsentInfo:
             c = get_or_missing(s, m.Consent, consent_id, "consent")
-            if actor.role == "client":
+            if not manages:
                 if c.client_id != actor.client_id:
                     raise AccessDenied(DENIED)
                 if c.kind != "marketing":
@@ -130,7 +133,7 @@ class ConsentRecords(RepositoryBase):
             if c.revoked_at is not None:
                 return consent_info(s, c)
             c.revoked_at = when
-            c.revoked_by_id = None if actor.is_system else actor.user_id
+            c.revoked_by_id = account_id(actor)
             c.revoke_reason = text
             add_audit(
                 s,
@@ -167,9 +170,8 @@ class ConsentRecords(RepositoryBase):
         choice(kind, CONSENT_KINDS, "kind")
         if channel is not None:
             choice(channel, CHANNELS, "channel")
-        if actor.role == "marketing" and kind != "marketing":
-            raise AccessDenied(DENIED)
-        if actor.role != "marketing":
+        # Whoever exports pairs may ask any client's marketing consent, and nothing else.
+        if not (kind == "marketing" and policy.permits(actor, Action.EXPORT_MARKETING)):
             self._require_client_read(actor, client_id)
         day = on or utcnow().date()
 

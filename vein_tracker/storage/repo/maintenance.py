@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ...policy import Action
 from .. import models as m
 from ..info import Actor
 from .base import RepositoryBase
@@ -38,7 +39,7 @@ class MaintenanceRecords(RepositoryBase):
 
     def set_setting(self, actor: Actor, key: str, value: str) -> None:
         """Set an installation fact (admin or system only)."""
-        self._require_admin(actor)
+        self._require(actor, Action.MANAGE_SETTINGS)
 
         def body(s: Session) -> None:
             row = s.get(m.Setting, key)

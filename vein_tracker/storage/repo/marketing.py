@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ...errors import AccessDenied, ConsentError
+from ...errors import ConsentError
+from ...policy import Action
 from .. import models as m
 from ..info import CHANNELS, REGIONS, Actor, MarketingPair, utcnow
 from .analyses import version_key
@@ -42,14 +43,14 @@ class MarketingRecords(RepositoryBase):
     ) -> list[MarketingPair]:
         """Before/after pairs whose client's marketing consent covers ``channel`` on ``on``.
 
-        For marketing and admin only. A pair is (area baseline, a later photo of the
-        same area). ``region`` filters the body region; ``min_improvement`` (percent)
-        keeps analysed pairs at or above it; ``since``/``until`` bound the follow-up
-        date; ``latest_only`` keeps the newest follow-up per area. Run
-        :meth:`recheck_marketing_pairs` again right before exporting.
+        For whoever may export marketing pairs (:mod:`vein_tracker.policy`). A pair is
+        (area baseline, a later photo of the same area). ``region`` filters the body
+        region; ``min_improvement`` (percent) keeps analysed pairs at or above it;
+        ``since``/``until`` bound the follow-up date; ``latest_only`` keeps the newest
+        follow-up per area. Run :meth:`recheck_marketing_pairs` again right before
+        exporting.
         """
-        if actor.role not in ("marketing", "admin"):
-            raise AccessDenied("Only marketing and admin accounts can list marketing pairs.")
+        self._require(actor, Action.EXPORT_MARKETING)
         choice(channel, CHANNELS, "channel")
         if region is not None:
             choice(region, REGIONS, "region")
@@ -81,10 +82,10 @@ class MarketingRecords(RepositoryBase):
         on: date | None = None,
     ) -> list[MarketingPair]:
         """The subset of ``pairs`` whose marketing consent is still valid now for their
-        channel (a revocation since they were listed removes them). Marketing/admin only.
+        channel (a revocation since they were listed removes them). For whoever may
+        export marketing pairs.
         """
-        if actor.role not in ("marketing", "admin"):
-            raise AccessDenied("Only marketing and admin accounts can export pairs.")
+        self._require(actor, Action.EXPORT_MARKETING)
         day = on or utcnow().date()
 
         def body(s: Session) -> list[MarketingPair]:
@@ -124,8 +125,7 @@ class MarketingRecords(RepositoryBase):
             A pair's consent is no longer valid (nothing is recorded): drop it and
             export again.
         """
-        if actor.role not in ("marketing", "admin"):
-            raise AccessDenied("Only marketing and admin accounts can export pairs.")
+        self._require(actor, Action.EXPORT_MARKETING)
         choice(channel, CHANNELS, "channel")
         today = utcnow().date()
 

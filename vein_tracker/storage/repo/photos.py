@@ -14,11 +14,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ... import policy
 from ...errors import AccessDenied
+from ...policy import Action
 from .. import models as m
 from ..info import CHANNELS, Actor, PhotoInfo, utcnow
 from .base import RepositoryBase
-from .common import DENIED, add_audit, choice, get_or_missing, jsonable
+from .common import DENIED, account_id, add_audit, choice, get_or_missing, jsonable
 from .consent import require_photo_consent, valid_marketing_consent
 from .rows import photo_info
 
@@ -67,7 +69,7 @@ class PhotoRecords(RepositoryBase):
         """
         from ...io import load_photo
 
-        self._require_staff(actor)
+        self._require(actor, Action.UPLOAD_PHOTOS)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("data must be the photo file's bytes")
         blob = bytes(data)
@@ -111,7 +113,7 @@ class PhotoRecords(RepositoryBase):
                 px_per_mm=photo.px_per_mm,
                 capture_report=report,
                 uploaded_at=utcnow(),
-                uploaded_by_id=None if actor.is_system else actor.user_id,
+                uploaded_by_id=account_id(actor),
             )
             s.add(p)
             s.flush()
@@ -123,7 +125,7 @@ class PhotoRecords(RepositoryBase):
                         area_id=area_id,
                         photo_id=p.id,
                         set_at=utcnow(),
-                        set_by_id=None if actor.is_system else actor.user_id,
+                        set_by_id=account_id(actor),
                     )
                 )
             s.flush()
@@ -148,7 +150,7 @@ class PhotoRecords(RepositoryBase):
         capture_report: Mapping[str, Any] | None = None,
     ) -> PhotoInfo:
         """Set a photo's scale and/or capture report (staff only; None leaves a field)."""
-        self._require_staff(actor)
+        self._require(actor, Action.UPLOAD_PHOTOS)
         if px_per_mm is not None and not (math.isfinite(px_per_mm) and px_per_mm > 0):
             raise ValueError(f"px_per_mm must be a positive number, got {px_per_mm!r}")
         report = jsonable(capture_report) if capture_report is not None else None
@@ -176,7 +178,7 @@ class PhotoRecords(RepositoryBase):
 
     def set_baseline(self, actor: Actor, photo_id: int) -> PhotoInfo:
         """Make this photo the baseline of its area (staff only)."""
-        self._require_staff(actor)
+        self._require(actor, Action.UPLOAD_PHOTOS)
 
         def body(s: Session) -> PhotoInfo:
             p = get_or_missing(s, m.Photo, photo_id, "photo")
@@ -188,13 +190,13 @@ class PhotoRecords(RepositoryBase):
                         area_id=p.area_id,
                         photo_id=p.id,
                         set_at=utcnow(),
-                        set_by_id=None if actor.is_system else actor.user_id,
+                        set_by_id=account_id(actor),
                     )
                 )
             else:
                 b.photo_id = p.id
                 b.set_at = utcnow()
-                b.set_by_id = None if actor.is_system else actor.user_id
+                b.set_by_id = account_id(actor)
             s.flush()
             add_audit(
                 s,
@@ -231,12 +233,11 @@ class PhotoRecords(RepositoryBase):
         Staff may list any; a client account only its own (``client_id`` defaults to
         it); marketing uses :meth:`list_marketing_pairs` instead.
         """
-        if actor.role == "marketing":
-            raise AccessDenied("Marketing accounts see consented before/after pairs only.")
-        if actor.role == "client":
-            if client_id is not None and client_id != actor.client_id:
+        own = self._own_client_only(actor)
+        if own is not None:
+            if client_id is not None and client_id != own:
                 raise AccessDenied(DENIED)
-            client_id = actor.client_id
+            client_id = own
         if client_id is None and area_id is None and visit_id is None:
             raise ValueError("give client_id, area_id or visit_id to list photos")
 
@@ -317,19 +318,19 @@ class PhotoRecords(RepositoryBase):
     def _require_photo_read(
         self, s: Session, actor: Actor, p: m.Photo, channel: str | None
     ) -> None:
-        if actor.role == "marketing":
-            if channel is None:
-                raise AccessDenied(
-                    "Marketing accounts must name the channel (website, social, print)."
-                )
-            choice(channel, CHANNELS, "channel")
-            if valid_marketing_consent(s, p.client_id, channel, utcnow().date()) is None:
-                raise AccessDenied(
-                    "This client has no valid marketing consent for "
-                    f"{channel}: the photo cannot be used."
-                )
+        if self._reads_client(actor, p.client_id):
             return
-        self._require_client_read(actor, p.client_id)
+        # Beyond the clinical records: a consented marketing photo, for its channel only.
+        if not policy.permits(actor, Action.EXPORT_MARKETING):
+            raise AccessDenied(DENIED)
+        if channel is None:
+            raise AccessDenied("Name the channel (website, social, print) the photo is for.")
+        choice(channel, CHANNELS, "channel")
+        if valid_marketing_consent(s, p.client_id, channel, utcnow().date()) is None:
+            raise AccessDenied(
+                f"This client has no valid marketing consent for {channel}: the photo cannot "
+                "be used."
+            )
 
 
 def _safe_filename(filename: str | None) -> str | None:

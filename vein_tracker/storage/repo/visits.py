@@ -6,7 +6,6 @@ in the client's sequence and needs a screening that clears the client for treatm
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
@@ -14,6 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ...hashing import anonymous_id
+from ...policy import Action
 from .. import models as m
 from ..info import (
     REGIONS,
@@ -27,7 +28,7 @@ from ..info import (
     utcnow,
 )
 from .base import RepositoryBase
-from .common import add_audit, choice, clean_text, get_or_missing
+from .common import account_id, add_audit, choice, clean_text, get_or_missing
 from .rows import area_info, client_info, visit_info
 
 
@@ -45,7 +46,7 @@ class VisitRecords(RepositoryBase):
         note: str | None = None,
     ) -> AreaInfo:
         """Add a treatment area to a client (staff only)."""
-        self._require_staff(actor)
+        self._require(actor, Action.RECORD_VISITS)
         choice(side, SIDES, "side")
         choice(view, VIEWS, "view")
         choice(region, REGIONS, "region")
@@ -59,7 +60,7 @@ class VisitRecords(RepositoryBase):
                 view=view,
                 region=region,
                 note=text,
-                anon_id=uuid.uuid4().hex,
+                anon_id=anonymous_id(),
                 created_at=utcnow(),
             )
             s.add(a)
@@ -78,7 +79,7 @@ class VisitRecords(RepositoryBase):
 
     def update_area(self, actor: Actor, area_id: int, *, note: str | None) -> AreaInfo:
         """Change an area's free-text note (staff only)."""
-        self._require_staff(actor)
+        self._require(actor, Action.RECORD_VISITS)
         text = clean_text(note, field="note")
 
         def body(s: Session) -> AreaInfo:
@@ -135,7 +136,7 @@ class VisitRecords(RepositoryBase):
             Not screened / not cleared, bad sclerosant, negative amounts, an area of
             another client, or a window that ends before it starts.
         """
-        self._require_staff(actor)
+        self._require(actor, Action.RECORD_VISITS)
         day = visit_date or utcnow().date()
         fields = _visit_values(
             sclerosant=sclerosant,
@@ -179,7 +180,7 @@ class VisitRecords(RepositoryBase):
                 client_id=client_id,
                 session_number=number,
                 visit_date=day,
-                aesthetician_id=None if actor.is_system else actor.user_id,
+                aesthetician_id=account_id(actor),
                 next_window_start=start,
                 next_window_end=end,
                 created_at=now,
@@ -210,7 +211,7 @@ class VisitRecords(RepositoryBase):
         ``volume_ml``, ``notes``, ``area_ids`` (replaces the set), ``next_window_start``,
         ``next_window_end``.
         """
-        self._require_staff(actor)
+        self._require(actor, Action.RECORD_VISITS)
         allowed = {
             "visit_date",
             "sclerosant",
