@@ -34,7 +34,11 @@ def pair_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     other = syn.make_pair(12345, shape=SHAPE, tone="brown")  # another leg entirely
     o = d / "other.png"
     save_image(other.baseline.rgb, o)
+    labels = d / "true_map.png"
+    save_mask_png(pair.baseline.labels, labels)  # 0 none, 1 spider, 2 reticular
     return {
+        "labels": str(labels),
+        "true_labels": pair.baseline.labels,
         "dir": d,
         "baseline": str(b),
         "followup": str(f),
@@ -231,6 +235,10 @@ def test_unregistrable_pair_subprocess(pair_files: dict[str, Any]) -> None:
         pytest.param(["{b}", "{f}", "--baseline-mask", "{dir}/mask.jpg"], id="mask-not-png"),
         pytest.param(["{b}", "{f}", "--overlay", "{dir}/nope/o.png"], id="no-such-folder"),
         pytest.param(["{b}", "{f}", "--sensitivity", "2"], id="sensitivity-out-of-range"),
+        pytest.param(["{b}", "{f}", "--baseline-map", "{badroi}"], id="map-wrong-size"),
+        pytest.param(["{b}", "{f}", "--baseline-map", "{f}"], id="map-not-png"),
+        pytest.param(["{b}", "{f}", "--baseline-map", "{notimage}"], id="map-not-an-image"),
+        pytest.param(["{b}", "{f}", "--baseline-map", "{missing}"], id="map-missing"),
         pytest.param(["{b}"], id="missing-followup-argument"),
     ],
 )
@@ -261,3 +269,42 @@ def test_bad_input_exits_2(
     assert code == 2
     assert captured.out == ""
     assert captured.err.strip()
+    if "--baseline-map" in args:  # a bad map: one line saying what is wrong
+        assert captured.err.startswith("vein-tracker: ")
+        assert len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("known_classes", [True, False])
+def test_baseline_map_is_measured_instead_of_segmenting(
+    known_classes: bool,
+    pair_files: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--baseline-map with the phantom's true map: the baseline's veins are the map's
+    (0/1/2 with classes; 0/255 without, classes then found from colour)."""
+    truth = pair_files["true_labels"]
+    path = pair_files["labels"]
+    if not known_classes:
+        path = str(tmp_path / "mask.png")
+        save_mask_png(truth > 0, path)  # 0/255
+    out_mask = tmp_path / "b.png"
+    code = main(
+        [
+            "analyze",
+            pair_files["baseline"],
+            pair_files["followup"],
+            "--json",
+            "--px-per-mm",
+            pair_files["ppm"],
+            "--baseline-map",
+            path,
+            "--baseline-mask",
+            str(out_mask),
+        ]
+    )
+    d = json.loads(capsys.readouterr().out)
+    assert code == 0
+    with Image.open(out_mask) as im:
+        assert np.array_equal(np.asarray(im) > 0, truth > 0)
+    assert abs(d["improvement_pct"] - pair_files["truth"]) <= 6.0

@@ -19,6 +19,7 @@ from vein_tracker.measure import (
     Comparison,
     compare,
     grade_for,
+    remeasure,
 )
 
 PH_SHAPE = (600, 800)
@@ -196,3 +197,90 @@ def test_compare_options_come_from_the_config() -> None:
     assert plain.params["equalise_chroma"] is False
     assert default.params["equalise_chroma"] is True
     assert not np.array_equal(plain.followup_seg.strength, default.followup_seg.strength)
+
+
+# ------------------------------------------------------------------ a given baseline map
+
+
+@pytest.fixture(scope="module")
+def mapped_pair() -> tuple[syn.PhantomPair, Any, Any, Comparison]:
+    """A standard pair, its two photos and the automatic comparison."""
+    pair = syn.make_pair(31, shape=PH_SHAPE, tone="light", cleared_frac=0.6, faded_frac=0.2)
+    ppm = float(pair.baseline.px_per_mm)
+    b = photo_from_array(pair.baseline.rgb, px_per_mm=ppm)
+    f = photo_from_array(pair.followup.rgb)
+    return pair, b, f, compare(b, f)
+
+
+def _same(a: Comparison, b: Comparison) -> None:
+    assert a.to_dict() == b.to_dict()
+    assert np.array_equal(a.change_map, b.change_map)
+    assert np.array_equal(a.region, b.region)
+    assert np.array_equal(a.baseline_seg.labels, b.baseline_seg.labels)
+
+
+def test_remeasure_with_nothing_new_is_the_comparison(
+    mapped_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    _, b, f, auto = mapped_pair
+    _same(remeasure(auto, b, f), auto)
+    # from the registration alone, the rest made again: the same
+    _same(remeasure(auto.registration, b, f), auto)
+
+
+def test_the_true_baseline_map_is_measured_instead_of_segmenting(
+    mapped_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    """With the phantom's true map the baseline side is exact: its veins are the map's,
+    and the figure reads close to the truth."""
+    pair, b, f, auto = mapped_pair
+    truth = pair.baseline.labels
+    given = compare(b, f, baseline_labels=truth)
+    assert np.array_equal(given.baseline_seg.labels, truth)
+    assert {v.cls for v in given.baseline_seg.veins} == {"spider", "reticular"}
+    assert abs(given.improvement_pct - pair.true_improvement_pct) <= 6.0
+    # re-measured on the automatic comparison's registration: the same
+    _same(remeasure(auto, b, f, baseline_labels=truth), given)
+
+
+def test_a_map_without_classes_is_classified_by_colour(
+    mapped_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    pair, b, f, auto = mapped_pair
+    truth = pair.baseline.labels
+    c = remeasure(auto, b, f, baseline_labels=truth > 0)
+    got = c.baseline_seg.labels
+    assert np.array_equal(got > 0, truth > 0)
+    assert np.mean(got[truth > 0] == truth[truth > 0]) >= 0.9
+
+
+def test_remeasure_with_a_region_of_interest(
+    mapped_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    _, b, f, auto = mapped_pair
+    roi = np.zeros(PH_SHAPE, bool)
+    roi[100:400, 150:500] = True
+    c = remeasure(auto, b, f, roi=roi)
+    assert c.region.any()
+    assert not (c.region & ~roi).any()
+    assert c.params["roi"] is True
+    # the registration is kept (compare would register again, favouring the region)
+    assert c.registration is auto.registration
+    _same(c, remeasure(auto.registration, b, f, roi=roi))
+
+
+def test_bad_baseline_maps_and_remeasures(
+    mapped_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    pair, b, f, auto = mapped_pair
+    with pytest.raises(ValueError, match="baseline_labels must have"):
+        remeasure(auto, b, f, baseline_labels=np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="codes other than"):
+        remeasure(auto, b, f, baseline_labels=np.full(PH_SHAPE, 7, np.uint8))
+    with pytest.raises(ValueError, match="uint8 label map"):
+        remeasure(auto, b, f, baseline_labels=np.zeros(PH_SHAPE, np.float32))
+    with pytest.raises(ValueError, match="px_per_mm"):
+        remeasure(auto, b, f, px_per_mm=10.0)
+    other = syn.make_pair(32, shape=(500, 700), tone="light")
+    with pytest.raises(ValueError, match="photos it was made from"):
+        remeasure(auto, other.baseline.rgb, other.followup.rgb)

@@ -50,6 +50,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--roi", metavar="MASK.png", help="region of interest, a mask PNG on the baseline"
     )
     p.add_argument(
+        "--baseline-map",
+        metavar="MAP.png",
+        help="measure this baseline vein map instead of segmenting the baseline: an 8-bit PNG "
+        "of the baseline photo's size (or of its analysis frame's), non-zero = vein; 1 = "
+        "spider, 2 = reticular where the classes are known (other values: classes found "
+        "from colour)",
+    )
+    p.add_argument(
         "--sensitivity",
         type=float,
         default=0.5,
@@ -117,6 +125,62 @@ def _write_outputs(args: argparse.Namespace, comparison: Any, baseline_rgb: Any)
         raise PhotoError(f"Could not write an output file: {exc.strerror or exc}.") from exc
 
 
+def _load_baseline_map(path: str, baseline: Any, followup: Any, px_per_mm: float | None) -> Any:
+    """The ``--baseline-map`` PNG as a label map (uint8 0/1/2) or, when it holds other
+    vein values, a vein mask (bool), in the analysis frame compare works in.
+
+    Raises
+    ------
+    PhotoError
+        Unreadable, not a PNG, or of neither size.
+    """
+    import io
+    import warnings
+
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from ..errors import PhotoError
+    from ..io import _DECODE_ERRORS
+    from ..measure import analysis_frame
+    from ..measure.given_map import map_in_frame
+
+    name = Path(path).name[:80]
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PhotoError(
+            f"Could not read the baseline map {name!r}: {exc.strerror or type(exc).__name__}."
+        ) from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt = img.format
+                plain = img.mode in ("1", "L", "P", "I", "I;16")
+                arr = np.asarray(img if plain else ImageOps.grayscale(img)).astype(np.int64)
+    except _DECODE_ERRORS as exc:  # what Pillow raises on damaged files, as io reads them
+        raise PhotoError(
+            f"The baseline map {name!r} cannot be read as an image (damaged, or not an "
+            "image): save it as an 8-bit greyscale PNG."
+        ) from exc
+    if fmt != "PNG":
+        raise PhotoError(f"The baseline map {name!r} must be a PNG, not {fmt}.")
+    vein = arr > 0
+    labels = arr.astype(np.uint8) if bool(np.all(arr[vein] <= 2)) else vein
+    b_shape, f_shape = baseline.rgb.shape[:2], followup.rgb.shape[:2]
+    ppm = px_per_mm if px_per_mm is not None else baseline.px_per_mm
+    frame = analysis_frame(b_shape, f_shape, ppm)
+    try:
+        return map_in_frame(labels, photo_shape=b_shape, frame_shape=frame.baseline_shape)
+    except ValueError as exc:
+        (h, w), (fh, fw) = b_shape, frame.baseline_shape
+        raise PhotoError(
+            f"The baseline map is {arr.shape[1]}×{arr.shape[0]} px but the baseline photo is "
+            f"{w}×{h} px (analysed at {fw}×{fh}): draw it on the baseline photo."
+        ) from exc
+
+
 def _summary(d: dict[str, Any]) -> str:
     band = d["improvement_band_pct"]
     pct = d["improvement_pct"]
@@ -169,6 +233,9 @@ def run(args: argparse.Namespace) -> int:
         roi = load_mask_png(args.roi, shape=baseline.rgb.shape[:2])
         if not roi.any():
             raise PhotoError("The region-of-interest mask is empty: draw the area to measure.")
+    labels = None
+    if args.baseline_map:
+        labels = _load_baseline_map(args.baseline_map, baseline, followup, args.px_per_mm)
     comparison = compare(
         baseline,
         followup,
@@ -176,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
         px_per_mm=args.px_per_mm,
         sensitivity=args.sensitivity,
         target_pct=args.target_pct,
+        baseline_labels=labels,
     )
     _write_outputs(args, comparison, baseline.rgb)
     d = comparison.to_dict()

@@ -10,9 +10,11 @@ and :mod:`vein_tracker.segmentation`, and must not re-implement them.
 
 Where each rule lives:
 
-- :mod:`.pipeline`: :func:`compare` and :func:`measure_visits`, the steps in order;
+- :mod:`.pipeline`: :func:`compare`, :func:`remeasure` (again on an existing registration,
+  with a new baseline vein map or region) and :func:`measure_visits`, the steps in order;
   :mod:`.steps` the steps themselves; :mod:`.config` the options (:class:`AnalysisConfig`);
 - :mod:`.frame`: the analysis frame (the scale a comparison works at);
+- :mod:`.given_map`: a baseline vein map given by hand, as the baseline's segmentation;
 - :mod:`.figures`: one visit's figures; :mod:`.formula`: the headline formula;
 - :mod:`.support`: the veins' supports the contrast ratio is integrated over;
 - :mod:`.zero_point`: the contrast skin near veins reads of its own;
@@ -34,7 +36,7 @@ from .figures import measure, measure_mask, skeleton_length_px
 from .formula import ImprovementTerms, improvement_pct, improvement_terms, remaining_fraction
 from .frame import ANALYSIS_PX_PER_MM, AnalysisFrame, analysis_frame
 from .new_veins import new_vein_mask
-from .pipeline import compare, measure_visits
+from .pipeline import compare, measure_visits, remeasure
 from .results import (
     CHANGE_CLEARED,
     CHANGE_FADED,
@@ -86,6 +88,7 @@ __all__ = [
     "measure_visits",
     "new_vein_mask",
     "remaining_fraction",
+    "remeasure",
     "skeleton_length_px",
     "smooth_on_mask",
     "status_for",

@@ -34,7 +34,7 @@ from .new_veins import NEW_TOLERANCE_MM
 from .results import Comparison
 from .support import RATIO_SIGMA_MM, needed_pixels
 
-__all__ = ["DEFAULT_WORKERS", "compare", "measure_visits"]
+__all__ = ["DEFAULT_WORKERS", "compare", "measure_visits", "remeasure"]
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -54,6 +54,7 @@ def compare(
     progress: ProgressCallback | None = None,
     config: AnalysisConfig | None = None,
     workers: int = DEFAULT_WORKERS,
+    baseline_labels: np.ndarray | None = None,
 ) -> Comparison:
     """Compare a follow-up photo of a treatment area with its baseline.
 
@@ -93,6 +94,12 @@ def compare(
         How the two visits are equalised; default :class:`AnalysisConfig()`.
     workers : int
         Threads the steps run on; the results do not depend on it.
+    baseline_labels : ndarray, shape (H, W), uint8 or bool, optional
+        A baseline vein map to measure instead of segmenting the baseline (a clinician's
+        corrected map, a phantom's truth): 0 none, 1 spider, 2 reticular; or a bool mask
+        of vein pixels whose classes are not known (each vein is then classified by
+        colour, :func:`~.given_map.classify_by_colour`). On the baseline photo (resized
+        to the analysis frame, nearest neighbour) or already in the analysis frame.
 
     Returns
     -------
@@ -105,15 +112,118 @@ def compare(
     PhotoError
         A photo cannot be read.
     ValueError
-        Bad ``roi``, ``px_per_mm``, ``sensitivity`` or ``target_pct``.
+        Bad ``roi``, ``px_per_mm``, ``sensitivity``, ``target_pct`` or
+        ``baseline_labels``.
     """
     cfg = AnalysisConfig() if config is None else config
     opts = _options(px_per_mm, sensitivity, target_pct)
+    given = _Given(baseline_labels=baseline_labels)
+    return _run_pipeline(baseline, followup, roi, opts, cfg, given, previous, progress, workers)
+
+
+def remeasure(
+    measured: Comparison | Registration,
+    baseline: s.PhotoInput,
+    followup: s.PhotoInput,
+    *,
+    baseline_labels: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
+    px_per_mm: float | None = None,
+    sensitivity: float | None = None,
+    target_pct: float | None = None,
+    previous: Sequence[Comparison] | None = None,
+    progress: ProgressCallback | None = None,
+    config: AnalysisConfig | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> Comparison:
+    """Measure a pair again on its existing registration (no re-registering), with a new
+    baseline vein map and/or region of interest.
+
+    The result is what :func:`compare` measures on that registration: with a new baseline
+    map, :func:`compare`'s own with that map (a region of interest, which :func:`compare`
+    also uses to register, only changes the region measured here). Only the steps the new
+    map or region change run again.
+
+    Parameters
+    ----------
+    measured : Comparison or Registration
+        An earlier :func:`compare` of these photos (its registration, analysis frame and
+        scale, its follow-up's segmentation, its baseline's unless ``baseline_labels`` is
+        given, and its sensitivity and target unless given, are kept), or only the
+        registration of the pair in its analysis frame (the rest is made again).
+    baseline, followup : Photo, ndarray (H, W, 3) uint8, path or bytes
+        The photos ``measured`` was made from.
+    baseline_labels : ndarray, shape (H, W), uint8 or bool, optional
+        As for :func:`compare`: typically a clinician's corrected map, in the analysis
+        frame (``Comparison.baseline_seg.labels``' shape) or on the photo.
+    roi : ndarray, shape (H, W), bool, optional
+        Region of interest on the baseline photo (None: the whole region seen in both).
+    px_per_mm : float, optional
+        With a Registration only: the scale :func:`compare` was given.
+    sensitivity, target_pct, previous, progress, config, workers
+        As for :func:`compare`.
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    ValueError
+        The photos are not those of ``measured``, or bad arguments (as :func:`compare`).
+    """
+    cfg = AnalysisConfig() if config is None else config
+    if isinstance(measured, Registration):
+        given = _Given(registration=measured, baseline_labels=baseline_labels)
+        opts = _options(px_per_mm, 0.5 if sensitivity is None else sensitivity, target_pct)
+        return _run_pipeline(baseline, followup, roi, opts, cfg, given, previous, progress, workers)
+    if px_per_mm is not None:
+        raise ValueError(
+            "px_per_mm is the comparison's own when re-measuring a Comparison; pass it only "
+            "with a Registration"
+        )
+    if measured.frame is None:
+        raise ValueError(
+            "this comparison was not made from photos (it has no analysis frame): compare "
+            "the photos instead"
+        )
+    scale_known = bool(measured.params.get("px_per_mm_given", False))
+    given = _Given(
+        registration=measured.registration,
+        baseline_seg=measured.baseline_seg if baseline_labels is None else None,
+        followup_seg=measured.followup_seg,
+        baseline_labels=baseline_labels,
+        frame=measured.frame,
+        ppm_given=measured.px_per_mm if scale_known else None,
+        scale_known=scale_known,
+    )
+    opts = _options(
+        None,
+        float(measured.params.get("sensitivity", 0.5)) if sensitivity is None else sensitivity,
+        measured.target_pct if target_pct is None else target_pct,
+    )
+    return _run_pipeline(baseline, followup, roi, opts, cfg, given, previous, progress, workers)
+
+
+def _run_pipeline(
+    baseline: s.PhotoInput,
+    followup: s.PhotoInput,
+    roi: np.ndarray | None,
+    opts: _Options,
+    cfg: AnalysisConfig,
+    given: _Given,
+    previous: Sequence[Comparison] | None,
+    progress: ProgressCallback | None,
+    workers: int,
+) -> Comparison:
+    """The whole pipeline, from the two photos to the comparison."""
     if progress is not None:
         progress(0.0, "loading photos")
     g = TaskGraph()
-    photos = _visit_steps(g, baseline, followup, roi=roi, opts=opts, cfg=cfg)
+    fr = _frame_steps(g, baseline, followup, roi=roi, opts=opts, given=given)
+    photos = _visit_steps(g, fr, opts=opts, cfg=cfg, given=given)
     colour = _colour_steps(g, photos, cfg)
+    params = g.add("params", _params, photos.ppm, fr.scale_known, fr.roi, opts, cfg)
     result = _measure_steps(
         g,
         photos.visits,
@@ -125,8 +235,8 @@ def compare(
             equalised=colour.equalised,
             normalised=colour.normalised,
             baseline_measured=photos.b_measured,
-            frame=photos.frame,
-            params=g.add("params", _params, photos.ppm, photos.ppm_photo, photos.roi, opts, cfg),
+            frame=fr.frame,
+            params=params,
         ),
     )
     return g.run(result, workers=workers, progress=progress)
@@ -206,14 +316,66 @@ def _options(px_per_mm: float | None, sensitivity: float, target_pct: float | No
 
 
 @dataclass(frozen=True)
-class _PhotoTasks:
-    """The photos' stage's results that later steps read."""
+class _Given:
+    """What a re-measurement takes from an earlier comparison instead of making it again
+    (:func:`remeasure`), and a vein map given for the baseline."""
+
+    registration: Registration | None = None
+    baseline_seg: Segmentation | None = None
+    followup_seg: Segmentation | None = None
+    baseline_labels: np.ndarray | None = None
+    frame: AnalysisFrame | None = None
+    ppm_given: float | None = None  # in the analysis frame, with ``frame``
+    scale_known: bool = False  # whether the photo's scale was known, with ``frame``
+
+
+@dataclass(frozen=True)
+class _FrameTasks:
+    """The two photos in the analysis frame."""
 
     b_photo: Task[s.Photo]
     f_photo: Task[s.Photo]
     frame: Task[AnalysisFrame]
-    ppm_photo: Task[float | None]
+    scale_known: Task[bool] | bool
+    ppm_given: Task[float | None] | float | None
     roi: Task[np.ndarray | None]
+    b_rgb: Task[np.ndarray]
+    f_rgb: Task[np.ndarray]
+
+
+def _frame_steps(
+    g: TaskGraph,
+    baseline: s.PhotoInput,
+    followup: s.PhotoInput,
+    *,
+    roi: np.ndarray | None,
+    opts: _Options,
+    given: _Given,
+) -> _FrameTasks:
+    """Both photos loaded and brought to the analysis frame, with the region of interest."""
+    b_photo = g.add("load baseline", s.load, baseline, opts.px_per_mm)
+    f_photo = g.add("load follow-up", s.load, followup, None)
+    scale_known: Task[bool] | bool
+    ppm_given: Task[float | None] | float | None
+    if given.frame is None:
+        ppm_photo = g.add("photo scale", s.photo_scale, b_photo, opts.px_per_mm)
+        frame = g.add("analysis frame", s.frame_of, b_photo, f_photo, ppm_photo)
+        ppm_given = g.add("given scale", s.scale_in_frame, ppm_photo, frame)
+        scale_known = g.add("scale known", s.is_known, ppm_photo)
+    else:
+        frame = g.add("same frame", s.same_frame, given.frame, b_photo, f_photo)
+        ppm_given, scale_known = given.ppm_given, given.scale_known
+    roi_a = g.add("roi", s.roi_in_frame, roi, b_photo, frame)
+    b_rgb = g.add("baseline in frame", s.baseline_in_frame, b_photo, frame)
+    f_rgb = g.add("follow-up in frame", s.followup_in_frame, f_photo, frame)
+    return _FrameTasks(b_photo, f_photo, frame, scale_known, ppm_given, roi_a, b_rgb, f_rgb)
+
+
+@dataclass(frozen=True)
+class _PhotoTasks:
+    """The photos' stage's results that later steps read."""
+
+    fr: _FrameTasks
     ppm: Task[float]
     leg: Task[np.ndarray]
     blurs: Task[s.Blurs]
@@ -226,69 +388,71 @@ class _PhotoTasks:
 
 
 def _visit_steps(
-    g: TaskGraph,
-    baseline: s.PhotoInput,
-    followup: s.PhotoInput,
-    *,
-    roi: np.ndarray | None,
-    opts: _Options,
-    cfg: AnalysisConfig,
+    g: TaskGraph, fr: _FrameTasks, *, opts: _Options, cfg: AnalysisConfig, given: _Given
 ) -> _PhotoTasks:
-    """From the two photos to both visits segmented in the baseline frame."""
-    b_photo = g.add("load baseline", s.load, baseline, opts.px_per_mm)
-    f_photo = g.add("load follow-up", s.load, followup, None)
-    ppm_photo = g.add("photo scale", s.photo_scale, b_photo, opts.px_per_mm)
-    frame = g.add("analysis frame", s.frame_of, b_photo, f_photo, ppm_photo)
-    roi_a = g.add("roi", s.roi_in_frame, roi, b_photo, frame)
-    b_rgb = g.add("baseline in frame", s.baseline_in_frame, b_photo, frame)
-    f_rgb = g.add("follow-up in frame", s.followup_in_frame, f_photo, frame)
-    ppm_given = g.add("given scale", s.scale_in_frame, ppm_photo, frame)
-
-    b_feat = g.add("baseline features", s.baseline_features, b_rgb, roi_a)
-    f_feat = g.add("follow-up features", photo_features, f_rgb)
-    g.announce(b_feat, 0.05, "aligning the follow-up onto the baseline")
-    b_prepared = g.add("prepare baseline", s.prepared, b_rgb, cfg)
-    leg = g.add("baseline leg", s.baseline_leg, b_prepared, ppm_given)
-    q_b = g.add("baseline JPEG quality", s.jpeg_quality, b_photo, cfg)
-    q_f = g.add("follow-up JPEG quality", s.jpeg_quality, f_photo, cfg)
-    reg = g.add("register", s.registered, b_feat, f_feat, f_rgb)
+    """From the two photos in the analysis frame to both visits segmented in it."""
+    reg: Task[Registration] | Registration
+    if given.registration is None:
+        b_feat = g.add("baseline features", s.baseline_features, fr.b_rgb, fr.roi)
+        f_feat = g.add("follow-up features", photo_features, fr.f_rgb)
+        g.announce(b_feat, 0.05, "aligning the follow-up onto the baseline")
+    b_prepared = g.add("prepare baseline", s.prepared, fr.b_rgb, cfg)
+    leg = g.add("baseline leg", s.baseline_leg, b_prepared, fr.ppm_given)
+    q_b = g.add("baseline JPEG quality", s.jpeg_quality, fr.b_photo, cfg)
+    q_f = g.add("follow-up JPEG quality", s.jpeg_quality, fr.f_photo, cfg)
+    if given.registration is None:
+        reg = g.add("register", s.registered, b_feat, f_feat, fr.f_rgb)
+    else:
+        reg = g.add("registration given", s.same_registration, given.registration, fr.frame)
 
     blurs = g.add("matching blurs", s.matching_blurs, reg, cfg)
-    ppm = g.add("scale", s.analysis_scale, ppm_given, b_rgb)
-    b_blurred = g.add("blur baseline", s.baseline_blurred, b_rgb, blurs)
+    ppm = g.add("scale", s.analysis_scale, fr.ppm_given, fr.b_rgb)
+    b_blurred = g.add("blur baseline", s.baseline_blurred, fr.b_rgb, blurs)
     b_measured = g.add("baseline measured", s.baseline_measured, b_blurred, b_prepared, cfg)
-    seg_b = g.add(
-        "segment baseline",
-        s.segment_baseline,
-        b_measured,
-        b_blurred,
-        leg,
-        ppm_given,
-        opts.sensitivity,
-    )
-    g.announce(seg_b, 0.4, "segmenting both visits")
+    seg_b = _baseline_segmentation(g, fr, b_measured, b_blurred, leg, ppm, opts, given)
     f_measured = g.add("follow-up measured", s.followup_measured, reg, blurs, cfg)
-    seg_f = g.add(
-        "segment follow-up", s.segment_followup, f_measured, leg, reg, ppm, opts.sensitivity
-    )
-    region = g.add("region", s.compared_region, leg, reg, roi_a, ppm)
+    seg_f: Task[Segmentation] | Segmentation
+    if given.followup_seg is None:
+        seg_f = g.add(
+            "segment follow-up", s.segment_followup, f_measured, leg, reg, ppm, opts.sensitivity
+        )
+    else:
+        seg_f = given.followup_seg
+    region = g.add("region", s.compared_region, leg, reg, fr.roi, ppm)
     v = g.add("visits", s.visits, reg, seg_b, seg_f, region, ppm)
-    return _PhotoTasks(
-        b_photo,
-        f_photo,
-        frame,
-        ppm_photo,
-        roi_a,
-        ppm,
-        leg,
-        blurs,
-        b_blurred,
-        b_measured,
-        f_measured,
-        q_b,
-        q_f,
-        v,
-    )
+    return _PhotoTasks(fr, ppm, leg, blurs, b_blurred, b_measured, f_measured, q_b, q_f, v)
+
+
+def _baseline_segmentation(
+    g: TaskGraph,
+    fr: _FrameTasks,
+    b_measured: Task[np.ndarray],
+    b_blurred: Task[np.ndarray | None],
+    leg: Task[np.ndarray],
+    ppm: Task[float],
+    opts: _Options,
+    given: _Given,
+) -> Task[Segmentation]:
+    """The baseline's veins: segmented, or the given map's, or an earlier comparison's."""
+    if given.baseline_labels is not None:
+        labels = g.add("baseline map", s.map_for_frame, given.baseline_labels, fr.b_photo, fr.frame)
+        seg_b = g.add(
+            "baseline of the map", s.segment_map, b_measured, labels, leg, ppm, opts.sensitivity
+        )
+    elif given.baseline_seg is not None:
+        seg_b = g.add("baseline given", s.same_segmentation, given.baseline_seg, fr.frame)
+    else:
+        seg_b = g.add(
+            "segment baseline",
+            s.segment_baseline,
+            b_measured,
+            b_blurred,
+            leg,
+            fr.ppm_given,
+            opts.sensitivity,
+        )
+    g.announce(seg_b, 0.4, "segmenting both visits")
+    return seg_b
 
 
 @dataclass(frozen=True)
@@ -306,8 +470,8 @@ def _colour_steps(g: TaskGraph, p: _PhotoTasks, cfg: AnalysisConfig) -> _ColourT
     eq_rgb = g.add(
         "equalise baseline",
         s.equalised_baseline,
-        p.b_photo,
-        p.frame,
+        p.fr.b_photo,
+        p.fr.frame,
         p.q_b,
         p.q_f,
         p.blurs,
@@ -414,7 +578,7 @@ def _measure_steps(
 
 def _params(
     ppm: float,
-    ppm_photo: float | None,
+    scale_known: bool,
     roi: np.ndarray | None,
     opts: _Options,
     cfg: AnalysisConfig,
@@ -423,7 +587,7 @@ def _params(
     return {
         "sensitivity": opts.sensitivity,
         "px_per_mm": ppm,
-        "px_per_mm_given": ppm_photo is not None,
+        "px_per_mm_given": scale_known,
         "analysis_px_per_mm": ANALYSIS_PX_PER_MM,
         "roi": roi is not None,
         "ratio_sigma_mm": RATIO_SIGMA_MM,

@@ -47,6 +47,7 @@ from .band import (
 from .config import AnalysisConfig
 from .figures import measure, measure_mask
 from .frame import AnalysisFrame, analysis_frame, resize_mask, resize_rgb
+from .given_map import map_in_frame, segmentation_of_map
 from .improvement import (
     Estimate,
     Ratio,
@@ -126,6 +127,28 @@ def roi_in_frame(roi: np.ndarray | None, b_photo: Photo, frame: AnalysisFrame) -
     return out
 
 
+def is_known(ppm_photo: float | None) -> bool:
+    return ppm_photo is not None
+
+
+def same_frame(frame: AnalysisFrame, b_photo: Photo, f_photo: Photo) -> AnalysisFrame:
+    """An earlier comparison's frame, checked against the photos.
+
+    Raises
+    ------
+    ValueError
+        The photos are not of the sizes the frame was made for.
+    """
+    shapes = (b_photo.rgb.shape[:2], f_photo.rgb.shape[:2])
+    if shapes != (frame.photo_shape, frame.followup_photo_shape):
+        raise ValueError(
+            f"the photos are {shapes[0]} and {shapes[1]} (H, W), the comparison's were "
+            f"{frame.photo_shape} and {frame.followup_photo_shape}: pass the photos it was "
+            "made from"
+        )
+    return frame
+
+
 def scale_in_frame(ppm_photo: float | None, frame: AnalysisFrame) -> float | None:
     """The given or known scale in analysis pixels per mm (None: to be estimated)."""
     return None if ppm_photo is None else float(ppm_photo) * frame.scale
@@ -156,6 +179,25 @@ def registered(b_feat: PhotoFeatures, f_feat: PhotoFeatures, f_rgb: np.ndarray) 
     if not reg.ok:
         raise RegistrationError(
             reg.reason or "The follow-up photo could not be aligned onto the baseline."
+        )
+    return reg
+
+
+def same_registration(reg: Registration, frame: AnalysisFrame) -> Registration:
+    """An earlier registration of the pair, checked against the analysis frame.
+
+    Raises
+    ------
+    ValueError
+        Not a usable registration of photos of this frame.
+    """
+    if not reg.ok:
+        raise ValueError(f"the registration was refused ({reg.reason}): nothing to measure")
+    if reg.valid.shape != frame.baseline_shape or reg.followup_shape != frame.followup_shape:
+        raise ValueError(
+            f"the registration maps a {reg.followup_shape} follow-up onto a "
+            f"{reg.valid.shape} baseline, the analysis frame is {frame.followup_shape} onto "
+            f"{frame.baseline_shape}: pass the photos it was made from"
         )
     return reg
 
@@ -243,6 +285,29 @@ def segment_baseline(
         leg_mask=None if b_blurred is None else leg,
         sensitivity=sensitivity,
     )
+
+
+def map_for_frame(labels: np.ndarray, b_photo: Photo, frame: AnalysisFrame) -> np.ndarray:
+    """A given baseline vein map in the analysis frame (:func:`~.given_map.map_in_frame`)."""
+    return map_in_frame(labels, photo_shape=b_photo.rgb.shape[:2], frame_shape=frame.baseline_shape)
+
+
+def segment_map(
+    b_measured: np.ndarray, labels: np.ndarray, leg: np.ndarray, ppm: float, sensitivity: float
+) -> Segmentation:
+    """The baseline's veins from a given map, on the baseline as measured and its leg."""
+    return segmentation_of_map(
+        b_measured, labels, px_per_mm=ppm, leg_mask=leg, sensitivity=sensitivity
+    )
+
+
+def same_segmentation(seg: Segmentation, frame: AnalysisFrame) -> Segmentation:
+    """An earlier comparison's baseline segmentation, checked against the analysis frame."""
+    if seg.mask.shape != frame.baseline_shape:
+        raise ValueError(
+            f"the segmentation is {seg.mask.shape}, the analysis frame {frame.baseline_shape}"
+        )
+    return seg
 
 
 def segment_followup(
