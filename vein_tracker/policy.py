@@ -4,9 +4,9 @@ The navigation (``ui.shell``), each page's ``session.require``, the services, th
 repository's guards and the role checks of ``export`` and ``report`` all ask this module
 (:func:`allows`, :func:`require`); none of them compares role names itself.
 
-========================================  =====  ============  ======  =========
-action                                    admin  aesthetician  client  marketing
-========================================  =====  ============  ======  =========
+========================================  =====  ============  ======  =========  =====
+action                                    admin  aesthetician  client  marketing  rater
+========================================  =====  ============  ======  =========  =====
 ``manage_users``                            x
 ``view_audit``                              x
 ``manage_settings``                         x
@@ -20,14 +20,22 @@ action                                    admin  aesthetician  client  marketing
 ``progress_report``                                x            x
 ``view_own_records``                                            x
 ``withdraw_own_marketing_consent``                              x
-``change_own_password``                     x      x            x          x
-========================================  =====  ============  ======  =========
+``change_own_password``                     x      x            x          x        x
+``correct_vein_map``                               x
+``create_rating_session``                          x
+``rate``                                           x                                x
+``view_agreement``                                 x
+========================================  =====  ============  ======  =========  =====
 
 The administrator runs the installation (accounts, audit log, settings) and the
 marketing export; clinical records (screening answers, treatment notes, photos) are
 health data, read only by the treating staff and by the client they belong to, so the
 admin sees none of the clinical pages. Someone who both administers and treats gets an
-aesthetician account as well, and the audit log shows in which capacity they acted.
+aesthetician account as well, and the audit log shows in which capacity they acted. A
+``rater`` (issue 22) is a clinician who grades before/after pairs blind: their only page
+is the rating page, which shows a pair's two photos and nothing that names it; rating
+sessions and the agreement statistics are the treating staff's (the administrator sees no
+clinical photo, so makes no session either).
 
 The table says what a role may do at all. What a role may do *to which record* is the
 repository's work on top of it: ``client`` actions reach only the account's own client
@@ -54,7 +62,7 @@ from typing import Final, Protocol
 from .errors import AccessDenied
 
 #: Roles of a user account, in the order forms list them.
-ROLES: Final = ("admin", "aesthetician", "client", "marketing")
+ROLES: Final = ("admin", "aesthetician", "client", "marketing", "rater")
 #: How each role is named to people.
 ROLE_LABELS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -62,6 +70,7 @@ ROLE_LABELS: Final[Mapping[str, str]] = MappingProxyType(
         "aesthetician": "Aesthetician",
         "client": "Client",
         "marketing": "Marketing",
+        "rater": "Rater",
     }
 )
 
@@ -83,6 +92,11 @@ class Action(StrEnum):
     VIEW_OWN_RECORDS = "view_own_records"
     WITHDRAW_OWN_MARKETING_CONSENT = "withdraw_own_marketing_consent"
     CHANGE_OWN_PASSWORD = "change_own_password"
+    # issue 22 (H5): the clinician in the loop
+    CORRECT_VEIN_MAP = "correct_vein_map"
+    CREATE_RATING_SESSION = "create_rating_session"
+    RATE = "rate"
+    VIEW_AGREEMENT = "view_agreement"
 
 
 #: What each action lets a user do, as a refusal names it ("... can <text>").
@@ -102,6 +116,10 @@ ACTION_TEXT: Final[Mapping[Action, str]] = MappingProxyType(
         Action.VIEW_OWN_RECORDS: "see their own progress",
         Action.WITHDRAW_OWN_MARKETING_CONSENT: "withdraw their own marketing consent",
         Action.CHANGE_OWN_PASSWORD: "change their password",
+        Action.CORRECT_VEIN_MAP: "correct vein maps",
+        Action.CREATE_RATING_SESSION: "create blind rating sessions",
+        Action.RATE: "rate before/after pairs blind",
+        Action.VIEW_AGREEMENT: "see how raters agree",
     }
 )
 
@@ -124,6 +142,10 @@ POLICY: Final[Mapping[Action, frozenset[str]]] = MappingProxyType(
         Action.VIEW_OWN_RECORDS: frozenset({"client"}),
         Action.WITHDRAW_OWN_MARKETING_CONSENT: frozenset({"client"}),
         Action.CHANGE_OWN_PASSWORD: _EVERYONE,
+        Action.CORRECT_VEIN_MAP: frozenset({"aesthetician"}),
+        Action.CREATE_RATING_SESSION: frozenset({"aesthetician"}),
+        Action.RATE: frozenset({"aesthetician", "rater"}),
+        Action.VIEW_AGREEMENT: frozenset({"aesthetician"}),
     }
 )
 

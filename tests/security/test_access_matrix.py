@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from review_rules import prepare_review, review_rules
 from sec_util import PASSWORD, photo_bytes, row_counts
 
 from tests.conftest import BACKENDS
@@ -280,6 +281,8 @@ RULES: dict[str, list[tuple[str, Op, frozenset[str]]]] = {
         ),
     ],
 }
+# Issue 22's vein maps and rating sessions (H5); the aesthetician rates the prepared ones.
+RULES.update(review_rules(may, READ_A, frozenset({"aesthetician"})))
 
 #: Public methods that take no acting user, and why that is safe.
 NO_ACTOR = {
@@ -364,6 +367,7 @@ def matrix_clinic(
                 spare_treatment=spare_treatment,
                 spare_marketing=spare_marketing,
                 actors=actors,
+                review=prepare_review(repo, c),
             ),
         )
     finally:

@@ -59,6 +59,8 @@ from .repo.consent import ConsentRecords
 from .repo.maintenance import MaintenanceRecords
 from .repo.marketing import MarketingRecords
 from .repo.photos import PhotoRecords
+from .repo.ratings import RatingRecords
+from .repo.vein_maps import VeinMapRecords
 from .repo.visits import VisitRecords
 
 __all__ = [
@@ -84,6 +86,8 @@ class Repository(
     MarketingRecords,
     AuditRecords,
     MaintenanceRecords,
+    VeinMapRecords,  # issue 22 (H5): reviewed vein maps
+    RatingRecords,  # issue 22 (H5): blind rating sessions
 ):
     """Clinic records and photos behind access rules. Build it with :func:`open_repository`.
 

@@ -55,6 +55,22 @@ NAV_PAGES: tuple[NavPage, ...] = (
         ":material/ios_share:",
         Action.EXPORT_MARKETING,
     ),
+    # issue 22 (H5): blind rating sessions and agreement
+    NavPage(
+        "rating_sessions.py",
+        "Rating sessions",
+        "rating-sessions",
+        ":material/rule:",
+        Action.CREATE_RATING_SESSION,
+    ),
+    NavPage("rating.py", "Blind rating", "rating", ":material/grading:", Action.RATE),
+    NavPage(
+        "agreement.py",
+        "Agreement",
+        "agreement",
+        ":material/query_stats:",
+        Action.VIEW_AGREEMENT,
+    ),
 )
 #: The password page: every role, and the only page while a password change is due.
 ACCOUNT = NavPage(

@@ -54,6 +54,11 @@ AUDIT_ACTIONS: Final = frozenset(
         "fsck_clean",
         "seed",
         "access_denied",
+        # issue 22 (H5): reviewed vein maps and blind rating sessions
+        "vein_map_save",
+        "rating_session_create",
+        "rating_session_close",
+        "rating_submit",
     }
 )
 EXTERNAL_EVENTS: Final = frozenset({"logout", "session_timeout", "report", "export"})
