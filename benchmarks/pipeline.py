@@ -295,6 +295,97 @@ def run_baseline(scene: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _open_review_page(
+    repo: Any,
+    actor: Any,
+    client_id: int,
+    area_id: int,
+    ids: dict[str, int],
+    events: list[tuple[float, float, str]],
+) -> dict[str, Any]:
+    """One opening of the review page: its queries, ``analyze_pair``, its pictures and their
+    JPEG encoding, timed by stage from the progress ``events`` (child process)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vein_tracker import services
+    from vein_tracker.config import get_settings
+
+    def mark(_frac: float, msg: str) -> None:
+        events.append((time.perf_counter(), _cpu_s(), msg))
+
+    events.clear()
+    t0, c0 = time.perf_counter(), _cpu_s()
+    # _pick_pair: the client's areas and the area's photos.
+    repo.list_areas(actor, client_id)
+    repo.list_photos(actor, area_id=area_id)
+    params = services.AnalysisParams(sensitivity=0.5, target_pct=get_settings().target_pct)
+    review = services.analyze_pair(
+        repo,
+        actor,
+        baseline_photo_id=ids["baseline"],
+        followup_photo_id=ids["followup"],
+        params=params,
+        progress=mark,
+    )
+    mark(1.0, "<render>")
+    shown = [
+        services.wipe(review.baseline, review.followup, position=0.5),
+        services.checkerboard(review.baseline, review.followup, tiles=8),
+        services.vein_overlay(review.baseline, review.baseline_labels),
+        services.vein_overlay(review.followup, review.followup_labels),
+        services.change_overlay(review.baseline, review.change_map),
+        services.roi_overlay(review.baseline, review.region),
+    ]
+    shown = [services.preview(img) for img in shown]
+    services.legend("veins")
+    services.legend("change")
+    mark(1.0, "<encode>")
+    for img in shown:
+        buf = io.BytesIO()
+        Image.fromarray(img.astype(np.uint8)).save(buf, format="JPEG", quality=100)
+    t1, c1 = time.perf_counter(), _cpu_s()
+    stages, stages_cpu = _split_stages(events, (t0, c0), (t1, c1), REVIEW_STAGES)
+    return {
+        "wall_s": t1 - t0,
+        "cpu_s": c1 - c0,
+        "stages": stages,
+        "stages_cpu": stages_cpu,
+        "cached": bool(review.cached),
+        "saved": bool(review.saved),
+        "estimate": review.result.get("improvement_pct"),
+        "messages": [m for _, _, m in events],
+        "_review": review,
+    }
+
+
+def _bench_clinic(repo: Any, password: str) -> tuple[Any, Any, Any, list[Any]]:
+    """An aesthetician, a consenting client, an area and two visits 21 days apart."""
+    from datetime import date, timedelta
+
+    from vein_tracker.storage import SYSTEM_ACTOR, Screening
+
+    repo.create_user(SYSTEM_ACTOR, "anna", password, "aesthetician")
+    anna = repo.authenticate("anna", password)
+    today = date.today()
+    client = repo.create_client(
+        anna, name="Bench Client", date_of_birth=date(1980, 5, 17), screening=Screening()
+    )
+    repo.record_consent(
+        anna, client.id, kind="treatment_photography", signed_at=today - timedelta(days=60)
+    )
+    area = repo.create_area(anna, client.id, side="left", view="posterior", region="calf")
+    visits = [
+        repo.create_visit(
+            anna, client.id, visit_date=today - timedelta(days=d), area_ids=(area.id,)
+        )
+        for d in (42, 21)
+    ]
+    return anna, client, area, visits
+
+
 def run_review(scene: dict[str, Any], clinic_dir: str) -> dict[str, Any]:
     """The app's review page on one pair uploaded to a throw-away clinic (child process).
 
@@ -312,19 +403,15 @@ def run_review(scene: dict[str, Any], clinic_dir: str) -> dict[str, Any]:
     only on its button: this computes again), the save, and a reopen after clearing the
     cache once it is saved (rebuilt from the saved analysis).
     """
-    import io
-    from datetime import date, timedelta
 
     os.environ["VEIN_TRACKER_DATA"] = clinic_dir
     os.environ.pop("VEIN_TRACKER_DB_URL", None)
     os.environ.pop("VEIN_TRACKER_ENCRYPTION_KEY", None)
 
     # The app is a long-lived server: import what the page needs before the clock starts.
-    import numpy as np
     import scipy.ndimage  # noqa: F401
     import skimage.color  # noqa: F401
     import skimage.morphology  # noqa: F401
-    from PIL import Image
 
     import vein_tracker.colour
     import vein_tracker.measure
@@ -334,9 +421,7 @@ def run_review(scene: dict[str, Any], clinic_dir: str) -> dict[str, Any]:
     from vein_tracker.config import get_settings
     from vein_tracker.errors import VeinTrackerError
     from vein_tracker.storage import (
-        SYSTEM_ACTOR,
         Passwords,
-        Screening,
         fast_test_hasher,
         open_repository,
     )
@@ -344,22 +429,7 @@ def run_review(scene: dict[str, Any], clinic_dir: str) -> dict[str, Any]:
     password = "bench-password-42"
     repo = open_repository(get_settings(), passwords=Passwords(fast_test_hasher()))
     try:
-        repo.create_user(SYSTEM_ACTOR, "anna", password, "aesthetician")
-        anna = repo.authenticate("anna", password)
-        today = date.today()
-        client = repo.create_client(
-            anna, name="Bench Client", date_of_birth=date(1980, 5, 17), screening=Screening()
-        )
-        repo.record_consent(
-            anna, client.id, kind="treatment_photography", signed_at=today - timedelta(days=60)
-        )
-        area = repo.create_area(anna, client.id, side="left", view="posterior", region="calf")
-        visits = [
-            repo.create_visit(
-                anna, client.id, visit_date=today - timedelta(days=d), area_ids=(area.id,)
-            )
-            for d in (42, 21)
-        ]
+        anna, client, area, visits = _bench_clinic(repo, password)
         upload_s: dict[str, float] = {}
         upload_cpu: dict[str, float] = {}
         ids: dict[str, int] = {}
@@ -387,61 +457,17 @@ def run_review(scene: dict[str, Any], clinic_dir: str) -> dict[str, Any]:
 
         services.review_from_comparison = review_from_comparison
 
-        def open_page() -> dict[str, Any]:
-            events.clear()
-            t0, c0 = time.perf_counter(), _cpu_s()
-            # _pick_pair: the client's areas and the area's photos.
-            repo.list_areas(anna, client.id)
-            repo.list_photos(anna, area_id=area.id)
-            params = services.AnalysisParams(sensitivity=0.5, target_pct=get_settings().target_pct)
-            review = services.analyze_pair(
-                repo,
-                anna,
-                baseline_photo_id=ids["baseline"],
-                followup_photo_id=ids["followup"],
-                params=params,
-                progress=mark,
-            )
-            mark(1.0, "<render>")
-            shown = [
-                services.wipe(review.baseline, review.followup, position=0.5),
-                services.checkerboard(review.baseline, review.followup, tiles=8),
-                services.vein_overlay(review.baseline, review.baseline_labels),
-                services.vein_overlay(review.followup, review.followup_labels),
-                services.change_overlay(review.baseline, review.change_map),
-                services.roi_overlay(review.baseline, review.region),
-            ]
-            shown = [services.preview(img) for img in shown]
-            services.legend("veins")
-            services.legend("change")
-            mark(1.0, "<encode>")
-            for img in shown:
-                buf = io.BytesIO()
-                Image.fromarray(img.astype(np.uint8)).save(buf, format="JPEG", quality=100)
-            t1, c1 = time.perf_counter(), _cpu_s()
-            stages, stages_cpu = _split_stages(events, (t0, c0), (t1, c1), REVIEW_STAGES)
-            return {
-                "wall_s": t1 - t0,
-                "cpu_s": c1 - c0,
-                "stages": stages,
-                "stages_cpu": stages_cpu,
-                "cached": bool(review.cached),
-                "saved": bool(review.saved),
-                "estimate": review.result.get("improvement_pct"),
-                "messages": [m for _, _, m in events],
-                "_review": review,
-            }
-
         try:
-            first = open_page()
-            reopen = open_page()
+            page = (repo, anna, client.id, area.id, ids, events)
+            first = _open_review_page(*page)
+            reopen = _open_review_page(*page)
             services.clear_analysis_cache()
-            cleared_unsaved = open_page()
+            cleared_unsaved = _open_review_page(*page)
             t, c = time.perf_counter(), _cpu_s()
             services.save_analysis(repo, anna, cleared_unsaved["_review"])
             save_s, save_cpu = time.perf_counter() - t, _cpu_s() - c
             services.clear_analysis_cache()
-            cleared_saved = open_page()
+            cleared_saved = _open_review_page(*page)
         except VeinTrackerError as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -685,11 +711,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report(raw: dict[str, Any]) -> None:
     """Print the tables of one run (``raw`` as written by ``--json``)."""
-    from vein_tracker.measure import ANALYSIS_PX_PER_MM
-
     scenes12, ours12, base12 = raw["scenes12"], raw["ours12"], raw["base12"]
     ours3, ours24 = raw["ours3"], raw["ours24"]
     ok12 = [r for r in ours12 if r["ok"]]
+    _report_header(raw, scenes12, ours12)
+    med_total, med_cpu = _report_stages(ok12, base12)
+    ratios, ratios_cpu = _report_pairs(scenes12, ours12, base12)
+    _report_accuracy(ours3, ours12, base12)
+    _report_linearity(ours3, ok12, ours24)
+    # Table 5: the review page.
+    review12 = [r for r in raw.get("review12", []) if r["ok"]]
+    for r, sc in zip(raw.get("review12", []), scenes12, strict=False):
+        if not r["ok"]:
+            print(f"  seed {sc['seed']}: review page FAILED: {r['error']}")
+    review = _report_review(review12) if review12 else (math.nan,) * 4
+    _report_targets(ok12, base12, med_total, med_cpu, ratios, ratios_cpu, review12, review)
+    print(f"\n(benchmark wall time {raw.get('bench_s', math.nan):.0f} s)")
+
+
+def _report_header(
+    raw: dict[str, Any], scenes12: list[dict[str, Any]], ours12: list[dict[str, Any]]
+) -> None:
     print()
     if "git_start" in raw:
         same = raw["git_start"] == raw["git_end"]
@@ -711,7 +753,9 @@ def report(raw: dict[str, Any]) -> None:
         if not r["ok"]:
             print(f"  seed {sc['seed']}: pipeline FAILED: {r['error']}")
 
-    # Table 1: stages.
+
+def _report_stages(ok12: list[dict[str, Any]], base12: list[dict[str, Any]]) -> tuple[float, float]:
+    """Table 1: the median time per stage; returns the median wall and CPU end to end."""
     print("\nTable 1. Median time per stage, 12 MP (4000 × 3000): wall s / CPU s (all threads)")
     print(
         f"{'stage':<19}{'wall':>7}{'CPU':>7}{'share':>7}   "
@@ -746,7 +790,13 @@ def report(raw: dict[str, Any]) -> None:
         "run while measuring starts, so most of them fall in 'measure'."
     )
 
-    # Table 2: per pair.
+    return med_total, med_cpu
+
+
+def _report_pairs(
+    scenes12: list[dict[str, Any]], ours12: list[dict[str, Any]], base12: list[dict[str, Any]]
+) -> tuple[list[float], list[float]]:
+    """Table 2: each pair; returns the speed ratios (wall, CPU) against the baseline."""
     print("\nTable 2. Per pair at 12 MP (wall s, CPU s, peak RSS MB, |error| points)")
     hdr = (
         f"{'seed':>4} {'tone':<7}{'truth':>6} |{'wall':>6}{'CPU':>6}{'RSS':>6}{'HWM':>6}"
@@ -780,7 +830,13 @@ def report(raw: dict[str, Any]) -> None:
             )
         print(line)
 
-    # Table 3: accuracy at 12 MP vs 3 MP.
+    return ratios, ratios_cpu
+
+
+def _report_accuracy(
+    ours3: list[dict[str, Any]], ours12: list[dict[str, Any]], base12: list[dict[str, Any]]
+) -> None:
+    """Table 3: accuracy at 12 MP and 3 MP."""
     print("\nTable 3. Accuracy of issue 5 on the same scenes (|improvement_pct − truth|, points)")
     print(f"{'resolution':<22}{'pairs':>6}{'median':>8}{'max':>8}{'band coverage':>15}")
     for label, rs in (("2000 × 1500 (3 MP)", ours3), ("4000 × 3000 (12 MP)", ours12)):
@@ -798,7 +854,15 @@ def report(raw: dict[str, Any]) -> None:
             f"{_fmt(max(errs) if errs else math.nan, 1):>8}{'(no band)':>15}"
         )
 
-    # Table 4: linearity.
+
+def _report_linearity(
+    ours3: list[dict[str, Any]], ok12: list[dict[str, Any]], ours24: list[dict[str, Any]]
+) -> None:
+    """Table 4: cost against pixel count, and by stage."""
+    from vein_tracker.measure import ANALYSIS_PX_PER_MM
+
+    ours12 = ok12
+    names = [s for _, s in STAGES]
     print("\nTable 4. Cost against pixel count (pipeline, median wall and CPU s)")
     print(
         f"{'size':<22}{'MP':>6}{'pairs':>6}{'wall s':>8}{'CPU s':>8}{'wall s/MP':>11}{'RSS MB':>8}"
@@ -856,17 +920,19 @@ def report(raw: dict[str, Any]) -> None:
                 f"{_fmt(c_):>8}{_fmt(c_ / a if a > 0 else math.nan, 1):>6}"
             )
 
-    # Table 5: the review page.
-    review12 = [r for r in raw.get("review12", []) if r["ok"]]
-    for r, sc in zip(raw.get("review12", []), scenes12, strict=False):
-        if not r["ok"]:
-            print(f"  seed {sc['seed']}: review page FAILED: {r['error']}")
-    rev_first = rev_first_cpu = math.nan
-    rev_reopen = rev_reopen_an = math.nan
-    if review12:
-        rev_first, rev_first_cpu, rev_reopen, rev_reopen_an = _report_review(review12)
 
-    # Targets.
+def _report_targets(
+    ok12: list[dict[str, Any]],
+    base12: list[dict[str, Any]],
+    med_total: float,
+    med_cpu: float,
+    ratios: list[float],
+    ratios_cpu: list[float],
+    review12: list[dict[str, Any]],
+    review: tuple[float, ...],
+) -> None:
+    """The issue's targets at 12 MP, met or not."""
+    rev_first, rev_first_cpu, rev_reopen, rev_reopen_an = review
     rss = max((r["rss_mb"] for r in ok12), default=math.nan)
     ratio = _median(ratios) if ratios else math.nan
     ratio_cpu = _median(ratios_cpu) if ratios_cpu else math.nan
@@ -911,7 +977,6 @@ def report(raw: dict[str, Any]) -> None:
         )
     for label, v, ok in checks:
         print(f"{label:<40}{_fmt(v):>10}{'yes' if ok else 'NO':>6}")
-    print(f"\n(benchmark wall time {raw.get('bench_s', math.nan):.0f} s)")
 
 
 if __name__ == "__main__":

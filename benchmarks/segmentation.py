@@ -93,31 +93,23 @@ def _fmt(rows: list[dict[str, float]], key: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-tone", type=int, default=5, help="phantoms per skin tone (5 → 25)")
-    ap.add_argument("--shape", type=int, nargs=2, default=(1500, 2000), metavar=("H", "W"))
-    ap.add_argument("--no-baseline", action="store_true", help="skip the Frangi baseline")
-    ap.add_argument("--no-12mp", action="store_true", help="skip the 4000 × 3000 timing")
-    ap.add_argument("--no-lookalikes", action="store_true", help="skip the stain/bruise check")
-    ap.add_argument(
-        "--camera",
-        action="store_true",
-        help="photograph the baselines like a phone (noise, blur 0.5 px, JPEG 90) instead of "
-        "the generator's default clean identity capture",
-    )
-    args = ap.parse_args(argv)
-    shape = (int(args.shape[0]), int(args.shape[1]))
+Rows = dict[str, list[dict[str, float]]]
 
-    ours: dict[str, list[dict[str, float]]] = defaultdict(list)
-    base: dict[str, list[dict[str, float]]] = defaultdict(list)
+
+def run_phantoms(
+    shape: tuple[int, int], per_tone: int, *, baseline: bool, camera: bool
+) -> tuple[Rows, Rows]:
+    """Segment ``per_tone`` phantom baselines of each tone (and run the Frangi baseline on
+    them): the scores by tone, ours and the baseline's."""
+    ours: Rows = defaultdict(list)
+    base: Rows = defaultdict(list)
     seed = 1000
     for tone in TONES:
-        for _ in range(args.per_tone):
+        for _ in range(per_tone):
             seed += 1
             leg = synthetic.make_leg(seed, shape=shape, tone=tone, hair=True, freckles=True)
             cap = None
-            if args.camera:
+            if camera:
                 cap = synthetic.identity_capture(
                     shape=shape, noise=0.004, blur_sigma=0.5, jpeg_quality=90, seed=seed
                 )
@@ -130,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             row["time_s"] = dt
             row["cpu_s"] = time.process_time() - c0
             ours[tone].append(row)
-            if not args.no_baseline:
+            if baseline:
                 t0 = time.perf_counter()
                 bmask = frangi_baseline(r.rgb, r.leg_mask)
                 bdt = time.perf_counter() - t0
@@ -144,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"fp {row['fp_hair_freckle']:.4f} t {dt:.3f}s",
                 flush=True,
             )
+    return ours, base
 
+
+def print_tables(shape: tuple[int, int], ours: Rows, base: Rows) -> None:
+    """The per-tone tables of ours and of the baseline, and their ratio."""
     cols = ("dice", "recall", "precision", "cls_acc", "fp_hair_freckle")
     hdr = f"{'tone':<8}{'n':>3} {'Dice':>6} {'recall':>7} {'prec':>6} {'class':>6} "
     hdr += f"{'FP hair+frk':>11} {'t med s':>8} {'cpu med s':>9}"
@@ -184,11 +180,12 @@ def main(argv: list[str] | None = None) -> int:
             f"speed {t_b / max(t_o, 1e-9):.1f}x faster"
         )
 
-    # Look-alikes on a vein-free phantom: brown staining streak and bruise.
-    if not args.no_lookalikes:
-        print("\nlook-alikes on vein-free phantoms (fraction of their area marked as vein)")
-        print(f"{'seed':>6} {'tone':<8} {'stain':>8} {'bruise':>8}")
-    for i, tone in enumerate(TONES if not args.no_lookalikes else ()):
+
+def print_lookalikes(shape: tuple[int, int]) -> None:
+    """Look-alikes on a vein-free phantom: brown staining streak and bruise."""
+    print("\nlook-alikes on vein-free phantoms (fraction of their area marked as vein)")
+    print(f"{'seed':>6} {'tone':<8} {'stain':>8} {'bruise':>8}")
+    for i, tone in enumerate(TONES):
         # Every vein cleared: the follow-up is vein-free, with staining along the
         # cleared veins and bruises at the treated sites.
         pair = synthetic.make_pair(
@@ -210,26 +207,53 @@ def main(argv: list[str] | None = None) -> int:
             f"(true vein px {int((fr.labels > 0).sum())}, found {int(seg.mask.sum())})"
         )
 
+
+def print_12mp() -> None:
+    """The time and scores of one 4000 x 3000 photo."""
+    leg = synthetic.make_leg(77, shape=(3000, 4000), tone="medium")
+    r = synthetic.render(leg)
+    ts, cs = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        seg = segment(r.rgb, px_per_mm=r.px_per_mm)
+        ts.append(time.perf_counter() - t0)
+        cs.append(time.process_time() - c0)
+    row = score(seg.mask, seg.labels, seg.skeleton, r)
+    # The same 0.2 mm centreline tolerance as 2 px at 2000 × 1500 is 4 px here.
+    row_mm = score(seg.mask, seg.labels, seg.skeleton, r, tol_px=2 * TOL_PX)
+    print(
+        f"\n4000x3000: median {statistics.median(ts):.3f} s wall, "
+        f"{statistics.median(cs):.3f} s CPU over {len(ts)} runs; "
+        f"Dice {row['dice']:.3f} class {row['cls_acc']:.3f}; centreline rec/prec "
+        f"{row['recall']:.3f}/{row['precision']:.3f} at 2 px, "
+        f"{row_mm['recall']:.3f}/{row_mm['precision']:.3f} at 4 px (0.2 mm)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-tone", type=int, default=5, help="phantoms per skin tone (5 → 25)")
+    ap.add_argument("--shape", type=int, nargs=2, default=(1500, 2000), metavar=("H", "W"))
+    ap.add_argument("--no-baseline", action="store_true", help="skip the Frangi baseline")
+    ap.add_argument("--no-12mp", action="store_true", help="skip the 4000 × 3000 timing")
+    ap.add_argument("--no-lookalikes", action="store_true", help="skip the stain/bruise check")
+    ap.add_argument(
+        "--camera",
+        action="store_true",
+        help="photograph the baselines like a phone (noise, blur 0.5 px, JPEG 90) instead of "
+        "the generator's default clean identity capture",
+    )
+    args = ap.parse_args(argv)
+    shape = (int(args.shape[0]), int(args.shape[1]))
+    ours, base = run_phantoms(
+        shape, args.per_tone, baseline=not args.no_baseline, camera=args.camera
+    )
+    print_tables(shape, ours, base)
+    if not args.no_lookalikes:
+        print_lookalikes(shape)
     if not args.no_12mp:
-        leg = synthetic.make_leg(77, shape=(3000, 4000), tone="medium")
-        r = synthetic.render(leg)
-        ts, cs = [], []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-            seg = segment(r.rgb, px_per_mm=r.px_per_mm)
-            ts.append(time.perf_counter() - t0)
-            cs.append(time.process_time() - c0)
-        row = score(seg.mask, seg.labels, seg.skeleton, r)
-        # The same 0.2 mm centreline tolerance as 2 px at 2000 × 1500 is 4 px here.
-        row_mm = score(seg.mask, seg.labels, seg.skeleton, r, tol_px=2 * TOL_PX)
-        print(
-            f"\n4000x3000: median {statistics.median(ts):.3f} s wall, "
-            f"{statistics.median(cs):.3f} s CPU over {len(ts)} runs; "
-            f"Dice {row['dice']:.3f} class {row['cls_acc']:.3f}; centreline rec/prec "
-            f"{row['recall']:.3f}/{row['precision']:.3f} at 2 px, "
-            f"{row_mm['recall']:.3f}/{row_mm['precision']:.3f} at 4 px (0.2 mm)"
-        )
+        print_12mp()
     return 0
 
 
