@@ -14,6 +14,7 @@ from vein_tracker.vein_map import (
     MapEdit,
     apply_edits,
     parse_edits,
+    reviewed_note,
     scale_edits,
 )
 
@@ -203,3 +204,10 @@ def test_map_edit_round_trip() -> None:
     e = MapEdit("roi", ((1.0, 2.0), (3.0, 4.0), (5.0, 1.0)))
     assert parse_edits([e.to_dict()], shape=(10, 10)) == (e,)
     assert parse_edits(None, shape=(10, 10)) == ()
+
+
+def test_reviewed_note_of_an_analysis() -> None:
+    result = {"vein_map": {"reviewed_by": "anna", "reviewed_at": "2026-12-04T10:00:00+00:00"}}
+    assert reviewed_note(result) == "vein map reviewed by anna on 2026-12-04"
+    assert reviewed_note({"vein_map": {}}) == "vein map reviewed by the clinic"
+    assert reviewed_note({"improvement_pct": 50.0}) is None

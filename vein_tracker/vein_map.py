@@ -375,3 +375,15 @@ def scale_edits(
         width = min(MAX_WIDTH_PX, max(0.5, e.width_px * (sx + sy) / 2.0)) if e.width_px else 0.0
         out.append(MapEdit(e.op, pts, width, e.cls).to_dict())
     return out
+
+
+def reviewed_note(result: Mapping[str, Any]) -> str | None:
+    """``"vein map reviewed by anna on 2026-12-04"`` for an analysis measured on a
+    reviewed baseline map (its result's ``vein_map``, written by the Review page), else
+    None. Reports, Progress and the export print it beside the figure."""
+    info = result.get("vein_map")
+    if not isinstance(info, Mapping):
+        return None
+    who = info.get("reviewed_by") or "the clinic"
+    when = str(info.get("reviewed_at") or "")[:10]
+    return f"vein map reviewed by {who}" + (f" on {when}" if when else "")
