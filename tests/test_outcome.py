@@ -14,6 +14,7 @@ from vein_tracker.outcome import (
     TARGET_STATUSES,
     grade_for,
     quartile,
+    target_met,
     target_status,
     target_status_of,
 )
@@ -110,3 +111,11 @@ def test_target_status_of_a_comparison_json() -> None:
     assert target_status_of({}) is None
     # A stored result whose band was written as null ends (non-finite) reads without band.
     assert target_status_of({**base, "improvement_band_pct": [None, None]}) == "likely"
+
+
+def test_target_met_needs_a_usable_band() -> None:
+    assert target_met(80.0, (76.0, 84.0), 75.0)
+    assert not target_met(80.0, (70.0, 84.0), 75.0)
+    assert not target_met(80.0, None, 75.0)
+    assert not target_met(80.0, (float("nan"), 84.0), 75.0)
+    assert not target_met(80.0, (84.0, 76.0), 75.0)

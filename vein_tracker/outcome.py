@@ -148,3 +148,16 @@ def target_status_of(
     if not isinstance(target, int | float):
         target = 75.0
     return target_status(float(pct), band_pct, float(target))
+
+
+def target_met(
+    estimate_pct: float, band_pct: tuple[float, float] | None, target_pct: float
+) -> bool:
+    """True when :func:`target_status` is ``"met"``; a band with a non-finite or crossed
+    end counts as no band (so never "met")."""
+    band: tuple[float, float] | None = None
+    if band_pct is not None:
+        lo, hi = (float(v) for v in band_pct)
+        if math.isfinite(lo) and math.isfinite(hi) and lo <= hi:
+            band = (lo, hi)
+    return target_status(estimate_pct, band, target_pct) == "met"

@@ -212,6 +212,21 @@ class Comparison:
         """A map of this comparison (mask, labels, change map) at the baseline photo's size."""
         return np.asarray(arr).copy() if self.frame is None else self.frame.to_photo(arr)
 
+    @property
+    def target_status(self) -> str | None:
+        """``"met"`` (the band's low end reaches the target), ``"likely"`` (only the
+        estimate does) or ``"not yet"`` (:func:`vein_tracker.outcome.target_status`);
+        None without a figure."""
+        from ..outcome import target_status_of
+
+        return target_status_of(
+            {
+                "improvement_pct": self.improvement_pct,
+                "improvement_band_pct": list(self.improvement_band_pct),
+                "target_pct": self.target_pct,
+            }
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (no arrays): the ``analyze --json`` contract."""
         reg = self.registration
@@ -246,6 +261,7 @@ class Comparison:
             "grade": self.grade,
             "target_pct": float(self.target_pct),
             "meets_target": bool(self.meets_target),
+            "target_status": self.target_status,
             "veins": {k: int(v) for k, v in self.vein_counts.items()},
             "vein_changes": changes,
             "warnings": list(self.warnings),

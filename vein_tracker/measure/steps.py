@@ -30,7 +30,7 @@ from ..colour import (
 from ..errors import RegistrationError
 from ..io import Photo, PhotoSource, load_photo, photo_from_array
 from ..morphology import dilate_disc, distance_to, erode_disc
-from ..outcome import grade_for
+from ..outcome import grade_for, target_met
 from ..registration import PhotoFeatures, Registration, align_features, photo_features
 from ..segmentation import Segmentation, VeinContrast, estimate_px_per_mm, segment, vein_contrast
 from ..segmentation import leg_mask as find_leg
@@ -709,7 +709,8 @@ def comparison(
         else None,
         grade=grade_for(pct) if math.isfinite(pct) else None,
         target_pct=float(target_pct),
-        meets_target=bool(math.isfinite(pct) and pct >= target_pct),
+        # Met only when the band's low end reaches the target (issue 22): outcome's rule.
+        meets_target=bool(math.isfinite(pct) and target_met(pct, head.band.low_high, target_pct)),
         veins=tab.veins,
         vein_counts=tab.counts,
         warnings=tuple(warnings),
