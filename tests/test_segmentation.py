@@ -346,7 +346,13 @@ def test_sensitivity_orders_the_masks(light: synthetic.Rendered) -> None:
 def test_scale_from_photo_or_estimated(light: synthetic.Rendered) -> None:
     est = segment(light.rgb)
     assert est.px_per_mm_estimated
-    assert est.px_per_mm == pytest.approx(estimate_px_per_mm(light.rgb)) == 800 / 200
+    assert est.px_per_mm == pytest.approx(estimate_px_per_mm(light.rgb))
+    # This phantom's leg (both outlines in view, 400-520 px wide) is read as an adult
+    # lower leg, 70-150 mm wide: a range, reported with the estimate.
+    assert est.scale is not None
+    assert est.scale.source == "estimated"
+    assert est.scale.method == "leg width"
+    assert est.scale.low < est.px_per_mm < est.scale.high
     photo = photo_from_array(light.rgb, px_per_mm=PPM)
     seg = segment(photo)
     assert not seg.px_per_mm_estimated

@@ -54,11 +54,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .checks import check_mask, check_px_per_mm
-from .colour import skin_mask
+from .checks import PX_PER_MM_RANGE, check_mask, check_px_per_mm
+from .confidence import Confidence, combine, photo_reasons
 from .io import Photo, as_rgb
-from .morphology import components, skeletonize
+from .morphology import components, sample_linear, skeletonize
 from .optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD, OD_EPS
+from .scale import Scale, estimate_scale, resolve_scale
+from .skin import SkinMap, find_skin
 
 __all__ = [
     "WORK_PX_PER_MM",
@@ -137,6 +139,24 @@ _HAIR_RIM_MM = 0.2
 _K_HI_MAX, _K_HI_MIN = 7.0, 2.5
 _FLOOR_OD = {SPIDER: 0.04, RETICULAR: 0.03}
 _LO_FRACTION = 0.5
+# The local noise floor is measured over this window (mm, Gaussian sigma).
+_NOISE_WINDOW_MM = 6.0
+# Ridge vs step: flanks read this many ridge scales (at least this many px) across;
+# along a centreline piece the weaker flank must be (median) at least this share of the
+# stronger, and the luminance step across at most this many times the line's contrast.
+_FLANK_SIGMAS = 3.0
+_FLANK_MIN_PX = 2.0
+_FLANK_BALANCE = 0.1
+_STEP_PER_LINE = 2.5
+# ... and its luminance line between these multiples of what a vein of its colour
+# carries (a thin spider's colour is spread by JPEG's half-resolution chroma: its
+# luminance line reads ~2.4x its share on the phone-like phantoms).
+# (The reticular channel's wide lines share their luminance with the neutral map's own
+# background, which follows them, so only a spider needs a luminance line of its own.)
+_DARK_MIN_SHARE = {SPIDER: 0.3, RETICULAR: -np.inf}
+_DARK_PER_SHARE = {SPIDER: 5.0, RETICULAR: 2.0}
+# Short centreline pieces must reach this many times their local threshold.
+_FAINT_SNR = 1.6
 # A centreline's neutral OD must reach this share of its class contrast (physics: 0.90
 # spider, 0.94 deep vein; the background estimate inside clusters lowers it to ~0.7).
 _SUPPORT_RATIO = {SPIDER: 0.15, RETICULAR: 0.1}
@@ -146,8 +166,6 @@ _SUPPORT_RATIO = {SPIDER: 0.15, RETICULAR: 0.1}
 _GF_RADIUS_PX = 3
 _GF_EPS = 1e-3
 _GF_EPS_RETIC = 1e-4
-# A spider vein's neutral OD is ≈ 0.9 of its amplitude; hair is far darker than that.
-_HAIR_NEUTRAL_RATIO = 2.5
 # A deep vein's bluish chroma is ≈ 0.34 of its amplitude; hair and folds have none.
 _RETIC_CHROMA_RATIO = 0.12
 # Mean centreline length per skeleton pixel (mix of straight and diagonal steps).
@@ -281,6 +299,14 @@ class Segmentation:
         whatever its hue (0 outside the leg). A vein darkens in proportion to its colour
         contrast (:data:`NEUTRAL_PER_CLASS`); a colour fringe hardly darkens, and hair or
         a shadow darkens far more.
+    scale : Scale, optional
+        The scale used and where it came from (given, card or estimated, with its range).
+    skin : SkinMap, optional
+        The skin :func:`vein_tracker.skin.find_skin` found (every region, the cast), at
+        the working resolution; None when the caller gave the leg.
+    confidence : Confidence, optional
+        Whether the map can be trusted (scale below what spider veins need, little skin,
+        an estimated scale, a strong cast), with the reasons.
     """
 
     mask: np.ndarray
@@ -295,6 +321,9 @@ class Segmentation:
     sensitivity: float = 0.5
     contrast: VeinContrast | None = None
     neutral: np.ndarray | None = None
+    scale: Scale | None = None
+    skin: SkinMap | None = None
+    confidence: Confidence | None = None
 
     @property
     def strength_by_class(self) -> dict[str, np.ndarray]:
@@ -323,6 +352,9 @@ class Segmentation:
             "leg_pixels": int(self.leg_mask.sum()),
             "by_class": by_class,
             "veins": [v.to_dict() for v in self.veins],
+            "scale": None if self.scale is None else self.scale.to_dict(),
+            "skin": None if self.skin is None else self.skin.to_dict(),
+            "confidence": None if self.confidence is None else self.confidence.to_dict(),
         }
 
 
@@ -330,10 +362,12 @@ class Segmentation:
 
 
 def estimate_px_per_mm(image: Photo | np.ndarray) -> float:
-    """Scale of a photo whose scale is unknown, from the frame size.
+    """Scale of a photo whose scale is unknown (:func:`vein_tracker.scale.estimate_scale`).
 
-    Clinic photos of one treatment area frame about :data:`ASSUMED_FIELD_MM` of leg
-    along the long side, so a 2000 × 1500 photo is about 10 px/mm.
+    From the width of a leg whose two outlines are in the frame (adult lower legs are
+    about 100 mm wide), else from the frame size: clinic photos of one treatment area
+    frame about :data:`ASSUMED_FIELD_MM` of leg along the long side, so a 2000 × 1500
+    close-up is about 10 px/mm. Either way an estimate (see ``Scale.low``/``high``).
 
     Parameters
     ----------
@@ -342,10 +376,10 @@ def estimate_px_per_mm(image: Photo | np.ndarray) -> float:
     Returns
     -------
     float
-        Pixels per millimetre.
+        Pixels per millimetre, within :data:`vein_tracker.checks.PX_PER_MM_RANGE`.
     """
-    rgb = as_rgb(image)
-    return float(max(rgb.shape[0], rgb.shape[1])) / ASSUMED_FIELD_MM
+    lo, hi = PX_PER_MM_RANGE
+    return float(np.clip(estimate_scale(as_rgb(image)).px_per_mm, lo, hi))
 
 
 def _resize(img: np.ndarray, size: tuple[int, int], interp: int = cv2.INTER_AREA) -> np.ndarray:
@@ -498,6 +532,7 @@ class _Maps:
     ppm_work: float
     ppm_half: float
     ppm_coarse: float
+    skin: SkinMap | None  # what find_skin said, when the leg was found here
 
 
 def _levels(
@@ -514,9 +549,14 @@ def _levels(
     return work_size, ppm_work, half_size, coarse_size, ppm_coarse
 
 
-def _coarse_leg(small: np.ndarray, coarse_size: tuple[int, int]) -> np.ndarray:
-    """The leg found on the working-level photo, at the coarse level, as uint8 0/255."""
-    return skin_mask(_resize(small, coarse_size)).astype(np.uint8) * 255
+def _coarse_leg(
+    small: np.ndarray, coarse_size: tuple[int, int], ppm_work: float
+) -> tuple[np.ndarray, SkinMap]:
+    """Every skin region found on the working-level photo (:func:`skin.find_skin`), at
+    the coarse level, as uint8 0/255, and the finding itself."""
+    found = find_skin(small, px_per_mm=ppm_work)
+    u8 = found.mask.astype(np.uint8) * 255
+    return np.asarray(_resize(u8, coarse_size, cv2.INTER_AREA) >= 128, np.uint8) * 255, found
 
 
 def _leg_full(leg_work: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -539,8 +579,8 @@ def leg_mask(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> np
     h, w = rgb.shape[:2]
     ppm = float(px_per_mm) if px_per_mm is not None else estimate_px_per_mm(rgb)
     check_px_per_mm(ppm)
-    work_size, _, _, coarse_size, _ = _levels((h, w), ppm)
-    leg_u8 = _coarse_leg(_resize(rgb, work_size), coarse_size)
+    work_size, ppm_work, _, coarse_size, _ = _levels((h, w), ppm)
+    leg_u8, _ = _coarse_leg(_resize(rgb, work_size), coarse_size, ppm_work)
     return _leg_full(_resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128, (w, h))
 
 
@@ -559,6 +599,7 @@ class _Signals:
     ppm_work: float
     ppm_half: float
     ppm_coarse: float
+    skin: SkinMap | None
 
     def at_work(self, channel: int) -> np.ndarray:
         """Contrast of projection ``channel`` at L0: OD less its background (off the leg
@@ -588,8 +629,9 @@ def _signals(
     ppm_half = ppm_work * half_size[0] / work_size[0]
     sig_half = cv2.transform(_resize(od, half_size), PROJECTION)  # (h1, w1, 4)
     sig_c = _resize(sig_half, coarse_size)
+    skin: SkinMap | None = None
     if leg_mask is None:
-        leg_u8 = _coarse_leg(small, coarse_size)
+        leg_u8, skin = _coarse_leg(small, coarse_size, ppm_work)
         leg_c = leg_u8 > 0
         leg = _resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128
         leg_half = _resize(leg_u8, half_size, cv2.INTER_LINEAR) >= 128
@@ -606,7 +648,7 @@ def _signals(
         half[..., 3] = 0.0
     hair = _remove_hair(half, leg_half, ppm_half, n_ch)
     return _Signals(
-        od, half, bg, hair, leg, leg_half, leg_c, work_size, ppm_work, ppm_half, ppm_coarse
+        od, half, bg, hair, leg, leg_half, leg_c, work_size, ppm_work, ppm_half, ppm_coarse, skin
     )
 
 
@@ -629,6 +671,7 @@ def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _
         sg.ppm_work,
         sg.ppm_half,
         sg.ppm_coarse,
+        sg.skin,
     )
 
 
@@ -747,6 +790,107 @@ def _contrast_full(
     return VeinContrast(spider=sp, reticular=rt, leg_mask=leg, px_per_mm=ppm)
 
 
+def _local_noise(
+    ridge: np.ndarray, inner: np.ndarray, noise: float, window_px: float
+) -> np.ndarray:
+    """The ridge noise around each pixel: the global robust level scaled by the local mean
+    of the (clipped) ridge map over skin, never below the global level."""
+    if not inner.any() or noise <= 0:
+        return np.full(ridge.shape, noise, np.float32)
+    w = inner.astype(np.float32)
+    clipped = np.minimum(ridge, np.float32(3.0 * noise)) * w
+    glob = float(clipped[inner].mean())
+    if glob <= 0:
+        return np.full(ridge.shape, noise, np.float32)
+    num = cv2.GaussianBlur(clipped, (0, 0), window_px)
+    den = cv2.GaussianBlur(w, (0, 0), window_px)
+    local = num / np.maximum(den, 1e-3) / np.float32(glob)
+    return np.asarray(np.maximum(local, 1.0) * np.float32(noise), np.float32)
+
+
+def _ridge_not_edge(
+    x: np.ndarray,
+    neutral: np.ndarray,
+    centre: np.ndarray,
+    sigma: np.ndarray,
+    nx: np.ndarray,
+    ny: np.ndarray,
+    neutral_share: float,
+    dark_min: float,
+    dark_max: float,
+) -> np.ndarray:
+    """The centreline pieces that are ridges, not the inner lobe of a step nor a shadow.
+
+    Each centreline pixel's two flanks are read :data:`_FLANK_SIGMAS` ridge scales
+    across it, on the class map and on the neutral OD, both smoothed at the ridge's
+    scale. A vein stands above both flanks of its class map by a similar amount and
+    darkens the skin in luminance no more on one side than on the other; a leg outline,
+    a shadow's edge or a finger's edge drops on one side only, with a luminance step
+    larger than the line it leaves in the colour map. Single pixels are noisy (texture,
+    branching), so each 8-connected piece is judged by its medians.
+    """
+    cc = components(centre)
+    if cc.n <= 1:
+        return centre
+    ys, xs = np.divmod(cc.idx, centre.shape[1])
+    s = sigma[ys, xs]
+    ratio = np.zeros(len(ys), np.float64)
+    step = np.zeros(len(ys), np.float64)
+    dark = np.zeros(len(ys), np.float64)
+    for sv in np.unique(s):
+        sel = np.flatnonzero(s == sv)
+        g = cv2.GaussianBlur(x, (0, 0), float(sv))
+        gn = cv2.GaussianBlur(neutral, (0, 0), float(sv))
+        d = max(_FLANK_MIN_PX, _FLANK_SIGMAS * float(sv))
+        y0 = ys[sel].astype(np.float64)
+        x0 = xs[sel].astype(np.float64)
+        ddx = nx[ys[sel], xs[sel]].astype(np.float64) * d
+        ddy = ny[ys[sel], xs[sel]].astype(np.float64) * d
+        c = g[ys[sel], xs[sel]].astype(np.float64)
+        # Each side is its lower reading at one and two flank distances: a neighbouring
+        # vein fills one reading only, a step's plateau both.
+        dl = c - np.minimum(
+            sample_linear(g, y0 - ddy, x0 - ddx), sample_linear(g, y0 - 2 * ddy, x0 - 2 * ddx)
+        )
+        dr = c - np.minimum(
+            sample_linear(g, y0 + ddy, x0 + ddx), sample_linear(g, y0 + 2 * ddy, x0 + 2 * ddx)
+        )
+        lo, hi = np.minimum(dl, dr), np.maximum(dl, dr)
+        ratio[sel] = lo / np.maximum(hi, 1e-6)
+        nl = sample_linear(gn, y0 - ddy, x0 - ddx)
+        nr = sample_linear(gn, y0 + ddy, x0 + ddx)
+        step[sel] = np.abs(nl - nr) / np.maximum(hi, 1e-6)
+        line = 0.5 * (dl + dr)
+        dark[sel] = (gn[ys[sel], xs[sel]] - 0.5 * (nl + nr)) / np.maximum(line, 1e-6)
+    order = np.argsort(cc.at, kind="stable")
+    bounds = np.searchsorted(cc.at[order], np.arange(cc.n + 1))
+    keep = np.zeros(cc.n, bool)
+    for k in range(1, cc.n):
+        part = order[bounds[k] : bounds[k + 1]]
+        if not len(part):
+            continue
+        keep[k] = (
+            float(np.median(ratio[part])) >= _FLANK_BALANCE
+            and float(np.median(step[part])) <= _STEP_PER_LINE
+            and dark_min * neutral_share <= float(np.median(dark[part])) <= dark_max * neutral_share
+        )
+    return keep[cc.labels]
+
+
+def _faint_and_short(centre: np.ndarray, snr: np.ndarray, min_px: int) -> np.ndarray:
+    """Drop centreline pieces that are both short (under ``min_px`` pixels) and faint
+    (never ``_FAINT_SNR`` times their local threshold): texture makes many such specks,
+    a vein is either long or clear."""
+    cc = components(centre)
+    if cc.n <= 1:
+        return centre
+    peak = np.zeros(cc.n, np.float32)
+    np.maximum.at(peak, cc.at, snr.reshape(-1)[cc.idx])
+    keep = (cc.areas >= min_px) | (peak >= _FAINT_SNR)
+    keep[0] = False
+    return keep[cc.labels]
+
+
 @dataclass(frozen=True, eq=False)
 class _Centrelines:
     """Centreline seeds of one class, in pixels of the level its footprint is drawn at."""
@@ -793,7 +937,10 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
     vals = ridge[inner]
     noise = 1.4826 * float(np.median(vals)) if vals.size else 1.0
     k_hi = _K_HI_MAX - (_K_HI_MAX - _K_HI_MIN) * sensitivity
-    hi = max(k_hi * noise, _FLOOR_OD[cls] * (1.5 - sensitivity))
+    floor = _FLOOR_OD[cls] * (1.5 - sensitivity)
+    # The noise floor is local: rough, hairy or dark skin (a shaded flank, where the
+    # camera's noise is larger in OD) raises it where it is, not over the whole leg.
+    hi = np.maximum(k_hi * _local_noise(ridge, inner, noise, _NOISE_WINDOW_MM * ppm_det), floor)
     centre = _nms(ridge, nx, ny) & (ridge > _LO_FRACTION * hi)
 
     # Colour vetoes: hair and moles (neutral-dark) for spiders, a deep vein's bluish
@@ -805,6 +952,20 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
         centre &= sig[..., 3] > _RETIC_CHROMA_RATIO * amp
     min_px = max(2, int(round(_MIN_LENGTH_MM[cls] * ppm_det)))
     centre = _hysteresis(centre, ridge > hi, min_px)
+    # A vein is a line darker than the skin on both sides; an outline, a fold, a
+    # shadow's edge or a finger's edge is a step (one side only).
+    centre = _ridge_not_edge(
+        cd,
+        np.ascontiguousarray(sig[..., 2]),
+        centre,
+        best_s,
+        nx,
+        ny,
+        NEUTRAL_PER_CLASS[cls],
+        _DARK_MIN_SHARE[cls],
+        _DARK_PER_SHARE[cls],
+    )
+    centre = _faint_and_short(centre, ridge / hi, 2 * min_px)
     centre = _luminance_support(centre, cd, sig[..., 2], _SUPPORT_RATIO[cls])
 
     ys, xs = np.nonzero(centre)
@@ -1043,14 +1204,9 @@ def segment(
     shape = (int(rgb.shape[0]), int(rgb.shape[1]))
     roi_m = None if roi is None else check_mask(roi, shape=shape, name="roi")
     lm = None if leg_mask is None else check_mask(leg_mask, shape=shape, name="leg_mask")
-    estimated = False
-    ppm = px_per_mm
-    if ppm is None and isinstance(photo, Photo) and photo.px_per_mm:
-        ppm = photo.px_per_mm
-    if ppm is None:
-        ppm = estimate_px_per_mm(rgb)
-        estimated = True
-    ppm = float(ppm)
+    scale = resolve_scale(photo, px_per_mm=px_per_mm)
+    ppm = float(np.clip(scale.px_per_mm, *PX_PER_MM_RANGE))
+    estimated = scale.estimated
     sens = float(sensitivity)
 
     maps = _compute_maps(rgb, ppm, lm)
@@ -1124,6 +1280,26 @@ def segment(
         sensitivity=sens,
         contrast=contrast,
         neutral=neutral,
+        scale=scale,
+        skin=maps.skin,
+        confidence=_confidence(scale, maps.skin, leg),
+    )
+
+
+def _confidence(scale: Scale, skin: SkinMap | None, leg: np.ndarray) -> Confidence:
+    """The segmentation's confidence: its scale, the skin in view and the light."""
+    if skin is None:  # the caller gave the leg
+        return combine(
+            photo_reasons(scale=scale, skin_fraction=float(leg.mean()), skin_found=bool(leg.any()))
+        )
+    return combine(
+        photo_reasons(
+            scale=scale,
+            skin_fraction=float(leg.mean()),
+            skin_found=skin.found,
+            cast_od=skin.cast_od,
+            heavy_cast=skin.heavy_cast,
+        )
     )
 
 

@@ -1,0 +1,201 @@
+"""How far a result can be trusted: ``ok``, ``low`` or ``refused``, with plain reasons.
+
+A number is only as good as the photo under it. Each check below looks at one thing the
+clinic can act on (the scale, the skin in view, the light, the alignment, the vein map)
+and, when it finds a problem, gives a reason in words a clinic user understands. A
+reason either lowers the confidence (``"low"``: the number is shown as uncertain, never
+bare) or is a note that leaves it ``"ok"`` (say, a scale estimated without a card).
+``"refused"`` is for results that were not computed at all (a pair that does not
+register); its reason is the refusal's.
+
+This module judges results; it must not segment, register or measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .scale import MIN_PX_PER_MM, Scale, describe_range
+
+__all__ = [
+    "Confidence",
+    "Reason",
+    "combine",
+    "photo_reasons",
+    "registration_reasons",
+    "vein_map_reasons",
+]
+
+Level = Literal["ok", "low", "refused"]
+
+#: A photo whose skin covers less than this share of the frame shows little leg.
+MIN_SKIN_FRACTION = 0.10
+#: Registration quality (0-1) below which an alignment is rough.
+MIN_REGISTRATION_QUALITY = 0.5
+#: Agreement (Dice) of the automatic baseline vein map with a reviewed one below which
+#: the two maps are unlike each other.
+MIN_MAP_AGREEMENT = 0.5
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One finding: ``lowers`` True when it makes the result low-confidence."""
+
+    code: str
+    text: str
+    lowers: bool
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """The confidence of a result.
+
+    Attributes
+    ----------
+    level : {"ok", "low", "refused"}
+    reasons : tuple of Reason
+        What lowered it and the notes, in the order found.
+    """
+
+    level: Level
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.level == "ok"
+
+    @classmethod
+    def refused(cls, text: str, code: str = "refused") -> Confidence:
+        return cls("refused", (Reason(code, text, True),))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"level": ..., "reasons": [text, ...], "codes": [code, ...],
+        "notes": [text, ...]}``: ``reasons`` are what lowered the level, ``notes`` the
+        rest."""
+        return {
+            "level": self.level,
+            "reasons": [r.text for r in self.reasons if r.lowers],
+            "codes": [r.code for r in self.reasons],
+            "notes": [r.text for r in self.reasons if not r.lowers],
+        }
+
+    def summary(self) -> str:
+        """One line: the level and the reasons that lowered it."""
+        low = [r.text for r in self.reasons if r.lowers]
+        if not low:
+            return self.level
+        return f"{self.level}: " + " ".join(low)
+
+
+def combine(*groups: Iterable[Reason], refused: str | None = None) -> Confidence:
+    """A :class:`Confidence` from reasons (duplicates by code dropped, first kept)."""
+    if refused is not None:
+        return Confidence.refused(refused)
+    seen: set[str] = set()
+    out: list[Reason] = []
+    for g in groups:
+        for r in g:
+            if r.code not in seen:
+                seen.add(r.code)
+                out.append(r)
+    return Confidence("low" if any(r.lowers for r in out) else "ok", tuple(out))
+
+
+def photo_reasons(
+    *,
+    scale: Scale,
+    skin_fraction: float,
+    skin_found: bool,
+    cast_od: float = 0.0,
+    heavy_cast: bool = False,
+    which: str = "photo",
+) -> list[Reason]:
+    """What a single photo's scale, skin and light say about a measurement on it.
+
+    Parameters
+    ----------
+    scale : Scale
+        The photo's scale (given, card or estimated).
+    skin_fraction : float
+        Share of the frame that is skin (0-1).
+    skin_found : bool
+    cast_od : float
+        Size of the estimated colour cast (OD chroma).
+    heavy_cast : bool
+    which : str
+        How to name the photo in the reasons ("baseline photo", "follow-up photo").
+    """
+    out: list[Reason] = []
+    if scale.too_coarse:
+        out.append(
+            Reason(
+                "scale_too_coarse",
+                f"The {which} has about {describe_range(scale)}: spider veins (under 1 mm) "
+                f"need at least {MIN_PX_PER_MM:g} px/mm. Photograph the area from closer.",
+                True,
+            )
+        )
+    if scale.estimated:
+        how = "the leg's width" if scale.method == "leg width" else "the frame's size"
+        out.append(
+            Reason(
+                "scale_estimated",
+                f"No calibration card and no scale: the {which}'s scale was estimated from "
+                f"{how} ({describe_range(scale)}). Put the printed card in the photo for "
+                "sizes in millimetres.",
+                False,
+            )
+        )
+    if not skin_found:
+        out.append(Reason("no_skin", f"No skin was found in the {which}.", True))
+    elif skin_fraction < MIN_SKIN_FRACTION:
+        out.append(
+            Reason(
+                "little_skin",
+                f"Little skin is in view in the {which} ({100 * skin_fraction:.0f} % of the "
+                "frame): frame the treated area so that it fills most of the photo.",
+                True,
+            )
+        )
+    if heavy_cast:
+        out.append(
+            Reason(
+                "heavy_cast",
+                f"The {which} has a strong colour cast (about {cast_od:.2f} OD): it was "
+                "allowed for, but daylight-balanced light or the printed card makes colours "
+                "exact.",
+                False,
+            )
+        )
+    return out
+
+
+def registration_reasons(quality: float) -> list[Reason]:
+    """A rough alignment lowers the confidence."""
+    if quality < MIN_REGISTRATION_QUALITY:
+        return [
+            Reason(
+                "poor_registration",
+                f"The photos align only roughly (quality {quality:.2f} of 1): retake the "
+                "follow-up from the baseline's distance and angle.",
+                True,
+            )
+        ]
+    return []
+
+
+def vein_map_reasons(agreement: float | None) -> list[Reason]:
+    """A baseline vein map unlike the reviewed one lowers the confidence."""
+    if agreement is not None and agreement < MIN_MAP_AGREEMENT:
+        return [
+            Reason(
+                "vein_map_unlike_baseline",
+                f"The veins found on the baseline photo agree poorly with its reviewed vein "
+                f"map (overlap {agreement:.2f}): check the vein map before relying on the "
+                "figure.",
+                True,
+            )
+        ]
+    return []

@@ -1,0 +1,413 @@
+"""Skin relative to the scene: every region of leg skin in a photo, whatever the light.
+
+A colour cast (tungsten, fluorescent, LED) multiplies each linear channel by a gain, so
+in optical density (OD = −ln linear reflectance) it adds the same offset to every
+pixel. Shading adds a neutral offset. The OD *chroma* (OD less its neutral part, two
+numbers per pixel) is therefore blind to shading, and a cast shifts the chroma of every
+surface in the scene by the same vector.
+
+Skin's own chroma is set by melanin and blood: from light to brown skin it lies on a
+short band (the *skin locus*, :data:`SKIN_LOCUS`) that no fixed colour box can hold
+once a cast has moved it. So skin is found relative to the scene:
+
+1. the chroma of the frame is histogrammed and its modes (the scene's main surfaces)
+   found;
+2. each large mode is scored by the cast it would take to bring it onto the skin
+   locus; the mode needing the least (weighed by how much of the frame it covers) is
+   the skin, and that shift is the photo's estimated cast;
+3. pixels whose chroma lies within the skin mode's own robust spread are skin, cleaned
+   at a scale in millimetres; **every** region above :data:`MIN_REGION_MM2` is kept
+   (both legs, a leg crossing the other), holes (veins, moles, hair) filled.
+
+This module finds skin and estimates the cast; it must not segment veins, register or
+measure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .checks import check_px_per_mm
+from .io import Photo, as_rgb
+from .morphology import components, fill_holes
+from .optics import MELANIN_OD, NEUTRAL_OD
+
+__all__ = [
+    "CHROMA_BASIS",
+    "MIN_REGION_MM2",
+    "SKIN_LOCUS",
+    "SkinMap",
+    "find_skin",
+    "od_chroma",
+]
+
+
+def _chroma_basis() -> np.ndarray:
+    """Two orthonormal OD directions orthogonal to neutral: melanin's chroma, and the
+    direction across it (blood-red negative, green positive)."""
+    n = NEUTRAL_OD.astype(np.float64) / np.linalg.norm(NEUTRAL_OD)
+    m = MELANIN_OD.astype(np.float64) - float(MELANIN_OD @ n) * n
+    m /= np.linalg.norm(m)
+    return np.stack([m, np.cross(n, m)]).astype(np.float32)
+
+
+#: (2, 3) OD (R, G, B) -> chroma (c1 along melanin, c2 across it: haemoglobin is at
+#: about -0.36 per unit OD, a green cast positive).
+CHROMA_BASIS = _chroma_basis()
+
+#: Skin's chroma under neutral light, from light to brown skin: a segment from
+#: ``(c1, c2)`` of light skin to that of brown skin (sRGB ≈ (230, 190, 170) and
+#: (90, 55, 40)), and the half-width of the band around it in c1 and c2.
+SKIN_LOCUS = ((0.40, -0.12), (1.15, -0.18), (0.12, 0.10))
+#: Smallest region of skin kept, mm² (about 30 × 50 mm of leg).
+MIN_REGION_MM2 = 1500.0
+#: Long side (px) of the grid the skin is found on; the mask is upsampled.
+_SIDE = 512
+#: Chroma histogram bin (OD) and extent.
+_BIN = 0.025
+_C1_RANGE = (-1.0, 3.0)
+_C2_RANGE = (-1.0, 1.0)
+#: Pixels darker than this neutral OD (per-channel mean OD ≈ 3.8, sRGB ≈ 40) or
+#: brighter than this (near clipping) carry no reliable chroma.
+_MAX_NEUTRAL = 6.6
+_MIN_NEUTRAL = 0.12
+#: Near black (sRGB ≈ 20): a backdrop, not skin in a shadow.
+_BLACK_NEUTRAL = 7.6
+#: A mode must hold this share of the valid pixels to be a surface worth scoring.
+_MIN_MODE_SHARE = 0.04
+#: A surface whose true colour would be colder than this (c1, OD) is implausible: a
+#: saturated blue-cyan (denim is about -0.85, a white wall 0, light skin +0.4).
+_COLD_C1 = -0.6
+#: A surface covering less than this share of the frame is not taken for the subject.
+_MIN_CANDIDATE_SHARE = 0.10
+#: Choices whose cold share differs by less than this share of the frame are equal.
+_COLD_TIE = 0.02
+#: Largest cast (OD chroma shift, c1 and c2) a light gives: tungsten ≈ +0.55 in c1, LED
+#: blue ≈ -0.36, fluorescent green ≈ +0.3 in c2 (the gains of common lamps against
+#: daylight white balance). Brown skin under strong tungsten, through a phone's tone
+#: curve, can need +0.65: it is then as warm as a dark wooden floor under daylight, and
+#: the floor is the likelier scene, so the bound stays at tungsten's own.
+_MAX_CAST = (0.62, 0.42)
+#: Floors and caps of the skin mode's robust spread (OD), and the Mahalanobis radius.
+_SPREAD_FLOOR = (0.05, 0.035)
+_SPREAD_CAP = (0.15, 0.08)
+#: Knots of the drift of skin chroma with shading (quantile bins of neutral OD).
+_DRIFT_BINS = 8
+#: Rounds of the drift fit (each refits on the pixels the previous one explains).
+_FIT_ROUNDS = 3
+#: Largest drift of skin chroma per unit of neutral OD (c1, c2) the tone curve explains.
+_MAX_DRIFT = (0.25, 0.12)
+_RADIUS = 3.0
+#: A cast larger than this (OD chroma) is reported as heavy.
+HEAVY_CAST_OD = 0.35
+
+
+@dataclass(frozen=True, eq=False)
+class SkinMap:
+    """Where the skin is in a photo, and what the light did to its colour.
+
+    Attributes
+    ----------
+    mask : ndarray, shape (H, W), bool
+        Skin of every region kept (legs, and any feet or hands of the same skin).
+    regions : int
+        Number of separate skin regions kept.
+    region_areas_mm2 : tuple of float
+        Their areas (mm² when the scale was given, else in px of the photo).
+    cast_chroma : tuple of float
+        ``(c1, c2)`` shift (OD chroma) between the skin's chroma and the nearest skin
+        colour under neutral light: the estimated colour cast (0, 0 when none).
+    skin_chroma : tuple of float
+        ``(c1, c2)`` of the skin mode.
+    fraction : float
+        Share of the frame that is skin.
+    found : bool
+        False when no surface of the scene can be skin.
+    """
+
+    mask: np.ndarray
+    regions: int
+    region_areas_mm2: tuple[float, ...]
+    cast_chroma: tuple[float, float]
+    skin_chroma: tuple[float, float]
+    fraction: float
+    found: bool
+    modes: tuple[tuple[float, float, float, float], ...] = field(default=())
+
+    @property
+    def cast_od(self) -> float:
+        """Size of the estimated cast, OD chroma."""
+        return float(np.hypot(*self.cast_chroma))
+
+    @property
+    def heavy_cast(self) -> bool:
+        return self.cast_od > HEAVY_CAST_OD
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays)."""
+        return {
+            "found": self.found,
+            "regions": self.regions,
+            "region_areas_mm2": [round(a, 1) for a in self.region_areas_mm2],
+            "fraction": round(self.fraction, 4),
+            "cast_chroma": [round(c, 3) for c in self.cast_chroma],
+            "cast_od": round(self.cast_od, 3),
+            "heavy_cast": self.heavy_cast,
+        }
+
+
+def od_chroma(od: np.ndarray) -> np.ndarray:
+    """OD chroma ``(c1, c2)`` of an OD image.
+
+    Parameters
+    ----------
+    od : ndarray, shape (..., 3), float32
+        Optical density (R, G, B).
+
+    Returns
+    -------
+    ndarray, shape (..., 2), float32
+    """
+    return np.asarray(od @ CHROMA_BASIS.T, dtype=np.float32)
+
+
+def _locus_distance(c: np.ndarray) -> np.ndarray:
+    """Shift (..., 2) from chroma ``c`` to the nearest point of the skin band."""
+    (a1, a2), (b1, b2), (h1, h2) = SKIN_LOCUS
+    a = np.array([a1, a2], np.float32)
+    d = np.array([b1 - a1, b2 - a2], np.float32)
+    t = np.clip(((c - a) @ d) / float(d @ d), 0.0, 1.0)
+    near = a + t[..., None] * d
+    off = c - near
+    half = np.array([h1, h2], np.float32)
+    # Inside the band's half-widths counts as on it.
+    return np.asarray(np.sign(off) * np.maximum(np.abs(off) - half, 0.0), dtype=np.float32)
+
+
+def _modes(c: np.ndarray, weight_floor: int) -> list[tuple[float, float, int]]:
+    """Peaks of the 2-D chroma histogram: (c1, c2, pixels within a peak's basin)."""
+    n1 = int(round((_C1_RANGE[1] - _C1_RANGE[0]) / _BIN))
+    n2 = int(round((_C2_RANGE[1] - _C2_RANGE[0]) / _BIN))
+    hist, _, _ = np.histogram2d(c[:, 0], c[:, 1], bins=(n1, n2), range=(_C1_RANGE, _C2_RANGE))
+    sm = cv2.GaussianBlur(hist.astype(np.float32), (0, 0), 2.0)
+    peak = (sm == cv2.dilate(sm, np.ones((7, 7), np.uint8))) & (sm > 0)
+    ii, jj = np.nonzero(peak)
+    if not len(ii):
+        return []
+    # Each bin joins its nearest peak (in chroma): the peak's share of the frame.
+    c1 = _C1_RANGE[0] + (ii + 0.5) * _BIN
+    c2 = _C2_RANGE[0] + (jj + 0.5) * _BIN
+    centres = np.stack([c1, c2], axis=1).astype(np.float32)
+    d2 = ((c[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    owner = np.argmin(d2, axis=1)
+    counts = np.bincount(owner, minlength=len(centres))
+    out = [
+        (float(centres[k, 0]), float(centres[k, 1]), int(counts[k]))
+        for k in range(len(centres))
+        if counts[k] >= weight_floor
+    ]
+    return sorted(out, key=lambda m: -m[2])
+
+
+def _drift_fit(nv: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Chroma of one skin against its neutral OD: knots ``(n_k,)`` and ``(n_k, 2)``.
+
+    Binned medians (by quantile of the neutral OD), joined by straight lines and held
+    flat beyond the first and last: the tone curve's drift is smooth but not straight
+    (it flattens in the shadows), and no line should be extrapolated into them.
+    """
+    qs = np.quantile(nv, np.linspace(0.0, 1.0, _DRIFT_BINS + 1))
+    xs, ys = [], []
+    for lo, hi in zip(qs[:-1], qs[1:], strict=True):
+        sel = (nv >= lo) & (nv <= hi)
+        if sel.sum() >= 20:
+            xs.append(float(np.median(nv[sel])))
+            ys.append(np.median(c[sel], axis=0))
+    if len(xs) < 2:
+        return np.array([float(np.median(nv))]), np.median(c, axis=0)[None, :].astype(np.float32)
+    x = np.maximum.accumulate(np.asarray(xs))
+    y = np.asarray(ys, np.float32)
+    # No steeper drift than the tone curve explains between neighbouring knots.
+    for k in range(1, len(x)):
+        lim = np.asarray(_MAX_DRIFT, np.float32) * float(x[k] - x[k - 1])
+        y[k] = y[k - 1] + np.clip(y[k] - y[k - 1], -lim, lim)
+    return x, y
+
+
+def _drift_at(knots: tuple[np.ndarray, np.ndarray], n: np.ndarray) -> np.ndarray:
+    """Skin chroma expected at neutral OD ``n`` (any shape): (..., 2) float32."""
+    x, y = knots
+    if len(x) < 2:
+        return np.broadcast_to(y[0], (*n.shape, 2)).astype(np.float32)
+    return np.stack([np.interp(n, x, y[:, 0]), np.interp(n, x, y[:, 1])], axis=-1).astype(
+        np.float32
+    )
+
+
+def _grow_into_shadow(
+    rgb: np.ndarray, core: np.ndarray, other: np.ndarray, neutral: np.ndarray
+) -> np.ndarray:
+    """The skin core grown over the skin that a shadow gave another light (watershed).
+
+    Skin in a cast shadow (under a crossing leg, a hand) is lit by the ambient light
+    only: darker and of another chroma, it leaves the core. Whatever is neither skin nor
+    clearly another surface (``other``: chroma far from the skin's; or black) is given
+    to the side it joins with the weaker colour edge: a shadow's edge on skin is soft,
+    a leg's outline against the scene is sharp.
+    """
+    markers = np.zeros(core.shape, np.int32)
+    bg = other | (neutral > _BLACK_NEUTRAL)
+    bg = cv2.erode(bg.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    markers[bg] = 2
+    markers[cv2.erode(core.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] = 1
+    if not (markers == 2).any():
+        return core
+    cv2.watershed(np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), markers)
+    return np.asarray((markers == 1) | core)
+
+
+def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> SkinMap:
+    """Every region of skin in a photo, found relative to the scene's light.
+
+    Parameters
+    ----------
+    photo : Photo or ndarray, shape (H, W, 3), uint8
+        Upright RGB photo.
+    px_per_mm : float, optional
+        Scale of the photo. Sets the clean-up scale and the smallest region kept
+        (:data:`MIN_REGION_MM2`); without it, regions under 1 % of the frame are dropped.
+
+    Returns
+    -------
+    SkinMap
+        ``found=False`` and an empty mask when no surface of the scene can be skin.
+
+    Raises
+    ------
+    ValueError
+        Bad ``px_per_mm``.
+    """
+    rgb = as_rgb(photo)
+    ppm = None if px_per_mm is None else check_px_per_mm(px_per_mm)
+    h, w = rgb.shape[:2]
+    s = min(1.0, _SIDE / max(h, w))
+    small = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb
+    sh, sw = small.shape[:2]
+    from .optics import optical_density
+
+    od = cv2.GaussianBlur(optical_density(small), (0, 0), 1.0)
+    neutral = od @ (NEUTRAL_OD / np.linalg.norm(NEUTRAL_OD))
+    chroma = od_chroma(od)
+    valid = (neutral < _MAX_NEUTRAL) & (neutral > _MIN_NEUTRAL)
+    empty = SkinMap(np.zeros((h, w), bool), 0, (), (0.0, 0.0), (0.0, 0.0), 0.0, False)
+    if valid.sum() < 0.02 * valid.size:
+        return empty
+    cv_ = chroma[valid]
+    modes = _modes(cv_[::2], max(1, int(_MIN_MODE_SHARE * len(cv_[::2]))))
+    if not modes:
+        return empty
+    total = float(sum(m[2] for m in modes))
+    # A surface can be skin when some plausible cast brings it onto the skin locus. Each
+    # such choice implies a cast, and so the true colour of every other surface: taking
+    # a wood floor under a blue light for skin makes the real skin a cold blue, which no
+    # skin and few surfaces are. So the choice that leaves the least of the scene cold
+    # wins; among equals, skin is the warmest (largest melanin-direction chroma): walls,
+    # sheets and clothes are nearer neutral, and a cast moves them all by the same
+    # vector, so the order survives the cast.
+    cands = []
+    for c1, c2, n in modes:
+        shift = _locus_distance(np.array([c1, c2], np.float32))
+        plausible = abs(float(shift[0])) <= _MAX_CAST[0] and abs(float(shift[1])) <= _MAX_CAST[1]
+        if plausible and n >= _MIN_CANDIDATE_SHARE * total:
+            cold = sum(o[2] for o in modes if o[0] - float(shift[0]) < _COLD_C1)
+            cands.append((c1, c2, n, shift, cold))
+    if not cands:
+        return empty
+    least_cold = min(t[4] for t in cands)
+    cands = [t for t in cands if t[4] <= least_cold + _COLD_TIE * total]
+    m1, m2, _, shift, _ = max(cands, key=lambda t: t[0])
+    mode = np.array([m1, m2], np.float32)
+    scored = [(float(t[0]), float(t[1]), t[2], float(t[4]) / total) for t in cands]
+
+    # The skin mode's own pixels: those nearer to it than to any other mode.
+    centres = np.array([[m[0], m[1]] for m in modes], np.float32)
+    own = np.argmin(((cv_[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2), axis=1)
+    k_mode = int(np.argmin(((centres - mode) ** 2).sum(axis=1)))
+    basin = own == k_mode
+    if basin.sum() < 50:
+        return empty
+    # A camera's tone curve is not exactly sRGB's, so the chroma of one skin drifts with
+    # its shading: fit that drift on the skin mode (chroma against neutral OD), so the
+    # shaded flank of a leg is skin too, and measure the spread about the fit.
+    nv = neutral[valid]
+    member = basin
+    for _ in range(_FIT_ROUNDS):
+        knots = _drift_fit(nv[member], cv_[member])
+        resid = cv_[member] - _drift_at(knots, nv[member])
+        spread = 1.4826 * np.median(np.abs(resid - np.median(resid, axis=0)), axis=0)
+        spread = np.clip(spread, _SPREAD_FLOOR, _SPREAD_CAP).astype(np.float32)
+        # The skin the fit explains (its sheen, its shaded side) joins the next fit.
+        zv = (cv_ - _drift_at(knots, nv)) / spread
+        member = (zv**2).sum(axis=1) < _RADIUS**2
+        if member.sum() < 50:
+            return empty
+    z = (chroma - _drift_at(knots, neutral)) / spread
+    z2 = (z**2).sum(axis=2)
+    centre = np.median(cv_[member], axis=0)
+    cand = valid & (z2 < _RADIUS**2)
+
+    # Clean-up at a scale in millimetres (a fraction of the frame without a scale).
+    ppm_s = ppm * s if ppm is not None else max(sh, sw) / 200.0
+    k_open = max(3, int(round(1.5 * ppm_s)) | 1)
+    k_close = max(3, int(round(3.0 * ppm_s)) | 1)
+    cand_u8 = cv2.morphologyEx(
+        cand.astype(np.uint8),
+        cv2.MORPH_CLOSE,
+        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k_close, k_close)),
+    )
+    cand_u8 = cv2.morphologyEx(
+        cand_u8, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k_open, k_open))
+    )
+    cc = components(cand_u8 > 0)
+    min_px = MIN_REGION_MM2 * ppm_s**2 if ppm is not None else 0.01 * sh * sw
+    keep = cc.areas >= min_px
+    keep[0] = False
+    if not keep[1:].any():
+        return SkinMap(
+            np.zeros((h, w), bool),
+            0,
+            (),
+            (float(shift[0]), float(shift[1])),
+            (float(centre[0]), float(centre[1])),
+            0.0,
+            False,
+        )
+    core = keep[cc.labels]
+    small_mask = fill_holes(
+        _grow_into_shadow(small, core, valid & (z2 > (2 * _RADIUS) ** 2), neutral)
+    )
+    cc = components(small_mask)
+    keep = cc.areas >= min_px
+    keep[0] = False
+    small_mask = keep[cc.labels]
+    if s < 1:
+        up = cv2.resize(small_mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR)
+        mask = np.asarray(up >= 128)
+    else:
+        mask = small_mask
+    area_unit = 1.0 / (ppm_s**2) if ppm is not None else 1.0 / (s * s)
+    areas = tuple(float(a) * area_unit for a in cc.areas[keep])
+    return SkinMap(
+        mask=mask,
+        regions=int(keep.sum()),
+        region_areas_mm2=areas,
+        cast_chroma=(float(shift[0]), float(shift[1])),
+        skin_chroma=(float(centre[0]), float(centre[1])),
+        fraction=float(small_mask.mean()),
+        found=True,
+        modes=tuple((t[0], t[1], float(t[2]) / total, t[3]) for t in scored),
+    )
