@@ -192,6 +192,43 @@ def test_pdf_without_areas_or_visits(tmp_path: Path) -> None:
     assert "No visit recorded yet." in text
 
 
+HEADINGS = ("Visit history", "Next appointment", "After-care")
+
+
+@pytest.mark.parametrize("n_areas", [0, 1, 2])
+@pytest.mark.parametrize("note_area", [False, True])
+@pytest.mark.parametrize("n_visits", [0, 2, 4, 8, 12, 60])
+def test_pdf_never_ends_on_a_page_of_leftover_lines(
+    tmp_path: Path, n_areas: int, note_area: bool, n_visits: int
+) -> None:
+    """The closing sections stay together: the last page always holds the whole next
+    appointment and after-care under their headings, no heading is left alone at the foot
+    of a page, and no page is blank. (Before, two areas and 3 visits ended on a page
+    holding one line of after-care.)"""
+    base = sample_data(n_areas=max(1, n_areas))
+    areas = base.areas[:n_areas] + (base.areas[-1:] if note_area else ())
+    d0 = dt.date(2025, 1, 6)
+    visits = tuple(
+        rp.VisitLine(d0 + dt.timedelta(weeks=2 * i), i + 1, "left calf", "polidocanol 0.5 %")
+        for i in range(n_visits)
+    )
+    data = dataclasses.replace(base, areas=areas, visits=visits)
+    pages = pdf_text(rp.render_report_pdf(data), tmp_path).split("\f")
+    if pages and not pages[-1].strip():
+        pages = pages[:-1]
+    for page in pages:
+        lines = [ln.strip() for ln in page.splitlines() if ln.strip()]
+        assert lines, "a blank page"
+        assert lines[-1] not in HEADINGS, f"heading {lines[-1]!r} alone at the foot of a page"
+    last = [ln.strip() for ln in pages[-1].splitlines() if ln.strip()]
+    assert "Next appointment" in last
+    assert "After-care" in last
+    care = last[last.index("After-care") + 1 :]
+    assert len(care) == len(data.aftercare)
+    # the after-care's lines all follow their heading on this page
+    assert all(line.startswith("•") for line in care)
+
+
 def test_pdf_photos_are_downscaled_and_data_untouched(tmp_path: Path) -> None:
     big = _photo(5, 1200, 1600)
     keep = big.copy()

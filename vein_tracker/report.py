@@ -399,31 +399,63 @@ def render_report_pdf(data: ReportData) -> bytes:
             )
             pdf.multi_cell(width, 5, f"Follow-ups: {rows}.", **nl)
 
+    # The closing sections (visit history, next appointment, after-care) stay together:
+    # started on a new page when they would not fit, so the report never ends on a page
+    # holding the last few lines of the after-care. A history longer than a page flows
+    # on, and then the next appointment and the after-care stay together.
     pdf.ln(4)
-    if pdf.get_y() > pdf.h - 60:
-        pdf.add_page()
-    pdf.set_font(_FONT, "B", 13)
-    pdf.multi_cell(width, 7, "Visit history", **nl)
-    pdf.set_font(_FONT, "", 9)
-    if data.visits:
-        with pdf.table(
-            col_widths=(28, 18, 70, width - 116),
-            width=width,
-            line_height=5,
-            text_align="LEFT",
-            borders_layout="HORIZONTAL_LINES",
-        ) as table:
-            head = table.row()
-            for text in ("Date", "Session", "Areas", "Treatment"):
-                head.cell(text)
-            for v in data.visits:
-                row = table.row()
-                for text in (_fmt_date(v.date), str(v.session_number), v.areas, v.treatment):
-                    row.cell(text)
+    with pdf.offset_rendering() as trial:
+        _closing(trial, data, width=width, history=True, care=True)
+    if trial.page_break_triggered:
+        with pdf.offset_rendering() as fresh:
+            fresh.set_y(fresh.t_margin)  # as on a page of its own
+            _closing(fresh, data, width=width, history=True, care=True)
+        if not fresh.page_break_triggered:
+            pdf.add_page()
+            _closing(pdf, data, width=width, history=True, care=True)
+        else:
+            _closing(pdf, data, width=width, history=True, care=False)
+            with pdf.offset_rendering() as tail:
+                _closing(tail, data, width=width, history=False, care=True)
+            if tail.page_break_triggered:
+                pdf.add_page()
+            _closing(pdf, data, width=width, history=False, care=True)
     else:
-        pdf.multi_cell(width, 5, "No visit recorded yet.", **nl)
+        _closing(pdf, data, width=width, history=True, care=True)
+    return bytes(pdf.output())
 
-    pdf.ln(3)
+
+def _closing(pdf: Any, data: ReportData, *, width: float, history: bool, care: bool) -> None:
+    """The report's closing sections: the visit history and/or the next appointment with
+    the after-care (``pdf`` may be a trial rendering of fpdf2's ``offset_rendering``)."""
+    from fpdf.enums import XPos, YPos
+
+    nl: dict[str, Any] = {"new_x": XPos.LMARGIN, "new_y": YPos.NEXT, "align": "L"}
+    if history:
+        pdf.set_font(_FONT, "B", 13)
+        pdf.multi_cell(width, 7, "Visit history", **nl)
+        pdf.set_font(_FONT, "", 9)
+        if data.visits:
+            with pdf.table(
+                col_widths=(28, 18, 70, width - 116),
+                width=width,
+                line_height=5,
+                text_align="LEFT",
+                borders_layout="HORIZONTAL_LINES",
+            ) as table:
+                head = table.row()
+                for text in ("Date", "Session", "Areas", "Treatment"):
+                    head.cell(text)
+                for v in data.visits:
+                    row = table.row()
+                    for text in (_fmt_date(v.date), str(v.session_number), v.areas, v.treatment):
+                        row.cell(text)
+        else:
+            pdf.multi_cell(width, 5, "No visit recorded yet.", **nl)
+    if not care:
+        return
+    if history:
+        pdf.ln(3)
     pdf.set_font(_FONT, "B", 13)
     pdf.multi_cell(width, 7, "Next appointment", **nl)
     pdf.set_font(_FONT, "", 10)
@@ -445,7 +477,6 @@ def render_report_pdf(data: ReportData) -> bytes:
     pdf.set_font(_FONT, "", 10)
     for line in data.aftercare:
         pdf.multi_cell(width, 5.5, f"•  {line}", **nl)
-    return bytes(pdf.output())
 
 
 # --------------------------------------------------------------------------- repository
