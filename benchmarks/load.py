@@ -227,7 +227,10 @@ def _round(at: Any, log: SessionLog) -> None:
     at.run()
     at.file_uploader[0].set_value([(f"s{s.index}-{n}.jpg", data, "image/jpeg")])
     at.run()
-    next(b for b in at.button if b.label == "Store photos").click()
+    # Issue 24: photos are checked (thumbnail, capture report) before they are stored.
+    next(b for b in at.button if b.label == "Check photos").click()
+    at.run()
+    next(b for b in at.button if b.label == "Store the photos kept").click()
     at.run()
     _check(at, log, "upload")
     if not at.error:

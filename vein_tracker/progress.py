@@ -40,6 +40,8 @@ REGRESSION_POINTS = 5.0
 _MIN_REMAINING = 1e-3
 
 STATUS_COLUMNS = ("cleared", "faded", "persisting", "new", "recanalised")
+#: A session's photo: usable, or why it gives no figure (issue 24).
+PHOTO_STATUSES = ("ok", "unmatched", "refused", "missing")
 CLASS_NAMES = ("spider", "reticular")
 
 
@@ -65,6 +67,10 @@ class Visit:
     treated : bool
         Whether the area was treated at this session (a session that only took a
         photo does not count in the projection's session count).
+    photo_status : {"ok", "unmatched", "refused", "missing"}
+        The session's photo: "unmatched" (does not match the baseline), "refused" (its
+        alignment with the baseline was refused) and "missing" (none kept) give no
+        figure; the session is flagged instead.
     """
 
     date: dt.date
@@ -75,6 +81,18 @@ class Visit:
     vein_counts: Mapping[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     treated: bool = True
+    photo_status: str = "ok"
+
+    def __post_init__(self) -> None:
+        if self.photo_status not in PHOTO_STATUSES:
+            raise ValueError(
+                f"photo_status must be one of {PHOTO_STATUSES}, got {self.photo_status!r}"
+            )
+        if self.photo_status != "ok" and self.improvement_pct is not None:
+            raise ValueError(
+                "improvement_pct must be None when the photo is not usable "
+                f"(photo_status {self.photo_status!r}): no figure from such a photo"
+            )
 
     @classmethod
     def from_comparison(cls, when: dt.date | dt.datetime, comparison: Comparison) -> Visit:
@@ -160,6 +178,8 @@ class Progress:
     gap_flags: tuple[int, ...]
     regression_flags: tuple[int, ...]
     projection: Projection
+    #: ``(session, photo status)`` of the sessions whose photo gives no figure.
+    photo_flags: tuple[tuple[int, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         rows = self.frame.to_dict(orient="records")
@@ -173,6 +193,7 @@ class Progress:
             "sessions": rows,
             "gap_flags": list(self.gap_flags),
             "regression_flags": list(self.regression_flags),
+            "photo_flags": [list(f) for f in self.photo_flags],
             "projection": self.projection.to_dict(),
         }
 
@@ -259,7 +280,8 @@ def summarise(
         ``days_since_baseline``, ``gap_days``, ``improvement_pct``,
         ``improvement_low_pct``, ``improvement_high_pct``, per class
         ``<cls>_pct``/``<cls>_low_pct``/``<cls>_high_pct``, one count column per
-        status, ``warnings`` (joined by "; "), ``gap_flag`` and ``regression_flag``.
+        status, ``warnings`` (joined by "; "), ``photo_status``, ``gap_flag`` and
+        ``regression_flag``; ``photo_flags`` lists the sessions whose photo is not usable.
     """
     import pandas as pd
 
@@ -282,6 +304,7 @@ def summarise(
     rows: list[dict[str, Any]] = []
     gap_flags: list[int] = []
     regression_flags: list[int] = []
+    photo_flags: list[tuple[int, str]] = []
     treated_before = 0
     ks: list[int] = []
     mids: list[float] = []
@@ -336,6 +359,9 @@ def summarise(
         for st in STATUS_COLUMNS:
             row[st] = int(v.vein_counts.get(st, 0))
         row["warnings"] = "; ".join(v.warnings)
+        row["photo_status"] = v.photo_status
+        if v.photo_status != "ok":
+            photo_flags.append((session, v.photo_status))
         row["gap_flag"] = bool(gap_flag)
         row["regression_flag"] = bool(regression)
         rows.append(row)
@@ -383,4 +409,5 @@ def summarise(
         gap_flags=tuple(gap_flags),
         regression_flags=tuple(regression_flags),
         projection=projection,
+        photo_flags=tuple(photo_flags),
     )

@@ -17,7 +17,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from .measure import Comparison
     from .progress import Progress
     from .storage import Actor, Repository
-    from .storage.info import AnalysisInfo, MarketingPair, PhotoInfo, VisitInfo
+    from .storage.info import AnalysisInfo, MarketingPair, PhotoInfo, Screening, VisitInfo
 
 #: Longest side of an image sent to the browser, px. Keeps memory flat over a long day.
 PREVIEW_MAX_SIDE = 1024
@@ -69,6 +69,26 @@ CHANGE_COLOUR_NAMES: Mapping[int, str] = {
     4: "violet",
     5: "orange",
 }
+
+
+# ----------------------------------------------------------------------------- forms
+
+
+def override_reason(screening: Screening, *, override: bool, reason: str | None) -> str | None:
+    """The override reason to record with a screening, or None for no override.
+
+    The rule is :func:`vein_tracker.storage.info.resolve_override` (the repository applies
+    it too): an override is never recorded without its reason.
+
+    Raises
+    ------
+    ValueError
+        ``override`` without a reason, or an override of a screening with no positive
+        answer.
+    """
+    from .storage.info import resolve_override
+
+    return resolve_override(screening, override=override, reason=reason)
 
 
 # ----------------------------------------------------------------------------- renders
@@ -326,6 +346,100 @@ class StoredUpload:
         return {"photo": self.photo.to_dict(), "report": dict(self.report)}
 
 
+#: Why an upload that does not match the baseline is kept apart (shown on every page).
+UNMATCHED_REASON = (
+    "does not align with the area's baseline photo (another leg, area or pose?): retake "
+    "it, or keep it apart"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class UploadCheck:
+    """The capture check of one upload, made before anything is stored.
+
+    Attributes
+    ----------
+    name : str
+        The uploaded file's name (metadata only).
+    area_id : int
+    report : dict or None
+        ``CaptureReport.to_dict()``; None when the file is not a usable photo.
+    thumbnail : ndarray, shape (h, w, 3), dtype uint8, or None
+        A small picture of the upload (at most :data:`THUMB_MAX_SIDE` px).
+    error : str or None
+        Why the file cannot be stored (not a photo, too large...).
+    """
+
+    name: str
+    area_id: int
+    report: dict[str, Any] | None
+    thumbnail: np.ndarray | None
+    error: str | None = None
+
+    @property
+    def matches_baseline(self) -> bool | None:
+        """False when the photo could not be aligned with the area's baseline."""
+        if self.report is None:
+            return None
+        value = self.report.get("matches_baseline")
+        return None if value is None else bool(value)
+
+    @property
+    def status(self) -> str:
+        """The status the photo is stored with: ``"unmatched"`` or ``"ok"``."""
+        return "unmatched" if self.matches_baseline is False else "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (no pixels)."""
+        return {
+            "name": self.name,
+            "area_id": self.area_id,
+            "report": self.report,
+            "error": self.error,
+            "status": self.status if self.error is None else None,
+        }
+
+
+#: Longest side of a thumbnail, px.
+THUMB_MAX_SIDE = 240
+
+
+def check_upload(
+    repo: Repository, actor: Actor, *, area_id: int, data: bytes, filename: str
+) -> UploadCheck:
+    """Decode an upload and assess the capture against the area's baseline; store nothing.
+
+    The page shows the result (thumbnail, sharpness, exposure, framing, whether it
+    matches the baseline) before the aesthetician stores the photo. A file that is not
+    a usable photo is refused here, and the refusal audited.
+    """
+    from .capture import assess_capture
+    from .errors import PhotoError
+
+    policy.require(actor, policy.Action.UPLOAD_PHOTOS)
+    area = repo.get_area(actor, area_id)
+    try:
+        photo = load_photo(bytes(data), max_pixels=get_settings().max_pixels)
+    except PhotoError as exc:
+        repo.log_refusal(
+            actor,
+            "photo_upload",
+            reason=str(exc),
+            client_id=area.client_id,
+            target=("area", area_id),
+            detail={"file": str(filename)[:200], "step": "capture check"},
+        )
+        return UploadCheck(
+            name=filename, area_id=area_id, report=None, thumbnail=None, error=str(exc)
+        )
+    baseline: Photo | None = None
+    if area.baseline_photo_id is not None:
+        baseline = repo.load_photo(actor, area.baseline_photo_id)
+    report = assess_capture(photo, baseline).to_dict()
+    thumb = preview(photo.rgb, max_side=THUMB_MAX_SIDE)
+    return UploadCheck(name=filename, area_id=area_id, report=report, thumbnail=thumb)
+
+
 def store_upload(
     repo: Repository,
     actor: Actor,
@@ -334,6 +448,10 @@ def store_upload(
     area_id: int,
     data: bytes,
     filename: str,
+    report: Mapping[str, Any] | None = None,
+    status: str | None = None,
+    replaces: int | None = None,
+    reason: str | None = None,
 ) -> StoredUpload:
     """Decode an uploaded photo, assess the capture against the area's baseline, store both.
 
@@ -348,6 +466,16 @@ def store_upload(
         The file as uploaded.
     filename : str
         The uploaded name (kept as metadata only; never used as a path).
+    report : mapping, optional
+        The capture check already made (:func:`check_upload`); made here otherwise.
+    status : {"ok", "unmatched"}, optional
+        Default: "unmatched" when the check found it does not match the baseline (kept,
+        flagged, never measured or exported), else "ok".
+    replaces : int, optional
+        A retake: the photo of the same area and visit this one replaces (soft-deleted
+        with ``reason``; the new photo takes its place as primary, and as baseline).
+    reason : str, optional
+        Why the old photo is retaken (required with ``replaces``).
 
     Raises
     ------
@@ -360,17 +488,55 @@ def store_upload(
 
     # Refused before the photo is decoded and assessed, not after.
     policy.require(actor, policy.Action.UPLOAD_PHOTOS)
-    photo = load_photo(bytes(data), max_pixels=get_settings().max_pixels)
-    area = repo.get_area(actor, area_id)
-    baseline: Photo | None = None
-    if area.baseline_photo_id is not None:
-        baseline = repo.load_photo(actor, area.baseline_photo_id)
-    report = assess_capture(photo, baseline).to_dict()
-    del photo, baseline
+    if replaces is not None and not (reason or "").strip():
+        raise ValueError("reason: say why the photo is retaken (it is kept in the audit log)")
+    if report is None:
+        photo = load_photo(bytes(data), max_pixels=get_settings().max_pixels)
+        area = repo.get_area(actor, area_id)
+        baseline: Photo | None = None
+        if area.baseline_photo_id is not None and area.baseline_photo_id != replaces:
+            baseline = repo.load_photo(actor, area.baseline_photo_id)
+        report = assess_capture(photo, baseline).to_dict()
+        del photo, baseline
+    chosen = status or ("unmatched" if report.get("matches_baseline") is False else "ok")
     info = repo.add_photo(
-        actor, area_id, visit_id, bytes(data), filename=filename, capture_report=report
+        actor,
+        area_id,
+        visit_id,
+        bytes(data),
+        filename=filename,
+        capture_report=report,
+        status=chosen,
+        status_reason=UNMATCHED_REASON if chosen == "unmatched" else None,
     )
-    return StoredUpload(photo=info, report=report)
+    if replaces is not None:
+        info = repo.replace_photo(actor, replaces, info.id, reason=str(reason))
+    return StoredUpload(photo=info, report=dict(report))
+
+
+_thumbs: OrderedDict[tuple[str, str, int], np.ndarray] = OrderedDict()
+_thumbs_lock = threading.Lock()
+_THUMB_CACHE_SIZE = 256
+
+
+def thumbnail(
+    repo: Repository, actor: Actor, photo_id: int, *, max_side: int = THUMB_MAX_SIDE
+) -> np.ndarray:
+    """A small picture of a stored photo (cached by content, after the access check)."""
+    info = repo.get_photo(actor, photo_id)
+    key = (repo.settings.db_url, info.sha256, int(max_side))
+    with _thumbs_lock:
+        hit = _thumbs.get(key)
+        if hit is not None:
+            _thumbs.move_to_end(key)
+            return hit
+    small = preview(repo.load_photo(actor, photo_id).rgb, max_side=max_side)
+    small.setflags(write=False)
+    with _thumbs_lock:
+        _thumbs[key] = small
+        while len(_thumbs) > _THUMB_CACHE_SIZE:
+            _thumbs.popitem(last=False)
+    return small
 
 
 def baseline_ghost(repo: Repository, actor: Actor, area_id: int) -> np.ndarray | None:
@@ -379,6 +545,24 @@ def baseline_ghost(repo: Repository, actor: Actor, area_id: int) -> np.ndarray |
     if area.baseline_photo_id is None:
         return None
     return ghost(preview(repo.load_photo(actor, area.baseline_photo_id).rgb))
+
+
+def photo_status_text(info: PhotoInfo) -> str:
+    """Why a photo gives no figure, in a clinic user's words (empty for a usable photo)."""
+    if info.deleted_at is not None:
+        return f"This photo was deleted ({info.delete_reason or 'no reason given'})."
+    if info.status == "unmatched":
+        return (
+            "This photo does not match the area's baseline: "
+            f"{info.status_reason or UNMATCHED_REASON}. Retake it or choose another photo."
+        )
+    if info.status == "refused":
+        return (
+            "This photo could not be aligned with the baseline"
+            f"{': ' + info.status_reason if info.status_reason else ''}. Retake it or choose "
+            "another photo."
+        )
+    return ""
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -638,12 +822,17 @@ def analyze_pair(
     AccessDenied
         The user may not analyse pairs (:mod:`vein_tracker.policy`) or read these photos.
     """
+    from .errors import RegistrationError
     from .measure import compare
 
     # Analysing is a clinic job: refused before any photo is read or compared.
     policy.require(actor, policy.Action.ANALYSE)
     b_info = repo.get_photo(actor, baseline_photo_id)
     f_info = repo.get_photo(actor, followup_photo_id)
+    for info in (b_info, f_info):
+        # Issue 24: a photo marked unmatched or refused (or deleted) is never measured.
+        if not info.usable:
+            raise RegistrationError(photo_status_text(info))
     # The database is part of the key: a saved analysis id means nothing in another one.
     key = (repo.settings.db_url, b_info.sha256, f_info.sha256, params.key(), ALGORITHM_VERSION)
     stored = repo.get_analysis(
@@ -676,14 +865,20 @@ def analyze_pair(
         progress(0.02, "Loading the photos")
     baseline = repo.load_photo(actor, baseline_photo_id)
     followup = repo.load_photo(actor, followup_photo_id)
-    comparison = compare(
-        baseline,
-        followup,
-        roi=params.roi_mask(baseline.shape),
-        sensitivity=params.sensitivity,
-        target_pct=params.target_pct,
-        progress=progress,
-    )
+    try:
+        comparison = compare(
+            baseline,
+            followup,
+            roi=params.roi_mask(baseline.shape),
+            sensitivity=params.sensitivity,
+            target_pct=params.target_pct,
+            progress=progress,
+        )
+    except RegistrationError as exc:
+        # Issue 24: the photo is marked "refused" in the record, so Progress, reports and
+        # exports flag it and never use it, and Review opens on a usable photo next time.
+        repo.set_photo_status(actor, followup_photo_id, "refused", reason=str(exc))
+        raise
     review = review_from_comparison(
         comparison,
         baseline.rgb,
@@ -773,6 +968,26 @@ def _latest_analyses(analyses: Sequence[AnalysisInfo], baseline_id: int) -> dict
     return best
 
 
+def primary_photos(
+    photos: Iterable[PhotoInfo], *, exclude_visit: int | None = None
+) -> dict[int, PhotoInfo]:
+    """The photo that counts for each visit (its primary photo), by visit id.
+
+    A visit whose primary photo is missing from ``photos`` (deleted) falls back on its
+    earliest usable photo, so a visit never shows an alternate as if it counted unless
+    it has nothing else.
+    """
+    best: dict[int, PhotoInfo] = {}
+    for p in sorted(photos, key=lambda p: p.id):
+        if p.visit_id == exclude_visit or p.deleted_at is not None:
+            continue
+        cur = best.get(p.visit_id)
+        better = cur is None or (p.is_primary and not cur.is_primary)
+        if better or (cur is not None and not cur.is_primary and not cur.usable and p.usable):
+            best[p.visit_id] = p
+    return best
+
+
 def area_progress(
     repo: Repository, actor: Actor, area_id: int, *, target_pct: float = 75.0
 ) -> Progress | None:
@@ -792,17 +1007,23 @@ def area_progress(
         return None
     visits = {v.id: v for v in repo.list_visits(actor, area.client_id)}
     latest = _latest_analyses(repo.list_analyses(actor, area_id), baseline.id)
-    followups = sorted(
-        (p for p in photos.values() if p.id != baseline.id and p.visit_date >= baseline.visit_date),
-        key=lambda p: (p.visit_date, p.session_number, p.id),
-    )
-    # One point per visit: the latest photo of that visit.
-    per_visit: dict[int, PhotoInfo] = {}
-    for p in followups:
-        if p.visit_id != baseline.visit_id:
-            per_visit[p.visit_id] = p
+    # One point per later visit: the photo that counts for it (its primary photo); a
+    # second photo of the same visit is an alternate and changes nothing here. A primary
+    # photo marked unmatched or refused gives a flagged point without a figure.
+    per_visit = primary_photos(photos.values(), exclude_visit=baseline.visit_id)
     series = [Visit(date=baseline.visit_date, treated=_treated(visits.get(baseline.visit_id)))]
     for p in sorted(per_visit.values(), key=lambda p: (p.visit_date, p.session_number)):
+        if p.visit_date < baseline.visit_date:
+            continue
+        if not p.usable:
+            series.append(
+                Visit(
+                    date=p.visit_date,
+                    treated=_treated(visits.get(p.visit_id)),
+                    photo_status=p.status,
+                )
+            )
+            continue
         a = latest.get(p.id)
         res = a.result if a is not None else {}
         band = res.get("improvement_band_pct") or None
@@ -869,10 +1090,17 @@ def latest_pair_preview(repo: Repository, actor: Actor, area_id: int) -> PairPre
     area = repo.get_area(actor, area_id)
     if area.baseline_photo_id is None:
         return None
-    latest = _latest_analyses(repo.list_analyses(actor, area_id), area.baseline_photo_id)
+    photos = {p.id: p for p in repo.list_photos(actor, area_id=area_id)}
+    counted = {p.id for p in primary_photos(photos.values()).values() if p.usable}
+    latest = {
+        pid: a
+        for pid, a in _latest_analyses(
+            repo.list_analyses(actor, area_id), area.baseline_photo_id
+        ).items()
+        if pid in counted
+    }
     if not latest:
         return None
-    photos = {p.id: p for p in repo.list_photos(actor, area_id=area_id)}
     newest = max(
         latest.values(),
         key=lambda a: (
@@ -1077,9 +1305,10 @@ def session_frames(
 ) -> list[SessionFrame]:
     """The area's baseline and each later session's analysed photo, aligned, oldest first.
 
-    One picture per session: the photo Progress measures for that visit (its latest
-    saved analysis against the baseline). Sessions without a saved, registered
-    analysis are left out. Empty when the area has no baseline or no such session.
+    One picture per session: the photo Progress measures for that visit (its primary
+    photo, when usable, with its latest saved analysis against the baseline). Sessions
+    without a saved, registered analysis are left out. Empty when the area has no
+    baseline or no such session.
     """
     area = repo.get_area(actor, area_id)
     if area.baseline_photo_id is None:
@@ -1090,15 +1319,13 @@ def session_frames(
         return []
     latest = _latest_analyses(repo.list_analyses(actor, area_id), baseline.id)
     per_visit: dict[int, tuple[PhotoInfo, AnalysisInfo]] = {}
-    for pid, analysis in latest.items():
-        p = photos.get(pid)
-        if p is None or p.visit_id == baseline.visit_id:
+    for p in primary_photos(photos.values(), exclude_visit=baseline.visit_id).values():
+        analysis = latest.get(p.id)
+        if not p.usable or analysis is None:
             continue
         if (analysis.result.get("registration") or {}).get("homography") is None:
             continue
-        cur = per_visit.get(p.visit_id)
-        if cur is None or (analysis.created_at, analysis.id) > (cur[1].created_at, cur[1].id):
-            per_visit[p.visit_id] = (p, analysis)
+        per_visit[p.visit_id] = (p, analysis)
     frames: list[SessionFrame] = []
     for p, analysis in sorted(per_visit.values(), key=lambda t: (t[0].visit_date, t[0].id)):
         pair = pair_frames(

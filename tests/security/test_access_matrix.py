@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from review_rules import prepare_review, review_rules
 from sec_util import PASSWORD, photo_bytes, row_counts
+from workflow_rules import prepare_workflow, workflow_rules
 
 from tests.conftest import BACKENDS
 from vein_tracker.errors import AccessDenied
@@ -283,6 +284,8 @@ RULES: dict[str, list[tuple[str, Op, frozenset[str]]]] = {
 }
 # Issue 22's vein maps and rating sessions (H5); the aesthetician rates the prepared ones.
 RULES.update(review_rules(may, READ_A, frozenset({"aesthetician"})))
+# Issue 24's workflow, web sessions and export ids (H6).
+RULES.update(workflow_rules(may, READ_A, SIGNED_IN, frozenset(ROLES)))
 
 #: Public methods that take no acting user, and why that is safe.
 NO_ACTOR = {
@@ -294,6 +297,10 @@ NO_ACTOR = {
     "get_setting": "clinic-wide settings, no personal data",
     "audit_system": "writes an audit row attributed to the system",
     "integrity_check": "database self-check for fsck",
+    # Issue 24 (H6): the session cookie's routes; the secret itself is the check.
+    "redeem_web_session": "trades a one-time sign-in code (256 bits, 2 minutes, once)",
+    "resume_web_session": "the session cookie's token (256 bits; idle, age, account checked)",
+    "end_web_session_by_token": "sign-out by the cookie's own token",
 }
 
 
@@ -368,6 +375,7 @@ def matrix_clinic(
                 spare_marketing=spare_marketing,
                 actors=actors,
                 review=prepare_review(repo, c),
+                workflow=prepare_workflow(repo, c, n=len(ROLES)),
             ),
         )
     finally:

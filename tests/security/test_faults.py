@@ -356,7 +356,7 @@ def _writers(
     def work(k: int) -> None:
         try:
             for j in range(per_thread):
-                repo.create_visit(aest, client_id, notes=f"w{k}-{j}")
+                repo.create_visit(aest, client_id, notes=f"w{k}-{j}", same_day=True)
         except BaseException as exc:  # noqa: BLE001 - collected and asserted on below
             errors.append(exc)
 
@@ -383,7 +383,7 @@ _PROC_WRITER = textwrap.dedent(
     aest = Actor(user_id=int(sys.argv[4]), username="erin.aesth", role="aesthetician")
     repo = open_test_repo(settings)
     for j in range(int(sys.argv[6])):
-        repo.create_visit(aest, int(sys.argv[5]), notes=f"p{sys.argv[7]}-{j}")
+        repo.create_visit(aest, int(sys.argv[5]), notes=f"p{sys.argv[7]}-{j}", same_day=True)
     repo.close()
     print("ok", flush=True)
     """

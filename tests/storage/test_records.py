@@ -106,7 +106,7 @@ def test_visits_sessions_and_windows(clinic):
     assert v3.area_ids == ()
     assert v3.volume_ml == 3.0
     for bad, match in [
-        ({"sclerosant": "polidocanol"}, "sclerosant"),
+        ({"sclerosant": "ethanolamine_oleate"}, "sclerosant"),  # issue 24: not offered
         ({"volume_ml": -1}, "volume_ml"),
         ({"concentration_pct": 150}, "concentration_pct"),
         ({"area_ids": [clinic.area_b.id]}, "not a treatment area of this client"),
@@ -129,7 +129,7 @@ def test_area_choices(clinic):
     assert len(area.anon_id) == 32
     assert area.baseline_photo_id is None
     assert repo.update_area(aest, area.id, note=None).note is None
-    for field, value in [("side", "middle"), ("view", "top"), ("region", "ankle")]:
+    for field, value in [("side", "middle"), ("view", "top"), ("region", "elbow")]:
         kw = {"side": "left", "view": "medial", "region": "knee", field: value}
         with pytest.raises(ValueError, match=field):
             repo.create_area(aest, clinic.b.id, **kw)
@@ -273,7 +273,7 @@ def test_concurrent_visits_get_consecutive_session_numbers(clinic):
     def work() -> None:
         try:
             for _ in range(3):
-                repo.create_visit(aest, clinic.b.id)
+                repo.create_visit(aest, clinic.b.id, same_day=True)  # issue 24: asked for
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 

@@ -55,9 +55,10 @@ def compare_frames(at: AppTest, index: int = 0) -> list[dict[str, str]]:
     """The frames sent to the ``index``-th before/after comparison component of the page."""
     import json
 
-    components = at.get("bidi_component")
-    assert len(components) > index, "no comparison component on the page"
-    data = json.loads(components[index].proto.json)
+    views = [json.loads(c.proto.json) for c in at.get("bidi_component")]
+    views = [v for v in views if "frames" in v]  # not the sign-in hand-over component
+    assert len(views) > index, "no comparison component on the page"
+    data = views[index]
     assert data["width"] > 0
     assert data["height"] > 0
     return list(data["frames"])
@@ -248,16 +249,27 @@ def test_record_and_revoke_consent(clinic: Seeded) -> None:
     assert sorted(status.values()) == ["revoked", "valid"]
 
 
+def _button(at: AppTest, label: str) -> object:
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r}: {[b.label for b in at.button]}"
+    return found[0]
+
+
 def test_start_visit_and_upload_shows_capture_report(clinic: Seeded) -> None:
     at = signed_in("anna")
     go(at, "visit.py")
     at.selectbox(key="vt_client_select").set_value(clinic.client_b)
     at.run()
-    start = next(b for b in at.button if b.label == "Start visit")
-    start.click()
+    # The button names the client the visit is for.
+    _button(at, "Start visit for Dora Other").click()  # type: ignore[attr-defined]
     at.run()
     assert not at.exception
-    assert any("Visit started: session 3" in s.value for s in at.success)
+    assert any(
+        "Visit started for Dora Other" in s.value and "session 3" in s.value for s in at.success
+    )
+    # The picker follows the visit just started.
+    picker = at.selectbox(key=f"v_current_{clinic.client_b}")
+    assert picker.format_func(picker.value).startswith("Session 3")
     at.file_uploader[0].set_value(
         [
             ("followup-2.jpg", photo_jpeg(4, followup=True), "image/jpeg"),
@@ -265,23 +277,37 @@ def test_start_visit_and_upload_shows_capture_report(clinic: Seeded) -> None:
         ]
     )
     at.run()
-    assert [s.label for s in at.selectbox][-2:] == [
-        "Area for followup-2.jpg",
-        "Area for not-a-photo.jpg",
-    ]
-    next(b for b in at.button if b.label == "Store photos").click()
+    labels = [s.label for s in at.selectbox]
+    assert labels.index("Area for followup-2.jpg") + 1 == labels.index("Area for not-a-photo.jpg")
+    # Checked first, stored after: nothing is stored by the check.
+    _button(at, "Check photos").click()  # type: ignore[attr-defined]
     at.run()
     assert not at.exception
     shown = texts(at)
     assert widgets.md_escape("followup-2.jpg") in shown
     assert "Sharpness" in shown
+    assert len(at.image) >= 1  # the upload's thumbnail
     assert [e.value for e in at.error] == [
-        "Not stored: This file is not a photo vein_tracker can read. "
+        "Not a usable photo: This file is not a photo vein_tracker can read. "
         "Use JPEG, PNG, TIFF, WebP or HEIC."
     ]
+    _button(at, "Store the photos kept").click()  # type: ignore[attr-defined]
+    at.run()
+    assert not at.exception
+    assert any("counts for this visit" in s.value for s in at.success)
     # The uploader was rotated: a new, empty widget.
     assert at.file_uploader[0].key != "uploader_0"
     assert at.file_uploader[0].value in (None, [])
+    # The unreadable file's refusal is in the audit log, with who and why.
+    repo = open_test_repo(clinic.data_dir)
+    try:
+        adam = repo.authenticate("adam", PASSWORD)
+        refused = repo.list_audit(adam, action="photo_upload", ok=False)
+    finally:
+        repo.close()
+    assert any(
+        e.username == "anna" and "not a photo" in str(e.detail.get("reason")) for e in refused
+    )
 
 
 def test_bad_upload_is_a_friendly_error(clinic: Seeded) -> None:
@@ -291,12 +317,55 @@ def test_bad_upload_is_a_friendly_error(clinic: Seeded) -> None:
     at.run()
     at.file_uploader[0].set_value(("broken.png", b"\x89PNG\r\n\x1a\n broken", "image/png"))
     at.run()
-    next(b for b in at.button if b.label == "Store photos").click()
+    _button(at, "Check photos").click()  # type: ignore[attr-defined]
     at.run()
     assert not at.exception
     assert len(at.error) == 1
-    assert at.error[0].value.startswith("Not stored: ")
+    assert at.error[0].value.startswith("Not a usable photo: ")
     assert "Traceback" not in texts(at)
+
+
+def test_second_visit_same_day_is_asked_for(clinic: Seeded) -> None:
+    """Issue 24 item 2: a second visit on a date that has one is refused unless confirmed."""
+    at = signed_in("anna")
+    go(at, "visit.py")
+    at.selectbox(key="vt_client_select").set_value(clinic.client_a)
+    at.run()
+    _button(at, "Start visit for Cara Client").click()  # type: ignore[attr-defined]
+    at.run()
+    assert any("Visit started for Cara Client" in s.value for s in at.success)
+    _button(at, "Start visit for Cara Client").click()  # type: ignore[attr-defined]
+    at.run()
+    assert not at.exception
+    assert any("already has session 3" in e.value for e in at.error)
+    at.checkbox(key="v_same_day").check()
+    _button(at, "Start visit for Cara Client").click()  # type: ignore[attr-defined]
+    at.run()
+    assert any("session 4" in s.value for s in at.success)
+    repo = open_test_repo(clinic.data_dir)
+    try:
+        adam = repo.authenticate("adam", PASSWORD)
+        refused = repo.list_audit(adam, action="visit_create", ok=False)
+    finally:
+        repo.close()
+    assert any("already has session 3" in str(e.detail.get("reason")) for e in refused)
+
+
+def test_concentration_outside_the_range_is_refused(clinic: Seeded) -> None:
+    """Issue 24 item 8: 0.5 % hypertonic saline is a typing error, refused with the range."""
+    at = signed_in("anna")
+    go(at, "visit.py")
+    at.selectbox(key="vt_client_select").set_value(clinic.client_b)
+    at.run()
+    at.selectbox(key="v_sclerosant").set_value("hypertonic_saline")
+    at.number_input(key="v_conc").set_value(0.5)
+    at.checkbox(key="v_same_day").check()
+    _button(at, "Start visit for Dora Other").click()  # type: ignore[attr-defined]
+    at.run()
+    assert not at.exception
+    assert any("11.7–23.4 %" in e.value for e in at.error)
+    assert not any("Visit started" in s.value for s in at.success)
+    assert "polidocanol" in at.selectbox(key="v_sclerosant").options
 
 
 def test_review_shows_saved_improvement_and_views(clinic: Seeded) -> None:
@@ -353,6 +422,39 @@ def test_progress_page_has_chart_and_next_window(clinic: Seeded) -> None:
     assert labels[0].startswith("session 1 ")
     assert labels[0].endswith("(baseline)")
     assert labels[1].startswith("session 2 ")
+
+
+def test_override_without_reason_is_refused_and_the_reason_field_stays(clinic: Seeded) -> None:
+    """Issue 24 item 4: ticking the override and leaving the reason empty saves nothing."""
+    at = signed_in("anna")
+    at.text_input(key="editnew_name").input("Olga Override")
+    at.checkbox(key="editnew_blood_thinners").check()
+    at.run()
+    # The screening names the answer in words, never the stored name.
+    shown = texts(at)
+    assert "takes blood thinners" in shown
+    assert "blood_thinners" not in shown
+    at.checkbox(key="editnew_override").check()
+    at.run()
+    at.button(key="editnew_save").click()
+    at.run()
+    assert not at.exception
+    assert any("A reason for the override" in e.value for e in at.error)
+    assert not any("Client added" in s.value for s in at.success)
+    # The form keeps its state: the override is still ticked and its reason field shown.
+    assert at.checkbox(key="editnew_override").value
+    assert at.text_input(key="editnew_reason") is not None
+    repo = open_test_repo(clinic.data_dir)
+    try:
+        anna = repo.authenticate("anna", PASSWORD)
+        assert repo.search_clients(anna, "Olga") == []
+    finally:
+        repo.close()
+    # With the reason, it is saved with the override.
+    at.text_input(key="editnew_reason").input("   GP letter: stopped for 10 days  ")
+    at.button(key="editnew_save").click()
+    at.run()
+    assert any("Client added" in s.value and "override recorded" in s.value for s in at.success)
 
 
 # ----------------------------------------------------------------------------- client

@@ -231,3 +231,16 @@ def test_same_photos_under_another_record_reuse_the_cache_with_their_ids(
     assert hit.cached
     saved = services.save_analysis(repo, anna, hit)
     assert set(saved.masks) == {"change_map", "baseline_labels", "followup_labels", "region"}
+
+
+def test_override_reason_is_required_with_an_override() -> None:
+    from vein_tracker.storage import Screening
+
+    positive = Screening(blood_thinners=True)
+    assert services.override_reason(positive, override=False, reason="ignored") is None
+    assert services.override_reason(positive, override=True, reason="  GP letter ") == "GP letter"
+    for empty in (None, "", "   "):
+        with pytest.raises(ValueError, match="override_reason"):
+            services.override_reason(positive, override=True, reason=empty)
+    with pytest.raises(ValueError, match="no positive screening answer"):
+        services.override_reason(Screening(), override=True, reason="why not")

@@ -50,7 +50,10 @@ def test_hundred_uploads_grow_memory_less_than_300_mb(clinic: Seeded) -> None:
         img[i % 1500, : 1 + i] = (i * 7) % 255  # distinct bytes: no de-duplication
         at.file_uploader[0].set_value((f"p{i}.jpg", encode_image(img), "image/jpeg"))
         at.run()
-        next(b for b in at.button if b.label == "Store photos").click()
+        # Checked first (thumbnail and capture report), then stored.
+        next(b for b in at.button if b.label == "Check photos").click()
+        at.run()
+        next(b for b in at.button if b.label == "Store the photos kept").click()
         at.run()
         assert not at.exception
         assert not at.error, [e.value for e in at.error]

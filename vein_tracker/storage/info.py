@@ -18,12 +18,50 @@ from ..policy import ROLES
 
 SIDES: Final = ("left", "right")
 VIEWS: Final = ("anterior", "posterior", "medial", "lateral")
-REGIONS: Final = ("thigh", "knee", "calf")
-SCLEROSANTS: Final = ("hypertonic_saline", "sodium_tetradecyl_sulfate")
+# --- issue 24 (H6): ankle and foot regions; polidocanol; each agent's usual range ---
+REGIONS: Final = ("thigh", "knee", "calf", "ankle", "foot")
+SCLEROSANTS: Final = ("polidocanol", "sodium_tetradecyl_sulfate", "hypertonic_saline")
 SCLEROSANT_LABELS: Final = {
-    "hypertonic_saline": "hypertonic saline",
+    "polidocanol": "polidocanol",
     "sodium_tetradecyl_sulfate": "sodium tetradecyl sulfate",
+    "hypertonic_saline": "hypertonic saline",
 }
+#: Concentrations (percent, w/v) a clinic uses on spider and reticular leg veins. A value
+#: outside is almost certainly a typing error and is refused with a message naming the
+#: range (the repository checks it, whatever page or command sends it).
+SCLEROSANT_RANGES_PCT: Final = {
+    "polidocanol": (0.25, 1.0),
+    "sodium_tetradecyl_sulfate": (0.1, 0.5),
+    "hypertonic_saline": (11.7, 23.4),
+}
+
+
+def check_concentration(sclerosant: str | None, concentration_pct: float | None) -> None:
+    """Refuse a concentration outside the agent's usual range (or one without an agent).
+
+    Raises
+    ------
+    ValueError
+        Naming ``concentration_pct``, the agent and its range.
+    """
+    if concentration_pct is None:
+        return
+    if sclerosant is None:
+        raise ValueError(
+            "concentration_pct: choose the sclerosant the concentration is for, or leave "
+            "the concentration empty"
+        )
+    lo, hi = SCLEROSANT_RANGES_PCT[sclerosant]
+    value = float(concentration_pct)
+    if not lo <= value <= hi:
+        raise ValueError(
+            f"concentration_pct: {value:g} % is outside the usual range of "
+            f"{SCLEROSANT_LABELS[sclerosant]} for leg veins ({lo:g}–{hi:g} %); check the "
+            "number (a typing error?)"
+        )
+
+
+# --- end issue 24 (H6) ---
 CONSENT_KINDS: Final = ("treatment_photography", "marketing")
 #: Channels (scopes) of a marketing consent.
 CHANNELS: Final = ("website", "social", "print")
@@ -152,6 +190,31 @@ class Screening(_ToDict):
         return tuple(q for q in SCREENING_QUESTIONS if getattr(self, q))
 
 
+def resolve_override(screening: Screening, *, override: bool, reason: str | None) -> str | None:
+    """The override reason to record with ``screening`` (None: no override). Issue 24.
+
+    An override is never recorded without its reason, nor for a screening with nothing
+    to override. The one rule for every caller (pages, services, the repository).
+
+    Raises
+    ------
+    ValueError
+        ``override`` with an empty ``reason``, or with no positive answer.
+    """
+    text = (reason or "").strip()
+    if not override:
+        return None
+    if not screening.positives:
+        raise ValueError("override: there is no positive screening answer to override; untick it")
+    if not text:
+        raise ValueError(
+            "A reason for the override (override_reason) is required: write why treatment "
+            "may go ahead despite the positive screening, or untick the override. "
+            "Nothing was saved."
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class ClientInfo(_ToDict):
     """A client (patient) record.
@@ -257,6 +320,9 @@ class VisitInfo(_ToDict):
     next_window_start: date | None
     next_window_end: date | None
     created_at: datetime
+    # issue 24 (H6): a visit deleted by mistake (hidden from lists; kept on record)
+    deleted_at: datetime | None = None
+    delete_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +343,15 @@ class PhotoInfo(_ToDict):
         JSON of ``registration.assess_capture(...).to_dict()`` given at upload.
     is_baseline : bool
         True for the baseline photo of its area.
+    is_primary : bool
+        True for the photo that counts for its area at its visit (one per area and
+        visit; the others are alternates).
+    status : {"ok", "unmatched", "refused"}
+        Only ``ok`` photos are measured, reported or exported; ``status_reason`` says
+        why another status was set.
+    deleted_at, delete_reason, replaced_by_id
+        Set when the photo was deleted (hidden from every list) or retaken (the photo
+        that replaced it).
     """
 
     id: int
@@ -297,6 +372,18 @@ class PhotoInfo(_ToDict):
     is_baseline: bool
     uploaded_at: datetime
     uploaded_by: str | None
+    # issue 24 (H6): primary photo, status, soft delete
+    is_primary: bool = True
+    status: str = "ok"
+    status_reason: str | None = None
+    deleted_at: datetime | None = None
+    delete_reason: str | None = None
+    replaced_by_id: int | None = None
+
+    @property
+    def usable(self) -> bool:
+        """True when a figure or an export may use this photo (kept and ``ok``)."""
+        return self.status == "ok" and self.deleted_at is None
 
 
 @dataclass(frozen=True)

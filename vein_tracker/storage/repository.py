@@ -56,12 +56,15 @@ from .repo.base import Retry
 from .repo.clients import ClientRecords
 from .repo.common import AUDIT_ACTIONS, EXTERNAL_EVENTS
 from .repo.consent import ConsentRecords
+from .repo.export_keys import ExportKeyRecords  # issue 24 (H6)
 from .repo.maintenance import MaintenanceRecords
 from .repo.marketing import MarketingRecords
 from .repo.photos import PhotoRecords
 from .repo.ratings import RatingRecords
 from .repo.vein_maps import VeinMapRecords
 from .repo.visits import VisitRecords
+from .repo.web_sessions import WebSessionRecords  # issue 24 (H6)
+from .repo.workflow import WorkflowRecords  # issue 24 (H6)
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -88,6 +91,9 @@ class Repository(
     MaintenanceRecords,
     VeinMapRecords,  # issue 22 (H5): reviewed vein maps
     RatingRecords,  # issue 22 (H5): blind rating sessions
+    WorkflowRecords,  # issue 24 (H6): primary photos, status, delete/retake, refusals
+    WebSessionRecords,  # issue 24 (H6): signed-in browsers across reloads
+    ExportKeyRecords,  # issue 24 (H6): anonymous export ids and their private mapping
 ):
     """Clinic records and photos behind access rules. Build it with :func:`open_repository`.
 

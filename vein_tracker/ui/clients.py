@@ -6,6 +6,7 @@ from datetime import date
 
 import streamlit as st
 
+from vein_tracker import services
 from vein_tracker.policy import Action
 from vein_tracker.storage import Actor
 from vein_tracker.storage.info import SCREENING_LABELS, SCREENING_QUESTIONS, ClientInfo, Screening
@@ -48,7 +49,8 @@ def _editor(actor: Actor, client: ClientInfo | None) -> None:
         for q in SCREENING_QUESTIONS
     }
     screening = Screening(**answers)
-    override_reason: str | None = None
+    override = False
+    reason_text = ""
     if screening.varicose_veins:
         st.error(REFER_TEXT, icon=":material/local_hospital:")
     if screening.positives:
@@ -64,18 +66,24 @@ def _editor(actor: Actor, client: ClientInfo | None) -> None:
             key=f"{k}_override",
         )
         if override:
-            override_reason = (
-                st.text_input(
-                    "Reason for the override (required)",
-                    value=(client.override_reason or "") if client else "",
-                    key=f"{k}_reason",
-                ).strip()
-                or None
+            reason_text = st.text_input(
+                "Reason for the override (required)",
+                value=(client.override_reason or "") if client else "",
+                key=f"{k}_reason",
+                placeholder="e.g. GP letter of 3 March: low-dose only, no anticoagulant",
             )
     label = "Save changes" if client else "Add client"
     if st.button(label, type="primary", key=f"{k}_save"):
         if not name.strip():
             st.error("Enter the client's name.")
+            return
+        try:
+            override_reason = services.override_reason(
+                screening, override=override, reason=reason_text
+            )
+        except ValueError as exc:
+            # Nothing is saved and the form keeps what was typed, the reason field with it.
+            st.error(str(exc))
             return
         if screening.positives and override_reason is None:
             st.info("Saved without override: the client is marked not cleared for treatment.")
@@ -100,12 +108,17 @@ def _editor(actor: Actor, client: ClientInfo | None) -> None:
                     notes=notes.strip() or None,
                     screening=screening,
                     override_reason=override_reason,
+                    override=override,
                 )
             else:
                 saved = repo.update_client(actor, client.id, **details)
                 if screening != client.screening or override_reason != client.override_reason:
                     saved = repo.record_screening(
-                        actor, saved.id, screening, override_reason=override_reason
+                        actor,
+                        saved.id,
+                        screening,
+                        override_reason=override_reason,
+                        override=override,
                     )
             st.session_state[widgets.PENDING_CLIENT_KEY] = saved.id
             for key in [k for k in st.session_state if str(k).startswith(f"{k_prefix}_")]:

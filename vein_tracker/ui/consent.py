@@ -10,10 +10,7 @@ from vein_tracker.policy import Action
 from vein_tracker.storage.info import CHANNELS, CONSENT_KINDS
 from vein_tracker.ui import session, widgets
 
-KIND_LABELS = {
-    "treatment_photography": "Treatment photography (clinical record)",
-    "marketing": "Marketing use of de-identified before/after photos",
-}
+KIND_LABELS = widgets.CONSENT_KIND_LABELS
 
 
 def render() -> None:
@@ -30,7 +27,7 @@ def render() -> None:
             [
                 {
                     "id": c.id,
-                    "kind": c.kind.replace("_", " "),
+                    "kind": widgets.consent_kind_label(c.kind),
                     "channels": ", ".join(c.scopes) or "—",
                     "signed": c.signed_at,
                     "expires": c.expires_at,

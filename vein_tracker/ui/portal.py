@@ -55,7 +55,7 @@ def render() -> None:
         st.subheader("Visits")
         visits = session.repo().list_visits(actor, client_id)
         widgets.table([{"session": v.session_number, "date": v.visit_date} for v in visits])
-        widgets.next_window(visits)
+        widgets.next_window(visits, audience="client")
 
         with st.expander("Before a session (pre-care)"):
             for line in PRE_CARE:
@@ -66,18 +66,22 @@ def render() -> None:
 
         st.subheader("My consents")
         consents = session.repo().list_consents(actor, client_id)
-        widgets.table(
-            [
-                {
-                    "consent": c.kind.replace("_", " "),
-                    "channels": ", ".join(c.scopes) or "—",
-                    "signed": c.signed_at,
-                    "expires": c.expires_at,
-                    "status": c.status(),
-                }
-                for c in consents
-            ]
-        )
+        if not consents:
+            st.caption("No consent on record.")
+        # One short card per consent rather than a wide table: a phone shows all of it.
+        for c in consents:
+            with st.container(border=True):
+                st.markdown(
+                    f"**{widgets.md_escape(widgets.consent_kind_label(c.kind))}** · "
+                    f"{widgets.md_escape(c.status())}"
+                )
+                lines = [f"signed {c.signed_at:%d %b %Y}"]
+                lines.append(
+                    f"expires {c.expires_at:%d %b %Y}" if c.expires_at else "no expiry date"
+                )
+                if c.scopes:
+                    lines.append("channels: " + ", ".join(c.scopes))
+                st.caption(" · ".join(lines))
         marketing = [c for c in consents if c.kind == "marketing" and c.status() == "valid"]
         for c in marketing:
             if st.button(

@@ -11,10 +11,11 @@ import numpy as np
 import streamlit as st
 
 from vein_tracker import services
+from vein_tracker.errors import RegistrationError
 from vein_tracker.policy import Action
 from vein_tracker.storage import Actor
 from vein_tracker.storage.info import AreaInfo, PhotoInfo
-from vein_tracker.ui import session, widgets
+from vein_tracker.ui import session, vein_map_review, widgets
 
 
 def _pick_pair(actor: Actor, areas: list[AreaInfo]) -> tuple[AreaInfo, PhotoInfo, PhotoInfo] | None:
@@ -32,20 +33,30 @@ def _pick_pair(actor: Actor, areas: list[AreaInfo]) -> tuple[AreaInfo, PhotoInfo
     area = by_id[area_id]
     photos = session.repo().list_photos(actor, area_id=area.id)
     baseline = next((p for p in photos if p.id == area.baseline_photo_id), None)
+    baseline_visit = baseline.visit_id if baseline is not None else None
     followups = sorted(
-        (p for p in photos if p.id != area.baseline_photo_id),
-        key=lambda p: (p.session_number, p.id),
+        (p for p in photos if p.id != area.baseline_photo_id and p.visit_id != baseline_visit),
+        key=lambda p: (p.session_number, p.is_primary, p.id),
         reverse=True,
     )
     if baseline is None or not followups:
         st.info("This area has only its baseline photo: upload a follow-up photo to compare.")
         return None
     fmap = {p.id: p for p in followups}
+    # Opens on the newest photo that counts for its visit and is usable: never on an
+    # unmatched or refused photo, nor on an alternate.
+    first = next((p.id for p in followups if p.is_primary and p.usable), followups[0].id)
+    key = f"r_followup_{area.id}"
+    if st.session_state.get(key) not in fmap:
+        st.session_state[key] = first
     fid = st.selectbox(
         "Follow-up photo",
         list(fmap),
-        format_func=lambda i: f"session {fmap[i].session_number} · {fmap[i].visit_date}",
-        key=f"r_followup_{area.id}",
+        format_func=lambda i: (
+            f"session {fmap[i].session_number} · {fmap[i].visit_date} · photo {i} · "
+            + widgets.photo_badge(fmap[i])
+        ),
+        key=key,
     )
     return area, baseline, fmap[fid]
 
@@ -153,26 +164,44 @@ def render() -> None:
         if picked is None:
             return
         area, baseline, followup = picked
+        if not followup.usable:
+            # Flagged, never measured: say why and what to do (retake on the Visit page).
+            st.error(services.photo_status_text(followup))
+            st.caption("Retake it, or make another photo of that visit count, on the Visit page.")
+            return
         params = _controls(area.id)
         bar = st.progress(0.0, text="Preparing…")
 
         def progress(fraction: float, message: str) -> None:
             bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
+        refused: RegistrationError | None = None
         with st.status("Analysing the pair…", expanded=False) as status:
-            review = services.analyze_pair(
-                session.repo(),
-                actor,
-                baseline_photo_id=baseline.id,
-                followup_photo_id=followup.id,
-                params=params,
-                progress=progress,
-            )
-            status.update(
-                label="Result from the saved analysis" if review.cached else "Analysis done",
-                state="complete",
-            )
+            try:
+                review = services.analyze_pair(
+                    session.repo(),
+                    actor,
+                    baseline_photo_id=baseline.id,
+                    followup_photo_id=followup.id,
+                    params=params,
+                    progress=progress,
+                )
+            except RegistrationError as exc:
+                # The bar and the status end here too, not at "aligning…".
+                refused = exc
+                status.update(label="The pair could not be aligned", state="error")
+            else:
+                status.update(
+                    label="Result from the saved analysis" if review.cached else "Analysis done",
+                    state="complete",
+                )
         bar.empty()
+        if refused is not None:
+            st.error(
+                f"{refused} The photo is marked as not aligned: it is left out of Progress, "
+                "reports and exports until it is retaken or marked usable."
+            )
+            return
         widgets.improvement_numbers(review.result)
         if review.saved:
             st.caption("This result is saved in the client's record.")
@@ -180,6 +209,10 @@ def render() -> None:
             services.save_analysis(session.repo(), actor, review)
             widgets.flash("Result saved.")
             st.rerun()
+        # --- issue 22 (H5): correct the baseline vein map; the figure is measured again
+        # on it at once, and saving stores it as a new map version.
+        vein_map_review.render(actor, baseline=baseline, followup=followup, params=params)
+        # --- end issue 22
         _views(actor, review, area.id)
         widgets.report_download(actor, client.id)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 
 import altair as alt
@@ -18,7 +19,13 @@ import streamlit as st
 from vein_tracker import services
 from vein_tracker.progress import Progress
 from vein_tracker.storage import Actor
-from vein_tracker.storage.info import AreaInfo, ClientInfo, VisitInfo, default_next_window
+from vein_tracker.storage.info import (
+    AreaInfo,
+    ClientInfo,
+    PhotoInfo,
+    VisitInfo,
+    default_next_window,
+)
 from vein_tracker.ui import compare_view, session
 
 TARGET_COLOUR = "#d62728"
@@ -137,6 +144,8 @@ def progress_chart(prog: Progress, *, target_pct: float) -> None:
 
 def progress_view(prog: Progress | None, *, target_pct: float, audience: str) -> None:
     """Chart, flags and projection of one area (``audience`` "clinic" or "client")."""
+    if prog is not None:
+        _photo_flags(prog, audience=audience)
     if prog is None or prog.frame["improvement_pct"].iloc[1:].dropna().empty:
         st.info("No follow-up has been measured for this area yet.")
         return
@@ -171,18 +180,68 @@ def progress_view(prog: Progress | None, *, target_pct: float, audience: str) ->
     st.caption(text)
 
 
-def next_window(visits: Sequence[VisitInfo]) -> None:
-    """The next-appointment window after the latest visit (1–4 weeks later)."""
+def _photo_flags(prog: Progress, *, audience: str) -> None:
+    """Sessions whose photo gives no figure (unmatched, not aligned, missing)."""
+    words = {
+        "unmatched": "does not match the baseline photo",
+        "refused": "could not be aligned with the baseline photo",
+        "missing": "is missing",
+    }
+    for session_index, status in prog.photo_flags:
+        what = words.get(status, status)
+        if audience == "client":
+            st.info(
+                f"Session {session_index}: the photo {what}, so it is not compared; the "
+                "clinic will take it again."
+            )
+        else:
+            st.warning(
+                f"Session {session_index}: the photo that counts {what}: no figure. Retake "
+                "it, or make another photo of that visit count (Visit page).",
+                icon=":material/report:",
+            )
+
+
+def next_window_state(start: date, end: date, *, today: date | None = None) -> str:
+    """``"upcoming"``, ``"due"`` (today is inside the window) or ``"overdue"`` (after it)."""
+    day = today or date.today()
+    if day > end:
+        return "overdue"
+    return "due" if day >= start else "upcoming"
+
+
+def next_window(
+    visits: Sequence[VisitInfo], *, audience: str = "clinic", today: date | None = None
+) -> None:
+    """The next-appointment window after the latest visit (1–4 weeks later), flagged when
+    it has passed without a visit (``audience`` "clinic" or "client" words the advice)."""
     if not visits:
         return
     latest = max(visits, key=lambda v: (v.visit_date, v.session_number))
     start, end = latest.next_window_start, latest.next_window_end
     if start is None or end is None:
         start, end = default_next_window(latest.visit_date)
-    st.info(
+    day = today or date.today()
+    state = next_window_state(start, end, today=day)
+    text = (
         f"Next appointment: between **{start:%d %b %Y}** and **{end:%d %b %Y}** "
         f"(1–4 weeks after session {latest.session_number} on {latest.visit_date:%d %b %Y})."
     )
+    if state == "overdue":
+        late = (day - end).days
+        advice = (
+            "Please book your next session soon: treated veins can re-open when follow-up is late."
+            if audience == "client"
+            else "Contact the client to book: treated veins can re-open when follow-up is late."
+        )
+        st.warning(
+            f"**Overdue** by {late} day{'s' if late != 1 else ''}. {text} {advice}",
+            icon=":material/event_busy:",
+        )
+    elif state == "due":
+        st.info(f"**Due now.** {text}", icon=":material/event:")
+    else:
+        st.info(text, icon=":material/event:")
 
 
 def report_download(actor: Actor, client_id: int) -> None:
@@ -235,15 +294,58 @@ def capture_report(report: Mapping[str, Any], *, name: str | None = None) -> Non
         st.write(f"• {line}")
 
 
+#: What a table shows for a value that is not recorded.
+BLANK = "—"
+
+
+def cell_text(value: Any) -> str:
+    """One table cell as text: dates as ISO (times to the minute, UTC), yes/no for booleans,
+    whole numbers without ".0", and :data:`BLANK` for a missing value (None, NaN, NaT)."""
+    if value is None or value is pd.NaT:
+        return BLANK
+    if isinstance(value, float) and not math.isfinite(value):
+        return BLANK
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value)
+    return text if text.strip() else BLANK
+
+
+def table_frame(
+    rows: Sequence[Mapping[str, Any]], *, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The frame :func:`table` shows: a column with a missing value or with values of
+    more than one type becomes text (:func:`cell_text`), so no cell reads "None" and no
+    mixed column reaches Arrow (which refuses them); other columns keep their type."""
+    df = pd.DataFrame(list(rows))
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    for name in df.columns:
+        values = list(df[name])
+        kinds = {type(v) for v in values if not _missing(v)}
+        if len(kinds) > 1 or any(_missing(v) for v in values) or kinds <= {bool, np.bool_}:
+            df[name] = pd.Series([cell_text(v) for v in values], index=df.index, dtype=object)
+    return df
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NaT:
+        return True
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def table(rows: Sequence[Mapping[str, Any]], *, columns: Sequence[str] | None = None) -> None:
     """A read-only table of records (text cells are never interpreted as HTML)."""
     if not rows:
         st.caption("Nothing to show.")
         return
-    df = pd.DataFrame(list(rows))
-    if columns is not None:
-        df = df[[c for c in columns if c in df.columns]]
-    st.dataframe(df, hide_index=True, width="stretch")
+    st.dataframe(table_frame(rows, columns=columns), hide_index=True, width="stretch")
 
 
 CLIENT_KEY = "vt_client_id"
@@ -357,3 +459,27 @@ def sessions_compare(actor: Actor, area_id: int, *, key: str) -> bool:
         [compare_view.Frame(f.label, f.rgb) for f in frames], key=key, left=0, right=-1
     )
     return True
+
+
+CONSENT_KIND_LABELS = {
+    "treatment_photography": "Treatment photography (clinical record)",
+    "marketing": "Marketing use of de-identified before/after photos",
+}
+
+
+def consent_kind_label(kind: str) -> str:
+    """The words for a consent kind (never the stored name)."""
+    return CONSENT_KIND_LABELS.get(kind, kind.replace("_", " "))
+
+
+def photo_badge(photo: PhotoInfo) -> str:
+    """A photo's place and state in a few words: baseline, counts, alternate, status."""
+    from vein_tracker.storage.repo.workflow import STATUS_LABELS
+
+    parts = []
+    if photo.is_baseline:
+        parts.append("baseline")
+    parts.append("counts for the visit" if photo.is_primary else "alternate")
+    if photo.status != "ok":
+        parts.append(f"⚠ {STATUS_LABELS.get(photo.status, photo.status)}")
+    return " · ".join(parts)

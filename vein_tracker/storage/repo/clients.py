@@ -14,10 +14,18 @@ from sqlalchemy.orm import Session
 
 from ...policy import Action
 from .. import models as m
-from ..info import SCREENING_QUESTIONS, Actor, ClientInfo, Screening, utcnow
+from ..info import (
+    SCREENING_QUESTIONS,
+    Actor,
+    ClientInfo,
+    Screening,
+    resolve_override,
+    utcnow,
+)
 from .base import RepositoryBase
 from .common import add_audit, clean_text, get_or_missing
 from .rows import client_info
+from .workflow import audit_refusal
 
 
 class ClientRecords(RepositoryBase):
@@ -36,14 +44,18 @@ class ClientRecords(RepositoryBase):
         notes: str | None = None,
         screening: Screening | None = None,
         override_reason: str | None = None,
+        override: bool | None = None,
     ) -> ClientInfo:
         """Register a client (staff only), optionally with the screening in the same
-        transaction (see :meth:`record_screening` for ``screening``/``override_reason``).
+        transaction (see :meth:`record_screening` for ``screening``, ``override_reason``
+        and ``override``).
         """
         self._require(actor, Action.EDIT_CLIENTS)
         if screening is not None and not isinstance(screening, Screening):
             raise TypeError("screening must be a Screening or None")
         reason = clean_text(override_reason, field="override_reason")
+        if override is not None and screening is not None:  # issue 24 (H6)
+            reason = self._override(actor, screening, override, reason, client_id=None)
         values = _client_values(
             name=name,
             date_of_birth=date_of_birth,
@@ -121,17 +133,23 @@ class ClientRecords(RepositoryBase):
         *,
         screened_at: datetime | None = None,
         override_reason: str | None = None,
+        override: bool | None = None,
     ) -> ClientInfo:
         """Record the contraindication screening (staff only).
 
         A positive answer needs ``override_reason`` (why treatment may still go ahead)
         before the client counts as cleared for treatment; without it the answers are
         still recorded and :attr:`ClientInfo.cleared_for_treatment` stays False.
+        ``override=True`` says the user asked for an override: it is refused (and the
+        refusal audited) without a reason, so it is never saved as "not cleared" by
+        mistake; ``override=False`` records no override whatever the reason says.
         """
         self._require(actor, Action.EDIT_CLIENTS)
         if not isinstance(screening, Screening):
             raise TypeError("screening must be a Screening")
         reason = clean_text(override_reason, field="override_reason")
+        if override is not None:  # issue 24 (H6)
+            reason = self._override(actor, screening, override, reason, client_id=client_id)
         when = screened_at or utcnow()
         if when.tzinfo is None:
             raise ValueError("screened_at must be timezone-aware (UTC)")
@@ -142,6 +160,22 @@ class ClientRecords(RepositoryBase):
             return client_info(c)
 
         return self._guard(actor, body, write=True)
+
+    def _override(
+        self,
+        actor: Actor,
+        screening: Screening,
+        override: bool,
+        reason: str | None,
+        *,
+        client_id: int | None,
+    ) -> str | None:
+        # issue 24 (H6): one rule (info.resolve_override); a refusal is audited.
+        try:
+            return resolve_override(screening, override=override, reason=reason)
+        except ValueError as exc:
+            audit_refusal(self, actor, "screening_record", reason=str(exc), client_id=client_id)
+            raise
 
     def get_client(self, actor: Actor, client_id: int) -> ClientInfo:
         """A client record (staff, or that client's own account)."""

@@ -59,6 +59,15 @@ AUDIT_ACTIONS: Final = frozenset(
         "rating_session_create",
         "rating_session_close",
         "rating_submit",
+        # issue 24 (H6): primary photos, status, soft delete, retention, web sessions, export ids
+        "photo_primary",
+        "photo_status",
+        "photo_delete",
+        "photo_retake",
+        "photo_purge",
+        "visit_delete",
+        "session_resume",
+        "export_trace",
     }
 )
 EXTERNAL_EVENTS: Final = frozenset({"logout", "session_timeout", "report", "export"})

@@ -22,8 +22,12 @@ class MaintenanceRecords(RepositoryBase):
         """Every store address the database refers to -> what refers to it (for fsck)."""
 
         def body(s: Session) -> dict[str, str]:
+            # issue 24 (H6): the bytes of a deleted photo past retention are gone on purpose.
             refs = {
-                sha: f"photo {pid}" for pid, sha in s.execute(sa.select(m.Photo.id, m.Photo.sha256))
+                sha: f"photo {pid}"
+                for pid, sha in s.execute(
+                    sa.select(m.Photo.id, m.Photo.sha256).where(m.Photo.bytes_purged_at.is_(None))
+                )
             }
             for aid, name, sha in s.execute(
                 sa.select(m.AnalysisMask.analysis_id, m.AnalysisMask.name, m.AnalysisMask.sha256)

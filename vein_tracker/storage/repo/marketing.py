@@ -196,10 +196,21 @@ def _marketing_pairs(
                 continue
             bp = s.get_one(m.Photo, base.photo_id)
             bv = s.get_one(m.Visit, bp.visit_id)
+            if bp.status != "ok" or bp.deleted_at is not None:  # issue 24 (H6)
+                continue
+            # issue 24 (H6): the photo that counts for each later visit, if it is usable;
+            # alternates, deleted, unmatched and refused photos are never exported.
             rows = s.execute(
                 sa.select(m.Photo, m.Visit)
                 .join(m.Visit, m.Visit.id == m.Photo.visit_id)
-                .where(m.Photo.area_id == area.id, m.Visit.visit_date > bv.visit_date)
+                .join(m.PrimaryPhoto, m.PrimaryPhoto.photo_id == m.Photo.id)
+                .where(
+                    m.Photo.area_id == area.id,
+                    m.Visit.visit_date > bv.visit_date,
+                    m.Photo.status == "ok",
+                    m.Photo.deleted_at.is_(None),
+                    m.Visit.deleted_at.is_(None),
+                )
                 .order_by(m.Visit.visit_date, m.Photo.id)
             )
             area_pairs = []

@@ -15,14 +15,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ... import policy
-from ...errors import AccessDenied
+from ...errors import AccessDenied, ConsentError, PhotoError
 from ...policy import Action
 from .. import models as m
 from ..info import CHANNELS, Actor, PhotoInfo, utcnow
 from .base import RepositoryBase
-from .common import DENIED, account_id, add_audit, choice, get_or_missing, jsonable
+from .common import DENIED, account_id, add_audit, choice, clean_text, get_or_missing, jsonable
 from .consent import require_photo_consent, valid_marketing_consent
 from .rows import photo_info
+from .workflow import audit_refusal
 
 
 class PhotoRecords(RepositoryBase):
@@ -38,6 +39,8 @@ class PhotoRecords(RepositoryBase):
         filename: str | None = None,
         px_per_mm: float | None = None,
         capture_report: Mapping[str, Any] | None = None,
+        status: str = "ok",
+        status_reason: str | None = None,
     ) -> PhotoInfo:
         """Store a photo of an area taken at a visit (staff only).
 
@@ -57,6 +60,14 @@ class PhotoRecords(RepositoryBase):
             Scale in pixels per millimetre, if known.
         capture_report : mapping, optional
             ``assess_capture(...).to_dict()``; stored as JSON.
+        status : {"ok", "unmatched", "refused"}
+            ``"unmatched"`` when the capture check found that the photo does not match
+            the area's baseline (kept, flagged, never measured or exported), with
+            ``status_reason``.
+
+        The first photo of an area at a visit counts for that visit (its primary
+        photo); later ones are alternates. Re-sending the bytes of a deleted photo of
+        the same area and visit restores it. Every refusal is audited.
 
         Raises
         ------
@@ -67,12 +78,52 @@ class PhotoRecords(RepositoryBase):
         StorageError
             Disk full or not writable (nothing is stored).
         """
-        from ...io import load_photo
-
         self._require(actor, Action.UPLOAD_PHOTOS)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError("data must be the photo file's bytes")
-        blob = bytes(data)
+        try:  # issue 24 (H6): a rejected upload is audited with its reason
+            return self._add_photo(
+                actor,
+                area_id,
+                visit_id,
+                bytes(data),
+                filename=filename,
+                px_per_mm=px_per_mm,
+                capture_report=capture_report,
+                status=status,
+                status_reason=status_reason,
+            )
+        except (PhotoError, ConsentError, ValueError) as exc:
+            audit_refusal(
+                self,
+                actor,
+                "photo_upload",
+                reason=str(exc),
+                detail={
+                    "area_id": area_id,
+                    "visit_id": visit_id,
+                    "file": _safe_filename(filename),
+                },
+            )
+            raise
+
+    def _add_photo(
+        self,
+        actor: Actor,
+        area_id: int,
+        visit_id: int,
+        blob: bytes,
+        *,
+        filename: str | None,
+        px_per_mm: float | None,
+        capture_report: Mapping[str, Any] | None,
+        status: str,
+        status_reason: str | None,
+    ) -> PhotoInfo:
+        from ...io import load_photo
+
+        choice(status, m.PHOTO_STATUSES, "status")
+        reason = clean_text(status_reason, field="status_reason", max_len=500)
         name = _safe_filename(filename)
         report = jsonable(capture_report) if capture_report is not None else None
 
@@ -81,6 +132,8 @@ class PhotoRecords(RepositoryBase):
             v = get_or_missing(s, m.Visit, visit_id, "visit")
             if a.client_id != v.client_id:
                 raise ValueError("area_id and visit_id belong to different clients")
+            if v.deleted_at is not None:  # issue 24 (H6)
+                raise ValueError("visit_id: this visit was deleted; start or choose another")
             require_photo_consent(s, a.client_id)
             return a.client_id
 
@@ -98,6 +151,19 @@ class PhotoRecords(RepositoryBase):
                 )
             )
             if existing is not None:
+                if existing.deleted_at is not None:  # issue 24 (H6): sent again: restored
+                    existing.deleted_at = existing.deleted_by_id = existing.delete_reason = None
+                    if s.get(m.PrimaryPhoto, (area_id, visit_id)) is None:
+                        s.add(
+                            m.PrimaryPhoto(
+                                area_id=area_id,
+                                visit_id=visit_id,
+                                photo_id=existing.id,
+                                set_at=utcnow(),
+                                set_by_id=account_id(actor),
+                            )
+                        )
+                    s.flush()
                 return photo_info(s, existing)
             p = m.Photo(
                 client_id=client_id,
@@ -114,9 +180,23 @@ class PhotoRecords(RepositoryBase):
                 capture_report=report,
                 uploaded_at=utcnow(),
                 uploaded_by_id=account_id(actor),
+                status=status,
+                status_reason=reason,
+                status_at=utcnow() if status != "ok" else None,
+                status_by_id=account_id(actor) if status != "ok" else None,
             )
             s.add(p)
             s.flush()
+            if s.get(m.PrimaryPhoto, (area_id, visit_id)) is None:  # issue 24 (H6)
+                s.add(
+                    m.PrimaryPhoto(
+                        area_id=area_id,
+                        visit_id=visit_id,
+                        photo_id=p.id,
+                        set_at=utcnow(),
+                        set_by_id=account_id(actor),
+                    )
+                )
             if s.get(m.VisitArea, (visit_id, area_id)) is None:
                 s.add(m.VisitArea(visit_id=visit_id, area_id=area_id))
             if s.get(m.AreaBaseline, area_id) is None:
@@ -135,7 +215,13 @@ class PhotoRecords(RepositoryBase):
                 "photo_upload",
                 target=("photo", p.id),
                 client_id=client_id,
-                detail={"sha256": sha, "area_id": area_id, "visit_id": visit_id},
+                detail={
+                    "sha256": sha,
+                    "area_id": area_id,
+                    "visit_id": visit_id,
+                    "status": status,
+                    "status_reason": reason,
+                },
             )
             return photo_info(s, p)
 
@@ -227,12 +313,16 @@ class PhotoRecords(RepositoryBase):
         client_id: int | None = None,
         area_id: int | None = None,
         visit_id: int | None = None,
+        include_deleted: bool = False,
     ) -> list[PhotoInfo]:
         """Photos (metadata), oldest visit first, filtered by client, area and/or visit.
 
         Staff may list any; a client account only its own (``client_id`` defaults to
-        it); marketing uses :meth:`list_marketing_pairs` instead.
+        it); marketing uses :meth:`list_marketing_pairs` instead. Deleted photos (and
+        those of deleted visits) are left out unless ``include_deleted`` (staff only).
         """
+        if include_deleted:
+            self._require(actor, Action.VIEW_CLIENT_RECORDS)
         own = self._own_client_only(actor)
         if own is not None:
             if client_id is not None and client_id != own:
@@ -255,6 +345,8 @@ class PhotoRecords(RepositoryBase):
                 q = q.where(m.Photo.area_id == area_id)
             if visit_id is not None:
                 q = q.where(m.Photo.visit_id == visit_id)
+            if not include_deleted:  # issue 24 (H6)
+                q = q.where(m.Photo.deleted_at.is_(None), m.Visit.deleted_at.is_(None))
             rows = list(
                 s.scalars(q.order_by(m.Visit.visit_date, m.Visit.session_number, m.Photo.id))
             )
@@ -319,7 +411,15 @@ class PhotoRecords(RepositoryBase):
         self, s: Session, actor: Actor, p: m.Photo, channel: str | None
     ) -> None:
         if self._reads_client(actor, p.client_id):
+            # issue 24 (H6): a deleted photo is the clinic's record only, not the client's.
+            if p.deleted_at is not None and self._own_client_only(actor) is not None:
+                raise AccessDenied(DENIED)
             return
+        # issue 24 (H6): a deleted, unmatched or refused photo is never exported.
+        if p.deleted_at is not None or p.status != "ok":
+            raise AccessDenied(
+                "This photo was deleted or does not match its baseline: it cannot be used."
+            )
         # Beyond the clinical records: a consented marketing photo, for its channel only.
         if not policy.permits(actor, Action.EXPORT_MARKETING):
             raise AccessDenied(DENIED)

@@ -102,6 +102,8 @@ def visit_info(s: Session, v: m.Visit) -> VisitInfo:
         next_window_start=v.next_window_start,
         next_window_end=v.next_window_end,
         created_at=v.created_at,
+        deleted_at=v.deleted_at,  # issue 24 (H6)
+        delete_reason=v.delete_reason,
     )
 
 
@@ -127,6 +129,14 @@ def photo_info(s: Session, p: m.Photo) -> PhotoInfo:
         is_baseline=b is not None and b.photo_id == p.id,
         uploaded_at=p.uploaded_at,
         uploaded_by=username_of(s, p.uploaded_by_id),
+        # issue 24 (H6): primary photo, status, soft delete
+        is_primary=(pp := s.get(m.PrimaryPhoto, (p.area_id, p.visit_id))) is not None
+        and pp.photo_id == p.id,
+        status=p.status,
+        status_reason=p.status_reason,
+        deleted_at=p.deleted_at,
+        delete_reason=p.delete_reason,
+        replaced_by_id=p.replaced_by_id,
     )
 
 

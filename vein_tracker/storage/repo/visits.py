@@ -19,17 +19,20 @@ from .. import models as m
 from ..info import (
     REGIONS,
     SCLEROSANTS,
+    SCREENING_LABELS,
     SIDES,
     VIEWS,
     Actor,
     AreaInfo,
     VisitInfo,
+    check_concentration,
     default_next_window,
     utcnow,
 )
 from .base import RepositoryBase
 from .common import account_id, add_audit, choice, clean_text, get_or_missing
 from .rows import area_info, client_info, visit_info
+from .workflow import audit_refusal
 
 
 class VisitRecords(RepositoryBase):
@@ -123,27 +126,72 @@ class VisitRecords(RepositoryBase):
         notes: str | None = None,
         next_window_start: date | None = None,
         next_window_end: date | None = None,
+        same_day: bool = False,
     ) -> VisitInfo:
         """Start a visit (staff only); the session number is the client's next one.
 
         The client must be screened and cleared for treatment (no positive answer, or
         an override reason). The next-appointment window defaults to 1–4 weeks after
-        ``visit_date`` (default today, UTC).
+        ``visit_date`` (default today, UTC). A second visit on a date that already has
+        one is refused unless ``same_day`` says it is meant. Every refusal is audited.
 
         Raises
         ------
         ValueError
-            Not screened / not cleared, bad sclerosant, negative amounts, an area of
-            another client, or a window that ends before it starts.
+            Not screened / not cleared, a second visit the same day without
+            ``same_day``, bad sclerosant or a concentration outside its usual range,
+            negative amounts, an area of another client, or a window that ends before
+            it starts.
         """
         self._require(actor, Action.RECORD_VISITS)
         day = visit_date or utcnow().date()
+        try:  # issue 24 (H6): every refusal is audited with its reason
+            return self._create_visit(
+                actor,
+                client_id,
+                day=day,
+                sclerosant=sclerosant,
+                concentration_pct=concentration_pct,
+                volume_ml=volume_ml,
+                area_ids=area_ids,
+                notes=notes,
+                next_window_start=next_window_start,
+                next_window_end=next_window_end,
+                same_day=same_day,
+            )
+        except ValueError as exc:
+            audit_refusal(
+                self,
+                actor,
+                "visit_create",
+                reason=str(exc),
+                client_id=client_id if isinstance(client_id, int) else None,
+                detail={"visit_date": day.isoformat()},
+            )
+            raise
+
+    def _create_visit(
+        self,
+        actor: Actor,
+        client_id: int,
+        *,
+        day: date,
+        sclerosant: str | None,
+        concentration_pct: float | None,
+        volume_ml: float | None,
+        area_ids: Iterable[int],
+        notes: str | None,
+        next_window_start: date | None,
+        next_window_end: date | None,
+        same_day: bool,
+    ) -> VisitInfo:
         fields = _visit_values(
             sclerosant=sclerosant,
             concentration_pct=concentration_pct,
             volume_ml=volume_ml,
             notes=notes,
         )
+        check_concentration(fields["sclerosant"], fields["concentration_pct"])  # issue 24
         start, end = next_window_start, next_window_end
         if start is None and end is None:
             start, end = default_next_window(day)
@@ -163,9 +211,23 @@ class VisitRecords(RepositoryBase):
             if not info.cleared_for_treatment:
                 raise ValueError(
                     "The screening has a positive answer ("
-                    + ", ".join(info.contraindications)
+                    + ", ".join(SCREENING_LABELS[q] for q in info.contraindications)
                     + "): record an override reason before treating."
                 )
+            if not same_day:  # issue 24 (H6): a second visit the same day is asked for
+                twin = s.scalar(
+                    sa.select(m.Visit).where(
+                        m.Visit.client_id == client_id,
+                        m.Visit.visit_date == day,
+                        m.Visit.deleted_at.is_(None),
+                    )
+                )
+                if twin is not None:
+                    raise ValueError(
+                        f"{c.name} already has session {twin.session_number} on {day:%d %b %Y}. "
+                        "Add the photos to that visit, or confirm that a second visit on the "
+                        "same date is meant."
+                    )
             _check_areas(s, client_id, wanted)
             number = (
                 s.scalar(
@@ -236,8 +298,12 @@ class VisitRecords(RepositoryBase):
 
         def body(s: Session) -> VisitInfo:
             v = get_or_missing(s, m.Visit, visit_id, "visit")
+            if v.deleted_at is not None:  # issue 24 (H6)
+                raise ValueError("visit_id: this visit was deleted; it cannot be changed")
             for k, val in values.items():
                 setattr(v, k, val)
+            if {"sclerosant", "concentration_pct"} & set(values):  # issue 24 (H6)
+                check_concentration(v.sclerosant, v.concentration_pct)
             for k in ("visit_date", "next_window_start", "next_window_end"):
                 if k in changes:
                     setattr(v, k, changes[k])
@@ -289,7 +355,7 @@ class VisitRecords(RepositoryBase):
         def body(s: Session) -> list[VisitInfo]:
             q = (
                 sa.select(m.Visit)
-                .where(m.Visit.client_id == client_id)
+                .where(m.Visit.client_id == client_id, m.Visit.deleted_at.is_(None))
                 .order_by(m.Visit.session_number)
             )
             return [visit_info(s, v) for v in s.scalars(q)]
