@@ -37,8 +37,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import ALGORITHM_VERSION
 from .errors import PhotoError
-from .hashing import anonymous_id as new_anonymous_id
-from .hashing import sha256_hex
+from .hashing import anonymous_id as new_anonymous_id  # noqa: F401 - public name
+from .hashing import sha256_hex  # noqa: F401 - public name
 from .io import Photo, as_rgb, encode_image
 from .storage.info import CHANNELS, REGIONS, Actor, MarketingPair
 
@@ -50,9 +50,11 @@ LAYOUTS = ("side_by_side", "stacked")
 #: Colour processing of the composite, applied identically to both halves.
 COLOUR_MODES = ("shared_levels", "none")
 
-#: Columns of ``manifest.csv``, in order.
+#: Columns of ``manifest.csv``, in order. Nothing here equals or hashes to anything in the
+#: clinic's records: no consent id, no photo digest, no record number, no date of a visit
+#: or a consent; ``pair_id`` is an HMAC made with a key kept only in the clinic's database.
 MANIFEST_COLUMNS = (
-    "anonymous_id",
+    "pair_id",
     "file",
     "channel",
     "area",
@@ -60,12 +62,6 @@ MANIFEST_COLUMNS = (
     "weeks",
     "improvement_pct",
     "grade",
-    "consent_id",
-    "consent_scope",
-    "consent_expires",
-    "sha256_baseline_original",
-    "sha256_followup_original",
-    "sha256_composite",
     "algorithm_version",
 )
 
@@ -118,14 +114,18 @@ class BlurBox:
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """One exported pair, as written to ``manifest.csv`` (no names, no client id).
+    """One exported pair, as written to ``manifest.csv`` (nothing that identifies anyone).
 
     Attributes
     ----------
-    anonymous_id : str
-        Random id of the treatment area (``AreaInfo.anon_id``), unrelated to any name.
+    pair_id : str
+        The pair's published id: HMAC-SHA256 of its photo ids under the clinic's private
+        key (``Repository.export_public_ids``); distinct per pair, meaningless without
+        the key. The composite's file is ``images/<pair_id>.jpg``.
     file : str
-        Path of the composite inside the ZIP (``images/<random id>.jpg``).
+        Path of the composite inside the ZIP.
+    area : str
+        Body site, e.g. ``"left calf, posterior"`` (no free-text note).
     sessions : int
         Treatment sessions before the after photo (the photo is taken before that
         visit's treatment).
@@ -133,16 +133,9 @@ class ManifestRow:
         Weeks from the baseline to the after photo.
     improvement_pct : float or None
         Headline improvement of the stored analysis; ``grade`` its quartile.
-    consent_id, consent_scope, consent_expires : str
-        The marketing consent that allowed the export (scope: its channels joined by
-        ``"|"``; expiry ISO date or empty for none).
-    sha256_baseline_original, sha256_followup_original : str
-        Digests of the original photo files (their photo-store addresses).
-    sha256_composite : str
-        Digest of the exported composite file.
     """
 
-    anonymous_id: str
+    pair_id: str
     file: str
     channel: str
     area: str
@@ -150,12 +143,6 @@ class ManifestRow:
     weeks: float
     improvement_pct: float | None
     grade: str
-    consent_id: str
-    consent_scope: str
-    consent_expires: str
-    sha256_baseline_original: str
-    sha256_followup_original: str
-    sha256_composite: str
     algorithm_version: str = ALGORITHM_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -359,12 +346,48 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return ix * iy / max(1e-12, min(a[2] * a[3], b[2] * b[3]))
 
 
+#: A face's box spans a wide range of brightness (eyes, brows, nostrils, mouth, hair
+#: against skin): its 5th-95th percentile luminance range, over its mean, is at least
+#: this. Measured (benchmarks/face_check.py): real faces 0.52-1.59 (the astronaut and
+#: faces pasted into leg photos at 1/8-2/5 of the frame, turned, in colour and grey);
+#: the cascade's false alarm on the bundled leg photo c02 (plain skin with hairs) 0.075.
+FACE_MIN_RANGE = 0.25
+#: ... and its fine detail (luminance minus a blur of 1/8 of the box, std over mean) is at
+#: least this: real faces 0.15-0.39, the false alarm 0.014.
+FACE_MIN_DETAIL = 0.05
+
+
+def face_structure(grey: np.ndarray) -> tuple[float, float]:
+    """Brightness range and fine detail of a candidate face box (see :data:`FACE_MIN_RANGE`).
+
+    Parameters
+    ----------
+    grey : ndarray, shape (h, w), float
+        The box's luminance, any scale (both measures are relative to its mean).
+
+    Returns
+    -------
+    (range, detail) : tuple of float
+    """
+    import cv2
+
+    g = np.asarray(grey, np.float32)
+    if g.ndim != 2 or min(g.shape) < 4:
+        raise ValueError(f"grey must be a 2-D box of at least 4x4 px, got shape {g.shape}")
+    g = np.asarray(cv2.resize(g, (48, 48), interpolation=cv2.INTER_AREA), np.float32)
+    mean = max(float(g.mean()), 1e-6)
+    lo, hi = np.percentile(g, [5, 95])
+    detail = float(np.std(g - cv2.GaussianBlur(g, (0, 0), 6.0))) / mean
+    return float(hi - lo) / mean, detail
+
+
 def detect_faces(
     image: Photo | np.ndarray,
     *,
     sizes_px: Sequence[int] = (360, 480, 640),
     min_face_frac: float = 0.08,
     rotations: Sequence[int] = (0, 90, 270),
+    verify: bool = True,
 ) -> tuple[tuple[int, int, int, int], ...]:
     """Frontal faces in ``image`` with scikit-image's LBP cascade.
 
@@ -383,6 +406,11 @@ def detect_faces(
     rotations : sequence of {0, 90, 180, 270}
         Also search the image turned by these angles (degrees counter-clockwise), for
         a face lying sideways in the frame (a client lying on the couch).
+    verify : bool
+        Keep only boxes with a face's contrast (:func:`face_structure`): the cascade
+        also fires on plain skin with a few hairs, which has next to none. Skin tone
+        is deliberately not required: under a colour cast a real face can fall outside
+        any skin-tone range, and a missed face is worse than a pair left out.
 
     Returns
     -------
@@ -418,9 +446,22 @@ def detect_faces(
             )
             if votes >= need and not any(_overlap(box, k) > 0.5 for k in kept):
                 kept.append(box)
+    if verify and kept:
+        lum = np.asarray(grey_full, np.float32)
+        kept = [b for b in kept if _face_like(lum, b)]
     return tuple(
         (round(x * w), round(y * h), round(bw * w), round(bh * h)) for x, y, bw, bh in kept
     )
+
+
+def _face_like(lum: np.ndarray, box: tuple[float, float, float, float]) -> bool:
+    h, w = lum.shape
+    x0, y0 = max(0, round(box[0] * w)), max(0, round(box[1] * h))
+    x1, y1 = min(w, round((box[0] + box[2]) * w)), min(h, round((box[1] + box[3]) * h))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return True  # too small to judge: keep it (a missed face is the worse mistake)
+    rng, detail = face_structure(lum[y0:y1, x0:x1])
+    return rng >= FACE_MIN_RANGE and detail >= FACE_MIN_DETAIL
 
 
 def add_watermark(image: Photo | np.ndarray, text: str, *, opacity: float = 0.35) -> np.ndarray:
@@ -680,9 +721,13 @@ def encode_composite(composite: np.ndarray, *, quality: int = 92) -> bytes:
 
 @dataclass(frozen=True)
 class SkippedPair:
-    """A chosen pair left out of the export, and why (no client data)."""
+    """A chosen pair left out of the export, and why (no client data).
 
-    anonymous_id: str
+    ``label`` names the pair for the page (body site and weeks); ``key`` is
+    :func:`pair_key` (record numbers: for the clinic's own screens, never exported).
+    """
+
+    label: str
     key: str
     reason: str
 
@@ -720,8 +765,18 @@ class ExportResult:
 
 
 def pair_key(pair: MarketingPair) -> str:
-    """Stable key of a pair in one listing: ``"<baseline photo id>-<follow-up photo id>"``."""
+    """Stable key of a pair in one listing: ``"<baseline photo id>-<follow-up photo id>"``
+    (record numbers: for the clinic's screens and options, never written to an export)."""
     return f"{pair.baseline_photo_id}-{pair.followup_photo_id}"
+
+
+def pair_label(pair: MarketingPair) -> str:
+    """A pair in words for the marketing page: body site, weeks and sessions (no ids)."""
+    sessions = max(0, pair.session_count - 1)
+    return (
+        f"{pair.area_label} · {pair.weeks:g} weeks · {sessions} "
+        f"session{'' if sessions == 1 else 's'}"
+    )
 
 
 def _check_channel(channel: str) -> None:
@@ -826,6 +881,55 @@ def _pair_composite(
         colour=colour,
         half_max_side_px=half_max_side_px,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class PairHalves:
+    """A listed pair's two halves as the export crops them, for the blur-box tool.
+
+    Attributes
+    ----------
+    before, after : ndarray, shape (h, w, 3), dtype uint8
+        The crop of the baseline and of the aligned follow-up (outside the overlap grey).
+    crop : (x, y, width, height)
+        Where the crop sits in the baseline photo, px: a box drawn at (bx, by) on a half
+        is :class:`BlurBox` ``(crop[0] + bx, crop[1] + by, ...)``.
+    faces : tuple of (x, y, width, height)
+        Faces the check finds in either half, in the halves' px (boxes to start from).
+    """
+
+    before: np.ndarray
+    after: np.ndarray
+    crop: tuple[int, int, int, int]
+    faces: tuple[tuple[int, int, int, int], ...]
+
+
+def pair_halves(repo: Repository, actor: Actor, pair: MarketingPair) -> PairHalves:
+    """The pair's halves as :func:`run_export` would crop them, and any face found.
+
+    Re-checks the consent (through the repository's read of each photo).
+
+    Raises
+    ------
+    RegistrationError
+        The pair does not align.
+    """
+    from .errors import RegistrationError
+    from .registration import register
+
+    before = repo.load_photo(actor, pair.baseline_photo_id, channel=pair.channel)
+    after = repo.load_photo(actor, pair.followup_photo_id, channel=pair.channel)
+    reg = register(before, after)
+    if not reg.ok:
+        raise RegistrationError(f"The pair could not be aligned: {reg.reason}")
+    crop = largest_valid_rectangle(reg.valid)
+    x, y, cw, ch = crop
+    halves = []
+    for img in (as_rgb(before), reg.warped):
+        masked = np.where(reg.valid[..., None], img, np.uint8(_FILL_GREY))
+        halves.append(np.ascontiguousarray(masked[y : y + ch, x : x + cw]))
+    faces = detect_faces(halves[0]) + detect_faces(halves[1])
+    return PairHalves(before=halves[0], after=halves[1], crop=crop, faces=faces)
 
 
 def preview_pair(
@@ -948,10 +1052,14 @@ def run_export(
         Bad options.
     """
     from . import policy
-    from .errors import ConsentError, RegistrationError, StorageError
+    from .errors import AccessDenied, ConsentError, RegistrationError, StorageError
 
     _check_channel(channel)
-    policy.require(actor, policy.Action.EXPORT_MARKETING)
+    try:
+        policy.require(actor, policy.Action.EXPORT_MARKETING)
+    except AccessDenied as exc:
+        repo.log_refusal(actor, "export", reason=str(exc), detail={"channel": channel})
+        raise
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if colour not in COLOUR_MODES:
@@ -982,7 +1090,9 @@ def run_export(
             if isinstance(item, str):
                 found = by_key.get(item)
                 if found is None:
-                    skipped.append(SkippedPair("", item, "not available for this channel today"))
+                    skipped.append(
+                        SkippedPair("pair not listed", item, "not available for this channel today")
+                    )
                     continue
                 chosen.append(found)
             else:
@@ -995,13 +1105,30 @@ def run_export(
 
     # Re-check now: a revocation since the pairs were chosen removes them.
     still = {pair_key(p) for p in repo.recheck_marketing_pairs(actor, chosen)}
+    public_ids = repo.export_public_ids(actor, chosen)
     images: dict[str, bytes] = {}
     rows: list[ManifestRow] = []
     exported: list[MarketingPair] = []
+
+    def leave_out(pair: MarketingPair, reason: str) -> None:
+        # Every pair left out is a refusal: audited with who, which pair and why.
+        skipped.append(SkippedPair(pair_label(pair), pair_key(pair), reason))
+        repo.log_refusal(
+            actor,
+            "export",
+            reason=reason,
+            client_id=pair.client_id,
+            target=("area", pair.area_id),
+            detail={
+                "channel": channel,
+                "photos": [pair.baseline_photo_id, pair.followup_photo_id],
+            },
+        )
+
     for pair in chosen:
         key = pair_key(pair)
         if key not in still:
-            skipped.append(SkippedPair(pair.anon_id, key, "marketing consent no longer valid"))
+            leave_out(pair, "marketing consent no longer valid")
             continue
         try:
             comp = _pair_composite(
@@ -1017,19 +1144,19 @@ def run_export(
                 colour=colour,
                 half_max_side_px=half_max_side_px,
             )
-        except ConsentError:
-            skipped.append(SkippedPair(pair.anon_id, key, "marketing consent no longer valid"))
+        except (ConsentError, AccessDenied):
+            leave_out(pair, "marketing consent no longer valid")
             continue
         except (PhotoError, RegistrationError, StorageError) as exc:
-            skipped.append(SkippedPair(pair.anon_id, key, str(exc)))
+            leave_out(pair, str(exc))
             continue
         jpeg = encode_composite(comp)
-        name = f"{new_anonymous_id()}.jpg"
+        name = f"{public_ids[key]}.jpg"
         images[name] = jpeg
         exported.append(pair)
         rows.append(
             ManifestRow(
-                anonymous_id=pair.anon_id,
+                pair_id=public_ids[key],
                 file=f"images/{name}",
                 channel=channel,
                 area=pair.area_label,
@@ -1037,14 +1164,6 @@ def run_export(
                 weeks=float(pair.weeks),
                 improvement_pct=pair.improvement_pct,
                 grade=_grade(pair.improvement_pct),
-                consent_id=str(pair.consent_id),
-                consent_scope="|".join(pair.consent_scopes),
-                consent_expires=pair.consent_expires_at.isoformat()
-                if pair.consent_expires_at
-                else "",
-                sha256_baseline_original=pair.baseline_sha256,
-                sha256_followup_original=pair.followup_sha256,
-                sha256_composite=sha256_hex(jpeg),
                 algorithm_version=pair.algorithm_version or ALGORITHM_VERSION,
             )
         )
@@ -1053,13 +1172,8 @@ def run_export(
     # composites were made drops the pair here, before any byte leaves.
     for _ in range(len(exported) + 1):
         try:
-            repo.record_export(
-                actor,
-                exported,
-                channel=channel,
-                filename=filename,
-                sha256s={r.anonymous_id: r.sha256_composite for r in rows},
-            )
+            # No digest of the composite is kept: the ZIP's files must not hash to a record.
+            repo.record_export(actor, exported, channel=channel, filename=filename)
             break
         except ConsentError:
             keep = {pair_key(p) for p in repo.recheck_marketing_pairs(actor, exported)}
@@ -1069,14 +1183,14 @@ def run_export(
                     kept_pairs.append(p)
                     kept_rows.append(r)
                 else:
-                    skipped.append(
-                        SkippedPair(p.anon_id, pair_key(p), "marketing consent no longer valid")
-                    )
+                    leave_out(p, "marketing consent no longer valid")
                     images.pop(r.file.removeprefix("images/"), None)
             exported, rows = kept_pairs, kept_rows
     else:  # pragma: no cover - each retry removes at least one pair
         raise ConsentError("Consents kept changing during the export: please export again.")
 
+    # The private mapping (published id -> records) stays in the database.
+    repo.record_exported_pairs(actor, exported, channel=channel, public_ids=public_ids)
     blob = build_zip(images, write_manifest(rows))
     return ExportResult(zip_bytes=blob, rows=tuple(rows), skipped=tuple(skipped), channel=channel)
 

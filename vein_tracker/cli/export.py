@@ -118,7 +118,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     channel = p.add_argument("--channel", required=True)
     p.add_argument("--out", required=True, type=Path, metavar="PAIRS.zip")
     p.add_argument("--min-improvement", type=float, default=None, metavar="PCT")
-    p.add_argument("--area", default=None, help="region (thigh, knee, calf) or label part")
+    p.add_argument(
+        "--area", default=None, help="region (thigh, knee, calf, ankle, foot) or label part"
+    )
     p.add_argument("--from", dest="date_from", type=_date, default=None, metavar="YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", type=_date, default=None, metavar="YYYY-MM-DD")
     layout = p.add_argument("--layout", default="side_by_side")
@@ -175,5 +177,5 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         for s in result.skipped:
-            print(f"  left out {s.anonymous_id[:8] or s.key}: {s.reason}", file=sys.stderr)
+            print(f"  left out {s.label} (pair {s.key}): {s.reason}", file=sys.stderr)
     return 0
