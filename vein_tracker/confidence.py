@@ -13,16 +13,23 @@ This module judges results; it must not segment, register or measure.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .scale import MIN_PX_PER_MM, Scale, describe_range
+import numpy as np
+
+from .scale import MIN_PX_PER_MM, Scale, describe_range, scale_from_skin
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .measure.results import Comparison
 
 __all__ = [
     "Confidence",
     "Reason",
     "combine",
+    "for_comparison",
     "photo_reasons",
     "registration_reasons",
     "vein_map_reasons",
@@ -199,3 +206,45 @@ def vein_map_reasons(agreement: float | None) -> list[Reason]:
             )
         ]
     return []
+
+
+def for_comparison(comparison: Comparison) -> Confidence:
+    """The confidence of a comparison: both photos' scale and skin, the follow-up's light
+    and the alignment.
+
+    The baseline's scale is the comparison's (given, or estimated from the leg's width
+    or the frame, with its range); the follow-up's skin and cast are found on the
+    follow-up as registered (:func:`vein_tracker.skin.find_skin`).
+    """
+    from .skin import find_skin
+
+    c = comparison
+    ppm = float(c.params.get("px_per_mm", math.nan))
+    if bool(c.params.get("px_per_mm_given", False)) or not math.isfinite(ppm):
+        scale = Scale(ppm, "given", ppm, ppm, "given")
+    else:
+        est = scale_from_skin(np.asarray(c.baseline_seg.leg_mask, bool))
+        r = ppm / est.px_per_mm
+        scale = Scale(ppm, "estimated", est.low * r, est.high * r, est.method)
+    leg_b = np.asarray(c.baseline_seg.leg_mask, bool)
+    reg = c.registration
+    valid = np.asarray(reg.valid, bool)
+    f_skin = find_skin(reg.warped)
+    f_frac = float((f_skin.mask & valid).sum() / max(int(valid.sum()), 1))
+    return combine(
+        photo_reasons(
+            scale=scale,
+            skin_fraction=float(leg_b.mean()),
+            skin_found=bool(leg_b.any()),
+            which="baseline photo",
+        ),
+        photo_reasons(
+            scale=Scale(scale.px_per_mm, "given", scale.px_per_mm, scale.px_per_mm, "given"),
+            skin_fraction=f_frac,
+            skin_found=f_skin.found,
+            cast_od=f_skin.cast_od,
+            heavy_cast=f_skin.heavy_cast,
+            which="follow-up photo",
+        ),
+        registration_reasons(float(reg.quality)),
+    )

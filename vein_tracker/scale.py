@@ -32,6 +32,7 @@ __all__ = [
     "Scale",
     "estimate_scale",
     "resolve_scale",
+    "scale_from_skin",
 ]
 
 #: Below this scale spider veins (< 1 mm) are too few pixels wide to measure.
@@ -96,7 +97,7 @@ class Scale:
 
 def _leg_width_px(mask: np.ndarray) -> float | None:
     """Median width (px of ``mask``) of the skin regions where both outlines are in view."""
-    from .morphology import skeletonize
+    from skimage.morphology import skeletonize
 
     if mask.sum() < 100:
         return None
@@ -136,12 +137,28 @@ def estimate_scale(photo: Photo | np.ndarray, *, skin: np.ndarray | None = None)
         the frame, else ``"field"``.
     """
     rgb = as_rgb(photo)
-    h, w = rgb.shape[:2]
-    long_side = float(max(h, w))
     if skin is None:
         from .skin import find_skin
 
         skin = find_skin(rgb).mask
+    return scale_from_skin(skin)
+
+
+def scale_from_skin(skin: np.ndarray) -> Scale:
+    """:func:`estimate_scale` from a photo's skin mask alone.
+
+    Parameters
+    ----------
+    skin : ndarray, shape (H, W), bool
+        The skin of a photo of that shape.
+
+    Returns
+    -------
+    Scale
+        ``source="estimated"``.
+    """
+    h, w = skin.shape[:2]
+    long_side = float(max(h, w))
     side = 512.0
     f = min(1.0, side / long_side)
     small = (

@@ -57,7 +57,7 @@ import numpy as np
 from .checks import PX_PER_MM_RANGE, check_mask, check_px_per_mm
 from .confidence import Confidence, combine, photo_reasons
 from .io import Photo, as_rgb
-from .morphology import components, sample_linear, skeletonize
+from .morphology import components
 from .optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD, OD_EPS
 from .scale import Scale, estimate_scale, resolve_scale
 from .skin import SkinMap, find_skin
@@ -115,6 +115,10 @@ _RETIC_SIGMAS_MM = (0.35, 0.6, 0.9)
 _MIN_SIGMA_PX = 0.6
 _BG_SIGMA_MM = (1.5, 4.0, 1.5, 4.0)  # spider, reticular, neutral, chroma
 _BG_RIM_MM = (0.4, 1.5, 0.4, 1.5)
+# The skin's outline band left out of the leg (mm).
+_OUTLINE_MM = 0.75
+# Veins are not sought where the photo is darker than this mean OD (sRGB ≈ 57).
+_DARK_OD = 3.2
 # Veins are not sought this close to the leg's outline: the shading of the leg's curvature
 # steepens there (neutral OD, which the reticular channel sees at 0.45).
 _EDGE_MARGIN_MM = {SPIDER: 3.0, RETICULAR: 5.0}
@@ -155,8 +159,6 @@ _STEP_PER_LINE = 2.5
 # background, which follows them, so only a spider needs a luminance line of its own.)
 _DARK_MIN_SHARE = {SPIDER: 0.3, RETICULAR: -np.inf}
 _DARK_PER_SHARE = {SPIDER: 5.0, RETICULAR: 2.0}
-# Short centreline pieces must reach this many times their local threshold.
-_FAINT_SNR = 1.6
 # A centreline's neutral OD must reach this share of its class contrast (physics: 0.90
 # spider, 0.94 deep vein; the background estimate inside clusters lowers it to ~0.7).
 _SUPPORT_RATIO = {SPIDER: 0.15, RETICULAR: 0.1}
@@ -533,6 +535,7 @@ class _Maps:
     ppm_half: float
     ppm_coarse: float
     skin: SkinMap | None  # what find_skin said, when the leg was found here
+    dark_coarse: np.ndarray  # bool at L2: skin too dark for its OD to be measured
 
 
 def _levels(
@@ -555,7 +558,11 @@ def _coarse_leg(
     """Every skin region found on the working-level photo (:func:`skin.find_skin`), at
     the coarse level, as uint8 0/255, and the finding itself."""
     found = find_skin(small, px_per_mm=ppm_work)
-    u8 = found.mask.astype(np.uint8) * 255
+    # The outline's own pixels mix skin with the scene (optics, JPEG): not leg.
+    k = 2 * max(1, int(round(_OUTLINE_MM * ppm_work))) + 1
+    u8 = cv2.erode(
+        found.mask.astype(np.uint8) * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    )
     return np.asarray(_resize(u8, coarse_size, cv2.INTER_AREA) >= 128, np.uint8) * 255, found
 
 
@@ -672,7 +679,20 @@ def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _
         sg.ppm_half,
         sg.ppm_coarse,
         sg.skin,
+        _too_dark(sg.od, (sg.leg_coarse.shape[1], sg.leg_coarse.shape[0])),
     )
+
+
+def _too_dark(od: np.ndarray, coarse_size: tuple[int, int]) -> np.ndarray:
+    """Where the photo is too dark for a vein's optical density to be read (L2 bool).
+
+    An 8-bit photo's code step is worth more OD the darker the pixel: below about sRGB
+    57 (OD 3.2) one step is over 0.04 OD and JPEG's errors of a few steps rival a spider
+    vein's whole contrast. A leg's shaded flank, a dark cast shadow and under-exposed
+    brown skin are left unsearched rather than read as noise.
+    """
+    mean_od = cv2.transform(od, np.full((1, 3), 1.0 / 3.0, np.float32)).reshape(od.shape[:2])
+    return np.asarray(_resize(mean_od, coarse_size) > _DARK_OD, dtype=bool)
 
 
 def _guided(p: np.ndarray, guide: np.ndarray, r: int, eps: float) -> np.ndarray:
@@ -818,6 +838,7 @@ def _ridge_not_edge(
     neutral_share: float,
     dark_min: float,
     dark_max: float,
+    long_px: int,
 ) -> np.ndarray:
     """The centreline pieces that are ridges, not the inner lobe of a step nor a shadow.
 
@@ -829,6 +850,8 @@ def _ridge_not_edge(
     larger than the line it leaves in the colour map. Single pixels are noisy (texture,
     branching), so each 8-connected piece is judged by its medians.
     """
+    from scipy.ndimage import map_coordinates  # lazy: a slow import
+
     cc = components(centre)
     if cc.n <= 1:
         return centre
@@ -850,15 +873,17 @@ def _ridge_not_edge(
         # Each side is its lower reading at one and two flank distances: a neighbouring
         # vein fills one reading only, a step's plateau both.
         dl = c - np.minimum(
-            sample_linear(g, y0 - ddy, x0 - ddx), sample_linear(g, y0 - 2 * ddy, x0 - 2 * ddx)
+            map_coordinates(g, [y0 - ddy, x0 - ddx], order=1, mode="nearest"),
+            map_coordinates(g, [y0 - 2 * ddy, x0 - 2 * ddx], order=1, mode="nearest"),
         )
         dr = c - np.minimum(
-            sample_linear(g, y0 + ddy, x0 + ddx), sample_linear(g, y0 + 2 * ddy, x0 + 2 * ddx)
+            map_coordinates(g, [y0 + ddy, x0 + ddx], order=1, mode="nearest"),
+            map_coordinates(g, [y0 + 2 * ddy, x0 + 2 * ddx], order=1, mode="nearest"),
         )
         lo, hi = np.minimum(dl, dr), np.maximum(dl, dr)
         ratio[sel] = lo / np.maximum(hi, 1e-6)
-        nl = sample_linear(gn, y0 - ddy, x0 - ddx)
-        nr = sample_linear(gn, y0 + ddy, x0 + ddx)
+        nl = map_coordinates(gn, [y0 - ddy, x0 - ddx], order=1, mode="nearest").astype(np.float64)
+        nr = map_coordinates(gn, [y0 + ddy, x0 + ddx], order=1, mode="nearest").astype(np.float64)
         step[sel] = np.abs(nl - nr) / np.maximum(hi, 1e-6)
         line = 0.5 * (dl + dr)
         dark[sel] = (gn[ys[sel], xs[sel]] - 0.5 * (nl + nr)) / np.maximum(line, 1e-6)
@@ -869,25 +894,13 @@ def _ridge_not_edge(
         part = order[bounds[k] : bounds[k + 1]]
         if not len(part):
             continue
+        # A short stub beside a stronger branch has one flank on that branch: the
+        # balance is read on pieces long enough to be an outline's or a shadow's.
         keep[k] = (
-            float(np.median(ratio[part])) >= _FLANK_BALANCE
+            (len(part) < long_px or float(np.median(ratio[part])) >= _FLANK_BALANCE)
             and float(np.median(step[part])) <= _STEP_PER_LINE
             and dark_min * neutral_share <= float(np.median(dark[part])) <= dark_max * neutral_share
         )
-    return keep[cc.labels]
-
-
-def _faint_and_short(centre: np.ndarray, snr: np.ndarray, min_px: int) -> np.ndarray:
-    """Drop centreline pieces that are both short (under ``min_px`` pixels) and faint
-    (never ``_FAINT_SNR`` times their local threshold): texture makes many such specks,
-    a vein is either long or clear."""
-    cc = components(centre)
-    if cc.n <= 1:
-        return centre
-    peak = np.zeros(cc.n, np.float32)
-    np.maximum.at(peak, cc.at, snr.reshape(-1)[cc.idx])
-    keep = (cc.areas >= min_px) | (peak >= _FAINT_SNR)
-    keep[0] = False
     return keep[cc.labels]
 
 
@@ -931,6 +944,7 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
     inner_c = cv2.erode(
         maps.leg_coarse.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     )
+    inner_c[maps.dark_coarse] = 0
     inner = _resize(inner_c * 255, det_size, cv2.INTER_LINEAR) >= 128
     inner &= _resize(roi_half.astype(np.uint8) * 255, det_size) >= 128
     ridge[~inner] = 0.0
@@ -964,8 +978,8 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
         NEUTRAL_PER_CLASS[cls],
         _DARK_MIN_SHARE[cls],
         _DARK_PER_SHARE[cls],
+        2 * min_px,
     )
-    centre = _faint_and_short(centre, ridge / hi, 2 * min_px)
     centre = _luminance_support(centre, cd, sig[..., 2], _SUPPORT_RATIO[cls])
 
     ys, xs = np.nonzero(centre)
@@ -1065,6 +1079,8 @@ def _labels_at_work(
     the vein's full width at half maximum. Spiders lie over reticular veins (the
     superficial vessel wins a pixel).
     """
+    from skimage.morphology import skeletonize  # lazy: a slow import (SciPy)
+
     shape = maps.leg.shape
     size = (shape[1], shape[0])
     labels = np.zeros(shape, np.uint8)

@@ -33,7 +33,7 @@ import numpy as np
 
 from .checks import check_px_per_mm
 from .io import Photo, as_rgb
-from .morphology import components, fill_holes
+from .morphology import components
 from .optics import MELANIN_OD, NEUTRAL_OD
 
 __all__ = [
@@ -79,6 +79,12 @@ _MIN_NEUTRAL = 0.12
 _BLACK_NEUTRAL = 7.6
 #: A mode must hold this share of the valid pixels to be a surface worth scoring.
 _MIN_MODE_SHARE = 0.04
+#: Largest cast allowed when the frame shows one surface only without skin's sign: a
+#: chroma spread along melanin's axis of at least this much (OD), and this many times
+#: the spread across it.
+_LONE_SURFACE_CAST = 0.12
+_SKIN_SPREAD_MIN = 0.02
+_SKIN_SPREAD_RATIO = 2.0
 #: A surface whose true colour would be colder than this (c1, OD) is implausible: a
 #: saturated blue-cyan (denim is about -0.85, a white wall 0, light skin +0.4).
 _COLD_C1 = -0.6
@@ -318,10 +324,20 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
     # wins; among equals, skin is the warmest (largest melanin-direction chroma): walls,
     # sheets and clothes are nearer neutral, and a cast moves them all by the same
     # vector, so the order survives the cast.
+    # With a single surface in view there is nothing to tell a cast from that surface's
+    # own colour. Skin still shows itself by how its chroma varies: shading (through the
+    # tone curve) and melanin move it along melanin's axis, far more than across it,
+    # while a painted wall or a sheet varies by the camera's noise alike in both. A lone
+    # surface without that sign is skin only if skin-coloured under near-neutral light.
+    max_cast = _MAX_CAST
+    if len(modes) == 1:
+        mad = 1.4826 * np.median(np.abs(cv_ - np.median(cv_, axis=0)), axis=0)
+        if not (mad[0] >= _SKIN_SPREAD_MIN and mad[0] >= _SKIN_SPREAD_RATIO * mad[1]):
+            max_cast = (_LONE_SURFACE_CAST, _LONE_SURFACE_CAST)
     cands = []
     for c1, c2, n in modes:
         shift = _locus_distance(np.array([c1, c2], np.float32))
-        plausible = abs(float(shift[0])) <= _MAX_CAST[0] and abs(float(shift[1])) <= _MAX_CAST[1]
+        plausible = abs(float(shift[0])) <= max_cast[0] and abs(float(shift[1])) <= max_cast[1]
         if plausible and n >= _MIN_CANDIDATE_SHARE * total:
             cold = sum(o[2] for o in modes if o[0] - float(shift[0]) < _COLD_C1)
             cands.append((c1, c2, n, shift, cold))
@@ -387,7 +403,9 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
             False,
         )
     core = keep[cc.labels]
-    small_mask = fill_holes(
+    from scipy.ndimage import binary_fill_holes  # lazy: a slow import
+
+    small_mask = binary_fill_holes(
         _grow_into_shadow(small, core, valid & (z2 > (2 * _RADIUS) ** 2), neutral)
     )
     cc = components(small_mask)

@@ -134,40 +134,16 @@ def _load_baseline_map(path: str, baseline: Any, followup: Any, px_per_mm: float
     PhotoError
         Unreadable, not a PNG, or of neither size.
     """
-    import io
-    import warnings
-
     import numpy as np
-    from PIL import Image, ImageOps
 
     from ..errors import PhotoError
-    from ..io import _DECODE_ERRORS
+    from ..io import load_label_png
     from ..measure import analysis_frame
     from ..measure.given_map import map_in_frame
 
-    name = Path(path).name[:80]
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise PhotoError(
-            f"Could not read the baseline map {name!r}: {exc.strerror or type(exc).__name__}."
-        ) from exc
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                fmt = img.format
-                plain = img.mode in ("1", "L", "P", "I", "I;16")
-                arr = np.asarray(img if plain else ImageOps.grayscale(img)).astype(np.int64)
-    except _DECODE_ERRORS as exc:  # what Pillow raises on damaged files, as io reads them
-        raise PhotoError(
-            f"The baseline map {name!r} cannot be read as an image (damaged, or not an "
-            "image): save it as an 8-bit greyscale PNG."
-        ) from exc
-    if fmt != "PNG":
-        raise PhotoError(f"The baseline map {name!r} must be a PNG, not {fmt}.")
+    arr = load_label_png(path, what="baseline map")
     vein = arr > 0
-    labels = arr.astype(np.uint8) if bool(np.all(arr[vein] <= 2)) else vein
+    labels = arr if bool(np.all(arr[vein] <= 2)) else vein
     b_shape, f_shape = baseline.rgb.shape[:2], followup.rgb.shape[:2]
     ppm = px_per_mm if px_per_mm is not None else baseline.px_per_mm
     frame = analysis_frame(b_shape, f_shape, ppm)
@@ -185,6 +161,10 @@ def _summary(d: dict[str, Any]) -> str:
     band = d["improvement_band_pct"]
     pct = d["improvement_pct"]
     lines = []
+    conf = d.get("confidence") or {}
+    if conf.get("level") == "low":
+        # A low-confidence figure is never shown bare: the reasons come first.
+        lines.append("LOW CONFIDENCE: " + " ".join(conf.get("reasons", [])))
     if pct is None:
         lines.append("Improvement: not computable (no veins at baseline in the compared region)")
     else:
@@ -204,6 +184,7 @@ def _summary(d: dict[str, Any]) -> str:
         + (f"{reg['residual_px']:.1f} px" if reg.get("residual_px") is not None else "n/a")
     )
     lines.extend(f"Warning: {w}" for w in d["warnings"])
+    lines.extend(f"Note: {n}" for n in conf.get("notes", []))
     return "\n".join(lines)
 
 

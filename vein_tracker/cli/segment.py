@@ -133,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
             f"{by['spider']['length_mm']:.1f} mm; {by['reticular']['count']} reticular vein(s), "
             f"{by['reticular']['length_mm']:.1f} mm; scale {scale}"
         )
+        conf = summary.get("confidence") or {}
+        if conf.get("level") == "low":
+            print("  LOW CONFIDENCE: " + " ".join(conf.get("reasons", [])))
+        for note in conf.get("notes", []):
+            print(f"  note: {note}")
         for kind, path in written.items():
             print(f"  {kind}: {path}")
     return 0

@@ -1,8 +1,9 @@
 """The leg (skin) mask and the vein-like pixels of a photo, from colour alone.
 
-Skin is found as a colour cluster of *this* leg under *this* light (CIELAB), so white
-balance and skin tone need no fixed thresholds; vein-like pixels are an optical-density
-excess pointing towards blood. Neither segments veins (:mod:`vein_tracker.segmentation`).
+Skin is found relative to the scene's light (:mod:`vein_tracker.skin`), so white
+balance, casts and skin tone need no fixed thresholds; vein-like pixels are an
+optical-density excess pointing towards blood. Neither segments veins
+(:mod:`vein_tracker.segmentation`).
 """
 
 from __future__ import annotations
@@ -11,25 +12,18 @@ import cv2
 import numpy as np
 
 from ..checks import check_mask
-from ..io import Photo, as_rgb
-from ..morphology import components, fill_holes
+from ..io import Photo
 from ..optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD
 
 __all__ = ["skin_mask", "vein_like_mask", "vein_score", "vein_like_from_score"]
 
-#: Long side (px) at which the skin mask is computed; the result is upsampled.
-_MASK_SIDE = 480
-
 
 def skin_mask(photo: Photo | np.ndarray) -> np.ndarray:
-    """Pixels of the leg (skin), as opposed to backdrop, clothing or floor.
+    """Pixels of skin (every leg in view), as opposed to backdrop, clothing or floor.
 
-    Skin colours are a narrow family of red-orange hues in CIELAB. Pixels of that
-    family are taken as seeds; their robust mean and spread in (L*, a*, b*)
-    define a colour model of *this* leg under *this* light, so white balance and
-    skin tone do not need fixed thresholds. The pixels close to the model are then
-    cleaned with morphology, and the largest connected component with its holes
-    filled (veins, moles, hair) is returned.
+    :func:`vein_tracker.skin.find_skin`'s mask: skin found relative to the scene's light
+    (a colour cast moves every surface alike in optical density), every region above a
+    leg's size kept, holes (veins, moles, hair) filled.
 
     Parameters
     ----------
@@ -39,61 +33,22 @@ def skin_mask(photo: Photo | np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, shape (H, W), dtype bool
-        True on the leg. All False when no skin-coloured region is found.
+        True on skin. All False when no surface of the scene can be skin.
     """
-    rgb = as_rgb(photo)
-    h, w = rgb.shape[:2]
-    s = min(1.0, _MASK_SIDE / max(h, w))
-    small = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb
-    small_mask = _skin_mask_small(small)
-    if s >= 1:
-        return small_mask
-    up = cv2.resize(small_mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.asarray(up >= 128)
+    from ..skin import find_skin
+
+    mask = find_skin(photo).mask
+    # The outline's own pixels mix skin with the scene (optics, JPEG, resampling): they
+    # are left out, so what is fitted on "skin" (alignment, colour) is skin only.
+    k = 2 * max(1, round(_OUTLINE_FRACTION * max(mask.shape))) + 1
+    return np.asarray(
+        cv2.erode(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+    )
 
 
-def _skin_mask_small(rgb: np.ndarray) -> np.ndarray:
-    lab = cv2.cvtColor(rgb.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2Lab)
-    lab = cv2.GaussianBlur(lab, (0, 0), 1.5)
-    big_l, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
-    hue = np.degrees(np.arctan2(b, a))
-    chroma = np.hypot(a, b)
-    seeds = (big_l > 20) & (big_l < 97) & (hue > 10) & (hue < 80) & (chroma > 8) & (chroma < 70)
-    if seeds.sum() < 0.01 * seeds.size:
-        return np.zeros(rgb.shape[:2], dtype=bool)
-    feats = np.stack([big_l * 0.5, a, b], axis=-1)
-    x = feats[seeds]
-    centre = np.median(x, axis=0)
-    # Robust spread: median absolute deviation, floored so a uniform phantom still works.
-    spread = np.maximum(1.4826 * np.median(np.abs(x - centre), axis=0), np.array([3.0, 2.0, 2.0]))
-    # Re-estimate from the core of the seeds (drops a skin-like backdrop minority).
-    core = np.all(np.abs(x - centre) < 2.5 * spread, axis=1)
-    if core.sum() > 100:
-        centre = np.median(x[core], axis=0)
-        spread = np.maximum(
-            1.4826 * np.median(np.abs(x[core] - centre), axis=0), np.array([3.0, 2.0, 2.0])
-        )
-    # Skin under one light is a tight colour cluster; a wide spread is not a leg.
-    if spread[1] > 6.0 or spread[2] > 6.0:
-        return np.zeros(rgb.shape[:2], dtype=bool)
-    z = (feats - centre) / spread
-    d2 = np.einsum("...k,...k->...", z, z)
-    cand = d2 < 16.0  # 4 robust sigmas
-    k = max(3, round(0.01 * max(rgb.shape[:2])) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    cand_u8 = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, kernel)
-    cand_u8 = cv2.morphologyEx(cand_u8, cv2.MORPH_CLOSE, kernel)
-    cc = components(cand_u8)
-    n, lab_cc = cc.n, cc.labels
-    if n <= 1:
-        return np.zeros(rgb.shape[:2], dtype=bool)
-    largest = 1 + int(np.argmax(cc.areas[1:]))
-    if cc.areas[largest] < 0.02 * cand.size:
-        return np.zeros(rgb.shape[:2], dtype=bool)
-    leg = lab_cc == largest
-    # Veins, moles and hair inside the leg are leg too.
-    leg = fill_holes(leg)
-    return leg
+#: Width of the outline band left out of the skin, as a share of the long side (about
+#: 1 mm in a 200 mm field).
+_OUTLINE_FRACTION = 0.005
 
 
 def _chroma_basis() -> tuple[np.ndarray, np.ndarray]:

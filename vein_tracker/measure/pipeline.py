@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ..checks import check_px_per_mm
 from ..colour import ColourNormalisation, prepare_colour_fit
+from ..confidence import for_comparison
 from ..registration import Registration, photo_features
 from ..schedule import Task, TaskGraph
 from ..segmentation import Segmentation, VeinContrast
@@ -239,7 +240,9 @@ def _run_pipeline(
             params=params,
         ),
     )
-    return g.run(result, workers=workers, progress=progress)
+    comparison = g.run(result, workers=workers, progress=progress)
+    # How far the figure can be trusted: scale, skin in view, light, alignment.
+    return replace(comparison, confidence=for_comparison(comparison))
 
 
 def measure_visits(

@@ -18,6 +18,7 @@ import numpy as np
 from .frame import AnalysisFrame
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from ..confidence import Confidence
     from ..registration import Registration
     from ..segmentation import Segmentation
 
@@ -171,7 +172,8 @@ class Comparison:
     ``improvement_pct`` follows the headline formula (:func:`improvement_pct`); the
     band is a calibrated low–high range (see :func:`compare`). ``to_dict()`` is the
     JSON contract of ``vein-tracker analyze --json``; its homography, residual, boxes
-    and ``px_per_mm`` are in the photos' own pixels.
+    and ``px_per_mm`` are in the photos' own pixels. ``confidence`` says how far the
+    figure can be trusted (:mod:`vein_tracker.confidence`: ok, or low with the reasons).
     """
 
     registration: Registration
@@ -197,6 +199,7 @@ class Comparison:
     px_per_mm: float = math.nan
     band_components: Mapping[str, float] = field(default_factory=dict)
     frame: AnalysisFrame | None = None
+    confidence: Confidence | None = None
 
     @property
     def scale(self) -> float:
@@ -276,6 +279,7 @@ class Comparison:
             | ({} if frame is None else frame.to_dict()),
             "algorithm_version": self.algorithm_version,
             "params": dict(self.params),
+            "confidence": None if self.confidence is None else self.confidence.to_dict(),
         }
 
 

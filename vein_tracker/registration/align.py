@@ -30,6 +30,7 @@ from .checks import (
     quality,
     relative_blur,
 )
+from .dense import silhouette_homography
 from .features import (
     FeatureMatch,
     PhotoFeatures,
@@ -159,35 +160,31 @@ def align_features(
     """
     tell = _teller(progress)
     bshape, fshape = baseline.shape, followup.shape
-    no_match = _features_refusal(baseline, followup)
-    if no_match is not None:
-        return refused(no_match, bshape, fshape)
+    if not baseline.has_skin or not followup.has_skin:
+        return refused(_features_refusal(baseline, followup) or "", bshape, fshape)
     tell(0.3, "matching")
-    m = match_features(baseline, followup, min_matches=MIN_INLIERS)
-    checks = RegistrationChecks(matches=m.n_matches)
-    if m.n_matches < MIN_INLIERS:
-        reason = _blurred(baseline, followup) or (
-            f"Only {m.n_matches} features match between the photos: they do not seem to show "
-            "the same area of the same leg. Retake the follow-up framed like the baseline."
+    m, h_full, refusal, checks = _feature_homography(baseline, followup)
+    if refusal is not None and not refusal[1]:
+        return refused(refusal[0], bshape, fshape, h=h_full, inliers=m.n_inliers, checks=checks)
+    n_inl = m.n_inliers
+    ratio = n_inl / max(m.n_matches, 1)
+    dense = False
+    if refusal is not None:
+        # Few features (smooth skin): what every leg photo has, its silhouette and
+        # shading, proposes the alignment instead; the checks below still decide.
+        tell(0.35, "aligning the leg's outline and shading")
+        h_dense = silhouette_homography(baseline, followup)
+        if h_dense is None or not plausible(*homography_shape(h_dense, fshape)):
+            return refused(
+                refusal[0], bshape, fshape, h=h_full, inliers=n_inl, ratio=ratio, checks=checks
+            )
+        h_full, dense = h_dense, True
+        scale, aniso, persp = homography_shape(h_full, fshape)
+        checks = RegistrationChecks(
+            matches=m.n_matches, scale=scale, anisotropy=aniso, perspective=persp
         )
-        return refused(reason, bshape, fshape, checks=checks)
-    if m.homography is None:
-        reason = (
-            "No consistent alignment was found between the photos: they do not seem to show "
-            "the same area. Retake the follow-up framed like the baseline."
-        )
-        return refused(reason, bshape, fshape, checks=checks)
-    h_full = m.homography
-    n_inl, ratio = m.n_inliers, m.n_inliers / max(m.n_matches, 1)
-    scale, aniso, persp = homography_shape(h_full, fshape)
-    checks = RegistrationChecks(
-        matches=m.n_matches, scale=scale, anisotropy=aniso, perspective=persp
-    )
-    match_refusal = _match_refusal(baseline, followup, m, scale, aniso, persp)
-    if match_refusal is not None:
-        return refused(
-            match_refusal, bshape, fshape, h=h_full, inliers=n_inl, ratio=ratio, checks=checks
-        )
+    assert h_full is not None
+    scale, aniso, persp = checks.scale, checks.anisotropy, checks.perspective
 
     tell(0.45, "refining alignment")
     tmask = _template_mask(baseline)
@@ -236,11 +233,55 @@ def align_features(
         valid=valid,
         inliers=n_inl,
         inlier_ratio=float(ratio),
-        residual_px=_residual(baseline, followup, m, h_full, flow_full),
+        residual_px=(
+            # ECC's own precision on the refine grid: one of its pixels.
+            1.0 / baseline.ref_scale
+            if dense
+            else _residual(baseline, followup, m, h_full, flow_full)
+        ),
         quality=q,
         checks=checks,
         followup_shape=fshape,
     )
+
+
+def _feature_homography(
+    baseline: PhotoFeatures, followup: PhotoFeatures
+) -> tuple[FeatureMatch, np.ndarray | None, tuple[str, bool] | None, RegistrationChecks]:
+    """The features' homography, or why there is none: ``(reason, few)`` with ``few``
+    True when the features were merely too few (smooth skin), not implausible or
+    blurred."""
+    none = FeatureMatch(
+        0, np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), None, np.zeros(0, bool)
+    )
+    no_match = _features_refusal(baseline, followup)
+    if no_match is not None:
+        return none, None, (no_match, _blurred(baseline, followup) is None), RegistrationChecks()
+    m = match_features(baseline, followup, min_matches=MIN_INLIERS)
+    checks = RegistrationChecks(matches=m.n_matches)
+    if m.n_matches < MIN_INLIERS:
+        blur = _blurred(baseline, followup)
+        reason = blur or (
+            f"Only {m.n_matches} features match between the photos: they do not seem to show "
+            "the same area of the same leg. Retake the follow-up framed like the baseline."
+        )
+        return m, None, (reason, blur is None), checks
+    if m.homography is None:
+        reason = (
+            "No consistent alignment was found between the photos: they do not seem to show "
+            "the same area. Retake the follow-up framed like the baseline."
+        )
+        return m, None, (reason, True), checks
+    h_full = m.homography
+    scale, aniso, persp = homography_shape(h_full, followup.shape)
+    checks = RegistrationChecks(
+        matches=m.n_matches, scale=scale, anisotropy=aniso, perspective=persp
+    )
+    match_refusal = _match_refusal(baseline, followup, m, scale, aniso, persp)
+    if match_refusal is not None:
+        few = plausible(scale, aniso, persp) and _blurred(baseline, followup) is None
+        return m, h_full, (match_refusal, few), checks
+    return m, h_full, None, checks
 
 
 def _blurred(baseline: PhotoFeatures, followup: PhotoFeatures) -> str | None:
