@@ -128,6 +128,40 @@ def test_delta_e_identity_and_empty_mask(baseline: syn.Rendered) -> None:
     assert np.isnan(delta_e2000(baseline.rgb, baseline.rgb, mask=np.zeros(SHAPE, bool)))
 
 
+def _grey_lightness(code: int) -> float:
+    """CIE L* of an sRGB grey (its Y is the linear value: the matrix's Y row sums to 1)."""
+    c = code / 255.0
+    y = c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    return 116.0 * y ** (1 / 3) - 16.0 if y > 0.008856 else 903.3 * y
+
+
+@pytest.mark.parametrize(("g1", "g2"), [(0, 255), (60, 70), (128, 200), (250, 30)])
+def test_delta_e_of_greys_is_the_ciede2000_lightness_term(g1: int, g2: int) -> None:
+    """Two greys differ in lightness alone: CIEDE2000 is |ΔL*| / S_L (Sharma et al. 2005),
+    with S_L = 1 + 0.015 (L̄ - 50)² / sqrt(20 + (L̄ - 50)²); sRGB greys carry a trace of
+    chroma under D65 (1e-7 here), hence a tolerance."""
+    l1, l2 = _grey_lightness(g1), _grey_lightness(g2)
+    t = (0.5 * (l1 + l2) - 50.0) ** 2
+    want = abs(l2 - l1) / (1 + 0.015 * t / np.sqrt(20 + t))
+    a = np.full((20, 30, 3), g1, np.uint8)
+    b = np.full((20, 30, 3), g2, np.uint8)
+    assert delta_e2000(a, b) == pytest.approx(want, abs=1e-4)
+
+
+def test_delta_e_is_the_mean_over_the_mask() -> None:
+    """Half the pixels equal, half black against white: the mean over all pixels is half
+    the difference read on the differing half; a mask selects the pixels read."""
+    ref = np.zeros((40, 60, 3), np.uint8)
+    img = ref.copy()
+    img[:, 30:] = 255
+    right = np.zeros((40, 60), bool)
+    right[:, 30:] = True
+    full = delta_e2000(ref, img, mask=right)
+    assert full == pytest.approx(100.0, abs=1e-4)
+    assert delta_e2000(ref, img) == pytest.approx(full / 2, rel=1e-12)
+    assert delta_e2000(ref, img, mask=~right) == 0.0
+
+
 @pytest.mark.parametrize("tone", ["light", "medium", "brown"])
 def test_skin_mask_matches_leg(tone: str) -> None:
     leg = syn.make_leg(5, shape=SHAPE, tone=tone)

@@ -15,6 +15,7 @@ from vein_tracker.errors import PhotoError
 from vein_tracker.io import (
     as_rgb,
     encode_image,
+    load_label_png,
     load_mask_png,
     load_photo,
     photo_from_array,
@@ -330,3 +331,56 @@ def test_mask_read_errors_are_photo_errors(tmp_path: Path, name: str) -> None:
     target = tmp_path if name == "" else tmp_path / name
     with pytest.raises(PhotoError, match="mask file"):
         load_mask_png(target)
+
+
+def _labels() -> np.ndarray:
+    lab = np.zeros((H, W), np.uint8)
+    lab[10:50, 20:90] = 1
+    lab[100:120, 30:300] = 2
+    lab[200, 5] = 7
+    return lab
+
+
+def test_label_png_roundtrip_keeps_the_values(tmp_path: Path) -> None:
+    lab = _labels()
+    p = save_mask_png(lab, tmp_path / "labels.png")
+    got = load_label_png(p)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, lab)
+    np.testing.assert_array_equal(load_label_png(p.read_bytes()), lab)
+
+
+def test_label_png_modes(tmp_path: Path) -> None:
+    """A palette PNG gives its indices (not its colours), a 1-bit PNG 0/1, a colour PNG its
+    luminance, a 16-bit PNG its values with those above 255 at 255."""
+    lab = _labels()
+    pal = Image.fromarray(lab, mode="L").convert("P")
+    pal.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [9] * (253 * 3))
+    pal.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(load_label_png(tmp_path / "p.png"), lab)
+    Image.fromarray(lab > 0).save(tmp_path / "one.png")
+    np.testing.assert_array_equal(load_label_png(tmp_path / "one.png"), (lab > 0).astype(np.uint8))
+    grey = np.repeat((lab * 30)[..., None], 3, axis=2)
+    Image.fromarray(grey, mode="RGB").save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(load_label_png(tmp_path / "rgb.png"), lab * 30)
+    wide = lab.astype(np.uint16)
+    wide[0, 0] = 1000
+    cv2.imwrite(str(tmp_path / "16.png"), wide)
+    with Image.open(tmp_path / "16.png") as img:
+        assert img.mode.startswith("I")
+    got = load_label_png(tmp_path / "16.png")
+    assert got[0, 0] == 255
+    np.testing.assert_array_equal(got[1:], lab[1:])
+
+
+def test_label_png_refuses_other_formats_and_junk(asym: np.ndarray, tmp_path: Path) -> None:
+    jpeg = tmp_path / "map.jpg"
+    jpeg.write_bytes(_encode(asym, "JPEG"))
+    with pytest.raises(PhotoError, match=r"baseline map 'map.jpg' must be a PNG, not JPEG"):
+        load_label_png(jpeg, what="baseline map")
+    junk = tmp_path / "map.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+    with pytest.raises(PhotoError, match="cannot be read as an image"):
+        load_label_png(junk)
+    with pytest.raises(PhotoError, match="Could not read the label map 'none.png'"):
+        load_label_png(tmp_path / "none.png")

@@ -10,6 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from skimage.morphology import skeletonize
 
 from vein_tracker.measure import (
     CHANGE_CLEARED,
@@ -31,7 +32,6 @@ from vein_tracker.measure import (
     smooth_on_mask,
     status_for,
 )
-from vein_tracker.morphology import skeletonize
 from vein_tracker.registration import Registration
 from vein_tracker.segmentation import Segmentation, VeinContrast
 

@@ -497,6 +497,22 @@ def save_mask_png(mask: np.ndarray, path: str | os.PathLike[str], *, scale: int 
     return p
 
 
+def _read_file(source: str | os.PathLike[str] | bytes, what: str) -> bytes:
+    """The bytes of ``source`` (a path, or the bytes themselves); ``what`` names the file
+    in the message of the :class:`PhotoError` raised when it cannot be read."""
+    if isinstance(source, bytes):
+        return bytes(source)
+    if "\x00" in str(source):
+        raise PhotoError(f"The {what} name contains a NUL character; rename it and retry.")
+    path = Path(source)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PhotoError(
+            f"Could not read the {what} {path.name[:80]!r}: {exc.strerror or type(exc).__name__}."
+        ) from exc
+
+
 def load_mask_png(
     source: str | os.PathLike[str] | bytes, *, shape: tuple[int, int] | None = None
 ) -> np.ndarray:
@@ -507,19 +523,7 @@ def load_mask_png(
     PhotoError
         Not a readable image, or its size differs from ``shape`` ``(H, W)``.
     """
-    if isinstance(source, bytes):
-        data = bytes(source)
-    else:
-        if "\x00" in str(source):
-            raise PhotoError("The mask file name contains a NUL character; rename it and retry.")
-        path = Path(source)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise PhotoError(
-                f"Could not read the mask file {path.name[:80]!r}: "
-                f"{exc.strerror or type(exc).__name__}."
-            ) from exc
+    data = _read_file(source, "mask file")
     try:
         with Image.open(io.BytesIO(data)) as img:
             arr = np.asarray(ImageOps.grayscale(img))
@@ -531,3 +535,48 @@ def load_mask_png(
             f"{shape[1]}×{shape[0]} px: draw the mask on the upright baseline photo."
         )
     return arr > 0
+
+
+def load_label_png(
+    source: str | os.PathLike[str] | bytes, *, what: str = "label map"
+) -> np.ndarray:
+    """Read a PNG of labels (small integers per pixel, 0 = none) as ``(H, W) uint8``.
+
+    A greyscale, palette or 1-bit PNG gives its stored values (a palette's indices, not
+    its colours); a colour PNG its luminance. 16-bit values above 255 read as 255.
+    Pillow's decompression-bomb warning is an error.
+
+    Parameters
+    ----------
+    source : path or bytes
+        The PNG file, or its bytes.
+    what : str, keyword-only
+        What the file is, for the error messages (e.g. ``"baseline map"``).
+
+    Returns
+    -------
+    ndarray, shape (H, W), dtype uint8
+
+    Raises
+    ------
+    PhotoError
+        Unreadable, not an image (damaged, or another kind of file), or not a PNG.
+    """
+    data = _read_file(source, what)
+    # The file as a clinic user knows it: its name, when it came from a file.
+    it = what if isinstance(source, bytes) else f"{what} {Path(source).name[:80]!r}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt = img.format
+                plain = img.mode in ("1", "L", "P", "I", "I;16")
+                arr = np.asarray(img if plain else ImageOps.grayscale(img))
+    except _DECODE_ERRORS as exc:
+        raise PhotoError(
+            f"The {it} cannot be read as an image (damaged, or not an image): "
+            "save it as an 8-bit greyscale PNG."
+        ) from exc
+    if fmt != "PNG":
+        raise PhotoError(f"The {it} must be a PNG, not {fmt}.")
+    return np.clip(arr.astype(np.int64), 0, 255).astype(np.uint8)

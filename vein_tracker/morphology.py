@@ -1,4 +1,4 @@
-"""Binary morphology, connected components and sampling for the image analysis.
+"""Binary morphology and connected components for the image analysis.
 
 The dilations and erosions come in two kinds, named for their structuring element, since
 the two are not interchangeable: :func:`dilate_disc`/:func:`erode_disc` use OpenCV's
@@ -13,22 +13,11 @@ bounding boxes, the same numbers, at a share of its cost on a sparse mask (its
 statistics pass walks every pixel of the image, in floating point for the centroids,
 and costs about five times the labelling on a 3 MP vein mask).
 
-Three functions give a library's result, bit for bit (``tests/test_morphology.py``
-compares them with the libraries):
-
-- :func:`skeletonize` -- ``skimage.morphology.skeletonize`` of a 2-D mask
-  (scikit-image's Zhang--Suen thinning, with its look-up table);
-- :func:`fill_holes` -- ``scipy.ndimage.binary_fill_holes`` with its default
-  (4-connected) structure, as OpenCV's flood fill of the outside;
-- :func:`sample_linear` -- ``scipy.ndimage.map_coordinates(img, (rows, cols),
-  order=1, mode="nearest")`` of a 2-D array.
-
-They are written here, not imported, because every ``vein-tracker analyze`` run needs
-them (both visits' skeletons, the leg masks, the registration's residual) and importing
-``skimage.morphology`` or ``scipy.ndimage`` loads SciPy's array-API layer and with it
-most of NumPy's optional submodules: 0.7 s more CPU time per run, measured, on a run of
-2.5 s CPU and 1.2 s wall on two cores (the library's thinning also takes 6x as long on
-a vein mask). Nothing else in the package copies a library.
+Thinning, hole filling and bilinear sampling are the libraries' own:
+``skimage.morphology.skeletonize``, ``scipy.ndimage.binary_fill_holes`` and
+``scipy.ndimage.map_coordinates(..., order=1)``, imported where they are used, inside
+the function (importing scikit-image loads SciPy: a slow import that only an analysis
+needs).
 """
 
 from __future__ import annotations
@@ -40,7 +29,6 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "SKELETON_LUT",
     "Components",
     "components",
     "dilate_disc",
@@ -49,217 +37,10 @@ __all__ = [
     "distance_to",
     "erode_disc",
     "erode_square",
-    "fill_holes",
     "label_boxes",
     "near_on_grid",
-    "sample_linear",
-    "skeletonize",
     "within_distance",
 ]
-
-#: scikit-image's thinning table (``_fast_skeletonize``), indexed by the code of a
-#: pixel's 8 neighbours, ``NW + 2 N + 4 NE + 8 E + 16 SE + 32 S + 64 SW + 128 W``:
-#: 0 keep, 1 remove in the first sub-pass, 2 in the second, 3 in both. It is the
-#: library's table, not the textbook Zhang--Suen conditions: those differ from it in
-#: 25 entries (e.g. code 10, N and E set, is removable here), so the table is copied
-#: and the tests check that every entry is the one the library uses.
-SKELETON_LUT = np.array(
-    [
-        0, 0, 0, 1, 0, 0, 1, 3, 0, 0, 3, 1, 1, 0, 1, 3,
-        0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 2, 0, 3, 0, 3, 3,
-        0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3, 0, 2, 2,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0,
-        3, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 3, 0, 2, 0,
-        0, 0, 3, 1, 0, 0, 1, 3, 0, 0, 0, 0, 0, 0, 0, 1,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-        3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        2, 3, 1, 3, 0, 0, 1, 3, 0, 0, 0, 0, 0, 0, 0, 1,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        2, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0,
-        3, 3, 0, 1, 0, 0, 0, 0, 2, 2, 0, 0, 2, 0, 0, 0,
-    ],
-    dtype=np.uint8,
-)  # fmt: skip
-SKELETON_LUT.setflags(write=False)
-
-# Removable in the first / second sub-pass, by neighbour code.
-_REMOVE = (
-    (SKELETON_LUT == 1) | (SKELETON_LUT == 3),
-    (SKELETON_LUT == 2) | (SKELETON_LUT == 3),
-)
-
-
-def _offsets(width: int) -> np.ndarray:
-    """Flat offsets of the 8 neighbours in a raster ``width`` wide, in code-bit order."""
-    w = width
-    return np.array([-w - 1, -w, -w + 1, 1, w + 1, w, w - 1, -1], dtype=np.intp)
-
-
-def _mask_2d(mask: np.ndarray) -> np.ndarray:
-    img = np.asarray(mask)
-    if img.ndim != 2:
-        raise ValueError(f"mask must be 2-D, got shape {img.shape}")
-    return img
-
-
-def skeletonize(mask: np.ndarray) -> np.ndarray:
-    """Skeleton of a 2-D binary mask, identical to ``skimage.morphology.skeletonize``.
-
-    scikit-image's 2-D method: repeated pairs of sub-passes; in each, every set
-    pixel is classified by :data:`SKELETON_LUT` from the image as it was at the start
-    of the sub-pass, and those removable in that sub-pass are cleared together;
-    outside the image is background. It stops after a pair that removes nothing.
-
-    Only pixels that can change are visited: after the first pair, a pixel is
-    classified again only when a neighbour was removed in one of the two previous
-    sub-passes. Otherwise its code is the one it had two sub-passes ago, in a
-    sub-pass of the same kind, which kept it -- so it would be kept again.
-
-    Parameters
-    ----------
-    mask : ndarray, shape (H, W)
-        Nonzero is foreground.
-
-    Returns
-    -------
-    ndarray, shape (H, W), dtype bool
-    """
-    img = _mask_2d(mask)
-    out = np.zeros(img.shape, dtype=bool)
-    fg = img.astype(bool, copy=False)
-    rows = np.flatnonzero(fg.any(axis=1))
-    if rows.size == 0:
-        return out
-    cols = np.flatnonzero(fg.any(axis=0))
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    # Crop to the bounding box with a one-pixel background border (the library's
-    # zero padding), so every foreground pixel has 8 neighbours in the raster.
-    w = c1 - c0 + 2
-    pad = np.zeros((r1 - r0 + 2, w), dtype=np.uint8)
-    pad[1:-1, 1:-1] = fg[r0:r1, c0:c1]
-    flat = pad.ravel()
-    offs = _offsets(w)
-
-    cand = np.flatnonzero(flat.view(bool))
-    stamp = np.empty(flat.size, dtype=np.intp)  # de-duplicates candidates without sorting
-    removed_prev = np.empty(0, dtype=np.intp)
-    idle = 0  # consecutive sub-passes that removed nothing
-    sub_pass = 0
-    while idle < 2:
-        # Codes from the image at the start of the sub-pass, then all removals at once.
-        rem = _REMOVE[sub_pass & 1][_codes(flat, cand, offs)]
-        gone = cand[rem]
-        flat[gone] = 0
-        idle = idle + 1 if gone.size == 0 else 0
-        if sub_pass == 0:
-            cand = cand[~rem]  # the first pair's second sub-pass sees every pixel
-        else:
-            touched = np.concatenate([gone, removed_prev])
-            nbr = (touched[:, None] + offs).ravel()
-            nbr = nbr[flat[nbr] != 0]
-            order = np.arange(nbr.size, dtype=np.intp)
-            stamp[nbr] = order
-            cand = nbr[stamp[nbr] == order]
-        removed_prev = gone
-        sub_pass += 1
-    out[r0:r1, c0:c1] = pad[1:-1, 1:-1].astype(bool)
-    return out
-
-
-def _codes(flat: np.ndarray, idx: np.ndarray, offs: np.ndarray) -> np.ndarray:
-    """Neighbour codes (0..255, uint8) of pixels ``idx`` of a flat 0/1 raster."""
-    code = flat[idx + offs[0]]
-    for k in range(1, 8):
-        code |= flat[idx + offs[k]] << k
-    return code
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill holes, identical to ``scipy.ndimage.binary_fill_holes(mask)``.
-
-    Background that cannot reach the outside of the image through 4-connected
-    background pixels becomes foreground (SciPy's default structure is the cross).
-
-    Parameters
-    ----------
-    mask : ndarray, shape (H, W)
-        Nonzero is foreground.
-
-    Returns
-    -------
-    ndarray, shape (H, W), dtype bool
-    """
-    img = _mask_2d(mask)
-    if img.size == 0:
-        return np.zeros(img.shape, dtype=bool)
-    pad = np.zeros((img.shape[0] + 2, img.shape[1] + 2), dtype=np.uint8)
-    pad[1:-1, 1:-1] = img.astype(bool, copy=False)
-    # The border ring is background, 4-connected all round: flood the outside.
-    cv2.floodFill(pad, None, (0, 0), 2, flags=4)
-    return np.asarray(pad[1:-1, 1:-1] != 2)
-
-
-def sample_linear(img: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Bilinear samples of a 2-D array, identical to SciPy's ``map_coordinates``.
-
-    Same result, bit for bit, as ``scipy.ndimage.map_coordinates(img, [rows, cols],
-    order=1, mode="nearest")`` converted to float64. Like SciPy, the two taps along an
-    axis are ``floor(x)`` and ``floor(x) + 1`` clamped into the image, weighted
-    ``1 - f`` and ``1 - (1 - f)`` with ``f = x - floor(x)`` of the *unclamped*
-    coordinate; the four products are summed in SciPy's order and the sum is rounded
-    to ``img``'s dtype. A non-finite coordinate gives NaN, as in SciPy.
-
-    Parameters
-    ----------
-    img : ndarray, shape (H, W), floating
-    rows, cols : ndarray, shape (N,)
-        Row (y) and column (x) coordinates.
-
-    Returns
-    -------
-    ndarray, shape (N,), dtype float64
-    """
-    a = np.asarray(img)
-    if a.ndim != 2 or a.size == 0:
-        raise ValueError(f"img must be a non-empty 2-D array, got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"img must be floating point, got {a.dtype}")
-    r = np.asarray(rows, dtype=np.float64).ravel()
-    c = np.asarray(cols, dtype=np.float64).ravel()
-    if r.shape != c.shape:
-        raise ValueError(f"rows and cols must have the same length, got {r.size} and {c.size}")
-    i0, i1, wr0, wr1 = _axis_taps(r, a.shape[0])
-    j0, j1, wc0, wc1 = _axis_taps(c, a.shape[1])
-    v = a.astype(np.float64, copy=False)
-    t = 0.0 + (v[i0, j0] * wr0) * wc0
-    t = t + (v[i0, j1] * wr0) * wc1
-    t = t + (v[i1, j0] * wr1) * wc0
-    t = t + (v[i1, j1] * wr1) * wc1
-    return t.astype(a.dtype).astype(np.float64)
-
-
-_INT64_MIN = np.iinfo(np.int64).min
-
-
-def _axis_taps(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Clamped indices and weights of the two linear taps along an axis of length ``n``."""
-    fl = np.floor(x)
-    # SciPy's C cast of floor(x) to an integer; out of range (or NaN) it is INT64_MIN
-    # on the platforms NumPy supports -- the weights are NaN there anyway, except for
-    # huge finite coordinates, which then read the first sample, as in SciPy.
-    inside = np.abs(fl) < 2.0**63
-    start = np.where(inside, fl, 0.0).astype(np.int64)
-    start[~inside] = _INT64_MIN
-    i0 = np.clip(start, 0, n - 1)
-    i1 = np.clip(np.where(inside, start + 1, _INT64_MIN), 0, n - 1)
-    with np.errstate(invalid="ignore"):  # inf - inf: NaN weights, as in SciPy
-        w0 = 1.0 - (x - fl)
-    w1 = 1.0 - w0
-    return i0, i1, w0, w1
 
 
 @dataclass(frozen=True, eq=False)

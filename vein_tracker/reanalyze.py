@@ -2,7 +2,7 @@
 
 Owns orchestration only: which stored analyses are stale, sending each pair to an
 executor, the progress bar and the summary. The per-pair work is the app's own
-(:func:`vein_tracker.services.analyze_pair`, i.e. ``metrics.compare`` on the photos read
+(:func:`vein_tracker.services.analyze_pair`, i.e. ``measure.compare`` on the photos read
 through the repository); the result is written back through
 :meth:`~vein_tracker.storage.Repository.save_analysis`. This module must not touch SQL or
 photo files, and it keeps no queue of its own: the work list is the repository's

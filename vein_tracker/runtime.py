@@ -66,6 +66,13 @@ def _warm_up() -> None:
     import numpy.ma
     import numpy.random  # noqa: F401
 
+    # The library functions the analysis imports where it first calls them (thinning,
+    # hole filling, bilinear sampling, CIEDE2000): importing scikit-image and SciPy
+    # takes ~0.7 s of CPU, here off the analysis' path.
+    from scipy.ndimage import binary_fill_holes, map_coordinates  # noqa: F401
+    from skimage.color import deltaE_ciede2000, rgb2lab  # noqa: F401
+    from skimage.morphology import skeletonize  # noqa: F401
+
 
 def warm_up_in_background() -> threading.Thread:
     """Build OpenCV's colour-conversion tables and import the NumPy parts an analysis

@@ -8,14 +8,15 @@ Owns the photometric side of making two visits comparable. It must not register 
 - :mod:`.skin`: :func:`skin_mask`, :func:`vein_like_mask`;
 - :mod:`.normalise`: the colour model (per-channel OD offsets and a smooth neutral
   field), :func:`fit_colour`, :func:`apply_colour_fit`, :func:`normalise_colour`;
-- :mod:`.delta_e`: CIE L*a*b* and CIEDE2000 (:func:`delta_e2000`);
+- :mod:`.delta_e`: the mean CIEDE2000 difference (:func:`delta_e2000`, scikit-image's
+  formula);
 - :mod:`.equalise`: the chroma low-pass both visits get, the JPEG quality a photo was
   saved with, and the baseline brought to the follow-up's capture.
 """
 
 from __future__ import annotations
 
-from .delta_e import DELTA_E_SAMPLES, ciede2000, delta_e2000, srgb_u8_to_lab
+from .delta_e import DELTA_E_SAMPLES, delta_e2000
 from .equalise import (
     blur_rgb,
     chroma_lowpass,
@@ -43,7 +44,6 @@ __all__ = [
     "apply_colour_fit",
     "blur_rgb",
     "chroma_lowpass",
-    "ciede2000",
     "delta_e2000",
     "equalise_to_followup",
     "estimate_jpeg_quality",
@@ -53,6 +53,5 @@ __all__ = [
     "normalise_colour",
     "prepare_colour_fit",
     "skin_mask",
-    "srgb_u8_to_lab",
     "vein_like_mask",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..morphology import components, label_boxes, skeletonize
+from ..morphology import components, label_boxes
 from ..segmentation import (
     CLASS_NAMES,
     RETICULAR,
@@ -123,6 +123,8 @@ def segmentation_of_map(
         each class's pixels; its veins the 8-connected pieces of each class, spiders
         first.
     """
+    from skimage.morphology import skeletonize  # lazy: a slow import (SciPy)
+
     contrast = vein_contrast(photo, px_per_mm=px_per_mm, leg_mask=leg_mask)
     lab = classify_by_colour(labels, contrast) if labels.dtype == bool else labels.copy()
     skeleton = np.zeros(lab.shape, bool)

@@ -14,8 +14,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..morphology import sample_linear
-
 __all__ = [
     "Registration",
     "RegistrationChecks",
@@ -212,7 +210,10 @@ def apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 def bilinear(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Bilinear samples of a 2-D array at (x, y) points, edge values outside."""
-    return sample_linear(img, pts[:, 1], pts[:, 0])
+    from scipy.ndimage import map_coordinates  # lazy: a slow import
+
+    out = map_coordinates(img, [pts[:, 1], pts[:, 0]], order=1, mode="nearest")
+    return np.asarray(out, np.float64)
 
 
 def warp_to_baseline(

@@ -449,7 +449,7 @@ class AnalysisInfo(_ToDict):
     Attributes
     ----------
     params : dict
-        The parameters given to ``metrics.compare`` (JSON).
+        The parameters given to ``measure.compare`` (JSON).
     params_hash : str
         sha256 of the canonical JSON of ``params`` (see :func:`params_hash`).
     result : dict

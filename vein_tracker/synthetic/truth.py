@@ -37,7 +37,7 @@ def true_improvement(
 ) -> float:
     """True improvement (%) of ``followup_leg`` over ``baseline_leg``, in the baseline frame.
 
-    Definition (the headline figure; ``metrics.compare`` uses the same)::
+    Definition (the headline figure; ``measure.compare`` uses the same)::
 
         B   = baseline vein pixels (footprint of every baseline vein) ∩ overlap
         v_f(p) = remaining visibility at follow-up of the baseline vein covering p

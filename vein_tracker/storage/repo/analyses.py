@@ -51,7 +51,7 @@ class AnalysisRecords(RepositoryBase):
         Parameters
         ----------
         params : mapping
-            Parameters given to ``metrics.compare`` (JSON-able).
+            Parameters given to ``measure.compare`` (JSON-able).
         result : mapping
             ``Comparison.to_dict()``; ``improvement_pct`` and ``meets_target`` are copied
             for listing. Non-finite numbers are stored as None.
