@@ -432,8 +432,10 @@ _MIN_CURVE_SLOPE = 1.0 / 3.0
 #: Linear values are floored here before taking logs (sRGB code 0 is 0).
 _LIN_FLOOR = 1e-4
 #: A colour correction is given only if every patch it keeps is within this CIEDE2000 of
-#: its reference after it (on clean, uncovered cards the largest seen is below 2).
-MAX_PATCH_DE = 4.0
+#: its reference after it (on clean, uncovered cards the largest seen is below 2): the
+#: promise of issue 21 (ΔE2000 ≤ 3 on the card's patches). At 4, a card partly covered
+#: over its neutrals kept a fit whose worst patch was 3.37.
+MAX_PATCH_DE = 3.0
 #: At most this many patches that disagree with the others (covered, stained) are left
 #: out to reach :data:`MAX_PATCH_DE`; beyond that the card gives no correction.
 _MAX_DROPPED = 2

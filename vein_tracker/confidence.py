@@ -14,7 +14,7 @@ This module judges results; it must not segment, register or measure.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,6 +30,7 @@ __all__ = [
     "Reason",
     "combine",
     "for_comparison",
+    "low_reasons",
     "photo_reasons",
     "registration_reasons",
     "vein_map_reasons",
@@ -212,15 +213,17 @@ def for_comparison(comparison: Comparison) -> Confidence:
     """The confidence of a comparison: both photos' scale and skin, the follow-up's light
     and the alignment.
 
-    The baseline's scale is the comparison's (given, or estimated from the leg's width
-    or the frame, with its range); the follow-up's skin and cast are found on the
-    follow-up as registered (:func:`vein_tracker.skin.find_skin`).
+    The baseline's scale is the comparison's (given, read from a calibration card, or
+    estimated from the leg's width or the frame, with its range); the follow-up's skin
+    and cast are found on the follow-up as registered (:func:`vein_tracker.skin.find_skin`).
     """
     from .skin import find_skin
 
     c = comparison
     ppm = float(c.params.get("px_per_mm", math.nan))
-    if bool(c.params.get("px_per_mm_given", False)) or not math.isfinite(ppm):
+    if c.params.get("scale_source") == "card":
+        scale = Scale(ppm, "card", ppm, ppm, "card")
+    elif bool(c.params.get("px_per_mm_given", False)) or not math.isfinite(ppm):
         scale = Scale(ppm, "given", ppm, ppm, "given")
     else:
         est = scale_from_skin(np.asarray(c.baseline_seg.leg_mask, bool))
@@ -248,3 +251,15 @@ def for_comparison(comparison: Comparison) -> Confidence:
         ),
         registration_reasons(float(reg.quality)),
     )
+
+
+def low_reasons(result: Mapping[str, Any]) -> tuple[str, ...]:
+    """Why a comparison's JSON (``Comparison.to_dict()``, or a stored analysis' result)
+    is low-confidence: its reasons, in order; empty when it is ok, or was stored before
+    results carried a confidence. The app, the report and the export read this one
+    function, so a low-confidence figure is never shown bare anywhere."""
+    conf = result.get("confidence")
+    if not isinstance(conf, Mapping) or conf.get("level") != "low":
+        return ()
+    reasons = tuple(str(r) for r in conf.get("reasons") or () if str(r).strip())
+    return reasons or ("the photos leave the figure uncertain.",)

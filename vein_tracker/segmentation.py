@@ -54,6 +54,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .card import read_card
 from .checks import PX_PER_MM_RANGE, check_mask, check_px_per_mm
 from .confidence import Confidence, combine, photo_reasons
 from .io import Photo, as_rgb
@@ -115,6 +116,8 @@ _RETIC_SIGMAS_MM = (0.35, 0.6, 0.9)
 _MIN_SIGMA_PX = 0.6
 _BG_SIGMA_MM = (1.5, 4.0, 1.5, 4.0)  # spider, reticular, neutral, chroma
 _BG_RIM_MM = (0.4, 1.5, 0.4, 1.5)
+# Veins are not sought this close to the frame's edge (mm).
+_FRAME_MARGIN_MM = 1.5
 # The skin's outline band left out of the leg (mm).
 _OUTLINE_MM = 0.75
 # Veins are not sought where the photo is darker than this mean OD (sRGB ≈ 57).
@@ -553,15 +556,22 @@ def _levels(
 
 
 def _coarse_leg(
-    small: np.ndarray, coarse_size: tuple[int, int], ppm_work: float
+    small: np.ndarray,
+    coarse_size: tuple[int, int],
+    ppm_work: float,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, SkinMap]:
-    """Every skin region found on the working-level photo (:func:`skin.find_skin`), at
-    the coarse level, as uint8 0/255, and the finding itself."""
+    """Every skin region found on the working-level photo (:func:`skin.find_skin`), less
+    ``exclude`` (a calibration card: its edge is an outline too), at the coarse level, as
+    uint8 0/255, and the finding itself."""
     found = find_skin(small, px_per_mm=ppm_work)
+    skin = found.mask
+    if exclude is not None:
+        skin = skin & ~(_resize(exclude.astype(np.uint8) * 255, small.shape[1::-1]) >= 128)
     # The outline's own pixels mix skin with the scene (optics, JPEG): not leg.
     k = 2 * max(1, int(round(_OUTLINE_MM * ppm_work))) + 1
     u8 = cv2.erode(
-        found.mask.astype(np.uint8) * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        skin.astype(np.uint8) * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     )
     return np.asarray(_resize(u8, coarse_size, cv2.INTER_AREA) >= 128, np.uint8) * 255, found
 
@@ -571,12 +581,18 @@ def _leg_full(leg_work: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(_resize(leg_work.astype(np.uint8), size, cv2.INTER_NEAREST), dtype=bool)
 
 
-def leg_mask(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> np.ndarray:
+def leg_mask(
+    photo: Photo | np.ndarray,
+    *,
+    px_per_mm: float | None = None,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
     """The leg skin :func:`segment` finds on a photo when given no ``leg_mask``.
 
     The same mask as ``segment(photo, px_per_mm=px_per_mm).leg_mask``, without finding
     the veins: for a caller that segments a processed copy of the photo (say, blurred)
-    on the leg of the photo as taken.
+    on the leg of the photo as taken. ``exclude`` (H, W) bool is left out, as
+    :func:`segment` leaves out a calibration card it finds.
 
     Returns
     -------
@@ -587,7 +603,9 @@ def leg_mask(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> np
     ppm = float(px_per_mm) if px_per_mm is not None else estimate_px_per_mm(rgb)
     check_px_per_mm(ppm)
     work_size, ppm_work, _, coarse_size, _ = _levels((h, w), ppm)
-    leg_u8, _ = _coarse_leg(_resize(rgb, work_size), coarse_size, ppm_work)
+    if exclude is not None:
+        exclude = check_mask(exclude, shape=(h, w), name="exclude")
+    leg_u8, _ = _coarse_leg(_resize(rgb, work_size), coarse_size, ppm_work, exclude)
     return _leg_full(_resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128, (w, h))
 
 
@@ -625,10 +643,15 @@ class _Signals:
 
 
 def _signals(
-    rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None, deep: bool = True
+    rgb: np.ndarray,
+    ppm: float,
+    leg_mask: np.ndarray | None,
+    deep: bool = True,
+    exclude: np.ndarray | None = None,
 ) -> _Signals:
     """The signals; with ``deep=False`` the deep-chroma channel (3) is left 0 (what
-    :func:`vein_contrast` reads needs none of it)."""
+    :func:`vein_contrast` reads needs none of it). ``exclude`` is left out of the skin
+    found when no ``leg_mask`` is given."""
     h, w = rgb.shape[:2]
     work_size, ppm_work, half_size, coarse_size, ppm_coarse = _levels((h, w), ppm)
     small = _resize(rgb, work_size)
@@ -638,7 +661,7 @@ def _signals(
     sig_c = _resize(sig_half, coarse_size)
     skin: SkinMap | None = None
     if leg_mask is None:
-        leg_u8, skin = _coarse_leg(small, coarse_size, ppm_work)
+        leg_u8, skin = _coarse_leg(small, coarse_size, ppm_work, exclude)
         leg_c = leg_u8 > 0
         leg = _resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128
         leg_half = _resize(leg_u8, half_size, cv2.INTER_LINEAR) >= 128
@@ -659,8 +682,10 @@ def _signals(
     )
 
 
-def _compute_maps(rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None) -> _Maps:
-    sg = _signals(rgb, ppm, leg_mask)
+def _compute_maps(
+    rgb: np.ndarray, ppm: float, leg_mask: np.ndarray | None, exclude: np.ndarray | None = None
+) -> _Maps:
+    sg = _signals(rgb, ppm, leg_mask, exclude=exclude)
     half, leg_half = sg.half, sg.leg_half
     half[..., 0] = _guided(half[..., 0], half[..., 2], _GF_RADIUS_PX, _GF_EPS)
     half[~leg_half, 0] = 0.0
@@ -945,6 +970,12 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
         maps.leg_coarse.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     )
     inner_c[maps.dark_coarse] = 0
+    # Nor at the frame's edge, where the skin's background is seen from one side only.
+    b = max(1, int(round(_FRAME_MARGIN_MM * maps.ppm_coarse)))
+    inner_c[:b, :] = 0
+    inner_c[-b:, :] = 0
+    inner_c[:, :b] = 0
+    inner_c[:, -b:] = 0
     inner = _resize(inner_c * 255, det_size, cv2.INTER_LINEAR) >= 128
     inner &= _resize(roi_half.astype(np.uint8) * 255, det_size) >= 128
     ridge[~inner] = 0.0
@@ -1220,12 +1251,20 @@ def segment(
     shape = (int(rgb.shape[0]), int(rgb.shape[1]))
     roi_m = None if roi is None else check_mask(roi, shape=shape, name="roi")
     lm = None if leg_mask is None else check_mask(leg_mask, shape=shape, name="leg_mask")
-    scale = resolve_scale(photo, px_per_mm=px_per_mm)
+    # A printed calibration card in the photo gives the scale (unless one is given) and
+    # is no skin: its edges and colour patches are never veins.
+    card = read_card(rgb)
+    card_mask = None if card is None else card.mask(shape)
+    if lm is not None and card_mask is not None:
+        lm = lm & ~card_mask
+    scale = resolve_scale(
+        photo, px_per_mm=px_per_mm, card_px_per_mm=None if card is None else card.px_per_mm
+    )
     ppm = float(np.clip(scale.px_per_mm, *PX_PER_MM_RANGE))
     estimated = scale.estimated
     sens = float(sensitivity)
 
-    maps = _compute_maps(rgb, ppm, lm)
+    maps = _compute_maps(rgb, ppm, lm, card_mask)
     work_shape = maps.leg.shape
     work_size = (work_shape[1], work_shape[0])
     half_size = (maps.leg_half.shape[1], maps.leg_half.shape[0])

@@ -88,6 +88,8 @@ _SKIN_SPREAD_RATIO = 2.0
 #: A surface whose true colour would be colder than this (c1, OD) is implausible: a
 #: saturated blue-cyan (denim is about -0.85, a white wall 0, light skin +0.4).
 _COLD_C1 = -0.6
+#: A candidate needing a warmer light than this (OD, c1) yields to a milder one.
+_WARM_SHIFT = 0.3
 #: A surface covering less than this share of the frame is not taken for the subject.
 _MIN_CANDIDATE_SHARE = 0.10
 #: Choices whose cold share differs by less than this share of the frame are equal.
@@ -345,7 +347,11 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
         return empty
     least_cold = min(t[4] for t in cands)
     cands = [t for t in cands if t[4] <= least_cold + _COLD_TIE * total]
-    m1, m2, _, shift, _ = max(cands, key=lambda t: t[0])
+    # A surface that is skin only under a strong warm light (a wooden floor or table)
+    # gives way to one that is skin-coloured under a mild light: warm light strong
+    # enough to make a floor skin-coloured makes real skin warmer still.
+    mild = [t for t in cands if float(t[3][0]) <= _WARM_SHIFT]
+    m1, m2, _, shift, _ = max(mild or cands, key=lambda t: t[0])
     mode = np.array([m1, m2], np.float32)
     scored = [(float(t[0]), float(t[1]), t[2], float(t[4]) / total) for t in cands]
 

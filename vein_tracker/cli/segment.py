@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--px-per-mm",
         type=_positive_float,
         default=None,
-        help="scale in pixels per millimetre (default: estimated from the frame size)",
+        help="scale in pixels per millimetre (default: estimated from the leg's width, else "
+        "the frame size)",
     )
     p.add_argument("--roi", default=None, help="region of interest PNG (non-zero = inside)")
     p.add_argument(
@@ -128,14 +129,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         by = summary["by_class"]
         scale = f"{seg.px_per_mm:.2f} px/mm" + (" (estimated)" if seg.px_per_mm_estimated else "")
+        conf = summary.get("confidence") or {}
+        if conf.get("level") == "low":
+            # A low-confidence map is never shown bare: the reasons come first.
+            print("LOW CONFIDENCE: " + " ".join(conf.get("reasons", [])))
         print(
             f"{Path(args.photo).name}: {by['spider']['count']} spider vein(s), "
             f"{by['spider']['length_mm']:.1f} mm; {by['reticular']['count']} reticular vein(s), "
             f"{by['reticular']['length_mm']:.1f} mm; scale {scale}"
         )
-        conf = summary.get("confidence") or {}
-        if conf.get("level") == "low":
-            print("  LOW CONFIDENCE: " + " ".join(conf.get("reasons", [])))
         for note in conf.get("notes", []):
             print(f"  note: {note}")
         for kind, path in written.items():

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..card import CardReading
 from ..checks import check_px_per_mm
 from ..colour import ColourNormalisation, prepare_colour_fit
 from ..confidence import for_comparison
-from ..registration import Registration, photo_features
+from ..registration import Registration
 from ..schedule import Task, TaskGraph
 from ..segmentation import Segmentation, VeinContrast
 from . import steps as s
@@ -197,6 +198,9 @@ def remeasure(
         frame=measured.frame,
         ppm_given=measured.px_per_mm if scale_known else None,
         scale_known=scale_known,
+        scale_source=str(
+            measured.params.get("scale_source", "given" if scale_known else "estimated")
+        ),
     )
     opts = _options(
         None,
@@ -224,7 +228,9 @@ def _run_pipeline(
     fr = _frame_steps(g, baseline, followup, roi=roi, opts=opts, given=given)
     photos = _visit_steps(g, fr, opts=opts, cfg=cfg, given=given)
     colour = _colour_steps(g, photos, cfg)
-    params = g.add("params", _params, photos.ppm, fr.scale_known, fr.roi, opts, cfg)
+    params = g.add(
+        "params", _params, photos.ppm, fr.scale_known, fr.scale_source, fr.cards, fr.roi, opts, cfg
+    )
     result = _measure_steps(
         g,
         photos.visits,
@@ -330,6 +336,7 @@ class _Given:
     frame: AnalysisFrame | None = None
     ppm_given: float | None = None  # in the analysis frame, with ``frame``
     scale_known: bool = False  # whether the photo's scale was known, with ``frame``
+    scale_source: str = "estimated"  # "given", "card" or "estimated", with ``frame``
 
 
 @dataclass(frozen=True)
@@ -340,10 +347,14 @@ class _FrameTasks:
     f_photo: Task[s.Photo]
     frame: Task[AnalysisFrame]
     scale_known: Task[bool] | bool
+    scale_source: Task[str] | str
     ppm_given: Task[float | None] | float | None
     roi: Task[np.ndarray | None]
     b_rgb: Task[np.ndarray]
     f_rgb: Task[np.ndarray]
+    b_card: Task[np.ndarray | None]  # the baseline's calibration card, in the frame
+    f_card: Task[np.ndarray | None]  # the follow-up's
+    cards: Task[dict[str, Any]]  # what the cards gave, for the params
 
 
 def _frame_steps(
@@ -355,23 +366,78 @@ def _frame_steps(
     opts: _Options,
     given: _Given,
 ) -> _FrameTasks:
-    """Both photos loaded and brought to the analysis frame, with the region of interest."""
+    """Both photos loaded, their calibration cards read (the baseline's scale, and the
+    cards' area kept out of the registration, the leg and the comparison), brought to the
+    analysis frame, with the region of interest.
+
+    A card's colour correction is not applied to the photos: measured on an identity pair
+    under tungsten light, correcting both photos to the card's printed colours before the
+    skin's own colour fit moved the figure by 3.9 points, the skin's fit alone by 0.0 (the
+    card's fitted tone curves are not exact enough for vein contrast in optical density).
+    The card's colour reading is kept in the params.
+    """
     b_photo = g.add("load baseline", s.load, baseline, opts.px_per_mm)
     f_photo = g.add("load follow-up", s.load, followup, None)
+    b_reading = g.add("baseline card", s.card_of, b_photo)
+    f_reading = g.add("follow-up card", s.card_of, f_photo)
     scale_known: Task[bool] | bool
+    source: Task[str] | str
     ppm_given: Task[float | None] | float | None
     if given.frame is None:
-        ppm_photo = g.add("photo scale", s.photo_scale, b_photo, opts.px_per_mm)
+        ppm_photo = g.add("photo scale", s.photo_scale, b_photo, opts.px_per_mm, b_reading)
+        source = g.add("scale source", s.scale_source, b_photo, opts.px_per_mm, b_reading)
         frame = g.add("analysis frame", s.frame_of, b_photo, f_photo, ppm_photo)
         ppm_given = g.add("given scale", s.scale_in_frame, ppm_photo, frame)
         scale_known = g.add("scale known", s.is_known, ppm_photo)
     else:
         frame = g.add("same frame", s.same_frame, given.frame, b_photo, f_photo)
         ppm_given, scale_known = given.ppm_given, given.scale_known
+        source = given.scale_source
     roi_a = g.add("roi", s.roi_in_frame, roi, b_photo, frame)
     b_rgb = g.add("baseline in frame", s.baseline_in_frame, b_photo, frame)
     f_rgb = g.add("follow-up in frame", s.followup_in_frame, f_photo, frame)
-    return _FrameTasks(b_photo, f_photo, frame, scale_known, ppm_given, roi_a, b_rgb, f_rgb)
+    b_card = g.add("baseline card in frame", _card_in_baseline_frame, b_reading, b_photo, frame)
+    f_card = g.add("follow-up card in frame", _card_in_followup_frame, f_reading, f_photo, frame)
+    cards = g.add("cards", _cards_used, b_reading, f_reading)
+    return _FrameTasks(
+        b_photo,
+        f_photo,
+        frame,
+        scale_known,
+        source,
+        ppm_given,
+        roi_a,
+        b_rgb,
+        f_rgb,
+        b_card,
+        f_card,
+        cards,
+    )
+
+
+def _card_in_baseline_frame(
+    card: CardReading | None, photo: s.Photo, frame: AnalysisFrame
+) -> np.ndarray | None:
+    return s.card_in_frame(card, photo, frame.baseline_shape)
+
+
+def _card_in_followup_frame(
+    card: CardReading | None, photo: s.Photo, frame: AnalysisFrame
+) -> np.ndarray | None:
+    return s.card_in_frame(card, photo, frame.followup_shape)
+
+
+def _cards_used(b_card: CardReading | None, f_card: CardReading | None) -> dict[str, Any]:
+    """Each photo's card: None, or its scale and its colours' CIEDE2000 from the printed
+    ones (mean of the patches, before correction: how far the light was from daylight)."""
+
+    def one(card: CardReading | None) -> dict[str, Any] | None:
+        if card is None:
+            return None
+        de = card.delta_e_before_mean
+        return {"px_per_mm": card.px_per_mm, "delta_e_mean": None if de is None else float(de)}
+
+    return {"baseline": one(b_card), "followup": one(f_card)}
 
 
 @dataclass(frozen=True)
@@ -396,17 +462,18 @@ def _visit_steps(
     """From the two photos in the analysis frame to both visits segmented in it."""
     reg: Task[Registration] | Registration
     if given.registration is None:
-        b_feat = g.add("baseline features", s.baseline_features, fr.b_rgb, fr.roi)
-        f_feat = g.add("follow-up features", photo_features, fr.f_rgb)
+        b_feat = g.add("baseline features", s.baseline_features, fr.b_rgb, fr.roi, fr.b_card)
+        f_feat = g.add("follow-up features", s.followup_features, fr.f_rgb, fr.f_card)
         g.announce(b_feat, 0.05, "aligning the follow-up onto the baseline")
     b_prepared = g.add("prepare baseline", s.prepared, fr.b_rgb, cfg)
-    leg = g.add("baseline leg", s.baseline_leg, b_prepared, fr.ppm_given)
+    leg = g.add("baseline leg", s.baseline_leg, b_prepared, fr.ppm_given, fr.b_card)
     q_b = g.add("baseline JPEG quality", s.jpeg_quality, fr.b_photo, cfg)
     q_f = g.add("follow-up JPEG quality", s.jpeg_quality, fr.f_photo, cfg)
     if given.registration is None:
-        reg = g.add("register", s.registered, b_feat, f_feat, fr.f_rgb)
+        aligned = g.add("register", s.registered, b_feat, f_feat, fr.f_rgb)
     else:
-        reg = g.add("registration given", s.same_registration, given.registration, fr.frame)
+        aligned = g.add("registration given", s.same_registration, given.registration, fr.frame)
+    reg = g.add("follow-up card unseen", s.card_unseen, aligned, fr.f_card)
 
     blurs = g.add("matching blurs", s.matching_blurs, reg, cfg)
     ppm = g.add("scale", s.analysis_scale, fr.ppm_given, fr.b_rgb)
@@ -582,6 +649,8 @@ def _measure_steps(
 def _params(
     ppm: float,
     scale_known: bool,
+    scale_source: str,
+    cards: dict[str, Any],
     roi: np.ndarray | None,
     opts: _Options,
     cfg: AnalysisConfig,
@@ -591,6 +660,8 @@ def _params(
         "sensitivity": opts.sensitivity,
         "px_per_mm": ppm,
         "px_per_mm_given": scale_known,
+        "scale_source": scale_source,
+        "cards": cards,
         "analysis_px_per_mm": ANALYSIS_PX_PER_MM,
         "roi": roi is not None,
         "ratio_sigma_mm": RATIO_SIGMA_MM,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import cv2
 import numpy as np
 
+from ..card import CardReading, read_card
 from ..checks import check_mask, check_px_per_mm
 from ..colour import (
     ColourFit,
@@ -26,12 +28,14 @@ from ..colour import (
     equalise_to_followup,
     estimate_jpeg_quality,
     fit_colour,
+    skin_mask,
 )
 from ..errors import RegistrationError
 from ..io import Photo, PhotoSource, load_photo, photo_from_array
 from ..morphology import dilate_disc, distance_to, erode_disc
 from ..outcome import grade_for, target_met
 from ..registration import PhotoFeatures, Registration, align_features, photo_features
+from ..registration.result import warp_to_baseline
 from ..segmentation import Segmentation, VeinContrast, estimate_px_per_mm, segment, vein_contrast
 from ..segmentation import leg_mask as find_leg
 from .band import (
@@ -84,9 +88,35 @@ def load(source: PhotoInput, px_per_mm: float | None) -> Photo:
     return load_photo(source, px_per_mm=px_per_mm)
 
 
-def photo_scale(b_photo: Photo, px_per_mm: float | None) -> float | None:
-    """The baseline photo's scale: the one given, else the photo's own, else unknown."""
-    return px_per_mm if px_per_mm is not None else b_photo.px_per_mm
+def card_of(photo: Photo) -> CardReading | None:
+    """The printed calibration card in a photo (:func:`vein_tracker.card.read_card`)."""
+    return read_card(photo)
+
+
+def photo_scale(b_photo: Photo, px_per_mm: float | None, card: CardReading | None) -> float | None:
+    """The baseline photo's scale: the one given, else the photo's own, else its card's,
+    else unknown."""
+    if px_per_mm is not None:
+        return px_per_mm
+    if b_photo.px_per_mm is not None:
+        return b_photo.px_per_mm
+    return None if card is None else card.px_per_mm
+
+
+def scale_source(b_photo: Photo, px_per_mm: float | None, card: CardReading | None) -> str:
+    """Where :func:`photo_scale` took the scale from: "given", "card" or "estimated"."""
+    if px_per_mm is not None or b_photo.px_per_mm is not None:
+        return "given"
+    return "estimated" if card is None else "card"
+
+
+def card_in_frame(
+    card: CardReading | None, photo: Photo, shape: tuple[int, int]
+) -> np.ndarray | None:
+    """The card's area (with a margin) on a photo brought to ``shape`` (H, W), or None."""
+    if card is None:
+        return None
+    return resize_mask(card.mask(photo.rgb.shape[:2]), shape)
 
 
 def frame_of(b_photo: Photo, f_photo: Photo, ppm_photo: float | None) -> AnalysisFrame:
@@ -163,8 +193,32 @@ def analysis_scale(ppm_given: float | None, b_rgb: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- registration
 
 
-def baseline_features(b_rgb: np.ndarray, roi: np.ndarray | None) -> PhotoFeatures:
-    return photo_features(b_rgb, roi=roi)
+def baseline_features(
+    b_rgb: np.ndarray, roi: np.ndarray | None, card: np.ndarray | None
+) -> PhotoFeatures:
+    """The baseline's features, none on its card (the card moves between visits)."""
+    return photo_features(b_rgb, roi=roi, leg_mask=_skin_off_card(b_rgb, card))
+
+
+def followup_features(f_rgb: np.ndarray, card: np.ndarray | None) -> PhotoFeatures:
+    """The follow-up's features, none on its card."""
+    return photo_features(f_rgb, leg_mask=_skin_off_card(f_rgb, card))
+
+
+def _skin_off_card(rgb: np.ndarray, card: np.ndarray | None) -> np.ndarray | None:
+    """The skin :func:`photo_features` would use, less the card (None: no card)."""
+    return None if card is None else skin_mask(rgb) & ~card
+
+
+def card_unseen(reg: Registration, card: np.ndarray | None) -> Registration:
+    """The registration with the follow-up's card counted as not seen: no follow-up
+    pixel of the card is segmented or compared."""
+    if card is None:
+        return reg
+    on_card = warp_to_baseline(
+        card.astype(np.uint8), reg.homography, reg.flow, reg.valid.shape, cv2.INTER_NEAREST
+    )
+    return replace(reg, valid=reg.valid & (on_card == 0))
 
 
 def registered(b_feat: PhotoFeatures, f_feat: PhotoFeatures, f_rgb: np.ndarray) -> Registration:
@@ -211,9 +265,12 @@ def prepared(rgb: np.ndarray, cfg: AnalysisConfig) -> np.ndarray:
     return chroma_lowpass(rgb) if cfg.equalise_chroma else rgb
 
 
-def baseline_leg(b_prepared: np.ndarray, ppm_given: float | None) -> np.ndarray:
-    """The baseline's leg, as the segmentation finds it on the prepared baseline."""
-    return find_leg(b_prepared, px_per_mm=ppm_given)
+def baseline_leg(
+    b_prepared: np.ndarray, ppm_given: float | None, card: np.ndarray | None
+) -> np.ndarray:
+    """The baseline's leg, as the segmentation finds it on the prepared baseline, less its
+    card."""
+    return find_leg(b_prepared, px_per_mm=ppm_given, exclude=card)
 
 
 def jpeg_quality(photo: Photo, cfg: AnalysisConfig) -> int | None:
