@@ -8,10 +8,16 @@ baseline, a follow-up and a saved analysis of one area; B a baseline of another 
 
 :class:`ClinicFactory` builds each variant once per test session (a template) and hands
 out copies as a :class:`Clinic`: the records plus an open repository on the copy. The
-``clinic`` fixture of tests/conftest.py is its only user in the test folders; modules
-that share one clinic across their tests ask the factory for a :meth:`ClinicFactory.private`
-copy. Password hashing uses the cheap test hasher (:data:`FAST`); production uses
-argon2-cffi's RFC 9106 defaults.
+``clinic`` fixture of tests/conftest.py hands out this clinic; modules that share one
+clinic across their tests ask the factory for a :meth:`ClinicFactory.private` copy.
+
+A module whose tests need other records (a report's shifted follow-ups, a batch of
+analyses from an older algorithm) gives the factory its own builder:
+:meth:`ClinicFactory.fresh_built` builds that clinic once per session in the same way and
+hands out copies as a :class:`BuiltClinic` (the builder's records, an open repository).
+A test that starts from no records at all opens one with :func:`open_test_repo` and makes
+its accounts with :func:`make_user`. Password hashing uses the cheap test hasher
+(:data:`FAST`); production uses argon2-cffi's RFC 9106 defaults.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import uuid
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -129,6 +136,20 @@ class Clinic(ClinicRecords):
     data_dir: Path
 
 
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuiltClinic(Generic[R]):
+    """A copy of a clinic a test module builds itself (:meth:`ClinicFactory.fresh_built`):
+    what its builder returned, an open repository, its settings and folder."""
+
+    records: R
+    repo: Repository
+    settings: Settings
+    data_dir: Path
+
+
 def _save_analysis(
     repo: Repository, actor: Actor, before: Any, after: Any, pct: float, *, meets_target: bool
 ) -> AnalysisInfo:
@@ -217,26 +238,26 @@ def build_clinic(repo: Repository, *, extended: bool = False) -> ClinicRecords:
 class _Template:
     folder: Path  # the photo store (and for SQLite the database) as built
     db_url: str  # PostgreSQL: the database every fresh copy resets
-    records: ClinicRecords
+    records: Any  # what the builder returned
     rows: dict[str, list[dict[str, Any]]]  # PostgreSQL: every table's rows as built
 
 
 class ClinicFactory:
-    """Builds each clinic variant once on one backend, then hands out copies.
+    """Builds each clinic once on one backend, then hands out copies.
 
     Parameters
     ----------
     root : Path
         A folder of this test session for the templates.
     server_url : str, optional
-        A PostgreSQL server's URL (a database on it per variant); None for SQLite.
+        A PostgreSQL server's URL (a database on it per clinic); None for SQLite.
     """
 
     def __init__(self, root: Path, server_url: str | None = None) -> None:
         self.root = root
         self.server_url = server_url
         self.backend = "postgres" if server_url else "sqlite"
-        self._templates: dict[bool, _Template] = {}
+        self._templates: dict[Hashable, _Template] = {}
         self._private_dbs: list[str] = []
 
     def fresh(self, data_dir: Path, *, extended: bool = False) -> Clinic:
@@ -246,20 +267,38 @@ class ClinicFactory:
         here (a new database per test costs seconds), so one fresh copy may be open at a
         time; use :meth:`private` for a copy that lives beside others.
         """
-        t = self._template(extended)
+        t = self._clinic_template(extended)
         if self.server_url is not None:
             _reset_pg(t.db_url, t.rows)
-        return self._copy(t, data_dir, t.db_url)
+        return self._clinic(t, data_dir, t.db_url)
 
     def private(self, data_dir: Path, *, extended: bool = False) -> Clinic:
         """A copy of the clinic in ``data_dir`` with a database of its own."""
-        t = self._template(extended)
+        t = self._clinic_template(extended)
         url = t.db_url
         if self.server_url is not None:
             _reset_pg(t.db_url, t.rows)
             url = create_pg_db(self.server_url, template=t.db_url)
             self._private_dbs.append(url)
-        return self._copy(t, data_dir, url)
+        return self._clinic(t, data_dir, url)
+
+    def fresh_built(
+        self, build: Callable[[Repository], R], data_dir: Path, **settings: object
+    ) -> BuiltClinic[R]:
+        """A copy in ``data_dir`` (empty) of the clinic ``build`` makes on an empty repository.
+
+        ``build`` runs once per session and backend, the first time it is asked for: it is
+        the template's key, so pass the same module-level function every time. Its records
+        must not depend on the folder. ``settings`` (e.g. ``clinic_name``) are changes to
+        the copy's :class:`Settings`. On PostgreSQL, one fresh copy of a given builder may
+        be open at a time (as with :meth:`fresh`).
+        """
+        name = getattr(build, "__name__", "built")
+        t = self._template(build, build, name)
+        if self.server_url is not None:
+            _reset_pg(t.db_url, t.rows)
+        repo, cfg = self._copy(t, data_dir, t.db_url, **settings)
+        return BuiltClinic(records=t.records, repo=repo, settings=cfg, data_dir=data_dir)
 
     def close(self) -> None:
         """Drop the PostgreSQL databases this factory made."""
@@ -268,25 +307,39 @@ class ClinicFactory:
         for url in [*self._private_dbs, *(t.db_url for t in self._templates.values())]:
             drop_pg_db(self.server_url, url)
 
-    def _template(self, extended: bool) -> _Template:
-        if extended not in self._templates:
-            folder = self.root / f"template-{'extended' if extended else 'plain'}"
+    def _clinic_template(self, extended: bool) -> _Template:
+        return self._template(
+            ("clinic", extended),
+            lambda repo: build_clinic(repo, extended=extended),
+            "extended" if extended else "plain",
+        )
+
+    def _template(self, key: Hashable, build: Callable[[Repository], Any], name: str) -> _Template:
+        if key not in self._templates:
+            folder = self.root / f"template-{len(self._templates)}-{name}"
             folder.mkdir(parents=True)
             url = create_pg_db(self.server_url) if self.server_url else None
             settings = make_settings(folder, **({"db_url": url} if url else {}))
             repo = open_test_repo(settings)
             try:
-                records = build_clinic(repo, extended=extended)
+                records = build(repo)
                 rows = _snapshot_rows(repo.engine) if url else {}
             finally:
                 repo.close()
-            self._templates[extended] = _Template(folder, settings.db_url, records, rows)
-        return self._templates[extended]
+            self._templates[key] = _Template(folder, settings.db_url, records, rows)
+        return self._templates[key]
 
-    def _copy(self, t: _Template, data_dir: Path, db_url: str) -> Clinic:
+    def _copy(
+        self, t: _Template, data_dir: Path, db_url: str, **changes: object
+    ) -> tuple[Repository, Settings]:
         shutil.copytree(t.folder, data_dir, dirs_exist_ok=True)
-        settings = make_settings(data_dir, **({"db_url": db_url} if self.server_url else {}))
-        repo = open_test_repo(settings, retry=NO_WAIT)
+        if self.server_url:
+            changes["db_url"] = db_url
+        settings = make_settings(data_dir, **changes)
+        return open_test_repo(settings, retry=NO_WAIT), settings
+
+    def _clinic(self, t: _Template, data_dir: Path, db_url: str) -> Clinic:
+        repo, settings = self._copy(t, data_dir, db_url)
         fields = {f.name: getattr(t.records, f.name) for f in dataclasses.fields(t.records)}
         return Clinic(**fields, repo=repo, settings=settings, data_dir=data_dir)
 

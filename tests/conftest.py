@@ -5,7 +5,11 @@ tests/security/test_browser_access.py; their helpers are in tests/browser_util.p
 
 The clinic of the records tests comes from one factory (tests/clinic_util.py): the
 ``clinic`` fixture here, on ``backend`` (SQLite unless parametrized with ``BACKENDS``).
-Other area-specific fixtures live in the conftest.py of each test sub-folder.
+A module that needs other records asks ``clinic_factory`` for a copy of its own builder's
+clinic (``ClinicFactory.fresh_built``). The app tests' clinic, seeded with real analyses
+and served by a running app, is another thing with another name (tests/ui/conftest.py
+``seeded_clinic``). Other area-specific fixtures live in the conftest.py of each test
+sub-folder.
 """
 
 from __future__ import annotations

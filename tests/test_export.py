@@ -21,21 +21,13 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage import data as skdata
 
+from tests.clinic_util import make_user, open_test_repo
 from vein_tracker import ALGORITHM_VERSION
 from vein_tracker import export as ex
 from vein_tracker import synthetic as sy
-from vein_tracker.config import get_settings
 from vein_tracker.errors import AccessDenied, ConsentError, PhotoError
 from vein_tracker.io import encode_image
-from vein_tracker.storage import (
-    CHANNELS,
-    SYSTEM_ACTOR,
-    Actor,
-    Passwords,
-    Screening,
-    fast_test_hasher,
-    open_repository,
-)
+from vein_tracker.storage import CHANNELS, SYSTEM_ACTOR, Screening
 from vein_tracker.storage.repository import Repository
 
 # Pillow keys that only describe the encoding (JFIF density, progressive flags...).
@@ -451,7 +443,6 @@ def test_manifest_and_zip_roundtrip() -> None:
 # --------------------------------------------------------------------------- with the repository
 
 STAFF = SYSTEM_ACTOR
-PASSWORD = "Export-test-passw0rd"
 
 
 @pytest.fixture(scope="module")
@@ -463,25 +454,14 @@ def phantom_files() -> tuple[bytes, bytes]:
     )
 
 
-def open_test_repo(data: Path) -> Repository:
-    cfg = dataclasses.replace(
-        get_settings(), data_dir=data, db_url=f"sqlite:///{data / 'vt.db'}", encryption_key=None
-    )
-    return open_repository(cfg, passwords=Passwords(fast_test_hasher()))
-
-
 @pytest.fixture
 def repo(data_dir: Path) -> Iterator[Repository]:
+    """An empty clinic: the export's pairs are exactly the ones a test adds."""
     r = open_test_repo(data_dir)
     try:
         yield r
     finally:
         r.close()
-
-
-def make_user(repo: Repository, username: str, role: str, client_id: int | None = None) -> Actor:
-    repo.create_user(STAFF, username, PASSWORD, role, client_id=client_id)
-    return repo.authenticate(username, PASSWORD)
 
 
 def add_client_pair(

@@ -9,26 +9,20 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.clinic_util import BuiltClinic, ClinicFactory, make_settings, open_test_repo
 from vein_tracker import report as rp
 from vein_tracker import synthetic as sy
-from vein_tracker.config import get_settings
 from vein_tracker.errors import AccessDenied
 from vein_tracker.io import encode_image
-from vein_tracker.storage import (
-    SYSTEM_ACTOR,
-    Passwords,
-    Screening,
-    fast_test_hasher,
-    open_repository,
-)
+from vein_tracker.storage import SYSTEM_ACTOR, AreaInfo, Screening
 from vein_tracker.storage.repository import Repository
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -253,7 +247,10 @@ def test_pdf_photos_are_downscaled_and_data_untouched(tmp_path: Path) -> None:
 def test_report_data_to_dict_and_bad_input() -> None:
     d = sample_data(1).to_dict()
     assert d["client_name"] == "Åsa Ñúñez-Żółć"
-    assert d["areas"][0]["meets_target"] is True
+    # 78 % with a band of 70-85 %: the target is likely met, not met (the band's low
+    # end decides "met", issue 22).
+    assert d["areas"][0]["target_status"] == "likely"
+    assert d["areas"][0]["meets_target"] is False
     assert d["areas"][0]["has_photos"] is True
     assert d["areas"][1]["meets_target"] is None
     assert d["next_window"] == ["2026-03-09", "2026-03-30"]
@@ -270,20 +267,32 @@ def test_report_data_to_dict_and_bad_input() -> None:
 STAFF = SYSTEM_ACTOR
 PASSWORD = "Report-test-passw0rd"
 SHIFT = (20, 10)  # follow-up pixel (x, y) shows baseline pixel (x + 20, y + 10)
+CLINIC_NAME = "Clinique Zoë"
 
 
 @pytest.fixture
 def repo(data_dir: Path) -> Iterator[Repository]:
-    cfg = dataclasses.replace(get_settings(), clinic_name="Clinique Zoë")
-    r = open_repository(cfg, passwords=Passwords(fast_test_hasher()))
+    """An empty clinic named :data:`CLINIC_NAME`."""
+    r = open_test_repo(make_settings(data_dir, clinic_name=CLINIC_NAME))
     try:
         yield r
     finally:
         r.close()
 
 
-@pytest.fixture
-def clinic(repo: Repository) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class ReportRecords:
+    """What :func:`build_report_clinic` made."""
+
+    client: int  # the client whose report is drawn
+    other: int  # another client, out of reach of the first one's account
+    area: AreaInfo  # baseline + two analysed follow-ups
+    empty: AreaInfo  # no photo
+    base: np.ndarray  # the baseline photo, (300, 400, 3) uint8
+    today: dt.date  # the day the visits are counted back from
+
+
+def build_report_clinic(repo: Repository) -> ReportRecords:
     """One client, one area, baseline + two analysed follow-ups (shifted by a known amount)."""
     leg = sy.make_pair(3, shape=(300, 400), capture=sy.identity_capture())
     base = leg.baseline.rgb
@@ -330,18 +339,27 @@ def clinic(repo: Repository) -> dict[str, Any]:
                 "registration": {"ok": True, "homography": hom if pct > 50 else np.eye(3).tolist()},
             },
         )
-    return {
-        "client": c.id,
-        "other": other.id,
-        "area": area,
-        "empty": empty,
-        "base": base,
-        "today": today,
-    }
+    base.setflags(write=False)  # the records are shared by every copy of this clinic
+    return ReportRecords(
+        client=c.id, other=other.id, area=area, empty=empty, base=base, today=today
+    )
 
 
-def test_collect_report_data_from_repository(repo: Repository, clinic: dict[str, Any]) -> None:
-    data = rp.collect_report_data(repo, STAFF, clinic["client"])
+@pytest.fixture
+def report_clinic(
+    clinic_factory: ClinicFactory, data_dir: Path
+) -> Iterator[BuiltClinic[ReportRecords]]:
+    """A copy of :func:`build_report_clinic`'s clinic, named :data:`CLINIC_NAME`."""
+    c = clinic_factory.fresh_built(build_report_clinic, data_dir, clinic_name=CLINIC_NAME)
+    try:
+        yield c
+    finally:
+        c.repo.close()
+
+
+def test_collect_report_data_from_repository(report_clinic: BuiltClinic[ReportRecords]) -> None:
+    repo, clinic = report_clinic.repo, report_clinic.records
+    data = rp.collect_report_data(repo, STAFF, clinic.client)
     assert data.clinic_name == "Clinique Zoë"
     assert data.client_name == "Åsa Ñúñez"
     assert [a.label for a in data.areas] == ["right thigh, anterior", "left knee, lateral"]
@@ -352,27 +370,28 @@ def test_collect_report_data_from_repository(repo: Repository, clinic: dict[str,
     assert area.grade == "76-100"
     assert area.meets_target is True
     assert area.by_class_pct == {"spider": 81.5, "reticular": None}
-    assert area.latest_date == clinic["today"] - timedelta(days=14)
+    assert area.latest_date == clinic.today - timedelta(days=14)
     # The latest photo, shifted by (20, 10) px, comes back aligned on the baseline.
     assert area.baseline_rgb is not None
     assert area.latest_rgb is not None
     assert area.latest_rgb.shape == area.baseline_rgb.shape == (300, 400, 3)
-    np.testing.assert_array_equal(area.baseline_rgb, clinic["base"])
+    np.testing.assert_array_equal(area.baseline_rgb, clinic.base)
     dx, dy = SHIFT
-    diff = np.abs(area.latest_rgb[dy:, dx:].astype(int) - clinic["base"][dy:, dx:].astype(int))
+    diff = np.abs(area.latest_rgb[dy:, dx:].astype(int) - clinic.base[dy:, dx:].astype(int))
     assert diff.max() <= 1
     assert data.areas[1].note == "No photo yet."
     assert len(data.visits) == 3
     assert data.visits[0].treatment == "sodium tetradecyl sulfate, 0.25 %, 1.5 ml"
     assert data.visits[0].areas == "right thigh, anterior"
-    today = clinic["today"]
+    today = clinic.today
     assert data.next_window == (today - timedelta(days=7), today + timedelta(days=14))
 
 
 def test_build_report_pdf_access_and_audit(
-    repo: Repository, clinic: dict[str, Any], tmp_path: Path
+    report_clinic: BuiltClinic[ReportRecords], tmp_path: Path
 ) -> None:
-    cid = clinic["client"]
+    repo, clinic = report_clinic.repo, report_clinic.records
+    cid = clinic.client
     repo.create_user(STAFF, "client1", PASSWORD, "client", client_id=cid)
     repo.create_user(STAFF, "marketing1", PASSWORD, "marketing")
     me = repo.authenticate("client1", PASSWORD)
@@ -386,7 +405,7 @@ def test_build_report_pdf_access_and_audit(
     assert "Åsa Ñúñez" in text
     assert "80 % (band 72–86 %)" in text
     with pytest.raises(AccessDenied):
-        rp.build_report_pdf(repo, me, clinic["other"])
+        rp.build_report_pdf(repo, me, clinic.other)
     with pytest.raises(AccessDenied):
         rp.build_report_pdf(repo, mk, cid)
     events = repo.list_audit(STAFF, action="report")
@@ -434,3 +453,23 @@ def test_report_aligns_by_registering_when_no_homography_is_stored(repo: Reposit
     # The repository's default window after the last visit: 1 to 4 weeks later.
     window = (today + timedelta(weeks=1), today + timedelta(weeks=4))
     assert rp.collect_report_data(repo, STAFF, c.id).next_window == window
+
+
+def test_pdf_says_low_confidence_and_who_reviewed_the_map(tmp_path: Path) -> None:
+    """A low-confidence figure is printed after its reasons; a figure measured on a
+    reviewed vein map says who reviewed it; the target is read from the band."""
+    area = rp.AreaSection(
+        label="left calf",
+        improvement_pct=80.0,
+        band_pct=(72.0, 88.0),
+        grade="76-100",
+        low_confidence=("Little skin is in view.",),
+        reviewed="vein map reviewed by anna on 2026-12-04",
+    )
+    data = rp.ReportData("Clinic", "B", dt.date(2026, 2, 2), areas=(area,))
+    text = " ".join(pdf_text(rp.render_report_pdf(data), tmp_path).split())
+    assert "Low confidence: Little skin is in view." in text
+    assert text.index("Low confidence") < text.index("Improvement: 80 %")
+    assert "target likely met" in text
+    assert "Vein map reviewed by anna on 2026-12-04." in text
+    assert area.to_dict()["low_confidence"] == ["Little skin is in view."]

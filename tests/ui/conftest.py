@@ -31,7 +31,12 @@ def seeded_dir(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
 
 
 @pytest.fixture
-def clinic(seeded_dir: Seeded, monkeypatch: pytest.MonkeyPatch) -> Seeded:
-    """The module's seeded clinic, selected through ``VEIN_TRACKER_DATA`` for this test."""
+def seeded_clinic(seeded_dir: Seeded, monkeypatch: pytest.MonkeyPatch) -> Seeded:
+    """The module's seeded clinic, selected through ``VEIN_TRACKER_DATA`` for this test.
+
+    Not the records tests' ``clinic`` (tests/clinic_util.py): a clinic with real analyses of
+    synthetic phantoms, shared by the tests of a module (and, in the browser tests, by a
+    running app), so it has its own name and type.
+    """
     use_data_dir(monkeypatch, seeded_dir.data_dir)
     return seeded_dir

@@ -1,7 +1,7 @@
 """AppTest: every page for every role, the sign-in gate, access checks and the forms.
 
 Runs ``app.py`` in-process with ``streamlit.testing.v1.AppTest`` against a seeded
-clinic (``conftest.clinic``). Pages are switched with ``AppTest.switch_page`` on the
+clinic (``conftest.seeded_clinic``). Pages are switched with ``AppTest.switch_page`` on the
 files registered by ``st.navigation``.
 """
 
@@ -74,7 +74,7 @@ def go(at: AppTest, file: str) -> AppTest:
 # ----------------------------------------------------------------------------- gate
 
 
-def test_anonymous_sees_only_the_sign_in_form(clinic: Seeded) -> None:
+def test_anonymous_sees_only_the_sign_in_form(seeded_clinic: Seeded) -> None:
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception
@@ -87,7 +87,7 @@ def test_anonymous_sees_only_the_sign_in_form(clinic: Seeded) -> None:
     assert "Cara" not in texts(at)
 
 
-def test_wrong_password_is_refused_with_one_message(clinic: Seeded) -> None:
+def test_wrong_password_is_refused_with_one_message(seeded_clinic: Seeded) -> None:
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.run()
     at.text_input[0].input("anna")
@@ -103,7 +103,9 @@ def test_wrong_password_is_refused_with_one_message(clinic: Seeded) -> None:
 @pytest.mark.parametrize(
     "file", ["clients.py", "review.py", "portal.py", "users.py", "audit.py", "marketing.py"]
 )
-def test_page_scripts_run_directly_show_nothing_when_signed_out(clinic: Seeded, file: str) -> None:
+def test_page_scripts_run_directly_show_nothing_when_signed_out(
+    seeded_clinic: Seeded, file: str
+) -> None:
     at = AppTest.from_file(str(UI / file), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception
@@ -116,7 +118,7 @@ def test_page_scripts_run_directly_show_nothing_when_signed_out(clinic: Seeded, 
 
 
 @pytest.mark.parametrize("role", sorted(ROLE_USERS))
-def test_every_page_of_every_role_renders(clinic: Seeded, role: str) -> None:
+def test_every_page_of_every_role_renders(seeded_clinic: Seeded, role: str) -> None:
     at = signed_in(ROLE_USERS[role])
     expected = [*shell.PAGES[role], shell.ACCOUNT_PAGE]
     for file, title, *_ in expected:
@@ -145,9 +147,9 @@ def test_every_page_of_every_role_renders(clinic: Seeded, role: str) -> None:
     ],
 )
 def test_page_rechecks_the_role_when_navigation_is_bypassed(
-    clinic: Seeded, username: str, file: str
+    seeded_clinic: Seeded, username: str, file: str
 ) -> None:
-    repo = open_test_repo(clinic.data_dir)
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:
         actor = repo.authenticate(username, PASSWORD)
     finally:
@@ -162,7 +164,7 @@ def test_page_rechecks_the_role_when_navigation_is_bypassed(
     assert "Dora" not in texts(at)
 
 
-def test_sign_out_and_idle_timeout(clinic: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sign_out_and_idle_timeout(seeded_clinic: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     at = signed_in("anna")
     assert "Clients" in [t.value for t in at.title]
     at.sidebar.button[0].click()
@@ -181,7 +183,7 @@ def test_sign_out_and_idle_timeout(clinic: Seeded, monkeypatch: pytest.MonkeyPat
 # ----------------------------------------------------------------------------- forms
 
 
-def test_add_client_with_positive_screening_needs_override(clinic: Seeded) -> None:
+def test_add_client_with_positive_screening_needs_override(seeded_clinic: Seeded) -> None:
     at = signed_in("anna")
     name = "<script>alert('x')</script> Eve"
     at.text_input(key="editnew_name").input(name)
@@ -198,7 +200,7 @@ def test_add_client_with_positive_screening_needs_override(clinic: Seeded) -> No
     at.run()
     assert not at.exception
     assert any("Client added" in s.value for s in at.success)
-    repo = open_test_repo(clinic.data_dir)
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:
         anna = repo.authenticate("anna", PASSWORD)
         eve = repo.search_clients(anna, "Eve")
@@ -211,10 +213,10 @@ def test_add_client_with_positive_screening_needs_override(clinic: Seeded) -> No
     assert eve[0].cleared_for_treatment
 
 
-def test_record_and_revoke_consent(clinic: Seeded) -> None:
+def test_record_and_revoke_consent(seeded_clinic: Seeded) -> None:
     at = signed_in("anna")
     go(at, "consent.py")
-    at.selectbox(key="vt_client_select").set_value(clinic.client_b)
+    at.selectbox(key="vt_client_select").set_value(seeded_clinic.client_b)
     at.run()
     at.radio(key="c_kind").set_value("marketing")
     at.multiselect(key="c_scopes").set_value(["website"])
@@ -223,12 +225,12 @@ def test_record_and_revoke_consent(clinic: Seeded) -> None:
     at.run()
     assert not at.exception
     assert any("Consent recorded (marketing)" in s.value for s in at.success)
-    repo = open_test_repo(clinic.data_dir)
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:
         anna = repo.authenticate("anna", PASSWORD)
         marketing = [
             c.id
-            for c in repo.list_consents(anna, clinic.client_b)
+            for c in repo.list_consents(anna, seeded_clinic.client_b)
             if c.kind == "marketing" and c.revoked_at is None
         ]
     finally:
@@ -239,10 +241,10 @@ def test_record_and_revoke_consent(clinic: Seeded) -> None:
     revoke.click()
     at.run()
     assert any("Consent revoked" in s.value for s in at.success)
-    repo = open_test_repo(clinic.data_dir)
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:
         anna = repo.authenticate("anna", PASSWORD)
-        status = {c.id: c.status() for c in repo.list_consents(anna, clinic.client_b)}
+        status = {c.id: c.status() for c in repo.list_consents(anna, seeded_clinic.client_b)}
     finally:
         repo.close()
     assert status[marketing[0]] == "revoked"
@@ -255,10 +257,10 @@ def _button(at: AppTest, label: str) -> object:
     return found[0]
 
 
-def test_start_visit_and_upload_shows_capture_report(clinic: Seeded) -> None:
+def test_start_visit_and_upload_shows_capture_report(seeded_clinic: Seeded) -> None:
     at = signed_in("anna")
     go(at, "visit.py")
-    at.selectbox(key="vt_client_select").set_value(clinic.client_b)
+    at.selectbox(key="vt_client_select").set_value(seeded_clinic.client_b)
     at.run()
     # The button names the client the visit is for.
     _button(at, "Start visit for Dora Other").click()  # type: ignore[attr-defined]
@@ -268,7 +270,7 @@ def test_start_visit_and_upload_shows_capture_report(clinic: Seeded) -> None:
         "Visit started for Dora Other" in s.value and "session 3" in s.value for s in at.success
     )
     # The picker follows the visit just started.
-    picker = at.selectbox(key=f"v_current_{clinic.client_b}")
+    picker = at.selectbox(key=f"v_current_{seeded_clinic.client_b}")
     assert picker.format_func(picker.value).startswith("Session 3")
     at.file_uploader[0].set_value(
         [
@@ -299,7 +301,7 @@ def test_start_visit_and_upload_shows_capture_report(clinic: Seeded) -> None:
     assert at.file_uploader[0].key != "uploader_0"
     assert at.file_uploader[0].value in (None, [])
     # The unreadable file's refusal is in the audit log, with who and why.
-    repo = open_test_repo(clinic.data_dir)
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:
         adam = repo.authenticate("adam", PASSWORD)
         refused = repo.list_audit(adam, action="photo_upload", ok=False)
@@ -310,10 +312,10 @@ def test_start_visit_and_upload_shows_capture_report(clinic: Seeded) -> None:
     )
 
 
-def test_bad_upload_is_a_friendly_error(clinic: Seeded) -> None:
+def test_bad_upload_is_a_friendly_error(seeded_clinic: Seeded) -> None:
     at = signed_in("anna")
     go(at, "visit.py")
-    at.selectbox(key="vt_client_select").set_value(clinic.client_a)
+    at.selectbox(key="vt_client_select").set_value(seeded_clinic.client_a)
     at.run()
     at.file_uploader[0].set_value(("broken.png", b"\x89PNG\r\n\x1a\n broken", "image/png"))
     at.run()
@@ -325,11 +327,11 @@ def test_bad_upload_is_a_friendly_error(clinic: Seeded) -> None:
     assert "Traceback" not in texts(at)
 
 
-def test_second_visit_same_day_is_asked_for(clinic: Seeded) -> None:
+def test_second_visit_same_day_is_asked_for(seeded_clinic: Seeded) -> None:
     """Issue 24 item 2: a second visit on a date that has one is refused unless confirmed."""
     at = signed_in("anna")
     go(at, "visit.py")
-    at.selectbox(key="vt_client_select").set_value(clinic.client_a)
+    at.selectbox(key="vt_client_select").set_value(seeded_clinic.client_a)
     at.run()
     _button(at, "Start visit for Cara Client").click()  # type: ignore[attr-defined]
     at.run()
@@ -342,7 +344,7 @@ def test_second_visit_same_day_is_asked_for(clinic: Seeded) -> None:
     _button(at, "Start visit for Cara Client").click()  # type: ignore[attr-defined]
     at.run()
     assert any("session 4" in s.value for s in at.success)
-    repo = open_test_repo(clinic.data_dir)
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:
         adam = repo.authenticate("adam", PASSWORD)
         refused = repo.list_audit(adam, action="visit_create", ok=False)
@@ -351,11 +353,11 @@ def test_second_visit_same_day_is_asked_for(clinic: Seeded) -> None:
     assert any("already has session 3" in str(e.detail.get("reason")) for e in refused)
 
 
-def test_concentration_outside_the_range_is_refused(clinic: Seeded) -> None:
+def test_concentration_outside_the_range_is_refused(seeded_clinic: Seeded) -> None:
     """Issue 24 item 8: 0.5 % hypertonic saline is a typing error, refused with the range."""
     at = signed_in("anna")
     go(at, "visit.py")
-    at.selectbox(key="vt_client_select").set_value(clinic.client_b)
+    at.selectbox(key="vt_client_select").set_value(seeded_clinic.client_b)
     at.run()
     at.selectbox(key="v_sclerosant").set_value("hypertonic_saline")
     at.number_input(key="v_conc").set_value(0.5)
@@ -368,23 +370,23 @@ def test_concentration_outside_the_range_is_refused(clinic: Seeded) -> None:
     assert "polidocanol" in at.selectbox(key="v_sclerosant").options
 
 
-def test_review_shows_saved_improvement_and_views(clinic: Seeded) -> None:
+def test_review_shows_saved_improvement_and_views(seeded_clinic: Seeded) -> None:
     at = signed_in("anna")
     go(at, "review.py")
-    at.selectbox(key="vt_client_select").set_value(clinic.client_a)
+    at.selectbox(key="vt_client_select").set_value(seeded_clinic.client_a)
     at.run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Improvement"] == f"{clinic.improvement_a:.0f} %"
+    assert metrics["Improvement"] == f"{seeded_clinic.improvement_a:.0f} %"
     assert "This result is saved in the client's record." in texts(at)
     # The before/after comparison is the browser-side component with the two aligned frames.
     frames = compare_frames(at)
     assert [f["label"] for f in frames] == ["before", "after (aligned)"]
-    at.radio(key=f"r_align_{clinic.area_a}").set_value("Blend")
+    at.radio(key=f"r_align_{seeded_clinic.area_a}").set_value("Blend")
     at.run()
     assert not at.exception
     assert len(at.image) >= 4
-    at.radio(key=f"r_align_{clinic.area_a}").set_value("Flicker")
+    at.radio(key=f"r_align_{seeded_clinic.area_a}").set_value("Flicker")
     at.run()
     assert not at.exception
     captions = [c for img in at.image for c in img.proto.imgs for c in [c.caption]]
@@ -392,10 +394,10 @@ def test_review_shows_saved_improvement_and_views(clinic: Seeded) -> None:
 
 
 @pytest.mark.slow
-def test_review_of_unsaved_pair_computes_and_saves(clinic: Seeded) -> None:
+def test_review_of_unsaved_pair_computes_and_saves(seeded_clinic: Seeded) -> None:
     at = signed_in("anna")
     go(at, "review.py")
-    at.selectbox(key="vt_client_select").set_value(clinic.client_b)
+    at.selectbox(key="vt_client_select").set_value(seeded_clinic.client_b)
     at.run()
     assert not at.exception
     if at.error:  # the pair cannot be aligned: a friendly reason instead of a number
@@ -408,10 +410,10 @@ def test_review_of_unsaved_pair_computes_and_saves(clinic: Seeded) -> None:
     assert "This result is saved in the client's record." in texts(at)
 
 
-def test_progress_page_has_chart_and_next_window(clinic: Seeded) -> None:
+def test_progress_page_has_chart_and_next_window(seeded_clinic: Seeded) -> None:
     at = signed_in("anna")
     go(at, "progress.py")
-    at.selectbox(key="vt_client_select").set_value(clinic.client_a)
+    at.selectbox(key="vt_client_select").set_value(seeded_clinic.client_a)
     at.run()
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == 1
@@ -424,7 +426,9 @@ def test_progress_page_has_chart_and_next_window(clinic: Seeded) -> None:
     assert labels[1].startswith("session 2 ")
 
 
-def test_override_without_reason_is_refused_and_the_reason_field_stays(clinic: Seeded) -> None:
+def test_override_without_reason_is_refused_and_the_reason_field_stays(
+    seeded_clinic: Seeded,
+) -> None:
     """Issue 24 item 4: ticking the override and leaving the reason empty saves nothing."""
     at = signed_in("anna")
     at.text_input(key="editnew_name").input("Olga Override")
@@ -444,7 +448,7 @@ def test_override_without_reason_is_refused_and_the_reason_field_stays(clinic: S
     # The form keeps its state: the override is still ticked and its reason field shown.
     assert at.checkbox(key="editnew_override").value
     assert at.text_input(key="editnew_reason") is not None
-    repo = open_test_repo(clinic.data_dir)
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:
         anna = repo.authenticate("anna", PASSWORD)
         assert repo.search_clients(anna, "Olga") == []
@@ -460,7 +464,7 @@ def test_override_without_reason_is_refused_and_the_reason_field_stays(clinic: S
 # ----------------------------------------------------------------------------- client
 
 
-def test_client_portal_shows_only_own_record(clinic: Seeded) -> None:
+def test_client_portal_shows_only_own_record(seeded_clinic: Seeded) -> None:
     at = signed_in("cara")
     assert [t.value for t in at.title] == ["My progress"]
     shown = texts(at)
@@ -469,14 +473,14 @@ def test_client_portal_shows_only_own_record(clinic: Seeded) -> None:
     assert len(at.get("vega_lite_chart")) == 1
     assert len(compare_frames(at)) == 2
     # Another client's record named in the URL changes nothing.
-    at.query_params["client"] = str(clinic.client_b)
-    at.query_params["area"] = str(clinic.area_b)
+    at.query_params["client"] = str(seeded_clinic.client_b)
+    at.query_params["area"] = str(seeded_clinic.area_b)
     at.run()
     assert not at.exception
     assert texts(at) == shown
 
 
-def test_client_can_withdraw_marketing_consent(clinic: Seeded) -> None:
+def test_client_can_withdraw_marketing_consent(seeded_clinic: Seeded) -> None:
     at = signed_in("cara")
     withdraw = [b for b in at.button if b.label == "Withdraw my marketing consent"]
     assert len(withdraw) == 1
@@ -487,7 +491,7 @@ def test_client_can_withdraw_marketing_consent(clinic: Seeded) -> None:
     assert not [b for b in at.button if b.label == "Withdraw my marketing consent"]
 
 
-def test_client_without_measurements_sees_honest_empty_state(clinic: Seeded) -> None:
+def test_client_without_measurements_sees_honest_empty_state(seeded_clinic: Seeded) -> None:
     at = signed_in("dora")
     assert not at.exception
     assert "Cara" not in texts(at)
@@ -496,7 +500,7 @@ def test_client_without_measurements_sees_honest_empty_state(clinic: Seeded) -> 
 # ----------------------------------------------------------------------------- admin
 
 
-def test_admin_adds_user_and_filters_audit(clinic: Seeded) -> None:
+def test_admin_adds_user_and_filters_audit(seeded_clinic: Seeded) -> None:
     at = signed_in("adam")
     at.text_input(key="u_name").input("bella")
     at.selectbox(key="u_role").set_value("aesthetician")
@@ -520,12 +524,12 @@ def test_no_page_renders_html_from_user_text() -> None:
 
 
 @pytest.mark.slow
-def test_marketing_lists_only_consented_pairs_and_exports(clinic: Seeded) -> None:
-    repo = open_test_repo(clinic.data_dir)
+def test_marketing_lists_only_consented_pairs_and_exports(seeded_clinic: Seeded) -> None:
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:  # the portal test may have withdrawn it: consent again, for the website only
         anna = repo.authenticate("anna", PASSWORD)
-        if not repo.marketing_consent_valid(anna, clinic.client_a, "website"):
-            repo.record_consent(anna, clinic.client_a, kind="marketing", scopes=("website",))
+        if not repo.marketing_consent_valid(anna, seeded_clinic.client_a, "website"):
+            repo.record_consent(anna, seeded_clinic.client_a, kind="marketing", scopes=("website",))
     finally:
         repo.close()
     at = signed_in("mia")
@@ -540,13 +544,13 @@ def test_marketing_lists_only_consented_pairs_and_exports(clinic: Seeded) -> Non
     assert any(b.label == "Download export" for b in at.get("download_button"))
 
 
-def test_pdf_report_button_on_portal_and_progress(clinic: Seeded) -> None:
+def test_pdf_report_button_on_portal_and_progress(seeded_clinic: Seeded) -> None:
     at = signed_in("cara")
     assert [b.label for b in at.get("download_button")] == ["Download progress report (PDF)"]
 
 
-def test_reset_password_forces_a_change_before_anything_else(clinic: Seeded) -> None:
-    repo = open_test_repo(clinic.data_dir)
+def test_reset_password_forces_a_change_before_anything_else(seeded_clinic: Seeded) -> None:
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:
         admin = repo.authenticate("adam", PASSWORD)
         user = next(u for u in repo.list_users(admin) if u.username == "mia")
@@ -570,7 +574,7 @@ def test_reset_password_forces_a_change_before_anything_else(clinic: Seeded) -> 
     assert not at.exception
     go(at, "marketing.py")
     assert [t.value for t in at.title] == ["Marketing export"]
-    repo = open_test_repo(clinic.data_dir)
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:  # put the seeded password back for the other tests
         mia = repo.authenticate("mia", PASSWORD + "-new")
         repo.change_password(mia, PASSWORD + "-new", PASSWORD)
@@ -578,10 +582,10 @@ def test_reset_password_forces_a_change_before_anything_else(clinic: Seeded) -> 
         repo.close()
 
 
-def test_disabled_account_is_signed_out_at_its_next_click(clinic: Seeded) -> None:
+def test_disabled_account_is_signed_out_at_its_next_click(seeded_clinic: Seeded) -> None:
     at = signed_in("dora")
     assert [t.value for t in at.title] == ["My progress"]
-    repo = open_test_repo(clinic.data_dir)
+    repo = open_test_repo(seeded_clinic.data_dir)
     try:
         admin = repo.authenticate("adam", PASSWORD)
         user = next(u for u in repo.list_users(admin) if u.username == "dora")

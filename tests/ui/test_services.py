@@ -13,8 +13,8 @@ from vein_tracker.storage import Repository
 
 
 @pytest.fixture
-def repo(clinic: Seeded) -> Repository:
-    r = open_test_repo(clinic.data_dir)
+def repo(seeded_clinic: Seeded) -> Repository:
+    r = open_test_repo(seeded_clinic.data_dir)
     yield r  # type: ignore[misc]
     r.close()
 
@@ -68,23 +68,26 @@ def test_params_reject_bad_values(kwargs: dict[str, object], match: str) -> None
 # ----------------------------------------------------------------------------- analysis
 
 
-def test_saved_analysis_reopens_from_the_record(clinic: Seeded, repo: Repository) -> None:
+def test_saved_analysis_reopens_from_the_record(seeded_clinic: Seeded, repo: Repository) -> None:
     services.clear_analysis_cache()
     anna = repo.authenticate("anna", PASSWORD)
     review = services.analyze_pair(
         repo,
         anna,
-        baseline_photo_id=clinic.baseline_a,
-        followup_photo_id=clinic.followup_a,
+        baseline_photo_id=seeded_clinic.baseline_a,
+        followup_photo_id=seeded_clinic.followup_a,
         params=services.AnalysisParams(),
     )
     stored = repo.get_analysis(
-        anna, clinic.baseline_a, clinic.followup_a, params=services.AnalysisParams().to_dict()
+        anna,
+        seeded_clinic.baseline_a,
+        seeded_clinic.followup_a,
+        params=services.AnalysisParams().to_dict(),
     )
-    assert stored is not None, repo.list_analyses(anna, clinic.area_a)
+    assert stored is not None, repo.list_analyses(anna, seeded_clinic.area_a)
     assert review.saved
     assert review.cached
-    assert review.result["improvement_pct"] == clinic.improvement_a
+    assert review.result["improvement_pct"] == seeded_clinic.improvement_a
     assert review.result["algorithm_version"] == ALGORITHM_VERSION
     h, w = review.baseline.shape[:2]
     assert max(h, w) <= services.PREVIEW_MAX_SIDE
@@ -97,13 +100,13 @@ def test_saved_analysis_reopens_from_the_record(clinic: Seeded, repo: Repository
     assert summary["params"] == services.AnalysisParams().to_dict()
 
 
-def test_cache_never_skips_the_access_check(clinic: Seeded, repo: Repository) -> None:
+def test_cache_never_skips_the_access_check(seeded_clinic: Seeded, repo: Repository) -> None:
     anna = repo.authenticate("anna", PASSWORD)
     services.analyze_pair(
         repo,
         anna,
-        baseline_photo_id=clinic.baseline_a,
-        followup_photo_id=clinic.followup_a,
+        baseline_photo_id=seeded_clinic.baseline_a,
+        followup_photo_id=seeded_clinic.followup_a,
         params=services.AnalysisParams(),
     )
     dora = repo.authenticate("dora", PASSWORD)
@@ -111,31 +114,31 @@ def test_cache_never_skips_the_access_check(clinic: Seeded, repo: Repository) ->
         services.analyze_pair(
             repo,
             dora,
-            baseline_photo_id=clinic.baseline_a,
-            followup_photo_id=clinic.followup_a,
+            baseline_photo_id=seeded_clinic.baseline_a,
+            followup_photo_id=seeded_clinic.followup_a,
             params=services.AnalysisParams(),
         )
     with pytest.raises(AccessDenied):
-        services.latest_pair_preview(repo, dora, clinic.area_a)
+        services.latest_pair_preview(repo, dora, seeded_clinic.area_a)
     with pytest.raises(AccessDenied):
-        services.area_progress(repo, dora, clinic.area_a)
+        services.area_progress(repo, dora, seeded_clinic.area_a)
 
 
-def test_progress_and_pair_preview_of_own_area(clinic: Seeded, repo: Repository) -> None:
+def test_progress_and_pair_preview_of_own_area(seeded_clinic: Seeded, repo: Repository) -> None:
     cara = repo.authenticate("cara", PASSWORD)
-    prog = services.area_progress(repo, cara, clinic.area_a, target_pct=75.0)
+    prog = services.area_progress(repo, cara, seeded_clinic.area_a, target_pct=75.0)
     assert prog is not None
     assert prog.frame["session"].tolist()[:2] == [1, 2]
     assert prog.frame["improvement_pct"].iloc[0] == 0.0
-    assert prog.frame["improvement_pct"].iloc[1] == pytest.approx(clinic.improvement_a)
-    pair = services.latest_pair_preview(repo, cara, clinic.area_a)
+    assert prog.frame["improvement_pct"].iloc[1] == pytest.approx(seeded_clinic.improvement_a)
+    pair = services.latest_pair_preview(repo, cara, seeded_clinic.area_a)
     assert pair is not None
     assert pair.baseline.shape == pair.followup.shape
     assert pair.baseline_date < pair.followup_date
-    assert pair.to_dict()["improvement_pct"] == pytest.approx(clinic.improvement_a)
+    assert pair.to_dict()["improvement_pct"] == pytest.approx(seeded_clinic.improvement_a)
     # Client B has no saved analysis: a chart row without a number, and no pair preview.
     dora = repo.authenticate("dora", PASSWORD)
-    assert services.latest_pair_preview(repo, dora, clinic.area_b) is None
+    assert services.latest_pair_preview(repo, dora, seeded_clinic.area_b) is None
 
 
 def test_scaled_homography_maps_preview_points() -> None:
@@ -148,13 +151,15 @@ def test_scaled_homography_maps_preview_points() -> None:
 # ----------------------------------------------------------------------------- uploads
 
 
-def test_store_upload_reports_capture_against_baseline(clinic: Seeded, repo: Repository) -> None:
+def test_store_upload_reports_capture_against_baseline(
+    seeded_clinic: Seeded, repo: Repository
+) -> None:
     anna = repo.authenticate("anna", PASSWORD)
     stored = services.store_upload(
         repo,
         anna,
-        visit_id=clinic.visit_a2,
-        area_id=clinic.area_a,
+        visit_id=seeded_clinic.visit_a2,
+        area_id=seeded_clinic.area_a,
         data=photo_jpeg(11, followup=True),
         filename="../../etc/passwd.jpg",
     )
@@ -169,25 +174,30 @@ def test_store_upload_reports_capture_against_baseline(clinic: Seeded, repo: Rep
     "data", [b"", b"GIF89a" + bytes(100), b"%PDF-1.4\n", b"\xff\xd8\xff\xe0" + bytes(50)]
 )
 def test_store_upload_refuses_bad_files_and_stores_nothing(
-    clinic: Seeded, repo: Repository, data: bytes
+    seeded_clinic: Seeded, repo: Repository, data: bytes
 ) -> None:
     anna = repo.authenticate("anna", PASSWORD)
-    before = len(repo.list_photos(anna, area_id=clinic.area_a))
+    before = len(repo.list_photos(anna, area_id=seeded_clinic.area_a))
     with pytest.raises(PhotoError):
         services.store_upload(
-            repo, anna, visit_id=clinic.visit_a2, area_id=clinic.area_a, data=data, filename="x.jpg"
+            repo,
+            anna,
+            visit_id=seeded_clinic.visit_a2,
+            area_id=seeded_clinic.area_a,
+            data=data,
+            filename="x.jpg",
         )
-    assert len(repo.list_photos(anna, area_id=clinic.area_a)) == before
+    assert len(repo.list_photos(anna, area_id=seeded_clinic.area_a)) == before
 
 
-def test_client_cannot_upload(clinic: Seeded, repo: Repository) -> None:
+def test_client_cannot_upload(seeded_clinic: Seeded, repo: Repository) -> None:
     cara = repo.authenticate("cara", PASSWORD)
     with pytest.raises(AccessDenied):
         services.store_upload(
             repo,
             cara,
-            visit_id=clinic.visit_a2,
-            area_id=clinic.area_a,
+            visit_id=seeded_clinic.visit_a2,
+            area_id=seeded_clinic.area_a,
             data=photo_jpeg(12, followup=True),
             filename="mine.jpg",
         )
@@ -209,23 +219,23 @@ def test_serve_command_line() -> None:
 
 
 def test_same_photos_under_another_record_reuse_the_cache_with_their_ids(
-    clinic: Seeded, repo: Repository
+    seeded_clinic: Seeded, repo: Repository
 ) -> None:
     """A cached review answers with the ids asked for, and saving it keeps the masks."""
     anna = repo.authenticate("anna", PASSWORD)
     first = services.analyze_pair(
         repo,
         anna,
-        baseline_photo_id=clinic.baseline_a,
-        followup_photo_id=clinic.followup_a,
+        baseline_photo_id=seeded_clinic.baseline_a,
+        followup_photo_id=seeded_clinic.followup_a,
         params=services.AnalysisParams(),
     )
-    assert first.baseline_photo_id == clinic.baseline_a
+    assert first.baseline_photo_id == seeded_clinic.baseline_a
     hit = services.analyze_pair(
         repo,
         anna,
-        baseline_photo_id=clinic.baseline_a,
-        followup_photo_id=clinic.followup_a,
+        baseline_photo_id=seeded_clinic.baseline_a,
+        followup_photo_id=seeded_clinic.followup_a,
         params=services.AnalysisParams(),
     )
     assert hit.cached

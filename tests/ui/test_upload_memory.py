@@ -30,7 +30,7 @@ def rss_mb() -> float:
 
 
 @pytest.mark.slow
-def test_hundred_uploads_grow_memory_less_than_300_mb(clinic: Seeded) -> None:
+def test_hundred_uploads_grow_memory_less_than_300_mb(seeded_clinic: Seeded) -> None:
     base = cv2.imdecode(np.frombuffer(photo_jpeg(5, followup=True), np.uint8), cv2.IMREAD_COLOR)
     base = cv2.cvtColor(cv2.resize(base, (2000, 1500)), cv2.COLOR_BGR2RGB)
 
@@ -42,7 +42,7 @@ def test_hundred_uploads_grow_memory_less_than_300_mb(clinic: Seeded) -> None:
     at.run()
     at.switch_page("vein_tracker/ui/visit.py")
     at.run()
-    at.selectbox(key="vt_client_select").set_value(clinic.client_a)
+    at.selectbox(key="vt_client_select").set_value(seeded_clinic.client_a)
     at.run()
 
     def upload(i: int) -> None:
