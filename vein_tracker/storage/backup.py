@@ -36,6 +36,7 @@ records that other local users could read (with the ``chmod`` that fixes it).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -568,6 +569,8 @@ def _encode_value(value: Any) -> Any:
         return {"$d": value.isoformat()}
     if isinstance(value, dict | list):
         return {"$json": value}
+    if isinstance(value, bytes | memoryview):  # a binary column (export_keys.secret)
+        return {"$b64": base64.b64encode(bytes(value)).decode("ascii")}
     return value
 
 
@@ -579,6 +582,8 @@ def _decode_value(value: Any) -> Any:
             return date.fromisoformat(value["$d"])
         if "$json" in value:
             return value["$json"]
+        if "$b64" in value:
+            return base64.b64decode(value["$b64"])
     return value
 
 
