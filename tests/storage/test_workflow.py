@@ -8,6 +8,7 @@ removes the bytes of photos deleted long ago; refusals are audited with who, wha
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from tests.clinic_util import photo_bytes
+from vein_tracker.cli import main
 from vein_tracker.errors import AccessDenied, PhotoError, StorageError
 from vein_tracker.storage import Actor
 from vein_tracker.storage import models as m
@@ -108,7 +110,7 @@ def test_a_deleted_visit_is_hidden_and_frees_its_number(clinic) -> None:
     assert event.detail["reason"] == "started for the wrong client"
 
 
-def test_retention_removes_old_deleted_bytes_only(clinic) -> None:
+def test_retention_removes_old_deleted_bytes_only(clinic, capsys) -> None:
     repo, aest = clinic.repo, clinic.aest
     alt = repo.add_photo(aest, clinic.area_a.id, clinic.v2.id, photo_bytes(56))
     repo.delete_photo(aest, alt.id, reason="duplicate")
@@ -120,7 +122,12 @@ def test_retention_removes_old_deleted_bytes_only(clinic) -> None:
     with Session(repo.engine.execution_options(vt_write=True)) as s, s.begin():
         p = s.get_one(m.Photo, alt.id)
         p.deleted_at = p.deleted_at - timedelta(days=31)
-    assert repo.purge_deleted_photos(clinic.admin) == 1
+    # The rule runs from the command line (a daily job): `vein-tracker purge-deleted`.
+    assert main(["purge-deleted", "--days", "40", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"purged_photos": 0, "days": 40.0}
+    assert repo.store.exists(sha)
+    assert main(["purge-deleted", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"purged_photos": 1, "days": 30.0}
     assert not repo.store.exists(sha)
     assert sha not in repo.referenced_hashes()  # fsck does not look for it any more
     with pytest.raises(StorageError):

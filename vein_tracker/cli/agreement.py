@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="agreement of blinded clearance ratings (ICC, kappa, Bland-Altman)",
         description=(
             "Agreement between raters of before/after pairs, and between each rater and the "
-            "automatic figure (rater 'auto'): ICC(2,1) with its 95 %% CI on clearance %% "
+            "automatic figure (rater 'auto'): ICC(2,1) with its 95 % CI on clearance % "
             "(pairs rated by every rater), quadratic-weighted Cohen's kappa on quartile "
             "grades and mean absolute difference for every two raters. "
             "Exit status 2: the ratings cannot be used (reason on stderr)."

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "patches) as a one-page PDF, or read the card in a photo: its scale in pixels per "
             "millimetre at the card (lay the card on the skin, at the veins' distance) and "
             "a colour correction from its patches, with CIEDE2000 before and after. Print the "
-            "card at 100 %% (actual size), no fit-to-page."
+            "card at 100 % (actual size), no fit-to-page."
         ),
     )
     what = p.add_mutually_exclusive_group(required=True)

@@ -78,6 +78,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("rekey", help="re-encrypt photos with the first VEIN_TRACKER_ENCRYPTION_KEY")
     p.set_defaults(func=_rekey)
 
+    p = sub.add_parser(
+        "purge-deleted",
+        help="the retention rule: remove the bytes of photos deleted more than DAYS days ago "
+        "(run it daily, e.g. from cron)",
+    )
+    p.add_argument("--days", type=float, default=30.0, help="retention in days (default 30)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_purge_deleted)
+
 
 def _open() -> Any:
     from ..storage import open_repository
@@ -327,4 +336,21 @@ def _rekey(args: argparse.Namespace) -> int:
     finally:
         repo.close()
     print(f"Re-encrypted {done} files; {left} left under an old key or unencrypted.")
+    return 0
+
+
+def _purge_deleted(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    if not (args.days >= 0):
+        raise VeinTrackerError("--days must be zero or more")
+    repo = _open()
+    try:
+        removed = repo.purge_deleted_photos(_system(), older_than=timedelta(days=args.days))
+    finally:
+        repo.close()
+    if args.json:
+        _emit_json({"purged_photos": removed, "days": args.days})
+    else:
+        print(f"Removed the stored bytes of {removed} photos deleted over {args.days:g} days ago.")
     return 0

@@ -1,4 +1,4 @@
-"""Consent page (aesthetician, admin): record and revoke photography and marketing consent."""
+"""Consent page (aesthetician): record and revoke photography and marketing consent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Progress page (aesthetician, admin): improvement over sessions per area, flags, next visit."""
+"""Progress page (aesthetician): improvement over sessions per area, flags, next visit."""
 
 from __future__ import annotations
 

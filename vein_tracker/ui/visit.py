@@ -1,4 +1,4 @@
-"""Visit page (aesthetician, admin): start a visit, check and store photos, the photo grid.
+"""Visit page (aesthetician): start a visit, check and store photos, the photo grid.
 
 A visit is started for the client named on its button (never silently for whoever was
 selected on another page); a second visit on the same date must be confirmed. Photos

@@ -1,7 +1,7 @@
 """Blind rating sessions: measured pairs graded for clearance by raters who see nothing else.
 
 Part of :class:`~vein_tracker.storage.Repository` (one aggregate of :mod:`.repo`).
-An aesthetician or admin makes a session from saved analyses (measured pairs) and names
+An aesthetician makes a session from saved analyses (measured pairs) and names
 its raters; each pair gets a code (``P01``...) in a random order, each rater a random
 order of their own. A rater sees a pair as its code's position in their order and its
 two photos, nothing else: no client, date, visit number or automatic figure leaves this
@@ -217,7 +217,7 @@ class RatingRecords(RepositoryBase):
         rater_ids: Sequence[int],
         seed: int | None = None,
     ) -> RatingSessionInfo:
-        """Make a blind rating session (aesthetician or admin); audited.
+        """Make a blind rating session (aesthetician); audited.
 
         Parameters
         ----------
@@ -226,7 +226,7 @@ class RatingRecords(RepositoryBase):
         analysis_ids : sequence of int
             Saved analyses (measured pairs), at least 3, each once.
         rater_ids : sequence of int
-            Active accounts with the role rater, aesthetician or admin, at least one.
+            Active accounts whose role may rate (the policy: rater or aesthetician), at least one.
         seed : int, optional
             Seeds the codes' and the raters' random orders (tests); default a secure
             random seed.
@@ -234,7 +234,7 @@ class RatingRecords(RepositoryBase):
         Raises
         ------
         AccessDenied
-            Not an aesthetician or admin, or an analysis or user is not found.
+            Not an aesthetician, or an analysis or user is not found.
         ValueError
             Too few pairs, a pair twice, no rater, a rater of another role or inactive,
             an analysis without a figure, an empty name.
@@ -373,7 +373,7 @@ class RatingRecords(RepositoryBase):
         return self._guard(actor, body, write=False)
 
     def close_rating_session(self, actor: Actor, session_id: int) -> RatingSessionInfo:
-        """Close a session to new ratings (aesthetician or admin); audited."""
+        """Close a session to new ratings (aesthetician); audited."""
 
         self._require(actor, Action.CREATE_RATING_SESSION)
 
