@@ -166,3 +166,34 @@ def test_summarise_bad_visits() -> None:
         summarise(["2026-01-01"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="date"):
         Visit.from_dict("2026-01-01", {})  # type: ignore[arg-type]
+
+
+def test_low_confidence_session_is_flagged_with_its_reasons() -> None:
+    """A stored result whose confidence is low gives a flagged session (never a bare
+    figure); an ok one, or one stored before results carried a confidence, does not."""
+    low = {
+        "improvement_pct": 60.0,
+        "improvement_band_pct": [50.0, 70.0],
+        "confidence": {
+            "level": "low",
+            "reasons": ["The scale is 3 px/mm: spider veins need 5 px/mm."],
+            "codes": ["scale_too_coarse"],
+            "notes": [],
+        },
+    }
+    ok = dict(low, improvement_pct=70.0, improvement_band_pct=[65.0, 75.0])
+    ok["confidence"] = {"level": "ok", "reasons": [], "codes": [], "notes": []}
+    old = {"improvement_pct": 72.0, "improvement_band_pct": [66.0, 78.0]}
+    visits = [
+        Visit(date=D0),
+        Visit.from_dict(D0 + timedelta(days=21), low),
+        Visit.from_dict(D0 + timedelta(days=42), ok),
+        Visit.from_dict(D0 + timedelta(days=63), old),
+    ]
+    assert visits[1].low_confidence == ("The scale is 3 px/mm: spider veins need 5 px/mm.",)
+    assert visits[2].low_confidence == ()
+    assert visits[3].low_confidence == ()
+    prog = summarise(visits)
+    assert prog.confidence_flags == ((2, visits[1].low_confidence),)
+    assert list(prog.frame["low_confidence"]) == ["", visits[1].low_confidence[0], "", ""]
+    assert prog.to_dict()["confidence_flags"] == [[2, list(visits[1].low_confidence)]]

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .confidence import low_reasons
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
@@ -71,6 +73,9 @@ class Visit:
         The session's photo: "unmatched" (does not match the baseline), "refused" (its
         alignment with the baseline was refused) and "missing" (none kept) give no
         figure; the session is flagged instead.
+    low_confidence : tuple of str
+        Why the figure is low-confidence (:func:`vein_tracker.confidence.low_reasons`);
+        empty when it is not. Such a session is flagged, never shown bare.
     """
 
     date: dt.date
@@ -82,6 +87,7 @@ class Visit:
     warnings: tuple[str, ...] = ()
     treated: bool = True
     photo_status: str = "ok"
+    low_confidence: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.photo_status not in PHOTO_STATUSES:
@@ -105,6 +111,9 @@ class Visit:
             by_class_pct=dict(comparison.improvement_by_class_pct),
             vein_counts=dict(comparison.vein_counts),
             warnings=tuple(comparison.warnings),
+            low_confidence=low_reasons(
+                {"confidence": comparison.confidence and comparison.confidence.to_dict()}
+            ),
         )
 
     @classmethod
@@ -120,6 +129,7 @@ class Visit:
             by_class_pct=dict(result.get("improvement_by_class_pct") or {}),
             vein_counts={k: int(v) for k, v in (result.get("veins") or {}).items()},
             warnings=tuple(result.get("warnings") or ()),
+            low_confidence=low_reasons(result),
         )
 
 
@@ -180,6 +190,8 @@ class Progress:
     projection: Projection
     #: ``(session, photo status)`` of the sessions whose photo gives no figure.
     photo_flags: tuple[tuple[int, str], ...] = ()
+    #: ``(session, reasons)`` of the sessions whose figure is low-confidence.
+    confidence_flags: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         rows = self.frame.to_dict(orient="records")
@@ -194,6 +206,7 @@ class Progress:
             "gap_flags": list(self.gap_flags),
             "regression_flags": list(self.regression_flags),
             "photo_flags": [list(f) for f in self.photo_flags],
+            "confidence_flags": [[s, list(r)] for s, r in self.confidence_flags],
             "projection": self.projection.to_dict(),
         }
 
@@ -280,11 +293,64 @@ def summarise(
         ``days_since_baseline``, ``gap_days``, ``improvement_pct``,
         ``improvement_low_pct``, ``improvement_high_pct``, per class
         ``<cls>_pct``/``<cls>_low_pct``/``<cls>_high_pct``, one count column per
-        status, ``warnings`` (joined by "; "), ``photo_status``, ``gap_flag`` and
-        ``regression_flag``; ``photo_flags`` lists the sessions whose photo is not usable.
+        status, ``warnings`` (joined by "; "), ``photo_status``, ``low_confidence``
+        (the reasons, joined by "; "), ``gap_flag`` and ``regression_flag``;
+        ``photo_flags`` lists the sessions whose photo is not usable and
+        ``confidence_flags`` those whose figure is low-confidence.
     """
     import pandas as pd
 
+    _check_series(visits, planned_sessions, target_pct)
+    rows: list[dict[str, Any]] = []
+    gap_flags: list[int] = []
+    regression_flags: list[int] = []
+    photo_flags: list[tuple[int, str]] = []
+    confidence_flags: list[tuple[int, tuple[str, ...]]] = []
+    fit = _FitPoints()
+    treated_before = 0
+    prev: tuple[float, tuple[float, float] | None] | None = None
+    for i, v in enumerate(visits):
+        session = i + 1
+        is_base = i == 0
+        pct = 0.0 if is_base else v.improvement_pct
+        band = (0.0, 0.0) if is_base else v.band_pct
+        gap = (v.date - visits[i - 1].date).days if i else None
+        gap_flag = gap is not None and gap > MAX_GAP_DAYS
+        regression = not is_base and _regressed(pct, band, prev)
+        if gap_flag:
+            gap_flags.append(session)
+        if regression:
+            regression_flags.append(session)
+        if not is_base and pct is not None:
+            fit.add(treated_before, pct, band)
+        if v.photo_status != "ok":
+            photo_flags.append((session, v.photo_status))
+        if v.low_confidence and not is_base and pct is not None:
+            confidence_flags.append((session, v.low_confidence))
+        row = _row(v, session, visits[0].date, gap, pct, band, is_base)
+        row["gap_flag"] = bool(gap_flag)
+        row["regression_flag"] = bool(regression)
+        rows.append(row)
+        if pct is not None:
+            prev = (pct, band)
+        if v.treated:
+            treated_before += 1
+
+    frame = pd.DataFrame(rows)
+    frame["date"] = pd.to_datetime(frame["date"])
+    frame["gap_days"] = frame["gap_days"].astype("Int64")
+    return Progress(
+        frame=frame,
+        gap_flags=tuple(gap_flags),
+        regression_flags=tuple(regression_flags),
+        projection=_projection(fit, planned_sessions, target_pct),
+        photo_flags=tuple(photo_flags),
+        confidence_flags=tuple(confidence_flags),
+    )
+
+
+def _check_series(visits: Sequence[Visit], planned_sessions: int, target_pct: float) -> None:
+    """:func:`summarise`'s argument checks."""
     if not visits:
         raise ValueError("visits must hold at least the baseline visit")
     if planned_sessions < 2:
@@ -300,89 +366,91 @@ def summarise(
     if any(b < a for a, b in zip(dates, dates[1:], strict=False)):
         raise ValueError("visits must be in date order, baseline first")
 
-    base_date = dates[0]
-    rows: list[dict[str, Any]] = []
-    gap_flags: list[int] = []
-    regression_flags: list[int] = []
-    photo_flags: list[tuple[int, str]] = []
-    treated_before = 0
-    ks: list[int] = []
-    mids: list[float] = []
-    lows: list[float] = []
-    highs: list[float] = []
-    prev_pct: float | None = None
-    prev_band: tuple[float, float] | None = None
-    for i, v in enumerate(visits):
-        session = i + 1
-        is_base = i == 0
-        pct = 0.0 if is_base else v.improvement_pct
-        band = (0.0, 0.0) if is_base else v.band_pct
-        gap = (v.date - dates[i - 1]).days if i else None
-        gap_flag = gap is not None and gap > MAX_GAP_DAYS
-        regression = False
-        if not is_base and pct is not None and prev_pct is not None:
-            drop = prev_pct - pct
-            overlap = (
-                band is not None
-                and prev_band is not None
-                and band[1] >= prev_band[0]
-                and prev_band[1] >= band[0]
-            )
-            regression = drop > REGRESSION_POINTS and not overlap
-        if gap_flag:
-            gap_flags.append(session)
-        if regression:
-            regression_flags.append(session)
-        if not is_base and pct is not None:
-            ks.append(treated_before)
-            mids.append(pct)
-            lo, hi = band if band is not None else (pct, pct)
-            lows.append(lo)
-            highs.append(hi)
-        row: dict[str, Any] = {
-            "session": session,
-            "date": v.date,
-            "days_since_baseline": (v.date - base_date).days,
-            "gap_days": gap,
-            "improvement_pct": pct if pct is not None else math.nan,
-            "improvement_low_pct": band[0] if band is not None else math.nan,
-            "improvement_high_pct": band[1] if band is not None else math.nan,
-        }
-        for cls_name in CLASS_NAMES:
-            c = 0.0 if is_base else v.by_class_pct.get(cls_name)
-            cb = v.by_class_band_pct.get(cls_name)
-            if cb is None and c is not None and band is not None and pct is not None:
-                cb = (c - (pct - band[0]), min(100.0, c + (band[1] - pct)))
-            row[f"{cls_name}_pct"] = c if c is not None else math.nan
-            row[f"{cls_name}_low_pct"] = cb[0] if cb is not None else math.nan
-            row[f"{cls_name}_high_pct"] = cb[1] if cb is not None else math.nan
-        for st in STATUS_COLUMNS:
-            row[st] = int(v.vein_counts.get(st, 0))
-        row["warnings"] = "; ".join(v.warnings)
-        row["photo_status"] = v.photo_status
-        if v.photo_status != "ok":
-            photo_flags.append((session, v.photo_status))
-        row["gap_flag"] = bool(gap_flag)
-        row["regression_flag"] = bool(regression)
-        rows.append(row)
-        if pct is not None:
-            prev_pct, prev_band = pct, band
-        if v.treated:
-            treated_before += 1
 
-    frame = pd.DataFrame(rows)
-    frame["date"] = pd.to_datetime(frame["date"])
-    frame["gap_days"] = frame["gap_days"].astype("Int64")
+def _regressed(
+    pct: float | None,
+    band: tuple[float, float] | None,
+    prev: tuple[float, tuple[float, float] | None] | None,
+) -> bool:
+    """A drop of more than :data:`REGRESSION_POINTS` against the previous measured session
+    whose band does not overlap this one's."""
+    if pct is None or prev is None:
+        return False
+    prev_pct, prev_band = prev
+    overlap = (
+        band is not None
+        and prev_band is not None
+        and band[1] >= prev_band[0]
+        and prev_band[1] >= band[0]
+    )
+    return prev_pct - pct > REGRESSION_POINTS and not overlap
 
-    q = fit_clearance(ks, mids) if ks else None
-    q_lo = fit_clearance(ks, lows) if ks else None
-    q_hi = fit_clearance(ks, highs) if ks else None
+
+def _row(
+    v: Visit,
+    session: int,
+    base_date: dt.date,
+    gap: int | None,
+    pct: float | None,
+    band: tuple[float, float] | None,
+    is_base: bool,
+) -> dict[str, Any]:
+    """One session's row of the table (without its flags)."""
+    row: dict[str, Any] = {
+        "session": session,
+        "date": v.date,
+        "days_since_baseline": (v.date - base_date).days,
+        "gap_days": gap,
+        "improvement_pct": pct if pct is not None else math.nan,
+        "improvement_low_pct": band[0] if band is not None else math.nan,
+        "improvement_high_pct": band[1] if band is not None else math.nan,
+    }
+    for cls_name in CLASS_NAMES:
+        c = 0.0 if is_base else v.by_class_pct.get(cls_name)
+        cb = v.by_class_band_pct.get(cls_name)
+        if cb is None and c is not None and band is not None and pct is not None:
+            cb = (c - (pct - band[0]), min(100.0, c + (band[1] - pct)))
+        row[f"{cls_name}_pct"] = c if c is not None else math.nan
+        row[f"{cls_name}_low_pct"] = cb[0] if cb is not None else math.nan
+        row[f"{cls_name}_high_pct"] = cb[1] if cb is not None else math.nan
+    for st in STATUS_COLUMNS:
+        row[st] = int(v.vein_counts.get(st, 0))
+    row["warnings"] = "; ".join(v.warnings)
+    row["photo_status"] = v.photo_status
+    row["low_confidence"] = "; ".join(v.low_confidence)
+    return row
+
+
+@dataclass
+class _FitPoints:
+    """The measured follow-ups the projection is fitted on: treatments before each, and
+    the improvement with its band's ends."""
+
+    ks: list[int] = field(default_factory=list)
+    mids: list[float] = field(default_factory=list)
+    lows: list[float] = field(default_factory=list)
+    highs: list[float] = field(default_factory=list)
+
+    def add(self, treated_before: int, pct: float, band: tuple[float, float] | None) -> None:
+        self.ks.append(treated_before)
+        self.mids.append(pct)
+        lo, hi = band if band is not None else (pct, pct)
+        self.lows.append(lo)
+        self.highs.append(hi)
+
+
+def _projection(fit: _FitPoints, planned_sessions: int, target_pct: float) -> Projection:
+    """The constant-clearance model fitted on the follow-ups, at the planned last session."""
+    ks = fit.ks
+    q = fit_clearance(ks, fit.mids) if ks else None
+    q_lo = fit_clearance(ks, fit.lows) if ks else None
+    q_hi = fit_clearance(ks, fit.highs) if ks else None
     # The photo of planned session N is taken before its treatment: it shows N - 1 of them.
     k_end = planned_sessions - 1
     proj, proj_lo, proj_hi = project(q, k_end), project(q_lo, k_end), project(q_hi, k_end)
     if q is None:
         verdict = "unknown"
-    elif mids and mids[-1] >= target_pct:
+    elif fit.mids and fit.mids[-1] >= target_pct:
         verdict = "reached"
     elif proj_lo is not None and proj_lo >= target_pct:
         verdict = "likely"
@@ -393,7 +461,7 @@ def summarise(
     needed: int | None = None
     if q is not None and q > 0:
         needed = max(1, math.ceil(math.log(1 - target_pct / 100.0) / math.log(1.0 - q)))
-    projection = Projection(
+    return Projection(
         model=MODEL_DESCRIPTION,
         per_session_clearance=q,
         planned_sessions=planned_sessions,
@@ -403,11 +471,4 @@ def summarise(
         target_pct=float(target_pct),
         verdict=verdict,
         sessions_needed=needed,
-    )
-    return Progress(
-        frame=frame,
-        gap_flags=tuple(gap_flags),
-        regression_flags=tuple(regression_flags),
-        projection=projection,
-        photo_flags=tuple(photo_flags),
     )

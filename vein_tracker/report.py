@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .confidence import low_reasons
 from .io import as_rgb, encode_image
+from .outcome import TARGET_STATUS_TEXT, TargetStatus, target_status
+from .vein_map import reviewed_note
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .storage.info import Actor, VisitInfo
@@ -79,6 +82,10 @@ class AreaSection:
         The clinic's target (75 % by default).
     note : str or None
         Shown under the area (e.g. why no aligned photo is available).
+    low_confidence : tuple of str
+        Why the latest figure is low-confidence (printed before it); empty when not.
+    reviewed : str or None
+        "vein map reviewed by ..." when the figure was measured on a reviewed map.
     """
 
     label: str
@@ -93,12 +100,22 @@ class AreaSection:
     by_class_pct: dict[str, float | None] = field(default_factory=dict)
     target_pct: float = 75.0
     note: str | None = None
+    low_confidence: tuple[str, ...] = ()
+    reviewed: str | None = None
+
+    @property
+    def target_status(self) -> TargetStatus | None:
+        """The target read from the band (:func:`vein_tracker.outcome.target_status`):
+        "met", "likely" or "not yet"; None without a figure."""
+        if self.improvement_pct is None or not math.isfinite(self.improvement_pct):
+            return None
+        return target_status(self.improvement_pct, self.band_pct, self.target_pct)
 
     @property
     def meets_target(self) -> bool | None:
         if self.improvement_pct is None:
             return None
-        return self.improvement_pct >= self.target_pct
+        return self.target_status == "met"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +130,9 @@ class AreaSection:
             "by_class_pct": dict(self.by_class_pct),
             "target_pct": self.target_pct,
             "meets_target": self.meets_target,
+            "target_status": self.target_status,
+            "low_confidence": list(self.low_confidence),
+            "reviewed": self.reviewed,
             "note": self.note,
         }
 
@@ -306,98 +326,13 @@ def render_report_pdf(data: ReportData) -> bytes:
     width = pdf.w - pdf.l_margin - pdf.r_margin
     nl: dict[str, Any] = {"new_x": XPos.LMARGIN, "new_y": YPos.NEXT, "align": "L"}
 
-    pdf.set_font(_FONT, "B", 16)
-    pdf.multi_cell(width, 8, data.clinic_name, **nl)
-    pdf.set_font(_FONT, "", 12)
-    pdf.multi_cell(width, 7, f"Progress report for {data.client_name}", **nl)
-    pdf.set_font(_FONT, "", 9)
-    pdf.multi_cell(
-        width,
-        5,
-        f"Prepared on {_fmt_date(data.generated_on)}. Confidential: for the client only.",
-        **nl,
-    )
-    pdf.ln(2)
-    pdf.set_font(_FONT, "", 9)
-    pdf.multi_cell(
-        width,
-        4.5,
-        f"Improvement compares each follow-up photo with the first (baseline) photo of the "
-        f"same area, after aligning them: 100 % means every vein seen at baseline has "
-        f"cleared. The clinic aims for at least {data.target_pct:g} %. The band shows the "
-        "measurement uncertainty; the grade is the clinical quartile.",
-        **nl,
-    )
-
+    _heading(pdf, data, width, nl)
     if not data.areas:
         pdf.ln(3)
         pdf.set_font(_FONT, "", 11)
         pdf.multi_cell(width, 6, "No treatment area has been photographed yet.", **nl)
-
     for area in data.areas:
-        pdf.ln(4)
-        if pdf.get_y() > pdf.h - 120:
-            pdf.add_page()
-        pdf.set_font(_FONT, "B", 13)
-        pdf.multi_cell(width, 7, area.label, **nl)
-        if area.baseline_rgb is not None and area.latest_rgb is not None:
-            half = (width - 4) / 2
-            b = as_rgb(area.baseline_rgb)
-            h_mm = half * b.shape[0] / b.shape[1]
-            if pdf.get_y() + h_mm + 8 > pdf.h - pdf.b_margin:
-                pdf.add_page()
-            y = pdf.get_y()
-            pdf.set_font(_FONT, "", 9)
-            pdf.set_xy(pdf.l_margin, y)
-            pdf.cell(half, 5, f"Before — {_fmt_date(area.baseline_date)}")
-            pdf.set_xy(pdf.l_margin + half + 4, y)
-            pdf.cell(half, 5, f"Latest — {_fmt_date(area.latest_date)} (aligned)")
-            y += 5
-            pdf.image(io.BytesIO(_photo_jpeg(area.baseline_rgb)), x=pdf.l_margin, y=y, w=half)
-            pdf.image(
-                io.BytesIO(_photo_jpeg(area.latest_rgb)), x=pdf.l_margin + half + 4, y=y, w=half
-            )
-            pdf.set_xy(pdf.l_margin, y + h_mm + 2)
-        if area.note:
-            pdf.set_font(_FONT, "", 9)
-            pdf.multi_cell(width, 5, area.note, **nl)
-
-        if area.points:
-            chart_h = width * 2.6 / 6.0
-            if pdf.get_y() + chart_h + 25 > pdf.h - pdf.b_margin:
-                pdf.add_page()
-            chart = improvement_chart_png(
-                area.points, target_pct=area.target_pct, baseline_date=area.baseline_date
-            )
-            pdf.image(io.BytesIO(chart), x=pdf.l_margin, y=pdf.get_y(), w=width)
-            pdf.set_y(pdf.get_y() + chart_h + 1)
-
-        pdf.set_font(_FONT, "", 10)
-        if area.improvement_pct is None:
-            pdf.multi_cell(width, 5.5, "Improvement: not measured yet.", **nl)
-        else:
-            band = (
-                f" (band {area.band_pct[0]:.0f}–{area.band_pct[1]:.0f} %)" if area.band_pct else ""
-            )
-            verdict = "target met" if area.meets_target else "target not met yet"
-            pdf.multi_cell(
-                width,
-                5.5,
-                f"Improvement: {_fmt_pct(area.improvement_pct)}{band}; grade "
-                f"{area.grade or '—'} %; {verdict} ({area.target_pct:g} %).",
-                **nl,
-            )
-            classes = ", ".join(
-                f"{name} veins {_fmt_pct(v)}" for name, v in area.by_class_pct.items()
-            )
-            if classes:
-                pdf.multi_cell(width, 5.5, f"By vein class: {classes}.", **nl)
-        if area.points:
-            pdf.set_font(_FONT, "", 9)
-            rows = "; ".join(
-                f"{_fmt_date(p.date)}: {_fmt_pct(p.improvement_pct)}" for p in area.points
-            )
-            pdf.multi_cell(width, 5, f"Follow-ups: {rows}.", **nl)
+        _area_section(pdf, area, width, nl)
 
     # The closing sections (visit history, next appointment, after-care) stay together:
     # started on a new page when they would not fit, so the report never ends on a page
@@ -423,6 +358,107 @@ def render_report_pdf(data: ReportData) -> bytes:
     else:
         _closing(pdf, data, width=width, history=True, care=True)
     return bytes(pdf.output())
+
+
+def _heading(pdf: Any, data: ReportData, width: float, nl: dict[str, Any]) -> None:
+    """The clinic, the client, the date, and what the figures mean."""
+    pdf.set_font(_FONT, "B", 16)
+    pdf.multi_cell(width, 8, data.clinic_name, **nl)
+    pdf.set_font(_FONT, "", 12)
+    pdf.multi_cell(width, 7, f"Progress report for {data.client_name}", **nl)
+    pdf.set_font(_FONT, "", 9)
+    pdf.multi_cell(
+        width,
+        5,
+        f"Prepared on {_fmt_date(data.generated_on)}. Confidential: for the client only.",
+        **nl,
+    )
+    pdf.ln(2)
+    pdf.set_font(_FONT, "", 9)
+    pdf.multi_cell(
+        width,
+        4.5,
+        f"Improvement compares each follow-up photo with the first (baseline) photo of the "
+        f"same area, after aligning them: 100 % means every vein seen at baseline has "
+        f"cleared. The clinic aims for at least {data.target_pct:g} %. The band shows the "
+        "measurement uncertainty; the grade is the clinical quartile.",
+        **nl,
+    )
+
+
+def _area_section(pdf: Any, area: AreaSection, width: float, nl: dict[str, Any]) -> None:
+    """One area: its photos side by side, a note, the chart, the numbers, the follow-ups."""
+    pdf.ln(4)
+    if pdf.get_y() > pdf.h - 120:
+        pdf.add_page()
+    pdf.set_font(_FONT, "B", 13)
+    pdf.multi_cell(width, 7, area.label, **nl)
+    _area_photos(pdf, area, width)
+    if area.note:
+        pdf.set_font(_FONT, "", 9)
+        pdf.multi_cell(width, 5, area.note, **nl)
+
+    if area.points:
+        chart_h = width * 2.6 / 6.0
+        if pdf.get_y() + chart_h + 25 > pdf.h - pdf.b_margin:
+            pdf.add_page()
+        chart = improvement_chart_png(
+            area.points, target_pct=area.target_pct, baseline_date=area.baseline_date
+        )
+        pdf.image(io.BytesIO(chart), x=pdf.l_margin, y=pdf.get_y(), w=width)
+        pdf.set_y(pdf.get_y() + chart_h + 1)
+
+    _area_numbers(pdf, area, width, nl)
+    if area.points:
+        pdf.set_font(_FONT, "", 9)
+        rows = "; ".join(f"{_fmt_date(p.date)}: {_fmt_pct(p.improvement_pct)}" for p in area.points)
+        pdf.multi_cell(width, 5, f"Follow-ups: {rows}.", **nl)
+
+
+def _area_photos(pdf: Any, area: AreaSection, width: float) -> None:
+    """The baseline and the latest (aligned) photo side by side, when both are there."""
+    if area.baseline_rgb is None or area.latest_rgb is None:
+        return
+    half = (width - 4) / 2
+    b = as_rgb(area.baseline_rgb)
+    h_mm = half * b.shape[0] / b.shape[1]
+    if pdf.get_y() + h_mm + 8 > pdf.h - pdf.b_margin:
+        pdf.add_page()
+    y = pdf.get_y()
+    pdf.set_font(_FONT, "", 9)
+    pdf.set_xy(pdf.l_margin, y)
+    pdf.cell(half, 5, f"Before — {_fmt_date(area.baseline_date)}")
+    pdf.set_xy(pdf.l_margin + half + 4, y)
+    pdf.cell(half, 5, f"Latest — {_fmt_date(area.latest_date)} (aligned)")
+    y += 5
+    pdf.image(io.BytesIO(_photo_jpeg(area.baseline_rgb)), x=pdf.l_margin, y=y, w=half)
+    pdf.image(io.BytesIO(_photo_jpeg(area.latest_rgb)), x=pdf.l_margin + half + 4, y=y, w=half)
+    pdf.set_xy(pdf.l_margin, y + h_mm + 2)
+
+
+def _area_numbers(pdf: Any, area: AreaSection, width: float, nl: dict[str, Any]) -> None:
+    """The latest figure: low-confidence reasons first, the band, grade and target, who
+    reviewed the vein map, and the figure per vein class."""
+    pdf.set_font(_FONT, "", 10)
+    if area.improvement_pct is None:
+        pdf.multi_cell(width, 5.5, "Improvement: not measured yet.", **nl)
+    else:
+        band = f" (band {area.band_pct[0]:.0f}–{area.band_pct[1]:.0f} %)" if area.band_pct else ""
+        verdict = TARGET_STATUS_TEXT[area.target_status or "not yet"]
+        if area.low_confidence:
+            pdf.multi_cell(width, 5.5, "Low confidence: " + " ".join(area.low_confidence), **nl)
+        pdf.multi_cell(
+            width,
+            5.5,
+            f"Improvement: {_fmt_pct(area.improvement_pct)}{band}; grade "
+            f"{area.grade or '—'} %; {verdict} ({area.target_pct:g} %).",
+            **nl,
+        )
+        if area.reviewed:
+            pdf.multi_cell(width, 5.5, area.reviewed[0].upper() + area.reviewed[1:] + ".", **nl)
+        classes = ", ".join(f"{name} veins {_fmt_pct(v)}" for name, v in area.by_class_pct.items())
+        if classes:
+            pdf.multi_cell(width, 5.5, f"By vein class: {classes}.", **nl)
 
 
 def _closing(pdf: Any, data: ReportData, *, width: float, history: bool, care: bool) -> None:
@@ -650,6 +686,8 @@ def collect_report_data(
                 by_class_pct=by_class,
                 target_pct=target,
                 note=note,
+                low_confidence=low_reasons(result),
+                reviewed=reviewed_note(result),
             )
         )
 

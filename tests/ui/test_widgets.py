@@ -117,3 +117,40 @@ def test_overdue_window_is_flagged_on_the_page() -> None:
     text = at.warning[0].value
     assert text.startswith("**Overdue** by 21 days.")
     assert "book your next session soon" in text
+
+
+def test_low_confidence_figure_is_never_shown_bare() -> None:
+    """The reasons come first and the figure is labelled; the target is read from the
+    band; a reviewed map is named."""
+    from streamlit.testing.v1 import AppTest
+
+    def app() -> None:
+        from vein_tracker.ui import widgets
+
+        widgets.improvement_numbers(
+            {
+                "improvement_pct": 78.0,
+                "improvement_band_pct": [70.0, 86.0],
+                "target_pct": 75.0,
+                "grade": "76-100",
+                "confidence": {
+                    "level": "low",
+                    "reasons": ["Little skin is in view in the follow-up photo."],
+                    "codes": ["little_skin"],
+                    "notes": [],
+                },
+                "vein_map": {"reviewed_by": "anna", "reviewed_at": "2026-12-04T10:00:00"},
+            }
+        )
+
+    at = AppTest.from_function(app, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == [
+        "**Low confidence.** Little skin is in view in the follow-up photo."
+    ]
+    labels = [m.label for m in at.metric]
+    assert labels[0] == "Improvement (low confidence)"
+    target = at.metric[2]
+    assert target.delta == "target likely met"
+    assert any("Vein map reviewed by anna on 2026-12-04" in c.value for c in at.caption)

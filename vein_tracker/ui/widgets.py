@@ -17,6 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from vein_tracker import services
+from vein_tracker.confidence import low_reasons
+from vein_tracker.outcome import TARGET_STATUS_TEXT, target_status_of
 from vein_tracker.progress import Progress
 from vein_tracker.storage import Actor
 from vein_tracker.storage.info import (
@@ -27,6 +29,7 @@ from vein_tracker.storage.info import (
     default_next_window,
 )
 from vein_tracker.ui import compare_view, session
+from vein_tracker.vein_map import reviewed_note
 
 TARGET_COLOUR = "#d62728"
 LINE_COLOUR = "#1f77b4"
@@ -58,21 +61,36 @@ def fmt_pct(value: float | None, digits: int = 0) -> str:
 
 
 def improvement_numbers(result: Mapping[str, Any], *, audience: str = "clinic") -> None:
-    """The headline numbers of a comparison (``Comparison.to_dict()``)."""
+    """The headline numbers of a comparison (``Comparison.to_dict()``).
+
+    A low-confidence figure comes after its reasons and is labelled so; the target is
+    read from the band (:func:`vein_tracker.outcome.target_status_of`: met, likely, or
+    not yet); a figure measured on a reviewed vein map says who reviewed it.
+    """
     pct = result.get("improvement_pct")
     band = result.get("improvement_band_pct") or [None, None]
     target = float(result.get("target_pct") or 75.0)
     grade = result.get("grade")
-    met = bool(result.get("meets_target"))
+    low = low_reasons(result)
+    if low:
+        st.warning("**Low confidence.** " + " ".join(low))
+    status = target_status_of(result)
     c1, c2, c3 = st.columns(3)
-    c1.metric("Improvement", fmt_pct(pct), help="1 − follow-up ÷ baseline vein burden")
+    c1.metric(
+        "Improvement (low confidence)" if low else "Improvement",
+        fmt_pct(pct),
+        help="1 − follow-up ÷ baseline vein burden",
+    )
     c2.metric("Likely range", f"{fmt_pct(band[0])} – {fmt_pct(band[1])}")
     c3.metric(
         "Target",
         fmt_pct(target),
-        delta="met" if met else "not yet",
-        delta_color="normal" if met else "off",
+        delta=TARGET_STATUS_TEXT[status] if status else "not measured",
+        delta_color="normal" if status == "met" else "off",
     )
+    note = reviewed_note(result)
+    if note:
+        st.caption(note[0].upper() + note[1:] + ".")
     if grade:
         st.caption(f"Grade (quartile of clearance): {grade}")
     by_class = result.get("improvement_by_class_pct") or {}
@@ -150,10 +168,26 @@ def progress_view(prog: Progress | None, *, target_pct: float, audience: str) ->
         st.info("No follow-up has been measured for this area yet.")
         return
     progress_chart(prog, target_pct=target_pct)
-    latest = prog.frame["improvement_pct"].dropna().iloc[-1]
+    measured = prog.frame.dropna(subset=["improvement_pct"])
+    last = measured.iloc[-1]
+    latest = float(last["improvement_pct"])
     if audience == "client":
-        word = "met" if latest >= target_pct else "not met yet"
-        st.write(f"Latest improvement: **{latest:.0f} %** (target {target_pct:g} %: {word}).")
+        status = target_status_of(
+            {
+                "improvement_pct": latest,
+                "improvement_band_pct": [last["improvement_low_pct"], last["improvement_high_pct"]],
+                "target_pct": target_pct,
+            }
+        )
+        word = TARGET_STATUS_TEXT[status] if status else "not measured"
+        uncertain = " The clinic is checking this figure." if last["low_confidence"] else ""
+        st.write(
+            f"Latest improvement: **{latest:.0f} %** ({word}, target {target_pct:g} %).{uncertain}"
+        )
+    for s, reasons in prog.confidence_flags:
+        if audience == "client":
+            continue
+        st.warning(f"Session {s}: low confidence. " + " ".join(reasons))
     for s in prog.gap_flags:
         st.warning(
             f"Session {s} came more than 4 weeks after the previous one: "
