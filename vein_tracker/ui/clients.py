@@ -1,4 +1,4 @@
-"""Clients page (aesthetician, admin): search, add and edit, contraindication screening."""
+"""Clients page (aesthetician): search, add and edit, contraindication screening."""
 
 from __future__ import annotations
 
@@ -149,7 +149,8 @@ def render() -> None:
                 for c in clients
             ]
         )
-        tab_edit, tab_add = st.tabs(["Selected client", "Add client"])
+        # Keyed: the tab chosen stays chosen when a checkbox in it reruns the page.
+        tab_edit, tab_add = st.tabs(["Selected client", "Add client"], key="clients_tab")
         with tab_edit:
             chosen = widgets.client_picker(actor, clients=clients)
             if chosen is not None:

@@ -1,4 +1,4 @@
-"""Review page (aesthetician, admin): aligned before/after, vein maps, change map, numbers.
+"""Review page (aesthetician): aligned before/after, vein maps, change map, numbers.
 
 The before/after comparison (wipe, side by side, zoom, pan) runs in the browser
 (``ui.compare_view``: no rerun per move); the alignment views, vein maps and change map
@@ -101,7 +101,10 @@ def _flicker(before: np.ndarray, after: np.ndarray, *, key: str) -> None:
 
 
 def _views(actor: Actor, review: services.ReviewData, area_id: int) -> None:
-    tabs = st.tabs(["Before / after", "Alignment", "Veins", "Change map", "Region"])
+    # Keyed: the tab chosen stays chosen when a control in it reruns the page.
+    tabs = st.tabs(
+        ["Before / after", "Alignment", "Veins", "Change map", "Region"], key=f"r_tabs_{area_id}"
+    )
     with tabs[0]:
         widgets.pair_compare(actor, review, key=f"r_cmp_{area_id}")
     with tabs[1]:

@@ -116,9 +116,45 @@ def entries_for(
 
 
 def pages_for(role: str | None, *, must_change_password: bool = False) -> list[st.Page]:
-    """The ``st.Page`` objects of :func:`entries_for` (the first is the default page)."""
+    """The ``st.Page`` objects of :func:`entries_for` (the first is the default page),
+    then every other page's URL, hidden from the menu (:func:`_stand_ins`)."""
     entries = entries_for(role, must_change_password=must_change_password)
-    return [_page(*entry, default=(i == 0)) for i, entry in enumerate(entries)]
+    pages = [_page(*entry, default=(i == 0)) for i, entry in enumerate(entries)]
+    return pages + _stand_ins({e[2] for e in entries}, signed_in=role is not None)
+
+
+# --- issue 24 (H6): every page has a stable URL that opens after the sign-in check ---
+
+
+def _signin_here() -> None:
+    from vein_tracker.ui import signin
+
+    signin.render()
+
+
+def _not_for_you() -> None:
+    session.deny()
+
+
+def _stand_ins(taken: set[str], *, signed_in: bool) -> list[st.Page]:
+    """Hidden pages at every other page's URL, so a link or a reload never meets
+    "page not found": signed out, the URL shows the sign-in form and, once signed in,
+    the page itself (the URL stays); signed in, a page the role may not open shows a
+    refusal (audited) instead of another page."""
+    out = []
+    for p in (*NAV_PAGES, ACCOUNT):
+        if p.url_path in taken:
+            continue
+        out.append(
+            st.Page(
+                _not_for_you if signed_in else _signin_here,
+                title=p.title if signed_in else "Sign in",
+                url_path=p.url_path,
+                icon=p.icon,
+                visibility="hidden",
+            )
+        )
+    return out
 
 
 def _sidebar(role: str) -> None:
@@ -140,11 +176,17 @@ def main() -> None:
         layout="wide",
         initial_sidebar_state="auto",
     )
+    session.resume()  # a reload or a link: the session cookie signs the user back in
     session.check_idle()
+    session.touch()
     user = session.refresh()
     role = user.role if user is not None else None
     must_change = bool(user and user.must_change_password)
-    nav = st.navigation(pages_for(role, must_change_password=must_change))
+    nav = st.navigation(
+        pages_for(role, must_change_password=must_change),
+        position="sidebar" if role is not None else "hidden",
+    )
     if role is not None:
         _sidebar(role)
+    session.cookie_sync()
     nav.run()
