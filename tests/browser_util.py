@@ -58,8 +58,10 @@ def streamlit_app(
     args: Sequence[str] = (),
     plain: bool = False,
     cwd: Path = ROOT,
+    script: Path = APP,
 ) -> Iterator[str]:
-    """Serve ``app.py`` over ``data_dir`` (SQLite, no key) until exit; yields the base URL.
+    """Serve ``app.py`` (or another Streamlit ``script``, e.g. a component's test page) over
+    ``data_dir`` (SQLite, no key) until exit; yields the base URL.
 
     ``env`` adds environment variables, ``args`` Streamlit options; the server's output
     goes to ``log_path``. ``plain`` starts it the usual way, ``streamlit run app.py`` with
@@ -89,7 +91,7 @@ def streamlit_app(
                 "-m",
                 "streamlit",
                 "run",
-                str(APP),
+                str(script),
                 "--server.address=127.0.0.1",
                 f"--server.port={port}",
                 *options,

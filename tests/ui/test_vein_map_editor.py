@@ -9,18 +9,14 @@ map the server replays.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser_util import settle, wait_for_http
-from tests.conftest import free_port
+from tests.browser_util import settle, streamlit_app
 
 pytestmark = pytest.mark.browser
 
@@ -31,38 +27,14 @@ MAP_W, MAP_H = 400, 240
 
 @pytest.fixture(scope="module")
 def editor_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("editor-log") / "streamlit.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(APP),
-                "--server.headless=true",
-                "--server.address=127.0.0.1",
-                f"--server.port={port}",
-                "--browser.gatherUsageStats=false",
-                "--server.fileWatcherType=none",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for_http(f"{base}/_stcore/health", timeout_s=90)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=20)
+    """The component's test page served by Streamlit (``tests/browser_util.streamlit_app``)."""
+    with streamlit_app(
+        tmp_path_factory.mktemp("editor-log-data"),
+        tmp_path_factory.mktemp("editor-log") / "streamlit.log",
+        script=APP,
+        env={"PYTHONPATH": str(ROOT)},
+    ) as base:
+        yield base
 
 
 def _summary(page: Any) -> dict[str, int]:
