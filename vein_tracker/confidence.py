@@ -24,6 +24,7 @@ from .scale import MIN_PX_PER_MM, Scale, describe_range, scale_from_skin
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .measure.results import Comparison
+    from .skin import SkinMap
 
 __all__ = [
     "Confidence",
@@ -209,7 +210,7 @@ def vein_map_reasons(agreement: float | None) -> list[Reason]:
     return []
 
 
-def for_comparison(comparison: Comparison) -> Confidence:
+def for_comparison(comparison: Comparison, *, followup_skin: SkinMap | None = None) -> Confidence:
     """The confidence of a comparison: both photos' scale and skin, the follow-up's light
     and the alignment.
 
@@ -232,7 +233,7 @@ def for_comparison(comparison: Comparison) -> Confidence:
     leg_b = np.asarray(c.baseline_seg.leg_mask, bool)
     reg = c.registration
     valid = np.asarray(reg.valid, bool)
-    f_skin = find_skin(reg.warped)
+    f_skin = find_skin(reg.warped) if followup_skin is None else followup_skin
     f_frac = float((f_skin.mask & valid).sum() / max(int(valid.sum()), 1))
     return combine(
         photo_reasons(

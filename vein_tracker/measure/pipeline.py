@@ -27,6 +27,7 @@ from ..confidence import for_comparison
 from ..registration import Registration
 from ..schedule import Task, TaskGraph
 from ..segmentation import Segmentation, VeinContrast
+from ..skin import SkinMap
 from . import steps as s
 from .band import BAND_FLOOR_PCT, BAND_K, cut_core_spread
 from .config import AnalysisConfig
@@ -246,9 +247,15 @@ def _run_pipeline(
             params=params,
         ),
     )
-    comparison = g.run(result, workers=workers, progress=progress)
-    # How far the figure can be trusted: scale, skin in view, light, alignment.
-    return replace(comparison, confidence=for_comparison(comparison))
+    # How far the figure can be trusted: scale, skin in view, light, alignment (the
+    # follow-up's skin as registered is found while the visits are measured).
+    f_skin = g.add("follow-up skin", s.followup_skin, photos.registration)
+    confident = g.add("confidence", _with_confidence, result, f_skin)
+    return g.run(confident, workers=workers, progress=progress)
+
+
+def _with_confidence(comparison: Comparison, followup_skin: SkinMap) -> Comparison:
+    return replace(comparison, confidence=for_comparison(comparison, followup_skin=followup_skin))
 
 
 def measure_visits(
@@ -454,6 +461,7 @@ class _PhotoTasks:
     q_b: Task[int | None]
     q_f: Task[int | None]
     visits: Task[s.Visits]
+    registration: Task[Registration]
 
 
 def _visit_steps(
@@ -490,7 +498,7 @@ def _visit_steps(
         seg_f = given.followup_seg
     region = g.add("region", s.compared_region, leg, reg, fr.roi, ppm)
     v = g.add("visits", s.visits, reg, seg_b, seg_f, region, ppm)
-    return _PhotoTasks(fr, ppm, leg, blurs, b_blurred, b_measured, f_measured, q_b, q_f, v)
+    return _PhotoTasks(fr, ppm, leg, blurs, b_blurred, b_measured, f_measured, q_b, q_f, v, reg)
 
 
 def _baseline_segmentation(

@@ -38,6 +38,7 @@ from ..registration import PhotoFeatures, Registration, align_features, photo_fe
 from ..registration.result import warp_to_baseline
 from ..segmentation import Segmentation, VeinContrast, estimate_px_per_mm, segment, vein_contrast
 from ..segmentation import leg_mask as find_leg
+from ..skin import SkinMap, find_skin
 from .band import (
     Band,
     band_of,
@@ -208,6 +209,12 @@ def followup_features(f_rgb: np.ndarray, card: np.ndarray | None) -> PhotoFeatur
 def _skin_off_card(rgb: np.ndarray, card: np.ndarray | None) -> np.ndarray | None:
     """The skin :func:`photo_features` would use, less the card (None: no card)."""
     return None if card is None else skin_mask(rgb) & ~card
+
+
+def followup_skin(reg: Registration) -> SkinMap:
+    """The follow-up's skin as registered (its share of the frame and its light, for the
+    confidence: :func:`vein_tracker.confidence.for_comparison`)."""
+    return find_skin(reg.warped)
 
 
 def card_unseen(reg: Registration, card: np.ndarray | None) -> Registration:
