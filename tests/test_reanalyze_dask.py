@@ -23,7 +23,7 @@ import pytest
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from tests.s3_server import MotoServer, list_keys, moto_server, s3_env, use_s3
-from tests.test_reanalyze import OLD, Pair, _jpegs, _open, seed_clinic
+from tests.test_reanalyze import OLD, Pair, _jpegs, _open, seed_pairs
 from vein_tracker import ALGORITHM_VERSION, services
 from vein_tracker.cli import main
 from vein_tracker.reanalyze import PairOutcome, close_worker_repositories, reanalyze
@@ -41,6 +41,16 @@ class PrivateFolder(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         os.chdir(worker.local_directory)
+
+
+def seed_clinic(photos: list[tuple[bytes, bytes]]) -> list[Pair]:
+    """The re-analysis tests' batch (:func:`tests.test_reanalyze.seed_pairs`) in the clinic
+    the settings name (a local folder, or PostgreSQL and a bucket)."""
+    repo = _open()
+    try:
+        return seed_pairs(repo, photos)
+    finally:
+        repo.close()
 
 
 @pytest.fixture(scope="module")
