@@ -119,3 +119,17 @@ def test_target_met_needs_a_usable_band() -> None:
     assert not target_met(80.0, None, 75.0)
     assert not target_met(80.0, (float("nan"), 84.0), 75.0)
     assert not target_met(80.0, (84.0, 76.0), 75.0)
+
+
+def test_reaches_is_the_target_rule_on_the_band() -> None:
+    """The export's minimum-improvement filter: the band's lower end must reach it; a
+    result stored without a band is read by its estimate."""
+    from vein_tracker.outcome import reaches
+
+    pair = {"improvement_pct": 79.5, "improvement_band_pct": [72.0, 86.0]}
+    assert reaches(pair, 70.0)
+    assert not reaches(pair, 75.0)  # "likely", not "met"
+    assert reaches({"improvement_pct": 80.0}, 75.0)
+    assert not reaches({"improvement_pct": 70.0}, 75.0)
+    assert not reaches({"improvement_pct": None}, 0.0)
+    assert reaches({"improvement_pct": 80.0, "improvement_band_pct": [75.0, 85.0]}, 75.0)

@@ -138,16 +138,31 @@ def target_status_of(
     pct = result.get("improvement_pct")
     if isinstance(pct, bool) or not isinstance(pct, int | float) or not math.isfinite(pct):
         return None
-    band = result.get("improvement_band_pct")
-    band_pct: tuple[float, float] | None = None
-    if isinstance(band, list | tuple) and len(band) == 2:
-        lo, hi = band
-        if all(isinstance(v, int | float) and math.isfinite(v) for v in (lo, hi)) and lo <= hi:
-            band_pct = (float(lo), float(hi))
     target = target_pct if target_pct is not None else result.get("target_pct", 75.0)
     if not isinstance(target, int | float):
         target = 75.0
-    return target_status(float(pct), band_pct, float(target))
+    return target_status(float(pct), _band_of(result), float(target))
+
+
+def reaches(result: Mapping[str, Any], threshold_pct: float) -> bool:
+    """Whether a comparison's JSON reaches ``threshold_pct`` by the target rule: its band's
+    lower end reaches it ("met"); a result stored without a band, by its estimate. The
+    marketing export's minimum-improvement filter reads this, so a pair listed as "at
+    least 75 %" is one whose band says so."""
+    status = target_status_of(result, target_pct=threshold_pct)
+    if status is None:
+        return False
+    return status == "met" or (status == "likely" and _band_of(result) is None)
+
+
+def _band_of(result: Mapping[str, Any]) -> tuple[float, float] | None:
+    """A comparison's JSON's band, or None when it has none (or a malformed one)."""
+    band = result.get("improvement_band_pct")
+    if isinstance(band, list | tuple) and len(band) == 2:
+        lo, hi = band
+        if all(isinstance(v, int | float) and math.isfinite(v) for v in (lo, hi)) and lo <= hi:
+            return (float(lo), float(hi))
+    return None
 
 
 def target_met(

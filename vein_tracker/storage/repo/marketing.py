@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ...errors import ConsentError
+from ...outcome import reaches
 from ...policy import Action
 from .. import models as m
 from ..info import CHANNELS, REGIONS, Actor, MarketingPair, utcnow
@@ -45,7 +46,8 @@ class MarketingRecords(RepositoryBase):
 
         For whoever may export marketing pairs (:mod:`vein_tracker.policy`). A pair is
         (area baseline, a later photo of the same area). ``region`` filters the body
-        region; ``min_improvement`` (percent) keeps analysed pairs at or above it;
+        region; ``min_improvement`` (percent) keeps analysed pairs that reach it by the
+        target rule (:func:`vein_tracker.outcome.reaches`: the band's lower end);
         ``since``/``until`` bound the follow-up date; ``latest_only`` keeps the newest
         follow-up per area. Run :meth:`recheck_marketing_pairs` again right before
         exporting.
@@ -237,7 +239,7 @@ def _marketing_pairs(
                 )
                 improvement = best.improvement_pct if best else None
                 if min_improvement is not None and (
-                    improvement is None or improvement < min_improvement
+                    best is None or not reaches(best.result, min_improvement)
                 ):
                     continue
                 area_pairs.append(
