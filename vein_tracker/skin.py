@@ -33,8 +33,8 @@ import numpy as np
 
 from .checks import check_px_per_mm
 from .io import Photo, as_rgb
-from .morphology import components
-from .optics import MELANIN_OD, NEUTRAL_OD
+from .morphology import Components, components
+from .optics import MELANIN_OD, NEUTRAL_OD, optical_density
 
 __all__ = [
     "CHROMA_BASIS",
@@ -305,11 +305,7 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
     s = min(1.0, _SIDE / max(h, w))
     small = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb
     sh, sw = small.shape[:2]
-    from .optics import optical_density
-
-    od = cv2.GaussianBlur(optical_density(small), (0, 0), 1.0)
-    neutral = od @ (NEUTRAL_OD / np.linalg.norm(NEUTRAL_OD))
-    chroma = od_chroma(od)
+    neutral, chroma = _neutral_and_chroma(small)
     valid = (neutral < _MAX_NEUTRAL) & (neutral > _MIN_NEUTRAL)
     empty = SkinMap(np.zeros((h, w), bool), 0, (), (0.0, 0.0), (0.0, 0.0), 0.0, False)
     if valid.sum() < 0.02 * valid.size:
@@ -318,6 +314,83 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
     modes = _modes(cv_[::2], max(1, int(_MIN_MODE_SHARE * len(cv_[::2]))))
     if not modes:
         return empty
+    choice = _skin_mode(cv_, modes)
+    if choice is None:
+        return empty
+    mode, shift, scored = choice
+    fit = _skin_fit(chroma, neutral, valid, cv_, modes, mode)
+    if fit is None:
+        return empty
+    z2, centre = fit
+    cand = valid & (z2 < _RADIUS**2)
+
+    # Clean-up at a scale in millimetres (a fraction of the frame without a scale).
+    ppm_s = ppm * s if ppm is not None else max(sh, sw) / 200.0
+    min_px = MIN_REGION_MM2 * ppm_s**2 if ppm is not None else 0.01 * sh * sw
+    cc, keep = _large_regions(_close_open(cand, ppm_s) > 0, min_px)
+    if not keep[1:].any():
+        return SkinMap(
+            np.zeros((h, w), bool),
+            0,
+            (),
+            (float(shift[0]), float(shift[1])),
+            (float(centre[0]), float(centre[1])),
+            0.0,
+            False,
+        )
+    core = keep[cc.labels]
+    from scipy.ndimage import binary_fill_holes  # lazy: a slow import
+
+    small_mask = binary_fill_holes(
+        _grow_into_shadow(small, core, valid & (z2 > (2 * _RADIUS) ** 2), neutral)
+    )
+    cc, keep = _large_regions(small_mask, min_px)
+    small_mask = keep[cc.labels]
+    if s < 1:
+        up = cv2.resize(small_mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR)
+        mask = np.asarray(up >= 128)
+    else:
+        mask = small_mask
+    area_unit = 1.0 / (ppm_s**2) if ppm is not None else 1.0 / (s * s)
+    areas = tuple(float(a) * area_unit for a in cc.areas[keep])
+    return SkinMap(
+        mask=mask,
+        regions=int(keep.sum()),
+        region_areas_mm2=areas,
+        cast_chroma=(float(shift[0]), float(shift[1])),
+        skin_chroma=(float(centre[0]), float(centre[1])),
+        fraction=float(small_mask.mean()),
+        found=True,
+        modes=scored,
+    )
+
+
+def _neutral_and_chroma(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Neutral OD (H, W) and OD chroma (H, W, 2) of an RGB photo, smoothed over 1 px."""
+    od = cv2.GaussianBlur(optical_density(small), (0, 0), 1.0)
+    neutral = od @ (NEUTRAL_OD / np.linalg.norm(NEUTRAL_OD))
+    return neutral, od_chroma(od)
+
+
+def _skin_mode(
+    cv_: np.ndarray, modes: list[tuple[float, float, int]]
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[float, float, float, float], ...]] | None:
+    """The mode of the scene's chroma that is skin, and the cast that makes it so.
+
+    Parameters
+    ----------
+    cv_ : ndarray, shape (N, 2), float32
+        Chroma of the valid pixels.
+    modes : list of (c1, c2, pixels)
+        The chroma histogram's modes (:func:`_modes`), largest first.
+
+    Returns
+    -------
+    (mode, shift, scored) or None
+        The skin mode's ``(c1, c2)``, the cast (shift onto the skin locus, (2,) float32)
+        and every candidate as ``(c1, c2, share of the modes, cold share)``; None when no
+        surface can be skin.
+    """
     total = float(sum(m[2] for m in modes))
     # A surface can be skin when some plausible cast brings it onto the skin locus. Each
     # such choice implies a cast, and so the true colour of every other surface: taking
@@ -344,7 +417,7 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
             cold = sum(o[2] for o in modes if o[0] - float(shift[0]) < _COLD_C1)
             cands.append((c1, c2, n, shift, cold))
     if not cands:
-        return empty
+        return None
     least_cold = min(t[4] for t in cands)
     cands = [t for t in cands if t[4] <= least_cold + _COLD_TIE * total]
     # A surface that is skin only under a strong warm light (a wooden floor or table)
@@ -353,15 +426,33 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
     mild = [t for t in cands if float(t[3][0]) <= _WARM_SHIFT]
     m1, m2, _, shift, _ = max(mild or cands, key=lambda t: t[0])
     mode = np.array([m1, m2], np.float32)
-    scored = [(float(t[0]), float(t[1]), t[2], float(t[4]) / total) for t in cands]
+    scored = tuple(
+        (float(t[0]), float(t[1]), float(t[2]) / total, float(t[4]) / total) for t in cands
+    )
+    return mode, shift, scored
 
+
+def _skin_fit(
+    chroma: np.ndarray,
+    neutral: np.ndarray,
+    valid: np.ndarray,
+    cv_: np.ndarray,
+    modes: list[tuple[float, float, int]],
+    mode: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """How far each pixel's chroma is from the skin's, as the skin's shading drifts it.
+
+    Returns ``(z2, centre)``: the squared Mahalanobis distance (H, W) of every pixel's
+    chroma from the skin chroma expected at its neutral OD, and the median ``(c1, c2)``
+    of the skin's pixels; None when too few pixels are skin.
+    """
     # The skin mode's own pixels: those nearer to it than to any other mode.
     centres = np.array([[m[0], m[1]] for m in modes], np.float32)
     own = np.argmin(((cv_[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2), axis=1)
     k_mode = int(np.argmin(((centres - mode) ** 2).sum(axis=1)))
     basin = own == k_mode
     if basin.sum() < 50:
-        return empty
+        return None
     # A camera's tone curve is not exactly sRGB's, so the chroma of one skin drifts with
     # its shading: fit that drift on the skin mode (chroma against neutral OD), so the
     # shaded flank of a leg is skin too, and measure the spread about the fit.
@@ -376,14 +467,15 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
         zv = (cv_ - _drift_at(knots, nv)) / spread
         member = (zv**2).sum(axis=1) < _RADIUS**2
         if member.sum() < 50:
-            return empty
+            return None
     z = (chroma - _drift_at(knots, neutral)) / spread
     z2 = (z**2).sum(axis=2)
     centre = np.median(cv_[member], axis=0)
-    cand = valid & (z2 < _RADIUS**2)
+    return z2, centre
 
-    # Clean-up at a scale in millimetres (a fraction of the frame without a scale).
-    ppm_s = ppm * s if ppm is not None else max(sh, sw) / 200.0
+
+def _close_open(cand: np.ndarray, ppm_s: float) -> np.ndarray:
+    """``cand`` closed (3 mm) then opened (1.5 mm) at ``ppm_s`` px per mm, uint8 0/1."""
     k_open = max(3, int(round(1.5 * ppm_s)) | 1)
     k_close = max(3, int(round(3.0 * ppm_s)) | 1)
     cand_u8 = cv2.morphologyEx(
@@ -391,47 +483,19 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
         cv2.MORPH_CLOSE,
         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k_close, k_close)),
     )
-    cand_u8 = cv2.morphologyEx(
-        cand_u8, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k_open, k_open))
-    )
-    cc = components(cand_u8 > 0)
-    min_px = MIN_REGION_MM2 * ppm_s**2 if ppm is not None else 0.01 * sh * sw
-    keep = cc.areas >= min_px
-    keep[0] = False
-    if not keep[1:].any():
-        return SkinMap(
-            np.zeros((h, w), bool),
-            0,
-            (),
-            (float(shift[0]), float(shift[1])),
-            (float(centre[0]), float(centre[1])),
-            0.0,
-            False,
+    return np.asarray(
+        cv2.morphologyEx(
+            cand_u8,
+            cv2.MORPH_OPEN,
+            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k_open, k_open)),
         )
-    core = keep[cc.labels]
-    from scipy.ndimage import binary_fill_holes  # lazy: a slow import
-
-    small_mask = binary_fill_holes(
-        _grow_into_shadow(small, core, valid & (z2 > (2 * _RADIUS) ** 2), neutral)
     )
-    cc = components(small_mask)
+
+
+def _large_regions(mask: np.ndarray, min_px: float) -> tuple[Components, np.ndarray]:
+    """The 8-connected regions of ``mask``, and which hold at least ``min_px`` pixels
+    (by region label; the background, label 0, never)."""
+    cc = components(mask)
     keep = cc.areas >= min_px
     keep[0] = False
-    small_mask = keep[cc.labels]
-    if s < 1:
-        up = cv2.resize(small_mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR)
-        mask = np.asarray(up >= 128)
-    else:
-        mask = small_mask
-    area_unit = 1.0 / (ppm_s**2) if ppm is not None else 1.0 / (s * s)
-    areas = tuple(float(a) * area_unit for a in cc.areas[keep])
-    return SkinMap(
-        mask=mask,
-        regions=int(keep.sum()),
-        region_areas_mm2=areas,
-        cast_chroma=(float(shift[0]), float(shift[1])),
-        skin_chroma=(float(centre[0]), float(centre[1])),
-        fraction=float(small_mask.mean()),
-        found=True,
-        modes=tuple((t[0], t[1], float(t[2]) / total, t[3]) for t in scored),
-    )
+    return cc, keep

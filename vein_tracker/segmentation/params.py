@@ -1,0 +1,120 @@
+"""The segmentation's constants: working scales, vein classes, colour projections and
+thresholds.
+
+Every threshold is tuned in millimetres (or OD) from the vein classes' widths and optics
+(``DOMAIN.md``), never per photo; the methods that read them are in the package's other
+modules. Holds constants only (the projection matrix and the OD lookup table are
+computed once, at import, from :mod:`vein_tracker.optics`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD, OD_EPS
+
+#: Resolution (px/mm) at which spider veins are analysed; finer photos are reduced to it.
+WORK_PX_PER_MM = 10.0
+#: Assumed width of the photographed field along the long side of the frame (mm), used
+#: only when the scale is unknown (a 2000 px wide photo of a 20 cm field is 10 px/mm).
+ASSUMED_FIELD_MM = 200.0
+
+SPIDER, RETICULAR = 1, 2
+CLASS_NAMES = {SPIDER: "spider", RETICULAR: "reticular"}
+
+
+def _projection_weights() -> np.ndarray:
+    """Rows: spider, reticular, neutral, deep-vein chroma (see the module docstring)."""
+    w_s = np.linalg.solve(np.stack([HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD]), [1.0, 0.0, 0.0])
+    w_r = np.linalg.solve(np.stack([DEEP_VEIN_OD, MELANIN_OD, HAEMOGLOBIN_OD]), [1.0, 0.0, 0.0])
+    chroma = DEEP_VEIN_OD - DEEP_VEIN_OD.mean()
+    chroma = chroma / np.linalg.norm(chroma)
+    return np.stack([w_s, w_r, NEUTRAL_OD, chroma]).astype(np.float32)
+
+
+#: 4×3 matrix mapping OD (R, G, B) to (spider, reticular, neutral, deep chroma) signals.
+PROJECTION = _projection_weights()
+
+_OD_LUT = (
+    -np.log(
+        np.maximum(
+            np.where(
+                (v := np.arange(256) / 255.0) <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4
+            ),
+            OD_EPS,
+        )
+    )
+).astype(np.float32)
+
+# Tuned in millimetres from the vein classes' widths (DOMAIN.md), never per photo.
+_HALF_PX_PER_MM = 5.0  # L1: spider ridges, reticular footprints, colour tests
+_RETIC_DETECT_PX_PER_MM = 2.5  # L2: reticular ridges
+_BG_PX_PER_MM = 2.5  # the smooth skin background is estimated at a quarter
+_SPIDER_SIGMAS_MM = (0.12, 0.2, 0.32)
+_RETIC_SIGMAS_MM = (0.35, 0.6, 0.9)
+_MIN_SIGMA_PX = 0.6
+_BG_SIGMA_MM = (1.5, 4.0, 1.5, 4.0)  # spider, reticular, neutral, chroma
+_BG_RIM_MM = (0.4, 1.5, 0.4, 1.5)
+# Veins are not sought this close to the frame's edge (mm).
+_FRAME_MARGIN_MM = 1.5
+# The skin's outline band left out of the leg (mm).
+_OUTLINE_MM = 0.75
+# Veins are not sought where the photo is darker than this mean OD (sRGB ≈ 57).
+_DARK_OD = 3.2
+# Veins are not sought this close to the leg's outline: the shading of the leg's curvature
+# steepens there (neutral OD, which the reticular channel sees at 0.45).
+_EDGE_MARGIN_MM = {SPIDER: 3.0, RETICULAR: 5.0}
+_MAX_HALF_WIDTH_MM = {SPIDER: 0.8, RETICULAR: 2.2}
+_MIN_LENGTH_MM = {SPIDER: 1.5, RETICULAR: 4.0}
+_FOOTPRINT_FRACTION = 0.5
+_LUMA_FRACTION = 0.25
+_RETIC_SMOOTH_MM = 0.15
+# Footprint pixels must exceed this many robust standard deviations of the contrast.
+_FOOTPRINT_NOISE_K = {SPIDER: 4.0, RETICULAR: 3.0}
+_MIN_AREA_MM2 = 0.2
+# Neutral OD per unit of vein amplitude, and the excess over it that marks hair (OD).
+_NEUTRAL_PER_SPIDER = float(NEUTRAL_OD @ HAEMOGLOBIN_OD)
+_NEUTRAL_PER_RETIC = float(NEUTRAL_OD @ DEEP_VEIN_OD)
+#: Neutral OD per unit of class contrast a vein of each class carries (label -> share).
+NEUTRAL_PER_CLASS = {SPIDER: _NEUTRAL_PER_SPIDER, RETICULAR: _NEUTRAL_PER_RETIC}
+_HAIR_EXCESS_OD = 0.06
+_HAIR_EXCESS_REL = 0.5
+_HAIR_RIM_MM = 0.2
+# Hysteresis: the high threshold is k_hi × the ridge noise (k_hi from the sensitivity),
+# never below a floor in OD; the low one a fraction of it.
+_K_HI_MAX, _K_HI_MIN = 7.0, 2.5
+_FLOOR_OD = {SPIDER: 0.04, RETICULAR: 0.03}
+_LO_FRACTION = 0.5
+# The local noise floor is measured over this window (mm, Gaussian sigma).
+_NOISE_WINDOW_MM = 6.0
+# Ridge vs step: flanks read this many ridge scales (at least this many px) across;
+# along a centreline piece the weaker flank must be (median) at least this share of the
+# stronger, and the luminance step across at most this many times the line's contrast.
+_FLANK_SIGMAS = 3.0
+_FLANK_MIN_PX = 2.0
+_FLANK_BALANCE = 0.1
+_STEP_PER_LINE = 2.5
+# ... and its luminance line between these multiples of what a vein of its colour
+# carries (a thin spider's colour is spread by JPEG's half-resolution chroma: its
+# luminance line reads ~2.4x its share on the phone-like phantoms).
+# (The reticular channel's wide lines share their luminance with the neutral map's own
+# background, which follows them, so only a spider needs a luminance line of its own.)
+_DARK_MIN_SHARE = {SPIDER: 0.3, RETICULAR: -np.inf}
+_DARK_PER_SHARE = {SPIDER: 5.0, RETICULAR: 2.0}
+# A centreline's neutral OD must reach this share of its class contrast (physics: 0.90
+# spider, 0.94 deep vein; the background estimate inside clusters lowers it to ~0.7).
+_SUPPORT_RATIO = {SPIDER: 0.15, RETICULAR: 0.1}
+# Spider contrast at L1 is guided-filtered by the neutral OD (radius px, eps OD²): JPEG's
+# blocky half-resolution chroma is smoothed where the luminance is flat and follows the
+# luminance where it has structure (a vein darkens every channel).
+_GF_RADIUS_PX = 3
+_GF_EPS = 1e-3
+_GF_EPS_RETIC = 1e-4
+# A deep vein's bluish chroma is ≈ 0.34 of its amplitude; hair and folds have none.
+_RETIC_CHROMA_RATIO = 0.12
+# Mean centreline length per skeleton pixel (mix of straight and diagonal steps).
+_SKELETON_STEP = 1.12
+# Ridge amplitude of a Gaussian line at its best scale is 2/(3√3) of its peak contrast.
+_RIDGE_GAIN = 3.0 * math.sqrt(3.0) / 2.0
