@@ -80,7 +80,8 @@ def list_exportable_pairs(
     ----------
     channel : {"website", "social", "print"}
     min_improvement : float, optional
-        Keep analysed pairs at or above this improvement, percent.
+        Keep analysed pairs that reach this improvement, percent, by the target rule
+        (:func:`vein_tracker.outcome.reaches`: the band's lower end).
     area : str, optional
         A body region (``"thigh"``, ``"knee"``, ``"calf"``) or any part of the area
         label, e.g. ``"left calf"`` (case-insensitive).
