@@ -226,54 +226,105 @@ def seed_demo(
     entries = read_manifest(images_dir)
     if not entries:
         raise VeinTrackerError("The demo manifest lists no photos.")
-    clients: dict[str, int] = {}
-    areas: dict[tuple[str, str, str, str, str | None], int] = {}
-    visits: dict[tuple[str, int], int] = {}
-    n_consents = n_photos = 0
-    photo_ids: dict[int, list[int]] = {}
+    clients, n_consents = _seed_clients(repo, _first_days(entries))
+    photos = _seed_photos(repo, entries, clients)
+    accounts = _seed_accounts(repo, clients[sorted(clients)[0]])
+    n_analyses = 0
+    if analyse is not None:
+        n_analyses = _analyse_pairs(repo, photos.photo_ids, analyse, echo)
+    repo.set_setting(actor, SEED_MARK, datetime.now(UTC).isoformat())
+    repo.audit_system("seed", detail={"clients": len(clients), "photos": photos.count})
+    return SeedResult(
+        False,
+        None,
+        len(clients),
+        photos.areas,
+        photos.visits,
+        photos.count,
+        n_consents,
+        n_analyses,
+        tuple(accounts),
+    )
+
+
+def _first_days(entries: Iterable[SeedEntry]) -> dict[str, date]:
+    """Each demo client's first visit day."""
     first_day: dict[str, date] = {}
     for e in entries:
         first_day.setdefault(e.client, e.day)
         first_day[e.client] = min(first_day[e.client], e.day)
+    return first_day
+
+
+def _seed_clients(repo: Repository, first_day: Mapping[str, date]) -> tuple[dict[str, int], int]:
+    """One record per demo client, in key order: (client ids by key, consents recorded)."""
+    clients: dict[str, int] = {}
+    n_consents = 0
     for idx, key in enumerate(sorted(first_day)):
-        name = _DEMO_NAMES[idx % len(_DEMO_NAMES)]
-        if idx >= len(_DEMO_NAMES):
-            name = f"{name} {idx // len(_DEMO_NAMES) + 1}"
-        c = repo.create_client(
-            actor,
-            name=name,
-            date_of_birth=date(1975 + (idx * 7) % 25, 1 + idx % 12, 1 + (idx * 5) % 28),
-            email=f"{name.split()[0].lower()}@example.org",
-            phone=f"+1 555 010{idx:02d}",
-            fitzpatrick=1 + idx % 6,
-            notes="Demo client (synthetic photos).",
-        )
-        clients[key] = c.id
-        positive = idx == 1
-        repo.record_screening(
+        clients[key], consents = _seed_client(repo, idx, first_day[key])
+        n_consents += consents
+    return clients, n_consents
+
+
+def _seed_client(repo: Repository, idx: int, signed: date) -> tuple[int, int]:
+    """The ``idx``-th demo client with a screening and consents: (its id, consents recorded)."""
+    actor = SYSTEM_ACTOR
+    name = _DEMO_NAMES[idx % len(_DEMO_NAMES)]
+    if idx >= len(_DEMO_NAMES):
+        name = f"{name} {idx // len(_DEMO_NAMES) + 1}"
+    c = repo.create_client(
+        actor,
+        name=name,
+        date_of_birth=date(1975 + (idx * 7) % 25, 1 + idx % 12, 1 + (idx * 5) % 28),
+        email=f"{name.split()[0].lower()}@example.org",
+        phone=f"+1 555 010{idx:02d}",
+        fitzpatrick=1 + idx % 6,
+        notes="Demo client (synthetic photos).",
+    )
+    positive = idx == 1
+    repo.record_screening(
+        actor,
+        c.id,
+        Screening(corticosteroids=positive),
+        screened_at=_at(signed),
+        override_reason="Topical hydrocortisone only; physician cleared." if positive else None,
+    )
+    repo.record_consent(actor, c.id, kind="treatment_photography", signed_at=signed)
+    n_consents = 1
+    # A spread of marketing consent histories: valid, revoked, expired, none.
+    kind = idx % 4
+    if kind in (0, 1, 2):
+        mc = repo.record_consent(
             actor,
             c.id,
-            Screening(corticosteroids=positive),
-            screened_at=_at(first_day[key]),
-            override_reason="Topical hydrocortisone only; physician cleared." if positive else None,
+            kind="marketing",
+            scopes=("website", "social", "print") if kind == 0 else ("website",),
+            signed_at=signed,
+            expires_at=(signed + timedelta(days=30)) if kind == 2 else None,
         )
-        signed = first_day[key]
-        repo.record_consent(actor, c.id, kind="treatment_photography", signed_at=signed)
         n_consents += 1
-        # A spread of marketing consent histories: valid, revoked, expired, none.
-        kind = idx % 4
-        if kind in (0, 1, 2):
-            mc = repo.record_consent(
-                actor,
-                c.id,
-                kind="marketing",
-                scopes=("website", "social", "print") if kind == 0 else ("website",),
-                signed_at=signed,
-                expires_at=(signed + timedelta(days=30)) if kind == 2 else None,
-            )
-            n_consents += 1
-            if kind == 1:
-                repo.revoke_consent(actor, mc.id, reason="Client changed her mind (demo).")
+        if kind == 1:
+            repo.revoke_consent(actor, mc.id, reason="Client changed her mind (demo).")
+    return c.id, n_consents
+
+
+@dataclass(frozen=True)
+class _SeededPhotos:
+    areas: int
+    visits: int
+    count: int
+    photo_ids: dict[int, list[int]]  # area id -> photo ids in manifest order
+
+
+def _seed_photos(
+    repo: Repository, entries: Iterable[SeedEntry], clients: Mapping[str, int]
+) -> _SeededPhotos:
+    """Areas, visits and photos of the manifest, each area and visit created once."""
+    actor = SYSTEM_ACTOR
+    areas: dict[tuple[str, str, str, str, str | None], int] = {}
+    visits: dict[tuple[str, int], int] = {}
+    photo_ids: dict[int, list[int]] = {}
+    n_photos = 0
     sclerosants = ("sodium_tetradecyl_sulfate", "hypertonic_saline")
     for e in entries:
         akey = (e.client, e.side, e.region, e.view, e.note)
@@ -293,56 +344,62 @@ def seed_demo(
                 notes=f"Demo session {e.session}.",
             )
             visits[vkey] = v.id
-        try:
-            data = e.path.read_bytes()
-        except OSError as exc:
-            raise VeinTrackerError(f"Demo photo {e.path.name} cannot be read ({exc}).") from exc
-        if e.sha256 is not None and hashlib.sha256(data).hexdigest() != e.sha256:
-            raise VeinTrackerError(
-                f"Demo photo {e.path.name} does not match its sha256 in the manifest: "
-                "regenerate sample_images."
-            )
         p = repo.add_photo(
             actor,
             areas[akey],
             visits[vkey],
-            data,
+            _read_demo_photo(e),
             filename=e.path.name,
             px_per_mm=e.px_per_mm,
         )
         photo_ids.setdefault(areas[akey], []).append(p.id)
         n_photos += 1
+    return _SeededPhotos(len(areas), len(visits), n_photos, photo_ids)
+
+
+def _read_demo_photo(e: SeedEntry) -> bytes:
+    """The photo's bytes, checked against the manifest's sha256 when it gives one."""
+    try:
+        data = e.path.read_bytes()
+    except OSError as exc:
+        raise VeinTrackerError(f"Demo photo {e.path.name} cannot be read ({exc}).") from exc
+    if e.sha256 is not None and hashlib.sha256(data).hexdigest() != e.sha256:
+        raise VeinTrackerError(
+            f"Demo photo {e.path.name} does not match its sha256 in the manifest: "
+            "regenerate sample_images."
+        )
+    return data
+
+
+def _seed_accounts(repo: Repository, first_client: int) -> list[tuple[str, str, str]]:
+    """The demo accounts; the client account sees the first demo client."""
     accounts = []
-    first_client = clients[sorted(clients)[0]]
     for username, password, role in DEMO_ACCOUNTS:
         repo.create_user(
-            actor,
+            SYSTEM_ACTOR,
             username,
             password,
             role,
             client_id=first_client if role == "client" else None,
         )
         accounts.append((username, password, role))
+    return accounts
+
+
+def _analyse_pairs(
+    repo: Repository,
+    photo_ids: Mapping[int, list[int]],
+    analyse: Callable[[Repository, int, int], bool],
+    echo: Callable[[str], None],
+) -> int:
+    """Analyse each area's (first, later) photo pairs; returns how many were stored."""
     n_analyses = 0
-    if analyse is not None:
-        pairs = [(ids[0], f) for ids in photo_ids.values() for f in ids[1:]]
-        for i, (b, f) in enumerate(pairs, 1):
-            echo(f"  analysing pair {i}/{len(pairs)}")
-            if analyse(repo, b, f):
-                n_analyses += 1
-    repo.set_setting(actor, SEED_MARK, datetime.now(UTC).isoformat())
-    repo.audit_system("seed", detail={"clients": len(clients), "photos": n_photos})
-    return SeedResult(
-        False,
-        None,
-        len(clients),
-        len(areas),
-        len(visits),
-        n_photos,
-        n_consents,
-        n_analyses,
-        tuple(accounts),
-    )
+    pairs = [(ids[0], f) for ids in photo_ids.values() for f in ids[1:]]
+    for i, (b, f) in enumerate(pairs, 1):
+        echo(f"  analysing pair {i}/{len(pairs)}")
+        if analyse(repo, b, f):
+            n_analyses += 1
+    return n_analyses
 
 
 def _at(day: date) -> datetime:
