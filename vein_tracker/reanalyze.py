@@ -578,6 +578,32 @@ def reanalyze(
     StorageError
         The records cannot be opened.
     """
+    _check_options(executor=executor, workers=workers, limit=limit, scheduler=scheduler)
+    settings = settings or get_settings()
+    t0 = time.perf_counter()
+    tasks = _stale_tasks(settings, since=since, area_id=area_id, limit=limit)
+    n_workers, stream = _start(
+        tasks, settings, executor=executor, workers=workers, scheduler=scheduler
+    )
+    order = {t.analysis_id: i for i, t in enumerate(tasks)}
+    outcomes, interrupted = _collect(
+        tasks, stream, show_progress=show_progress, on_result=on_result
+    )
+    outcomes.sort(key=lambda o: order.get(o.task.analysis_id, len(order)))
+    return ReanalysisSummary(
+        algorithm_version=ALGORITHM_VERSION,
+        executor=executor,
+        workers=n_workers,
+        planned=len(tasks),
+        outcomes=tuple(outcomes),
+        seconds=time.perf_counter() - t0,
+        interrupted=interrupted,
+    )
+
+
+def _check_options(
+    *, executor: str, workers: int | None, limit: int | None, scheduler: str | None
+) -> None:
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if workers is not None and workers < 1:
@@ -586,12 +612,14 @@ def reanalyze(
         raise ValueError(f"limit must be at least 1, got {limit}")
     if executor == "dask" and not scheduler:
         raise ValueError("executor 'dask' needs scheduler: give --scheduler ADDRESS")
-    from tqdm import tqdm
 
+
+def _stale_tasks(
+    settings: Settings, *, since: date | None, area_id: int | None, limit: int | None
+) -> list[PairTask]:
+    """The pairs to re-run now, in the repository's order (at most ``limit``)."""
     from .storage import open_repository
 
-    settings = settings or get_settings()
-    t0 = time.perf_counter()
     repo = open_repository(settings)  # also brings the schema up to date for the workers
     try:
         tasks = find_stale(repo, since=since, area_id=area_id, store_url=settings.store_url)
@@ -599,18 +627,38 @@ def reanalyze(
         repo.close()
     if limit is not None:
         tasks = tasks[:limit]
-    if executor == "serial":
-        n_workers = 1
-        stream = _run_serial(tasks, settings)
-    elif executor == "local":
-        n_workers = min(workers or default_workers(), max(1, len(tasks)))
-        stream = _run_local(tasks, settings, n_workers)
-    else:
-        assert scheduler is not None
-        n_workers = _dask_workers(scheduler)
-        stream = _run_dask(tasks, scheduler)
+    return tasks
 
-    order = {t.analysis_id: i for i, t in enumerate(tasks)}
+
+def _start(
+    tasks: Sequence[PairTask],
+    settings: Settings,
+    *,
+    executor: str,
+    workers: int | None,
+    scheduler: str | None,
+) -> tuple[int, Iterator[PairOutcome]]:
+    """The executor's worker count and its stream of outcomes (lazy: nothing runs yet)."""
+    if executor == "serial":
+        return 1, _run_serial(tasks, settings)
+    if executor == "local":
+        n_workers = min(workers or default_workers(), max(1, len(tasks)))
+        return n_workers, _run_local(tasks, settings, n_workers)
+    assert scheduler is not None
+    n_workers = _dask_workers(scheduler)
+    return n_workers, _run_dask(tasks, scheduler)
+
+
+def _collect(
+    tasks: Sequence[PairTask],
+    stream: Iterator[PairOutcome],
+    *,
+    show_progress: bool,
+    on_result: OnResult | None,
+) -> tuple[list[PairOutcome], bool]:
+    """Outcomes as they finish, with the progress bar: (outcomes, interrupted)."""
+    from tqdm import tqdm
+
     outcomes: list[PairOutcome] = []
     interrupted = True
     bar = tqdm(
@@ -642,13 +690,4 @@ def reanalyze(
         if hasattr(stream, "close"):
             stream.close()  # runs the executor's clean-up (cancel queued work)
         bar.close()
-    outcomes.sort(key=lambda o: order.get(o.task.analysis_id, len(order)))
-    return ReanalysisSummary(
-        algorithm_version=ALGORITHM_VERSION,
-        executor=executor,
-        workers=n_workers,
-        planned=len(tasks),
-        outcomes=tuple(outcomes),
-        seconds=time.perf_counter() - t0,
-        interrupted=interrupted,
-    )
+    return outcomes, interrupted
