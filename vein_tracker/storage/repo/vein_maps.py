@@ -167,6 +167,48 @@ def _map_info(s: Session, r: m.VeinMapVersion) -> VeinMapInfo:
     )
 
 
+def _check_sources(
+    s: Session,
+    baseline_photo_id: int,
+    shape: tuple[int, ...],
+    *,
+    based_on_id: int | None,
+    analysis_id: int | None,
+) -> None:
+    """The version corrected and the analysis are of this baseline photo (and size)."""
+    if based_on_id is not None:
+        base = get_or_missing(s, m.VeinMapVersion, based_on_id, "vein map")
+        if base.baseline_photo_id != baseline_photo_id:
+            raise ValueError("based_on_id is a map of another photo")
+        if (base.height, base.width) != shape:
+            raise ValueError(
+                f"labels must have the corrected map's shape {(base.height, base.width)}, "
+                f"got {shape}"
+            )
+    if analysis_id is not None:
+        a = get_or_missing(s, m.Analysis, analysis_id, "analysis")
+        if a.baseline_photo_id != baseline_photo_id:
+            raise ValueError("analysis_id is an analysis of another baseline photo")
+
+
+def _audit_save(s: Session, actor: Actor, row: m.VeinMapVersion, edits_json: Any) -> None:
+    summary = (edits_json or {}).get("summary") if isinstance(edits_json, dict) else None
+    add_audit(
+        s,
+        actor,
+        "vein_map_save",
+        target=("vein_map", row.id),
+        client_id=row.client_id,
+        detail={
+            "baseline_photo_id": row.baseline_photo_id,
+            "version": row.version,
+            "kind": row.kind,
+            "based_on_id": row.based_on_id,
+            "summary": summary,
+        },
+    )
+
+
 class VeinMapRecords(RepositoryBase):
     """Vein map versions (part of :class:`~vein_tracker.storage.Repository`)."""
 
@@ -235,19 +277,9 @@ class VeinMapRecords(RepositoryBase):
 
         def body(s: Session) -> VeinMapInfo:
             photo = get_or_missing(s, m.Photo, baseline_photo_id, "photo", lock=True)
-            if based_on_id is not None:
-                base = get_or_missing(s, m.VeinMapVersion, based_on_id, "vein map")
-                if base.baseline_photo_id != baseline_photo_id:
-                    raise ValueError("based_on_id is a map of another photo")
-                if (base.height, base.width) != shape:
-                    raise ValueError(
-                        f"labels must have the corrected map's shape {(base.height, base.width)}, "
-                        f"got {shape}"
-                    )
-            if analysis_id is not None:
-                a = get_or_missing(s, m.Analysis, analysis_id, "analysis")
-                if a.baseline_photo_id != baseline_photo_id:
-                    raise ValueError("analysis_id is an analysis of another baseline photo")
+            _check_sources(
+                s, baseline_photo_id, shape, based_on_id=based_on_id, analysis_id=analysis_id
+            )
             last = s.scalar(
                 sa.select(sa.func.max(m.VeinMapVersion.version)).where(
                     m.VeinMapVersion.baseline_photo_id == baseline_photo_id
@@ -274,21 +306,7 @@ class VeinMapRecords(RepositoryBase):
             )
             s.add(row)
             s.flush()
-            summary = (edits_json or {}).get("summary") if isinstance(edits_json, dict) else None
-            add_audit(
-                s,
-                actor,
-                "vein_map_save",
-                target=("vein_map", row.id),
-                client_id=row.client_id,
-                detail={
-                    "baseline_photo_id": baseline_photo_id,
-                    "version": row.version,
-                    "kind": kind,
-                    "based_on_id": based_on_id,
-                    "summary": summary,
-                },
-            )
+            _audit_save(s, actor, row, edits_json)
             return _map_info(s, row)
 
         try:
