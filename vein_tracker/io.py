@@ -323,68 +323,10 @@ def load_photo(
         warnings.simplefilter("ignore")
         # Our own limit is checked from the header below; Pillow's guard stays on as a backstop.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            _ensure_heif(data)
-            img = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise PhotoError(
-                "The image declares far more pixels than any photo (a decompression bomb) and "
-                f"is over the {max_pixels / 1e6:.0f} MP limit. Export it at a lower resolution."
-            ) from exc
-        except Image.UnidentifiedImageError as exc:
-            raise PhotoError(
-                "This file is not a photo vein_tracker can read. Use JPEG, PNG, TIFF, WebP or HEIC."
-            ) from exc
-        except _DECODE_ERRORS as exc:
-            raise PhotoError(
-                f"The photo file is damaged and cannot be opened ({_why(exc)})."
-            ) from exc
-
-        fmt = (img.format or "").upper()
-        if fmt not in ACCEPTED_FORMATS:
-            raise PhotoError(
-                f"{fmt or 'This'} files are not accepted: use JPEG, PNG, TIFF, WebP or HEIC."
-            )
-        width, height = img.size
-        if width * height > max_pixels:
-            raise PhotoError(
-                f"The photo is {width}×{height} = {width * height / 1e6:.0f} MP, over the "
-                f"{max_pixels / 1e6:.0f} MP limit. Export it at a lower resolution."
-            )
-        if min(width, height) < min_side:
-            raise PhotoError(
-                f"The photo is only {width}×{height} px; at least {min_side} px on each side "
-                "is needed. Upload the original, not a thumbnail."
-            )
-        try:
-            frames = int(getattr(img, "n_frames", 1))
-        except _DECODE_ERRORS as exc:
-            raise PhotoError(f"The photo file is damaged ({_why(exc)}): upload it again.") from exc
-        if fmt not in ("MPO", "HEIF", "HEIC", "AVIF") and frames > 1:
-            raise PhotoError("Animated or multi-page images are not accepted: upload one photo.")
-
+        img = _open_image(data, max_pixels=max_pixels)
+        fmt, width, height = _check_header(img, max_pixels=max_pixels, min_side=min_side)
         orientation, when, make, model = _exif_info(img)
-        rgb: np.ndarray | None
-        pil: Image.Image = img
-        try:
-            img.load()
-            pil = _to_srgb(img)
-            if orientation in _TRANSPOSE:
-                pil = pil.transpose(_TRANSPOSE[orientation])
-            rgb = _to_rgb_array(pil)
-        except PhotoError:
-            raise
-        except _DECODE_ERRORS as exc:
-            rgb = _decode_tiff_with_opencv(data) if fmt == "TIFF" else None
-            if rgb is not None and rgb.shape[:2] != (height, width):
-                rgb = None  # the two decoders disagree on the header: trust neither
-            if rgb is None:
-                raise PhotoError(
-                    f"The photo file is truncated or corrupt ({_why(exc)}): upload it again."
-                ) from exc
-            if orientation in _TRANSPOSE:
-                turned = Image.fromarray(rgb).transpose(_TRANSPOSE[orientation])
-                rgb = np.ascontiguousarray(np.asarray(turned))
+        rgb = _decode_upright(img, data, fmt=fmt, size=(width, height), orientation=orientation)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise PhotoError("The photo could not be converted to RGB.")
     rgb.setflags(write=False)
@@ -400,6 +342,80 @@ def load_photo(
         orientation=orientation,
         extra={"name": Path(name).name[:255] if name else "upload"},
     )
+
+
+def _open_image(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Pillow's lazy image of ``data`` (header read, pixels not decoded yet)."""
+    try:
+        _ensure_heif(data)
+        return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PhotoError(
+            "The image declares far more pixels than any photo (a decompression bomb) and "
+            f"is over the {max_pixels / 1e6:.0f} MP limit. Export it at a lower resolution."
+        ) from exc
+    except Image.UnidentifiedImageError as exc:
+        raise PhotoError(
+            "This file is not a photo vein_tracker can read. Use JPEG, PNG, TIFF, WebP or HEIC."
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise PhotoError(f"The photo file is damaged and cannot be opened ({_why(exc)}).") from exc
+
+
+def _check_header(img: Image.Image, *, max_pixels: int, min_side: int) -> tuple[str, int, int]:
+    """Format, size and frame count, from the header only: ``(format, width, height)``."""
+    fmt = (img.format or "").upper()
+    if fmt not in ACCEPTED_FORMATS:
+        raise PhotoError(
+            f"{fmt or 'This'} files are not accepted: use JPEG, PNG, TIFF, WebP or HEIC."
+        )
+    width, height = img.size
+    if width * height > max_pixels:
+        raise PhotoError(
+            f"The photo is {width}×{height} = {width * height / 1e6:.0f} MP, over the "
+            f"{max_pixels / 1e6:.0f} MP limit. Export it at a lower resolution."
+        )
+    if min(width, height) < min_side:
+        raise PhotoError(
+            f"The photo is only {width}×{height} px; at least {min_side} px on each side "
+            "is needed. Upload the original, not a thumbnail."
+        )
+    try:
+        frames = int(getattr(img, "n_frames", 1))
+    except _DECODE_ERRORS as exc:
+        raise PhotoError(f"The photo file is damaged ({_why(exc)}): upload it again.") from exc
+    if fmt not in ("MPO", "HEIF", "HEIC", "AVIF") and frames > 1:
+        raise PhotoError("Animated or multi-page images are not accepted: upload one photo.")
+    return fmt, width, height
+
+
+def _decode_upright(
+    img: Image.Image, data: bytes, *, fmt: str, size: tuple[int, int], orientation: int
+) -> np.ndarray:
+    """The pixels as sRGB, EXIF orientation applied; OpenCV reads a TIFF Pillow cannot."""
+    width, height = size  # from the header
+    rgb: np.ndarray | None
+    pil: Image.Image = img
+    try:
+        img.load()
+        pil = _to_srgb(img)
+        if orientation in _TRANSPOSE:
+            pil = pil.transpose(_TRANSPOSE[orientation])
+        rgb = _to_rgb_array(pil)
+    except PhotoError:
+        raise
+    except _DECODE_ERRORS as exc:
+        rgb = _decode_tiff_with_opencv(data) if fmt == "TIFF" else None
+        if rgb is not None and rgb.shape[:2] != (height, width):
+            rgb = None  # the two decoders disagree on the header: trust neither
+        if rgb is None:
+            raise PhotoError(
+                f"The photo file is truncated or corrupt ({_why(exc)}): upload it again."
+            ) from exc
+        if orientation in _TRANSPOSE:
+            turned = Image.fromarray(rgb).transpose(_TRANSPOSE[orientation])
+            rgb = np.ascontiguousarray(np.asarray(turned))
+    return rgb
 
 
 def _why(exc: BaseException) -> str:
