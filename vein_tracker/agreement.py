@@ -752,6 +752,25 @@ def agreement_pdf(
     width = pdf.w - pdf.l_margin - pdf.r_margin
     nl: dict[str, Any] = {"new_x": XPos.LMARGIN, "new_y": YPos.NEXT, "align": "L"}
 
+    _pdf_heading(pdf, width, nl, title=title, subtitle=subtitle, clinic_name=clinic_name, day=day)
+    _pdf_method(pdf, width, nl, agreement)
+    _pdf_icc(pdf, width, nl, agreement.icc)
+    _pdf_table(pdf, width, agreement)
+    _pdf_plots(pdf, width, agreement)
+    return bytes(pdf.output())
+
+
+def _pdf_heading(
+    pdf: Any,
+    width: float,
+    nl: dict[str, Any],
+    *,
+    title: str,
+    subtitle: str | None,
+    clinic_name: str | None,
+    day: dt.date,
+) -> None:
+    """The clinic's name, the title, the subtitle and the date."""
     if clinic_name:
         pdf.set_font(_FONT, "B", 12)
         pdf.multi_cell(width, 6, clinic_name, **nl)
@@ -762,6 +781,10 @@ def agreement_pdf(
         pdf.multi_cell(width, 6, subtitle, **nl)
     pdf.multi_cell(width, 5, f"Prepared on {day.strftime('%d %b %Y')}.", **nl)
     pdf.ln(2)
+
+
+def _pdf_method(pdf: Any, width: float, nl: dict[str, Any], agreement: Agreement) -> None:
+    """Who rated how many pairs, and what each statistic is."""
     pdf.set_font(_FONT, "", 9)
     auto_note = (
         f' "{AUTO_RATER}" is the automatic figure of vein_tracker.'
@@ -780,7 +803,10 @@ def agreement_pdf(
         **nl,
     )
     pdf.ln(3)
-    icc = agreement.icc
+
+
+def _pdf_icc(pdf: Any, width: float, nl: dict[str, Any], icc: Icc) -> None:
+    """The ICC in one line, with its 95 % interval and a plain reading."""
     pdf.set_font(_FONT, "B", 12)
     if icc.value is None:
         icc_text = f"{icc.form}: undefined (every rating the same) on {icc.pairs} pairs"
@@ -792,6 +818,9 @@ def agreement_pdf(
     pdf.multi_cell(width, 7, icc_text, **nl)
     pdf.ln(2)
 
+
+def _pdf_table(pdf: Any, width: float, agreement: Agreement) -> None:
+    """One row per two raters: pairs, kappa, mean |diff|, mean diff, limits."""
     pdf.set_font(_FONT, "", 9)
     with pdf.table(
         col_widths=(50, 16, 20, 26, 26, width - 138),
@@ -817,6 +846,9 @@ def agreement_pdf(
             ):
                 row.cell(text)
 
+
+def _pdf_plots(pdf: Any, width: float, agreement: Agreement) -> None:
+    """The Bland-Altman plots, two a row, a new page when a row does not fit."""
     half = (width - 4) / 2
     plot_h = half * 3.4 / 5.0
     for i, rp in enumerate(agreement.rater_pairs):
@@ -829,4 +861,3 @@ def agreement_pdf(
         pdf.image(io.BytesIO(bland_altman_png(rp.bland_altman)), x=x, y=y, w=half)
         if i % 2 == 1 or i == len(agreement.rater_pairs) - 1:
             pdf.set_y(y + plot_h)
-    return bytes(pdf.output())

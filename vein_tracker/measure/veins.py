@@ -79,79 +79,113 @@ def vein_table(
     """
     shape = base.shape
     prev_maps = previous_remaining_maps(previous, shape)
-    veins: list[VeinChange] = []
     change = np.zeros(shape, dtype=np.uint8)
-    ids_in = ids_b[base]
     max_id = int(ids_b.max()) if ids_b.size else 0
-    if ids_in.size:
-        n_lab = max_id + 1
-        cnt = np.bincount(ids_in, minlength=n_lab).astype(np.float64)
-        rem_sum = np.bincount(ids_in, weights=est.remaining[base], minlength=n_lab)
-        sk_b = np.asarray(seg_b.skeleton, dtype=bool) & base
-        sk_cnt = np.bincount(ids_b[sk_b], minlength=n_lab).astype(np.float64)
-        cls_votes = np.bincount(ids_in, weights=(labels_b[base] == RETICULAR), minlength=n_lab)
-        per = np.maximum(cnt, 1.0)
-        prev_means = [
-            np.bincount(ids_in, weights=pm[base], minlength=n_lab) / per for pm in prev_maps
-        ]
-        # each vein's box, from its pixels (one pass, not one per vein)
-        box = label_boxes(ids_in, np.flatnonzero(base), n_lab, shape[1])
-        status_of = np.zeros(n_lab, dtype=np.uint8)
-        for vid in np.nonzero(cnt)[0]:
-            if vid == 0:
-                continue
-            rem = float(rem_sum[vid] / cnt[vid])
-            prev = [float(pmn[vid]) for pmn in prev_means]
-            st = status_for(rem, previous_remaining=prev)
-            status_of[vid] = STATUS_CODES[st]
-            veins.append(
-                VeinChange(
-                    id=int(vid),
-                    cls="reticular" if cls_votes[vid] > cnt[vid] / 2 else "spider",
-                    status=st,
-                    remaining=rem,
-                    faded_pct=100.0 * (1.0 - rem),
-                    area_mm2=float(cnt[vid]) / ppm**2,
-                    length_mm=float(sk_cnt[vid]) / ppm,
-                    bbox=(int(box[vid, 0]), int(box[vid, 1]), int(box[vid, 2]), int(box[vid, 3])),
-                )
-            )
-        change[base] = status_of[ids_in]
-        # baseline vein pixels without a vein id: by their own remaining share
-        loose = base & (ids_b == 0)
-        r = est.remaining[loose]
-        change[loose] = np.where(
-            r < CLEARED_BELOW,
-            CHANGE_CLEARED,
-            np.where(r >= PERSISTING_FROM, CHANGE_PERSISTING, CHANGE_FADED),
-        ).astype(np.uint8)
+    veins = _baseline_veins(
+        est,
+        seg_b,
+        base=base,
+        ids_b=ids_b,
+        labels_b=labels_b,
+        prev_maps=prev_maps,
+        ppm=ppm,
+        change=change,
+    )
     if est.new_mask.any():
-        cc = components(est.new_mask)
-        n, lab, stats = cc.n, cc.labels, cc.boxes()
-        sk_f = np.asarray(seg_f.skeleton, dtype=bool)
-        sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
-        # per piece, its spider pixels (on the piece's pixels only)
-        n_spider = np.bincount(cc.at, weights=labels_f.reshape(-1)[cc.idx] == SPIDER, minlength=n)
-        for k in range(1, n):
-            spider = n_spider[k] >= cc.areas[k] / 2
-            x, y, ww, hh = (int(v) for v in stats[k, :4])
-            veins.append(
-                VeinChange(
-                    id=max_id + k,
-                    cls="spider" if spider else "reticular",
-                    status="new",
-                    remaining=1.0,
-                    faded_pct=0.0,
-                    area_mm2=float(cc.areas[k]) / ppm**2,
-                    length_mm=float(sk_new[k]) / ppm,
-                    bbox=(x, y, ww, hh),
-                )
-            )
+        veins += _new_veins(est, seg_f, labels_f=labels_f, max_id=max_id, ppm=ppm)
         change[est.new_mask] = CHANGE_NEW
     counts = {s_: 0 for s_ in STATUSES}
     for v in veins:
         counts[v.status] += 1
     return VeinTable(tuple(veins), change, counts)
+
+
+def _baseline_veins(
+    est: Estimate,
+    seg_b: Segmentation,
+    *,
+    base: np.ndarray,
+    ids_b: np.ndarray,
+    labels_b: np.ndarray,
+    prev_maps: Sequence[np.ndarray],
+    ppm: float,
+    change: np.ndarray,
+) -> list[VeinChange]:
+    """Each baseline vein's status and share; writes the baseline's codes into ``change``."""
+    shape = base.shape
+    veins: list[VeinChange] = []
+    ids_in = ids_b[base]
+    if not ids_in.size:
+        return veins
+    n_lab = int(ids_b.max()) + 1
+    cnt = np.bincount(ids_in, minlength=n_lab).astype(np.float64)
+    rem_sum = np.bincount(ids_in, weights=est.remaining[base], minlength=n_lab)
+    sk_b = np.asarray(seg_b.skeleton, dtype=bool) & base
+    sk_cnt = np.bincount(ids_b[sk_b], minlength=n_lab).astype(np.float64)
+    cls_votes = np.bincount(ids_in, weights=(labels_b[base] == RETICULAR), minlength=n_lab)
+    per = np.maximum(cnt, 1.0)
+    prev_means = [np.bincount(ids_in, weights=pm[base], minlength=n_lab) / per for pm in prev_maps]
+    # each vein's box, from its pixels (one pass, not one per vein)
+    box = label_boxes(ids_in, np.flatnonzero(base), n_lab, shape[1])
+    status_of = np.zeros(n_lab, dtype=np.uint8)
+    for vid in np.nonzero(cnt)[0]:
+        if vid == 0:
+            continue
+        rem = float(rem_sum[vid] / cnt[vid])
+        prev = [float(pmn[vid]) for pmn in prev_means]
+        st = status_for(rem, previous_remaining=prev)
+        status_of[vid] = STATUS_CODES[st]
+        veins.append(
+            VeinChange(
+                id=int(vid),
+                cls="reticular" if cls_votes[vid] > cnt[vid] / 2 else "spider",
+                status=st,
+                remaining=rem,
+                faded_pct=100.0 * (1.0 - rem),
+                area_mm2=float(cnt[vid]) / ppm**2,
+                length_mm=float(sk_cnt[vid]) / ppm,
+                bbox=(int(box[vid, 0]), int(box[vid, 1]), int(box[vid, 2]), int(box[vid, 3])),
+            )
+        )
+    change[base] = status_of[ids_in]
+    # baseline vein pixels without a vein id: by their own remaining share
+    loose = base & (ids_b == 0)
+    r = est.remaining[loose]
+    change[loose] = np.where(
+        r < CLEARED_BELOW,
+        CHANGE_CLEARED,
+        np.where(r >= PERSISTING_FROM, CHANGE_PERSISTING, CHANGE_FADED),
+    ).astype(np.uint8)
+    return veins
+
+
+def _new_veins(
+    est: Estimate, seg_f: Segmentation, *, labels_f: np.ndarray, max_id: int, ppm: float
+) -> list[VeinChange]:
+    """The new veins (pieces of the estimate's new mask), numbered after the baseline's."""
+    cc = components(est.new_mask)
+    n, lab, stats = cc.n, cc.labels, cc.boxes()
+    sk_f = np.asarray(seg_f.skeleton, dtype=bool)
+    sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
+    # per piece, its spider pixels (on the piece's pixels only)
+    n_spider = np.bincount(cc.at, weights=labels_f.reshape(-1)[cc.idx] == SPIDER, minlength=n)
+    veins: list[VeinChange] = []
+    for k in range(1, n):
+        spider = n_spider[k] >= cc.areas[k] / 2
+        x, y, ww, hh = (int(v) for v in stats[k, :4])
+        veins.append(
+            VeinChange(
+                id=max_id + k,
+                cls="spider" if spider else "reticular",
+                status="new",
+                remaining=1.0,
+                faded_pct=0.0,
+                area_mm2=float(cc.areas[k]) / ppm**2,
+                length_mm=float(sk_new[k]) / ppm,
+                bbox=(x, y, ww, hh),
+            )
+        )
+    return veins
 
 
 def previous_remaining_maps(

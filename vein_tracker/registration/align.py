@@ -211,6 +211,37 @@ def align_features(
         )
 
     tell(0.9, "warping follow-up")
+    return _warped_registration(
+        baseline,
+        followup,
+        followup_photo,
+        m,
+        h_full,
+        fit,
+        checks,
+        dense=dense,
+        blur_limit=blur_limit,
+        tell=tell,
+    )
+
+
+def _warped_registration(
+    baseline: PhotoFeatures,
+    followup: PhotoFeatures,
+    followup_photo: np.ndarray,
+    m: FeatureMatch,
+    h_full: np.ndarray,
+    fit: _Fit,
+    checks: RegistrationChecks,
+    *,
+    dense: bool,
+    blur_limit: float,
+    tell: ProgressCallback,
+) -> Registration:
+    """The accepted alignment: the follow-up warped into the baseline frame, its quality."""
+    bshape, fshape = baseline.shape, followup.shape
+    n_inl = m.n_inliers
+    ratio = n_inl / max(m.n_matches, 1)
     flow_full: np.ndarray | None = None
     if fit.flow_ref is not None:
         up = cv2.resize(fit.flow_ref, (bshape[1], bshape[0]), interpolation=cv2.INTER_LINEAR)

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -82,6 +82,9 @@ from .private import (
     open_private,
     write_private,
 )
+
+if TYPE_CHECKING:
+    from .repository import Repository
 
 FORMAT = "vein-tracker-backup"
 FORMAT_VERSION = 1
@@ -337,62 +340,27 @@ def backup(out: str | os.PathLike[str], settings: Settings | None = None) -> Bac
     try:
         store = _maintained(repo.store, "backup")
         with _private_tempdir(settings, "vt-backup-") as tmp:
-            members: list[tuple[str, Path]] = []
-            pg_dump_ok = False
-            if repo.dialect == "sqlite":
-                snap = tmp / "snapshot.sqlite3"
-                _sqlite_snapshot(settings.db_url, snap)
-                refs, revision = _snapshot_refs_sqlite(snap)
-                members.append((SQLITE_MEMBER, snap))
-                db_kind = "sqlite"
-            else:
-                logical = tmp / "logical.json"
-                dump = tmp / "pg_dump.sql"
-                refs, revision, pg_dump_ok = _pg_snapshot(
-                    repo.engine, settings.db_url, logical, dump
-                )
-                members.append((LOGICAL_MEMBER, logical))
-                if pg_dump_ok:
-                    members.append((PGDUMP_MEMBER, dump))
-                db_kind = "logical"
-            db_files = {
-                name: {"sha256": _file_sha256(path), "size": path.stat().st_size}
-                for name, path in members
-            }
+            snap = _snapshot_db(repo, settings, tmp)
             part = out_path.with_name(out_path.name + ".part")
-            objects: list[dict[str, Any]] = []
-            encrypted = False
-            total = 0
             try:
                 make_private_dir(out_path.parent)
                 with (
                     os.fdopen(open_private(part, exclusive=False), "wb") as fh,
                     tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar,
                 ):
-                    for name, path in members:
+                    total = 0
+                    for name, path in snap.members:
                         tar.add(path, arcname=name, recursive=False, filter=_private_member)
                         total += path.stat().st_size
-                    for sha in sorted(refs):
-                        raw = store.read_raw(sha)
-                        # Decrypting proves the file is the photo it claims to be.
-                        store.decode_raw(raw, sha)
-                        encrypted = encrypted or is_encrypted(raw)
-                        entry: dict[str, Any] = {
-                            "sha256": sha,
-                            "path": f"photos/objects/{sha[:2]}/{sha[2:4]}/{sha}",
-                            "file_sha256": sha256_hex(raw),
-                            "size": len(raw),
-                        }
-                        _add_bytes(tar, entry["path"], raw)
-                        objects.append(entry)
-                        total += len(raw)
+                    objects, encrypted, photo_bytes = _archive_photos(tar, store, snap.refs)
+                    total += photo_bytes
                     manifest = {
                         "format": FORMAT,
                         "format_version": FORMAT_VERSION,
                         "created_at": utcnow().isoformat(),
                         "app_version": __version__,
-                        "schema_revision": revision,
-                        "db": {"kind": db_kind, "dialect": repo.dialect, "files": db_files},
+                        "schema_revision": snap.revision,
+                        "db": {"kind": snap.kind, "dialect": repo.dialect, "files": snap.files},
                         "encrypted": encrypted,
                         "objects": objects,
                     }
@@ -413,13 +381,73 @@ def backup(out: str | os.PathLike[str], settings: Settings | None = None) -> Bac
                     part.unlink()
                 raise
         repo.audit_system(
-            "backup", detail={"file": out_path.name, "photos": len(objects), "db": db_kind}
+            "backup", detail={"file": out_path.name, "photos": len(objects), "db": snap.kind}
         )
         return BackupResult(
-            out_path, len(objects), total, db_kind, revision or "", has_pg_dump=pg_dump_ok
+            out_path, len(objects), total, snap.kind, snap.revision or "", has_pg_dump=snap.pg_dump
         )
     finally:
         repo.close()
+
+
+@dataclass(frozen=True)
+class _DbSnapshot:
+    """The database as archived: its member files and the photos it refers to."""
+
+    kind: str  # "sqlite" or "logical"
+    members: list[tuple[str, Path]]  # (archive name, file in the scratch folder)
+    files: dict[str, dict[str, Any]]  # archive name -> sha256 and size
+    refs: set[str]  # photo addresses the snapshot refers to
+    revision: str | None
+    pg_dump: bool
+
+
+def _snapshot_db(repo: Repository, settings: Settings, tmp: Path) -> _DbSnapshot:
+    """One consistent snapshot of the database, written into the scratch folder ``tmp``."""
+    members: list[tuple[str, Path]] = []
+    pg_dump_ok = False
+    if repo.dialect == "sqlite":
+        snap = tmp / "snapshot.sqlite3"
+        _sqlite_snapshot(settings.db_url, snap)
+        refs, revision = _snapshot_refs_sqlite(snap)
+        members.append((SQLITE_MEMBER, snap))
+        db_kind = "sqlite"
+    else:
+        logical = tmp / "logical.json"
+        dump = tmp / "pg_dump.sql"
+        refs, revision, pg_dump_ok = _pg_snapshot(repo.engine, settings.db_url, logical, dump)
+        members.append((LOGICAL_MEMBER, logical))
+        if pg_dump_ok:
+            members.append((PGDUMP_MEMBER, dump))
+        db_kind = "logical"
+    db_files = {
+        name: {"sha256": _file_sha256(path), "size": path.stat().st_size} for name, path in members
+    }
+    return _DbSnapshot(db_kind, members, db_files, refs, revision, pg_dump_ok)
+
+
+def _archive_photos(
+    tar: tarfile.TarFile, store: MaintainedStore, refs: set[str]
+) -> tuple[list[dict[str, Any]], bool, int]:
+    """Each referred photo, verified and archived as stored: (entries, encrypted, bytes)."""
+    objects: list[dict[str, Any]] = []
+    encrypted = False
+    total = 0
+    for sha in sorted(refs):
+        raw = store.read_raw(sha)
+        # Decrypting proves the file is the photo it claims to be.
+        store.decode_raw(raw, sha)
+        encrypted = encrypted or is_encrypted(raw)
+        entry: dict[str, Any] = {
+            "sha256": sha,
+            "path": f"photos/objects/{sha[:2]}/{sha[2:4]}/{sha}",
+            "file_sha256": sha256_hex(raw),
+            "size": len(raw),
+        }
+        _add_bytes(tar, entry["path"], raw)
+        objects.append(entry)
+        total += len(raw)
+    return objects, encrypted, total
 
 
 @contextlib.contextmanager
@@ -623,16 +651,7 @@ def restore(
         empty again and objects this restore put into a bucket are removed.
     """
     settings = settings or get_settings()
-    target = Path(data_dir) if data_dir is not None else settings.data_dir
-    if db_url is None:
-        db_url = settings.db_url
-        if data_dir is not None and not os.environ.get("VEIN_TRACKER_DB_URL"):
-            db_url = f"sqlite:///{target / 'vein_tracker.db'}"
-    if target.exists() and any(target.iterdir()):
-        raise StorageError(
-            f"The data folder {target.name!r} is not empty: restore only into an empty folder "
-            "(nothing was changed)."
-        )
+    target, db_url = _restore_target(settings, data_dir, db_url)
     restored = dataclasses.replace(settings, data_dir=target, db_url=db_url)
     try:
         cipher = Cipher.from_setting(settings.encryption_key)
@@ -666,23 +685,10 @@ def restore(
             verified = len(manifest["objects"])
         rows = _restore_db(manifest, staging, db_url, target)
         # Move photos into place last: the database already names every one of them.
-        src_objects = staging / "photos" / "objects"
-        if bucket is None and src_objects.exists():
-            dst = make_private_dir(target / "photos")
-            src_objects.replace(dst / "objects")
-            make_private_dir(dst / "tmp")
+        if bucket is None:
+            _move_photos_into_place(staging, target)
     except BaseException:
-        # The folder was empty before: leave it empty rather than half restored.
-        shutil.rmtree(staging, ignore_errors=True)
-        for p in target.iterdir():
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-        if bucket is not None:
-            for sha in added:
-                with contextlib.suppress(StorageError):
-                    bucket.delete(sha)
+        _undo_restore(staging, target, bucket, added)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -695,6 +701,49 @@ def restore(
     finally:
         repo.close()
     return result
+
+
+def _restore_target(
+    settings: Settings, data_dir: str | os.PathLike[str] | None, db_url: str | None
+) -> tuple[Path, str]:
+    """The data folder and database to restore into; the folder must be empty."""
+    target = Path(data_dir) if data_dir is not None else settings.data_dir
+    if db_url is None:
+        db_url = settings.db_url
+        if data_dir is not None and not os.environ.get("VEIN_TRACKER_DB_URL"):
+            db_url = f"sqlite:///{target / 'vein_tracker.db'}"
+    if target.exists() and any(target.iterdir()):
+        raise StorageError(
+            f"The data folder {target.name!r} is not empty: restore only into an empty folder "
+            "(nothing was changed)."
+        )
+    return target, db_url
+
+
+def _move_photos_into_place(staging: Path, target: Path) -> None:
+    """The staged local store's objects into the data folder, with its tmp folder."""
+    src_objects = staging / "photos" / "objects"
+    if src_objects.exists():
+        dst = make_private_dir(target / "photos")
+        src_objects.replace(dst / "objects")
+        make_private_dir(dst / "tmp")
+
+
+def _undo_restore(
+    staging: Path, target: Path, bucket: MaintainedStore | None, added: list[str]
+) -> None:
+    """The folder was empty before: leave it empty rather than half restored, and take
+    out of the bucket the objects this restore put there."""
+    shutil.rmtree(staging, ignore_errors=True)
+    for p in target.iterdir():
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    if bucket is not None:
+        for sha in added:
+            with contextlib.suppress(StorageError):
+                bucket.delete(sha)
 
 
 def _safe_member(name: str) -> bool:

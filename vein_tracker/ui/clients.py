@@ -18,30 +18,8 @@ REFER_TEXT = (
 )
 
 
-def _editor(actor: Actor, client: ClientInfo | None) -> None:
-    """Add (client None) or edit a client; live warnings for positive screening answers."""
-    k = k_prefix = f"edit{client.id if client else 'new'}"
-    name = st.text_input("Full name", value=client.name if client else "", key=f"{k}_name")
-    c1, c2 = st.columns(2)
-    dob = c1.date_input(
-        "Date of birth",
-        value=client.date_of_birth if client else None,
-        min_value=date(1900, 1, 1),
-        max_value=date.today(),
-        key=f"{k}_dob",
-    )
-    fitz_options = [None, 1, 2, 3, 4, 5, 6]
-    fitz = c2.selectbox(
-        "Fitzpatrick skin type",
-        fitz_options,
-        index=fitz_options.index(client.fitzpatrick) if client else 0,
-        format_func=lambda v: "not recorded" if v is None else f"type {v}",
-        key=f"{k}_fitz",
-    )
-    email = c1.text_input("Email", value=(client.email or "") if client else "", key=f"{k}_email")
-    phone = c2.text_input("Phone", value=(client.phone or "") if client else "", key=f"{k}_phone")
-    notes = st.text_area("Notes", value=(client.notes or "") if client else "", key=f"{k}_notes")
-
+def _screening_form(k: str, client: ClientInfo | None) -> tuple[Screening, bool, str]:
+    """The screening questions, with live warnings: (answers, override, override reason)."""
     st.markdown("**Contraindication screening** (tick every answer that is *yes*)")
     prev = client.screening if client and client.screening else Screening()
     answers = {
@@ -72,6 +50,34 @@ def _editor(actor: Actor, client: ClientInfo | None) -> None:
                 key=f"{k}_reason",
                 placeholder="e.g. GP letter of 3 March: low-dose only, no anticoagulant",
             )
+    return screening, override, reason_text
+
+
+def _editor(actor: Actor, client: ClientInfo | None) -> None:
+    """Add (client None) or edit a client; live warnings for positive screening answers."""
+    k = k_prefix = f"edit{client.id if client else 'new'}"
+    name = st.text_input("Full name", value=client.name if client else "", key=f"{k}_name")
+    c1, c2 = st.columns(2)
+    dob = c1.date_input(
+        "Date of birth",
+        value=client.date_of_birth if client else None,
+        min_value=date(1900, 1, 1),
+        max_value=date.today(),
+        key=f"{k}_dob",
+    )
+    fitz_options = [None, 1, 2, 3, 4, 5, 6]
+    fitz = c2.selectbox(
+        "Fitzpatrick skin type",
+        fitz_options,
+        index=fitz_options.index(client.fitzpatrick) if client else 0,
+        format_func=lambda v: "not recorded" if v is None else f"type {v}",
+        key=f"{k}_fitz",
+    )
+    email = c1.text_input("Email", value=(client.email or "") if client else "", key=f"{k}_email")
+    phone = c2.text_input("Phone", value=(client.phone or "") if client else "", key=f"{k}_phone")
+    notes = st.text_area("Notes", value=(client.notes or "") if client else "", key=f"{k}_notes")
+
+    screening, override, reason_text = _screening_form(k, client)
     label = "Save changes" if client else "Add client"
     if st.button(label, type="primary", key=f"{k}_save"):
         if not name.strip():

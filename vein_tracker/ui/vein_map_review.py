@@ -27,8 +27,9 @@ import streamlit as st
 from vein_tracker import ALGORITHM_VERSION, services
 from vein_tracker.outcome import TARGET_STATUS_TEXT, target_status_of
 from vein_tracker.policy import Action
-from vein_tracker.storage import Actor
+from vein_tracker.storage import Actor, Repository
 from vein_tracker.storage.info import PhotoInfo
+from vein_tracker.storage.repo.vein_maps import VeinMapInfo
 from vein_tracker.ui import session, widgets
 from vein_tracker.ui.vein_map_editor import vein_map_editor
 from vein_tracker.vein_map import EditedMap, apply_edits
@@ -173,44 +174,17 @@ def render(
     if not session.admits(actor, Action.CORRECT_VEIN_MAP):
         return
     if st.button("Save the corrected map", type="primary", key=f"vmr_save_{generation}"):
-        based_on = base_id
-        if based_on is None:
-            automatic = repo.save_vein_map(
-                actor,
-                baseline.id,
-                auto,
-                kind="automatic",
-                params={"sensitivity": params.sensitivity, "algorithm": ALGORITHM_VERSION},
-            )
-            based_on = automatic.id
-        version = repo.save_vein_map(
+        version = _save_corrected(
             actor,
-            baseline.id,
-            edited.labels,
-            kind="reviewed",
-            roi=edited.roi,
-            based_on_id=based_on,
-            edits={"edits": edits, "summary": summary},
-        )
-        result = shown.to_dict()
-        result["vein_map"] = {
-            "version_id": version.id,
-            "version": version.version,
-            "reviewed_by": version.created_by,
-            "reviewed_at": version.created_at.isoformat(),
-        }
-        repo.save_analysis(
-            actor,
-            baseline.id,
-            followup.id,
-            params={**params.to_dict(), "baseline_map_version": version.id},
-            result=result,
-            masks={
-                "change_map": shown.change_map,
-                "baseline_labels": shown.baseline_seg.labels,
-                "followup_labels": shown.followup_seg.labels,
-                "region": shown.region,
-            },
+            repo,
+            baseline=baseline,
+            followup=followup,
+            params=params,
+            auto=auto,
+            base_id=base_id,
+            edited=edited,
+            edits=edits,
+            shown=shown,
         )
         st.session_state.pop(edits_key, None)
         st.session_state.pop(_REMEASURED, None)
@@ -219,3 +193,60 @@ def render(
             f"the figure on it is {widgets.fmt_pct(shown.improvement_pct)}."
         )
         st.rerun()
+
+
+def _save_corrected(
+    actor: Actor,
+    repo: Repository,
+    *,
+    baseline: PhotoInfo,
+    followup: PhotoInfo,
+    params: services.AnalysisParams,
+    auto: np.ndarray,
+    base_id: int | None,
+    edited: EditedMap,
+    edits: list[Any],
+    shown: Any,
+) -> VeinMapInfo:
+    """The corrected map as a new version (the automatic one stored first when it is not
+    yet), and the figure measured on it as the pair's newest analysis."""
+    based_on = base_id
+    if based_on is None:
+        automatic = repo.save_vein_map(
+            actor,
+            baseline.id,
+            auto,
+            kind="automatic",
+            params={"sensitivity": params.sensitivity, "algorithm": ALGORITHM_VERSION},
+        )
+        based_on = automatic.id
+    version = repo.save_vein_map(
+        actor,
+        baseline.id,
+        edited.labels,
+        kind="reviewed",
+        roi=edited.roi,
+        based_on_id=based_on,
+        edits={"edits": edits, "summary": edited.summary()},
+    )
+    result = shown.to_dict()
+    result["vein_map"] = {
+        "version_id": version.id,
+        "version": version.version,
+        "reviewed_by": version.created_by,
+        "reviewed_at": version.created_at.isoformat(),
+    }
+    repo.save_analysis(
+        actor,
+        baseline.id,
+        followup.id,
+        params={**params.to_dict(), "baseline_map_version": version.id},
+        result=result,
+        masks={
+            "change_map": shown.change_map,
+            "baseline_labels": shown.baseline_seg.labels,
+            "followup_labels": shown.followup_seg.labels,
+            "region": shown.region,
+        },
+    )
+    return version

@@ -27,6 +27,39 @@ from .common import account_id, add_audit, get_or_missing, jsonable
 from .rows import analysis_info
 
 
+def _listing_figures(result_json: Mapping[str, Any]) -> tuple[float | None, bool | None]:
+    """``improvement_pct`` and ``meets_target`` of a result, copied to the row for lists."""
+    improvement = result_json.get("improvement_pct")
+    meets = result_json.get("meets_target")
+    return (
+        float(improvement) if isinstance(improvement, int | float) else None,
+        bool(meets) if isinstance(meets, bool) else None,
+    )
+
+
+def _check_same_area(s: Session, baseline_photo_id: int, followup_photo_id: int) -> None:
+    b = get_or_missing(s, m.Photo, baseline_photo_id, "photo")
+    f = get_or_missing(s, m.Photo, followup_photo_id, "photo")
+    if b.area_id != f.area_id:
+        raise ValueError("the two photos are of different treatment areas")
+
+
+def _audit_save(s: Session, actor: Actor, row: m.Analysis) -> None:
+    add_audit(
+        s,
+        actor,
+        "analysis_save",
+        target=("analysis", row.id),
+        client_id=row.client_id,
+        detail={
+            "baseline_photo_id": row.baseline_photo_id,
+            "followup_photo_id": row.followup_photo_id,
+            "algorithm_version": row.algorithm_version,
+            "improvement_pct": row.improvement_pct,
+        },
+    )
+
+
 class AnalysisRecords(RepositoryBase):
     """Analyses of photo pairs (part of :class:`~vein_tracker.storage.Repository`)."""
 
@@ -68,16 +101,10 @@ class AnalysisRecords(RepositoryBase):
         params_json = jsonable(params)
         result_json = jsonable(result)
         phash = _params_key(params, params_hash)
-        improvement = result_json.get("improvement_pct")
-        meets = result_json.get("meets_target")
-        improvement = float(improvement) if isinstance(improvement, int | float) else None
-        meets = bool(meets) if isinstance(meets, bool) else None
+        improvement, meets = _listing_figures(result_json)
 
         def check(s: Session) -> None:
-            b = get_or_missing(s, m.Photo, baseline_photo_id, "photo")
-            f = get_or_missing(s, m.Photo, followup_photo_id, "photo")
-            if b.area_id != f.area_id:
-                raise ValueError("the two photos are of different treatment areas")
+            _check_same_area(s, baseline_photo_id, followup_photo_id)
 
         self._guard(actor, check, write=False)
         stored: dict[str, tuple[str, int]] = {}
@@ -124,19 +151,7 @@ class AnalysisRecords(RepositoryBase):
             for name, (sha, size) in stored.items():
                 s.add(m.AnalysisMask(analysis_id=row.id, name=name, sha256=sha, size_bytes=size))
             s.flush()
-            add_audit(
-                s,
-                actor,
-                "analysis_save",
-                target=("analysis", row.id),
-                client_id=row.client_id,
-                detail={
-                    "baseline_photo_id": baseline_photo_id,
-                    "followup_photo_id": followup_photo_id,
-                    "algorithm_version": algorithm_version,
-                    "improvement_pct": improvement,
-                },
-            )
+            _audit_save(s, actor, row)
             return analysis_info(s, row)
 
         return self._guard(actor, body, write=True)

@@ -19,7 +19,7 @@ from ...errors import ConsentError
 from ...outcome import reaches
 from ...policy import Action
 from .. import models as m
-from ..info import CHANNELS, REGIONS, Actor, MarketingPair, utcnow
+from ..info import CHANNELS, REGIONS, Actor, ConsentInfo, MarketingPair, utcnow
 from .analyses import version_key
 from .base import RepositoryBase
 from .common import add_audit, choice
@@ -193,79 +193,109 @@ def _marketing_pairs(
         for area in areas:
             if region is not None and area.region != region:
                 continue
-            base = s.get(m.AreaBaseline, area.id)
-            if base is None:
-                continue
-            bp = s.get_one(m.Photo, base.photo_id)
-            bv = s.get_one(m.Visit, bp.visit_id)
-            if bp.status != "ok" or bp.deleted_at is not None:  # issue 24 (H6)
-                continue
-            # issue 24 (H6): the photo that counts for each later visit, if it is usable;
-            # alternates, deleted, unmatched and refused photos are never exported.
-            rows = s.execute(
-                sa.select(m.Photo, m.Visit)
-                .join(m.Visit, m.Visit.id == m.Photo.visit_id)
-                .join(m.PrimaryPhoto, m.PrimaryPhoto.photo_id == m.Photo.id)
-                .where(
-                    m.Photo.area_id == area.id,
-                    m.Visit.visit_date > bv.visit_date,
-                    m.Photo.status == "ok",
-                    m.Photo.deleted_at.is_(None),
-                    m.Visit.deleted_at.is_(None),
-                )
-                .order_by(m.Visit.visit_date, m.Photo.id)
+            area_pairs = _area_pairs(
+                s,
+                area,
+                cid,
+                cinfo,
+                channel,
+                min_improvement=min_improvement,
+                since=since,
+                until=until,
             )
-            area_pairs = []
-            for fp, fv in rows:
-                if since is not None and fv.visit_date < since:
-                    continue
-                if until is not None and fv.visit_date > until:
-                    continue
-                analyses = list(
-                    s.scalars(
-                        sa.select(m.Analysis).where(
-                            m.Analysis.baseline_photo_id == bp.id,
-                            m.Analysis.followup_photo_id == fp.id,
-                        )
-                    )
-                )
-                best = (
-                    max(
-                        analyses,
-                        key=lambda r: (version_key(r.algorithm_version), r.created_at, r.id),
-                    )
-                    if analyses
-                    else None
-                )
-                improvement = best.improvement_pct if best else None
-                if min_improvement is not None and (
-                    best is None or not reaches(best.result, min_improvement)
-                ):
-                    continue
-                area_pairs.append(
-                    MarketingPair(
-                        anon_id=area.anon_id,
-                        client_id=cid,
-                        area_id=area.id,
-                        area_label=f"{area.side} {area.region}, {area.view}",
-                        channel=channel,
-                        baseline_photo_id=bp.id,
-                        followup_photo_id=fp.id,
-                        baseline_sha256=bp.sha256,
-                        followup_sha256=fp.sha256,
-                        baseline_date=bv.visit_date,
-                        followup_date=fv.visit_date,
-                        weeks=round((fv.visit_date - bv.visit_date).days / 7.0, 1),
-                        session_count=fv.session_number,
-                        improvement_pct=improvement,
-                        analysis_id=best.id if best else None,
-                        algorithm_version=best.algorithm_version if best else None,
-                        consent_id=cinfo.id,
-                        consent_scopes=cinfo.scopes,
-                        consent_expires_at=cinfo.expires_at,
-                    )
-                )
             if latest_only and area_pairs:
                 area_pairs = area_pairs[-1:]
             out.extend(area_pairs)
     return out
+
+
+def _area_pairs(
+    s: Session,
+    area: m.TreatmentArea,
+    cid: int,
+    cinfo: ConsentInfo,
+    channel: str,
+    *,
+    min_improvement: float | None,
+    since: date | None,
+    until: date | None,
+) -> list[MarketingPair]:
+    """An area's (baseline, later visit) pairs that may be exported, in visit order."""
+    base = s.get(m.AreaBaseline, area.id)
+    if base is None:
+        return []
+    bp = s.get_one(m.Photo, base.photo_id)
+    bv = s.get_one(m.Visit, bp.visit_id)
+    if bp.status != "ok" or bp.deleted_at is not None:  # issue 24 (H6)
+        return []
+    # issue 24 (H6): the photo that counts for each later visit, if it is usable;
+    # alternates, deleted, unmatched and refused photos are never exported.
+    rows = s.execute(
+        sa.select(m.Photo, m.Visit)
+        .join(m.Visit, m.Visit.id == m.Photo.visit_id)
+        .join(m.PrimaryPhoto, m.PrimaryPhoto.photo_id == m.Photo.id)
+        .where(
+            m.Photo.area_id == area.id,
+            m.Visit.visit_date > bv.visit_date,
+            m.Photo.status == "ok",
+            m.Photo.deleted_at.is_(None),
+            m.Visit.deleted_at.is_(None),
+        )
+        .order_by(m.Visit.visit_date, m.Photo.id)
+    )
+    area_pairs = []
+    for fp, fv in rows:
+        if since is not None and fv.visit_date < since:
+            continue
+        if until is not None and fv.visit_date > until:
+            continue
+        best = _newest_analysis(s, bp.id, fp.id)
+        improvement = best.improvement_pct if best else None
+        if min_improvement is not None and (
+            best is None or not reaches(best.result, min_improvement)
+        ):
+            continue
+        area_pairs.append(
+            MarketingPair(
+                anon_id=area.anon_id,
+                client_id=cid,
+                area_id=area.id,
+                area_label=f"{area.side} {area.region}, {area.view}",
+                channel=channel,
+                baseline_photo_id=bp.id,
+                followup_photo_id=fp.id,
+                baseline_sha256=bp.sha256,
+                followup_sha256=fp.sha256,
+                baseline_date=bv.visit_date,
+                followup_date=fv.visit_date,
+                weeks=round((fv.visit_date - bv.visit_date).days / 7.0, 1),
+                session_count=fv.session_number,
+                improvement_pct=improvement,
+                analysis_id=best.id if best else None,
+                algorithm_version=best.algorithm_version if best else None,
+                consent_id=cinfo.id,
+                consent_scopes=cinfo.scopes,
+                consent_expires_at=cinfo.expires_at,
+            )
+        )
+    return area_pairs
+
+
+def _newest_analysis(s: Session, baseline_id: int, followup_id: int) -> m.Analysis | None:
+    """The pair's analysis of the newest algorithm version (then the latest saved)."""
+    analyses = list(
+        s.scalars(
+            sa.select(m.Analysis).where(
+                m.Analysis.baseline_photo_id == baseline_id,
+                m.Analysis.followup_photo_id == followup_id,
+            )
+        )
+    )
+    return (
+        max(
+            analyses,
+            key=lambda r: (version_key(r.algorithm_version), r.created_at, r.id),
+        )
+        if analyses
+        else None
+    )

@@ -128,14 +128,7 @@ class PhotoRecords(RepositoryBase):
         report = jsonable(capture_report) if capture_report is not None else None
 
         def check(s: Session) -> int:
-            a = get_or_missing(s, m.TreatmentArea, area_id, "treatment area")
-            v = get_or_missing(s, m.Visit, visit_id, "visit")
-            if a.client_id != v.client_id:
-                raise ValueError("area_id and visit_id belong to different clients")
-            if v.deleted_at is not None:  # issue 24 (H6)
-                raise ValueError("visit_id: this visit was deleted; start or choose another")
-            require_photo_consent(s, a.client_id)
-            return a.client_id
+            return _check_upload_target(s, area_id, visit_id)
 
         client_id = self._guard(actor, check, write=False)
         photo = load_photo(blob, px_per_mm=px_per_mm, max_pixels=self.settings.max_pixels)
@@ -153,16 +146,7 @@ class PhotoRecords(RepositoryBase):
             if existing is not None:
                 if existing.deleted_at is not None:  # issue 24 (H6): sent again: restored
                     existing.deleted_at = existing.deleted_by_id = existing.delete_reason = None
-                    if s.get(m.PrimaryPhoto, (area_id, visit_id)) is None:
-                        s.add(
-                            m.PrimaryPhoto(
-                                area_id=area_id,
-                                visit_id=visit_id,
-                                photo_id=existing.id,
-                                set_at=utcnow(),
-                                set_by_id=account_id(actor),
-                            )
-                        )
+                    _ensure_primary(s, actor, area_id, visit_id, existing.id)
                     s.flush()
                 return photo_info(s, existing)
             p = m.Photo(
@@ -187,16 +171,7 @@ class PhotoRecords(RepositoryBase):
             )
             s.add(p)
             s.flush()
-            if s.get(m.PrimaryPhoto, (area_id, visit_id)) is None:  # issue 24 (H6)
-                s.add(
-                    m.PrimaryPhoto(
-                        area_id=area_id,
-                        visit_id=visit_id,
-                        photo_id=p.id,
-                        set_at=utcnow(),
-                        set_by_id=account_id(actor),
-                    )
-                )
+            _ensure_primary(s, actor, area_id, visit_id, p.id)  # issue 24 (H6)
             if s.get(m.VisitArea, (visit_id, area_id)) is None:
                 s.add(m.VisitArea(visit_id=visit_id, area_id=area_id))
             if s.get(m.AreaBaseline, area_id) is None:
@@ -431,6 +406,33 @@ class PhotoRecords(RepositoryBase):
                 f"This client has no valid marketing consent for {channel}: the photo cannot "
                 "be used."
             )
+
+
+def _check_upload_target(s: Session, area_id: int, visit_id: int) -> int:
+    """The area and visit exist, are of one client, the visit is not deleted and the
+    client consents to photos; returns the client's id."""
+    a = get_or_missing(s, m.TreatmentArea, area_id, "treatment area")
+    v = get_or_missing(s, m.Visit, visit_id, "visit")
+    if a.client_id != v.client_id:
+        raise ValueError("area_id and visit_id belong to different clients")
+    if v.deleted_at is not None:  # issue 24 (H6)
+        raise ValueError("visit_id: this visit was deleted; start or choose another")
+    require_photo_consent(s, a.client_id)
+    return a.client_id
+
+
+def _ensure_primary(s: Session, actor: Actor, area_id: int, visit_id: int, photo_id: int) -> None:
+    """Make ``photo_id`` the photo that counts for the area at the visit, unless one does."""
+    if s.get(m.PrimaryPhoto, (area_id, visit_id)) is None:
+        s.add(
+            m.PrimaryPhoto(
+                area_id=area_id,
+                visit_id=visit_id,
+                photo_id=photo_id,
+                set_at=utcnow(),
+                set_by_id=account_id(actor),
+            )
+        )
 
 
 def _safe_filename(filename: str | None) -> str | None:

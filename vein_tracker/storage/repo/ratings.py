@@ -203,6 +203,51 @@ def _rating_info(s: Session, r: m.Rating) -> RatingInfo:
     )
 
 
+def _session_analyses(s: Session, ids: Sequence[int]) -> list[m.Analysis]:
+    """The session's analyses, each with an improvement figure."""
+    analyses = [get_or_missing(s, m.Analysis, a, "analysis") for a in ids]
+    for a in analyses:
+        if a.improvement_pct is None:
+            raise ValueError(f"analysis {a.id} has no improvement figure to compare with")
+    return analyses
+
+
+def _session_raters(s: Session, raters: Sequence[int]) -> list[m.User]:
+    """The session's raters: active accounts whose role may rate."""
+    users = [get_or_missing(s, m.User, u, "user") for u in raters]
+    for u in users:
+        if not u.active:
+            raise AccessDenied(DENIED)
+        if u.username == _AUTO:
+            raise ValueError(f"a rater may not be called {_AUTO!r}: it names the automatic figure")
+        if not policy.allows(u.role, Action.RATE):
+            raise ValueError(f"user {u.username!r} is a {u.role} account, which may not rate pairs")
+    return users
+
+
+def _add_coded_pairs(
+    s: Session, session_id: int, analyses: Sequence[m.Analysis], rng: random.Random
+) -> list[m.RatingPair]:
+    """The session's pairs, coded P01, P02... in a shuffled order (flushed: ids known)."""
+    # Codes follow a shuffled order: nothing about a pair's code tells its client,
+    # date or the order the clinic picked them in.
+    shuffled = list(analyses)
+    rng.shuffle(shuffled)
+    width = max(2, len(str(len(shuffled))))
+    pairs = []
+    for i, a in enumerate(shuffled, start=1):
+        p = m.RatingPair(
+            session_id=session_id,
+            analysis_id=a.id,
+            code=f"P{i:0{width}d}",
+            auto_pct=float(a.improvement_pct) if a.improvement_pct is not None else None,
+        )
+        s.add(p)
+        pairs.append(p)
+    s.flush()
+    return pairs
+
+
 class RatingRecords(RepositoryBase):
     """Blind rating sessions and ratings (part of :class:`~vein_tracker.storage.Repository`)."""
 
@@ -258,22 +303,8 @@ class RatingRecords(RepositoryBase):
         rng = random.Random(seed if seed is not None else secrets.randbits(64))
 
         def body(s: Session) -> RatingSessionInfo:
-            analyses = [get_or_missing(s, m.Analysis, a, "analysis") for a in ids]
-            for a in analyses:
-                if a.improvement_pct is None:
-                    raise ValueError(f"analysis {a.id} has no improvement figure to compare with")
-            users = [get_or_missing(s, m.User, u, "user") for u in raters]
-            for u in users:
-                if not u.active:
-                    raise AccessDenied(DENIED)
-                if u.username == _AUTO:
-                    raise ValueError(
-                        f"a rater may not be called {_AUTO!r}: it names the automatic figure"
-                    )
-                if not policy.allows(u.role, Action.RATE):
-                    raise ValueError(
-                        f"user {u.username!r} is a {u.role} account, which may not rate pairs"
-                    )
+            analyses = _session_analyses(s, ids)
+            users = _session_raters(s, raters)
             now = utcnow()
             row = m.RatingSession(
                 name=title,
@@ -283,22 +314,7 @@ class RatingRecords(RepositoryBase):
             )
             s.add(row)
             s.flush()
-            # Codes follow a shuffled order: nothing about a pair's code tells its client,
-            # date or the order the clinic picked them in.
-            shuffled = list(analyses)
-            rng.shuffle(shuffled)
-            width = max(2, len(str(len(shuffled))))
-            pairs = []
-            for i, a in enumerate(shuffled, start=1):
-                p = m.RatingPair(
-                    session_id=row.id,
-                    analysis_id=a.id,
-                    code=f"P{i:0{width}d}",
-                    auto_pct=float(a.improvement_pct) if a.improvement_pct is not None else None,
-                )
-                s.add(p)
-                pairs.append(p)
-            s.flush()
+            pairs = _add_coded_pairs(s, row.id, analyses, rng)
             for u in users:
                 order = [p.id for p in pairs]
                 rng.shuffle(order)
