@@ -1,6 +1,6 @@
 """vein_tracker.morphology: connected components and the dilations and erosions, against
 OpenCV's statistics pass and SciPy's morphology and exact distance transform on random
-masks, sparse masks and masks touching the border."""
+masks, sparse masks and masks touching the border; the skeleton against scikit-image's."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from vein_tracker.morphology import (
     erode_disc,
     erode_square,
     near_on_grid,
+    skeleton_of,
     within_distance,
 )
 
@@ -130,3 +131,30 @@ def test_near_on_grid_is_within_the_radius_to_half_a_step() -> None:
         assert got[edt <= radius - step - 1].all()
         assert not got[edt > radius + step + 1].any()
     assert np.array_equal(near_on_grid(m, 4.0, 1), dilate_disc(m, 4.0))
+
+
+@pytest.mark.parametrize("layout", ["sparse", "dense", "border", "empty", "full"])
+def test_skeleton_of_is_scikit_images_skeletonize(layout: str) -> None:
+    """skeleton_of() thins only the mask's bounding box: the same skeleton as
+    skimage.morphology.skeletonize on the whole frame, whether the mask is a few lines in
+    a large frame, blobs everywhere, touching the frame's edge, empty or full."""
+    from skimage.morphology import skeletonize
+
+    rng = np.random.default_rng(5)
+    mask = np.zeros((240, 320), bool)
+    if layout == "sparse":
+        for _ in range(6):
+            y, x = rng.integers(40, 200), rng.integers(40, 280)
+            cv2.line(mask.view(np.uint8), (int(x), int(y)), (int(x) + 30, int(y) + 12), 1, 3)
+    elif layout == "dense":
+        mask = cv2.GaussianBlur(rng.random((240, 320)).astype(np.float32), (0, 0), 3) > 0.5
+    elif layout == "border":
+        mask[:, :9] = True
+        mask[100:130, 250:] = True
+        mask[-5:, 40:200] = True
+    elif layout == "full":
+        mask[:] = True
+    out = skeleton_of(mask)
+    assert out.dtype == bool and out.shape == mask.shape
+    np.testing.assert_array_equal(out, skeletonize(mask))
+    assert out.any() == mask.any()

@@ -24,6 +24,7 @@ import numpy as np
 
 from .checks import check_px_per_mm
 from .io import Photo, as_rgb
+from .morphology import skeleton_of
 
 __all__ = [
     "ASSUMED_FIELD_MM",
@@ -97,13 +98,11 @@ class Scale:
 
 def _leg_width_px(mask: np.ndarray) -> float | None:
     """Median width (px of ``mask``) of the skin regions where both outlines are in view."""
-    from skimage.morphology import skeletonize
-
     if mask.sum() < 100:
         return None
     pad = np.pad(mask.astype(np.uint8), 1)
     dist = cv2.distanceTransform(pad, cv2.DIST_L2, 5)[1:-1, 1:-1]
-    sk = skeletonize(mask)
+    sk = skeleton_of(mask)
     ys, xs = np.nonzero(sk)
     if len(ys) < 20:
         return None

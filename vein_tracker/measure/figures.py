@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ..checks import check_mask, check_px_per_mm
+from ..morphology import skeleton_of
 from ..segmentation import Segmentation
 from .results import CLASS_CODES, VeinMetrics
 
@@ -89,7 +90,8 @@ def measure_mask(
         Vein contrast in OD units; the burden is 0 without it.
     skeleton : ndarray, shape (H, W), bool, optional
         Centrelines (within ``mask``); computed with
-        ``skimage.morphology.skeletonize`` when absent.
+        ``skimage.morphology.skeletonize`` (:func:`~vein_tracker.morphology.skeleton_of`)
+        when absent.
     labels : ndarray, shape (H, W), uint8, optional
         Class codes (1 spider, 2 reticular); per-class figures need it.
     vein_ids : ndarray, shape (H, W), int, optional
@@ -111,9 +113,7 @@ def measure_mask(
         reg = reg & check_mask(skin, shape=m.shape, name="skin")
     vm = m & reg
     if skeleton is None:
-        from skimage.morphology import skeletonize  # lazy: a slow import (SciPy)
-
-        sk = skeletonize(vm)
+        sk = skeleton_of(vm)
     else:
         sk = check_mask(skeleton, shape=m.shape, name="skeleton") & vm
     if strength is not None and np.shape(strength) != m.shape:

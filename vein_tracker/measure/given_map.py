@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..morphology import components, label_boxes
+from ..morphology import components, label_boxes, skeleton_of
 from ..segmentation import (
     CLASS_NAMES,
     RETICULAR,
@@ -123,8 +123,6 @@ def segmentation_of_map(
         each class's pixels; its veins the 8-connected pieces of each class, spiders
         first.
     """
-    from skimage.morphology import skeletonize  # lazy: a slow import (SciPy)
-
     contrast = vein_contrast(photo, px_per_mm=px_per_mm, leg_mask=leg_mask)
     lab = classify_by_colour(labels, contrast) if labels.dtype == bool else labels.copy()
     skeleton = np.zeros(lab.shape, bool)
@@ -134,7 +132,7 @@ def segmentation_of_map(
         m = lab == code
         if not m.any():
             continue
-        sk = skeletonize(m)
+        sk = skeleton_of(m)
         skeleton |= sk
         veins.extend(_veins_of_class(m, sk, contrast, code, len(veins), px_per_mm, vein_ids))
     return Segmentation(

@@ -11,7 +11,7 @@ import math
 import cv2
 import numpy as np
 
-from ..morphology import components
+from ..morphology import components, skeleton_of
 from .levels import _resize
 from .params import (
     _FOOTPRINT_FRACTION,
@@ -90,8 +90,6 @@ def _labels_at_work(
     the vein's full width at half maximum. Spiders lie over reticular veins (the
     superficial vessel wins a pixel).
     """
-    from skimage.morphology import skeletonize  # lazy: a slow import (SciPy)
-
     shape = maps.leg.shape
     size = (shape[1], shape[0])
     labels = np.zeros(shape, np.uint8)
@@ -114,7 +112,7 @@ def _labels_at_work(
         )
         inside_half = marg > 0
         if inside_half.any():
-            sk_half = skeletonize(inside_half)
+            sk_half = skeleton_of(inside_half)
             marg_up = _resize(marg, size, cv2.INTER_LINEAR)
             labels[(marg_up > 0) & region] = RETICULAR
             skeleton |= _upsample_skeleton(sk_half, shape)
@@ -151,7 +149,7 @@ def _labels_at_work(
     labels[skeleton & (labels == 0)] = RETICULAR
     sp = labels == SPIDER
     if sp.any():
-        skeleton |= skeletonize(sp)
+        skeleton |= skeleton_of(sp)
     return labels, skeleton
 
 
