@@ -701,7 +701,7 @@ def test_sparse_smooth_is_a_gaussian_of_the_map_at_its_pixels(
     """From a map's values on its source pixels alone, SparseSmooth gives the Gaussian of
     the map (zero elsewhere) at its destination pixels: against a full-resolution Gaussian,
     to a few % (wide kernels run on a reduced grid), exactly for narrow ones."""
-    from vein_tracker.measure.smoothing import SparseSmooth
+    from vein_tracker.smoothing import SparseSmooth
 
     rng = np.random.default_rng(5)
     values = rng.random(shape, dtype=np.float32)
@@ -724,7 +724,7 @@ def test_sparse_smooth_is_a_gaussian_of_the_map_at_its_pixels(
 def test_sparse_smooth_averages_partial_edge_blocks_over_their_own_pixels() -> None:
     """A frame that is not a whole number of blocks: a constant map on every pixel reads
     the constant everywhere (the edge blocks are means of their own pixels)."""
-    from vein_tracker.measure.smoothing import SparseSmooth
+    from vein_tracker.smoothing import SparseSmooth
 
     shape = (103, 157)
     every = np.arange(shape[0] * shape[1])

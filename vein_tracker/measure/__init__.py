@@ -30,6 +30,7 @@ The quartile grade and the target's reading are :mod:`vein_tracker.outcome`'s.
 from __future__ import annotations
 
 from ..outcome import GRADES, grade_for
+from ..smoothing import smooth_on_mask
 from .band import BAND_FLOOR_PCT, BAND_K
 from .config import AnalysisConfig
 from .figures import measure, measure_mask, skeleton_length_px
@@ -52,7 +53,6 @@ from .results import (
     VeinChange,
     VeinMetrics,
 )
-from .smoothing import smooth_on_mask
 from .status import CLEARED_BELOW, PERSISTING_FROM, status_for
 
 __all__ = [

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from ..morphology import within_distance
+from ..smoothing import SparseSmooth
 from .results import CLASS_CODES, RETICULAR, SPIDER
-from .smoothing import SparseSmooth
 
 __all__ = [
     "RATIO_SIGMA_MM",

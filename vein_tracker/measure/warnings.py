@@ -19,8 +19,8 @@ from ..colour import ColourNormalisation
 from ..morphology import dilate_disc, dilate_disc_at, near_on_grid
 from ..optics import HAEMOGLOBIN_OD, MELANIN_OD, optical_density
 from ..registration import Registration
+from ..smoothing import gauss
 from .results import CHANGE_CLEARED, CHANGE_FADED
-from .smoothing import gauss
 from .veins import VeinTable
 
 __all__ = [

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..morphology import distance_to
 from ..segmentation import VeinContrast
+from ..smoothing import SparseSmooth, smooth_sum
 from .results import RETICULAR, SPIDER
-from .smoothing import SparseSmooth, smooth_sum
 
 __all__ = ["ZERO_POINT_MM", "ZeroField", "zero_ring", "zeroed", "zeroed_at"]
 

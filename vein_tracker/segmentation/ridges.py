@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..morphology import components
+from ..smoothing import smooth_sum
 from .levels import _level_size, _resize
 from .params import (
     _DARK_MIN_SHARE,
@@ -140,8 +141,9 @@ def _local_noise(
     glob = float(clipped[inner].mean())
     if glob <= 0:
         return np.full(ridge.shape, noise, np.float32)
-    num = cv2.GaussianBlur(clipped, (0, 0), window_px)
-    den = cv2.GaussianBlur(w, (0, 0), window_px)
+    # A local mean over a wide window: blurred on a reduced grid (:func:`smooth_sum`).
+    num = smooth_sum(clipped, window_px)
+    den = smooth_sum(w, window_px)
     local = num / np.maximum(den, 1e-3) / np.float32(glob)
     return np.asarray(np.maximum(local, 1.0) * np.float32(noise), np.float32)
 

@@ -1,5 +1,6 @@
-"""Gaussian smoothing for the measurement: plain, on a mask (normalised convolution), at a
-reduced resolution for wide kernels, and read at a few pixels without a full-frame pass.
+"""Gaussian smoothing of maps, for the segmentation and the measurement: plain, on a mask
+(normalised convolution), at a reduced resolution for wide kernels, and read at a few
+pixels without a full-frame pass.
 
 :func:`smooth_sum` blurs wide kernels on a grid reduced by ``f = σ // 3`` (box means over
 f x f blocks, a Gaussian of σ / f, bilinear read-back); :class:`SparseSmooth` gives the
