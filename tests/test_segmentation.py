@@ -337,6 +337,23 @@ def test_roi_limits_the_result(light: synthetic.Rendered, light_seg: Segmentatio
     assert (seg.mask[inner] == light_seg.mask[inner]).mean() > 0.99
 
 
+def test_a_resolved_scale_is_used_as_it_is(light: synthetic.Rendered) -> None:
+    """segment() takes a Scale the caller has already resolved (a comparison estimates
+    the baseline's once): the same veins as with its number, and the scale reported as
+    it came, estimated with its range."""
+    from vein_tracker.scale import estimate_scale
+
+    est = estimate_scale(light.rgb)
+    assert est.estimated
+    leg = leg_mask(light.rgb, px_per_mm=est.px_per_mm)
+    by_scale = segment(light.rgb, px_per_mm=est, leg_mask=leg)
+    by_number = segment(light.rgb, px_per_mm=est.px_per_mm, leg_mask=leg)
+    np.testing.assert_array_equal(by_scale.labels, by_number.labels)
+    assert by_scale.scale == est
+    assert by_scale.px_per_mm_estimated and not by_number.px_per_mm_estimated
+    assert by_scale.px_per_mm == pytest.approx(est.px_per_mm)
+
+
 def test_sensitivity_orders_the_masks(light: synthetic.Rendered) -> None:
     low = segment(light.rgb, px_per_mm=PPM, sensitivity=0.1)
     high = segment(light.rgb, px_per_mm=PPM, sensitivity=0.9)

@@ -34,7 +34,7 @@ from .normalise import (
     normalise_colour,
     prepare_colour_fit,
 )
-from .skin import skin_mask, vein_like_mask
+from .skin import skin_interior, skin_mask, vein_like_mask
 
 __all__ = [
     "DELTA_E_SAMPLES",
@@ -52,6 +52,7 @@ __all__ = [
     "jpeg_round_trip",
     "normalise_colour",
     "prepare_colour_fit",
+    "skin_interior",
     "skin_mask",
     "vein_like_mask",
 ]

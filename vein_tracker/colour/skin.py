@@ -15,7 +15,7 @@ from ..checks import check_mask
 from ..io import Photo
 from ..optics import DEEP_VEIN_OD, HAEMOGLOBIN_OD, MELANIN_OD, NEUTRAL_OD
 
-__all__ = ["skin_mask", "vein_like_mask", "vein_score", "vein_like_from_score"]
+__all__ = ["skin_interior", "skin_mask", "vein_like_mask", "vein_score", "vein_like_from_score"]
 
 
 def skin_mask(photo: Photo | np.ndarray) -> np.ndarray:
@@ -37,9 +37,15 @@ def skin_mask(photo: Photo | np.ndarray) -> np.ndarray:
     """
     from ..skin import find_skin
 
-    mask = find_skin(photo).mask
-    # The outline's own pixels mix skin with the scene (optics, JPEG, resampling): they
-    # are left out, so what is fitted on "skin" (alignment, colour) is skin only.
+    return skin_interior(find_skin(photo).mask)
+
+
+def skin_interior(mask: np.ndarray) -> np.ndarray:
+    """A skin mask less its outline band (:data:`_OUTLINE_FRACTION` of the long side).
+
+    The outline's own pixels mix skin with the scene (optics, JPEG, resampling): they
+    are left out, so what is fitted on "skin" (alignment, colour) is skin only.
+    """
     k = 2 * max(1, round(_OUTLINE_FRACTION * max(mask.shape))) + 1
     return np.asarray(
         cv2.erode(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0

@@ -25,6 +25,7 @@ from ..checks import check_px_per_mm
 from ..colour import ColourNormalisation, prepare_colour_fit
 from ..confidence import for_comparison
 from ..registration import Registration
+from ..scale import Scale as PhotoScale
 from ..schedule import Task, TaskGraph
 from ..segmentation import Segmentation, VeinContrast
 from ..skin import SkinMap
@@ -247,9 +248,8 @@ def _run_pipeline(
             params=params,
         ),
     )
-    # How far the figure can be trusted: scale, skin in view, light, alignment (the
-    # follow-up's skin as registered is found while the visits are measured).
-    f_skin = g.add("follow-up skin", s.followup_skin, photos.registration)
+    # How far the figure can be trusted: scale, skin in view, light, alignment.
+    f_skin = g.add("follow-up skin registered", s.followup_skin, photos.registration, photos.f_skin)
     confident = g.add("confidence", _with_confidence, result, f_skin)
     return g.run(confident, workers=workers, progress=progress)
 
@@ -462,6 +462,7 @@ class _PhotoTasks:
     q_f: Task[int | None]
     visits: Task[s.Visits]
     registration: Task[Registration]
+    f_skin: Task[SkinMap]
 
 
 def _visit_steps(
@@ -469,12 +470,20 @@ def _visit_steps(
 ) -> _PhotoTasks:
     """From the two photos in the analysis frame to both visits segmented in it."""
     reg: Task[Registration] | Registration
+    # Each photo's skin is found once: the features, the baseline's leg and the
+    # confidence all read it.
+    b_skin = g.add("baseline skin", s.photo_skin, fr.b_rgb, fr.ppm_given)
+    f_skin = g.add("follow-up skin", s.photo_skin, fr.f_rgb, None)
+    b_scale = g.add("baseline scale", s.baseline_scale, fr.ppm_given, b_skin)
+    ppm = g.add("scale", s.analysis_scale, b_scale)
     if given.registration is None:
-        b_feat = g.add("baseline features", s.baseline_features, fr.b_rgb, fr.roi, fr.b_card)
-        f_feat = g.add("follow-up features", s.followup_features, fr.f_rgb, fr.f_card)
+        b_feat = g.add(
+            "baseline features", s.baseline_features, fr.b_rgb, fr.roi, fr.b_card, b_skin
+        )
+        f_feat = g.add("follow-up features", s.followup_features, fr.f_rgb, fr.f_card, f_skin)
         g.announce(b_feat, 0.05, "aligning the follow-up onto the baseline")
     b_prepared = g.add("prepare baseline", s.prepared, fr.b_rgb, cfg)
-    leg = g.add("baseline leg", s.baseline_leg, b_prepared, fr.ppm_given, fr.b_card)
+    leg = g.add("baseline leg", s.baseline_leg, b_prepared, ppm, fr.b_card, b_skin)
     q_b = g.add("baseline JPEG quality", s.jpeg_quality, fr.b_photo, cfg)
     q_f = g.add("follow-up JPEG quality", s.jpeg_quality, fr.f_photo, cfg)
     if given.registration is None:
@@ -484,10 +493,9 @@ def _visit_steps(
     reg = g.add("follow-up card unseen", s.card_unseen, aligned, fr.f_card)
 
     blurs = g.add("matching blurs", s.matching_blurs, reg, cfg)
-    ppm = g.add("scale", s.analysis_scale, fr.ppm_given, fr.b_rgb)
     b_blurred = g.add("blur baseline", s.baseline_blurred, fr.b_rgb, blurs)
     b_measured = g.add("baseline measured", s.baseline_measured, b_blurred, b_prepared, cfg)
-    seg_b = _baseline_segmentation(g, fr, b_measured, b_blurred, leg, ppm, opts, given)
+    seg_b = _baseline_segmentation(g, fr, b_measured, leg, b_scale, ppm, opts, given)
     f_measured = g.add("follow-up measured", s.followup_measured, reg, blurs, cfg)
     seg_f: Task[Segmentation] | Segmentation
     if given.followup_seg is None:
@@ -498,15 +506,17 @@ def _visit_steps(
         seg_f = given.followup_seg
     region = g.add("region", s.compared_region, leg, reg, fr.roi, ppm)
     v = g.add("visits", s.visits, reg, seg_b, seg_f, region, ppm)
-    return _PhotoTasks(fr, ppm, leg, blurs, b_blurred, b_measured, f_measured, q_b, q_f, v, reg)
+    return _PhotoTasks(
+        fr, ppm, leg, blurs, b_blurred, b_measured, f_measured, q_b, q_f, v, reg, f_skin
+    )
 
 
 def _baseline_segmentation(
     g: TaskGraph,
     fr: _FrameTasks,
     b_measured: Task[np.ndarray],
-    b_blurred: Task[np.ndarray | None],
     leg: Task[np.ndarray],
+    b_scale: Task[PhotoScale],
     ppm: Task[float],
     opts: _Options,
     given: _Given,
@@ -524,9 +534,8 @@ def _baseline_segmentation(
             "segment baseline",
             s.segment_baseline,
             b_measured,
-            b_blurred,
             leg,
-            fr.ppm_given,
+            b_scale,
             opts.sensitivity,
         )
     g.announce(seg_b, 0.4, "segmenting both visits")

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..card import CardReading, read_card
-from ..checks import check_mask, check_px_per_mm
+from ..checks import PX_PER_MM_RANGE, check_mask, check_px_per_mm
 from ..colour import (
     ColourFit,
     ColourFitInput,
@@ -28,7 +28,7 @@ from ..colour import (
     equalise_to_followup,
     estimate_jpeg_quality,
     fit_colour,
-    skin_mask,
+    skin_interior,
 )
 from ..errors import RegistrationError
 from ..io import Photo, PhotoSource, load_photo, photo_from_array
@@ -36,7 +36,9 @@ from ..morphology import dilate_disc, distance_to, erode_disc
 from ..outcome import grade_for, target_met
 from ..registration import PhotoFeatures, Registration, align_features, photo_features
 from ..registration.result import warp_to_baseline
-from ..segmentation import Segmentation, VeinContrast, estimate_px_per_mm, segment, vein_contrast
+from ..scale import Scale as PhotoScale
+from ..scale import scale_from_skin
+from ..segmentation import Segmentation, VeinContrast, segment, vein_contrast
 from ..segmentation import leg_mask as find_leg
 from ..skin import SkinMap, find_skin
 from .band import (
@@ -185,36 +187,61 @@ def scale_in_frame(ppm_photo: float | None, frame: AnalysisFrame) -> float | Non
     return None if ppm_photo is None else float(ppm_photo) * frame.scale
 
 
-def analysis_scale(ppm_given: float | None, b_rgb: np.ndarray) -> float:
-    """The comparison's scale, px/mm of the analysis frame: the known one, else estimated
-    from the frame size (:func:`~vein_tracker.segmentation.estimate_px_per_mm`)."""
-    return check_px_per_mm(ppm_given if ppm_given is not None else estimate_px_per_mm(b_rgb))
+def baseline_scale(ppm_given: float | None, b_skin: SkinMap) -> PhotoScale:
+    """The baseline's scale in the analysis frame: the known one (given, the photo's own
+    or its card's), else estimated from its skin (:func:`~vein_tracker.scale.scale_from_skin`:
+    a leg's width, else the frame size), as
+    :func:`~vein_tracker.segmentation.estimate_px_per_mm` does."""
+    if ppm_given is not None:
+        v = check_px_per_mm(ppm_given)
+        return PhotoScale(v, "given", v, v, "given")
+    est = scale_from_skin(b_skin.mask)
+    return replace(est, px_per_mm=float(np.clip(est.px_per_mm, *PX_PER_MM_RANGE)))
+
+
+def analysis_scale(scale: PhotoScale) -> float:
+    """The comparison's scale, px/mm of the analysis frame."""
+    return check_px_per_mm(scale.px_per_mm)
 
 
 # ----------------------------------------------------------------------------- registration
 
 
+def photo_skin(rgb: np.ndarray, ppm: float | None) -> SkinMap:
+    """A photo's skin, found once (:func:`~vein_tracker.skin.find_skin`) and shared by its
+    scale estimate, its features, its leg and the confidence. ``ppm``, when known, sets
+    the clean-up scale (None: a fraction of the frame)."""
+    return find_skin(rgb, px_per_mm=ppm)
+
+
 def baseline_features(
-    b_rgb: np.ndarray, roi: np.ndarray | None, card: np.ndarray | None
+    b_rgb: np.ndarray, roi: np.ndarray | None, card: np.ndarray | None, skin: SkinMap
 ) -> PhotoFeatures:
-    """The baseline's features, none on its card (the card moves between visits)."""
-    return photo_features(b_rgb, roi=roi, leg_mask=_skin_off_card(b_rgb, card))
+    """The baseline's features on its skin, none on its card (the card moves between
+    visits)."""
+    return photo_features(b_rgb, roi=roi, leg_mask=_skin_off_card(skin, card))
 
 
-def followup_features(f_rgb: np.ndarray, card: np.ndarray | None) -> PhotoFeatures:
-    """The follow-up's features, none on its card."""
-    return photo_features(f_rgb, leg_mask=_skin_off_card(f_rgb, card))
+def followup_features(f_rgb: np.ndarray, card: np.ndarray | None, skin: SkinMap) -> PhotoFeatures:
+    """The follow-up's features on its skin, none on its card."""
+    return photo_features(f_rgb, leg_mask=_skin_off_card(skin, card))
 
 
-def _skin_off_card(rgb: np.ndarray, card: np.ndarray | None) -> np.ndarray | None:
-    """The skin :func:`photo_features` would use, less the card (None: no card)."""
-    return None if card is None else skin_mask(rgb) & ~card
+def _skin_off_card(skin: SkinMap, card: np.ndarray | None) -> np.ndarray:
+    """The skin the features are found on (:func:`~vein_tracker.colour.skin_interior`),
+    less the card."""
+    inside = skin_interior(skin.mask)
+    return inside if card is None else inside & ~card
 
 
-def followup_skin(reg: Registration) -> SkinMap:
+def followup_skin(reg: Registration, skin: SkinMap) -> SkinMap:
     """The follow-up's skin as registered (its share of the frame and its light, for the
-    confidence: :func:`vein_tracker.confidence.for_comparison`)."""
-    return find_skin(reg.warped)
+    confidence: :func:`vein_tracker.confidence.for_comparison`): the skin found on the
+    follow-up, brought into the baseline frame."""
+    on_skin = warp_to_baseline(
+        skin.mask.astype(np.uint8), reg.homography, reg.flow, reg.valid.shape, cv2.INTER_NEAREST
+    )
+    return replace(skin, mask=np.asarray(on_skin > 0))
 
 
 def card_unseen(reg: Registration, card: np.ndarray | None) -> Registration:
@@ -273,11 +300,11 @@ def prepared(rgb: np.ndarray, cfg: AnalysisConfig) -> np.ndarray:
 
 
 def baseline_leg(
-    b_prepared: np.ndarray, ppm_given: float | None, card: np.ndarray | None
+    b_prepared: np.ndarray, ppm: float, card: np.ndarray | None, skin: SkinMap
 ) -> np.ndarray:
-    """The baseline's leg, as the segmentation finds it on the prepared baseline, less its
-    card."""
-    return find_leg(b_prepared, px_per_mm=ppm_given, exclude=card)
+    """The baseline's leg, as the segmentation makes it from the baseline's skin at the
+    analysis scale, less its card."""
+    return find_leg(b_prepared, px_per_mm=ppm, exclude=card, skin=skin)
 
 
 def jpeg_quality(photo: Photo, cfg: AnalysisConfig) -> int | None:
@@ -335,20 +362,11 @@ def followup_measured(reg: Registration, blurs: Blurs, cfg: AnalysisConfig) -> n
 
 
 def segment_baseline(
-    b_measured: np.ndarray,
-    b_blurred: np.ndarray | None,
-    leg: np.ndarray,
-    ppm_given: float | None,
-    sensitivity: float,
+    b_measured: np.ndarray, leg: np.ndarray, scale: PhotoScale, sensitivity: float
 ) -> Segmentation:
-    """The baseline's veins. A blurred copy is segmented on the leg of the baseline as
-    taken; the baseline as taken finds its own (the same) leg."""
-    return segment(
-        b_measured,
-        px_per_mm=ppm_given,
-        leg_mask=None if b_blurred is None else leg,
-        sensitivity=sensitivity,
-    )
+    """The baseline's veins as measured, on its leg (the leg the follow-up is segmented
+    on too), at its scale."""
+    return segment(b_measured, px_per_mm=scale, leg_mask=leg, sensitivity=sensitivity)
 
 
 def map_for_frame(labels: np.ndarray, b_photo: Photo, frame: AnalysisFrame) -> np.ndarray:

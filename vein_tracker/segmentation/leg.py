@@ -20,12 +20,16 @@ def _coarse_leg(
     coarse_size: tuple[int, int],
     ppm_work: float,
     exclude: np.ndarray | None = None,
+    found: SkinMap | None = None,
 ) -> tuple[np.ndarray, SkinMap]:
-    """Every skin region found on the working-level photo (:func:`skin.find_skin`), less
-    ``exclude`` (a calibration card: its edge is an outline too), at the coarse level, as
-    uint8 0/255, and the finding itself."""
-    found = find_skin(small, px_per_mm=ppm_work)
-    skin = found.mask
+    """Every skin region found on the working-level photo (:func:`skin.find_skin`, or
+    ``found`` on the photo), less ``exclude`` (a calibration card: its edge is an outline
+    too), at the coarse level, as uint8 0/255, and the finding itself."""
+    if found is None:
+        found = find_skin(small, px_per_mm=ppm_work)
+        skin = found.mask
+    else:
+        skin = _resize(found.mask.astype(np.uint8) * 255, small.shape[1::-1]) >= 128
     if exclude is not None:
         skin = skin & ~(_resize(exclude.astype(np.uint8) * 255, small.shape[1::-1]) >= 128)
     # The outline's own pixels mix skin with the scene (optics, JPEG): not leg.
@@ -46,6 +50,7 @@ def leg_mask(
     *,
     px_per_mm: float | None = None,
     exclude: np.ndarray | None = None,
+    skin: SkinMap | None = None,
 ) -> np.ndarray:
     """The leg skin :func:`~vein_tracker.segmentation.segment` finds on a photo when given no
     ``leg_mask``.
@@ -54,6 +59,8 @@ def leg_mask(
     the veins: for a caller that segments a processed copy of the photo (say, blurred)
     on the leg of the photo as taken. ``exclude`` (H, W) bool is left out, as
     :func:`~vein_tracker.segmentation.segment` leaves out a calibration card it finds.
+    ``skin``, the photo's :func:`~vein_tracker.skin.find_skin` when the caller has it,
+    is used instead of finding the skin again.
 
     Returns
     -------
@@ -66,5 +73,7 @@ def leg_mask(
     work_size, ppm_work, _, coarse_size, _ = _levels((h, w), ppm)
     if exclude is not None:
         exclude = check_mask(exclude, shape=(h, w), name="exclude")
-    leg_u8, _ = _coarse_leg(_resize(rgb, work_size), coarse_size, ppm_work, exclude)
+    if skin is not None:
+        check_mask(skin.mask, shape=(h, w), name="skin.mask")
+    leg_u8, _ = _coarse_leg(_resize(rgb, work_size), coarse_size, ppm_work, exclude, skin)
     return _leg_full(_resize(leg_u8, work_size, cv2.INTER_LINEAR) >= 128, (w, h))

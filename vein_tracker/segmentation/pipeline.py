@@ -30,7 +30,7 @@ from .veins import _vein_objects
 def segment(
     photo: Photo | np.ndarray,
     *,
-    px_per_mm: float | None = None,
+    px_per_mm: float | Scale | None = None,
     roi: np.ndarray | None = None,
     leg_mask: np.ndarray | None = None,
     sensitivity: float = 0.5,
@@ -41,14 +41,17 @@ def segment(
     ----------
     photo : Photo or ndarray, shape (H, W, 3), uint8
         Upright RGB photo.
-    px_per_mm : float, optional
+    px_per_mm : float or Scale, optional
         Scale in pixels per millimetre. Default: ``photo.px_per_mm`` when known, else
         estimated with :func:`~vein_tracker.segmentation.estimate_px_per_mm`
-        (``px_per_mm_estimated=True``).
+        (``px_per_mm_estimated=True``). A :class:`~vein_tracker.scale.Scale` is a scale
+        the caller has already resolved (given or estimated), used as it is.
     roi : ndarray, shape (H, W), bool, optional
         Region of interest; vein pixels outside it are not reported.
     leg_mask : ndarray, shape (H, W), bool, optional
-        Leg skin; estimated from colour when not given. Backdrop never counts.
+        Leg skin; estimated from colour when not given. Backdrop never counts. Given with
+        ``px_per_mm``, it is searched as given: no calibration card is looked for (leave
+        a card out of the mask).
     sensitivity : float in [0, 1]
         0.5 is right for all photos; higher finds fainter veins (and more false ones),
         lower only the clearest.
@@ -65,11 +68,13 @@ def segment(
     rgb = as_rgb(photo)
     sens = _check_sensitivity(sensitivity)
     if px_per_mm is not None:
-        check_px_per_mm(px_per_mm)
+        check_px_per_mm(px_per_mm.px_per_mm if isinstance(px_per_mm, Scale) else px_per_mm)
     shape = (int(rgb.shape[0]), int(rgb.shape[1]))
     roi_m = None if roi is None else check_mask(roi, shape=shape, name="roi")
     lm = None if leg_mask is None else check_mask(leg_mask, shape=shape, name="leg_mask")
-    scale, card_mask = _scale_and_card(photo, rgb, px_per_mm)
+    scale, card_mask = _scale_and_card(
+        photo, rgb, px_per_mm, look_for_card=lm is None or px_per_mm is None
+    )
     if lm is not None and card_mask is not None:
         lm = lm & ~card_mask
     ppm = float(np.clip(scale.px_per_mm, *PX_PER_MM_RANGE))
@@ -122,15 +127,22 @@ def _check_sensitivity(sensitivity: float) -> float:
 
 
 def _scale_and_card(
-    photo: Photo | np.ndarray, rgb: np.ndarray, px_per_mm: float | None
+    photo: Photo | np.ndarray,
+    rgb: np.ndarray,
+    px_per_mm: float | Scale | None,
+    *,
+    look_for_card: bool,
 ) -> tuple[Scale, np.ndarray | None]:
     """The scale used, and the mask (H, W) bool of a calibration card in the photo.
 
     A printed calibration card gives the scale (unless one is given) and is no skin: its
-    edges and colour patches are never veins.
+    edges and colour patches are never veins. With the caller's leg and scale
+    (``look_for_card=False``) there is nothing to read from a card.
     """
-    card = read_card(rgb)
+    card = read_card(rgb) if look_for_card else None
     card_mask = None if card is None else card.mask((int(rgb.shape[0]), int(rgb.shape[1])))
+    if isinstance(px_per_mm, Scale):
+        return px_per_mm, card_mask
     scale = resolve_scale(
         photo, px_per_mm=px_per_mm, card_px_per_mm=None if card is None else card.px_per_mm
     )
