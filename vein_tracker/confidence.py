@@ -210,13 +210,20 @@ def vein_map_reasons(agreement: float | None) -> list[Reason]:
     return []
 
 
-def for_comparison(comparison: Comparison, *, followup_skin: SkinMap | None = None) -> Confidence:
+def for_comparison(
+    comparison: Comparison,
+    *,
+    followup_skin: SkinMap | None = None,
+    baseline_scale: Scale | None = None,
+) -> Confidence:
     """The confidence of a comparison: both photos' scale and skin, the follow-up's light
     and the alignment.
 
     The baseline's scale is the comparison's (given, read from a calibration card, or
-    estimated from the leg's width or the frame, with its range); the follow-up's skin
-    and cast are found on the follow-up as registered (:func:`vein_tracker.skin.find_skin`).
+    estimated from the leg's width or the frame, with its range: ``baseline_scale``, the
+    estimate the comparison made, else made again from the baseline's leg); the
+    follow-up's skin and cast are ``followup_skin``'s, else found on the follow-up as
+    registered (:func:`vein_tracker.skin.find_skin`).
     """
     from .skin import find_skin
 
@@ -227,7 +234,9 @@ def for_comparison(comparison: Comparison, *, followup_skin: SkinMap | None = No
     elif bool(c.params.get("px_per_mm_given", False)) or not math.isfinite(ppm):
         scale = Scale(ppm, "given", ppm, ppm, "given")
     else:
-        est = scale_from_skin(np.asarray(c.baseline_seg.leg_mask, bool))
+        est = baseline_scale
+        if est is None or not est.estimated:
+            est = scale_from_skin(np.asarray(c.baseline_seg.leg_mask, bool))
         r = ppm / est.px_per_mm
         scale = Scale(ppm, "estimated", est.low * r, est.high * r, est.method)
     leg_b = np.asarray(c.baseline_seg.leg_mask, bool)

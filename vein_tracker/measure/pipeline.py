@@ -250,12 +250,19 @@ def _run_pipeline(
     )
     # How far the figure can be trusted: scale, skin in view, light, alignment.
     f_skin = g.add("follow-up skin registered", s.followup_skin, photos.registration, photos.f_skin)
-    confident = g.add("confidence", _with_confidence, result, f_skin)
+    confident = g.add("confidence", _with_confidence, result, f_skin, photos.b_scale)
     return g.run(confident, workers=workers, progress=progress)
 
 
-def _with_confidence(comparison: Comparison, followup_skin: SkinMap) -> Comparison:
-    return replace(comparison, confidence=for_comparison(comparison, followup_skin=followup_skin))
+def _with_confidence(
+    comparison: Comparison, followup_skin: SkinMap, baseline_scale: PhotoScale
+) -> Comparison:
+    return replace(
+        comparison,
+        confidence=for_comparison(
+            comparison, followup_skin=followup_skin, baseline_scale=baseline_scale
+        ),
+    )
 
 
 def measure_visits(
@@ -463,6 +470,7 @@ class _PhotoTasks:
     visits: Task[s.Visits]
     registration: Task[Registration]
     f_skin: Task[SkinMap]
+    b_scale: Task[PhotoScale]
 
 
 def _visit_steps(
@@ -507,7 +515,7 @@ def _visit_steps(
     region = g.add("region", s.compared_region, leg, reg, fr.roi, ppm)
     v = g.add("visits", s.visits, reg, seg_b, seg_f, region, ppm)
     return _PhotoTasks(
-        fr, ppm, leg, blurs, b_blurred, b_measured, f_measured, q_b, q_f, v, reg, f_skin
+        fr, ppm, leg, blurs, b_blurred, b_measured, f_measured, q_b, q_f, v, reg, f_skin, b_scale
     )
 
 
