@@ -175,6 +175,50 @@ def test_cast_is_read_as_the_lights_shift() -> None:
     assert np.allclose(moved, expected, atol=0.08), (moved, expected)
 
 
+@pytest.fixture(scope="module")
+def brown_under_tungsten() -> object:
+    return make_photo_pair(
+        31,
+        shape=SHAPE,
+        px_per_mm=PPM,
+        layout="crossed",
+        tone="brown",
+        identity=True,
+        treatment=None,
+        cast_followup="tungsten",
+    )
+
+
+def test_skin_like_the_baselines_under_a_cast_past_one_lamps(brown_under_tungsten: object) -> None:
+    """Brown skin under strong tungsten light, through the phone's tone curve, lies past
+    any one lamp's cast from the skin locus: alone, the follow-up shows no skin. Given
+    the baseline's skin (the same legs), the surface that moved least from its colour is
+    the skin: both legs, and nothing else."""
+    b = brown_under_tungsten.baseline  # type: ignore[attr-defined]
+    f = brown_under_tungsten.followup  # type: ignore[attr-defined]
+    base = find_skin(b.rgb, px_per_mm=PPM)
+    assert base.found
+    assert not find_skin(f.rgb, px_per_mm=PPM).found
+    found = find_skin(f.rgb, px_per_mm=PPM, like=base)
+    assert found.found
+    cov = _coverage(found, f.skin_masks)
+    assert len(cov) == 2
+    assert min(cov) >= FOUND, cov
+    assert _false_share(found, f) < 0.01
+    # Still read as a strong warm cast, so the result carries the note.
+    assert found.cast_chroma[0] > 0.3
+    assert found.heavy_cast
+
+
+def test_like_changes_nothing_when_skin_is_found_alone(two_legs_green_cast: object) -> None:
+    b = two_legs_green_cast.baseline  # type: ignore[attr-defined]
+    f = two_legs_green_cast.followup  # type: ignore[attr-defined]
+    alone = find_skin(f.rgb, px_per_mm=PPM)
+    like = find_skin(f.rgb, px_per_mm=PPM, like=find_skin(b.rgb, px_per_mm=PPM))
+    np.testing.assert_array_equal(like.mask, alone.mask)
+    assert like.cast_chroma == alone.cast_chroma
+
+
 def test_no_skin_in_a_blue_or_black_frame() -> None:
     """A blue cloth would need a cast no lamp gives to be skin; black has no colour."""
     rng = np.random.default_rng(1)

@@ -100,6 +100,10 @@ _COLD_TIE = 0.02
 #: curve, can need +0.65: it is then as warm as a dark wooden floor under daylight, and
 #: the floor is the likelier scene, so the bound stays at tungsten's own.
 _MAX_CAST = (0.62, 0.42)
+#: Largest change of one skin's chroma between two photos (c1, c2): one lamp's cast
+#: (:data:`_MAX_CAST`), which a phone's tone curve steepens on dark skin (brown skin under
+#: tungsten reads +0.65 in c1 through it).
+_MAX_CAST_BETWEEN_PHOTOS = (0.8, 0.5)
 #: Floors and caps of the skin mode's robust spread (OD), and the Mahalanobis radius.
 _SPREAD_FLOOR = (0.05, 0.035)
 _SPREAD_CAP = (0.15, 0.08)
@@ -278,7 +282,9 @@ def _grow_into_shadow(
     return np.asarray((markers == 1) | core)
 
 
-def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> SkinMap:
+def find_skin(
+    photo: Photo | np.ndarray, *, px_per_mm: float | None = None, like: SkinMap | None = None
+) -> SkinMap:
     """Every region of skin in a photo, found relative to the scene's light.
 
     Parameters
@@ -288,6 +294,13 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
     px_per_mm : float, optional
         Scale of the photo. Sets the clean-up scale and the smallest region kept
         (:data:`MIN_REGION_MM2`); without it, regions under 1 % of the frame are dropped.
+    like : SkinMap, optional
+        The skin found on another photo of the same leg (a follow-up's baseline). When no
+        surface of this photo can be skin under one lamp's cast from the skin locus
+        (brown skin under strong tungsten light, through a phone's tone curve, needs
+        more), the surface whose chroma moved least from that skin's, by no more than a
+        lamp's cast can move it (:data:`_MAX_CAST_BETWEEN_PHOTOS`), is the skin: the
+        light changed between the photos, the leg did not.
 
     Returns
     -------
@@ -315,6 +328,8 @@ def find_skin(photo: Photo | np.ndarray, *, px_per_mm: float | None = None) -> S
     if not modes:
         return empty
     choice = _skin_mode(cv_, modes)
+    if choice is None and like is not None and like.found:
+        choice = _mode_like(modes, like.skin_chroma)
     if choice is None:
         return empty
     mode, shift, scored = choice
@@ -430,6 +445,28 @@ def _skin_mode(
         (float(t[0]), float(t[1]), float(t[2]) / total, float(t[4]) / total) for t in cands
     )
     return mode, shift, scored
+
+
+def _mode_like(
+    modes: list[tuple[float, float, int]], skin_chroma: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[float, float, float, float], ...]] | None:
+    """The mode of the scene's chroma nearest to another photo's skin chroma, within
+    :data:`_MAX_CAST_BETWEEN_PHOTOS` of it and covering :data:`_MIN_CANDIDATE_SHARE` of
+    the modes; as :func:`_skin_mode` returns it (its cast from the skin locus), or None."""
+    total = float(sum(m[2] for m in modes))
+    ref = np.asarray(skin_chroma, np.float32)
+    near = [
+        m
+        for m in modes
+        if abs(m[0] - float(ref[0])) <= _MAX_CAST_BETWEEN_PHOTOS[0]
+        and abs(m[1] - float(ref[1])) <= _MAX_CAST_BETWEEN_PHOTOS[1]
+        and m[2] >= _MIN_CANDIDATE_SHARE * total
+    ]
+    if not near:
+        return None
+    c1, c2, n = min(near, key=lambda m: float(np.hypot(m[0] - ref[0], m[1] - ref[1])))
+    mode = np.array([c1, c2], np.float32)
+    return mode, _locus_distance(mode), ((float(c1), float(c2), float(n) / total, 0.0),)
 
 
 def _skin_fit(

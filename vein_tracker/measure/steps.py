@@ -214,6 +214,13 @@ def photo_skin(rgb: np.ndarray, ppm: float | None) -> SkinMap:
     return find_skin(rgb, px_per_mm=ppm)
 
 
+def skin_like_baseline(f_rgb: np.ndarray, f_skin: SkinMap, b_skin: SkinMap) -> SkinMap:
+    """The follow-up's skin: as found on its own, else found as the surface that moved
+    least from the baseline's skin colour (:func:`~vein_tracker.skin.find_skin`'s
+    ``like``): a same-leg follow-up under a strong cast is not refused for "no skin"."""
+    return f_skin if f_skin.found else find_skin(f_rgb, like=b_skin)
+
+
 def baseline_features(
     b_rgb: np.ndarray, roi: np.ndarray | None, card: np.ndarray | None, skin: SkinMap
 ) -> PhotoFeatures:
