@@ -386,6 +386,15 @@ def summary(results: list[Result]) -> str:
         f"refused {sum(r.refused is not None for r in results)}/{len(results)} same-leg pairs, "
         f"{sum(r.refused is not None for r in cast)}/{len(cast)} under a colour cast"
     )
+    # What a clinic sees as a plain figure: the pairs not flagged low-confidence.
+    shown = [r for r in ok if r.confidence is None or r.confidence.lower() == "ok"]
+    s_ident = [r.error for r in shown if r.identity]
+    s_err = [r.error for r in shown if not r.identity]
+    out.append(
+        f"shown without a low-confidence flag: {len(shown)}/{len(ok)} pairs; improvement "
+        f"error median {_f(_med(s_err))}, max {_f(max(s_err, default=math.nan))} points "
+        f"(treated); identity |est| max {_f(max(s_ident, default=math.nan))}"
+    )
     if low:
         out.append("")
         out.append(
@@ -429,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {g:<15} {i} seed {seed} {r.tone:<6} {r.layout:<8} {r.ppm:5.1f} px/mm "
                 f"cast {r.cast:<11} truth {r.truth:6.1f} est {r.est:6.1f} "
                 f"Dice {ph[0].dice:.2f}/{ph[1].dice:.2f} outlFP {ph[0].outline_fp_pct:.0f}% "
-                f"legs {ph[0].legs_found}/{ph[0].legs} {r.seconds:.1f}s {r.refused or ''}",
+                f"legs {ph[0].legs_found}/{ph[0].legs} {r.seconds:.1f}s "
+                f"conf {r.confidence} {r.refused or ''}",
                 flush=True,
             )
     wall = time.perf_counter() - t_start

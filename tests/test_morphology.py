@@ -155,6 +155,7 @@ def test_skeleton_of_is_scikit_images_skeletonize(layout: str) -> None:
     elif layout == "full":
         mask[:] = True
     out = skeleton_of(mask)
-    assert out.dtype == bool and out.shape == mask.shape
+    assert out.dtype == bool
+    assert out.shape == mask.shape
     np.testing.assert_array_equal(out, skeletonize(mask))
     assert out.any() == mask.any()

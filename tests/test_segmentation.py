@@ -350,7 +350,8 @@ def test_a_resolved_scale_is_used_as_it_is(light: synthetic.Rendered) -> None:
     by_number = segment(light.rgb, px_per_mm=est.px_per_mm, leg_mask=leg)
     np.testing.assert_array_equal(by_scale.labels, by_number.labels)
     assert by_scale.scale == est
-    assert by_scale.px_per_mm_estimated and not by_number.px_per_mm_estimated
+    assert by_scale.px_per_mm_estimated
+    assert not by_number.px_per_mm_estimated
     assert by_scale.px_per_mm == pytest.approx(est.px_per_mm)
 
 

@@ -205,3 +205,54 @@ def test_cli_json_says_low_confidence(tmp_path: Path, white_studio: Any) -> None
     text = buf.getvalue()
     assert text.startswith("LOW CONFIDENCE: ")
     assert text.index("LOW CONFIDENCE") < text.index("spider vein(s)")
+
+
+@pytest.fixture(scope="module")
+def brown_tungsten_pair() -> Any:
+    """The same crossed brown legs, the follow-up under strong tungsten light (no
+    treatment: the true improvement is 0)."""
+    return make_photo_pair(
+        31,
+        shape=(900, 1200),
+        px_per_mm=6.0,
+        layout="crossed",
+        tone="brown",
+        identity=True,
+        treatment=None,
+        cast_followup="tungsten",
+    )
+
+
+def test_same_legs_under_a_strong_cast_are_measured_and_flagged(brown_tungsten_pair: Any) -> None:
+    """Alone, the follow-up shows no skin (brown skin under tungsten lies past one lamp's
+    cast from the skin locus); the comparison finds it as the baseline's skin under
+    another light, so the pair is not refused, and says the light changed."""
+    from vein_tracker import measure
+    from vein_tracker.skin import find_skin
+
+    b, f = brown_tungsten_pair.baseline, brown_tungsten_pair.followup
+    assert not find_skin(f.rgb).found
+    c = measure.compare(b.jpeg, f.jpeg, px_per_mm=6.0)
+    assert c.confidence is not None
+    assert c.confidence.level == "low"
+    assert "light_changed" in c.confidence.to_dict()["codes"]
+
+
+def test_light_change_lowers_the_confidence_past_its_threshold() -> None:
+    from vein_tracker.confidence import MAX_LIGHT_CHANGE_OD, light_change_reasons
+
+    skin = (1.0, -0.1)
+    assert light_change_reasons(skin, (1.0 + 0.9 * MAX_LIGHT_CHANGE_OD, -0.1)) == []
+    (reason,) = light_change_reasons(skin, (1.0, -0.1 + 1.1 * MAX_LIGHT_CHANGE_OD))
+    assert reason.code == "light_changed"
+    assert reason.lowers
+    assert f"{1.1 * MAX_LIGHT_CHANGE_OD:.2f} OD" in reason.text
+
+
+def test_same_light_is_not_a_light_change(white_studio: Any) -> None:
+    """Re-captured under the same kind of light (turned, dimmed, re-framed): no flag."""
+    from vein_tracker import measure
+
+    c = measure.compare(white_studio.baseline.rgb, white_studio.followup.rgb, px_per_mm=3.0)
+    assert c.confidence is not None
+    assert "light_changed" not in c.confidence.to_dict()["codes"]

@@ -33,6 +33,7 @@ __all__ = [
     "for_comparison",
     "low_reasons",
     "photo_reasons",
+    "light_change_reasons",
     "registration_reasons",
     "vein_map_reasons",
 ]
@@ -43,6 +44,12 @@ Level = Literal["ok", "low", "refused"]
 MIN_SKIN_FRACTION = 0.10
 #: Registration quality (0-1) below which an alignment is rough.
 MIN_REGISTRATION_QUALITY = 0.5
+#: Change of the skin's chroma between the two photos (OD) above which the light changed
+#: too much for vein contrast to be compared with confidence. On the photo-like
+#: calibration pairs the same skin moved by at most 0.16 between captures under the
+#: same kind of light (turned, dimmed, re-framed), and by 0.34 or more when a lamp's
+#: cast was added: the threshold lies between.
+MAX_LIGHT_CHANGE_OD = 0.25
 #: Agreement (Dice) of the automatic baseline vein map with a reviewed one below which
 #: the two maps are unlike each other.
 MIN_MAP_AGREEMENT = 0.5
@@ -181,6 +188,38 @@ def photo_reasons(
     return out
 
 
+def light_change_reasons(
+    baseline_skin_chroma: tuple[float, float], followup_skin_chroma: tuple[float, float]
+) -> list[Reason]:
+    """Whether the light changed too much between the visits.
+
+    The skin of one leg keeps its colour between visits; the light does not always. A
+    cast moves every surface's OD chroma alike and the colour fit undoes it on the skin,
+    but through a camera's tone curve and JPEG a vein's contrast does not scale back
+    exactly, so a strong change of light reads as a change of the veins (tens of points
+    on photo-like identity pairs under tungsten or blue LED light). The skin's chroma
+    (:attr:`vein_tracker.skin.SkinMap.skin_chroma`) moving by more than
+    :data:`MAX_LIGHT_CHANGE_OD` lowers the confidence.
+    """
+    change = float(
+        np.hypot(
+            followup_skin_chroma[0] - baseline_skin_chroma[0],
+            followup_skin_chroma[1] - baseline_skin_chroma[1],
+        )
+    )
+    if change <= MAX_LIGHT_CHANGE_OD:
+        return []
+    return [
+        Reason(
+            "light_changed",
+            f"The light changed strongly between the visits (the skin's colour moved by "
+            f"{change:.2f} OD): vein contrast under another light is not exactly "
+            "comparable. Retake the follow-up under the baseline's light.",
+            True,
+        )
+    ]
+
+
 def registration_reasons(quality: float) -> list[Reason]:
     """A rough alignment lowers the confidence."""
     if quality < MIN_REGISTRATION_QUALITY:
@@ -215,6 +254,7 @@ def for_comparison(
     *,
     followup_skin: SkinMap | None = None,
     baseline_scale: Scale | None = None,
+    baseline_skin: SkinMap | None = None,
 ) -> Confidence:
     """The confidence of a comparison: both photos' scale and skin, the follow-up's light
     and the alignment.
@@ -223,7 +263,9 @@ def for_comparison(
     estimated from the leg's width or the frame, with its range: ``baseline_scale``, the
     estimate the comparison made, else made again from the baseline's leg); the
     follow-up's skin and cast are ``followup_skin``'s, else found on the follow-up as
-    registered (:func:`vein_tracker.skin.find_skin`).
+    registered (:func:`vein_tracker.skin.find_skin`); with ``baseline_skin`` (the
+    baseline's skin as found), a strong change of light between the photos lowers the
+    confidence (:func:`light_change_reasons`).
     """
     from .skin import find_skin
 
@@ -260,6 +302,9 @@ def for_comparison(
             which="follow-up photo",
         ),
         registration_reasons(float(reg.quality)),
+        []
+        if baseline_skin is None or not (baseline_skin.found and f_skin.found)
+        else light_change_reasons(baseline_skin.skin_chroma, f_skin.skin_chroma),
     )
 
 

@@ -250,19 +250,23 @@ def _run_pipeline(
     )
     # How far the figure can be trusted: scale, skin in view, light, alignment.
     f_skin = g.add("follow-up skin registered", s.followup_skin, photos.registration, photos.f_skin)
-    confident = g.add("confidence", _with_confidence, result, f_skin, photos.b_scale)
+    confident = g.add("confidence", _with_confidence, result, f_skin, photos.b_scale, photos.b_skin)
     return g.run(confident, workers=workers, progress=progress)
 
 
 def _with_confidence(
-    comparison: Comparison, followup_skin: SkinMap, baseline_scale: PhotoScale
+    comparison: Comparison,
+    followup_skin: SkinMap,
+    baseline_scale: PhotoScale,
+    baseline_skin: SkinMap,
 ) -> Comparison:
-    return replace(
+    confidence = for_comparison(
         comparison,
-        confidence=for_comparison(
-            comparison, followup_skin=followup_skin, baseline_scale=baseline_scale
-        ),
+        followup_skin=followup_skin,
+        baseline_scale=baseline_scale,
+        baseline_skin=baseline_skin,
     )
+    return replace(comparison, confidence=confidence)
 
 
 def measure_visits(
@@ -471,6 +475,7 @@ class _PhotoTasks:
     registration: Task[Registration]
     f_skin: Task[SkinMap]
     b_scale: Task[PhotoScale]
+    b_skin: Task[SkinMap]
 
 
 def _visit_steps(
@@ -481,7 +486,10 @@ def _visit_steps(
     # Each photo's skin is found once: the features, the baseline's leg and the
     # confidence all read it.
     b_skin = g.add("baseline skin", s.photo_skin, fr.b_rgb, fr.ppm_given)
-    f_skin = g.add("follow-up skin", s.photo_skin, fr.f_rgb, None)
+    f_own_skin = g.add("follow-up skin", s.photo_skin, fr.f_rgb, None)
+    f_skin = g.add(
+        "follow-up skin like baseline", s.skin_like_baseline, fr.f_rgb, f_own_skin, b_skin
+    )
     b_scale = g.add("baseline scale", s.baseline_scale, fr.ppm_given, b_skin)
     ppm = g.add("scale", s.analysis_scale, b_scale)
     if given.registration is None:
@@ -515,7 +523,20 @@ def _visit_steps(
     region = g.add("region", s.compared_region, leg, reg, fr.roi, ppm)
     v = g.add("visits", s.visits, reg, seg_b, seg_f, region, ppm)
     return _PhotoTasks(
-        fr, ppm, leg, blurs, b_blurred, b_measured, f_measured, q_b, q_f, v, reg, f_skin, b_scale
+        fr,
+        ppm,
+        leg,
+        blurs,
+        b_blurred,
+        b_measured,
+        f_measured,
+        q_b,
+        q_f,
+        v,
+        reg,
+        f_skin,
+        b_scale,
+        b_skin,
     )
 
 
