@@ -23,7 +23,7 @@ from .base import RepositoryBase
 from .common import DENIED, account_id, add_audit, choice, clean_text, get_or_missing, jsonable
 from .consent import require_photo_consent, valid_marketing_consent
 from .rows import photo_info
-from .workflow import audit_refusal
+from .workflow import add_primary, audit_refusal
 
 
 class PhotoRecords(RepositoryBase):
@@ -424,15 +424,7 @@ def _check_upload_target(s: Session, area_id: int, visit_id: int) -> int:
 def _ensure_primary(s: Session, actor: Actor, area_id: int, visit_id: int, photo_id: int) -> None:
     """Make ``photo_id`` the photo that counts for the area at the visit, unless one does."""
     if s.get(m.PrimaryPhoto, (area_id, visit_id)) is None:
-        s.add(
-            m.PrimaryPhoto(
-                area_id=area_id,
-                visit_id=visit_id,
-                photo_id=photo_id,
-                set_at=utcnow(),
-                set_by_id=account_id(actor),
-            )
-        )
+        add_primary(s, area_id, visit_id, photo_id, by=actor)
 
 
 def _safe_filename(filename: str | None) -> str | None:

@@ -60,10 +60,7 @@ def promote_alternate(s: Session, area_id: int, visit_id: int) -> int | None:
     Returns the new primary photo's id (None when none is left). Used when the primary
     is deleted or refused; the caller's transaction holds the change.
     """
-    row = s.get(m.PrimaryPhoto, (area_id, visit_id))
-    if row is not None:
-        s.delete(row)
-        s.flush()
+    drop_primary(s, area_id, visit_id)
     candidate = s.scalar(
         sa.select(m.Photo)
         .where(
@@ -76,11 +73,37 @@ def promote_alternate(s: Session, area_id: int, visit_id: int) -> int | None:
     )
     if candidate is None:
         return None
-    s.add(
-        m.PrimaryPhoto(area_id=area_id, visit_id=visit_id, photo_id=candidate.id, set_at=utcnow())
-    )
+    add_primary(s, area_id, visit_id, candidate.id, by=None)
     s.flush()
     return int(candidate.id)
+
+
+def drop_primary(s: Session, area_id: int, visit_id: int) -> int | None:
+    """Remove the row naming the photo that counts for the area at the visit (flushed,
+    so another can take its place); returns that photo's id (None when there was none)."""
+    row = s.get(m.PrimaryPhoto, (area_id, visit_id))
+    if row is None:
+        return None
+    previous = row.photo_id
+    s.delete(row)
+    s.flush()
+    return previous
+
+
+def add_primary(
+    s: Session, area_id: int, visit_id: int, photo_id: int, *, by: Actor | None
+) -> None:
+    """Make ``photo_id`` the photo that counts for the area at the visit; the caller has
+    checked that no other does. ``by`` None: chosen by no one (an alternate promoted)."""
+    s.add(
+        m.PrimaryPhoto(
+            area_id=area_id,
+            visit_id=visit_id,
+            photo_id=photo_id,
+            set_at=utcnow(),
+            set_by_id=None if by is None else account_id(by),
+        )
+    )
 
 
 def audit_refusal(
@@ -178,20 +201,8 @@ class WorkflowRecords(RepositoryBase):
             self._require_client_read(actor, p.client_id)
             if p.deleted_at is not None:
                 raise ValueError("photo_id: this photo was deleted; it cannot count for the visit")
-            row = s.get(m.PrimaryPhoto, (p.area_id, p.visit_id))
-            previous = row.photo_id if row is not None else None
-            if row is not None:
-                s.delete(row)
-                s.flush()
-            s.add(
-                m.PrimaryPhoto(
-                    area_id=p.area_id,
-                    visit_id=p.visit_id,
-                    photo_id=p.id,
-                    set_at=utcnow(),
-                    set_by_id=account_id(actor),
-                )
-            )
+            previous = drop_primary(s, p.area_id, p.visit_id)
+            add_primary(s, p.area_id, p.visit_id, p.id, by=actor)
             s.flush()
             add_audit(
                 s,
@@ -308,19 +319,8 @@ class WorkflowRecords(RepositoryBase):
                 raise ValueError("old_photo_id: this photo is already deleted")
             _soft_delete(s, actor, old, text)
             old.replaced_by_id = new.id
-            primary = s.get(m.PrimaryPhoto, (old.area_id, old.visit_id))
-            if primary is not None:
-                s.delete(primary)
-                s.flush()
-            s.add(
-                m.PrimaryPhoto(
-                    area_id=new.area_id,
-                    visit_id=new.visit_id,
-                    photo_id=new.id,
-                    set_at=utcnow(),
-                    set_by_id=account_id(actor),
-                )
-            )
+            drop_primary(s, old.area_id, old.visit_id)
+            add_primary(s, new.area_id, new.visit_id, new.id, by=actor)
             base = s.get(m.AreaBaseline, old.area_id)
             if base is not None and base.photo_id == old.id:
                 base.photo_id = new.id
