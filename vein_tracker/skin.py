@@ -214,8 +214,7 @@ def _modes(c: np.ndarray, weight_floor: int) -> list[tuple[float, float, int]]:
     c1 = _C1_RANGE[0] + (ii + 0.5) * _BIN
     c2 = _C2_RANGE[0] + (jj + 0.5) * _BIN
     centres = np.stack([c1, c2], axis=1).astype(np.float32)
-    d2 = ((c[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-    owner = np.argmin(d2, axis=1)
+    owner = _nearest(c, centres)
     counts = np.bincount(owner, minlength=len(centres))
     out = [
         (float(centres[k, 0]), float(centres[k, 1]), int(counts[k]))
@@ -223,6 +222,20 @@ def _modes(c: np.ndarray, weight_floor: int) -> list[tuple[float, float, int]]:
         if counts[k] >= weight_floor
     ]
     return sorted(out, key=lambda m: -m[2])
+
+
+def _nearest(c: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest of ``centres`` (K, 2) to each chroma of ``c`` (N, 2); the
+    first on a tie."""
+    c1, c2 = c[:, 0], c[:, 1]
+    owner = np.zeros(len(c), np.intp)
+    best = np.full(len(c), np.inf, np.result_type(c.dtype, centres.dtype))
+    for k, (x, y) in enumerate(centres):
+        d2 = (c1 - x) ** 2 + (c2 - y) ** 2
+        closer = d2 < best
+        owner[closer] = k
+        np.minimum(best, d2, out=best)
+    return owner
 
 
 def _drift_fit(nv: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -233,12 +246,13 @@ def _drift_fit(nv: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (it flattens in the shadows), and no line should be extrapolated into them.
     """
     qs = np.quantile(nv, np.linspace(0.0, 1.0, _DRIFT_BINS + 1))
+    c1, c2 = np.ascontiguousarray(c[:, 0]), np.ascontiguousarray(c[:, 1])
     xs, ys = [], []
     for lo, hi in zip(qs[:-1], qs[1:], strict=True):
         sel = (nv >= lo) & (nv <= hi)
         if sel.sum() >= 20:
             xs.append(float(np.median(nv[sel])))
-            ys.append(np.median(c[sel], axis=0))
+            ys.append(np.array([np.median(c1[sel]), np.median(c2[sel])], c.dtype))
     if len(xs) < 2:
         return np.array([float(np.median(nv))]), np.median(c, axis=0)[None, :].astype(np.float32)
     x = np.maximum.accumulate(np.asarray(xs))
@@ -485,7 +499,7 @@ def _skin_fit(
     """
     # The skin mode's own pixels: those nearer to it than to any other mode.
     centres = np.array([[m[0], m[1]] for m in modes], np.float32)
-    own = np.argmin(((cv_[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2), axis=1)
+    own = _nearest(cv_, centres)
     k_mode = int(np.argmin(((centres - mode) ** 2).sum(axis=1)))
     basin = own == k_mode
     if basin.sum() < 50:
@@ -497,11 +511,12 @@ def _skin_fit(
     member = basin
     for _ in range(_FIT_ROUNDS):
         knots = _drift_fit(nv[member], cv_[member])
-        resid = cv_[member] - _drift_at(knots, nv[member])
+        resid_all = cv_ - _drift_at(knots, nv)
+        resid = resid_all[member]
         spread = 1.4826 * np.median(np.abs(resid - np.median(resid, axis=0)), axis=0)
         spread = np.clip(spread, _SPREAD_FLOOR, _SPREAD_CAP).astype(np.float32)
         # The skin the fit explains (its sheen, its shaded side) joins the next fit.
-        zv = (cv_ - _drift_at(knots, nv)) / spread
+        zv = resid_all / spread
         member = (zv**2).sum(axis=1) < _RADIUS**2
         if member.sum() < 50:
             return None
