@@ -474,3 +474,25 @@ def test_inputs_are_not_modified(light: synthetic.Rendered) -> None:
     assert np.array_equal(rgb, light.rgb)
     assert roi.all()
     assert np.array_equal(leg, light.leg_mask)
+
+
+@pytest.mark.parametrize(
+    ("ppm", "work", "half"),
+    [
+        (10.0, (2000, 1500), (1000, 750)),
+        (10.23, (2000, 1500), (1000, 750)),  # within 5 %: not resampled by 2 %
+        (10.4, (2000, 1500), (1000, 750)),
+        (12.0, (1667, 1250), (834, 625)),  # a real reduction, then a whole half
+        (5.1, (2000, 1500), (2000, 1500)),  # the half level is the photo itself
+        (7.0, (2000, 1500), (1429, 1071)),
+    ],
+)
+def test_levels_reduce_by_whole_factors_when_that_near(
+    ppm: float, work: tuple[int, int], half: tuple[int, int]
+) -> None:
+    from vein_tracker.segmentation.levels import _levels
+
+    work_size, ppm_work, half_size, _, _ = _levels((1500, 2000), ppm)
+    assert work_size == work
+    assert half_size == half
+    assert ppm_work == pytest.approx(ppm * work[0] / 2000)
