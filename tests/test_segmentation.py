@@ -496,3 +496,25 @@ def test_levels_reduce_by_whole_factors_when_that_near(
     assert work_size == work
     assert half_size == half
     assert ppm_work == pytest.approx(ppm * work[0] / 2000)
+
+
+def _paint_spider(rgb: np.ndarray, lines: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """``rgb`` with 0.4 mm spider veins of 0.5 OD drawn along ``lines`` (x0, y0, x1, y1)."""
+    from vein_tracker.optics import HAEMOGLOBIN_OD, od_to_srgb_u8, optical_density
+
+    drawn = np.zeros(rgb.shape[:2], np.float32)
+    for x0, y0, x1, y1 in lines:
+        cv2.line(drawn, (x0, y0), (x1, y1), 1.0, thickness=4, lineType=cv2.LINE_AA)
+    drawn = cv2.GaussianBlur(drawn, (0, 0), 0.7)
+    return od_to_srgb_u8(optical_density(rgb) + 0.5 * drawn[..., None] * HAEMOGLOBIN_OD)
+
+
+def test_a_lone_speck_is_not_a_spider_vein_but_a_network_piece_is() -> None:
+    skin = synthetic.render(_leg(5, "light", n_spider_clusters=0, n_reticular=0)).rgb
+    speck = (400, 300, 430, 300)  # 3 mm, alone
+    lone = segment(_paint_spider(skin, [speck]), px_per_mm=PPM)
+    assert lone.mask[296:305, 400:431].mean() < 0.05
+    # The same speck 3 mm from a 20 mm spider vein: one network, both kept.
+    network = segment(_paint_spider(skin, [speck, (400, 330, 600, 340)]), px_per_mm=PPM)
+    assert network.mask[296:305, 403:428].any(axis=0).mean() > 0.8
+    assert network.mask[330:345, 420:580].any(axis=0).mean() > 0.8

@@ -30,7 +30,9 @@ Method (physics in ``DOMAIN.md``):
    tests (length, elongation).
 5. **Footprint.** Each pixel near a centreline is a vein pixel when its contrast is at
    least a fixed fraction of the contrast at its nearest centreline pixel (the
-   half-height rule), so the mask has the vein's width, not the filter's.
+   half-height rule), so the mask has the vein's width, not the filter's. Spider
+   veins come in networks: a lone speck, far from any other vein and a few millimetres
+   long in all, is texture (a pore, a freckle's rim, a hair's shadow) and is dropped.
 
 **Phone JPEGs.** JPEG keeps luminance at full resolution but colour (chroma) at half
 resolution, in 8 × 8 blocks, and bleeds it across sharp edges; the colour projections

@@ -1,7 +1,8 @@
 """Vein footprints (step 5 of the package docstring).
 
 The half-height rule around the centrelines gives each vein pixel its class; with the
-centreline skeleton, at the working level L0. Specks and unseeded pieces are dropped.
+centreline skeleton, at the working level L0. Specks, unseeded pieces and lone spider
+specks (no vein network around them) are dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from .params import (
     _LUMA_FRACTION,
     _MAX_HALF_WIDTH_MM,
     _MIN_AREA_MM2,
+    _MIN_NETWORK_MM,
+    _NETWORK_REACH_MM,
     _RETIC_SMOOTH_MM,
+    _SKELETON_STEP,
     RETICULAR,
     SPIDER,
 )
@@ -150,6 +154,38 @@ def _labels_at_work(
     sp = labels == SPIDER
     if sp.any():
         skeleton |= skeleton_of(sp)
+    return _without_lone_specks(labels, skeleton, maps.ppm_work)
+
+
+def _without_lone_specks(
+    labels: np.ndarray, skeleton: np.ndarray, ppm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``skeleton`` without the spider pixels of the vein groups (pieces
+    within 2 × :data:`~.params._NETWORK_REACH_MM` of each other) that total under
+    :data:`~.params._MIN_NETWORK_MM` of centreline: a lone speck is texture, not a vein
+    network. Grouped on a grid of about 2.5 px/mm (a group's reach is millimetres)."""
+    sp = labels == SPIDER
+    if not sp.any():
+        return labels, skeleton
+    f = max(1, int(ppm // 2.5))
+    h, w = labels.shape
+    hc, wc = -(-h // f), -(-w // f)
+    vein = np.zeros((hc * f, wc * f), np.uint8)
+    vein[:h, :w] = labels > 0
+    coarse = vein.reshape(hc, f, wc, f).max(axis=(1, 3))
+    r = max(1, int(round(_NETWORK_REACH_MM * ppm / f)))
+    grown = cv2.dilate(coarse, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    groups = components(grown > 0)
+    ys, xs = np.nonzero(skeleton)
+    length_px = np.bincount(groups.labels[ys // f, xs // f], minlength=groups.n) * _SKELETON_STEP
+    lone = length_px < _MIN_NETWORK_MM * ppm
+    lone[0] = False
+    if not lone.any():
+        return labels, skeleton
+    ys, xs = np.nonzero(sp)
+    drop = lone[groups.labels[ys // f, xs // f]]
+    labels[ys[drop], xs[drop]] = 0
+    skeleton &= labels > 0
     return labels, skeleton
 
 
