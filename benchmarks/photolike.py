@@ -57,6 +57,7 @@ import numpy as np
 
 from vein_tracker import measure
 from vein_tracker.errors import VeinTrackerError
+from vein_tracker.morphology import skeleton_of
 from vein_tracker.segmentation import segment
 from vein_tracker.synthetic.photo import make_photo_pair
 
@@ -195,20 +196,6 @@ class Result:
         return abs(self.est - self.truth)
 
 
-def _skeleton(mask: np.ndarray) -> np.ndarray:
-    """Skeleton of a mask, computed on its bounding box only (veins are sparse)."""
-    from skimage.morphology import skeletonize
-
-    out = np.zeros_like(mask)
-    rows = np.flatnonzero(mask.any(axis=1))
-    if len(rows) == 0:
-        return out
-    cols = np.flatnonzero(mask.any(axis=0))
-    sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    out[sl] = skeletonize(mask[sl])
-    return out
-
-
 def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
     if radius_px <= 0:
         return mask
@@ -225,8 +212,8 @@ def score_photo(photo: Any, seg: Any) -> PhotoScore:
     denom = int(np.count_nonzero(truth)) + int(np.count_nonzero(pred))
     dice = 2.0 * inter / denom if denom else 1.0
     tol = max(1.5, 0.25 * ppm)
-    sk_pred = _skeleton(pred)
-    sk_true = _skeleton(truth)
+    sk_pred = skeleton_of(pred)
+    sk_true = skeleton_of(truth)
     n_sp, n_st = int(sk_pred.sum()), int(sk_true.sum())
     cl_p = float(np.count_nonzero(sk_pred & _dilate(truth, tol))) / n_sp if n_sp else math.nan
     cl_r = float(np.count_nonzero(sk_true & _dilate(pred, tol))) / n_st if n_st else math.nan
