@@ -256,3 +256,36 @@ def test_same_light_is_not_a_light_change(white_studio: Any) -> None:
     c = measure.compare(white_studio.baseline.rgb, white_studio.followup.rgb, px_per_mm=3.0)
     assert c.confidence is not None
     assert "light_changed" not in c.confidence.to_dict()["codes"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 21): the follow-up's camera applied a stronger tone curve "
+    "(S-curve 0.19 -> 0.44, which flattens the shadows) and more sharpening (0.23 -> 0.66) "
+    "than the baseline's; the reticular veins read 23 % fainter and the pair 17.7 points "
+    "improved. With both captures' tone and sharpening equal it reads 3.2: the contrast "
+    "gain between two cameras' processing is not yet estimated and removed",
+)
+def test_a_change_of_camera_processing_is_not_improvement() -> None:
+    from vein_tracker import measure
+
+    # A photo-like identity pair (benchmarks/photolike.py's pair_spec("identity", 0, 10700)).
+    ppm = 6.009865295316983
+    pair = make_photo_pair(
+        10700,
+        shape=(1500, 2000),
+        px_per_mm=ppm,
+        tone="medium",
+        layout="single",
+        bend_mm=1.1040785349174387,
+        identity=True,
+        treatment=None,
+    )
+    # Truth = 0; measured on the true baseline map, so only the contrast reading counts.
+    c = measure.compare(
+        pair.baseline.jpeg,
+        pair.followup.jpeg,
+        px_per_mm=ppm,
+        baseline_labels=pair.baseline.labels,
+    )
+    assert abs(c.improvement_pct) <= 3.0
