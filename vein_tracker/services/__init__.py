@@ -12,8 +12,9 @@ modules of this package, and every name is importable from ``vein_tracker.servic
 
 This module holds the analysis of a before/after pair (:func:`analyze_pair`, cached),
 the screening form's override rule and the report and export hooks. Nothing here may
-import streamlit, hold per-user state, or touch SQL or photo files directly: records
-and photos go through the repository, which checks access.
+depend on the web framework (the UI lives in ``vein_tracker.ui``), hold per-user state,
+or touch SQL or photo files directly: records and photos go through the repository,
+which checks access.
 
 Every render function is pure: it never modifies its inputs and returns a new
 ``(H, W, 3) uint8`` RGB array.
