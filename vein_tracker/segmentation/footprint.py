@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from ..morphology import components, skeleton_of
+from ..morphology import components, near_on_grid, skeleton_of
 from .levels import _resize
 from .params import (
     _FOOTPRINT_FRACTION,
@@ -167,23 +167,23 @@ def _without_lone_specks(
     sp = labels == SPIDER
     if not sp.any():
         return labels, skeleton
-    f = max(1, int(ppm // 2.5))
-    h, w = labels.shape
-    hc, wc = -(-h // f), -(-w // f)
-    vein = np.zeros((hc * f, wc * f), np.uint8)
-    vein[:h, :w] = labels > 0
-    coarse = vein.reshape(hc, f, wc, f).max(axis=(1, 3))
-    r = max(1, int(round(_NETWORK_REACH_MM * ppm / f)))
-    grown = cv2.dilate(coarse, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    groups = components(grown > 0)
-    ys, xs = np.nonzero(skeleton)
-    length_px = np.bincount(groups.labels[ys // f, xs // f], minlength=groups.n) * _SKELETON_STEP
-    lone = length_px < _MIN_NETWORK_MM * ppm
+    step = max(1, int(ppm // 2.5))
+    groups = components(near_on_grid(labels > 0, _NETWORK_REACH_MM * ppm, step))
+
+    def group_of(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        # the grid cell of each pixel: near_on_grid's blocks are centred on grid pixels
+        o, (hg, wg) = step // 2, groups.labels.shape
+        return groups.labels[
+            np.minimum((ys + o) // step, hg - 1), np.minimum((xs + o) // step, wg - 1)
+        ]
+
+    length_px = np.bincount(group_of(*np.nonzero(skeleton)), minlength=groups.n)
+    lone = length_px * _SKELETON_STEP < _MIN_NETWORK_MM * ppm
     lone[0] = False
     if not lone.any():
         return labels, skeleton
     ys, xs = np.nonzero(sp)
-    drop = lone[groups.labels[ys // f, xs // f]]
+    drop = lone[group_of(ys, xs)]
     labels[ys[drop], xs[drop]] = 0
     skeleton &= labels > 0
     return labels, skeleton
