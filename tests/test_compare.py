@@ -7,6 +7,7 @@ import statistics
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 import pytest
 
 from vein_tracker import synthetic as syn
@@ -284,3 +285,27 @@ def test_bad_baseline_maps_and_remeasures(
     other = syn.make_pair(32, shape=(500, 700), tone="light")
     with pytest.raises(ValueError, match="photos it was made from"):
         remeasure(auto, other.baseline.rgb, other.followup.rgb)
+
+
+def test_a_comparison_with_no_baseline_vein_is_low_confidence_with_why(
+    mapped_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    """An area compared that holds no baseline vein gives no figure: the result says so
+    in its confidence (never "ok" with an empty number), and the JSON carries the reason."""
+    pair, b, f, auto = mapped_pair
+    assert auto.confidence is not None
+    assert "no_baseline_veins" not in auto.confidence.to_dict()["codes"]
+    # a region of interest on plain skin, away from every true vein
+    clear = distance_transform_edt(auto.region & ~(pair.baseline.labels > 0))
+    y, x = np.unravel_index(int(np.argmax(clear)), PH_SHAPE)
+    r = min(float(clear[y, x]) - 5.0, 40.0)
+    assert r >= 15.0
+    yy, xx = np.ogrid[: PH_SHAPE[0], : PH_SHAPE[1]]
+    roi = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+    c = remeasure(auto, b, f, roi=roi)
+    assert not c.baseline_seg.mask[c.region].any()
+    assert np.isnan(c.improvement_pct)
+    assert c.confidence is not None and c.confidence.level == "low"
+    d = c.to_dict()["confidence"]
+    assert "no_baseline_veins" in d["codes"]
+    assert any("No vein was found on the baseline" in r for r in d["reasons"])

@@ -34,6 +34,7 @@ __all__ = [
     "low_reasons",
     "photo_reasons",
     "light_change_reasons",
+    "measurement_reasons",
     "registration_reasons",
     "vein_map_reasons",
 ]
@@ -249,6 +250,23 @@ def vein_map_reasons(agreement: float | None) -> list[Reason]:
     return []
 
 
+def measurement_reasons(improvement_pct: float) -> list[Reason]:
+    """A comparison without a figure (no baseline vein in the compared area) cannot be
+    ok: there is nothing to hold the follow-up against, and the clinic must be told why
+    rather than shown an empty number."""
+    if math.isfinite(improvement_pct):
+        return []
+    return [
+        Reason(
+            "no_baseline_veins",
+            "No vein was found on the baseline photo in the area compared, so there is no "
+            "improvement to measure: check the baseline's vein map (draw the veins on it) "
+            "or retake the baseline closer and in focus.",
+            True,
+        )
+    ]
+
+
 def for_comparison(
     comparison: Comparison,
     *,
@@ -256,8 +274,8 @@ def for_comparison(
     baseline_scale: Scale | None = None,
     baseline_skin: SkinMap | None = None,
 ) -> Confidence:
-    """The confidence of a comparison: both photos' scale and skin, the follow-up's light
-    and the alignment.
+    """The confidence of a comparison: both photos' scale and skin, the follow-up's light,
+    the alignment and whether there was anything to measure.
 
     The baseline's scale is the comparison's (given, read from a calibration card, or
     estimated from the leg's width or the frame, with its range: ``baseline_scale``, the
@@ -302,6 +320,7 @@ def for_comparison(
             which="follow-up photo",
         ),
         registration_reasons(float(reg.quality)),
+        measurement_reasons(float(c.improvement_pct)),
         []
         if baseline_skin is None or not (baseline_skin.found and f_skin.found)
         else light_change_reasons(baseline_skin.skin_chroma, f_skin.skin_chroma),
