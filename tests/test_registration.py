@@ -9,6 +9,7 @@ benchmarks/registration.py.
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -17,6 +18,8 @@ import pytest
 from vein_tracker import synthetic as syn
 from vein_tracker.io import photo_from_array
 from vein_tracker.registration import Registration, align_features, photo_features, register
+from vein_tracker.registration.result import excess_blur
+from vein_tracker.synthetic.photo import make_photo_pair
 
 SHAPE = (600, 800)
 # The benchmark's capture changes, with blur scaled to this frame (σ ≤ 1 px at 2000 px wide).
@@ -323,3 +326,37 @@ def test_register_is_its_steps_features_then_alignment(
     assert r.to_dict() == rigid_result.to_dict()
     assert np.array_equal(r.warped, rigid_result.warped)
     assert np.array_equal(r.valid, rigid_result.valid)
+
+
+def test_excess_blur_is_the_one_sided_difference_in_quadrature() -> None:
+    assert excess_blur(3.0, 2.0) == pytest.approx(math.sqrt(5.0))
+    assert excess_blur(2.0, 3.0) == 0.0
+    assert excess_blur(1.2, 0.0) == pytest.approx(1.2)
+    assert math.isnan(excess_blur(float("nan"), 1.0))
+
+
+def test_a_smooth_skin_pair_of_equal_blur_is_not_refused_as_blurred() -> None:
+    """Photo-like smooth skin (benchmarks/photolike.py's smooth pair 1, calibration seed):
+    both captures have the same blur (0.45 and 0.41 px), but removing each photo's own
+    noise makes both best-matching blurs read 2-3 px. Only the excess of one over the
+    other says a photo is blurred, and here neither is blurred by the pair's limit."""
+    pair = make_photo_pair(
+        14001,
+        tone="light",
+        shape=(1200, 1600),
+        px_per_mm=5.150146982937408,
+        layout="two",
+        bend_mm=1.2079506592623908,
+        treatment={"cleared_frac": 0.6906646638076558, "faded_frac": 0.2},
+        skin="smooth",
+        hair=0.0,
+        pose=1.4,
+    )
+    r = register(pair.baseline.rgb, pair.followup.rgb)
+    assert r.ok, r.reason
+    c = r.checks
+    assert min(c.blur_baseline_px, c.blur_followup_px) > 1.0  # both pulled up by noise
+    assert c.followup_excess_blur_px == 0.0 or c.baseline_excess_blur_px == 0.0
+    assert max(c.followup_excess_blur_px, c.baseline_excess_blur_px) < max(
+        c.blur_baseline_px, c.blur_followup_px
+    )

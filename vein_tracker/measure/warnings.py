@@ -65,7 +65,7 @@ def capture_warnings(
         )
     # Capture quality from figures already measured (assess_capture is the upload-time
     # check; re-running it here would cost seconds).
-    blur = float(reg.checks.blur_followup_px)
+    blur = float(reg.checks.followup_excess_blur_px)
     if math.isfinite(blur) and blur > CAPTURE_BLUR_PX:
         out.append(
             f"poor capture: the follow-up is blurrier than the baseline (extra blur σ "

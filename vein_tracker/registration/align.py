@@ -204,7 +204,7 @@ def align_features(
         perspective=persp,
         nonrigid_gain=fit.gain,
     )
-    fit_refusal = _fit_refusal(baseline, followup, fit, blur_limit)
+    fit_refusal = _fit_refusal(baseline, followup, fit, checks, blur_limit)
     if fit_refusal is not None:
         return refused(
             fit_refusal, bshape, fshape, h=h_full, inliers=n_inl, ratio=ratio, checks=checks
@@ -251,7 +251,7 @@ def _warped_registration(
         ncc_value=fit.ncc,
         inliers=n_inl,
         overlap=fit.overlap,
-        blur_px=max(fit.blur_followup_px, fit.blur_baseline_px),
+        blur_px=max(checks.followup_excess_blur_px, checks.baseline_excess_blur_px),
         blur_limit_px=blur_limit,
     )
     tell(1.0, "done")
@@ -423,9 +423,14 @@ def _check_fit(
 
 
 def _fit_refusal(
-    baseline: PhotoFeatures, followup: PhotoFeatures, fit: _Fit, blur_limit: float
+    baseline: PhotoFeatures,
+    followup: PhotoFeatures,
+    fit: _Fit,
+    checks: RegistrationChecks,
+    blur_limit: float,
 ) -> str | None:
-    """Why the refined alignment cannot be scored, or None. The blur estimate reads about
+    """Why the refined alignment cannot be scored, or None. A photo is refused as blurred
+    on its excess blur over the other (:func:`~.result.excess_blur`), which reads about
     0.4 px high on sharp pairs (JPEG smoothing, interpolation): ``blur_limit`` has 0.5 px
     more than ``MAX_RELATIVE_BLUR`` allows."""
     corr = fit.ncc
@@ -436,14 +441,15 @@ def _fit_refusal(
             f"{0.0 if not np.isfinite(corr) else corr:.2f}): the photos do not seem to show "
             "the same area of the same leg. Retake the follow-up framed like the baseline."
         )
-    if fit.blur_followup_px > blur_limit:
+    blur_f, blur_b = checks.followup_excess_blur_px, checks.baseline_excess_blur_px
+    if blur_f > blur_limit:
         return (
-            f"The follow-up photo is blurred (about {fit.blur_followup_px:.1f} px more than the "
+            f"The follow-up photo is blurred (about {blur_f:.1f} px more than the "
             "baseline): retake it with the camera steady and focused on the skin."
         )
-    if fit.blur_baseline_px > blur_limit:
+    if blur_b > blur_limit:
         return (
-            f"The baseline photo is blurred (about {fit.blur_baseline_px:.1f} px more than the "
+            f"The baseline photo is blurred (about {blur_b:.1f} px more than the "
             "follow-up): its fine veins cannot be compared; retake the baseline if possible."
         )
     if fit.overlap < MIN_OVERLAP:

@@ -222,8 +222,8 @@ def quality(
     *, ncc_value: float, inliers: int, overlap: float, blur_px: float, blur_limit_px: float
 ) -> float:
     """Overall alignment quality in [0, 1]: correlation (half the weight), inliers,
-    overlap and the relative blur (``blur_px``, the larger of the two photos' extra blur)
-    against its limit."""
+    overlap and the relative blur (``blur_px``, the larger of the two photos' excess blur,
+    :func:`~.result.excess_blur`) against its limit."""
     q_ncc = float(np.clip((ncc_value - MIN_NCC) / (0.8 - MIN_NCC), 0.0, 1.0))
     q_inl = float(np.clip(inliers / 150.0, 0.0, 1.0))
     q_ov = float(np.clip((overlap - MIN_OVERLAP) / (0.8 - MIN_OVERLAP), 0.0, 1.0))

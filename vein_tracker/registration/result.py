@@ -8,6 +8,7 @@ pixel ``p`` sees the homography-warped follow-up at ``p + flow(p)``, i.e. the fo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "RegistrationChecks",
     "apply_h",
     "bilinear",
+    "excess_blur",
     "refused",
     "source_maps",
     "warp_to_baseline",
@@ -39,8 +41,12 @@ class RegistrationChecks:
     overlap : float
         Fraction of the baseline leg covered by the warped follow-up, [0, 1].
     blur_followup_px, blur_baseline_px : float
-        Extra Gaussian blur (sigma, baseline px) of the follow-up over the baseline and
-        of the baseline over the follow-up (0 = not blurrier).
+        The Gaussian blur (sigma, baseline px) that, applied to the baseline, makes it
+        correlate best with the follow-up, and the reverse: what the measurement blurs
+        each photo by to compare them on equal footing. Blurring a photo also removes
+        its own noise, so on smooth or noisy skin both read a pixel or more; how much
+        blurrier one photo is than the other is :attr:`followup_excess_blur_px` and
+        :attr:`baseline_excess_blur_px`.
     scale : float
         Mean linear scale of the homography (follow-up px to baseline px).
     anisotropy : float
@@ -61,8 +67,34 @@ class RegistrationChecks:
     perspective: float = float("nan")
     nonrigid_gain: float = 0.0
 
+    @property
+    def followup_excess_blur_px(self) -> float:
+        """How much blurrier the follow-up is than the baseline (sigma, baseline px)."""
+        return excess_blur(self.blur_followup_px, self.blur_baseline_px)
+
+    @property
+    def baseline_excess_blur_px(self) -> float:
+        """How much blurrier the baseline is than the follow-up (sigma, baseline px)."""
+        return excess_blur(self.blur_baseline_px, self.blur_followup_px)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: _json_float(v) for k, v in self.__dict__.items()}
+
+
+def excess_blur(own: float, other: float) -> float:
+    """How much blurrier one photo is than the other, from the two best-matching blurs
+    (``own``: the blur the other photo needs to look like this one).
+
+    Noise pulls both best-matching blurs up alike (blurring a photo removes its own
+    noise), and Gaussian blurs add in quadrature, so the excess is
+    ``sqrt(own² - other²)``: at most one photo of a pair is blurrier. A smooth-skin pair
+    of equal true blur (0.45 and 0.41 px) read 3.0 and 2.0: an excess of 2.2 px, where
+    the larger alone would have called the baseline blurred by 3.0 and refused the pair.
+    NaN when either is unknown.
+    """
+    if not (math.isfinite(own) and math.isfinite(other)):
+        return math.nan
+    return math.sqrt(max(0.0, own * own - other * other))
 
 
 def _json_float(v: float | int) -> float | int | None:
