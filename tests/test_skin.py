@@ -260,3 +260,60 @@ def test_input_not_modified() -> None:
     before = rgb.copy()
     find_skin(rgb, px_per_mm=1.0)
     assert np.array_equal(rgb, before)
+
+
+@pytest.fixture(scope="module")
+def brown_crossed_before_a_beige_wall() -> object:
+    """benchmarks/photolike.py's identity pair 2 (calibration seed): brown crossed legs
+    before a pale wall; the follow-up under a tungsten lamp, where the wall looks more
+    like skin than the legs do."""
+    return make_photo_pair(
+        17002,
+        tone="brown",
+        shape=(1800, 2400),
+        px_per_mm=5.275557775375004,
+        layout="crossed",
+        bend_mm=1.2497940181928062,
+        treatment=None,
+        identity=True,
+        cast_followup="tungsten",
+    )
+
+
+def test_the_surface_where_the_baselines_skin_lies_is_the_skin(
+    brown_crossed_before_a_beige_wall: object,
+) -> None:
+    """Alone, the follow-up's skin is the wall; by colour alone (the surface that moved
+    least from the baseline's skin) too, since the lamp moved every surface alike. Told
+    where the baseline's skin lies, the finding takes the legs."""
+    from vein_tracker.measure.frame import resize_mask
+    from vein_tracker.measure.steps import skin_like_baseline
+
+    pair = brown_crossed_before_a_beige_wall
+    b, f = pair.baseline, pair.followup  # type: ignore[attr-defined]
+    base = find_skin(b.rgb, px_per_mm=float(b.px_per_mm))
+    assert base.found
+    assert max(_coverage(base, b.skin_masks)) >= FOUND
+    assert _false_share(base, b) < 0.05
+    alone = find_skin(f.rgb)
+    assert _false_share(alone, f) > 0.9  # the wall
+    by_colour = find_skin(f.rgb, like=base, like_first=True)
+    assert _false_share(by_colour, f) > 0.9
+    where = resize_mask(base.mask, f.rgb.shape[:2])
+    placed = find_skin(f.rgb, like=base, like_first=True, where=where)
+    assert _false_share(placed, f) < 0.05
+    assert max(_coverage(placed, f.skin_masks)) >= FOUND
+    chosen = skin_like_baseline(f.rgb, alone, base)
+    np.testing.assert_array_equal(chosen.mask, placed.mask)
+
+
+def test_like_first_and_where_change_nothing_when_the_own_skin_is_in_place(
+    two_legs_green_cast: object,
+) -> None:
+    from vein_tracker.measure.steps import skin_like_baseline
+
+    b = two_legs_green_cast.baseline  # type: ignore[attr-defined]
+    f = two_legs_green_cast.followup  # type: ignore[attr-defined]
+    alone = find_skin(f.rgb, px_per_mm=PPM)
+    chosen = skin_like_baseline(f.rgb, alone, find_skin(b.rgb, px_per_mm=PPM))
+    assert chosen is alone

@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .checks import check_px_per_mm
+from .checks import check_mask, check_px_per_mm
 from .io import Photo, as_rgb
 from .morphology import Components, components
 from .optics import MELANIN_OD, NEUTRAL_OD, optical_density
@@ -297,7 +297,12 @@ def _grow_into_shadow(
 
 
 def find_skin(
-    photo: Photo | np.ndarray, *, px_per_mm: float | None = None, like: SkinMap | None = None
+    photo: Photo | np.ndarray,
+    *,
+    px_per_mm: float | None = None,
+    like: SkinMap | None = None,
+    like_first: bool = False,
+    where: np.ndarray | None = None,
 ) -> SkinMap:
     """Every region of skin in a photo, found relative to the scene's light.
 
@@ -315,6 +320,16 @@ def find_skin(
         more), the surface whose chroma moved least from that skin's, by no more than a
         lamp's cast can move it (:data:`_MAX_CAST_BETWEEN_PHOTOS`), is the skin: the
         light changed between the photos, the leg did not.
+    like_first : bool
+        Take the surface nearest to ``like``'s skin colour even when another surface
+        could be skin on its own (a beige wall under a tungsten lamp can look more like
+        skin than the brown leg in front of it); the caller decides between the two
+        findings (see :func:`vein_tracker.measure.steps.skin_like_baseline`).
+    where : ndarray, shape (H, W), bool, optional
+        Where ``like``'s skin lies in this photo's frame (a retake frames the leg as
+        the baseline did). Among the surfaces a lamp's cast can have moved from
+        ``like``'s skin colour, the one most inside it is the skin: a cast moves every
+        surface's chroma alike, so the nearest in colour can be a wall.
 
     Returns
     -------
@@ -341,9 +356,15 @@ def find_skin(
     modes = _modes(cv_[::2], max(1, int(_MIN_MODE_SHARE * len(cv_[::2]))))
     if not modes:
         return empty
-    choice = _skin_mode(cv_, modes)
+    known = like is not None and like.found
+    choice = None if like_first and known else _skin_mode(cv_, modes)
     if choice is None and like is not None and like.found:
-        choice = _mode_like(modes, like.skin_chroma)
+        inside = None
+        if where is not None:
+            prior = check_mask(where, shape=(h, w), name="where")
+            small_prior = cv2.resize(prior.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA)
+            inside = _share_inside(cv_, modes, small_prior[valid] > 0)
+        choice = _mode_like(modes, like.skin_chroma, inside)
     if choice is None:
         return empty
     mode, shift, scored = choice
@@ -461,24 +482,46 @@ def _skin_mode(
     return mode, shift, scored
 
 
+def _share_inside(
+    cv_: np.ndarray, modes: list[tuple[float, float, int]], inside: np.ndarray
+) -> np.ndarray:
+    """Each mode's share of its pixels (those nearest to it in chroma) set in ``inside``
+    (one flag per row of ``cv_``)."""
+    centres = np.array([[m[0], m[1]] for m in modes], np.float32)
+    owner = _nearest(cv_, centres)
+    n = np.bincount(owner, minlength=len(modes)).astype(np.float64)
+    k = np.bincount(owner, weights=inside.astype(np.float64), minlength=len(modes))
+    return np.asarray(k / np.maximum(n, 1.0))
+
+
 def _mode_like(
-    modes: list[tuple[float, float, int]], skin_chroma: tuple[float, float]
+    modes: list[tuple[float, float, int]],
+    skin_chroma: tuple[float, float],
+    inside: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[tuple[float, float, float, float], ...]] | None:
-    """The mode of the scene's chroma nearest to another photo's skin chroma, within
-    :data:`_MAX_CAST_BETWEEN_PHOTOS` of it and covering :data:`_MIN_CANDIDATE_SHARE` of
-    the modes; as :func:`_skin_mode` returns it (its cast from the skin locus), or None."""
+    """The mode of the scene's chroma that is another photo's skin: among those within
+    :data:`_MAX_CAST_BETWEEN_PHOTOS` of its chroma and covering
+    :data:`_MIN_CANDIDATE_SHARE` of the modes, the one most inside where that skin lies
+    (``inside``: each mode's share there, :func:`_share_inside`), else the nearest in
+    chroma; as :func:`_skin_mode` returns it (its cast from the skin locus), or None."""
     total = float(sum(m[2] for m in modes))
     ref = np.asarray(skin_chroma, np.float32)
     near = [
-        m
-        for m in modes
+        (k, m)
+        for k, m in enumerate(modes)
         if abs(m[0] - float(ref[0])) <= _MAX_CAST_BETWEEN_PHOTOS[0]
         and abs(m[1] - float(ref[1])) <= _MAX_CAST_BETWEEN_PHOTOS[1]
         and m[2] >= _MIN_CANDIDATE_SHARE * total
     ]
     if not near:
         return None
-    c1, c2, n = min(near, key=lambda m: float(np.hypot(m[0] - ref[0], m[1] - ref[1])))
+
+    def rank(km: tuple[int, tuple[float, float, int]]) -> tuple[float, float]:
+        k, m = km
+        placed = -float(inside[k]) if inside is not None else 0.0
+        return placed, float(np.hypot(m[0] - ref[0], m[1] - ref[1]))
+
+    c1, c2, n = min(near, key=rank)[1]
     mode = np.array([c1, c2], np.float32)
     return mode, _locus_distance(mode), ((float(c1), float(c2), float(n) / total, 0.0),)
 

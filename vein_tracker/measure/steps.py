@@ -215,10 +215,43 @@ def photo_skin(rgb: np.ndarray, ppm: float | None) -> SkinMap:
 
 
 def skin_like_baseline(f_rgb: np.ndarray, f_skin: SkinMap, b_skin: SkinMap) -> SkinMap:
-    """The follow-up's skin: as found on its own, else found as the surface that moved
-    least from the baseline's skin colour (:func:`~vein_tracker.skin.find_skin`'s
-    ``like``): a same-leg follow-up under a strong cast is not refused for "no skin"."""
-    return f_skin if f_skin.found else find_skin(f_rgb, like=b_skin)
+    """The follow-up's skin: as found on its own, or as the surface that moved least from
+    the baseline's skin colour (:func:`~vein_tracker.skin.find_skin`'s ``like``),
+    whichever lies where the baseline's skin lies.
+
+    A same-leg follow-up under a strong cast is then neither refused for "no skin" nor
+    matched on the wrong surface: under a tungsten lamp a beige wall can look more like
+    skin than the brown leg in front of it, and a retake frames the leg as the baseline
+    did, so the leg is the surface that overlaps the baseline's skin (Dice in the
+    follow-up's frame). The other surface is only looked for when the own finding
+    overlaps the baseline's skin less than :data:`SKIN_IN_PLACE`, and taken when it
+    overlaps it :data:`SKIN_PLACE_MARGIN` better."""
+    if not b_skin.found:
+        return f_skin
+    if not f_skin.found:
+        return find_skin(f_rgb, like=b_skin)
+    where = resize_mask(b_skin.mask, f_skin.mask.shape)
+    own = _dice(f_skin.mask, where)
+    if own >= SKIN_IN_PLACE:
+        return f_skin
+    alt = find_skin(f_rgb, like=b_skin, like_first=True, where=where)
+    if alt.found and _dice(alt.mask, where) > own + SKIN_PLACE_MARGIN:
+        return alt
+    return f_skin
+
+
+#: Overlap (Dice) with the baseline's skin from which the follow-up's own skin finding is
+#: taken as in place: a retake of the same framing overlaps it far more (pose changes of
+#: up to 10 % in scale and position).
+SKIN_IN_PLACE = 0.6
+#: How much better (Dice) the colour-like surface must overlap the baseline's skin than
+#: the follow-up's own finding to be taken instead.
+SKIN_PLACE_MARGIN = 0.2
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    n = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    return 2.0 * int(np.count_nonzero(a & b)) / n if n else 0.0
 
 
 def baseline_features(
