@@ -518,3 +518,36 @@ def test_a_lone_speck_is_not_a_spider_vein_but_a_network_piece_is() -> None:
     network = segment(_paint_spider(skin, [speck, (400, 330, 600, 340)]), px_per_mm=PPM)
     assert network.mask[296:305, 403:428].any(axis=0).mean() > 0.8
     assert network.mask[330:345, 420:580].any(axis=0).mean() > 0.8
+
+
+def _along(seg: Segmentation, line: tuple[int, int, int, int]) -> float:
+    """Share of the drawn line's length that the vein mask covers (within 3 px)."""
+    drawn = np.zeros(SHAPE, np.uint8)
+    cv2.line(drawn, line[:2], line[2:], 1, thickness=1)
+    near = _near(seg.mask, 3)
+    ys, xs = np.nonzero(drawn)
+    return float(near[ys, xs].mean())
+
+
+def test_a_line_running_along_the_leg_outline_is_shading_not_a_vein(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spider line 5.5 mm inside the leg's outline and parallel to it (the band where
+    the leg's curvature shading and a rim light's edge lie) is dropped; the same line
+    12 mm in, or one crossing the band at 45 degrees, is kept. With the rule off the
+    near line is found, so the rule is what drops it."""
+    skin = synthetic.render(_leg(5, "light", n_spider_clusters=0, n_reticular=0)).rgb
+    # This leg's left outline runs from x ≈ 174 (y = 100) to x ≈ 150 (y = 400).
+    near_line = (229, 100, 214, 300)
+    far_line = (294, 100, 278, 300)
+    across = (190, 360, 250, 420)
+    rgb = _paint_spider(skin, [near_line, far_line, across])
+    seg = segment(rgb, px_per_mm=PPM)
+    assert _along(seg, near_line) < 0.1
+    assert _along(seg, far_line) > 0.8
+    assert _along(seg, across) > 0.8
+
+    import vein_tracker.segmentation.footprint as footprint
+
+    monkeypatch.setattr(footprint, "_OUTLINE_FOLLOW_MM", 0.0)
+    assert _along(segment(rgb, px_per_mm=PPM), near_line) > 0.8

@@ -33,6 +33,9 @@ Method (physics in ``DOMAIN.md``):
    half-height rule), so the mask has the vein's width, not the filter's. Spider
    veins come in networks: a lone speck, far from any other vein and a few millimetres
    long in all, is texture (a pore, a freckle's rim, a hair's shadow) and is dropped.
+   So is a piece within 8 mm of the leg's outline that runs along it: the leg's
+   curvature shading steepens there, and a rim light's edge or a change of pose moves
+   that band between visits.
 
 **Phone JPEGs.** JPEG keeps luminance at full resolution but colour (chroma) at half
 resolution, in 8 × 8 blocks, and bleeds it across sharp edges; the colour projections

@@ -1,8 +1,9 @@
 """Vein footprints (step 5 of the package docstring).
 
 The half-height rule around the centrelines gives each vein pixel its class; with the
-centreline skeleton, at the working level L0. Specks, unseeded pieces and lone spider
-specks (no vein network around them) are dropped.
+centreline skeleton, at the working level L0. Specks, unseeded pieces, lone spider
+specks (no vein network around them) and pieces running along the leg's outline (its
+curvature's shading) are dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-from ..morphology import components, near_on_grid, skeleton_of
+from ..morphology import components, distance_to, near_on_grid, skeleton_of
 from .levels import _resize
 from .params import (
     _FOOTPRINT_FRACTION,
@@ -22,6 +23,9 @@ from .params import (
     _MIN_AREA_MM2,
     _MIN_NETWORK_MM,
     _NETWORK_REACH_MM,
+    _OUTLINE_FOLLOW_COS,
+    _OUTLINE_FOLLOW_ELONGATION,
+    _OUTLINE_FOLLOW_MM,
     _RETIC_SMOOTH_MM,
     _SKELETON_STEP,
     RETICULAR,
@@ -154,7 +158,8 @@ def _labels_at_work(
     sp = labels == SPIDER
     if sp.any():
         skeleton |= skeleton_of(sp)
-    return _without_lone_specks(labels, skeleton, maps.ppm_work)
+    labels, skeleton = _without_lone_specks(labels, skeleton, maps.ppm_work)
+    return _without_outline_followers(labels, skeleton, maps.leg, maps.ppm_work)
 
 
 def _without_lone_specks(
@@ -185,6 +190,57 @@ def _without_lone_specks(
     ys, xs = np.nonzero(sp)
     drop = lone[group_of(ys, xs)]
     labels[ys[drop], xs[drop]] = 0
+    skeleton &= labels > 0
+    return labels, skeleton
+
+
+def _without_outline_followers(
+    labels: np.ndarray, skeleton: np.ndarray, leg: np.ndarray, ppm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``skeleton`` without the pieces that run along the leg's outline
+    close to it (see :data:`~.params._OUTLINE_FOLLOW_MM`): the leg's shading steepens
+    toward its outline, and a rim light or a change of pose moves that band, so a line
+    parallel to the outline there is shading, not a vein. A piece's direction is its
+    major axis (second moments); the outline's, the normal of the distance to it. The
+    frame's edge is not an outline (the leg continues beyond it)."""
+    cc = components(labels > 0)
+    if cc.n <= 1:
+        return labels, skeleton
+    reach = _OUTLINE_FOLLOW_MM * ppm
+    pad = int(math.ceil(reach)) + 2
+    leg_p = cv2.copyMakeBorder(leg.astype(np.uint8), pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    dist = distance_to(leg_p == 0)[pad:-pad, pad:-pad]
+    near = np.minimum(dist, 2.0 * reach)  # inf (no outline at all) reads as far
+    gy, gx = np.gradient(cv2.GaussianBlur(near, (0, 0), max(1.0, 0.25 * ppm)))
+    ys, xs = np.divmod(cc.idx, labels.shape[1])
+    at, n = cc.at, cc.n
+
+    def mean(v: np.ndarray) -> np.ndarray:
+        return np.bincount(at, weights=v, minlength=n) / np.maximum(cc.areas, 1)
+
+    x, y = xs.astype(np.float64), ys.astype(np.float64)
+    mx, my = mean(x), mean(y)
+    cxx = mean(x * x) - mx**2
+    cyy = mean(y * y) - my**2
+    cxy = mean(x * y) - mx * my
+    half_gap = np.sqrt((0.5 * (cxx - cyy)) ** 2 + cxy**2)
+    major = 0.5 * (cxx + cyy) + half_gap
+    minor = np.maximum(0.5 * (cxx + cyy) - half_gap, 1e-3)
+    theta = 0.5 * np.arctan2(2.0 * cxy, cxx - cyy)  # the major axis
+    nx, ny = mean(gx[ys, xs]), mean(gy[ys, xs])
+    norm = np.hypot(nx, ny)
+    cos = np.abs(np.cos(theta) * nx + np.sin(theta) * ny) / np.maximum(norm, 1e-9)
+    follows = (
+        (mean(near[ys, xs]) < reach)
+        & (norm > 1e-3)
+        & (major >= _OUTLINE_FOLLOW_ELONGATION**2 * minor)
+        & (cos < _OUTLINE_FOLLOW_COS)
+    )
+    follows[0] = False
+    if not follows.any():
+        return labels, skeleton
+    drop = cc.idx[follows[at]]
+    labels.reshape(-1)[drop] = 0
     skeleton &= labels > 0
     return labels, skeleton
 
