@@ -21,8 +21,9 @@ on a 2000x1500 pair end to end with ``subprocess`` (process start included), aga
 the naive method's time in this process.
 
 ``--calibrate`` runs separate seeds and prints, for the band model
-``half = K * sqrt(sum of components^2) + FLOOR``, the K needed for 90 % and 95 %
-coverage at the current FLOOR (how ``measure.BAND_K`` was chosen).
+``half = K * sqrt(sum of components^2) + FLOOR`` over the measured components (the
+photographs' own spread left out: it is fitted on photo-like pairs), the K needed for
+90 % and 95 % coverage at the current FLOOR (how ``measure.BAND_K`` was chosen).
 """
 
 from __future__ import annotations
@@ -228,7 +229,9 @@ def calibrate(results: list[Result]) -> str:
     for r in results:
         if r.refused is not None:
             continue
-        s = math.sqrt(sum(v * v for v in r.comps.values()))
+        # K scales the pair's measured spreads; the photographs' own spread
+        # (measure.band.PHOTO_SPREAD_PCT) is fitted on photo-like pairs, not here.
+        s = math.sqrt(sum(v * v for k, v in r.comps.items() if k != "photo"))
         excess = abs(r.est - r.truth) - measure.BAND_FLOOR_PCT
         zs.append(0.0 if excess <= 0 else (math.inf if s == 0 else excess / s))
     zs.sort()

@@ -30,7 +30,9 @@ The pairs run through the product's public pipeline as a user would: the two JPE
 to the measuring ``compare`` (with the true px/mm of the baseline unless ``--no-scale``),
 and each photo to ``segmentation.segment`` for the vein maps. Per group and overall
 (low resolution apart) it prints: pairs and refusals; improvement error median and max
-(points, treated pairs) and the largest identity-pair error (``ident``); vein Dice on the
+(points, treated pairs) and the largest identity-pair error (``ident``); the share of
+measured pairs whose uncertainty band holds the truth (``cover``) and the bands' median
+half-width (``band``, points); vein Dice on the
 whole frame and centreline precision and recall (means over both photos of every pair;
 a centreline pixel matches within max(1.5 px, 0.25 mm)); leg-outline false positives
 (detected vein pixels within 1.5 mm of a skin boundary that are not true veins, more than
@@ -189,11 +191,17 @@ class Result:
     refused: str | None = None
     seconds: float = math.nan
     confidence: str | None = None
+    band: tuple[float, float] = (math.nan, math.nan)
     photos: list[PhotoScore] = field(default_factory=list)
 
     @property
     def error(self) -> float:
         return abs(self.est - self.truth)
+
+    @property
+    def covered(self) -> bool:
+        """Whether the uncertainty band holds the truth."""
+        return bool(self.band[0] <= self.truth <= self.band[1])
 
 
 def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
@@ -267,6 +275,8 @@ def run_pair(group: str, i: int, seed: int, *, give_scale: bool, save: Path | No
         comparison = measure.compare(b.jpeg, f.jpeg, px_per_mm=ppm if give_scale else None)
         res.est = float(comparison.improvement_pct)
         res.confidence = _confidence(comparison)
+        lo, hi = comparison.improvement_band_pct
+        res.band = (float(lo), float(hi))
     except VeinTrackerError as exc:
         res.refused = str(exc)
     res.seconds = time.perf_counter() - t0
@@ -326,10 +336,18 @@ def _med(vals: list[float]) -> float:
     return statistics.median(vals) if vals else math.nan
 
 
+def _cover(measured: list[Result]) -> str:
+    """The share of ``measured`` pairs whose band holds the truth, as a percentage."""
+    if not measured:
+        return "-"
+    return f"{100.0 * sum(r.covered for r in measured) / len(measured):.0f}%"
+
+
 def table(results: list[Result], title: str, rows: list[tuple[str, list[Result]]]) -> str:
     head = (
         f"{'group':<16} {'n':>2} {'refused':>7} {'med|err|':>8} {'max|err|':>8} {'ident':>6} "
-        f"{'Dice':>5} {'CL-P':>5} {'CL-R':>5} {'outlFP%':>7} {'legs':>6} {'s/pair':>6}"
+        f"{'cover':>5} {'band':>5} {'Dice':>5} {'CL-P':>5} {'CL-R':>5} {'outlFP%':>7} "
+        f"{'legs':>6} {'s/pair':>6}"
     )
     lines = [title, head, "-" * len(head)]
     for name, rs in rows:
@@ -347,6 +365,7 @@ def table(results: list[Result], title: str, rows: list[tuple[str, list[Result]]
             f"{name:<16} {len(rs):>2} {len(rs) - len(ok):>7} "
             f"{_f(_med(treated_err)):>8} {_f(max(treated_err, default=math.nan)):>8} "
             f"{_f(max(ident, default=math.nan)):>6} "
+            f"{_cover(ok):>5} {_f(_med([(r.band[1] - r.band[0]) / 2 for r in ok]), 1):>5} "
             f"{_f(_mean([p.dice for p in photos])):>5} "
             f"{_f(_mean([p.cl_precision for p in photos])):>5} "
             f"{_f(_mean([p.cl_recall for p in photos])):>5} "

@@ -3,6 +3,7 @@ benchmark's targets (benchmarks/improvement.py), at 800 x 600."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -20,6 +21,12 @@ from vein_tracker.measure import (
     compare,
     grade_for,
     remeasure,
+)
+from vein_tracker.measure.band import (
+    BAND_FLOOR_PCT,
+    BAND_K,
+    PHOTO_SPREAD_GIVEN_MAP_PCT,
+    PHOTO_SPREAD_PCT,
 )
 from vein_tracker.morphology import distance_to
 
@@ -242,6 +249,29 @@ def test_the_true_baseline_map_is_measured_instead_of_segmenting(
     assert abs(given.improvement_pct - pair.true_improvement_pct) <= 6.0
     # re-measured on the automatic comparison's registration: the same
     _same(remeasure(auto, b, f, baseline_labels=truth), given)
+
+
+def test_the_band_holds_the_photographs_spread_narrower_with_a_given_map(
+    mapped_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    """The band carries the figure's spread on photographs that the pair's own spreads
+    do not see; with the baseline's map given (a clinic's reviewed map) that spread is
+    smaller, and a re-measurement of a given-map comparison keeps it."""
+    pair, b, f, auto = mapped_pair
+    given = compare(b, f, baseline_labels=pair.baseline.labels)
+    for c, map_kind, photo in (
+        (auto, "segmented", PHOTO_SPREAD_PCT),
+        (given, "given", PHOTO_SPREAD_GIVEN_MAP_PCT),
+        (remeasure(given, b, f), "given", PHOTO_SPREAD_GIVEN_MAP_PCT),
+    ):
+        assert c.params["baseline_map"] == map_kind
+        assert c.band_components["photo"] == photo
+        lo, hi = c.improvement_band_pct
+        measured = [v for k, v in c.band_components.items() if k != "photo"]
+        half = BAND_K * math.sqrt(sum(v**2 for v in measured) + photo**2) + BAND_FLOOR_PCT
+        assert c.improvement_pct - lo == pytest.approx(half)
+        assert lo <= pair.true_improvement_pct <= hi
+    assert PHOTO_SPREAD_GIVEN_MAP_PCT < PHOTO_SPREAD_PCT
 
 
 def test_a_map_without_classes_is_classified_by_colour(

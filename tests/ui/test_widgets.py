@@ -154,3 +154,14 @@ def test_low_confidence_figure_is_never_shown_bare() -> None:
     target = at.metric[2]
     assert target.delta == "target likely met"
     assert any("Vein map reviewed by anna on 2026-12-04" in c.value for c in at.caption)
+
+
+def test_the_likely_range_says_what_photographs_add_and_what_narrows_it() -> None:
+    segmented = {"band_components": {"photo": 16.0}, "params": {"baseline_map": "segmented"}}
+    given = {"band_components": {"photo": 12.0}, "params": {"baseline_map": "given"}}
+    assert "16 points" in widgets.range_help(segmented)
+    assert "a reviewed vein map narrows it" in widgets.range_help(segmented)
+    assert "12 points" in widgets.range_help(given)
+    assert "narrows" not in widgets.range_help(given)
+    # a stored result from before the photographs' spread: the meaning alone
+    assert widgets.range_help({}) == "Where the true improvement lies, about 9 times in 10."

@@ -10,6 +10,13 @@ Three measured spreads, each in percentage points:
   80 % (:func:`core_layout`, :func:`cut_core_spread`) or the new-vein tolerance is halved
   or doubled or its contrast gate lowered to 0.7 (:func:`moved_new_spread`);
 
+and a fourth, not measured on the pair:
+
+- ``photo``: the spread of the figure on photographs that the three above do not see
+  (:func:`photo_spread`): false pieces of the vein map whose contrast moves between
+  captures, two cameras' processing, hair and skin texture; smaller when the baseline's
+  vein map was given (reviewed) than when it was segmented;
+
 and the band is ``estimate ± (BAND_K × sqrt(Σ spread²) + BAND_FLOOR_PCT)``, clipped to at
 most 100 (:func:`band_of`).
 """
@@ -29,6 +36,8 @@ from .support import Layout, Scale, lay_out
 __all__ = [
     "BAND_FLOOR_PCT",
     "BAND_K",
+    "PHOTO_SPREAD_GIVEN_MAP_PCT",
+    "PHOTO_SPREAD_PCT",
     "Band",
     "band_of",
     "bootstrap_spread",
@@ -36,6 +45,7 @@ __all__ = [
     "cut_core_spread",
     "moved_new_spread",
     "moved_tolerances",
+    "photo_spread",
     "registration_shifts",
     "shift",
     "shifted_spread",
@@ -49,6 +59,17 @@ __all__ = [
 #: 95 % fit is kept, rounded up, a margin over the 90 % target).
 BAND_K = 1.3
 BAND_FLOOR_PCT = 1.5
+#: The ``photo`` spread (points) with the baseline's map segmented. Fitted on 41
+#: measured photo-like pairs of calibration seeds, apart from the benchmark's
+#: (``benchmarks/photolike.py``'s groups, algorithm 1.9.3), whose errors the three
+#: measured spreads explain poorly: with BAND_K alone the band held the truth in 59 % of
+#: them; 15 points gave 90 %, 16 gave 95 %. The 95 % fit is kept, as for BAND_K, a
+#: margin over the 90 % target. It is what the automatic figure's accuracy on
+#: photographs is today, and shrinks as that improves.
+PHOTO_SPREAD_PCT = 16.0
+#: The same with the baseline's map given (the true map of the same 41 pairs, as a
+#: clinic's reviewed map would be): 73 % held without it; 8 points gave 90 %, 12 gave 95 %.
+PHOTO_SPREAD_GIVEN_MAP_PCT = 12.0
 
 
 def tile_bootstrap_sd(
@@ -180,19 +201,32 @@ class Band:
     components: dict[str, float]
 
 
+def photo_spread(map_given: bool) -> float:
+    """The ``photo`` spread (points): :data:`PHOTO_SPREAD_GIVEN_MAP_PCT` when the
+    baseline's vein map was given, else :data:`PHOTO_SPREAD_PCT`."""
+    return PHOTO_SPREAD_GIVEN_MAP_PCT if map_given else PHOTO_SPREAD_PCT
+
+
 def band_of(
     pct: float,
     *,
     bootstrap: float,
     registration: Sequence[float],
     threshold: Sequence[float],
+    map_given: bool = False,
 ) -> Band:
-    """The band around ``pct`` from the spreads: the bootstrap's, and the largest of the
-    registration shifts' and of the threshold moves'."""
+    """The band around ``pct`` from the spreads: the bootstrap's, the largest of the
+    registration shifts' and of the threshold moves', and the photographs' own
+    (:func:`photo_spread`)."""
     reg_dev = max(registration, default=0.0)
     thr_dev = max(threshold, default=0.0)
-    comps = {"bootstrap": bootstrap, "registration": reg_dev, "threshold": thr_dev}
+    comps = {
+        "bootstrap": bootstrap,
+        "registration": reg_dev,
+        "threshold": thr_dev,
+        "photo": photo_spread(map_given),
+    }
     if not math.isfinite(pct):
         return Band((math.nan, math.nan), comps)
-    half = BAND_K * math.sqrt(bootstrap**2 + reg_dev**2 + thr_dev**2) + BAND_FLOOR_PCT
+    half = BAND_K * math.sqrt(sum(v**2 for v in comps.values())) + BAND_FLOOR_PCT
     return Band((pct - half, min(100.0, pct + half)), comps)

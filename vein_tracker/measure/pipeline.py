@@ -30,7 +30,7 @@ from ..schedule import Task, TaskGraph
 from ..segmentation import Segmentation, VeinContrast
 from ..skin import SkinMap
 from . import steps as s
-from .band import BAND_FLOOR_PCT, BAND_K, cut_core_spread
+from .band import BAND_FLOOR_PCT, BAND_K, cut_core_spread, photo_spread
 from .config import AnalysisConfig
 from .frame import ANALYSIS_PX_PER_MM, AnalysisFrame
 from .improvement import headline_estimate
@@ -121,7 +121,7 @@ def compare(
     """
     cfg = AnalysisConfig() if config is None else config
     opts = _options(px_per_mm, sensitivity, target_pct)
-    given = _Given(baseline_labels=baseline_labels)
+    given = _Given(baseline_labels=baseline_labels, map_given=baseline_labels is not None)
     return _run_pipeline(baseline, followup, roi, opts, cfg, given, previous, progress, workers)
 
 
@@ -178,7 +178,11 @@ def remeasure(
     """
     cfg = AnalysisConfig() if config is None else config
     if isinstance(measured, Registration):
-        given = _Given(registration=measured, baseline_labels=baseline_labels)
+        given = _Given(
+            registration=measured,
+            baseline_labels=baseline_labels,
+            map_given=baseline_labels is not None,
+        )
         opts = _options(px_per_mm, 0.5 if sensitivity is None else sensitivity, target_pct)
         return _run_pipeline(baseline, followup, roi, opts, cfg, given, previous, progress, workers)
     if px_per_mm is not None:
@@ -203,6 +207,7 @@ def remeasure(
         scale_source=str(
             measured.params.get("scale_source", "given" if scale_known else "estimated")
         ),
+        map_given=baseline_labels is not None or measured.params.get("baseline_map") == "given",
     )
     opts = _options(
         None,
@@ -231,13 +236,23 @@ def _run_pipeline(
     photos = _visit_steps(g, fr, opts=opts, cfg=cfg, given=given)
     colour = _colour_steps(g, photos, cfg)
     params = g.add(
-        "params", _params, photos.ppm, fr.scale_known, fr.scale_source, fr.cards, fr.roi, opts, cfg
+        "params",
+        _params,
+        photos.ppm,
+        fr.scale_known,
+        fr.scale_source,
+        fr.cards,
+        fr.roi,
+        opts,
+        cfg,
+        given.map_given,
     )
     result = _measure_steps(
         g,
         photos.visits,
         cfg=cfg,
         opts=opts,
+        map_given=given.map_given,
         previous=previous,
         extras=_Extras(
             leg=photos.leg,
@@ -355,6 +370,7 @@ class _Given:
     ppm_given: float | None = None  # in the analysis frame, with ``frame``
     scale_known: bool = False  # whether the photo's scale was known, with ``frame``
     scale_source: str = "estimated"  # "given", "card" or "estimated", with ``frame``
+    map_given: bool = False  # the baseline's map was given (now, or to ``measured``)
 
 
 @dataclass(frozen=True)
@@ -622,8 +638,10 @@ def _measure_steps(
     opts: _Options,
     previous: Sequence[Comparison] | None,
     extras: _Extras,
+    map_given: bool = False,
 ) -> Task[Comparison]:
-    """From the two visits to the comparison."""
+    """From the two visits to the comparison (``map_given``: the baseline's vein map was
+    given, not segmented)."""
     c_stored = g.add("stored baseline contrast", s.stored_contrast, v)
     zero = g.add("zero point", s.zero_field, v, cfg)
     g.announce(zero, 0.9, "measuring")
@@ -662,7 +680,7 @@ def _measure_steps(
     cut = g.add("cut core spread", cut_core_spread, ratio, core, est)
     shifts = g.add("shifts", s.spreads, *shifted)
     moves = g.add("moves", s.spreads, *moved)
-    band = g.add("band", s.band, est, boot, shifts, cut, moves)
+    band = g.add("band", s.band, est, boot, shifts, cut, moves, map_given)
     by_class = g.add("by class", s.by_class, est, lay, v)
     table = g.add("vein table", s.table, est, v, counted, previous)
     warnings = g.add(
@@ -700,9 +718,11 @@ def _params(
     roi: np.ndarray | None,
     opts: _Options,
     cfg: AnalysisConfig,
+    map_given: bool,
 ) -> dict[str, Any]:
     """What a comparison stores of how it was made (``Comparison.params``)."""
     return {
+        "baseline_map": "given" if map_given else "segmented",
         "sensitivity": opts.sensitivity,
         "px_per_mm": ppm,
         "px_per_mm_given": scale_known,
@@ -715,4 +735,5 @@ def _params(
         "new_tolerance_mm": NEW_TOLERANCE_MM,
         "band_k": BAND_K,
         "band_floor_pct": BAND_FLOOR_PCT,
+        "band_photo_pct": photo_spread(map_given),
     }

@@ -722,10 +722,18 @@ def band(
     shifted: tuple[float, ...],
     cut: float,
     moved: tuple[float, ...],
+    map_given: bool,
 ) -> Band:
-    """The band around the estimate from its measured spreads."""
+    """The band around the estimate from its measured spreads and the photographs' own
+    (smaller with the baseline's vein map given)."""
     threshold = [cut, *(moved_new_spread(est, n) for n in moved)]
-    return band_of(est.terms.pct, bootstrap=boot, registration=shifted, threshold=threshold)
+    return band_of(
+        est.terms.pct,
+        bootstrap=boot,
+        registration=shifted,
+        threshold=threshold,
+        map_given=map_given,
+    )
 
 
 def by_class(est: Estimate, lay: Layout, v: Visits) -> dict[str, float | None]:

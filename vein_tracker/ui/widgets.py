@@ -60,6 +60,21 @@ def fmt_pct(value: float | None, digits: int = 0) -> str:
     return f"{float(value):.{digits}f} %"
 
 
+def range_help(result: Mapping[str, Any]) -> str:
+    """What the likely range means, and what photographs add to it (the band's ``photo``
+    spread, see :mod:`vein_tracker.measure.band`)."""
+    text = "Where the true improvement lies, about 9 times in 10."
+    photo = (result.get("band_components") or {}).get("photo")
+    if photo:
+        text += (
+            f" It allows {float(photo):.0f} points for what photographs do to the figure "
+            "(texture, hair, light, two cameras' processing)"
+        )
+        given = (result.get("params") or {}).get("baseline_map") == "given"
+        text += "." if given else "; a reviewed vein map narrows it."
+    return text
+
+
 def improvement_numbers(result: Mapping[str, Any], *, audience: str = "clinic") -> None:
     """The headline numbers of a comparison (``Comparison.to_dict()``).
 
@@ -81,7 +96,7 @@ def improvement_numbers(result: Mapping[str, Any], *, audience: str = "clinic") 
         fmt_pct(pct),
         help="1 − follow-up ÷ baseline vein burden",
     )
-    c2.metric("Likely range", f"{fmt_pct(band[0])} – {fmt_pct(band[1])}")
+    c2.metric("Likely range", f"{fmt_pct(band[0])} – {fmt_pct(band[1])}", help=range_help(result))
     c3.metric(
         "Target",
         fmt_pct(target),
