@@ -121,7 +121,7 @@ def compare(
     """
     cfg = AnalysisConfig() if config is None else config
     opts = _options(px_per_mm, sensitivity, target_pct)
-    given = _Given(baseline_labels=baseline_labels, map_given=baseline_labels is not None)
+    given = _Given(baseline_labels=baseline_labels)
     return _run_pipeline(baseline, followup, roi, opts, cfg, given, previous, progress, workers)
 
 
@@ -178,11 +178,7 @@ def remeasure(
     """
     cfg = AnalysisConfig() if config is None else config
     if isinstance(measured, Registration):
-        given = _Given(
-            registration=measured,
-            baseline_labels=baseline_labels,
-            map_given=baseline_labels is not None,
-        )
+        given = _Given(registration=measured, baseline_labels=baseline_labels)
         opts = _options(px_per_mm, 0.5 if sensitivity is None else sensitivity, target_pct)
         return _run_pipeline(baseline, followup, roi, opts, cfg, given, previous, progress, workers)
     if px_per_mm is not None:
@@ -207,7 +203,7 @@ def remeasure(
         scale_source=str(
             measured.params.get("scale_source", "given" if scale_known else "estimated")
         ),
-        map_given=baseline_labels is not None or measured.params.get("baseline_map") == "given",
+        earlier_map_given=measured.params.get("baseline_map") == "given",
     )
     opts = _options(
         None,
@@ -370,7 +366,12 @@ class _Given:
     ppm_given: float | None = None  # in the analysis frame, with ``frame``
     scale_known: bool = False  # whether the photo's scale was known, with ``frame``
     scale_source: str = "estimated"  # "given", "card" or "estimated", with ``frame``
-    map_given: bool = False  # the baseline's map was given (now, or to ``measured``)
+    earlier_map_given: bool = False  # ``measured``'s baseline map was given
+
+    @property
+    def map_given(self) -> bool:
+        """Whether the baseline's vein map was given, now or to the earlier comparison."""
+        return self.baseline_labels is not None or self.earlier_map_given
 
 
 @dataclass(frozen=True)
