@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 
 from vein_tracker import synthetic as syn
+from vein_tracker.confidence import registration_reasons
 from vein_tracker.io import photo_from_array
 from vein_tracker.registration import Registration, align_features, photo_features, register
+from vein_tracker.registration import align as align_module
+from vein_tracker.registration.checks import MIN_NCC
 from vein_tracker.registration.result import excess_blur
 from vein_tracker.synthetic.photo import make_photo_pair
 
@@ -360,3 +363,54 @@ def test_a_smooth_skin_pair_of_equal_blur_is_not_refused_as_blurred() -> None:
     assert max(c.followup_excess_blur_px, c.baseline_excess_blur_px) < max(
         c.blur_baseline_px, c.blur_followup_px
     )
+
+
+def test_a_hand_placed_again_does_not_refuse_the_leg_and_is_left_out_of_the_comparison(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A photo-like leg held by a hand that is placed 20 mm away at the follow-up: the
+    hand covers much of the skin in view, so all the skin correlates poorly (0.24),
+    while the leg under the matched features agrees. The pair is the same leg: it is
+    aligned, checked and compared on the skin the features span, and the confidence says
+    that part of the view changed. Checked on all the skin instead (the rule off), it
+    is refused."""
+    pair = make_photo_pair(
+        6,
+        tone="light",
+        shape=(900, 1200),
+        px_per_mm=6.0,
+        layout="single",
+        hand=True,
+        treatment={"cleared_frac": 0.5, "move_hand_mm": 20.0},
+    )
+    r = register(pair.baseline.rgb, pair.followup.rgb)
+    assert r.ok, r.reason
+    assert r.checks.ncc_all_skin < MIN_NCC <= r.checks.ncc
+    # the leg lies where it should: the follow-up's leg pixels (not the hand's) land
+    # within half a millimetre of their true place on the baseline, in the median
+    fol = pair.followup
+    ys, xs = np.nonzero(np.any(fol.skin_masks, axis=0))
+    ys, xs = ys[::50], xs[::50]
+    truth = fol.to_baseline_map[ys, xs].astype(np.float64)
+    h, w = pair.baseline.shape
+    inside = (truth[:, 0] >= 0) & (truth[:, 0] < w) & (truth[:, 1] >= 0) & (truth[:, 1] < h)
+    est = r.map_points(np.stack([xs, ys], axis=1).astype(np.float64)[inside])
+    assert np.median(np.linalg.norm(est - truth[inside], axis=1)) < 0.5 * fol.px_per_mm
+    # what is compared is the leg the features span: neither visit's hand, half the
+    # leg both photos truly show
+    assert r.agrees is not None
+    f_hand = cv2.warpPerspective(
+        fol.hand.astype(np.uint8), r.homography, (w, h), flags=cv2.INTER_NEAREST
+    )
+    assert not (r.comparable & (f_hand > 0)).any()
+    assert (r.comparable & pair.baseline.hand).sum() < 0.05 * pair.baseline.hand.sum()
+    assert (r.comparable & pair.overlap_mask).sum() > 0.4 * pair.overlap_mask.sum()
+    reasons = registration_reasons(float(r.quality), r.checks.ncc_all_skin)
+    assert "part_changed" in [x.code for x in reasons]
+    assert all(x.lowers for x in reasons if x.code == "part_changed")
+
+    monkeypatch.setattr(align_module, "MIN_EVIDENCED_SHARE", 2.0)  # never a part only
+    refused = register(pair.baseline.rgb, pair.followup.rgb)
+    assert not refused.ok
+    assert refused.reason is not None
+    assert "same area" in refused.reason

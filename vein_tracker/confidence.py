@@ -221,18 +221,35 @@ def light_change_reasons(
     ]
 
 
-def registration_reasons(quality: float) -> list[Reason]:
-    """A rough alignment lowers the confidence."""
+def registration_reasons(quality: float, ncc_all_skin: float = math.nan) -> list[Reason]:
+    """A rough alignment lowers the confidence, and so does an alignment that holds only
+    on the part of the skin its features span (``ncc_all_skin``, the correlation on all
+    the skin both photos show, below :data:`~.registration.checks.MIN_NCC`): something
+    else in view moved between the photos, and veins under it cannot be compared."""
+    from .registration.checks import MIN_NCC
+
+    reasons = []
     if quality < MIN_REGISTRATION_QUALITY:
-        return [
+        reasons.append(
             Reason(
                 "poor_registration",
                 f"The photos align only roughly (quality {quality:.2f} of 1): retake the "
                 "follow-up from the baseline's distance and angle.",
                 True,
             )
-        ]
-    return []
+        )
+    if ncc_all_skin < MIN_NCC:
+        reasons.append(
+            Reason(
+                "part_changed",
+                "Part of the skin in view differs between the photos (a hand, clothing or "
+                "the other leg moved?): the leg aligns where the photos agree, but veins "
+                "under what moved read as changed. Retake the follow-up with nothing "
+                "touching or covering the leg.",
+                True,
+            )
+        )
+    return reasons
 
 
 def vein_map_reasons(agreement: float | None) -> list[Reason]:
@@ -319,7 +336,7 @@ def for_comparison(
             heavy_cast=f_skin.heavy_cast,
             which="follow-up photo",
         ),
-        registration_reasons(float(reg.quality)),
+        registration_reasons(float(reg.quality), float(reg.checks.ncc_all_skin)),
         measurement_reasons(float(c.improvement_pct)),
         []
         if baseline_skin is None or not (baseline_skin.found and f_skin.found)

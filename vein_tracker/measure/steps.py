@@ -442,9 +442,10 @@ def segment_followup(
 def compared_region(
     leg: np.ndarray, reg: Registration, roi: np.ndarray | None, ppm: float
 ) -> np.ndarray:
-    """The region compared: the baseline's leg the follow-up covers, away from the border
-    of the covered part by :data:`REGION_MARGIN_MM`, inside the region of interest."""
-    region = leg & erode_disc(reg.valid, REGION_MARGIN_MM * ppm)
+    """The region compared: the baseline's leg the follow-up covers and shows alike
+    (``Registration.comparable``: not a hand placed again), away from the border of that
+    part by :data:`REGION_MARGIN_MM`, inside the region of interest."""
+    region = leg & erode_disc(reg.comparable, REGION_MARGIN_MM * ppm)
     if roi is not None:
         region &= roi
     return region

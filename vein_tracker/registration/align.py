@@ -18,7 +18,9 @@ from ..io import Photo, as_rgb
 from ..morphology import erode_square
 from ..schedule import TaskGraph
 from .checks import (
+    EVIDENCE_MARGIN,
     MAX_RELATIVE_BLUR,
+    MIN_EVIDENCED_SHARE,
     MIN_INLIER_RATIO,
     MIN_INLIERS,
     MIN_NCC,
@@ -127,7 +129,9 @@ class _Fit:
     """What the checks on the refine grid found for a homography."""
 
     ncc: float
+    ncc_all_skin: float
     overlap: float
+    checked_on: np.ndarray | None  # the skin checked, when only the features' part
     flow_ref: np.ndarray | None  # residual flow on the refine grid, or None
     gain: float
     blur_followup_px: float  # photo px
@@ -191,11 +195,13 @@ def align_features(
     h_r = _refine(baseline, followup, h_full, tmask)
     h_full = convert_h(h_r, np.linalg.inv(followup.to_ref), np.linalg.inv(baseline.to_ref))
     tell(0.65, "checking alignment")
-    fit = _check_fit(baseline, followup, h_r, tmask, nonrigid=nonrigid, tell=tell)
+    evidence = None if dense else _evidence_mask(baseline, m)
+    fit = _check_fit(baseline, followup, h_r, tmask, evidence, nonrigid=nonrigid, tell=tell)
     blur_limit = MAX_RELATIVE_BLUR * max(bshape) + 0.5
     checks = RegistrationChecks(
         matches=m.n_matches,
         ncc=fit.ncc,
+        ncc_all_skin=fit.ncc_all_skin,
         overlap=fit.overlap,
         blur_followup_px=fit.blur_followup_px,
         blur_baseline_px=fit.blur_baseline_px,
@@ -247,6 +253,12 @@ def _warped_registration(
         up = cv2.resize(fit.flow_ref, (bshape[1], bshape[0]), interpolation=cv2.INTER_LINEAR)
         flow_full = np.asarray(up / baseline.ref_scale, dtype=np.float32)
     warped, valid = warp_with_valid(as_rgb(followup_photo), h_full, flow_full, bshape)
+    agrees = None
+    if fit.checked_on is not None:
+        size = (bshape[1], bshape[0])
+        agrees = (
+            cv2.resize(fit.checked_on.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        )
     q = quality(
         ncc_value=fit.ncc,
         inliers=n_inl,
@@ -273,6 +285,7 @@ def _warped_registration(
         quality=q,
         checks=checks,
         followup_shape=fshape,
+        agrees=agrees,
     )
 
 
@@ -379,17 +392,34 @@ def _refine(
     return ecc_refine(baseline.channel, followup.channel, tmask, imask, h_r)
 
 
+def _evidence_mask(baseline: PhotoFeatures, m: FeatureMatch) -> np.ndarray:
+    """The baseline's refine grid the matched features span: the convex hull of the
+    inliers, widened by :data:`~.checks.EVIDENCE_MARGIN` of the grid's long side."""
+    bh, bw = baseline.ref.shape[:2]
+    match_to_ref = baseline.to_ref @ np.linalg.inv(baseline.to_match)
+    pts = apply_h(match_to_ref, m.baseline_xy[m.inliers].astype(np.float64))
+    hull = np.zeros((bh, bw), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(pts.astype(np.float32)).astype(np.int32), 1)
+    r = max(1, round(EVIDENCE_MARGIN * max(bh, bw)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return np.asarray(cv2.dilate(hull, disc) > 0)
+
+
 def _check_fit(
     baseline: PhotoFeatures,
     followup: PhotoFeatures,
     h_r: np.ndarray,
     tmask: np.ndarray,
+    evidence: np.ndarray | None,
     *,
     nonrigid: bool,
     tell: ProgressCallback,
 ) -> _Fit:
     """Overlap, correlation, the non-rigid flow (when it helps) and the relative blur of
-    the pair under ``h_r`` (refine grid), on the ``tmask`` skin the follow-up covers."""
+    the pair under ``h_r`` (refine grid), on the ``tmask`` skin the follow-up covers; when
+    that correlates under :data:`~.checks.MIN_NCC`, on its part within the features'
+    ``evidence`` (:func:`_evidence_mask`; None: no features) if that part holds
+    :data:`~.checks.MIN_EVIDENCED_SHARE` of it."""
     bh, bw = baseline.ref.shape[:2]
     warped_ch = cv2.warpPerspective(followup.channel, h_r, (bw, bh), flags=cv2.INTER_LINEAR)
     cover = cv2.warpPerspective(
@@ -402,7 +432,17 @@ def _check_fit(
     qmask = tmask & cover_b & f_skin_w
     if baseline.roi is not None and (qmask & baseline.roi).sum() > 500:
         qmask = qmask & baseline.roi
-    corr = ncc(baseline.channel, warped_ch, qmask)
+    corr = corr_all = ncc(baseline.channel, warped_ch, qmask)
+    checked_on: np.ndarray | None = None
+    if (
+        not corr_all >= MIN_NCC
+        and evidence is not None
+        and (qmask & evidence).sum() >= MIN_EVIDENCED_SHARE * qmask.sum()
+    ):
+        # All the skin disagrees: something else in view may have moved (a hand placed
+        # again). The alignment is checked on the leg its features span instead.
+        qmask, checked_on = qmask & evidence, evidence
+        corr = ncc(baseline.channel, warped_ch, qmask)
     flow_ref: np.ndarray | None = None
     gain = 0.0
     if nonrigid and np.isfinite(corr) and corr >= MIN_NCC:
@@ -414,7 +454,9 @@ def _check_fit(
     blur_f, blur_b = relative_blur(baseline.odn, followup.odn, h_r, flow_ref, qmask)
     return _Fit(
         ncc=corr,
+        ncc_all_skin=corr_all,
         overlap=overlap,
+        checked_on=checked_on,
         flow_ref=flow_ref,
         gain=gain,
         blur_followup_px=blur_f / baseline.ref_scale,

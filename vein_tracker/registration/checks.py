@@ -23,6 +23,8 @@ __all__ = [
     "MAX_SCALE_CHANGE",
     "MIN_INLIERS",
     "MIN_INLIER_RATIO",
+    "EVIDENCE_MARGIN",
+    "MIN_EVIDENCED_SHARE",
     "MIN_NCC",
     "MIN_OVERLAP",
     "blur_hint",
@@ -40,6 +42,13 @@ MIN_INLIERS = 20
 MIN_INLIER_RATIO = 0.08
 MIN_NCC = 0.35
 MIN_OVERLAP = 0.25
+#: When all the skin both photos show correlates under :data:`MIN_NCC`, the alignment is
+#: checked on the skin its matched features span (their convex hull, widened by this
+#: share of the refine grid's long side), if that holds at least
+#: :data:`MIN_EVIDENCED_SHARE` of it: a hand placed again or clothing moved between
+#: visits lies outside it and says nothing of the leg's alignment.
+EVIDENCE_MARGIN = 1.0 / 16.0
+MIN_EVIDENCED_SHARE = 0.2
 #: Largest extra blur of one photo over the other, as a fraction of the baseline's long side
 #: (3 px at 2000 px, about 0.3 mm at the usual framing): finer veins are lost beyond.
 MAX_RELATIVE_BLUR = 0.0015

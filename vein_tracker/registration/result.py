@@ -37,7 +37,13 @@ class RegistrationChecks:
     matches : int
         Ratio-test matches fed to the robust estimator.
     ncc : float
-        Normalised correlation of the matching channel on skin after warping, [-1, 1].
+        Normalised correlation of the matching channel on skin after warping, [-1, 1]:
+        on the skin the matched features span when that is a fair share of it (see
+        :data:`~.checks.MIN_EVIDENCED_SHARE`), else on all the skin both photos show.
+    ncc_all_skin : float
+        The same on all the skin both photos show. Below :data:`~.checks.MIN_NCC` while
+        :attr:`ncc` is above it, part of what is in view moved between the photos (a
+        hand placed again, clothing) while the leg under the features agrees.
     overlap : float
         Fraction of the baseline leg covered by the warped follow-up, [0, 1].
     blur_followup_px, blur_baseline_px : float
@@ -59,6 +65,7 @@ class RegistrationChecks:
 
     matches: int = 0
     ncc: float = float("nan")
+    ncc_all_skin: float = float("nan")
     overlap: float = 0.0
     blur_followup_px: float = float("nan")
     blur_baseline_px: float = float("nan")
@@ -135,6 +142,11 @@ class Registration:
         The figures behind ``ok`` and ``quality``.
     followup_shape : tuple of int
         ``(H, W)`` of the follow-up photo.
+    agrees : ndarray, shape (H, W), dtype bool, or None
+        When only part of the skin in view agrees (``checks.ncc_all_skin`` below
+        :data:`~.checks.MIN_NCC`: a hand placed again, clothing moved): the baseline
+        pixels the alignment was checked on and holds, the skin its matched features
+        span. None when all of ``valid`` agrees.
     """
 
     ok: bool
@@ -149,6 +161,13 @@ class Registration:
     quality: float
     checks: RegistrationChecks = field(default_factory=RegistrationChecks)
     followup_shape: tuple[int, int] = (0, 0)
+    agrees: np.ndarray | None = None
+
+    @property
+    def comparable(self) -> np.ndarray:
+        """Baseline pixels the follow-up covers and shows as the baseline does: ``valid``
+        within ``agrees``."""
+        return self.valid if self.agrees is None else self.valid & self.agrees
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no pixel arrays)."""
