@@ -9,7 +9,8 @@ A module that needs other records asks ``clinic_factory`` for a copy of its own 
 clinic (``ClinicFactory.fresh_built``). The app tests' clinic, seeded with real analyses
 and served by a running app, is another thing with another name (tests/ui/conftest.py
 ``seeded_clinic``). Other area-specific fixtures live in the conftest.py of each test
-sub-folder.
+sub-folder. ``hand_placed_again`` is the photo-like pair the registration and the
+measurement tests of a moved hand share.
 """
 
 from __future__ import annotations
@@ -246,3 +247,20 @@ def page_factory(browser: Any) -> Iterator[Callable[..., Any]]:
     yield make
     for ctx in contexts:
         ctx.close()
+
+
+@pytest.fixture(scope="session")
+def hand_placed_again() -> Any:
+    """A photo-like leg held by a hand that is placed 20 mm away at the follow-up, half
+    its veins cleared (rendered once: tests/test_registration.py, tests/test_compare.py)."""
+    from vein_tracker.synthetic.photo import make_photo_pair
+
+    return make_photo_pair(
+        6,
+        tone="light",
+        shape=(900, 1200),
+        px_per_mm=6.0,
+        layout="single",
+        hand=True,
+        treatment={"cleared_frac": 0.5, "move_hand_mm": 20.0},
+    )

@@ -29,7 +29,6 @@ from vein_tracker.measure.band import (
     PHOTO_SPREAD_PCT,
 )
 from vein_tracker.morphology import distance_to
-from vein_tracker.synthetic.photo import make_photo_pair
 
 PH_SHAPE = (600, 800)
 
@@ -343,21 +342,15 @@ def test_a_comparison_with_no_baseline_vein_is_low_confidence_with_why(
     assert any("No vein was found on the baseline" in r for r in d["reasons"])
 
 
-def test_a_hand_placed_again_is_left_out_and_the_figure_is_low_confidence() -> None:
+def test_a_hand_placed_again_is_left_out_and_the_figure_is_low_confidence(
+    hand_placed_again: Any,
+) -> None:
     """A hand holding the leg, placed 20 mm away at the follow-up, covers much of the
     skin in view (tests/test_registration.py has the registration's side). The leg is
     compared where the photos agree (not under the follow-up's hand, which
     tests/test_registration.py checks in the baseline frame), and the result says part
     of the view changed."""
-    pair = make_photo_pair(
-        6,
-        tone="light",
-        shape=(900, 1200),
-        px_per_mm=6.0,
-        layout="single",
-        hand=True,
-        treatment={"cleared_frac": 0.5, "move_hand_mm": 20.0},
-    )
+    pair = hand_placed_again
     assert pair.baseline.jpeg is not None
     assert pair.followup.jpeg is not None
     c = compare(pair.baseline.jpeg, pair.followup.jpeg, px_per_mm=6.0)

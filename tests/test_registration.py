@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -366,7 +367,7 @@ def test_a_smooth_skin_pair_of_equal_blur_is_not_refused_as_blurred() -> None:
 
 
 def test_a_hand_placed_again_does_not_refuse_the_leg_and_is_left_out_of_the_comparison(
-    monkeypatch: pytest.MonkeyPatch,
+    hand_placed_again: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A photo-like leg held by a hand that is placed 20 mm away at the follow-up: the
     hand covers much of the skin in view, so all the skin correlates poorly (0.24),
@@ -374,15 +375,7 @@ def test_a_hand_placed_again_does_not_refuse_the_leg_and_is_left_out_of_the_comp
     aligned, checked and compared on the skin the features span, and the confidence says
     that part of the view changed. Checked on all the skin instead (the rule off), it
     is refused."""
-    pair = make_photo_pair(
-        6,
-        tone="light",
-        shape=(900, 1200),
-        px_per_mm=6.0,
-        layout="single",
-        hand=True,
-        treatment={"cleared_frac": 0.5, "move_hand_mm": 20.0},
-    )
+    pair = hand_placed_again
     r = register(pair.baseline.rgb, pair.followup.rgb)
     assert r.ok, r.reason
     assert r.checks.ncc_all_skin < MIN_NCC <= r.checks.ncc
