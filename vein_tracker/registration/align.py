@@ -15,7 +15,7 @@ import numpy as np
 
 from ..checks import check_mask
 from ..io import Photo, as_rgb
-from ..morphology import erode_square
+from ..morphology import dilate_disc, erode_square
 from ..schedule import TaskGraph
 from .checks import (
     EVIDENCE_MARGIN,
@@ -195,8 +195,9 @@ def align_features(
     h_r = _refine(baseline, followup, h_full, tmask)
     h_full = convert_h(h_r, np.linalg.inv(followup.to_ref), np.linalg.inv(baseline.to_ref))
     tell(0.65, "checking alignment")
-    evidence = None if dense else _evidence_mask(baseline, m)
-    fit = _check_fit(baseline, followup, h_r, tmask, evidence, nonrigid=nonrigid, tell=tell)
+    fit = _check_fit(
+        baseline, followup, h_r, tmask, None if dense else m, nonrigid=nonrigid, tell=tell
+    )
     blur_limit = MAX_RELATIVE_BLUR * max(bshape) + 0.5
     checks = RegistrationChecks(
         matches=m.n_matches,
@@ -400,9 +401,7 @@ def _evidence_mask(baseline: PhotoFeatures, m: FeatureMatch) -> np.ndarray:
     pts = apply_h(match_to_ref, m.baseline_xy[m.inliers].astype(np.float64))
     hull = np.zeros((bh, bw), np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(pts.astype(np.float32)).astype(np.int32), 1)
-    r = max(1, round(EVIDENCE_MARGIN * max(bh, bw)))
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    return np.asarray(cv2.dilate(hull, disc) > 0)
+    return dilate_disc(hull > 0, EVIDENCE_MARGIN * max(bh, bw))
 
 
 def _check_fit(
@@ -410,16 +409,16 @@ def _check_fit(
     followup: PhotoFeatures,
     h_r: np.ndarray,
     tmask: np.ndarray,
-    evidence: np.ndarray | None,
+    m: FeatureMatch | None,
     *,
     nonrigid: bool,
     tell: ProgressCallback,
 ) -> _Fit:
     """Overlap, correlation, the non-rigid flow (when it helps) and the relative blur of
     the pair under ``h_r`` (refine grid), on the ``tmask`` skin the follow-up covers; when
-    that correlates under :data:`~.checks.MIN_NCC`, on its part within the features'
-    ``evidence`` (:func:`_evidence_mask`; None: no features) if that part holds
-    :data:`~.checks.MIN_EVIDENCED_SHARE` of it."""
+    that correlates under :data:`~.checks.MIN_NCC`, on its part the matched features ``m``
+    span (:func:`_evidence_mask`; ``m`` None: aligned without features) if that part
+    holds :data:`~.checks.MIN_EVIDENCED_SHARE` of it."""
     bh, bw = baseline.ref.shape[:2]
     warped_ch = cv2.warpPerspective(followup.channel, h_r, (bw, bh), flags=cv2.INTER_LINEAR)
     cover = cv2.warpPerspective(
@@ -434,15 +433,13 @@ def _check_fit(
         qmask = qmask & baseline.roi
     corr = corr_all = ncc(baseline.channel, warped_ch, qmask)
     checked_on: np.ndarray | None = None
-    if (
-        not corr_all >= MIN_NCC
-        and evidence is not None
-        and (qmask & evidence).sum() >= MIN_EVIDENCED_SHARE * qmask.sum()
-    ):
+    if not corr_all >= MIN_NCC and m is not None:
         # All the skin disagrees: something else in view may have moved (a hand placed
         # again). The alignment is checked on the leg its features span instead.
-        qmask, checked_on = qmask & evidence, evidence
-        corr = ncc(baseline.channel, warped_ch, qmask)
+        evidence = _evidence_mask(baseline, m)
+        if (qmask & evidence).sum() >= MIN_EVIDENCED_SHARE * qmask.sum():
+            qmask, checked_on = qmask & evidence, evidence
+            corr = ncc(baseline.channel, warped_ch, qmask)
     flow_ref: np.ndarray | None = None
     gain = 0.0
     if nonrigid and np.isfinite(corr) and corr >= MIN_NCC:

@@ -17,14 +17,14 @@ from .result import source_maps
 
 __all__ = [
     "BLUR_HINT_RATIO",
+    "EVIDENCE_MARGIN",
     "MAX_ANISOTROPY",
     "MAX_PERSPECTIVE",
     "MAX_RELATIVE_BLUR",
     "MAX_SCALE_CHANGE",
+    "MIN_EVIDENCED_SHARE",
     "MIN_INLIERS",
     "MIN_INLIER_RATIO",
-    "EVIDENCE_MARGIN",
-    "MIN_EVIDENCED_SHARE",
     "MIN_NCC",
     "MIN_OVERLAP",
     "blur_hint",

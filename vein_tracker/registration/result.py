@@ -38,8 +38,9 @@ class RegistrationChecks:
         Ratio-test matches fed to the robust estimator.
     ncc : float
         Normalised correlation of the matching channel on skin after warping, [-1, 1]:
-        on the skin the matched features span when that is a fair share of it (see
-        :data:`~.checks.MIN_EVIDENCED_SHARE`), else on all the skin both photos show.
+        on all the skin both photos show, or, when that correlates under
+        :data:`~.checks.MIN_NCC`, on the part of it the matched features span (see
+        :data:`~.checks.MIN_EVIDENCED_SHARE`).
     ncc_all_skin : float
         The same on all the skin both photos show. Below :data:`~.checks.MIN_NCC` while
         :attr:`ncc` is above it, part of what is in view moved between the photos (a
