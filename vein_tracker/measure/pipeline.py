@@ -326,6 +326,7 @@ def measure_visits(
         opts=opts,
         previous=previous,
         extras=_Extras(leg=None, params=dict(params or {})),
+        map_given=False,  # the baseline's segmentation is taken as segmented, not reviewed
     )
     return g.run(result, workers=workers)
 
@@ -639,7 +640,7 @@ def _measure_steps(
     opts: _Options,
     previous: Sequence[Comparison] | None,
     extras: _Extras,
-    map_given: bool = False,
+    map_given: bool,
 ) -> Task[Comparison]:
     """From the two visits to the comparison (``map_given``: the baseline's vein map was
     given, not segmented)."""
