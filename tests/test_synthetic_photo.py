@@ -207,6 +207,29 @@ def test_identity_pair_has_zero_true_improvement() -> None:
     assert not np.array_equal(pair.baseline.rgb, pair.followup.rgb)
 
 
+def test_a_followup_can_take_the_baseline_capture_steps_it_is_asked_for() -> None:
+    """``same_as_baseline`` gives the follow-up the baseline's lights and camera steps it
+    names, and leaves everything else of the pair as drawn without it."""
+    kw = {"identity": True, "shape": SHAPE, "px_per_mm": 5.0}
+    drawn = make_photo_pair(13, **kw)
+    shared = make_photo_pair(
+        13, same_as_baseline=("light", "tint", "tone", "sharpen", "jpeg"), **kw
+    )
+    b, f, f0 = shared.baseline.capture, shared.followup.capture, drawn.followup.capture
+    assert f.lighting == b.lighting != f0.lighting
+    assert (f.tone, f.sharpen) == (b.tone, b.sharpen) != (f0.tone, f0.sharpen)
+    assert f.geometry.jpeg_quality == b.geometry.jpeg_quality
+    np.testing.assert_array_equal(f.cast_gains, b.cast_gains)
+    # the pose, the rest of the camera and the baseline photo are the pair drawn without it
+    np.testing.assert_array_equal(f.geometry.homography, f0.geometry.homography)
+    assert (f.geometry.noise, f.geometry.blur_sigma) == (f0.geometry.noise, f0.geometry.blur_sigma)
+    assert f.chroma_blur == f0.chroma_blur
+    np.testing.assert_array_equal(shared.baseline.rgb, drawn.baseline.rgb)
+    assert not np.array_equal(shared.followup.rgb, drawn.followup.rgb)
+    with pytest.raises(ValueError, match="same_as_baseline"):
+        make_photo_pair(13, same_as_baseline=("lens",), **kw)
+
+
 def test_treated_pair_matches_the_definition_from_truth_maps() -> None:
     pair = make_photo_pair(
         12,

@@ -37,6 +37,7 @@ from vein_tracker.synthetic._photo_model import (
     VEIN_ID_STRIDE,
     Limb,
     Material,
+    PhotoCapture,
     PhotoLeg,
     PhotoPair,
     PhotoRendered,
@@ -713,6 +714,7 @@ def make_photo_pair(
     watermark: bool = False,
     jpeg_quality: int | tuple[int, int] = (72, 94),
     treatment: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    same_as_baseline: Sequence[str] = (),
     **scene_kw: Any,
 ) -> PhotoPair:
     """A baseline and a follow-up photo of the same photo-like scene, with the truth.
@@ -739,6 +741,11 @@ def make_photo_pair(
     treatment : dict or sequence of dict, optional
         Keyword arguments of :func:`treat_photo` (default: 60 % cleared, 20 % faded);
         a sequence makes one visit per item, and the follow-up photo is the last visit.
+    same_as_baseline : sequence of str
+        What the follow-up takes from the baseline's capture instead of its own draw
+        (:data:`FOLLOWUP_CAN_SHARE`: the lights, and each step of the camera's
+        processing); the rest of the pair is drawn as without it. To learn which
+        difference between two captures moves a figure.
     **scene_kw
         Keyword arguments of :func:`make_photo_scene`.
 
@@ -769,8 +776,13 @@ def make_photo_pair(
         fol_scene = scene
         for n, visit in enumerate(visits):
             fol_scene = treat_photo(fol_scene, s_treat + n, **visit)
+    unknown = set(same_as_baseline) - set(FOLLOWUP_CAN_SHARE)
+    if unknown:
+        raise ValueError(f"same_as_baseline takes {FOLLOWUP_CAN_SHARE}, got {sorted(unknown)}")
     light_b = random_lighting(s_light)
     light_f = vary_lighting(light_b, s_light2, strength=light_change)
+    if "light" in same_as_baseline:
+        light_f = light_b
     cap_b = photo_capture(
         s_cb,
         shape=scene.shape,
@@ -793,6 +805,56 @@ def make_photo_pair(
         watermark=watermark,
         jpeg_quality=jpeg_quality,
     )
+    cap_f = _shared_processing(cap_f, cap_b, same_as_baseline)
     baseline = render_photo(scene, cap_b)
     followup = render_photo(fol_scene, cap_f)
     return photo_pair_truth(scene, fol_scene, baseline, followup, identity=identity)
+
+
+#: What a follow-up's capture can take from the baseline's (``make_photo_pair``'s
+#: ``same_as_baseline``): the lights, then each step of the camera, in the order it
+#: develops a photo (:func:`~.photo_camera.develop`).
+FOLLOWUP_CAN_SHARE = (
+    "light",
+    "vignette",
+    "chromatic",
+    "blur",
+    "white_balance",
+    "tint",
+    "noise",
+    "tone",
+    "chroma_blur",
+    "sharpen",
+    "jpeg",
+)
+_CAPTURE_FIELDS = {
+    "vignette": "vignette",
+    "chromatic": "chromatic",
+    "tint": "cast_gains",  # the cast's gains: a named cast, or the small tint of "none"
+    "tone": "tone",
+    "chroma_blur": "chroma_blur",
+    "sharpen": "sharpen",
+}
+_GEOMETRY_FIELDS = {
+    "blur": ("blur_sigma",),
+    "white_balance": ("wb_gains", "exposure"),
+    "noise": ("noise",),
+    "jpeg": ("jpeg_quality",),
+}
+
+
+def _shared_processing(
+    cap_f: PhotoCapture, cap_b: PhotoCapture, names: Sequence[str]
+) -> PhotoCapture:
+    """``cap_f`` with the camera steps ``names`` taken from ``cap_b`` (the lights are
+    chosen before the capture is made)."""
+    own: dict[str, Any] = {f: getattr(cap_b, f) for n, f in _CAPTURE_FIELDS.items() if n in names}
+    geo = {
+        f: getattr(cap_b.geometry, f)
+        for n, fields in _GEOMETRY_FIELDS.items()
+        if n in names
+        for f in fields
+    }
+    if geo:
+        own["geometry"] = replace(cap_f.geometry, **geo)
+    return replace(cap_f, **own) if own else cap_f
