@@ -1,7 +1,7 @@
 """Which difference between two captures moves an identity pair's figure.
 
 Run: ``python benchmarks/capture_ablation.py [--seeds calibration|benchmark]
-[--per-group N] [--variants V ...]``.
+[--per-group N] [--variants V ...] [--jpeg-quality Q]``.
 
 An identity pair (``benchmarks/photolike.py``'s identity group: the same leg, untreated,
 true improvement 0) differs only in its capture: the pose, the lights and each step of
@@ -17,7 +17,8 @@ Variants: ``as-is``; one of ``FOLLOWUP_CAN_SHARE`` each; ``camera`` (every camer
 the lights still changed); ``all`` (lights and camera: only the pose differs);
 ``still`` (all, and the same pose: only the draw of the noise differs). It prints each
 pair's |estimate| and, per variant, their median and largest. Pairs the product refuses
-are left out.
+are left out. ``--jpeg-quality`` saves both photos of every pair at quality ``Q``
+(default: each photo's own draw, 72-94).
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 MAPS = ("auto", "truth")
 
 
-def readings(seed: int, i: int, variant: str) -> dict[str, float] | None:
+def readings(
+    seed: int, i: int, variant: str, jpeg_quality: int | None = None
+) -> dict[str, float] | None:
     """|estimate| of identity pair ``i`` on each map under ``variant``; None when the
     product refuses the pair."""
     kw = pair_spec("identity", i, seed)
     if variant == "still":
         kw.update(pose=0.0, bend_mm=0.0)
+    if jpeg_quality is not None:
+        kw["jpeg_quality"] = jpeg_quality
     pair = make_photo_pair(seed, same_as_baseline=VARIANTS[variant], **kw)
     b, f = pair.baseline, pair.followup
     ppm = float(b.px_per_mm)
@@ -80,19 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", choices=sorted(SEED_BASE), default="calibration")
     ap.add_argument("--per-group", type=int, default=PER_GROUP)
     ap.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--jpeg-quality", type=int, choices=range(1, 101), metavar="Q", default=None)
     a = ap.parse_args(argv)
     rows: dict[str, list[dict[str, float]]] = {v: [] for v in a.variants}
     for i in range(min(a.per_group, PER_GROUP)):
         seed = SEED_BASE[a.seeds] + 1000 * GROUPS.index("identity") + i
         for name in a.variants:
-            r = readings(seed, i, name)
+            r = readings(seed, i, name, a.jpeg_quality)
             if r is None:
                 print(f"  pair {i} seed {seed} {name:<14} refused", flush=True)
                 continue
             rows[name].append(r)
             figs = " ".join(f"{m} {r[m]:6.1f}" for m in MAPS)
             print(f"  pair {i} seed {seed} {name:<14} {figs}", flush=True)
-    print(f"\nidentity pairs, {a.seeds} seeds: |estimate| (true 0), points")
+    jpeg = "" if a.jpeg_quality is None else f", JPEG quality {a.jpeg_quality}"
+    print(f"\nidentity pairs, {a.seeds} seeds{jpeg}: |estimate| (true 0), points")
     print(table(rows))
     return 0
 
