@@ -220,6 +220,8 @@ def test_a_followup_can_take_the_baseline_capture_steps_it_is_asked_for() -> Non
     assert (f.tone, f.sharpen) == (b.tone, b.sharpen) != (f0.tone, f0.sharpen)
     assert f.geometry.jpeg_quality == b.geometry.jpeg_quality
     np.testing.assert_array_equal(f.cast_gains, b.cast_gains)
+    tungsten = make_photo_pair(13, cast_followup="tungsten", same_as_baseline=("tint",), **kw)
+    assert tungsten.followup.capture.cast == "none"
     # the pose, the rest of the camera and the baseline photo are the pair drawn without it
     np.testing.assert_array_equal(f.geometry.homography, f0.geometry.homography)
     assert (f.geometry.noise, f.geometry.blur_sigma) == (f0.geometry.noise, f0.geometry.blur_sigma)

@@ -828,12 +828,12 @@ FOLLOWUP_CAN_SHARE = (
     "jpeg",
 )
 _CAPTURE_FIELDS = {
-    "vignette": "vignette",
-    "chromatic": "chromatic",
-    "tint": "cast_gains",  # the cast's gains: a named cast, or the small tint of "none"
-    "tone": "tone",
-    "chroma_blur": "chroma_blur",
-    "sharpen": "sharpen",
+    "vignette": ("vignette",),
+    "chromatic": ("chromatic",),
+    "tint": ("cast", "cast_gains"),  # a named cast, or the small tint "none" draws
+    "tone": ("tone",),
+    "chroma_blur": ("chroma_blur",),
+    "sharpen": ("sharpen",),
 }
 _GEOMETRY_FIELDS = {
     "blur": ("blur_sigma",),
@@ -848,13 +848,12 @@ def _shared_processing(
 ) -> PhotoCapture:
     """``cap_f`` with the camera steps ``names`` taken from ``cap_b`` (the lights are
     chosen before the capture is made)."""
-    own: dict[str, Any] = {f: getattr(cap_b, f) for n, f in _CAPTURE_FIELDS.items() if n in names}
-    geo = {
-        f: getattr(cap_b.geometry, f)
-        for n, fields in _GEOMETRY_FIELDS.items()
-        if n in names
-        for f in fields
-    }
+
+    def taken(of: Any, fields: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+        return {f: getattr(of, f) for n, fs in fields.items() if n in names for f in fs}
+
+    own = taken(cap_b, _CAPTURE_FIELDS)
+    geo = taken(cap_b.geometry, _GEOMETRY_FIELDS)
     if geo:
         own["geometry"] = replace(cap_f.geometry, **geo)
     return replace(cap_f, **own) if own else cap_f
