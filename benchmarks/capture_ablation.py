@@ -24,11 +24,9 @@ are left out. ``--jpeg-quality`` saves both photos of every pair at quality ``Q`
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
-import numpy as np
-from photolike import GROUPS, PER_GROUP, SEED_BASE, pair_spec
+from photolike import GROUPS, PER_GROUP, SEED_BASE, median_max, pair_spec
 
 from vein_tracker import measure
 from vein_tracker.errors import VeinTrackerError
@@ -70,12 +68,7 @@ def table(rows: dict[str, list[dict[str, float]]]) -> str:
     head = f"{'variant':<14} {'n':>2} " + " ".join(f"{m + ' med/max':>16}" for m in MAPS)
     lines = [head, "-" * len(head)]
     for name, rs in rows.items():
-        cells = []
-        for m in MAPS:
-            vals = [r[m] for r in rs if np.isfinite(r[m])]
-            cells.append(
-                f"{statistics.median(vals):>7.2f}/{max(vals):<8.2f}" if vals else f"{'-':>16}"
-            )
+        cells = [median_max([r[m] for r in rs]) for m in MAPS]
         lines.append(f"{name:<14} {len(rs):>2} " + " ".join(f"{c:>16}" for c in cells))
     return "\n".join(lines)
 

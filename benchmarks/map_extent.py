@@ -24,12 +24,11 @@ refuses are left out.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from dataclasses import dataclass
 
 import numpy as np
-from photolike import GROUPS, PER_GROUP, SEED_BASE, pair_spec
+from photolike import GROUPS, PER_GROUP, SEED_BASE, median_max, pair_spec
 
 from vein_tracker import measure
 from vein_tracker.errors import VeinTrackerError
@@ -90,12 +89,7 @@ def table(rows: list[Row]) -> str:
         rs = [r for r in rows if name in (r.group, "overall")]
         if not rs:
             continue
-        cells = []
-        for m in MAPS:
-            errs = [r.error(m) for r in rs if np.isfinite(r.error(m))]
-            cells.append(
-                f"{statistics.median(errs):>7.2f}/{max(errs):<8.2f}" if errs else f"{'-':>16}"
-            )
+        cells = [median_max([r.error(m) for r in rs]) for m in MAPS]
         lines.append(f"{name:<16} {len(rs):>2} " + " ".join(f"{c:>16}" for c in cells))
     return "\n".join(lines)
 

@@ -336,6 +336,13 @@ def _med(vals: list[float]) -> float:
     return statistics.median(vals) if vals else math.nan
 
 
+def median_max(vals: list[float]) -> str:
+    """The finite ``vals``' median and largest as one 16-character cell ("-": none), as
+    the breakdown scripts (``map_extent.py``, ``capture_ablation.py``) print them."""
+    vals = [v for v in vals if math.isfinite(v)]
+    return f"{statistics.median(vals):>7.2f}/{max(vals):<8.2f}" if vals else f"{'-':>16}"
+
+
 def _cover(measured: list[Result]) -> str:
     """The share of ``measured`` pairs whose band holds the truth, as a percentage."""
     if not measured:
