@@ -68,6 +68,38 @@ from vein_tracker.synthetic.texture import ROUGH_SKIN, SMOOTH_SKIN, SkinTexture
 from vein_tracker.synthetic.treatment import treat
 
 SKINS = ("normal", "smooth", "rough")
+
+#: What a follow-up's capture can take from the baseline's (``make_photo_pair``'s
+#: ``same_as_baseline``): the lights, then each step of the camera, in the order it
+#: develops a photo (:func:`~.photo_camera.develop`).
+FOLLOWUP_CAN_SHARE = (
+    "light",
+    "vignette",
+    "chromatic",
+    "blur",
+    "white_balance",
+    "tint",
+    "noise",
+    "tone",
+    "chroma_blur",
+    "sharpen",
+    "jpeg",
+)
+_CAPTURE_FIELDS = {
+    "vignette": ("vignette",),
+    "chromatic": ("chromatic",),
+    "tint": ("cast", "cast_gains"),  # a named cast, or the small tint "none" draws
+    "tone": ("tone",),
+    "chroma_blur": ("chroma_blur",),
+    "sharpen": ("sharpen",),
+}
+_GEOMETRY_FIELDS = {
+    "blur": ("blur_sigma",),
+    "white_balance": ("wb_gains", "exposure"),
+    "noise": ("noise",),
+    "jpeg": ("jpeg_quality",),
+}
+
 _GLOVES = ((0.06, 0.09, 0.36), (0.13, 0.07, 0.30), (0.02, 0.02, 0.025), (0.62, 0.56, 0.42))
 _FABRICS = (
     (0.03, 0.05, 0.12),
@@ -809,38 +841,6 @@ def make_photo_pair(
     baseline = render_photo(scene, cap_b)
     followup = render_photo(fol_scene, cap_f)
     return photo_pair_truth(scene, fol_scene, baseline, followup, identity=identity)
-
-
-#: What a follow-up's capture can take from the baseline's (``make_photo_pair``'s
-#: ``same_as_baseline``): the lights, then each step of the camera, in the order it
-#: develops a photo (:func:`~.photo_camera.develop`).
-FOLLOWUP_CAN_SHARE = (
-    "light",
-    "vignette",
-    "chromatic",
-    "blur",
-    "white_balance",
-    "tint",
-    "noise",
-    "tone",
-    "chroma_blur",
-    "sharpen",
-    "jpeg",
-)
-_CAPTURE_FIELDS = {
-    "vignette": ("vignette",),
-    "chromatic": ("chromatic",),
-    "tint": ("cast", "cast_gains"),  # a named cast, or the small tint "none" draws
-    "tone": ("tone",),
-    "chroma_blur": ("chroma_blur",),
-    "sharpen": ("sharpen",),
-}
-_GEOMETRY_FIELDS = {
-    "blur": ("blur_sigma",),
-    "white_balance": ("wb_gains", "exposure"),
-    "noise": ("noise",),
-    "jpeg": ("jpeg_quality",),
-}
 
 
 def _shared_processing(
