@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from photolike import GROUPS, PER_GROUP, SEED_BASE, median_max, pair_spec
+from photolike import PER_GROUP, SEED_BASE, median_max, pair_seed, pair_spec
 
 from vein_tracker import measure
 from vein_tracker.errors import VeinTrackerError
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     rows: dict[str, list[dict[str, float]]] = {v: [] for v in a.variants}
     for i in range(min(a.per_group, PER_GROUP)):
-        seed = SEED_BASE[a.seeds] + 1000 * GROUPS.index("identity") + i
+        seed = pair_seed(a.seeds, "identity", i)
         for name in a.variants:
             r = readings(seed, i, name, a.jpeg_quality)
             if r is None:

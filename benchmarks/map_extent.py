@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from photolike import GROUPS, PER_GROUP, SEED_BASE, median_max, pair_spec
+from photolike import GROUPS, PER_GROUP, SEED_BASE, median_max, pair_seed, pair_spec
 
 from vein_tracker import measure
 from vein_tracker.errors import VeinTrackerError
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for g in a.groups:
         for i in range(min(a.per_group, PER_GROUP)):
-            seed = SEED_BASE[a.seeds] + 1000 * GROUPS.index(g) + i
+            seed = pair_seed(a.seeds, g, i)
             row = run_pair(g, i, seed)
             if row is None:
                 print(f"  {g:<15} {i} seed {seed}: refused", flush=True)

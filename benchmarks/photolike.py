@@ -87,6 +87,12 @@ def _treatment(rng: np.random.Generator) -> dict[str, Any]:
     return {"cleared_frac": cleared, "faded_frac": min(0.2, 1.0 - cleared)}
 
 
+def pair_seed(seeds: str, group: str, i: int) -> int:
+    """The seed of pair ``i`` of ``group`` in the ``seeds`` set ("calibration" or
+    "benchmark"), for every script that draws these pairs."""
+    return SEED_BASE[seeds] + 1000 * GROUPS.index(group) + i
+
+
 def pair_spec(group: str, i: int, seed: int) -> dict[str, Any]:
     """Keyword arguments of ``make_photo_pair`` for pair ``i`` of ``group``."""
     rng = np.random.default_rng([seed, 0xBE7C])
@@ -339,8 +345,8 @@ def _med(vals: list[float]) -> float:
 def median_max(vals: list[float]) -> str:
     """The finite ``vals``' median and largest as one 16-character cell ("-": none), as
     the breakdown scripts (``map_extent.py``, ``capture_ablation.py``) print them."""
-    vals = [v for v in vals if math.isfinite(v)]
-    return f"{statistics.median(vals):>7.2f}/{max(vals):<8.2f}" if vals else f"{'-':>16}"
+    finite = [v for v in vals if math.isfinite(v)]
+    return f"{_med(finite):>7.2f}/{max(finite):<8.2f}" if finite else f"{'-':>16}"
 
 
 def _cover(measured: list[Result]) -> str:
@@ -437,12 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     plan = [(g, i) for g in a.groups for i in range(min(a.per_group, PER_GROUP))]
     if a.quick:
         plan = [("two-leg", 0), ("casts", 1), ("identity", 0)]
-    base = SEED_BASE[a.seeds]
     results: list[Result] = []
     t_start = time.perf_counter()
     c_start = time.process_time()
     for g, i in plan:
-        seed = base + 1000 * GROUPS.index(g) + i
+        seed = pair_seed(a.seeds, g, i)
         r = run_pair(g, i, seed, give_scale=not a.no_scale, save=a.save)
         results.append(r)
         if a.verbose:
