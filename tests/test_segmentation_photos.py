@@ -224,14 +224,18 @@ def brown_tungsten_pair() -> Any:
 
 
 def test_same_legs_under_a_strong_cast_are_measured_and_flagged(brown_tungsten_pair: Any) -> None:
-    """Alone, the follow-up shows no skin (brown skin under tungsten lies past one lamp's
-    cast from the skin locus); the comparison finds it as the baseline's skin under
-    another light, so the pair is not refused, and says the light changed."""
+    """Brown skin under tungsten lies past one lamp's cast from the skin locus; its
+    chroma varies as skin's does, so alone the follow-up's legs are still its skin,
+    under a heavy cast. The pair is measured, not refused, and says the light changed."""
     from vein_tracker import measure
     from vein_tracker.skin import find_skin
 
     b, f = brown_tungsten_pair.baseline, brown_tungsten_pair.followup
-    assert not find_skin(f.rgb).found
+    alone = find_skin(f.rgb)
+    assert alone.found
+    assert alone.heavy_cast
+    assert (alone.mask & f.leg_mask).sum() >= 0.8 * f.leg_mask.sum()
+    assert (alone.mask & ~f.leg_mask).sum() <= 0.05 * alone.mask.sum()
     c = measure.compare(b.jpeg, f.jpeg, px_per_mm=6.0)
     assert c.confidence is not None
     assert c.confidence.level == "low"

@@ -98,8 +98,18 @@ _COLD_TIE = 0.02
 #: blue ≈ -0.36, fluorescent green ≈ +0.3 in c2 (the gains of common lamps against
 #: daylight white balance). Brown skin under strong tungsten, through a phone's tone
 #: curve, can need +0.65: it is then as warm as a dark wooden floor under daylight, and
-#: the floor is the likelier scene, so the bound stays at tungsten's own.
+#: the floor is the likelier scene, so the bound stays at tungsten's own for a surface
+#: whose chroma does not vary as skin's does ...
 _MAX_CAST = (0.62, 0.42)
+#: ... while a surface that shows skin's sign (its chroma spread along melanin's axis,
+#: :data:`_SKIN_SPREAD_MIN` and :data:`_SKIN_SPREAD_RATIO`) may be skin under a warm cast
+#: up to this (c1), when no surface without the sign is skin-coloured as it is (within
+#: :data:`_ON_LOCUS` of the skin locus): then the strong warm lamp is the likelier scene,
+#: and a beige wall it made skin-coloured yields to the brown legs in front of it. Light
+#: skin in view, on the locus as photographed, keeps a dark wooden floor (whose grain
+#: shows the sign too) from being taken for skin.
+_MAX_WARM_CAST_WITH_SKIN_SIGN = 0.75
+_ON_LOCUS = 0.05
 #: Largest change of one skin's chroma between two photos (c1, c2): one lamp's cast
 #: (:data:`_MAX_CAST`), which a phone's tone curve steepens on dark skin (brown skin under
 #: tungsten reads +0.65 in c1 through it).
@@ -449,37 +459,61 @@ def _skin_mode(
     # wins; among equals, skin is the warmest (largest melanin-direction chroma): walls,
     # sheets and clothes are nearer neutral, and a cast moves them all by the same
     # vector, so the order survives the cast.
-    # With a single surface in view there is nothing to tell a cast from that surface's
-    # own colour. Skin still shows itself by how its chroma varies: shading (through the
-    # tone curve) and melanin move it along melanin's axis, far more than across it,
-    # while a painted wall or a sheet varies by the camera's noise alike in both. A lone
+    # Skin also shows itself by how its chroma varies: shading (through the tone curve)
+    # and melanin move it along melanin's axis, far more than across it, while a painted
+    # wall or a sheet varies by the camera's noise alike in both. With a single surface
+    # in view there is nothing to tell a cast from that surface's own colour: a lone
     # surface without that sign is skin only if skin-coloured under near-neutral light.
-    max_cast = _MAX_CAST
-    if len(modes) == 1:
-        mad = 1.4826 * np.median(np.abs(cv_ - np.median(cv_, axis=0)), axis=0)
-        if not (mad[0] >= _SKIN_SPREAD_MIN and mad[0] >= _SKIN_SPREAD_RATIO * mad[1]):
-            max_cast = (_LONE_SURFACE_CAST, _LONE_SURFACE_CAST)
-    cands = []
-    for c1, c2, n in modes:
+    # A surface with the sign that is skin only under a lamp warmer than one lamp's cast
+    # (brown legs under strong tungsten) is the skin when nothing without the sign is
+    # skin-coloured as photographed (:data:`_MAX_WARM_CAST_WITH_SKIN_SIGN`).
+    centres = np.array([[m[0], m[1]] for m in modes], np.float32)
+    owner = _nearest(cv_, centres)
+    # (c1, c2, pixels, shift onto the locus, cold share if skin, shows skin's sign)
+    cands: list[tuple[float, float, int, np.ndarray, int, bool]] = []
+    past_one_lamp: list[tuple[float, float, int, np.ndarray, int, bool]] = []
+    for k, (c1, c2, n) in enumerate(modes):
+        if n < _MIN_CANDIDATE_SHARE * total:
+            continue
+        signed = _shows_skin_sign(cv_[owner == k])
+        max_cast = _MAX_CAST if signed or len(modes) > 1 else (_LONE_SURFACE_CAST,) * 2
         shift = _locus_distance(np.array([c1, c2], np.float32))
-        plausible = abs(float(shift[0])) <= max_cast[0] and abs(float(shift[1])) <= max_cast[1]
-        if plausible and n >= _MIN_CANDIDATE_SHARE * total:
-            cold = sum(o[2] for o in modes if o[0] - float(shift[0]) < _COLD_C1)
-            cands.append((c1, c2, n, shift, cold))
+        warm, tint = float(shift[0]), abs(float(shift[1]))
+        cold = sum(o[2] for o in modes if o[0] - warm < _COLD_C1)
+        if abs(warm) <= max_cast[0] and tint <= max_cast[1]:
+            cands.append((c1, c2, n, shift, cold, signed))
+        elif signed and max_cast[0] < warm <= _MAX_WARM_CAST_WITH_SKIN_SIGN and tint <= max_cast[1]:
+            past_one_lamp.append((c1, c2, n, shift, cold, signed))
+    skin_coloured = any(not t[5] and np.all(np.abs(t[3]) <= _ON_LOCUS) for t in cands)
+    if past_one_lamp and not skin_coloured:
+        cands = cands + past_one_lamp
     if not cands:
         return None
     least_cold = min(t[4] for t in cands)
     cands = [t for t in cands if t[4] <= least_cold + _COLD_TIE * total]
+    # Past one lamp's cast, the warm lamp is the scene: the surfaces it made skin-coloured
+    # (a beige wall) yield.
+    likeliest = [t for t in cands if float(t[3][0]) > _MAX_CAST[0]] or cands
     # A surface that is skin only under a strong warm light (a wooden floor or table)
     # gives way to one that is skin-coloured under a mild light: warm light strong
     # enough to make a floor skin-coloured makes real skin warmer still.
-    mild = [t for t in cands if float(t[3][0]) <= _WARM_SHIFT]
-    m1, m2, _, shift, _ = max(mild or cands, key=lambda t: t[0])
+    mild = [t for t in likeliest if float(t[3][0]) <= _WARM_SHIFT]
+    m1, m2, _, shift, _, _ = max(mild or likeliest, key=lambda t: t[0])
     mode = np.array([m1, m2], np.float32)
     scored = tuple(
         (float(t[0]), float(t[1]), float(t[2]) / total, float(t[4]) / total) for t in cands
     )
     return mode, shift, scored
+
+
+def _shows_skin_sign(c: np.ndarray) -> bool:
+    """Whether chroma ``c`` (N, 2) varies as skin's does: a robust spread along melanin's
+    axis of at least :data:`_SKIN_SPREAD_MIN`, and :data:`_SKIN_SPREAD_RATIO` times the
+    spread across it."""
+    if len(c) < 50:
+        return False
+    mad = 1.4826 * np.median(np.abs(c - np.median(c, axis=0)), axis=0)
+    return bool(mad[0] >= _SKIN_SPREAD_MIN and mad[0] >= _SKIN_SPREAD_RATIO * mad[1])
 
 
 def _share_inside(
