@@ -14,7 +14,9 @@ once a cast has moved it. So skin is found relative to the scene:
    found;
 2. each large mode is scored by the cast it would take to bring it onto the skin
    locus; the mode needing the least (weighed by how much of the frame it covers) is
-   the skin, and that shift is the photo's estimated cast;
+   the skin, and that shift is the photo's estimated cast (a surface whose chroma
+   varies as skin's does may need a warmer lamp than one lamp's cast, when nothing else
+   is skin-coloured as photographed: brown legs under strong tungsten);
 3. pixels whose chroma lies within the skin mode's own robust spread are skin, cleaned
    at a scale in millimetres; **every** region above :data:`MIN_REGION_MM2` is kept
    (both legs, a leg crossing the other), holes (veins, moles, hair) filled.
@@ -109,6 +111,7 @@ _MAX_CAST = (0.62, 0.42)
 #: skin in view, on the locus as photographed, keeps a dark wooden floor (whose grain
 #: shows the sign too) from being taken for skin.
 _MAX_WARM_CAST_WITH_SKIN_SIGN = 0.75
+#: A surface this close to the skin locus (OD chroma, c1 and c2) is skin-coloured as is.
 _ON_LOCUS = 0.05
 #: Largest change of one skin's chroma between two photos (c1, c2): one lamp's cast
 #: (:data:`_MAX_CAST`), which a phone's tone curve steepens on dark skin (brown skin under
