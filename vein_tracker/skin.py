@@ -28,7 +28,7 @@ measure.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -237,6 +237,22 @@ def _modes(c: np.ndarray, weight_floor: int) -> list[tuple[float, float, int]]:
     return sorted(out, key=lambda m: -m[2])
 
 
+def _centres(modes: list[tuple[float, float, int]]) -> np.ndarray:
+    """The modes' chroma ``(c1, c2)`` as a (K, 2) float32 array."""
+    return np.array([[m[0], m[1]] for m in modes], np.float32)
+
+
+class _Candidate(NamedTuple):
+    """A surface that can be skin (:func:`_skin_mode`)."""
+
+    c1: float
+    c2: float
+    pixels: int
+    shift: np.ndarray  # the cast that brings it onto the skin locus
+    cold: int  # pixels of the scene left colder than any surface if it is the skin
+    signed: bool  # its chroma varies as skin's does (:func:`_shows_skin_sign`)
+
+
 def _nearest(c: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Index of the nearest of ``centres`` (K, 2) to each chroma of ``c`` (N, 2); the
     first on a tie."""
@@ -369,19 +385,22 @@ def find_skin(
     modes = _modes(cv_[::2], max(1, int(_MIN_MODE_SHARE * len(cv_[::2]))))
     if not modes:
         return empty
+    # Each valid pixel's mode: the one nearest to its chroma.
+    centres = _centres(modes)
+    owner = _nearest(cv_, centres)
     known = like is not None and like.found
-    choice = None if like_first and known else _skin_mode(cv_, modes)
+    choice = None if like_first and known else _skin_mode(cv_, modes, owner)
     if choice is None and like is not None and like.found:
         inside = None
         if where is not None:
             prior = check_mask(where, shape=(h, w), name="where")
             small_prior = cv2.resize(prior.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA)
-            inside = _share_inside(cv_, modes, small_prior[valid] > 0)
+            inside = _share_inside(owner, len(modes), small_prior[valid] > 0)
         choice = _mode_like(modes, like.skin_chroma, inside)
     if choice is None:
         return empty
     mode, shift, scored = choice
-    fit = _skin_fit(chroma, neutral, valid, cv_, modes, mode)
+    fit = _skin_fit(chroma, neutral, valid, cv_, owner, centres, mode)
     if fit is None:
         return empty
     z2, centre = fit
@@ -436,7 +455,7 @@ def _neutral_and_chroma(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _skin_mode(
-    cv_: np.ndarray, modes: list[tuple[float, float, int]]
+    cv_: np.ndarray, modes: list[tuple[float, float, int]], owner: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, tuple[tuple[float, float, float, float], ...]] | None:
     """The mode of the scene's chroma that is skin, and the cast that makes it so.
 
@@ -446,6 +465,8 @@ def _skin_mode(
         Chroma of the valid pixels.
     modes : list of (c1, c2, pixels)
         The chroma histogram's modes (:func:`_modes`), largest first.
+    owner : ndarray, shape (N,), int
+        Each valid pixel's mode (the nearest in chroma).
 
     Returns
     -------
@@ -470,11 +491,8 @@ def _skin_mode(
     # A surface with the sign that is skin only under a lamp warmer than one lamp's cast
     # (brown legs under strong tungsten) is the skin when nothing without the sign is
     # skin-coloured as photographed (:data:`_MAX_WARM_CAST_WITH_SKIN_SIGN`).
-    centres = np.array([[m[0], m[1]] for m in modes], np.float32)
-    owner = _nearest(cv_, centres)
-    # (c1, c2, pixels, shift onto the locus, cold share if skin, shows skin's sign)
-    cands: list[tuple[float, float, int, np.ndarray, int, bool]] = []
-    past_one_lamp: list[tuple[float, float, int, np.ndarray, int, bool]] = []
+    cands: list[_Candidate] = []
+    past_one_lamp: list[_Candidate] = []
     for k, (c1, c2, n) in enumerate(modes):
         if n < _MIN_CANDIDATE_SHARE * total:
             continue
@@ -484,29 +502,29 @@ def _skin_mode(
         warm, tint = float(shift[0]), abs(float(shift[1]))
         cold = sum(o[2] for o in modes if o[0] - warm < _COLD_C1)
         if abs(warm) <= max_cast[0] and tint <= max_cast[1]:
-            cands.append((c1, c2, n, shift, cold, signed))
+            cands.append(_Candidate(c1, c2, n, shift, cold, signed))
         elif signed and max_cast[0] < warm <= _MAX_WARM_CAST_WITH_SKIN_SIGN and tint <= max_cast[1]:
-            past_one_lamp.append((c1, c2, n, shift, cold, signed))
-    skin_coloured = any(not t[5] and np.all(np.abs(t[3]) <= _ON_LOCUS) for t in cands)
+            past_one_lamp.append(_Candidate(c1, c2, n, shift, cold, signed))
+    skin_coloured = any(not t.signed and np.all(np.abs(t.shift) <= _ON_LOCUS) for t in cands)
     if past_one_lamp and not skin_coloured:
         cands = cands + past_one_lamp
     if not cands:
         return None
-    least_cold = min(t[4] for t in cands)
-    cands = [t for t in cands if t[4] <= least_cold + _COLD_TIE * total]
+    least_cold = min(t.cold for t in cands)
+    cands = [t for t in cands if t.cold <= least_cold + _COLD_TIE * total]
     # Past one lamp's cast, the warm lamp is the scene: the surfaces it made skin-coloured
     # (a beige wall) yield.
-    likeliest = [t for t in cands if float(t[3][0]) > _MAX_CAST[0]] or cands
+    likeliest = [t for t in cands if float(t.shift[0]) > _MAX_CAST[0]] or cands
     # A surface that is skin only under a strong warm light (a wooden floor or table)
     # gives way to one that is skin-coloured under a mild light: warm light strong
     # enough to make a floor skin-coloured makes real skin warmer still.
-    mild = [t for t in likeliest if float(t[3][0]) <= _WARM_SHIFT]
-    m1, m2, _, shift, _, _ = max(mild or likeliest, key=lambda t: t[0])
-    mode = np.array([m1, m2], np.float32)
+    mild = [t for t in likeliest if float(t.shift[0]) <= _WARM_SHIFT]
+    skin = max(mild or likeliest, key=lambda t: t.c1)
+    mode = np.array([skin.c1, skin.c2], np.float32)
     scored = tuple(
-        (float(t[0]), float(t[1]), float(t[2]) / total, float(t[4]) / total) for t in cands
+        (float(t.c1), float(t.c2), float(t.pixels) / total, float(t.cold) / total) for t in cands
     )
-    return mode, shift, scored
+    return mode, skin.shift, scored
 
 
 def _shows_skin_sign(c: np.ndarray) -> bool:
@@ -519,15 +537,11 @@ def _shows_skin_sign(c: np.ndarray) -> bool:
     return bool(mad[0] >= _SKIN_SPREAD_MIN and mad[0] >= _SKIN_SPREAD_RATIO * mad[1])
 
 
-def _share_inside(
-    cv_: np.ndarray, modes: list[tuple[float, float, int]], inside: np.ndarray
-) -> np.ndarray:
-    """Each mode's share of its pixels (those nearest to it in chroma) set in ``inside``
-    (one flag per row of ``cv_``)."""
-    centres = np.array([[m[0], m[1]] for m in modes], np.float32)
-    owner = _nearest(cv_, centres)
-    n = np.bincount(owner, minlength=len(modes)).astype(np.float64)
-    k = np.bincount(owner, weights=inside.astype(np.float64), minlength=len(modes))
+def _share_inside(owner: np.ndarray, n_modes: int, inside: np.ndarray) -> np.ndarray:
+    """Each mode's share of its pixels (``owner``: each valid pixel's mode) set in
+    ``inside`` (one flag per valid pixel)."""
+    n = np.bincount(owner, minlength=n_modes).astype(np.float64)
+    k = np.bincount(owner, weights=inside.astype(np.float64), minlength=n_modes)
     return np.asarray(k / np.maximum(n, 1.0))
 
 
@@ -568,7 +582,8 @@ def _skin_fit(
     neutral: np.ndarray,
     valid: np.ndarray,
     cv_: np.ndarray,
-    modes: list[tuple[float, float, int]],
+    owner: np.ndarray,
+    centres: np.ndarray,
     mode: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """How far each pixel's chroma is from the skin's, as the skin's shading drifts it.
@@ -578,10 +593,8 @@ def _skin_fit(
     of the skin's pixels; None when too few pixels are skin.
     """
     # The skin mode's own pixels: those nearer to it than to any other mode.
-    centres = np.array([[m[0], m[1]] for m in modes], np.float32)
-    own = _nearest(cv_, centres)
     k_mode = int(np.argmin(((centres - mode) ** 2).sum(axis=1)))
-    basin = own == k_mode
+    basin = owner == k_mode
     if basin.sum() < 50:
         return None
     # A camera's tone curve is not exactly sRGB's, so the chroma of one skin drifts with
