@@ -94,6 +94,7 @@ def test_aesthetician_journey_add_client_consent_visit_upload(
 
     # Add a client (clean screening).
     page.get_by_role("tab", name="Add client").click()
+    settle(page)
     page.get_by_role("textbox", name="Full name").last.fill("Fiona Browser")
     page.get_by_role("button", name="Add client").click()
     expect(page.get_by_text("Client added")).to_be_visible()

@@ -192,6 +192,7 @@ def test_override_needs_its_reason_and_the_field_stays(
     page = page_factory()
     sign_in(page, base, "anna")
     page.get_by_role("tab", name="Add client").click()
+    settle(page)
     page.get_by_role("textbox", name="Full name").last.fill("Olga Override")
     page.get_by_text("takes blood thinners").last.click()
     settle(page)

@@ -155,8 +155,12 @@ def render() -> None:
                 for c in clients
             ]
         )
-        # Keyed: the tab chosen stays chosen when a checkbox in it reruns the page.
-        tab_edit, tab_add = st.tabs(["Selected client", "Add client"], key="clients_tab")
+        # The tab chosen is state the server keeps (on_change="rerun"), so it stays chosen
+        # when a checkbox in it reruns the page; left to the browser alone, a rerun that
+        # arrived mid-click could show the first tab again.
+        tab_edit, tab_add = st.tabs(
+            ["Selected client", "Add client"], key="clients_tab", on_change="rerun"
+        )
         with tab_edit:
             chosen = widgets.client_picker(actor, clients=clients)
             if chosen is not None:
