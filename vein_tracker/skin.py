@@ -251,6 +251,7 @@ class _Candidate(NamedTuple):
     shift: np.ndarray  # the cast that brings it onto the skin locus
     cold: int  # pixels of the scene left colder than any surface if it is the skin
     signed: bool  # its chroma varies as skin's does (:func:`_shows_skin_sign`)
+    past_one_lamp: bool = False  # skin only under a warm lamp past one lamp's cast
 
 
 def _nearest(c: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -493,10 +494,13 @@ def _skin_mode(
     # skin-coloured as photographed (:data:`_MAX_WARM_CAST_WITH_SKIN_SIGN`).
     cands: list[_Candidate] = []
     past_one_lamp: list[_Candidate] = []
+    # Each mode's pixels, grouped once (not one pass over all pixels per mode).
+    by_mode = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[by_mode], np.arange(len(modes) + 1))
     for k, (c1, c2, n) in enumerate(modes):
         if n < _MIN_CANDIDATE_SHARE * total:
             continue
-        signed = _shows_skin_sign(cv_[owner == k])
+        signed = _shows_skin_sign(cv_[by_mode[bounds[k] : bounds[k + 1]]])
         max_cast = _MAX_CAST if signed or len(modes) > 1 else (_LONE_SURFACE_CAST,) * 2
         shift = _locus_distance(np.array([c1, c2], np.float32))
         warm, tint = float(shift[0]), abs(float(shift[1]))
@@ -504,7 +508,7 @@ def _skin_mode(
         if abs(warm) <= max_cast[0] and tint <= max_cast[1]:
             cands.append(_Candidate(c1, c2, n, shift, cold, signed))
         elif signed and max_cast[0] < warm <= _MAX_WARM_CAST_WITH_SKIN_SIGN and tint <= max_cast[1]:
-            past_one_lamp.append(_Candidate(c1, c2, n, shift, cold, signed))
+            past_one_lamp.append(_Candidate(c1, c2, n, shift, cold, signed, past_one_lamp=True))
     skin_coloured = any(not t.signed and np.all(np.abs(t.shift) <= _ON_LOCUS) for t in cands)
     if past_one_lamp and not skin_coloured:
         cands = cands + past_one_lamp
@@ -514,7 +518,7 @@ def _skin_mode(
     cands = [t for t in cands if t.cold <= least_cold + _COLD_TIE * total]
     # Past one lamp's cast, the warm lamp is the scene: the surfaces it made skin-coloured
     # (a beige wall) yield.
-    likeliest = [t for t in cands if float(t.shift[0]) > _MAX_CAST[0]] or cands
+    likeliest = [t for t in cands if t.past_one_lamp] or cands
     # A surface that is skin only under a strong warm light (a wooden floor or table)
     # gives way to one that is skin-coloured under a mild light: warm light strong
     # enough to make a floor skin-coloured makes real skin warmer still.
