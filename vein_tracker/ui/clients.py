@@ -155,12 +155,7 @@ def render() -> None:
                 for c in clients
             ]
         )
-        # The tab chosen is state the server keeps (on_change="rerun"), so it stays chosen
-        # when a checkbox in it reruns the page; left to the browser alone, a rerun that
-        # arrived mid-click could show the first tab again.
-        tab_edit, tab_add = st.tabs(
-            ["Selected client", "Add client"], key="clients_tab", on_change="rerun"
-        )
+        tab_edit, tab_add = widgets.kept_tabs(["Selected client", "Add client"], key="clients_tab")
         with tab_edit:
             chosen = widgets.client_picker(actor, clients=clients)
             if chosen is not None:

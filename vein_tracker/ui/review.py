@@ -101,8 +101,7 @@ def _flicker(before: np.ndarray, after: np.ndarray, *, key: str) -> None:
 
 
 def _views(actor: Actor, review: services.ReviewData, area_id: int) -> None:
-    # Keyed: the tab chosen stays chosen when a control in it reruns the page.
-    tabs = st.tabs(
+    tabs = widgets.kept_tabs(
         ["Before / after", "Alignment", "Veins", "Change map", "Region"], key=f"r_tabs_{area_id}"
     )
     with tabs[0]:

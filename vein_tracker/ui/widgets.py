@@ -43,6 +43,13 @@ def md_escape(text: object) -> str:
     return s
 
 
+def kept_tabs(labels: Sequence[str], *, key: str) -> Sequence[Any]:
+    """Tabs whose choice the server keeps (``on_change="rerun"``): a control in a tab
+    reruns the page and that tab stays chosen. Left to the browser alone, a rerun that
+    arrives mid-click can show the first tab again, and the form being filled in with it."""
+    return st.tabs(list(labels), key=key, on_change="rerun")
+
+
 def image(rgb: np.ndarray, *, caption: str | None = None) -> None:
     """Show a downscaled preview (never the full-resolution array)."""
     st.image(services.preview(rgb), caption=caption, width="stretch")
