@@ -233,6 +233,42 @@ def test_no_skin_in_a_blue_or_black_frame() -> None:
     assert not find_skin(np.zeros((200, 300, 3), np.uint8)).found
 
 
+def _grey_backdrop_with_patch(patch: tuple[float, float, float]) -> np.ndarray:
+    """A plain grey backdrop filling a 400 x 600 frame, with a 100 x 100 px patch (4 %)."""
+    lin = np.full((400, 600, 3), 0.55, np.float32)
+    lin[150:250, 250:350] = patch
+    lin *= 1.0 + 0.02 * np.random.default_rng(0).standard_normal((400, 600, 1)).astype(np.float32)
+    return linear_to_srgb_u8(lin)
+
+
+def test_small_skin_on_a_grey_backdrop_is_the_skin() -> None:
+    """A grey backdrop could be skin under a cold lamp, but a skin-coloured patch beside it
+    says the light is neutral: the patch is the skin, and no cast is read."""
+    rgb = _grey_backdrop_with_patch((0.62, 0.40, 0.30))
+    found = find_skin(rgb, px_per_mm=2.0)
+    assert found.found
+    truth = np.zeros(rgb.shape[:2], bool)
+    truth[150:250, 250:350] = True
+    assert (found.mask & truth).sum() >= 0.9 * truth.sum()
+    assert (found.mask & ~truth).sum() <= 0.1 * truth.sum()
+    assert np.hypot(*found.cast_chroma) <= 0.05
+
+
+def test_a_small_skin_coloured_patch_does_not_displace_a_large_skin() -> None:
+    """The rule is for frames whose large surfaces are all plain grey: beside a large
+    skin-coloured region the small patch (another skin tone) is not the skin."""
+    lin = np.full((400, 600, 3), 0.55, np.float32)
+    lin[:, :360] = (0.62, 0.40, 0.30)
+    lin[150:250, 420:520] = (0.30, 0.17, 0.11)
+    lin *= 1.0 + 0.02 * np.random.default_rng(0).standard_normal((400, 600, 1)).astype(np.float32)
+    found = find_skin(linear_to_srgb_u8(lin), px_per_mm=2.0)
+    big = np.zeros((400, 600), bool)
+    big[:, :360] = True
+    assert found.found
+    assert (found.mask & big).sum() >= 0.9 * big.sum()
+    assert not found.mask[150:250, 420:520].any()
+
+
 def test_small_skin_region_is_dropped_with_a_scale() -> None:
     rgb, truth = _scene((0.62, 0.40, 0.30), (0.55, 0.55, 0.55), bands=2)
     # At 0.5 px/mm each band is about 85 x 600 mm, far above the floor; at 20 px/mm it

@@ -16,7 +16,9 @@ once a cast has moved it. So skin is found relative to the scene:
    locus; the mode needing the least (weighed by how much of the frame it covers) is
    the skin, and that shift is the photo's estimated cast (a surface whose chroma
    varies as skin's does may need a warmer lamp than one lamp's cast, when nothing else
-   is skin-coloured as photographed: brown legs under strong tungsten);
+   is skin-coloured as photographed: brown legs under strong tungsten; and when every
+   large surface is plain grey, a smaller surface skin-coloured as photographed is the
+   skin: a backdrop under neutral light, with little skin in view);
 3. pixels whose chroma lies within the skin mode's own robust spread are skin, cleaned
    at a scale in millimetres; **every** region above :data:`MIN_REGION_MM2` is kept
    (both legs, a leg crossing the other), holes (veins, moles, hair) filled.
@@ -113,6 +115,9 @@ _MAX_CAST = (0.62, 0.42)
 _MAX_WARM_CAST_WITH_SKIN_SIGN = 0.75
 #: A surface this close to the skin locus (OD chroma, c1 and c2) is skin-coloured as is.
 _ON_LOCUS = 0.05
+#: A surface this close to neutral chroma (OD, c1 and c2) is grey or white as is. A lamp
+#: moves skin further: light skin under LED blue reads about (0.04, -0.16).
+_GREY_CHROMA = 0.05
 #: Largest change of one skin's chroma between two photos (c1, c2): one lamp's cast
 #: (:data:`_MAX_CAST`), which a phone's tone curve steepens on dark skin (brown skin under
 #: tungsten reads +0.65 in c1 through it).
@@ -494,17 +499,20 @@ def _skin_mode(
     # skin-coloured as photographed (:data:`_MAX_WARM_CAST_WITH_SKIN_SIGN`).
     cands: list[_Candidate] = []
     past_one_lamp: list[_Candidate] = []
+    small_skin_coloured: list[_Candidate] = []
     # Each mode's pixels, grouped once (not one pass over all pixels per mode).
     by_mode = np.argsort(owner, kind="stable")
     bounds = np.searchsorted(owner[by_mode], np.arange(len(modes) + 1))
     for k, (c1, c2, n) in enumerate(modes):
-        if n < _MIN_CANDIDATE_SHARE * total:
-            continue
-        signed = _shows_skin_sign(cv_[by_mode[bounds[k] : bounds[k + 1]]])
-        max_cast = _MAX_CAST if signed or len(modes) > 1 else (_LONE_SURFACE_CAST,) * 2
         shift = _locus_distance(np.array([c1, c2], np.float32))
         warm, tint = float(shift[0]), abs(float(shift[1]))
         cold = sum(o[2] for o in modes if o[0] - warm < _COLD_C1)
+        signed = _shows_skin_sign(cv_[by_mode[bounds[k] : bounds[k + 1]]])
+        if n < _MIN_CANDIDATE_SHARE * total:
+            if np.all(np.abs(shift) <= _ON_LOCUS):
+                small_skin_coloured.append(_Candidate(c1, c2, n, shift, cold, signed))
+            continue
+        max_cast = _MAX_CAST if signed or len(modes) > 1 else (_LONE_SURFACE_CAST,) * 2
         if abs(warm) <= max_cast[0] and tint <= max_cast[1]:
             cands.append(_Candidate(c1, c2, n, shift, cold, signed))
         elif signed and max_cast[0] < warm <= _MAX_WARM_CAST_WITH_SKIN_SIGN and tint <= max_cast[1]:
@@ -512,6 +520,11 @@ def _skin_mode(
     skin_coloured = any(not t.signed and np.all(np.abs(t.shift) <= _ON_LOCUS) for t in cands)
     if past_one_lamp and not skin_coloured:
         cands = cands + past_one_lamp
+    if small_skin_coloured and cands and all(_plain_grey(t) for t in cands):
+        # The only large surfaces are grey and plain: a backdrop under neutral light
+        # rather than skin under a cold lamp, when a smaller surface is skin-coloured as
+        # photographed. That surface is the skin, and little of it is in view.
+        cands = small_skin_coloured
     if not cands:
         return None
     least_cold = min(t.cold for t in cands)
@@ -529,6 +542,12 @@ def _skin_mode(
         (float(t.c1), float(t.c2), float(t.pixels) / total, float(t.cold) / total) for t in cands
     )
     return mode, skin.shift, scored
+
+
+def _plain_grey(t: _Candidate) -> bool:
+    """Whether a surface is grey or white as photographed (within
+    :data:`_GREY_CHROMA` of neutral chroma) and without skin's sign."""
+    return not t.signed and abs(t.c1) <= _GREY_CHROMA and abs(t.c2) <= _GREY_CHROMA
 
 
 def _shows_skin_sign(c: np.ndarray) -> bool:
