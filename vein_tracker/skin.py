@@ -507,11 +507,13 @@ def _skin_mode(
         shift = _locus_distance(np.array([c1, c2], np.float32))
         warm, tint = float(shift[0]), abs(float(shift[1]))
         cold = sum(o[2] for o in modes if o[0] - warm < _COLD_C1)
-        signed = _shows_skin_sign(cv_[by_mode[bounds[k] : bounds[k + 1]]])
+        pixels = cv_[by_mode[bounds[k] : bounds[k + 1]]]
         if n < _MIN_CANDIDATE_SHARE * total:
             if np.all(np.abs(shift) <= _ON_LOCUS):
-                small_skin_coloured.append(_Candidate(c1, c2, n, shift, cold, signed))
+                sign = _shows_skin_sign(pixels)
+                small_skin_coloured.append(_Candidate(c1, c2, n, shift, cold, sign))
             continue
+        signed = _shows_skin_sign(pixels)
         max_cast = _MAX_CAST if signed or len(modes) > 1 else (_LONE_SURFACE_CAST,) * 2
         if abs(warm) <= max_cast[0] and tint <= max_cast[1]:
             cands.append(_Candidate(c1, c2, n, shift, cold, signed))
