@@ -198,6 +198,7 @@ class Result:
     seconds: float = math.nan
     confidence: str | None = None
     band: tuple[float, float] = (math.nan, math.nan)
+    moved_share: float = math.nan  # share of the baseline's skin left out as moved
     photos: list[PhotoScore] = field(default_factory=list)
 
     @property
@@ -283,6 +284,7 @@ def run_pair(group: str, i: int, seed: int, *, give_scale: bool, save: Path | No
         res.confidence = _confidence(comparison)
         lo, hi = comparison.improvement_band_pct
         res.band = (float(lo), float(hi))
+        res.moved_share = float(comparison.registration.checks.moved_share)
     except VeinTrackerError as exc:
         res.refused = str(exc)
     res.seconds = time.perf_counter() - t0
@@ -456,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {g:<15} {i} seed {seed} {r.tone:<6} {r.layout:<8} {r.ppm:5.1f} px/mm "
                 f"cast {r.cast:<11} truth {r.truth:6.1f} est {r.est:6.1f} "
                 f"Dice {ph[0].dice:.2f}/{ph[1].dice:.2f} outlFP {ph[0].outline_fp_pct:.0f}% "
-                f"legs {ph[0].legs_found}/{ph[0].legs} {r.seconds:.1f}s "
-                f"conf {r.confidence} {r.refused or ''}",
+                f"legs {ph[0].legs_found}/{ph[0].legs} moved {100 * r.moved_share:.0f}% "
+                f"{r.seconds:.1f}s conf {r.confidence} {r.refused or ''}",
                 flush=True,
             )
     wall = time.perf_counter() - t_start

@@ -373,8 +373,9 @@ def test_a_hand_placed_again_does_not_refuse_the_leg_and_is_left_out_of_the_comp
     hand covers much of the skin in view, so all the skin correlates poorly (0.24),
     while the leg under the matched features agrees. The pair is the same leg: it is
     aligned, checked and compared on the skin the features span, and the confidence says
-    that part of the view changed. Checked on all the skin instead (the rule off), it
-    is refused."""
+    that part of the view changed. Without that rule, leaving out what moved once the
+    leg is aligned keeps the leg too; checked on all the skin (both rules off), it is
+    refused."""
     pair = hand_placed_again
     r = register(pair.baseline.rgb, pair.followup.rgb)
     assert r.ok, r.reason
@@ -402,7 +403,15 @@ def test_a_hand_placed_again_does_not_refuse_the_leg_and_is_left_out_of_the_comp
     assert "part_changed" in [x.code for x in reasons]
     assert all(x.lowers for x in reasons if x.code == "part_changed")
 
+    # The hand is also a part that moved once the leg is aligned (tests/test_motion.py):
+    # with the features' part never used, leaving the moved parts out keeps the leg too.
     monkeypatch.setattr(align_module, "MIN_EVIDENCED_SHARE", 2.0)  # never a part only
+    by_motion = register(pair.baseline.rgb, pair.followup.rgb)
+    assert by_motion.ok, by_motion.reason
+    assert by_motion.checks.moved_share > 0.0
+    assert (by_motion.comparable & pair.overlap_mask).sum() > 0.9 * pair.overlap_mask.sum()
+
+    monkeypatch.setattr(align_module, "moved_parts", lambda od_b, *_: np.zeros(od_b.shape, bool))
     refused = register(pair.baseline.rgb, pair.followup.rgb)
     assert not refused.ok
     assert refused.reason is not None

@@ -51,6 +51,9 @@ MIN_REGISTRATION_QUALITY = 0.5
 #: same kind of light (turned, dimmed, re-framed), and by 0.34 or more when a lamp's
 #: cast was added: the threshold lies between.
 MAX_LIGHT_CHANGE_OD = 0.25
+#: Share of the baseline's skin left out of a comparison because it moved between the
+#: photos (a hand placed again) above which the figure speaks for too little of the view.
+MAX_MOVED_SHARE = 0.25
 #: Agreement (Dice) of the automatic baseline vein map with a reviewed one below which
 #: the two maps are unlike each other.
 MIN_MAP_AGREEMENT = 0.5
@@ -221,11 +224,16 @@ def light_change_reasons(
     ]
 
 
-def registration_reasons(quality: float, ncc_all_skin: float = math.nan) -> list[Reason]:
+def registration_reasons(
+    quality: float, ncc_all_skin: float = math.nan, moved_share: float = 0.0
+) -> list[Reason]:
     """A rough alignment lowers the confidence, and so does an alignment that holds only
     on the part of the skin its features span (``ncc_all_skin``, the correlation on all
     the skin both photos show, below :data:`~.registration.checks.MIN_NCC`): something
-    else in view moved between the photos, and veins under it cannot be compared."""
+    else in view moved between the photos, and veins under it cannot be compared. A
+    smaller part that moved once the leg is aligned (``moved_share`` of the baseline's
+    skin, :func:`~.registration.motion.moved_parts`) is left out of the comparison and
+    noted; above :data:`MAX_MOVED_SHARE` it lowers the confidence."""
     from .registration.checks import MIN_NCC
 
     reasons = []
@@ -247,6 +255,17 @@ def registration_reasons(quality: float, ncc_all_skin: float = math.nan) -> list
                 "under what moved read as changed. Retake the follow-up with nothing "
                 "touching or covering the leg.",
                 True,
+            )
+        )
+    elif moved_share > 0.0:
+        reasons.append(
+            Reason(
+                "part_moved",
+                f"Part of the view moved between the photos (a hand placed again?): "
+                f"{100.0 * moved_share:.0f} % of the skin is left out of the comparison. "
+                "Retake the follow-up with nothing touching or covering the leg to "
+                "compare all of it.",
+                moved_share > MAX_MOVED_SHARE,
             )
         )
     return reasons
@@ -336,7 +355,11 @@ def for_comparison(
             heavy_cast=f_skin.heavy_cast,
             which="follow-up photo",
         ),
-        registration_reasons(float(reg.quality), float(reg.checks.ncc_all_skin)),
+        registration_reasons(
+            float(reg.quality),
+            float(reg.checks.ncc_all_skin),
+            float(reg.checks.moved_share),
+        ),
         measurement_reasons(float(c.improvement_pct)),
         []
         if baseline_skin is None or not (baseline_skin.found and f_skin.found)

@@ -19,7 +19,10 @@ Method
 4. **Non-rigid refinement** (optional, :mod:`.refine`). DIS optical flow between the
    baseline and the homography-warped follow-up, smoothed by normalised convolution on
    skin and bounded; kept only when it lowers the photometric residual.
-5. **Checks** (:mod:`.checks`). Inlier count and ratio, plausibility of the homography
+5. **Moved parts** (:mod:`.motion`). What moved once the leg is aligned (a hand placed
+   again) is found by matching blocks both ways; it is left out of the checks, the
+   non-rigid flow and :attr:`Registration.agrees`.
+6. **Checks** (:mod:`.checks`). Inlier count and ratio, plausibility of the homography
    (scale, anisotropy, perspective), overlap, normalised correlation on skin after
    warping, and sharpness of the follow-up against the baseline. Any failure gives
    ``ok=False`` with a reason a clinic user can act on; :func:`register` never raises

@@ -40,6 +40,7 @@ from .features import (
     match_features,
     photo_features,
 )
+from .motion import moved_parts
 from .refine import ecc_refine, nonrigid_flow
 from .result import (
     Registration,
@@ -132,6 +133,7 @@ class _Fit:
     ncc_all_skin: float
     overlap: float
     checked_on: np.ndarray | None  # the skin checked, when only the features' part
+    moved_share: float  # share of the baseline skin in a part that moved (motion.py)
     flow_ref: np.ndarray | None  # residual flow on the refine grid, or None
     gain: float
     blur_followup_px: float  # photo px
@@ -203,6 +205,7 @@ def align_features(
         matches=m.n_matches,
         ncc=fit.ncc,
         ncc_all_skin=fit.ncc_all_skin,
+        moved_share=fit.moved_share,
         overlap=fit.overlap,
         blur_followup_px=fit.blur_followup_px,
         blur_baseline_px=fit.blur_baseline_px,
@@ -418,7 +421,8 @@ def _check_fit(
     the pair under ``h_r`` (refine grid), on the ``tmask`` skin the follow-up covers; when
     that correlates under :data:`~.checks.MIN_NCC`, on its part the matched features ``m``
     span (:func:`_evidence_mask`; ``m`` None: aligned without features) if that part
-    holds :data:`~.checks.MIN_EVIDENCED_SHARE` of it."""
+    holds :data:`~.checks.MIN_EVIDENCED_SHARE` of it; in either case without the parts
+    that moved once the leg is aligned (:func:`~.motion.moved_parts`)."""
     bh, bw = baseline.ref.shape[:2]
     warped_ch = cv2.warpPerspective(followup.channel, h_r, (bw, bh), flags=cv2.INTER_LINEAR)
     cover = cv2.warpPerspective(
@@ -440,6 +444,14 @@ def _check_fit(
         if (qmask & evidence).sum() >= MIN_EVIDENCED_SHARE * qmask.sum():
             qmask, checked_on = qmask & evidence, evidence
             corr = ncc(baseline.channel, warped_ch, qmask)
+    # What moved once the leg is aligned (a hand placed again) is neither checked, nor
+    # followed by the non-rigid flow, nor compared.
+    warped_od = cv2.warpPerspective(followup.odn, h_r, (bw, bh), flags=cv2.INTER_LINEAR)
+    moved = moved_parts(baseline.odn, warped_od, b_skin & cover_b, f_skin_w & cover_b)
+    if moved.any():
+        checked_on = ~moved if checked_on is None else checked_on & ~moved
+        qmask = qmask & ~moved
+        corr = ncc(baseline.channel, warped_ch, qmask)
     flow_ref: np.ndarray | None = None
     gain = 0.0
     if nonrigid and np.isfinite(corr) and corr >= MIN_NCC:
@@ -454,6 +466,7 @@ def _check_fit(
         ncc_all_skin=corr_all,
         overlap=overlap,
         checked_on=checked_on,
+        moved_share=float((moved & b_skin).sum() / max(b_skin.sum(), 1)),
         flow_ref=flow_ref,
         gain=gain,
         blur_followup_px=blur_f / baseline.ref_scale,

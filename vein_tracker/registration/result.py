@@ -45,6 +45,10 @@ class RegistrationChecks:
         The same on all the skin both photos show. Below :data:`~.checks.MIN_NCC` while
         :attr:`ncc` is above it, part of what is in view moved between the photos (a
         hand placed again, clothing) while the leg under the features agrees.
+    moved_share : float
+        Share of the baseline's skin in a part of the view that moved between the photos
+        once the leg is aligned (:func:`~.motion.moved_parts`: a hand placed again, a
+        watermark), left out of :attr:`Registration.agrees`; 0 when nothing moved.
     overlap : float
         Fraction of the baseline leg covered by the warped follow-up, [0, 1].
     blur_followup_px, blur_baseline_px : float
@@ -67,6 +71,7 @@ class RegistrationChecks:
     matches: int = 0
     ncc: float = float("nan")
     ncc_all_skin: float = float("nan")
+    moved_share: float = 0.0
     overlap: float = 0.0
     blur_followup_px: float = float("nan")
     blur_baseline_px: float = float("nan")
@@ -144,10 +149,12 @@ class Registration:
     followup_shape : tuple of int
         ``(H, W)`` of the follow-up photo.
     agrees : ndarray, shape (H, W), dtype bool, or None
-        When only part of the skin in view agrees (``checks.ncc_all_skin`` below
-        :data:`~.checks.MIN_NCC`: a hand placed again, clothing moved): the baseline
-        pixels the alignment was checked on and holds, the skin its matched features
-        span. None when all of ``valid`` agrees.
+        When only part of the skin in view agrees: the baseline pixels the alignment was
+        checked on and holds. That is the skin the matched features span when all the
+        skin correlates under :data:`~.checks.MIN_NCC` (``checks.ncc_all_skin``: a hand
+        placed again covers much of the view), without any part that moved between the
+        photos once the leg is aligned (``checks.moved_share``). None when all of
+        ``valid`` agrees.
     """
 
     ok: bool
