@@ -32,6 +32,7 @@ __all__ = [
     "combine",
     "for_comparison",
     "low_reasons",
+    "notes_of",
     "photo_reasons",
     "light_change_reasons",
     "measurement_reasons",
@@ -377,3 +378,13 @@ def low_reasons(result: Mapping[str, Any]) -> tuple[str, ...]:
         return ()
     reasons = tuple(str(r) for r in conf.get("reasons") or () if str(r).strip())
     return reasons or ("the photos leave the figure uncertain.",)
+
+
+def notes_of(result: Mapping[str, Any]) -> tuple[str, ...]:
+    """The notes of a comparison's JSON: what was allowed for without lowering the
+    confidence (an estimated scale, a strong cast, a part of the view left out because it
+    moved), in order; empty when there are none or the result predates them."""
+    conf = result.get("confidence")
+    if not isinstance(conf, Mapping):
+        return ()
+    return tuple(str(n) for n in conf.get("notes") or () if str(n).strip())

@@ -156,6 +156,46 @@ def test_low_confidence_figure_is_never_shown_bare() -> None:
     assert any("Vein map reviewed by anna on 2026-12-04" in c.value for c in at.caption)
 
 
+def test_notes_are_shown_to_the_clinic_and_not_to_the_client() -> None:
+    """What was allowed for without lowering the confidence (here, a part of the view
+    that moved and was left out) is said to the clinic under the figure; the client's
+    portal keeps to the figure."""
+    from streamlit.testing.v1 import AppTest
+
+    def app() -> None:
+        import streamlit as st
+
+        from vein_tracker.ui import widgets
+
+        result = {
+            "improvement_pct": 62.0,
+            "improvement_band_pct": [50.0, 74.0],
+            "target_pct": 75.0,
+            "confidence": {
+                "level": "ok",
+                "reasons": [],
+                "codes": ["part_moved"],
+                "notes": [
+                    "Part of the view moved between the photos: 9 % of the skin is left out."
+                ],
+            },
+        }
+        widgets.improvement_numbers(result, audience=st.session_state.get("audience", "clinic"))
+
+    at = AppTest.from_function(app, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert not at.warning
+    assert at.metric[0].label == "Improvement"
+    assert [c.value for c in at.caption if c.value.startswith("Note:")] == [
+        "Note: Part of the view moved between the photos: 9 % of the skin is left out."
+    ]
+    at.session_state["audience"] = "client"
+    at.run()
+    assert not at.exception
+    assert not [c.value for c in at.caption if c.value.startswith("Note:")]
+
+
 def test_the_likely_range_says_what_photographs_add_and_what_narrows_it() -> None:
     segmented = {"band_components": {"photo": 16.0}, "params": {"baseline_map": "segmented"}}
     given = {"band_components": {"photo": 12.0}, "params": {"baseline_map": "given"}}

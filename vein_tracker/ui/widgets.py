@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from vein_tracker import services
-from vein_tracker.confidence import low_reasons
+from vein_tracker.confidence import low_reasons, notes_of
 from vein_tracker.outcome import TARGET_STATUS_TEXT, target_status_of
 from vein_tracker.progress import Progress
 from vein_tracker.storage import Actor
@@ -113,6 +113,9 @@ def improvement_numbers(result: Mapping[str, Any], *, audience: str = "clinic") 
     note = reviewed_note(result)
     if note:
         st.caption(note[0].upper() + note[1:] + ".")
+    if audience == "clinic":
+        for text in notes_of(result):
+            st.caption("Note: " + text)
     if grade:
         st.caption(f"Grade (quartile of clearance): {grade}")
     by_class = result.get("improvement_by_class_pct") or {}
