@@ -826,3 +826,30 @@ def test_measure_figures_of_a_segmentation() -> None:
     )
     assert measure(seg, region=region) == direct
     assert measure(seg, region=region, px_per_mm=4.0).area_mm2 == pytest.approx(direct.area_mm2 / 4)
+
+
+def test_the_region_compared_leaves_out_what_the_follow_up_does_not_show_as_skin() -> None:
+    """A glove or a sleeve laid over the leg at the follow-up hides the veins under it:
+    they must not read as cleared, so the region compared is the baseline's leg that
+    the follow-up covers, shows alike and shows as skin (less a 0.5 mm margin), inside
+    the region of interest."""
+    from vein_tracker.measure.steps import REGION_MARGIN_MM, compared_region
+    from vein_tracker.skin import SkinMap
+
+    shape, ppm = (200, 300), 6.0
+    leg = np.zeros(shape, bool)
+    leg[20:180, 40:260] = True
+    f_mask = np.ones(shape, bool)
+    f_mask[60:120, 100:200] = False  # a glove over the leg at the follow-up
+    f_skin = SkinMap(f_mask, 1, (1e4,), (0.0, 0.0), (0.4, -0.12), float(f_mask.mean()), True)
+    reg = _reg(shape)
+    region = compared_region(leg, reg, f_skin, None, ppm)
+
+    # distance (px) to the glove: nothing within the margin, all the leg beyond it
+    margin = REGION_MARGIN_MM * ppm
+    to_glove = cv2.distanceTransform(f_mask.astype(np.uint8), cv2.DIST_L2, 5)
+    assert not (region & (to_glove < margin)).any()
+    assert (leg & (to_glove > margin + 1.5) & ~region).sum() == 0
+    roi = np.zeros(shape, bool)
+    roi[:, :150] = True
+    assert not (compared_region(leg, reg, f_skin, roi, ppm) & ~roi).any()

@@ -260,8 +260,9 @@ def _run_pipeline(
         ),
     )
     # How far the figure can be trusted: scale, skin in view, light, alignment.
-    f_skin = g.add("follow-up skin registered", s.followup_skin, photos.registration, photos.f_skin)
-    confident = g.add("confidence", _with_confidence, result, f_skin, photos.b_scale, photos.b_skin)
+    confident = g.add(
+        "confidence", _with_confidence, result, photos.f_skin, photos.b_scale, photos.b_skin
+    )
     return g.run(confident, workers=workers, progress=progress)
 
 
@@ -491,7 +492,7 @@ class _PhotoTasks:
     q_f: Task[int | None]
     visits: Task[s.Visits]
     registration: Task[Registration]
-    f_skin: Task[SkinMap]
+    f_skin: Task[SkinMap]  # the follow-up's skin as registered (baseline frame)
     b_scale: Task[PhotoScale]
     b_skin: Task[SkinMap]
 
@@ -538,7 +539,8 @@ def _visit_steps(
         )
     else:
         seg_f = given.followup_seg
-    region = g.add("region", s.compared_region, leg, reg, fr.roi, ppm)
+    f_skin_registered = g.add("follow-up skin registered", s.followup_skin, reg, f_skin)
+    region = g.add("region", s.compared_region, leg, reg, f_skin_registered, fr.roi, ppm)
     v = g.add("visits", s.visits, reg, seg_b, seg_f, region, ppm)
     return _PhotoTasks(
         fr,
@@ -552,7 +554,7 @@ def _visit_steps(
         q_f,
         v,
         reg,
-        f_skin,
+        f_skin_registered,
         b_scale,
         b_skin,
     )

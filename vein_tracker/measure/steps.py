@@ -275,9 +275,10 @@ def _skin_off_card(skin: SkinMap, card: np.ndarray | None) -> np.ndarray:
 
 
 def followup_skin(reg: Registration, skin: SkinMap) -> SkinMap:
-    """The follow-up's skin as registered (its share of the frame and its light, for the
-    confidence: :func:`vein_tracker.confidence.for_comparison`): the skin found on the
-    follow-up, brought into the baseline frame."""
+    """The follow-up's skin as registered (where the region compared may lie,
+    :func:`compared_region`; its share of the frame and its light, for the confidence:
+    :func:`vein_tracker.confidence.for_comparison`): the skin found on the follow-up,
+    brought into the baseline frame."""
     on_skin = warp_to_baseline(
         skin.mask.astype(np.uint8), reg.homography, reg.flow, reg.valid.shape, cv2.INTER_NEAREST
     )
@@ -440,12 +441,18 @@ def segment_followup(
 
 
 def compared_region(
-    leg: np.ndarray, reg: Registration, roi: np.ndarray | None, ppm: float
+    leg: np.ndarray,
+    reg: Registration,
+    f_skin: SkinMap,
+    roi: np.ndarray | None,
+    ppm: float,
 ) -> np.ndarray:
-    """The region compared: the baseline's leg the follow-up covers and shows alike
-    (``Registration.comparable``: not a hand placed again), away from the border of that
-    part by :data:`REGION_MARGIN_MM`, inside the region of interest."""
-    region = leg & erode_disc(reg.comparable, REGION_MARGIN_MM * ppm)
+    """The region compared: the baseline's leg the follow-up covers, shows alike
+    (``Registration.comparable``: not a hand placed again) and shows as skin (``f_skin``,
+    the follow-up's skin as registered: not a glove or clothing laid over the leg at the
+    follow-up, whose veins would read as cleared), away from the border of that part by
+    :data:`REGION_MARGIN_MM`, inside the region of interest."""
+    region = leg & erode_disc(reg.comparable & f_skin.mask, REGION_MARGIN_MM * ppm)
     if roi is not None:
         region &= roi
     return region
