@@ -417,7 +417,8 @@ def _check_fit(
     nonrigid: bool,
     tell: ProgressCallback,
 ) -> _Fit:
-    """Overlap, correlation, the non-rigid flow (when it helps) and the relative blur of
+    """Overlap, correlation, the non-rigid flow (when it helps; with matched features
+    ``m`` even under :data:`~.checks.MIN_NCC`, the check then holding after it) and the relative blur of
     the pair under ``h_r`` (refine grid), on the ``tmask`` skin the follow-up covers; when
     that correlates under :data:`~.checks.MIN_NCC`, on its part the matched features ``m``
     span (:func:`_evidence_mask`; ``m`` None: aligned without features) if that part
@@ -454,7 +455,9 @@ def _check_fit(
         corr = ncc(baseline.channel, warped_ch, qmask)
     flow_ref: np.ndarray | None = None
     gain = 0.0
-    if nonrigid and np.isfinite(corr) and corr >= MIN_NCC:
+    # A leg that bent between visits correlates poorly under the homography alone, more
+    # so at a fine scale: when features matched, the pair is judged after the flow.
+    if nonrigid and np.isfinite(corr) and (corr >= MIN_NCC or m is not None):
         tell(0.75, "non-rigid refinement")
         flow_ref, gain, corr2 = nonrigid_flow(baseline.channel, warped_ch, qmask)
         if flow_ref is not None:
