@@ -418,12 +418,13 @@ def _check_fit(
     tell: ProgressCallback,
 ) -> _Fit:
     """Overlap, correlation, the non-rigid flow (when it helps; with matched features
-    ``m`` even under :data:`~.checks.MIN_NCC`, the check then holding after it) and the relative blur of
-    the pair under ``h_r`` (refine grid), on the ``tmask`` skin the follow-up covers; when
-    that correlates under :data:`~.checks.MIN_NCC`, on its part the matched features ``m``
-    span (:func:`_evidence_mask`; ``m`` None: aligned without features) if that part
-    holds :data:`~.checks.MIN_EVIDENCED_SHARE` of it; in either case without the parts
-    that moved once the leg is aligned (:func:`~.motion.moved_parts`)."""
+    ``m`` even under :data:`~.checks.MIN_NCC`, the check then holding after it) and the
+    relative blur of the pair under ``h_r`` (refine grid), on the ``tmask`` skin the
+    follow-up covers; when that correlates under :data:`~.checks.MIN_NCC`, on its part
+    the matched features ``m`` span (:func:`_evidence_mask`; ``m`` None: aligned without
+    features) if that part holds :data:`~.checks.MIN_EVIDENCED_SHARE` of it; in either
+    case without the parts that moved once the leg is aligned
+    (:func:`~.motion.moved_parts`)."""
     bh, bw = baseline.ref.shape[:2]
     warped_ch = cv2.warpPerspective(followup.channel, h_r, (bw, bh), flags=cv2.INTER_LINEAR)
     cover = cv2.warpPerspective(
