@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from vein_tracker import synthetic as syn
+from vein_tracker.confidence import MIN_MEASURED_VEINS
 from vein_tracker.errors import RegistrationError
 from vein_tracker.io import photo_from_array
 from vein_tracker.measure import (
@@ -340,6 +341,37 @@ def test_a_comparison_with_no_baseline_vein_is_low_confidence_with_why(
     d = c.to_dict()["confidence"]
     assert "no_baseline_veins" in d["codes"]
     assert any("No vein was found on the baseline" in r for r in d["reasons"])
+
+
+def test_a_figure_resting_on_few_veins_is_low_confidence_with_why(
+    mapped_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    """A figure measured on a handful of baseline veins is not averaged over enough of
+    them to be trusted within a few points: it is low-confidence and says how many veins
+    it rests on. The whole pair, with many veins, carries no such reason."""
+    pair, b, f, auto = mapped_pair
+
+    def measured(c: Comparison) -> int:
+        return sum(n for status, n in c.vein_counts.items() if status != "new")
+
+    assert auto.confidence is not None
+    assert measured(auto) >= MIN_MEASURED_VEINS
+    assert "few_veins" not in auto.confidence.to_dict()["codes"]
+    # a small region of interest around the baseline's largest vein
+    ids = auto.baseline_seg.vein_ids
+    largest = max((v for v in auto.veins if v.status != "new"), key=lambda v: v.area_mm2)
+    ys, xs = np.nonzero(ids == largest.id)
+    yy, xx = np.ogrid[: PH_SHAPE[0], : PH_SHAPE[1]]
+    roi = (yy - np.median(ys)) ** 2 + (xx - np.median(xs)) ** 2 <= 50.0**2
+    c = remeasure(auto, b, f, roi=roi)
+    n = measured(c)
+    assert 1 <= n < MIN_MEASURED_VEINS
+    assert np.isfinite(c.improvement_pct)
+    assert c.confidence is not None
+    assert c.confidence.level == "low"
+    d = c.to_dict()["confidence"]
+    assert "few_veins" in d["codes"]
+    assert any(f"rests on {n} vein" in r for r in d["reasons"])
 
 
 def test_a_hand_placed_again_is_left_out_and_the_figure_is_low_confidence(
