@@ -42,6 +42,20 @@ def map_errors(reg: Registration, rendered: syn.Rendered, step: int = 7) -> np.n
     return np.asarray(np.linalg.norm(reg.map_points(q) - truth[inside], axis=1))
 
 
+def skin_map_errors_mm(reg: Registration, pair: Any, step: int) -> np.ndarray:
+    """Distance (mm) between the estimated and the true baseline position of every
+    ``step``-th skin pixel of a photo-like pair's follow-up (legs, not hands or feet)
+    whose true position lies inside the baseline frame."""
+    fol = pair.followup
+    ys, xs = np.nonzero(np.any(fol.skin_masks, axis=0))
+    ys, xs = ys[::step], xs[::step]
+    truth = fol.to_baseline_map[ys, xs].astype(np.float64)
+    h, w = pair.baseline.shape
+    inside = (truth[:, 0] >= 0) & (truth[:, 0] < w) & (truth[:, 1] >= 0) & (truth[:, 1] < h)
+    est = reg.map_points(np.stack([xs, ys], axis=1).astype(np.float64)[inside])
+    return np.asarray(np.linalg.norm(est - truth[inside], axis=1) / fol.px_per_mm)
+
+
 @pytest.fixture(scope="module", params=[0, 1])
 def rigid_pair(request: pytest.FixtureRequest) -> syn.PhantomPair:
     seed = int(request.param)
@@ -382,14 +396,9 @@ def test_a_hand_placed_again_does_not_refuse_the_leg_and_is_left_out_of_the_comp
     assert r.checks.ncc_all_skin < MIN_NCC <= r.checks.ncc
     # the leg lies where it should: the follow-up's leg pixels (not the hand's) land
     # within half a millimetre of their true place on the baseline, in the median
+    assert np.median(skin_map_errors_mm(r, pair, step=50)) < 0.5
     fol = pair.followup
-    ys, xs = np.nonzero(np.any(fol.skin_masks, axis=0))
-    ys, xs = ys[::50], xs[::50]
-    truth = fol.to_baseline_map[ys, xs].astype(np.float64)
     h, w = pair.baseline.shape
-    inside = (truth[:, 0] >= 0) & (truth[:, 0] < w) & (truth[:, 1] >= 0) & (truth[:, 1] < h)
-    est = r.map_points(np.stack([xs, ys], axis=1).astype(np.float64)[inside])
-    assert np.median(np.linalg.norm(est - truth[inside], axis=1)) < 0.5 * fol.px_per_mm
     # what is compared is the leg the features span: neither visit's hand, half the
     # leg both photos truly show
     assert r.agrees is not None
@@ -445,14 +454,7 @@ def test_a_bent_close_up_is_judged_after_the_non_rigid_flow() -> None:
     assert r.checks.moved_share < 0.05
     # the follow-up's skin lands within 0.15 mm of its true place in the median, and
     # within 0.5 mm at the 90th percentile (the homography alone: 0.36 and 1.1 mm)
-    fol = pair.followup
-    ys, xs = np.nonzero(np.any(fol.skin_masks, axis=0))
-    ys, xs = ys[::41], xs[::41]
-    truth = fol.to_baseline_map[ys, xs].astype(np.float64)
-    h, w = pair.baseline.shape
-    inside = (truth[:, 0] >= 0) & (truth[:, 0] < w) & (truth[:, 1] >= 0) & (truth[:, 1] < h)
-    est = r.map_points(np.stack([xs, ys], axis=1).astype(np.float64)[inside])
-    err_mm = np.linalg.norm(est - truth[inside], axis=1) / fol.px_per_mm
+    err_mm = skin_map_errors_mm(r, pair, step=41)
     assert np.median(err_mm) < 0.15
     assert np.percentile(err_mm, 90) < 0.5
 
