@@ -119,6 +119,10 @@ def _displaced(
             win = b[y0:y1, x0:x1]
             if float(tpl.std()) < 1e-6 or float(win.std()) < 1e-6:
                 continue
+            # No match elsewhere (at most 1) can beat a block that already correlates
+            # over 1 - MIN_GAIN in place by MIN_GAIN: most of a well-aligned leg.
+            if _correlation(tpl, b[y : y + block, x : x + block]) > 1.0 - MIN_GAIN + 1e-3:
+                continue
             corr = cv2.matchTemplate(win, tpl, cv2.TM_CCOEFF_NORMED)
             in_place = float(corr[y - y0, x - x0])
             iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
@@ -126,6 +130,13 @@ def _displaced(
             shift = float(np.hypot(iy - (y - y0), ix - (x - x0)))
             out[gy, gx] = best >= MIN_BEST and best - in_place >= MIN_GAIN and shift >= MIN_SHIFT_PX
     return out
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised correlation of two blocks of the same shape (0 when either is flat)."""
+    da, db = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((da * da).sum() * (db * db).sum()))
+    return float((da * db).sum()) / den if den > 0 else 0.0
 
 
 def _grouped(displaced: np.ndarray, block: int, shape: tuple[int, int]) -> np.ndarray:
