@@ -433,8 +433,7 @@ def test_a_bent_close_up_is_judged_after_the_non_rigid_flow() -> None:
     the homography alone the fine texture decorrelates (all the skin under MIN_NCC,
     hundreds of features matched): the pair is the same leg, aligned by the non-rigid
     flow, and judged after it; what the flow brought into place is not taken for a part
-    that moved (under the homography alone 12 % of the skin looked displaced, 4 % after
-    it). Without
+    that moved (under the homography alone 12 % of the skin looked displaced). Without
     the flow the same pair is refused."""
     pair = make_photo_pair(
         15008,

@@ -40,7 +40,7 @@ from .features import (
     match_features,
     photo_features,
 )
-from .motion import in_place, moved_parts
+from .motion import moved_parts
 from .refine import ecc_refine, nonrigid_flow
 from .result import (
     Registration,
@@ -466,13 +466,10 @@ def _check_fit(
         if flow_ref is not None:
             corr = corr2
     if flow_ref is not None and moved.any():
-        # A bend the homography left (the edge of a close-up) reads as a move: what the
-        # flow brought into place, no longer displaced and agreeing in place, did not move.
+        # A bend the homography left (the edge of a close-up) reads as a move: only what
+        # is still displaced once the flow has brought the leg into place moved.
         refined_od = _warped(followup.odn, h_r, flow_ref, (bh, bw))
-        settled = in_place(baseline.odn, refined_od, *skins) & ~moved_parts(
-            baseline.odn, refined_od, *skins
-        )
-        still_moved = moved & ~settled
+        still_moved = moved & moved_parts(baseline.odn, refined_od, *skins)
         if (moved & ~still_moved).any():
             moved = still_moved
             checked_on = ~moved if evidence_on is None else evidence_on & ~moved

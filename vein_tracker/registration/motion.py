@@ -31,15 +31,7 @@ import numpy as np
 from ..morphology import dilate_disc, erode_disc
 from .features import highpass
 
-__all__ = [
-    "MIN_BEST",
-    "MIN_BLOCKS",
-    "MIN_GAIN",
-    "MOTION_SIDE",
-    "SEARCH",
-    "in_place",
-    "moved_parts",
-]
+__all__ = ["MIN_BEST", "MIN_BLOCKS", "MIN_GAIN", "MOTION_SIDE", "SEARCH", "moved_parts"]
 
 #: Long side (px) of the grid blocks are matched on.
 MOTION_SIDE = 500
@@ -82,61 +74,27 @@ def moved_parts(
         Skin of either photo lying in a part that moved (all False when nothing did).
     """
     h, w = od_b.shape
-    g = _Grid(od_b, od_fw, skin_b, skin_fw)
-    displaced = _displaced(g.hp_b, g.hp_f, g.sk_b, g.sk_f, g.block, g.search) | _displaced(
-        g.hp_f, g.hp_b, g.sk_f, g.sk_b, g.block, g.search
+    s = min(1.0, MOTION_SIDE / max(h, w))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+
+    def grid(a: np.ndarray, interp: int) -> np.ndarray:
+        return np.asarray(cv2.resize(a, size, interpolation=interp))
+
+    hp_b = highpass(grid(od_b.astype(np.float32), cv2.INTER_AREA), _HIGHPASS_PX)
+    hp_f = highpass(grid(od_fw.astype(np.float32), cv2.INTER_AREA), _HIGHPASS_PX)
+    sk_b = grid(skin_b.astype(np.uint8), cv2.INTER_NEAREST) > 0
+    sk_f = grid(skin_fw.astype(np.uint8), cv2.INTER_NEAREST) > 0
+    side = max(size)
+    block = max(8, round(BLOCK * side))
+    search = max(4, round(SEARCH * side))
+    displaced = _displaced(hp_b, hp_f, sk_b, sk_f, block, search) | _displaced(
+        hp_f, hp_b, sk_f, sk_b, block, search
     )
-    moved = _grouped(displaced, g.block, g.hp_b.shape)
+    moved = _grouped(displaced, block, (size[1], size[0]))
     if not moved.any():
         return np.zeros((h, w), bool)
     out = cv2.resize(moved.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     return np.asarray(out & (skin_b | skin_fw))
-
-
-def in_place(
-    od_b: np.ndarray, od_fw: np.ndarray, skin_b: np.ndarray, skin_fw: np.ndarray
-) -> np.ndarray:
-    """The skin both photos show that agrees where the alignment puts it: the block
-    around each pixel correlates in place at least :data:`MIN_BEST`, as well as a
-    displaced block must match elsewhere (same arguments and grid as
-    :func:`moved_parts`)."""
-    h, w = od_b.shape
-    g = _Grid(od_b, od_fw, skin_b, skin_fw)
-    k = (g.block, g.block)
-
-    def mean(x: np.ndarray) -> np.ndarray:
-        return np.asarray(cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT))
-
-    mb, mf = mean(g.hp_b), mean(g.hp_f)
-    cov = mean(g.hp_b * g.hp_f) - mb * mf
-    var = (mean(g.hp_b * g.hp_b) - mb * mb) * (mean(g.hp_f * g.hp_f) - mf * mf)
-    corr = cov / np.sqrt(np.maximum(var, 1e-12))
-    agrees = (corr >= MIN_BEST) & g.sk_b & g.sk_f
-    out = cv2.resize(agrees.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    return np.asarray(out)
-
-
-class _Grid:
-    """Both photos' high-passed neutral OD and skin on the grid of long side
-    :data:`MOTION_SIDE`, and the block side and search radius there (px)."""
-
-    def __init__(
-        self, od_b: np.ndarray, od_fw: np.ndarray, skin_b: np.ndarray, skin_fw: np.ndarray
-    ) -> None:
-        h, w = od_b.shape
-        s = min(1.0, MOTION_SIDE / max(h, w))
-        size = (max(1, round(w * s)), max(1, round(h * s)))
-
-        def grid(a: np.ndarray, interp: int) -> np.ndarray:
-            return np.asarray(cv2.resize(a, size, interpolation=interp))
-
-        self.hp_b = highpass(grid(od_b.astype(np.float32), cv2.INTER_AREA), _HIGHPASS_PX)
-        self.hp_f = highpass(grid(od_fw.astype(np.float32), cv2.INTER_AREA), _HIGHPASS_PX)
-        self.sk_b = grid(skin_b.astype(np.uint8), cv2.INTER_NEAREST) > 0
-        self.sk_f = grid(skin_fw.astype(np.uint8), cv2.INTER_NEAREST) > 0
-        side = max(size)
-        self.block = max(8, round(BLOCK * side))
-        self.search = max(4, round(SEARCH * side))
 
 
 def _displaced(
