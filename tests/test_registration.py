@@ -432,9 +432,7 @@ def test_a_bent_close_up_is_judged_after_the_non_rigid_flow() -> None:
     texture-hair pair 8, calibration seed), the leg bent by 1.1 mm between visits. Under
     the homography alone the fine texture decorrelates (all the skin under MIN_NCC,
     hundreds of features matched): the pair is the same leg, aligned by the non-rigid
-    flow, and judged after it; what the flow brought into place is not taken for a part
-    that moved (under the homography alone 12 % of the skin looked displaced). Without
-    the flow the same pair is refused."""
+    flow, and judged after it. Without the flow the same pair is refused."""
     pair = make_photo_pair(
         15008,
         tone="olive",
@@ -451,7 +449,6 @@ def test_a_bent_close_up_is_judged_after_the_non_rigid_flow() -> None:
     assert r.checks.matches > 100
     assert r.checks.ncc_all_skin < MIN_NCC < r.checks.ncc
     assert r.flow is not None
-    assert r.checks.moved_share < 0.05
     # the follow-up's skin lands within 0.15 mm of its true place in the median, and
     # within 0.5 mm at the 90th percentile (the homography alone: 0.36 and 1.1 mm)
     err_mm = skin_map_errors_mm(r, pair, step=41)

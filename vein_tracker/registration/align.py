@@ -48,7 +48,6 @@ from .result import (
     apply_h,
     bilinear,
     refused,
-    warp_to_baseline,
     warp_with_valid,
 )
 
@@ -449,12 +448,11 @@ def _check_fit(
             corr = ncc(baseline.channel, warped_ch, qmask)
     # What moved once the leg is aligned (a hand placed again) is neither checked, nor
     # followed by the non-rigid flow, nor compared.
-    skins = (b_skin & cover_b, f_skin_w & cover_b)
-    evidence_on, still_qmask = checked_on, qmask
-    moved = moved_parts(baseline.odn, _warped(followup.odn, h_r, None, (bh, bw)), *skins)
+    warped_od = cv2.warpPerspective(followup.odn, h_r, (bw, bh), flags=cv2.INTER_LINEAR)
+    moved = moved_parts(baseline.odn, warped_od, b_skin & cover_b, f_skin_w & cover_b)
     if moved.any():
-        checked_on = ~moved if evidence_on is None else evidence_on & ~moved
-        qmask = still_qmask & ~moved
+        checked_on = ~moved if checked_on is None else checked_on & ~moved
+        qmask = qmask & ~moved
         corr = ncc(baseline.channel, warped_ch, qmask)
     flow_ref: np.ndarray | None = None
     gain = 0.0
@@ -465,16 +463,6 @@ def _check_fit(
         flow_ref, gain, corr2 = nonrigid_flow(baseline.channel, warped_ch, qmask)
         if flow_ref is not None:
             corr = corr2
-    if flow_ref is not None and moved.any():
-        # A bend the homography left (the edge of a close-up) reads as a move: only what
-        # is still displaced once the flow has brought the leg into place moved.
-        refined_od = _warped(followup.odn, h_r, flow_ref, (bh, bw))
-        still_moved = moved & moved_parts(baseline.odn, refined_od, *skins)
-        if (moved & ~still_moved).any():
-            moved = still_moved
-            checked_on = ~moved if evidence_on is None else evidence_on & ~moved
-            qmask = still_qmask & ~moved
-            corr = ncc(baseline.channel, _warped(followup.channel, h_r, flow_ref, (bh, bw)), qmask)
     # Relative blur: how much the sharper photo must be blurred to look like the other.
     blur_f, blur_b = relative_blur(baseline.odn, followup.odn, h_r, flow_ref, qmask)
     return _Fit(
@@ -488,14 +476,6 @@ def _check_fit(
         blur_followup_px=blur_f / baseline.ref_scale,
         blur_baseline_px=blur_b / baseline.ref_scale,
     )
-
-
-def _warped(
-    followup_map: np.ndarray, h_r: np.ndarray, flow: np.ndarray | None, shape: tuple[int, int]
-) -> np.ndarray:
-    """A follow-up map on the refine grid warped onto the baseline's, by ``h_r`` and then
-    ``flow`` when given (bilinear)."""
-    return warp_to_baseline(followup_map, h_r, flow, shape, cv2.INTER_LINEAR)
 
 
 def _fit_refusal(
