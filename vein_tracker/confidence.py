@@ -61,9 +61,9 @@ MIN_MAP_AGREEMENT = 0.5
 #: Fewest baseline veins the figure may rest on. One vein's remaining share reads within
 #: about ±0.3 of its truth on photographs (the camera's processing, the skin's texture
 #: and JPEG noise under its pixels), so the mean of n veins is good to about ±30/√n
-#: points: under 15 veins, ±8 or worse. On the 40 photo-like calibration pairs the six
-#: figures resting on fewer than 15 veins were off by 5.6-29.3 points (median 17.4),
-#: the others by a median of 8.4.
+#: points: under 15 veins, ±8 or worse. Of the 34 treated photo-like calibration pairs,
+#: the six figures resting on fewer than 15 veins were off by 5.6-29.3 points (median
+#: 17.3), the other 28 by a median of 7.9.
 MIN_MEASURED_VEINS = 15
 
 

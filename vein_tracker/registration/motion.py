@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ..morphology import dilate_disc, erode_disc
+from .checks import ncc
 from .features import highpass
 
 __all__ = ["MIN_BEST", "MIN_BLOCKS", "MIN_GAIN", "MOTION_SIDE", "SEARCH", "moved_parts"]
@@ -121,7 +122,8 @@ def _displaced(
                 continue
             # No match elsewhere (at most 1) can beat a block that already correlates
             # over 1 - MIN_GAIN in place by MIN_GAIN: most of a well-aligned leg.
-            if _correlation(tpl, b[y : y + block, x : x + block]) > 1.0 - MIN_GAIN + 1e-3:
+            here = b[y : y + block, x : x + block]
+            if ncc(tpl, here, np.ones(tpl.shape, bool)) > 1.0 - MIN_GAIN + 1e-3:
                 continue
             corr = cv2.matchTemplate(win, tpl, cv2.TM_CCOEFF_NORMED)
             in_place = float(corr[y - y0, x - x0])
@@ -130,13 +132,6 @@ def _displaced(
             shift = float(np.hypot(iy - (y - y0), ix - (x - x0)))
             out[gy, gx] = best >= MIN_BEST and best - in_place >= MIN_GAIN and shift >= MIN_SHIFT_PX
     return out
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Normalised correlation of two blocks of the same shape (0 when either is flat)."""
-    da, db = a - a.mean(), b - b.mean()
-    den = float(np.sqrt((da * da).sum() * (db * db).sum()))
-    return float((da * db).sum()) / den if den > 0 else 0.0
 
 
 def _grouped(displaced: np.ndarray, block: int, shape: tuple[int, int]) -> np.ndarray:
