@@ -382,10 +382,7 @@ def for_comparison(
             float(reg.checks.ncc_all_skin),
             float(reg.checks.moved_share),
         ),
-        measurement_reasons(
-            float(c.improvement_pct),
-            sum(int(n) for status, n in c.vein_counts.items() if status != "new"),
-        ),
+        measurement_reasons(float(c.improvement_pct), c.baseline_veins_measured),
         []
         if baseline_skin is None or not (baseline_skin.found and f_skin.found)
         else light_change_reasons(baseline_skin.skin_chroma, f_skin.skin_chroma),

@@ -206,6 +206,11 @@ class Comparison:
         """Analysis pixels per baseline photo pixel."""
         return 1.0 if self.frame is None else self.frame.scale
 
+    @property
+    def baseline_veins_measured(self) -> int:
+        """How many baseline veins the figure rests on (every status but ``"new"``)."""
+        return sum(int(n) for status, n in self.vein_counts.items() if status != "new")
+
     def photo_homography(self) -> np.ndarray:
         """Follow-up photo (x, y) -> baseline photo (x, y), as the photos were loaded."""
         h = np.asarray(self.registration.homography, np.float64)
