@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vein_tracker.optics import NEUTRAL_OD, linear_to_srgb_u8
-from vein_tracker.skin import CHROMA_BASIS, SkinMap, find_skin
+from vein_tracker.skin import CHROMA_BASIS, MAX_VEIN_HOLE_MM, SkinMap, find_skin
 from vein_tracker.synthetic.photo import make_photo_pair
 
 PPM = 3.0
@@ -267,6 +267,33 @@ def test_a_small_skin_coloured_patch_does_not_displace_a_large_skin() -> None:
     assert found.found
     assert (found.mask & big).sum() >= 0.9 * big.sum()
     assert not found.mask[150:250, 420:520].any()
+
+
+def test_a_hole_wider_than_a_vein_is_not_skin_and_a_vein_wide_one_is() -> None:
+    """Inside a skin region, the background seen through a loop of skin (a thumb and the
+    fingers of a hand holding the leg) is wider than any vein: it is left out, and its
+    rim is an outline. A reticular vein (3 mm) and a mole (3 mm), darker than the skin
+    and of another colour, are filled as skin."""
+    ppm = 4.0
+    lin = np.full((600, 800, 3), 0.55, np.float32)  # a grey backdrop around the skin
+    lin[60:540, 80:720] = (0.62, 0.40, 0.30)
+    wide = np.zeros((600, 800), bool)
+    wide[200:260, 200:300] = True  # 15 x 25 mm of backdrop seen through the skin
+    lin[wide] = 0.55
+    vein = np.zeros((600, 800), bool)
+    vein[400:412, 150:650] = True  # 3 mm wide, 125 mm long
+    lin[vein] = (0.30, 0.22, 0.24)
+    yy, xx = np.mgrid[:600, :800]
+    mole = (yy - 200) ** 2 + (xx - 550) ** 2 <= 6**2  # 3 mm across
+    lin[mole] = (0.20, 0.11, 0.07)
+    lin *= 1.0 + 0.02 * np.random.default_rng(0).standard_normal((600, 800, 1)).astype(np.float32)
+    found = find_skin(linear_to_srgb_u8(lin), px_per_mm=ppm)
+    assert found.found
+    assert MAX_VEIN_HOLE_MM > 3.0  # the widest reticular vein
+    assert MAX_VEIN_HOLE_MM < 15.0  # the hole's narrower side
+    assert found.mask[wide].mean() <= 0.05
+    assert found.mask[vein].mean() >= 0.95
+    assert found.mask[mole].all()
 
 
 def test_small_skin_region_is_dropped_with_a_scale() -> None:

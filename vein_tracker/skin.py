@@ -21,7 +21,9 @@ once a cast has moved it. So skin is found relative to the scene:
    skin: a backdrop under neutral light, with little skin in view);
 3. pixels whose chroma lies within the skin mode's own robust spread are skin, cleaned
    at a scale in millimetres; **every** region above :data:`MIN_REGION_MM2` is kept
-   (both legs, a leg crossing the other), holes (veins, moles, hair) filled.
+   (both legs, a leg crossing the other), holes (veins, moles, hair) filled, but not
+   holes wider than any vein (:data:`MAX_VEIN_HOLE_MM`: the background seen between a
+   thumb and the fingers, the deep shadow a hand casts between them).
 
 This module finds skin and estimates the cast; it must not segment veins, register or
 measure.
@@ -37,11 +39,12 @@ import numpy as np
 
 from .checks import check_mask, check_px_per_mm
 from .io import Photo, as_rgb
-from .morphology import Components, components
+from .morphology import Components, components, distance_to
 from .optics import MELANIN_OD, NEUTRAL_OD, optical_density
 
 __all__ = [
     "CHROMA_BASIS",
+    "MAX_VEIN_HOLE_MM",
     "MIN_REGION_MM2",
     "SKIN_LOCUS",
     "SkinMap",
@@ -69,6 +72,12 @@ CHROMA_BASIS = _chroma_basis()
 SKIN_LOCUS = ((0.40, -0.12), (1.15, -0.18), (0.12, 0.10))
 #: Smallest region of skin kept, mm² (about 30 × 50 mm of leg).
 MIN_REGION_MM2 = 1500.0
+#: Widest hole in the skin that is filled as skin, mm. Reticular veins are at most 3 mm
+#: wide (DOMAIN.md), and moles and hair narrower: a hole wider than this is something seen
+#: through or lying on the leg, and its rim is an outline, not a vein (the background
+#: between a thumb and the fingers of a hand holding the leg read as a 30 mm² reticular
+#: vein on photo-like calibration pair 11004).
+MAX_VEIN_HOLE_MM = 4.0
 #: Long side (px) of the grid the skin is found on; the mask is upsampled.
 _SIDE = 512
 #: Chroma histogram bin (OD) and extent.
@@ -429,9 +438,8 @@ def find_skin(
     core = keep[cc.labels]
     from scipy.ndimage import binary_fill_holes  # lazy: a slow import
 
-    small_mask = binary_fill_holes(
-        _grow_into_shadow(small, core, valid & (z2 > (2 * _RADIUS) ** 2), neutral)
-    )
+    grown = _grow_into_shadow(small, core, valid & (z2 > (2 * _RADIUS) ** 2), neutral)
+    small_mask = _vein_holes_filled(grown, binary_fill_holes(grown), ppm_s)
     cc, keep = _large_regions(small_mask, min_px)
     small_mask = keep[cc.labels]
     if s < 1:
@@ -451,6 +459,20 @@ def find_skin(
         found=True,
         modes=scored,
     )
+
+
+def _vein_holes_filled(mask: np.ndarray, filled: np.ndarray, ppm_s: float) -> np.ndarray:
+    """``filled`` (``mask`` with its holes filled) less the holes wider than
+    :data:`MAX_VEIN_HOLE_MM` at ``ppm_s`` px per mm: a hole holding a point farther than
+    half that width from the skin around it."""
+    holes = filled & ~mask
+    if not holes.any():
+        return filled
+    cc = components(holes)
+    wide = np.zeros(cc.n, bool)
+    wide[np.unique(cc.labels[distance_to(~holes) > 0.5 * MAX_VEIN_HOLE_MM * ppm_s])] = True
+    wide[0] = False
+    return np.asarray(filled & ~wide[cc.labels])
 
 
 def _neutral_and_chroma(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
