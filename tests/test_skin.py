@@ -273,7 +273,9 @@ def test_a_hole_wider_than_a_vein_is_not_skin_and_a_vein_wide_one_is() -> None:
     """Inside a skin region, the background seen through a loop of skin (a thumb and the
     fingers of a hand holding the leg) is wider than any vein: it is left out, and its
     rim is an outline. A reticular vein (3 mm) and a mole (3 mm), darker than the skin
-    and of another colour, are filled as skin."""
+    and of another colour, are filled as skin. (A wide hole of skin colour, a leg seen
+    between the fingers of a hand of another tone, stays filled:
+    ``tests/test_registration.py``'s hand placed again.)"""
     ppm = 4.0
     lin = np.full((600, 800, 3), 0.55, np.float32)  # a grey backdrop around the skin
     lin[60:540, 80:720] = (0.62, 0.40, 0.30)

@@ -439,7 +439,7 @@ def find_skin(
     from scipy.ndimage import binary_fill_holes  # lazy: a slow import
 
     grown = _grow_into_shadow(small, core, valid & (z2 > (2 * _RADIUS) ** 2), neutral)
-    small_mask = _vein_holes_filled(grown, binary_fill_holes(grown), ppm_s)
+    small_mask = _vein_holes_filled(grown, binary_fill_holes(grown), ppm_s, chroma - shift)
     cc, keep = _large_regions(small_mask, min_px)
     small_mask = keep[cc.labels]
     if s < 1:
@@ -461,10 +461,15 @@ def find_skin(
     )
 
 
-def _vein_holes_filled(mask: np.ndarray, filled: np.ndarray, ppm_s: float) -> np.ndarray:
+def _vein_holes_filled(
+    mask: np.ndarray, filled: np.ndarray, ppm_s: float, chroma: np.ndarray
+) -> np.ndarray:
     """``filled`` (``mask`` with its holes filled) less the holes wider than
-    :data:`MAX_VEIN_HOLE_MM` at ``ppm_s`` px per mm: a hole holding a point farther than
-    half that width from the skin around it."""
+    :data:`MAX_VEIN_HOLE_MM` at ``ppm_s`` px per mm (a hole holding a point farther than
+    half that width from the skin around it) that are not skin-coloured: their median
+    ``chroma`` (the photo's, less its cast) off the skin locus by more than
+    :data:`_ON_LOCUS`. A skin-coloured hole is skin the skin's mode left out (a light leg
+    between the fingers of a darker hand) and stays filled."""
     holes = filled & ~mask
     if not holes.any():
         return filled
@@ -472,6 +477,9 @@ def _vein_holes_filled(mask: np.ndarray, filled: np.ndarray, ppm_s: float) -> np
     wide = np.zeros(cc.n, bool)
     wide[np.unique(cc.labels[distance_to(~holes) > 0.5 * MAX_VEIN_HOLE_MM * ppm_s])] = True
     wide[0] = False
+    for k in np.flatnonzero(wide):
+        median = np.median(chroma[cc.labels == k], axis=0)
+        wide[k] = bool(np.any(np.abs(_locus_distance(median)) > _ON_LOCUS))
     return np.asarray(filled & ~wide[cc.labels])
 
 
