@@ -25,9 +25,6 @@ from vein_tracker.segmentation import (
     segment,
     vein_contrast,
 )
-from vein_tracker.segmentation.params import _MAX_DECOY_SHARE
-from vein_tracker.segmentation.ridges import _decoy_cut, _Found
-from vein_tracker.segmentation.signals import _compute_maps
 
 SHAPE = (600, 800)
 PPM = 10.0
@@ -554,44 +551,3 @@ def test_a_line_running_along_the_leg_outline_is_shading_not_a_vein(
 
     monkeypatch.setattr(footprint, "_OUTLINE_FOLLOW_MM", 0.0)
     assert _along(segment(rgb, px_per_mm=PPM), near_line) > 0.8
-
-
-def _found_pieces(scores: list[float], shape: tuple[int, int] = (40, 60)) -> _Found:
-    """Centreline pieces of 10 px each (one row apiece), each piece's pixels scoring
-    ``scores[i]`` at its strongest pixel (the others at 1, the hysteresis threshold)."""
-    centre = np.zeros(shape, bool)
-    score = np.zeros(shape, np.float32)
-    for i, s in enumerate(scores):
-        y = 2 + 3 * i
-        centre[y, 5:15] = True
-        score[y, 5:15] = 1.0
-        score[y, 9] = s
-    return _Found(centre, score, np.ones(shape, np.float32), shape)
-
-
-def test_the_decoy_cut_keeps_the_strongest_pieces_its_noise_does_not_reach() -> None:
-    """Pieces are kept from the strongest down while what the detector found on the
-    negated maps (noise only) at or above the weakest kept piece's score is at most
-    _MAX_DECOY_SHARE of the pieces kept."""
-    target = _found_pieces([5.0, 4.0, 3.0, 2.0, 1.5])
-    # two decoys between the two weakest pieces: keeping the 1.5 piece would count 20
-    # decoy pixels against 50 kept (0.4); stopping at 2.0 counts none
-    cut = _decoy_cut(target, _found_pieces([1.6, 1.8]))
-    assert _MAX_DECOY_SHARE < 0.4
-    assert sorted({int(y) for y in np.nonzero(cut)[0]}) == [2, 5, 8, 11]
-    # no decoy: nothing is cut
-    assert np.array_equal(_decoy_cut(target, _found_pieces([])), target.centre)
-    # a decoy weaker than every piece: nothing is cut
-    assert np.array_equal(_decoy_cut(target, _found_pieces([1.2])), target.centre)
-    # noise stronger than every piece, and as long: nothing is kept
-    assert not _decoy_cut(target, _found_pieces([9.0] * 5)).any()
-
-
-def test_negated_maps_turn_every_contrast_the_detector_reads() -> None:
-    rgb = synthetic.make_pair(3, shape=(300, 400)).baseline.rgb
-    maps = _compute_maps(rgb, 8.0, None)
-    neg = maps.negated()
-    for name in ("spider", "neutral", "half", "retic_detect"):
-        assert np.array_equal(getattr(neg, name), -getattr(maps, name)), name
-    assert neg.leg is maps.leg
-    assert neg.hair is maps.hair

@@ -104,11 +104,6 @@ _HAIR_RIM_MM = 0.2
 _K_HI_MAX, _K_HI_MIN = 7.0, 2.5
 _FLOOR_OD = {SPIDER: 0.04, RETICULAR: 0.03}
 _LO_FRACTION = 0.5
-# The photo's own false-detection control: the weakest centreline pieces are left out
-# until what the same detector finds on the negated maps (noise only: no vein is lighter
-# than the skin) is at most this share of the pieces kept. 0.2 is the usual false
-# discovery rate of a target-decoy search, chosen before it was measured.
-_MAX_DECOY_SHARE = 0.2
 # The local noise floor is measured over this window (mm, Gaussian sigma).
 _NOISE_WINDOW_MM = 6.0
 # Ridge vs step: flanks read this many ridge scales (at least this many px) across;

@@ -1,10 +1,8 @@
 """Vein centrelines (step 4 of the package docstring).
 
 The multi-scale Hessian ridge measure, non-maximum suppression, hysteresis (8-connected:
-see :func:`_hysteresis`), the tests that keep a vein's ridge and drop a step (a leg's
-outline, a shadow's edge) or a line in colour only (JPEG's chroma), and the photo's own
-false-detection control (:func:`_decoy_cut`: the same detector on the negated maps finds
-lines lighter than the skin, which no vein makes, and so counts what noise alone passes).
+see :func:`_hysteresis`), and the tests that keep a vein's ridge and drop a step (a leg's
+outline, a shadow's edge) or a line in colour only (JPEG's chroma).
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from .params import (
     _K_HI_MAX,
     _K_HI_MIN,
     _LO_FRACTION,
-    _MAX_DECOY_SHARE,
     _MIN_LENGTH_MM,
     _MIN_SIGMA_PX,
     _NOISE_WINDOW_MM,
@@ -236,31 +233,12 @@ class _Centrelines:
     sigma_px: np.ndarray  # best ridge scale, in that level's px
 
 
-@dataclass(frozen=True, eq=False)
-class _Found:
-    """One class's centreline pixels at its detection level, and what they are read by."""
-
-    centre: np.ndarray  # (h, w) bool at the detection level
-    score: np.ndarray  # (h, w) float32: the ridge over its local high threshold
-    sigma_px: np.ndarray  # (h, w) float32: best ridge scale, detection-level px
-    out_shape: tuple[int, int]  # the level the seeds are returned at
-
-
 def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray) -> _Centrelines:
-    """Ridges of one class (:func:`_found`), less what the photo's own noise would pass
-    as well (:func:`_decoy_cut`).
+    """Ridges of one class: Hessian, non-maximum suppression, hysteresis, vetoes.
 
     Spider ridges are found at L1 and returned at L0; reticular ridges at L2 and
     returned at L1.
     """
-    found = _found(maps, cls, sensitivity, roi_half)
-    centre = _decoy_cut(found, _found(maps.negated(), cls, sensitivity, roi_half))
-    return _upsampled_seeds(centre, found.sigma_px, found.out_shape)
-
-
-def _found(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray) -> _Found:
-    """Ridges of one class at its detection level: Hessian, non-maximum suppression,
-    hysteresis, vetoes."""
     half_shape = maps.leg_half.shape
     if cls == SPIDER:
         sig = maps.half
@@ -329,51 +307,7 @@ def _found(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray) -> _
         2 * min_px,
     )
     centre = _luminance_support(centre, cd, sig[..., 2], _SUPPORT_RATIO[cls])
-    return _Found(centre, ridge / hi, best_s, out_shape)
 
-
-def _decoy_cut(found: _Found, decoy: _Found) -> np.ndarray:
-    """``found.centre`` less its weakest pieces, down to where what the same detector
-    finds on the negated maps (``decoy``) is at most :data:`_MAX_DECOY_SHARE` of it.
-
-    No vein is lighter than the skin around it, so every line found on the negated maps
-    is the photo's noise: JPEG's blocks, skin texture, the camera's grain. Noise is as
-    often light as dark, so as much of it passes among the dark lines. Pieces are ranked
-    by their strongest pixel's ridge over its threshold (what hysteresis keeps them by),
-    and the weakest are left out until the decoys' length is at most that share of the
-    pieces kept (the target-decoy estimate of a false discovery rate). A photo whose
-    noise passes the detector rarely keeps every piece; a noisy one (dark skin, a low
-    JPEG quality) keeps its clearest.
-    """
-    cc = components(found.centre)
-    if cc.n <= 1:
-        return found.centre
-    score = np.zeros(cc.n, np.float64)
-    np.maximum.at(score, cc.at, found.score.reshape(-1)[cc.idx])
-    d_cc = components(decoy.centre)
-    d_score = np.zeros(d_cc.n, np.float64)
-    np.maximum.at(d_score, d_cc.at, decoy.score.reshape(-1)[d_cc.idx])
-    # Pixels at or above each candidate threshold (a piece's score), targets and decoys.
-    order = np.argsort(-score[1:]) + 1
-    cuts = score[order]
-    kept_px = np.cumsum(cc.areas[order].astype(np.float64))
-    d_order = np.sort(d_score[1:])
-    d_areas = d_cc.areas[1:][np.argsort(d_score[1:])].astype(np.float64)
-    d_above = np.concatenate([np.cumsum(d_areas[::-1])[::-1], [0.0]])
-    decoy_px = d_above[np.searchsorted(d_order, cuts, side="left")]
-    ok = np.flatnonzero(decoy_px <= _MAX_DECOY_SHARE * kept_px)
-    keep = np.zeros(cc.n, bool)
-    if ok.size:
-        keep[order[: ok[-1] + 1]] = True
-    return keep[cc.labels]
-
-
-def _upsampled_seeds(
-    centre: np.ndarray, best_s: np.ndarray, out_shape: tuple[int, int]
-) -> _Centrelines:
-    """Every finer pixel under a centreline pixel of ``centre`` becomes a seed, at
-    ``out_shape``, with its ridge scale there."""
-    det_shape = centre.shape
     ys, xs = np.nonzero(centre)
     f = out_shape[1] / det_shape[1]
     # Every finer pixel under a seed becomes a seed (symmetric under flips).

@@ -8,7 +8,7 @@ guided filters of the JPEG note) and :func:`vein_contrast`'s continuous contrast
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -53,18 +53,6 @@ class _Maps:
     ppm_coarse: float
     skin: SkinMap | None  # what find_skin said, when the leg was found here
     dark_coarse: np.ndarray  # bool at L2: skin too dark for its OD to be measured
-
-    def negated(self) -> _Maps:
-        """The same maps with every contrast's sign turned: what is lighter than the skin
-        reads as darker. No vein is lighter than the skin around it, so whatever the
-        detector finds on these is noise (:func:`~.ridges._decoy_cut`)."""
-        return replace(
-            self,
-            spider=-self.spider,
-            neutral=-self.neutral,
-            half=-self.half,
-            retic_detect=-self.retic_detect,
-        )
 
 
 @dataclass(frozen=True, eq=False)
