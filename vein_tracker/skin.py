@@ -21,9 +21,9 @@ once a cast has moved it. So skin is found relative to the scene:
    skin: a backdrop under neutral light, with little skin in view);
 3. pixels whose chroma lies within the skin mode's own robust spread are skin, cleaned
    at a scale in millimetres; **every** region above :data:`MIN_REGION_MM2` is kept
-   (both legs, a leg crossing the other), holes (veins, moles, hair) filled, but not
-   holes wider than any vein (:data:`MAX_VEIN_HOLE_MM`: the background seen between a
-   thumb and the fingers, the deep shadow a hand casts between them).
+   (both legs, a leg crossing the other), holes (veins, moles, hair) filled, but not a
+   hole wider than any vein (:data:`MAX_VEIN_HOLE_MM`) that is not skin-coloured either:
+   the backdrop seen between a thumb and the fingers holding the leg.
 
 This module finds skin and estimates the cast; it must not segment veins, register or
 measure.
@@ -72,11 +72,11 @@ CHROMA_BASIS = _chroma_basis()
 SKIN_LOCUS = ((0.40, -0.12), (1.15, -0.18), (0.12, 0.10))
 #: Smallest region of skin kept, mm² (about 30 × 50 mm of leg).
 MIN_REGION_MM2 = 1500.0
-#: Widest hole in the skin that is filled as skin, mm. Reticular veins are at most 3 mm
-#: wide (DOMAIN.md), and moles and hair narrower: a hole wider than this is something seen
-#: through or lying on the leg, and its rim is an outline, not a vein (the background
-#: between a thumb and the fingers of a hand holding the leg read as a 30 mm² reticular
-#: vein on photo-like calibration pair 11004).
+#: Widest hole in the skin that is filled as skin whatever its colour, mm. Reticular veins
+#: are at most 3 mm wide (DOMAIN.md), and moles and hair narrower: a wider hole that is not
+#: skin-coloured is something seen through the skin, and its rim is an outline, not a vein
+#: (the backdrop between a thumb and the fingers of a hand holding the leg read as a
+#: 30 mm² reticular vein on photo-like calibration pair 11004).
 MAX_VEIN_HOLE_MM = 4.0
 #: Long side (px) of the grid the skin is found on; the mask is upsampled.
 _SIDE = 512
