@@ -108,6 +108,7 @@ def _displaced(
     ys = range(0, max(0, h - block) + 1, step)
     xs = range(0, max(0, w - block) + 1, step)
     out = np.zeros((len(ys), len(xs)), bool)
+    whole = np.ones((block, block), bool)  # every pixel of a block, for checks.ncc
     for gy, y in enumerate(ys):
         for gx, x in enumerate(xs):
             if skin_a[y : y + block, x : x + block].mean() < _BLOCK_SKIN:
@@ -123,7 +124,7 @@ def _displaced(
             # No match elsewhere (at most 1) can beat a block that already correlates
             # over 1 - MIN_GAIN in place by MIN_GAIN: most of a well-aligned leg.
             here = b[y : y + block, x : x + block]
-            if ncc(tpl, here, np.ones(tpl.shape, bool)) > 1.0 - MIN_GAIN + 1e-3:
+            if ncc(tpl, here, whole) > 1.0 - MIN_GAIN + 1e-3:
                 continue
             corr = cv2.matchTemplate(win, tpl, cv2.TM_CCOEFF_NORMED)
             in_place = float(corr[y - y0, x - x0])
