@@ -159,7 +159,8 @@ def _labels_at_work(
     if sp.any():
         skeleton |= skeleton_of(sp)
     labels, skeleton = _without_lone_specks(labels, skeleton, maps.ppm_work)
-    return _without_outline_followers(labels, skeleton, maps.leg, maps.ppm_work)
+    # The edges of one skin surface over another are outlines too.
+    return _without_outline_followers(labels, skeleton, maps.leg & ~maps.occluding, maps.ppm_work)
 
 
 def _without_lone_specks(

@@ -91,6 +91,37 @@ _MIN_NETWORK_MM = 5.0
 _OUTLINE_FOLLOW_MM = 8.0
 _OUTLINE_FOLLOW_ELONGATION = 2.0
 _OUTLINE_FOLLOW_COS = 0.2
+# Where one skin surface lies over another (a crossing leg, a hand on the leg) its edge
+# is an outline inside the skin: the shading steps there and a shadow's dark line runs
+# along it (segmentation.leg._occluding_edges). Such an edge is:
+# - a step of the mean OD at the _OCCLUDING_SIGMA_MM scale of at least
+#   _OCCLUDING_HI_OD_PER_MM (the chain continues down to _OCCLUDING_LO_OD_PER_MM);
+# - still a step _OCCLUDING_REACH_MM either side, by _OCCLUDING_STEP_FRAC of what the
+#   gradient says and of the step _OCCLUDING_NEAR_MM either side (a ridge's flank is
+#   not: its far side is skin), read within the frame;
+# - sharp: the gradient at _OCCLUDING_SHARP_MM, at its best within
+#   _OCCLUDING_SHARP_WITHIN_MM across the edge, at least _OCCLUDING_SHARP_RATIO times the
+#   coarse one (shading steepens over centimetres);
+# - long and gently bent: a span of _OCCLUDING_SPAN_MM, bowing at most _OCCLUDING_BOW of it;
+# - joined to the leg's outline (a T-junction), within _OCCLUDING_JUNCTION_MM of where the
+#   search starts, _OCCLUDING_CLEAR_MM inside the outline.
+# On the 40 photo-like calibration baselines it fires on three (a crossing leg and two
+# hands) and on no single leg.
+_OCCLUDING_SIGMA_MM = 2.0
+_OCCLUDING_HI_OD_PER_MM = 0.07
+_OCCLUDING_LO_OD_PER_MM = 0.04
+_OCCLUDING_REACH_MM = 6.0
+_OCCLUDING_NEAR_MM = 2.0
+_OCCLUDING_STEP_FRAC = 0.6
+_OCCLUDING_SHARP_MM = 0.7
+_OCCLUDING_SHARP_RATIO = 1.8
+_OCCLUDING_SHARP_WITHIN_MM = 1.5
+_OCCLUDING_SPAN_MM = 30.0
+_OCCLUDING_BOW = 0.25
+_OCCLUDING_CLEAR_MM = 4.0
+_OCCLUDING_JUNCTION_MM = 3.0
+# The edge's own width left out around it (mm).
+_OCCLUDING_HALF_WIDTH_MM = 1.0
 # Neutral OD per unit of vein amplitude, and the excess over it that marks hair (OD).
 _NEUTRAL_PER_SPIDER = float(NEUTRAL_OD @ HAEMOGLOBIN_OD)
 _NEUTRAL_PER_RETIC = float(NEUTRAL_OD @ DEEP_VEIN_OD)

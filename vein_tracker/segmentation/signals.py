@@ -16,7 +16,7 @@ import numpy as np
 from ..checks import check_mask, check_px_per_mm
 from ..io import Photo, as_rgb
 from ..skin import SkinMap
-from .leg import _coarse_leg, _leg_full
+from .leg import _coarse_leg, _leg_full, _occluding_edges
 from .levels import _levels, _resize
 from .params import (
     _BG_RIM_MM,
@@ -53,6 +53,7 @@ class _Maps:
     ppm_coarse: float
     skin: SkinMap | None  # what find_skin said, when the leg was found here
     dark_coarse: np.ndarray  # bool at L2: skin too dark for its OD to be measured
+    occluding: np.ndarray  # (H0, W0) bool: edges of one skin surface over another
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,6 +152,9 @@ def _compute_maps(
         sg.ppm_coarse,
         sg.skin,
         _too_dark(sg.od, (sg.leg_coarse.shape[1], sg.leg_coarse.shape[0])),
+        _occluding_edges(
+            sg.od, sg.leg, sg.ppm_work, (sg.leg_coarse.shape[1], sg.leg_coarse.shape[0])
+        ),
     )
 
 
