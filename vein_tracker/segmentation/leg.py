@@ -13,7 +13,7 @@ import numpy as np
 
 from ..checks import check_mask, check_px_per_mm
 from ..io import Photo, as_rgb
-from ..morphology import components
+from ..morphology import components, dilate_disc
 from ..skin import SkinMap, find_skin
 from .levels import _levels, _resize, estimate_px_per_mm
 from .params import (
@@ -183,5 +183,4 @@ def _occluding_edges(
     edges = cv2.resize(
         keep[chains.labels].astype(np.uint8), (w0, h0), interpolation=cv2.INTER_NEAREST
     )
-    r = 2 * max(1, int(round(_OCCLUDING_HALF_WIDTH_MM * ppm_work))) + 1
-    return np.asarray(cv2.dilate(edges, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (r, r))) > 0)
+    return dilate_disc(edges > 0, max(1.0, _OCCLUDING_HALF_WIDTH_MM * ppm_work))
