@@ -93,7 +93,7 @@ _OUTLINE_FOLLOW_ELONGATION = 2.0
 _OUTLINE_FOLLOW_COS = 0.2
 # Where one skin surface lies over another (a crossing leg, a hand on the leg) its edge
 # is an outline inside the skin: the shading steps there and a shadow's dark line runs
-# along it (segmentation.leg._occluding_edges). Such an edge is:
+# along it (segmentation.occlusion._occluding_edges). Such an edge is:
 # - a step of the mean OD at the _OCCLUDING_SIGMA_MM scale of at least
 #   _OCCLUDING_HI_OD_PER_MM (the chain continues down to _OCCLUDING_LO_OD_PER_MM);
 # - still a step _OCCLUDING_REACH_MM either side, by _OCCLUDING_STEP_FRAC of what the

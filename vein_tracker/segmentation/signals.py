@@ -16,8 +16,9 @@ import numpy as np
 from ..checks import check_mask, check_px_per_mm
 from ..io import Photo, as_rgb
 from ..skin import SkinMap
-from .leg import _coarse_leg, _leg_full, _occluding_edges
+from .leg import _coarse_leg, _leg_full
 from .levels import _levels, _resize
+from .occlusion import _occluding_edges
 from .params import (
     _BG_RIM_MM,
     _BG_SIGMA_MM,
