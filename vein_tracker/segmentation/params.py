@@ -122,6 +122,39 @@ _OCCLUDING_CLEAR_MM = 4.0
 _OCCLUDING_JUNCTION_MM = 3.0
 # The edge's own width left out around it (mm).
 _OCCLUDING_HALF_WIDTH_MM = 1.0
+# Where the surface in front hides the skin behind with no step to see (both legs lit
+# alike), its outline is found from the silhouette (segmentation.occlusion._hidden_outlines):
+# - a notch: the outline turns inward by more than _HIDDEN_NOTCH_DEG, measured
+#   _HIDDEN_STEP_MM either side, between arms straight to within _HIDDEN_ARM_DEG over three
+#   times that, _HIDDEN_FRAME_MM or more from the frame (a watermark's letters, a wavy
+#   outline make no such corner);
+# - two notches _HIDDEN_MIN_MM or more apart, each arm within _HIDDEN_ALIGN_DEG of the line
+#   between them, are joined by the cubic that leaves each along its arm; a notch joined to
+#   none runs on along the one arm that stays in the skin to the frame;
+# - the course lies in the skin (_HIDDEN_IN_SKIN of it) and reaches _HIDDEN_DEEP_MM into
+#   it; it is moved by at most _HIDDEN_SNAP_MM onto the edge the photo shows (both the
+#   edge's response and the move smoothed _HIDDEN_ALONG_MM along the course), and kept
+#   when the edge there (the step of the mean OD at _OCCLUDING_SHARP_MM, read
+#   _HIDDEN_READ_MM either side and at least that far inside the skin, plus a dark line's
+#   height) is at least _HIDDEN_EDGE_OD and _HIDDEN_EDGE_RATIO times the skin's
+#   _HIDDEN_CONTROL_MM beside the course, on the side where that is stronger (a course
+#   drawn along a hand's or a finger's own edge has that edge on one side).
+# On the photo-like calibration pairs (45, and 10 more crossed or with a hand) it fires on
+# crossing legs and hands only, and on no single leg, pair of legs apart or foot.
+_HIDDEN_STEP_MM = 5.0
+_HIDDEN_NOTCH_DEG = 140.0
+_HIDDEN_ARM_DEG = 25.0
+_HIDDEN_FRAME_MM = 5.0
+_HIDDEN_MIN_MM = 20.0
+_HIDDEN_ALIGN_DEG = 35.0
+_HIDDEN_IN_SKIN = 0.95
+_HIDDEN_DEEP_MM = 10.0
+_HIDDEN_SNAP_MM = 3.0
+_HIDDEN_ALONG_MM = 3.5
+_HIDDEN_READ_MM = 1.0
+_HIDDEN_EDGE_OD = 0.2
+_HIDDEN_EDGE_RATIO = 2.0
+_HIDDEN_CONTROL_MM = (6.0, 9.0)
 # Neutral OD per unit of vein amplitude, and the excess over it that marks hair (OD).
 _NEUTRAL_PER_SPIDER = float(NEUTRAL_OD @ HAEMOGLOBIN_OD)
 _NEUTRAL_PER_RETIC = float(NEUTRAL_OD @ DEEP_VEIN_OD)
