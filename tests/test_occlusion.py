@@ -7,7 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from vein_tracker.segmentation import occlusion, segment
 from vein_tracker.segmentation.occlusion import _hidden_outlines
+from vein_tracker.segmentation.signals import _compute_maps
+from vein_tracker.synthetic.photo import make_photo_pair
 
 P = 2.5  # px per mm, the coarse level's
 H, W = 260, 320
@@ -93,10 +96,6 @@ def test_a_crossing_with_no_step_is_found_from_the_silhouette(
     finds nothing, but the silhouette's notches give the front leg's outline across the
     leg behind (measured: 97 % of it in the true outline band), and no vein is sought on
     it."""
-    from vein_tracker.segmentation import occlusion, segment
-    from vein_tracker.segmentation.signals import _compute_maps
-    from vein_tracker.synthetic.photo import make_photo_pair
-
     ppm = 6.0
     photo = make_photo_pair(
         10011,
