@@ -139,8 +139,9 @@ _OCCLUDING_HALF_WIDTH_MM = 1.0
 #   height) is at least _HIDDEN_EDGE_OD and _HIDDEN_EDGE_RATIO times the skin's
 #   _HIDDEN_CONTROL_MM beside the course, on the side where that is stronger (a course
 #   drawn along a hand's or a finger's own edge has that edge on one side).
-# On the photo-like calibration pairs (45, and 10 more crossed or with a hand) it fires on
-# crossing legs and hands only, and on no single leg, pair of legs apart or foot.
+# On the photo-like calibration pairs (the 45, and two-leg and hand-foot-floor pairs 5-14,
+# both photos) it fires on crossing legs and hands only: on no single leg, pair of legs
+# apart or foot.
 _HIDDEN_STEP_MM = 5.0
 _HIDDEN_NOTCH_DEG = 140.0
 _HIDDEN_ARM_DEG = 25.0
