@@ -103,7 +103,8 @@ def _occluding_edges(
     expected = g * math.sqrt(2.0 * math.pi) * _OCCLUDING_SIGMA_MM
     step = peak & (far >= _OCCLUDING_STEP_FRAC * np.maximum(expected, near))
     # The fine gradient along the coarse one, at its best close across the chain.
-    fx, fy = gradient(smoothed(_OCCLUDING_SHARP_MM))
+    s_fine = smoothed(_OCCLUDING_SHARP_MM)
+    fx, fy = gradient(s_fine)
     fine = fx * dx + fy * dy
     reach = _OCCLUDING_SHARP_WITHIN_MM
     fine_best = np.max([along(fine, t) for t in np.linspace(-reach, reach, 7)], axis=0)
@@ -127,7 +128,7 @@ def _occluding_edges(
             <= _OCCLUDING_CLEAR_MM + _OCCLUDING_JUNCTION_MM
         )
     found = keep[chains.labels].astype(np.uint8)
-    for curve in _hidden_outlines(leg_c > 0.5, smoothed(_OCCLUDING_SHARP_MM), p):
+    for curve in _hidden_outlines(leg_c > 0.5, s_fine, p):
         cv2.polylines(found, [np.round(curve).astype(np.int32).reshape(-1, 1, 2)], False, 1)
     edges = cv2.resize(found, (w0, h0), interpolation=cv2.INTER_NEAREST)
     return dilate_disc(edges > 0, max(1.0, _OCCLUDING_HALF_WIDTH_MM * ppm_work))
@@ -333,9 +334,8 @@ def _onto_edge(s: np.ndarray, course: np.ndarray, p: float) -> np.ndarray:
     # taken, and so is the move.
     along = _HIDDEN_ALONG_MM * p
     smooth = np.asarray(cv2.GaussianBlur(response, (0, 0), sigmaX=along, sigmaY=0.5))
-    best = cv2.GaussianBlur(shifts[np.argmax(smooth, axis=0)].reshape(1, -1), (0, 0), sigmaX=along)[
-        0
-    ]
+    moves = shifts[np.argmax(smooth, axis=0)].reshape(1, -1)
+    best = cv2.GaussianBlur(moves, (0, 0), sigmaX=along)[0]
     return np.asarray(course + normals * (best[:, None] * p), np.float32)
 
 
