@@ -366,6 +366,7 @@ def test_the_surface_where_the_baselines_skin_lies_is_the_skin(
     assert _false_share(base, b) < 0.05
     alone = find_skin(f.rgb)
     assert _false_share(alone, f) < 0.05
+    assert not alone.warmer_rival  # the legs, past one lamp's cast, are the warmest
     # The front leg whole; the back leg loses the strip in the front leg's cast shadow,
     # as in the baseline (dark, its chroma far from the lit skin's): a known limit.
     assert max(_coverage(alone, f.skin_masks)) >= FOUND
@@ -431,6 +432,69 @@ def test_skin_varying_as_skin_is_found_past_one_lamps_cast() -> None:
     assert found.mask[~truth].mean() <= 0.02
     assert found.cast_chroma[0] > 0.6
     assert found.heavy_cast
+    assert not found.warmer_rival  # the warmest surface was taken
+
+
+def test_a_warmer_surface_set_aside_for_a_milder_light_is_a_rival() -> None:
+    """Brown legs that one strong warm lamp would make skin-coloured (c1 +0.66 from the
+    skin locus), before a pale wall that is skin-coloured as photographed. The milder
+    light wins, so the wall is taken for the skin; the colours fit the other scene as
+    well, and the finding says so, as does the segmentation's confidence."""
+    from vein_tracker.confidence import photo_reasons
+    from vein_tracker.scale import Scale
+
+    rgb, truth = _chroma_scene((1.81, -0.09), (0.08, 0.03), (0.49, -0.04), (0.03, 0.02), 1.6)
+    found = find_skin(rgb)
+    assert found.found
+    assert found.mask[~truth].mean() >= 0.9  # the wall, as the rule says
+    assert found.warmer_rival
+    given = Scale(6.0, "given", 6.0, 6.0, "given")
+    codes = {
+        r.code: r.lowers
+        for r in photo_reasons(
+            scale=given, skin_fraction=0.5, skin_found=True, skin_uncertain=found.warmer_rival
+        )
+    }
+    assert codes == {"skin_uncertain": True}
+    assert photo_reasons(scale=given, skin_fraction=0.5, skin_found=True) == []
+
+
+def test_a_photo_whose_skin_may_be_the_wall_is_low_confidence() -> None:
+    """A phantom of the same scene: crossed brown legs under tungsten before a beige wall
+    (600 x 800 px). Alone, the follow-up's skin is the wall, and its segmentation says
+    the skin may be the wrong surface; the baseline, under daylight, has no such doubt."""
+    from vein_tracker import measure
+    from vein_tracker.segmentation import segment
+
+    pair = make_photo_pair(
+        17007,
+        shape=(600, 800),
+        px_per_mm=2.16,
+        tone="brown",
+        layout="crossed",
+        bend_mm=0.34,
+        treatment=None,
+        identity=True,
+        cast_followup="tungsten",
+    )
+    f = pair.followup
+    alone = find_skin(f.rgb, px_per_mm=2.16)
+    assert _false_share(alone, f) > 0.9
+    assert alone.warmer_rival
+    seg_f = segment(f.rgb, px_per_mm=2.16)
+    assert seg_f.confidence.level == "low"
+    assert "skin_uncertain" in seg_f.confidence.to_dict()["codes"]
+    seg_b = segment(pair.baseline.rgb, px_per_mm=2.16)
+    assert "skin_uncertain" not in seg_b.confidence.to_dict()["codes"]
+    # Compared, the follow-up's skin is found where the baseline's lies: no doubt. With
+    # that photo as the baseline, the comparison's confidence carries it.
+    kept = measure.compare(pair.baseline.jpeg, f.jpeg, px_per_mm=2.16)
+    assert kept.confidence is not None
+    assert "skin_uncertain" not in kept.confidence.to_dict()["codes"]
+    doubted = measure.compare(f.jpeg, pair.baseline.jpeg, px_per_mm=2.16)
+    assert doubted.confidence is not None
+    assert doubted.confidence.level == "low"
+    assert "skin_uncertain" in doubted.confidence.to_dict()["codes"]
 
 
 def test_skin_coloured_legs_keep_a_textured_warm_floor_out() -> None:
@@ -444,3 +508,4 @@ def test_skin_coloured_legs_keep_a_textured_warm_floor_out() -> None:
     assert found.mask[truth].mean() >= 0.9
     assert found.mask[~truth].mean() <= 0.02
     assert abs(found.cast_chroma[0]) < 0.05
+    assert not found.warmer_rival  # the floor, past one lamp's cast, was no candidate

@@ -138,6 +138,7 @@ def photo_reasons(
     skin_found: bool,
     cast_od: float = 0.0,
     heavy_cast: bool = False,
+    skin_uncertain: bool = False,
     which: str = "photo",
 ) -> list[Reason]:
     """What a single photo's scale, skin and light say about a measurement on it.
@@ -152,6 +153,9 @@ def photo_reasons(
     cast_od : float
         Size of the estimated colour cast (OD chroma).
     heavy_cast : bool
+    skin_uncertain : bool
+        Whether another surface could be the skin under another light
+        (:attr:`~vein_tracker.skin.SkinMap.warmer_rival`).
     which : str
         How to name the photo in the reasons ("baseline photo", "follow-up photo").
     """
@@ -184,6 +188,17 @@ def photo_reasons(
                 "little_skin",
                 f"Little skin is in view in the {which} ({100 * skin_fraction:.0f} % of the "
                 "frame): frame the treated area so that it fills most of the photo.",
+                True,
+            )
+        )
+    if skin_found and skin_uncertain:
+        out.append(
+            Reason(
+                "skin_uncertain",
+                f"The skin outlined in the {which} may be the wrong surface: its colours fit "
+                "two scenes, this surface under a mild light or a warmer one under a strong "
+                "warm lamp. Check the outlined leg, or retake the photo under "
+                "daylight-balanced light.",
                 True,
             )
         )
@@ -341,7 +356,10 @@ def for_comparison(
     follow-up's skin and cast are ``followup_skin``'s, else found on the follow-up as
     registered (:func:`vein_tracker.skin.find_skin`); with ``baseline_skin`` (the
     baseline's skin as found), a strong change of light between the photos lowers the
-    confidence (:func:`light_change_reasons`).
+    confidence (:func:`light_change_reasons`), and so does a baseline whose skin another
+    surface could have been (``skin_uncertain``). The follow-up's skin needs no such
+    check: the comparison finds it where the baseline's lies
+    (:func:`vein_tracker.measure.steps.skin_like_baseline`).
     """
     from .skin import find_skin
 
@@ -367,6 +385,7 @@ def for_comparison(
             scale=scale,
             skin_fraction=float(leg_b.mean()),
             skin_found=bool(leg_b.any()),
+            skin_uncertain=baseline_skin is not None and baseline_skin.warmer_rival,
             which="baseline photo",
         ),
         photo_reasons(

@@ -143,6 +143,9 @@ _MAX_DRIFT = (0.25, 0.12)
 _RADIUS = 3.0
 #: A cast larger than this (OD chroma) is reported as heavy.
 HEAVY_CAST_OD = 0.35
+#: A surface set aside as skin is a warmer rival of the skin taken when its chroma lies
+#: at least this much warmer (c1, OD): more than the skin fit moves the mode's centre.
+_RIVAL_WARMER = 0.15
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,6 +188,20 @@ class SkinMap:
     @property
     def heavy_cast(self) -> bool:
         return self.cast_od > HEAVY_CAST_OD
+
+    @property
+    def warmer_rival(self) -> bool:
+        """Whether a surface warmer than the skin taken could have been the skin.
+
+        :func:`_skin_mode` takes the warmest candidate, unless a milder light makes
+        another skin-coloured: then the warmer one is set aside as a wooden floor. The
+        scene reads both ways: pale skin beside dark wood under a mild light, or darker
+        skin beside a pale wall under a strong warm lamp (a brown leg before a beige wall
+        under tungsten). The colours cannot tell which, so the skin found may be the wrong
+        surface. Read from :attr:`modes`, the candidates the choice was made among."""
+        return self.found and any(
+            c1 >= self.skin_chroma[0] + _RIVAL_WARMER for c1, _, _, _ in self.modes
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no arrays)."""

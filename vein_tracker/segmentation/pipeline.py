@@ -260,5 +260,6 @@ def _confidence(scale: Scale, skin: SkinMap | None, leg: np.ndarray) -> Confiden
             skin_found=skin.found,
             cast_od=skin.cast_od,
             heavy_cast=skin.heavy_cast,
+            skin_uncertain=skin.warmer_rival,
         )
     )
