@@ -116,5 +116,5 @@ def test_a_crossing_with_no_step_is_found_from_the_silhouette(
     assert found.sum() >= 5000
     assert (found & photo.outline_band).sum() >= 0.9 * found.sum()
     assert not (segment(photo.rgb, px_per_mm=ppm).mask & found).any()
-    monkeypatch.setattr(occlusion, "_hidden_outlines", lambda *args: [])
+    monkeypatch.setattr(occlusion, "_hidden_outlines", lambda *args, **kwargs: [])
     assert not occluding().any()

@@ -128,13 +128,15 @@ def _occluding_edges(
             <= _OCCLUDING_CLEAR_MM + _OCCLUDING_JUNCTION_MM
         )
     found = keep[chains.labels].astype(np.uint8)
-    for curve in _hidden_outlines(leg_c > 0.5, s_fine, p):
+    for curve in _hidden_outlines(leg_c > 0.5, s_fine, p, depth_mm=dist_out):
         cv2.polylines(found, [np.round(curve).astype(np.int32).reshape(-1, 1, 2)], False, 1)
     edges = cv2.resize(found, (w0, h0), interpolation=cv2.INTER_NEAREST)
     return dilate_disc(edges > 0, max(1.0, _OCCLUDING_HALF_WIDTH_MM * ppm_work))
 
 
-def _hidden_outlines(skin: np.ndarray, s: np.ndarray, p: float) -> list[np.ndarray]:
+def _hidden_outlines(
+    skin: np.ndarray, s: np.ndarray, p: float, *, depth_mm: np.ndarray | None = None
+) -> list[np.ndarray]:
     """The outlines of a surface in front that run on, hidden, across the skin behind it:
     each as an (n, 2) float array of (x, y) points on the grid of ``skin`` (h, w) bool,
     at ``p`` px per mm, with ``s`` (h, w) the mean OD smoothed within the skin.
@@ -145,11 +147,14 @@ def _hidden_outlines(skin: np.ndarray, s: np.ndarray, p: float) -> list[np.ndarr
     smoothly, across the skin behind, to another notch or out of the frame. Each such
     course is drawn from the notches alone (a cubic leaving each along its outline), moved
     onto the edge the photo shows there (:func:`_onto_edge`) and kept when that edge is
-    strong and stands out of the skin beside it (:func:`_edge_strength`).
+    strong and stands out of the skin beside it (:func:`_edge_strength`). ``depth_mm``
+    is each pixel's distance from the skin's outline in mm, when already known.
     """
     m = skin.astype(np.uint8)
     h, w = m.shape
-    depth = np.asarray(cv2.distanceTransform(m, cv2.DIST_L2, 5)) / p
+    depth = (
+        np.asarray(cv2.distanceTransform(m, cv2.DIST_L2, 5)) / p if depth_mm is None else depth_mm
+    )
     notches = _notches(m, p)
     courses: list[np.ndarray] = []
     paired: set[int] = set()
