@@ -498,15 +498,19 @@ def test_levels_reduce_by_whole_factors_when_that_near(
     assert ppm_work == pytest.approx(ppm * work[0] / 2000)
 
 
-def _paint_spider(rgb: np.ndarray, lines: list[tuple[int, int, int, int]]) -> np.ndarray:
-    """``rgb`` with 0.4 mm spider veins of 0.5 OD drawn along ``lines`` (x0, y0, x1, y1)."""
+def _paint_spider(
+    rgb: np.ndarray, lines: list[tuple[int, int, int, int]], od: np.ndarray | None = None
+) -> np.ndarray:
+    """``rgb`` with 0.4 mm spider veins of 0.5 OD drawn along ``lines`` (x0, y0, x1, y1),
+    in blood's OD unless another ``od`` direction is given."""
     from vein_tracker.optics import HAEMOGLOBIN_OD, od_to_srgb_u8, optical_density
 
     drawn = np.zeros(rgb.shape[:2], np.float32)
     for x0, y0, x1, y1 in lines:
         cv2.line(drawn, (x0, y0), (x1, y1), 1.0, thickness=4, lineType=cv2.LINE_AA)
     drawn = cv2.GaussianBlur(drawn, (0, 0), 0.7)
-    return od_to_srgb_u8(optical_density(rgb) + 0.5 * drawn[..., None] * HAEMOGLOBIN_OD)
+    direction = HAEMOGLOBIN_OD if od is None else od
+    return od_to_srgb_u8(optical_density(rgb) + 0.5 * drawn[..., None] * direction)
 
 
 def test_a_lone_speck_is_not_a_spider_vein_but_a_network_piece_is() -> None:
@@ -518,6 +522,31 @@ def test_a_lone_speck_is_not_a_spider_vein_but_a_network_piece_is() -> None:
     network = segment(_paint_spider(skin, [speck, (400, 330, 600, 340)]), px_per_mm=PPM)
     assert network.mask[296:305, 403:428].any(axis=0).mean() > 0.8
     assert network.mask[330:345, 420:580].any(axis=0).mean() > 0.8
+
+
+def test_a_spider_coloured_line_that_does_not_darken_the_luminance_is_not_a_vein(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A line with a spider vein's colour but 0.4 of its darkness (the OD of blood with
+    most of its neutral part taken out: what the noise of JPEG's half-resolution colour
+    makes) is dropped; a vein of the same spider contrast beside it, which darkens the
+    luminance as blood does, is kept. With the rule off the colour-only line is found, so
+    the rule is what drops it."""
+    from vein_tracker.optics import HAEMOGLOBIN_OD, NEUTRAL_OD
+
+    darkness = float(HAEMOGLOBIN_OD @ NEUTRAL_OD) * NEUTRAL_OD
+    colour_only = HAEMOGLOBIN_OD - 0.6 * darkness
+    skin = synthetic.render(_leg(5, "light", n_spider_clusters=0, n_reticular=0)).rgb
+    vein, colour = (330, 220, 560, 250), (330, 330, 560, 360)  # 23 mm each, 11 mm apart
+    rgb = _paint_spider(_paint_spider(skin, [vein]), [colour], od=colour_only)
+    seg = segment(rgb, px_per_mm=PPM)
+    assert _along(seg, vein) > 0.8
+    assert _along(seg, colour) < 0.1
+
+    import vein_tracker.segmentation.footprint as footprint
+
+    monkeypatch.setattr(footprint, "_SPIDER_MIN_LUMA_SHARE", 0.0)
+    assert _along(segment(rgb, px_per_mm=PPM), colour) > 0.8
 
 
 def _along(seg: Segmentation, line: tuple[int, int, int, int]) -> float:

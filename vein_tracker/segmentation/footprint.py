@@ -2,8 +2,9 @@
 
 The half-height rule around the centrelines gives each vein pixel its class; with the
 centreline skeleton, at the working level L0. Specks, unseeded pieces, lone spider
-specks (no vein network around them) and pieces running along the leg's outline (its
-curvature's shading) are dropped.
+specks (no vein network around them), pieces running along the leg's outline (its
+curvature's shading) and spider pieces of colour alone (no darkness of blood in the
+luminance) are dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .params import (
     _OUTLINE_FOLLOW_MM,
     _RETIC_SMOOTH_MM,
     _SKELETON_STEP,
+    _SPIDER_MIN_LUMA_SHARE,
+    NEUTRAL_PER_CLASS,
     RETICULAR,
     SPIDER,
 )
@@ -160,7 +163,10 @@ def _labels_at_work(
         skeleton |= skeleton_of(sp)
     labels, skeleton = _without_lone_specks(labels, skeleton, maps.ppm_work)
     # The edges of one skin surface over another are outlines too.
-    return _without_outline_followers(labels, skeleton, maps.leg & ~maps.occluding, maps.ppm_work)
+    labels, skeleton = _without_outline_followers(
+        labels, skeleton, maps.leg & ~maps.occluding, maps.ppm_work
+    )
+    return _without_colour_only_spiders(labels, skeleton, maps.spider, maps.neutral)
 
 
 def _without_lone_specks(
@@ -244,6 +250,30 @@ def _without_outline_followers(
         return labels, skeleton
     drop = cc.idx[follows[at]]
     labels.reshape(-1)[drop] = 0
+    skeleton &= labels > 0
+    return labels, skeleton
+
+
+def _without_colour_only_spiders(
+    labels: np.ndarray, skeleton: np.ndarray, spider: np.ndarray, neutral: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``skeleton`` without the spider pieces that do not darken the
+    luminance as a vein of their colour does (see :data:`~.params._SPIDER_MIN_LUMA_SHARE`):
+    a piece's mean ``neutral`` contrast against its mean ``spider`` contrast, both at the
+    working level. JPEG keeps a photo's colour at half its resolution, in blocks, and
+    that colour's noise makes spider-coloured pieces that the full-resolution luminance
+    does not show."""
+    cc = components(labels == SPIDER)
+    if cc.n <= 1:
+        return labels, skeleton
+    colour = np.bincount(cc.at, weights=spider.reshape(-1)[cc.idx], minlength=cc.n)
+    luma = np.bincount(cc.at, weights=neutral.reshape(-1)[cc.idx], minlength=cc.n)
+    expected = NEUTRAL_PER_CLASS[SPIDER] * colour
+    colour_only = (colour > 0) & (luma < _SPIDER_MIN_LUMA_SHARE * expected)
+    colour_only[0] = False
+    if not colour_only.any():
+        return labels, skeleton
+    labels.reshape(-1)[cc.idx[colour_only[cc.at]]] = 0
     skeleton &= labels > 0
     return labels, skeleton
 
