@@ -549,6 +549,32 @@ def test_a_spider_coloured_line_that_does_not_darken_the_luminance_is_not_a_vein
     assert _along(segment(rgb, px_per_mm=PPM), colour) > 0.8
 
 
+def test_a_patch_wider_than_a_reticular_vein_is_not_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 12 x 6 mm patch of deep-vein colour (mottling, or shading the light made) is found
+    as a reticular piece about 4 mm wide, wider than a reticular vein is (1-3 mm), and is
+    dropped; a 1.8 mm reticular vein above it is kept. With the rule off the patch is
+    found, so the rule is what drops it."""
+    from vein_tracker.optics import DEEP_VEIN_OD, od_to_srgb_u8, optical_density
+
+    skin = synthetic.render(_leg(5, "light", n_spider_clusters=0, n_reticular=0)).rgb
+    vein = np.zeros(SHAPE, np.float32)
+    cv2.line(vein, (300, 200), (600, 230), 1.0, thickness=18, lineType=cv2.LINE_AA)
+    patch = np.zeros(SHAPE, np.float32)
+    cv2.ellipse(patch, (450, 380), (60, 30), 10, 0, 360, 1.0, -1, cv2.LINE_AA)
+    od = 0.3 * (cv2.GaussianBlur(vein, (0, 0), 3) + cv2.GaussianBlur(patch, (0, 0), 8))
+    rgb = od_to_srgb_u8(optical_density(skin) + od[..., None] * DEEP_VEIN_OD)
+    in_patch = (slice(340, 420), slice(390, 510))
+
+    seg = segment(rgb, px_per_mm=PPM)
+    assert seg.mask[190:245, 320:580].any(axis=0).mean() > 0.9
+    assert not seg.mask[in_patch].any()
+
+    import vein_tracker.segmentation.footprint as footprint
+
+    monkeypatch.setattr(footprint, "_RETIC_MAX_WIDTH_MM", float("inf"))
+    assert segment(rgb, px_per_mm=PPM).mask[in_patch].mean() > 0.3
+
+
 def _along(seg: Segmentation, line: tuple[int, int, int, int]) -> float:
     """Share of the drawn line's length that the vein mask covers (within 3 px)."""
     drawn = np.zeros(SHAPE, np.uint8)

@@ -3,8 +3,8 @@
 The half-height rule around the centrelines gives each vein pixel its class; with the
 centreline skeleton, at the working level L0. Specks, unseeded pieces, lone spider
 specks (no vein network around them), pieces running along the leg's outline (its
-curvature's shading) and spider pieces of colour alone (no darkness of blood in the
-luminance) are dropped.
+curvature's shading), spider pieces of colour alone (no darkness of blood in the
+luminance) and reticular pieces wider than a reticular vein are dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .params import (
     _OUTLINE_FOLLOW_COS,
     _OUTLINE_FOLLOW_ELONGATION,
     _OUTLINE_FOLLOW_MM,
+    _RETIC_MAX_WIDTH_MM,
     _RETIC_SMOOTH_MM,
     _SKELETON_STEP,
     _SPIDER_MIN_LUMA_SHARE,
@@ -36,6 +37,7 @@ from .params import (
 )
 from .ridges import _Centrelines
 from .signals import _Maps
+from .veins import _centreline_lengths_px
 
 
 def _footprint_margin(
@@ -166,7 +168,8 @@ def _labels_at_work(
     labels, skeleton = _without_outline_followers(
         labels, skeleton, maps.leg & ~maps.occluding, maps.ppm_work
     )
-    return _without_colour_only_spiders(labels, skeleton, maps.spider, maps.neutral)
+    labels, skeleton = _without_colour_only_spiders(labels, skeleton, maps.spider, maps.neutral)
+    return _without_wide_reticular(labels, skeleton, maps.ppm_work)
 
 
 def _without_lone_specks(
@@ -274,6 +277,27 @@ def _without_colour_only_spiders(
     if not colour_only.any():
         return labels, skeleton
     labels.reshape(-1)[cc.idx[colour_only[cc.at]]] = 0
+    skeleton &= labels > 0
+    return labels, skeleton
+
+
+def _without_wide_reticular(
+    labels: np.ndarray, skeleton: np.ndarray, ppm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``skeleton`` without the reticular pieces wider than a reticular vein
+    is (see :data:`~.params._RETIC_MAX_WIDTH_MM`). A piece's width is that of a band with
+    round ends of its area and centreline length: ``w`` with ``L·w + π·w²/4 = area``,
+    which a short piece's area over its length would overstate."""
+    cc = components(labels == RETICULAR)
+    if cc.n <= 1:
+        return labels, skeleton
+    length = _centreline_lengths_px(cc, skeleton)
+    width_mm = (np.sqrt(length**2 + math.pi * cc.areas) - length) / (math.pi / 2) / ppm
+    wide = width_mm > _RETIC_MAX_WIDTH_MM
+    wide[0] = False
+    if not wide.any():
+        return labels, skeleton
+    labels.reshape(-1)[cc.idx[wide[cc.at]]] = 0
     skeleton &= labels > 0
     return labels, skeleton
 

@@ -167,6 +167,10 @@ NEUTRAL_PER_CLASS = {SPIDER: _NEUTRAL_PER_SPIDER, RETICULAR: _NEUTRAL_PER_RETIC}
 # photo-like calibration photos, pieces under 0.7 held 30 % of the false spider area and
 # 4 % of the true.
 _SPIDER_MIN_LUMA_SHARE = 0.7
+# Reticular veins are 1-3 mm wide (wider ones are varicose, not treated here): a
+# reticular piece wider than this (footprint._without_wide_reticular) is a patch of
+# shading or mottling, not a vein.
+_RETIC_MAX_WIDTH_MM = 3.0
 _HAIR_EXCESS_OD = 0.06
 _HAIR_EXCESS_REL = 0.5
 _HAIR_RIM_MM = 0.2

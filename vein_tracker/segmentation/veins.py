@@ -7,10 +7,18 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..morphology import components
+from ..morphology import Components, components
 from .params import _SKELETON_STEP, CLASS_NAMES, RETICULAR, SPIDER
 from .results import VeinSegment
 from .signals import _Maps
+
+
+def _centreline_lengths_px(cc: Components, skeleton: np.ndarray) -> np.ndarray:
+    """Each component's centreline length in pixels, at least 1 (index 0 is the
+    background): its skeleton pixels, each :data:`~.params._SKELETON_STEP` long on
+    average."""
+    skel_n = np.bincount(cc.at[skeleton.reshape(-1)[cc.idx]], minlength=cc.n)
+    return np.maximum(skel_n.astype(np.float64) * _SKELETON_STEP, 1.0)
 
 
 def _vein_objects(
@@ -34,13 +42,13 @@ def _vein_objects(
         n, idx = cc.n, cc.idx
         area = cc.areas.astype(np.float64)
         stats = cc.boxes()
-        skel_n = np.bincount(cc.at[skeleton.reshape(-1)[idx]], minlength=n).astype(np.float64)
+        lengths_px = _centreline_lengths_px(cc, skeleton)
         cval = (maps.spider if code == SPIDER else reticular).ravel()[idx]
         csum = np.bincount(cc.at, weights=cval, minlength=n)
         ids = np.arange(n, dtype=np.int32) + np.int32(next_id - 1)
         ids[0] = 0
         for i in range(1, n):
-            length_px = max(skel_n[i] * _SKELETON_STEP, 1.0)
+            length_px = float(lengths_px[i])
             x, y, bw, bh = (float(v) for v in stats[i, :4])
             veins.append(
                 VeinSegment(
