@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from ..morphology import components, distance_to, near_on_grid, skeleton_of
+from ..morphology import Components, components, distance_to, near_on_grid, skeleton_of
 from .levels import _resize
 from .params import (
     _FOOTPRINT_FRACTION,
@@ -248,13 +248,7 @@ def _without_outline_followers(
         & (major >= _OUTLINE_FOLLOW_ELONGATION**2 * minor)
         & (cos < _OUTLINE_FOLLOW_COS)
     )
-    follows[0] = False
-    if not follows.any():
-        return labels, skeleton
-    drop = cc.idx[follows[at]]
-    labels.reshape(-1)[drop] = 0
-    skeleton &= labels > 0
-    return labels, skeleton
+    return _without_pieces(labels, skeleton, cc, follows)
 
 
 def _without_colour_only_spiders(
@@ -273,12 +267,7 @@ def _without_colour_only_spiders(
     luma = np.bincount(cc.at, weights=neutral.reshape(-1)[cc.idx], minlength=cc.n)
     expected = NEUTRAL_PER_CLASS[SPIDER] * colour
     colour_only = (colour > 0) & (luma < _SPIDER_MIN_LUMA_SHARE * expected)
-    colour_only[0] = False
-    if not colour_only.any():
-        return labels, skeleton
-    labels.reshape(-1)[cc.idx[colour_only[cc.at]]] = 0
-    skeleton &= labels > 0
-    return labels, skeleton
+    return _without_pieces(labels, skeleton, cc, colour_only)
 
 
 def _without_wide_reticular(
@@ -293,12 +282,18 @@ def _without_wide_reticular(
         return labels, skeleton
     length = _centreline_lengths_px(cc, skeleton)
     width_mm = (np.sqrt(length**2 + math.pi * cc.areas) - length) / (math.pi / 2) / ppm
-    wide = width_mm > _RETIC_MAX_WIDTH_MM
-    wide[0] = False
-    if not wide.any():
-        return labels, skeleton
-    labels.reshape(-1)[cc.idx[wide[cc.at]]] = 0
-    skeleton &= labels > 0
+    return _without_pieces(labels, skeleton, cc, width_mm > _RETIC_MAX_WIDTH_MM)
+
+
+def _without_pieces(
+    labels: np.ndarray, skeleton: np.ndarray, cc: Components, drop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``skeleton`` (changed in place) without the components of ``cc``
+    that ``drop`` (bool, one per component; the background's is ignored) marks."""
+    drop[0] = False
+    if drop.any():
+        labels.reshape(-1)[cc.idx[drop[cc.at]]] = 0
+        skeleton &= labels > 0
     return labels, skeleton
 
 
