@@ -551,8 +551,9 @@ def test_a_spider_coloured_line_that_does_not_darken_the_luminance_is_not_a_vein
 
 def test_a_patch_wider_than_a_reticular_vein_is_not_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 12 x 6 mm patch of deep-vein colour (mottling, or shading the light made) is found
-    as a reticular piece about 4 mm wide, wider than a reticular vein is (1-3 mm), and is
-    dropped; a 1.8 mm reticular vein above it is kept. With the rule off the patch is
+    as a reticular piece 3.6 mm wide (a band of its area and centreline), wider than a
+    reticular vein is (1-3 mm), and is dropped; a 1.8 mm reticular vein above it is kept
+    (1.7 mm as a band). With the rule off the patch is
     found, so the rule is what drops it."""
     from vein_tracker.optics import DEEP_VEIN_OD, od_to_srgb_u8, optical_density
 
