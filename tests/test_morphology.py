@@ -49,6 +49,21 @@ def test_components_are_opencvs_labels_areas_and_boxes(connectivity: int) -> Non
     assert empty.boxes().tolist() == [[0, 0, 6, 5]]
 
 
+def test_component_sums_are_scipys_label_sums() -> None:
+    """Components.sums() adds an image over each label's pixels, as
+    scipy.ndimage.sum_labels does; the background's sum is 0, a bool image counts."""
+    rng = np.random.default_rng(12)
+    mask = rng.random((53, 61)) > 0.55
+    cc = components(mask)
+    values = rng.normal(size=mask.shape)
+    want = ndi.sum_labels(values, cc.labels, index=np.arange(1, cc.n))
+    got = cc.sums(values)
+    assert got.shape == (cc.n,)
+    assert got[0] == 0.0
+    assert np.allclose(got[1:], want)
+    assert np.array_equal(cc.sums(mask), cc.areas * (np.arange(cc.n) > 0))
+
+
 # --------------------------------------------------------------------------- dilations
 
 

@@ -69,6 +69,12 @@ class Components:
             out[0] = (0, 0, w, h)
         return out
 
+    def sums(self, image: np.ndarray) -> np.ndarray:
+        """(n,) float64 sum of ``image`` (the mask's shape; bool counts as 0/1) over
+        each label's pixels; the background's is 0."""
+        values = np.asarray(image).reshape(-1)[self.idx]
+        return np.bincount(self.at, weights=values, minlength=self.n)
+
 
 def label_boxes(at: np.ndarray, idx: np.ndarray, n: int, width: int) -> np.ndarray:
     """Bounding boxes of labelled pixels: (n, 4) int64 ``x, y, width, height`` of the

@@ -164,8 +164,7 @@ def _veins_of_class(
     cc = components(m)
     vein_ids.reshape(-1)[cc.idx] = first_id + cc.at
     boxes = label_boxes(cc.at, cc.idx, cc.n, m.shape[1])
-    cmap = (contrast.spider if code == SPIDER else contrast.reticular).reshape(-1)
-    csum = np.bincount(cc.at, weights=cmap[cc.idx], minlength=cc.n)
+    csum = cc.sums(contrast.spider if code == SPIDER else contrast.reticular)
     out = []
     for i in range(1, cc.n):
         x, y, bw, bh = (int(v) for v in boxes[i])

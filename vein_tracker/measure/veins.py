@@ -164,11 +164,10 @@ def _new_veins(
 ) -> list[VeinChange]:
     """The new veins (pieces of the estimate's new mask), numbered after the baseline's."""
     cc = components(est.new_mask)
-    n, lab, stats = cc.n, cc.labels, cc.boxes()
-    sk_f = np.asarray(seg_f.skeleton, dtype=bool)
-    sk_new = np.bincount(lab[sk_f & est.new_mask], minlength=n)
-    # per piece, its spider pixels (on the piece's pixels only)
-    n_spider = np.bincount(cc.at, weights=labels_f.reshape(-1)[cc.idx] == SPIDER, minlength=n)
+    n, stats = cc.n, cc.boxes()
+    sk_new = cc.sums(np.asarray(seg_f.skeleton, dtype=bool))
+    # per piece, its spider pixels
+    n_spider = cc.sums(labels_f == SPIDER)
     veins: list[VeinChange] = []
     for k in range(1, n):
         spider = n_spider[k] >= cc.areas[k] / 2

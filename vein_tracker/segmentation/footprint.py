@@ -263,8 +263,8 @@ def _without_colour_only_spiders(
     cc = components(labels == SPIDER)
     if cc.n <= 1:
         return labels, skeleton
-    colour = np.bincount(cc.at, weights=spider.reshape(-1)[cc.idx], minlength=cc.n)
-    luma = np.bincount(cc.at, weights=neutral.reshape(-1)[cc.idx], minlength=cc.n)
+    colour = cc.sums(spider)
+    luma = cc.sums(neutral)
     expected = NEUTRAL_PER_CLASS[SPIDER] * colour
     colour_only = (colour > 0) & (luma < _SPIDER_MIN_LUMA_SHARE * expected)
     return _without_pieces(labels, skeleton, cc, colour_only)

@@ -17,8 +17,7 @@ def _centreline_lengths_px(cc: Components, skeleton: np.ndarray) -> np.ndarray:
     """Each component's centreline length in pixels, at least 1 (index 0 is the
     background): its skeleton pixels, each :data:`~.params._SKELETON_STEP` long on
     average."""
-    skel_n = np.bincount(cc.at[skeleton.reshape(-1)[cc.idx]], minlength=cc.n)
-    return np.maximum(skel_n.astype(np.float64) * _SKELETON_STEP, 1.0)
+    return np.maximum(cc.sums(skeleton) * _SKELETON_STEP, 1.0)
 
 
 def _vein_objects(
@@ -43,8 +42,7 @@ def _vein_objects(
         area = cc.areas.astype(np.float64)
         stats = cc.boxes()
         lengths_px = _centreline_lengths_px(cc, skeleton)
-        cval = (maps.spider if code == SPIDER else reticular).ravel()[idx]
-        csum = np.bincount(cc.at, weights=cval, minlength=n)
+        csum = cc.sums(maps.spider if code == SPIDER else reticular)
         ids = np.arange(n, dtype=np.int32) + np.int32(next_id - 1)
         ids[0] = 0
         for i in range(1, n):
