@@ -290,6 +290,7 @@ def _without_pieces(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``labels`` and ``skeleton`` (changed in place) without the components of ``cc``
     that ``drop`` (bool, one per component; the background's is ignored) marks."""
+    drop = drop.copy()
     drop[0] = False
     if drop.any():
         labels.reshape(-1)[cc.idx[drop[cc.at]]] = 0
