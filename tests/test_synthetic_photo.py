@@ -23,6 +23,7 @@ from vein_tracker.synthetic.photo import (
     make_photo_scene,
     photo_pair_truth,
     treat_photo,
+    without_veins,
 )
 from vein_tracker.synthetic.photo_camera import CAST_GAINS, photo_capture, random_lighting
 from vein_tracker.synthetic.photo_render import render_photo
@@ -39,21 +40,6 @@ def _clean_capture(scene: PhotoScene, *, cast: str = "none") -> PhotoCapture:
         cast=cast,
         cast_gains=np.asarray(CAST_GAINS[cast], dtype=np.float64),
     )
-
-
-def _without_veins(scene: PhotoScene, cls: str | None = None) -> PhotoScene:
-    """The scene without its ``cls`` veins (all veins when ``cls`` is None)."""
-    legs = tuple(
-        replace(
-            leg,
-            surface=replace(
-                leg.surface,
-                veins=tuple(v for v in leg.surface.veins if cls is not None and v.cls != cls),
-            ),
-        )
-        for leg in scene.legs
-    )
-    return replace(scene, legs=legs)
 
 
 def _od_change(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +73,7 @@ def single() -> PhotoScene:
 
 def test_spider_labels_are_where_the_pixels_change(single: PhotoScene) -> None:
     cap = _clean_capture(single)
-    no_spider = render_photo(_without_veins(single, "spider"), cap)
+    no_spider = render_photo(without_veins(single, "spider"), cap)
     full = render_photo(single, cap)
     spider = full.labels == 1
     assert spider.sum() > 200
@@ -99,10 +85,39 @@ def test_spider_labels_are_where_the_pixels_change(single: PhotoScene) -> None:
     assert np.mean(_dilate(spider, 1.5)[strong]) > 0.99
 
 
+def test_a_photo_without_its_veins_keeps_its_noise_and_all_else() -> None:
+    """The benchmark reads a vein's visible contrast against the same capture rendered
+    without veins: with the phone's noise, tone curve and JPEG, that bare photo differs
+    from the photo on and beside the veins, and elsewhere by no more than the auto
+    exposure's small shift (the same noise, not a new draw)."""
+    pair = make_photo_pair(21, shape=SHAPE, px_per_mm=7.0, tone="light", identity=True)
+    photo = pair.baseline
+    bare = render_photo(without_veins(pair.baseline_scene), photo.capture)
+    assert not bare.labels.any()
+    veins = photo.labels > 0
+    assert veins.sum() > 500
+    diff = photo.rgb.astype(np.float32) - bare.rgb.astype(np.float32)
+    far = photo.leg_mask & ~_dilate(veins, 3.0 * photo.px_per_mm)
+    shift = np.median(diff[far], axis=0)
+    assert np.abs(shift).max() <= 3.0
+    # Off the veins the two differ by the exposure's shift and JPEG's rounding of it:
+    # much less than the same photo taken again with a second draw of the noise does.
+    geometry = replace(photo.capture.geometry, seed=photo.capture.geometry.seed + 1)
+    again = render_photo(pair.baseline_scene, replace(photo.capture, geometry=geometry))
+    redrawn = photo.rgb.astype(np.float32) - again.rgb.astype(np.float32)
+    assert (diff[far] - shift).std() < 0.7 * redrawn[far].std()
+    # On the veins the photo is darker.
+    assert np.median(diff[veins & photo.leg_mask].sum(axis=1)) < -6.0
+    spiders_only = without_veins(pair.baseline_scene, "reticular")
+    assert all(v.cls == "spider" for leg in spiders_only.legs for v in leg.surface.veins)
+    with pytest.raises(ValueError, match="cls"):
+        without_veins(pair.baseline_scene, "varicose")
+
+
 def test_reticular_labels_cover_the_vein_core(single: PhotoScene) -> None:
     cap = _clean_capture(single)
-    ret_only = render_photo(_without_veins(single, "spider"), cap)
-    base = render_photo(_without_veins(single, None), cap)
+    ret_only = render_photo(without_veins(single, "spider"), cap)
+    base = render_photo(without_veins(single, None), cap)
     ret = ret_only.labels == 2
     assert ret.sum() > 200
     assert not (ret_only.labels == 1).any()

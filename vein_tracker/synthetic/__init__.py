@@ -25,7 +25,8 @@ improvement).
 
 Photo-like phantoms (scenes that look like clinic photographs: two legs, hands, feet,
 floors, real backgrounds, lights, casts, phone cameras; exact truth): ``photo``
-(:func:`make_photo_scene`, :func:`treat_photo`, :func:`make_photo_pair`), ``photo_render``
+(:func:`make_photo_scene`, :func:`treat_photo`, :func:`make_photo_pair`,
+:func:`without_veins`), ``photo_render``
 (:func:`render_photo`), ``photo_camera`` (lights, casts, :func:`photo_capture`),
 ``anatomy`` (legs, hands, feet, vein networks), ``texture`` (real photographic material
 from scikit-image and skin micro-texture), ``backgrounds``, ``_photo_model``.
@@ -57,7 +58,12 @@ from vein_tracker.synthetic._photo_model import (
 )
 from vein_tracker.synthetic.camera import identity_capture, random_capture
 from vein_tracker.synthetic.legs import make_leg
-from vein_tracker.synthetic.photo import make_photo_pair, make_photo_scene, treat_photo
+from vein_tracker.synthetic.photo import (
+    make_photo_pair,
+    make_photo_scene,
+    treat_photo,
+    without_veins,
+)
 from vein_tracker.synthetic.photo_camera import photo_capture, random_lighting
 from vein_tracker.synthetic.photo_render import render_photo
 from vein_tracker.synthetic.rendering import render
@@ -97,4 +103,5 @@ __all__ = [
     "treat",
     "treat_photo",
     "true_improvement",
+    "without_veins",
 ]

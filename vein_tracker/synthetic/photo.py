@@ -669,6 +669,33 @@ def treat_photo(
     return replace(scene, legs=tuple(legs), limbs=tuple(limbs), visit=scene.visit + 1)
 
 
+def without_veins(scene: PhotoScene, cls: str | None = None) -> PhotoScene:
+    """``scene`` without its veins of class ``cls`` ("spider" or "reticular"; every vein
+    when None), all else as it is.
+
+    Rendered with a photo's own capture (``render_photo(without_veins(scene),
+    photo.capture)``) it is that photo without those veins: the same skin, lights and
+    camera noise, so the difference of the two is what the veins show in the photo
+    (their visible contrast after the camera's blur, tone curve and JPEG). Only the
+    camera's auto exposure, which meters the whole frame, shifts every pixel a little.
+    """
+    if not isinstance(scene, PhotoScene):
+        raise ValueError("scene must be a PhotoScene from make_photo_scene() or treat_photo()")
+    if cls is not None and cls not in VEIN_CLASSES:
+        raise ValueError(f"cls must be one of {VEIN_CLASSES} or None, got {cls!r}")
+    legs = tuple(
+        replace(
+            leg,
+            surface=replace(
+                leg.surface,
+                veins=tuple(v for v in leg.surface.veins if cls is not None and v.cls != cls),
+            ),
+        )
+        for leg in scene.legs
+    )
+    return replace(scene, legs=legs)
+
+
 def photo_pair_truth(
     baseline_scene: PhotoScene,
     followup_scene: PhotoScene,
