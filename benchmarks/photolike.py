@@ -1,7 +1,7 @@
 """The product on photo-like phantom pairs: the yardstick for real leg photographs.
 
 Run: ``python benchmarks/photolike.py [--seeds calibration|benchmark] [--quick]
-[--groups G ...] [--save DIR] [--no-scale] [--verbose]``.
+[--groups G ...] [--save DIR] [--no-scale] [--visibility] [--verbose]``.
 
 Every pair is a baseline and a follow-up photo of the same legs from
 :func:`vein_tracker.synthetic.photo.make_photo_pair`: one or two legs with hair,
@@ -40,6 +40,16 @@ max(1 px, 0.25 mm) from one, as % of all detected vein pixels, pooled over the g
 legs found in photos showing two legs (the product's leg mask covers ≥ 80 % of a leg's
 visible skin); and the median seconds of ``compare`` per pair.
 
+With ``--visibility`` each photo is rendered again without its veins (the same skin,
+lights and camera noise: :func:`vein_tracker.synthetic.photo.without_veins`), and every
+truth vein gets its visible contrast: its mean ΔE2000 on its centreline against that
+bare photo. A table then gives, per class and bin of visible contrast, the bin's share of
+the truth centreline and the share of it the product's map finds. A ΔE2000 of about 1 is
+the least difference a trained eye sees between two flat patches side by side; a thin
+line on textured, noisy skin needs more, so veins under 2 are at or below what a rater
+sees, and veins from 4 on are plain to see. Dice and centreline recall count every truth
+vein, seen or not.
+
 Calibration seeds are for tuning; benchmark seeds, disjoint, are for reporting.
 """
 
@@ -56,12 +66,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+from skimage.color import deltaE_ciede2000, rgb2lab
 
 from vein_tracker import measure
 from vein_tracker.errors import VeinTrackerError
 from vein_tracker.morphology import skeleton_of
 from vein_tracker.segmentation import segment
-from vein_tracker.synthetic.photo import make_photo_pair
+from vein_tracker.synthetic.photo import make_photo_pair, without_veins
+from vein_tracker.synthetic.photo_render import render_photo
 
 TONES = ("light", "fair", "medium", "olive", "brown")
 GROUPS = (
@@ -79,6 +91,11 @@ PER_GROUP = 5
 SEED_BASE = {"calibration": 10_000, "benchmark": 70_000}
 LOW_RES_PPM = 5.0
 OUTLINE_MM = 1.5
+#: Bins of a truth vein's visible contrast: its mean ΔE2000 on its centreline against the
+#: same photo rendered without veins (``--visibility``). Under 2 a vein is at or below
+#: what a person sees on skin; from 4 it is plain to see.
+VISIBLE_DE = (0.0, 2.0, 4.0, 8.0, math.inf)
+_CLASSES = ((1, "spider"), (2, "reticular"))
 _SHAPES = ((1500, 2000), (1200, 1600), (1800, 2400), (1500, 2000), (1200, 1600))
 
 
@@ -181,6 +198,8 @@ class PhotoScore:
     detected_px: int
     legs: int
     legs_found: int
+    # (class, bin) -> (truth centreline px, of them found); with --visibility only
+    by_visibility: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,8 +237,44 @@ def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
     return np.asarray(dist <= radius_px)
 
 
-def score_photo(photo: Any, seg: Any) -> PhotoScore:
-    """Whole-frame segmentation figures of one photo against its truth."""
+def visible_contrast(photo: Any, scene: Any) -> np.ndarray:
+    """(H, W) float32: at each truth centreline pixel of ``photo``, its vein's mean ΔE2000
+    on its centreline against the same capture of ``scene`` without veins (NaN
+    elsewhere).
+
+    Both photos share the skin, lights and camera noise; only the camera's auto exposure
+    meters them a little differently, so the bare photo's channels are first matched to
+    the photo's on skin 3 mm or more from any vein. Both are blurred by 0.7 px (JPEG's
+    ringing on the edge of a vein is no contrast a person reads as the vein).
+    """
+    bare = render_photo(without_veins(scene), photo.capture).rgb.astype(np.float32)
+    rgb = photo.rgb.astype(np.float32)
+    ppm = float(photo.px_per_mm)
+    veins = photo.labels > 0
+    far = photo.leg_mask & (_dilate(veins, 3.0 * ppm) == 0)
+    if np.count_nonzero(far) > 100:
+        gain = np.median(rgb[far], axis=0) / np.maximum(np.median(bare[far], axis=0), 1.0)
+        bare *= gain.astype(np.float32)[None, None, :]
+    out = np.full(veins.shape, np.nan, np.float32)
+    for code, _ in _CLASSES:
+        sk = skeleton_of(photo.labels == code)
+        if not sk.any():
+            continue
+        pix = [
+            rgb2lab(np.clip(cv2.GaussianBlur(im, (0, 0), 0.7)[sk] / 255.0, 0.0, 1.0)[:, None])
+            for im in (rgb, bare)
+        ]
+        de = deltaE_ciede2000(pix[0], pix[1])[:, 0]
+        _, vein = np.unique(photo.vein_ids[sk], return_inverse=True)
+        mean = np.bincount(vein, weights=de) / np.bincount(vein)
+        out[sk] = mean[vein]
+    return out
+
+
+def score_photo(photo: Any, seg: Any, visible: np.ndarray | None = None) -> PhotoScore:
+    """Whole-frame segmentation figures of one photo against its truth; with ``visible``
+    (:func:`visible_contrast`) also the truth centreline found per bin of visible
+    contrast."""
     ppm = float(photo.px_per_mm)
     truth = photo.labels > 0
     pred = np.asarray(seg.mask, dtype=bool)
@@ -240,7 +295,19 @@ def score_photo(photo: Any, seg: Any) -> PhotoScore:
     frame = photo.labels.size
     legs = [m for m in photo.skin_masks if np.count_nonzero(m) >= 0.01 * frame]
     found = sum(1 for m in legs if np.count_nonzero(m & leg_mask) >= 0.8 * np.count_nonzero(m))
-    return PhotoScore(ppm, dice, cl_p, cl_r, outline_pct, fp_outline, n_pred, len(legs), found)
+    score = PhotoScore(ppm, dice, cl_p, cl_r, outline_pct, fp_outline, n_pred, len(legs), found)
+    if visible is not None:
+        hit = _dilate(pred, tol)
+        for code, name in _CLASSES:
+            sk = skeleton_of(photo.labels == code)
+            bins = np.digitize(visible[sk], VISIBLE_DE[1:-1])
+            for b in range(len(VISIBLE_DE) - 1):
+                at = bins == b
+                score.by_visibility[(name, b)] = (
+                    int(np.count_nonzero(at)),
+                    int(np.count_nonzero(hit[sk][at])),
+                )
+    return score
 
 
 def _confidence(c: Any) -> str | None:
@@ -259,7 +326,9 @@ def _confidence(c: Any) -> str | None:
     return str(level if level is not None else conf)
 
 
-def run_pair(group: str, i: int, seed: int, *, give_scale: bool, save: Path | None) -> Result:
+def run_pair(
+    group: str, i: int, seed: int, *, give_scale: bool, save: Path | None, visibility: bool = False
+) -> Result:
     kw = pair_spec(group, i, seed)
     pair = make_photo_pair(seed, **kw)
     b, f = pair.baseline, pair.followup
@@ -289,10 +358,11 @@ def run_pair(group: str, i: int, seed: int, *, give_scale: bool, save: Path | No
         res.refused = str(exc)
     res.seconds = time.perf_counter() - t0
     segs = []
-    for photo in (b, f):
+    for photo, scene in ((b, pair.baseline_scene), (f, pair.followup_scene)):
         seg = segment(photo.rgb, px_per_mm=float(photo.px_per_mm) if give_scale else None)
         segs.append(seg)
-        res.photos.append(score_photo(photo, seg))
+        visible = visible_contrast(photo, scene) if visibility else None
+        res.photos.append(score_photo(photo, seg, visible))
     if save is not None:
         _save(save, group, i, pair, segs, res)
     return res
@@ -390,6 +460,36 @@ def table(results: list[Result], title: str, rows: list[tuple[str, list[Result]]
     return "\n".join(lines)
 
 
+def visibility_table(results: list[Result]) -> str:
+    """Truth centreline by its vein's visible contrast: each bin's share of the class's
+    truth and the share of it the product's map finds (pooled over both photos)."""
+    photos = [p for r in results for p in r.photos if p.by_visibility]
+    if not photos:
+        return ""
+    lines = [
+        "Truth centreline by visible contrast (mean dE2000 of each vein on its centreline "
+        "against the photo without veins), both photos pooled",
+        f"{'class':<10} {'dE2000':<8} {'share':>6} {'recall':>6} {'px':>8}",
+    ]
+    for _, name in _CLASSES:
+        counts = [
+            (
+                sum(p.by_visibility[(name, b)][0] for p in photos),
+                sum(p.by_visibility[(name, b)][1] for p in photos),
+            )
+            for b in range(len(VISIBLE_DE) - 1)
+        ]
+        total = sum(n for n, _ in counts)
+        for b, (n, hit) in enumerate(counts):
+            lo, hi = VISIBLE_DE[b], VISIBLE_DE[b + 1]
+            span = f"{lo:g}-{hi:g}" if math.isfinite(hi) else f">={lo:g}"
+            lines.append(
+                f"{name:<10} {span:<8} {_f(n / total if total else math.nan):>6} "
+                f"{_f(hit / n if n else math.nan):>6} {n:>8}"
+            )
+    return "\n".join(lines)
+
+
 def summary(results: list[Result]) -> str:
     main = [r for r in results if r.ppm >= LOW_RES_PPM]
     low = [r for r in results if r.ppm < LOW_RES_PPM]
@@ -429,6 +529,9 @@ def summary(results: list[Result]) -> str:
         else:
             flagged = f"{sum(c is not None and c.lower() != 'ok' for c in confs)}/{len(confs)}"
         out.append(f"low-resolution pairs flagged low-confidence: {flagged}")
+    vis = visibility_table(main)
+    if vis:
+        out += ["", vis]
     return "\n".join(out)
 
 
@@ -440,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one pair of three groups (smoke run)")
     ap.add_argument("--save", type=Path, default=None, help="write photos and overlays here")
     ap.add_argument("--no-scale", action="store_true", help="do not give the true px/mm")
+    ap.add_argument(
+        "--visibility",
+        action="store_true",
+        help="also the truth found per bin of visible contrast (renders each photo again "
+        "without its veins)",
+    )
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
     plan = [(g, i) for g in a.groups for i in range(min(a.per_group, PER_GROUP))]
@@ -450,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     c_start = time.process_time()
     for g, i in plan:
         seed = pair_seed(a.seeds, g, i)
-        r = run_pair(g, i, seed, give_scale=not a.no_scale, save=a.save)
+        r = run_pair(g, i, seed, give_scale=not a.no_scale, save=a.save, visibility=a.visibility)
         results.append(r)
         if a.verbose:
             ph = r.photos
