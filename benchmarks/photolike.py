@@ -251,7 +251,7 @@ def visible_contrast(photo: Any, scene: Any) -> np.ndarray:
     rgb = photo.rgb.astype(np.float32)
     ppm = float(photo.px_per_mm)
     veins = photo.labels > 0
-    far = photo.leg_mask & (_dilate(veins, 3.0 * ppm) == 0)
+    far = photo.leg_mask & ~_dilate(veins, 3.0 * ppm)
     if np.count_nonzero(far) > 100:
         gain = np.median(rgb[far], axis=0) / np.maximum(np.median(bare[far], axis=0), 1.0)
         bare *= gain.astype(np.float32)[None, None, :]
@@ -299,7 +299,7 @@ def score_photo(photo: Any, seg: Any, visible: np.ndarray | None = None) -> Phot
     if visible is not None:
         hit = _dilate(pred, tol)
         for code, name in _CLASSES:
-            sk = skeleton_of(photo.labels == code)
+            sk = np.isfinite(visible) & (photo.labels == code)  # the class's centreline
             bins = np.digitize(visible[sk], VISIBLE_DE[1:-1])
             for b in range(len(VISIBLE_DE) - 1):
                 at = bins == b
