@@ -66,9 +66,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from skimage.color import deltaE_ciede2000, rgb2lab
 
 from vein_tracker import measure
+from vein_tracker.colour.delta_e import delta_e_pixels
 from vein_tracker.errors import VeinTrackerError
 from vein_tracker.morphology import skeleton_of
 from vein_tracker.segmentation import segment
@@ -260,11 +260,10 @@ def visible_contrast(photo: Any, scene: Any) -> np.ndarray:
         sk = skeleton_of(photo.labels == code)
         if not sk.any():
             continue
-        pix = [
-            rgb2lab(np.clip(cv2.GaussianBlur(im, (0, 0), 0.7)[sk] / 255.0, 0.0, 1.0)[:, None])
-            for im in (rgb, bare)
-        ]
-        de = deltaE_ciede2000(pix[0], pix[1])[:, 0]
+        photo_px, bare_px = (
+            np.clip(cv2.GaussianBlur(im, (0, 0), 0.7)[sk] / 255.0, 0.0, 1.0) for im in (rgb, bare)
+        )
+        de = delta_e_pixels(photo_px, bare_px)
         _, vein = np.unique(photo.vein_ids[sk], return_inverse=True)
         mean = np.bincount(vein, weights=de) / np.bincount(vein)
         out[sk] = mean[vein]

@@ -2,7 +2,7 @@
 
 CIE L*a*b* and CIEDE2000 are scikit-image's (``skimage.color.rgb2lab``, D65 and the 2
 degree observer, and ``skimage.color.deltaE_ciede2000``), imported inside
-:func:`mean_delta_e`: importing ``skimage.color`` loads SciPy, a slow import that only
+:func:`delta_e_pixels`: importing ``skimage.color`` loads SciPy, a slow import that only
 an analysis needs.
 """
 
@@ -54,6 +54,13 @@ def mean_delta_e(ref_px: np.ndarray, img_px: np.ndarray) -> float:
     """Mean CIEDE2000 difference of two (N, 3) uint8 sRGB pixel lists; NaN when empty."""
     if ref_px.shape[0] == 0:
         return float("nan")
+    return float(np.mean(delta_e_pixels(ref_px, img_px)))
+
+
+def delta_e_pixels(ref_px: np.ndarray, img_px: np.ndarray) -> np.ndarray:
+    """(N,) CIEDE2000 difference of each pair of two (N, 3) sRGB pixel lists (uint8, or
+    float in [0, 1])."""
     from skimage.color import deltaE_ciede2000, rgb2lab  # lazy: a slow import (SciPy)
 
-    return float(np.mean(deltaE_ciede2000(rgb2lab(ref_px), rgb2lab(img_px))))
+    out: np.ndarray = deltaE_ciede2000(rgb2lab(ref_px), rgb2lab(img_px))
+    return out
