@@ -48,7 +48,9 @@ the truth centreline and the share of it the product's map finds. A ΔE2000 of a
 the least difference a trained eye sees between two flat patches side by side; a thin
 line on textured, noisy skin needs more, so veins under 2 are at or below what a rater
 sees, and veins from 4 on are plain to see. Dice and centreline recall count every truth
-vein, seen or not.
+vein, seen or not; a second Dice, per group, counts only the veins a rater can see (2 or
+more), and leaves out of the count the detected pixels on a vein no one sees (the way a
+reader's "don't care" region is scored).
 
 Calibration seeds are for tuning; benchmark seeds, disjoint, are for reporting.
 """
@@ -70,7 +72,7 @@ import numpy as np
 from vein_tracker import measure
 from vein_tracker.colour.delta_e import delta_e_pixels
 from vein_tracker.errors import VeinTrackerError
-from vein_tracker.morphology import skeleton_of
+from vein_tracker.morphology import skeleton_of, within_distance
 from vein_tracker.segmentation import segment
 from vein_tracker.synthetic.photo import make_photo_pair, without_veins
 from vein_tracker.synthetic.photo_render import render_photo
@@ -95,6 +97,8 @@ OUTLINE_MM = 1.5
 #: same photo rendered without veins (``--visibility``). Under 2 a vein is at or below
 #: what a person sees on skin; from 4 it is plain to see.
 VISIBLE_DE = (0.0, 2.0, 4.0, 8.0, math.inf)
+#: A truth vein a rater can see: its visible contrast, ΔE2000, is at least this.
+SEEN_DE = VISIBLE_DE[1]
 _CLASSES = ((1, "spider"), (2, "reticular"))
 _SHAPES = ((1500, 2000), (1200, 1600), (1800, 2400), (1500, 2000), (1200, 1600))
 
@@ -198,8 +202,10 @@ class PhotoScore:
     detected_px: int
     legs: int
     legs_found: int
-    # (class, bin) -> (truth centreline px, of them found); with --visibility only
+    # with --visibility only: (class, bin) -> (truth centreline px, of them found), and
+    # Dice on the truth veins a rater can see (visible_dice)
     by_visibility: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    dice_seen: float = math.nan
 
 
 @dataclass
@@ -230,17 +236,17 @@ class Result:
         return bool(self.band[0] <= self.truth <= self.band[1])
 
 
-def _dilate(mask: np.ndarray, radius_px: float) -> np.ndarray:
-    if radius_px <= 0:
-        return mask
-    dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
-    return np.asarray(dist <= radius_px)
+@dataclass(frozen=True, eq=False)
+class Visibility:
+    """How plainly each truth vein of a photo shows (:func:`visible_contrast`)."""
+
+    centreline: np.ndarray  # (H, W) float32: the vein's mean ΔE2000 on its centreline, else NaN
+    vein: np.ndarray  # (H, W) float32: the same on every pixel of the vein, else NaN
 
 
-def visible_contrast(photo: Any, scene: Any) -> np.ndarray:
-    """(H, W) float32: at each truth centreline pixel of ``photo``, its vein's mean ΔE2000
-    on its centreline against the same capture of ``scene`` without veins (NaN
-    elsewhere).
+def visible_contrast(photo: Any, scene: Any) -> Visibility:
+    """Each truth vein's mean ΔE2000 on its centreline against the same capture of
+    ``scene`` without veins, on its centreline and on all its pixels.
 
     Both photos share the skin, lights and camera noise; only the camera's auto exposure
     meters them a little differently, so the bare photo's channels are first matched to
@@ -251,26 +257,44 @@ def visible_contrast(photo: Any, scene: Any) -> np.ndarray:
     rgb = photo.rgb.astype(np.float32)
     ppm = float(photo.px_per_mm)
     veins = photo.labels > 0
-    far = photo.leg_mask & ~_dilate(veins, 3.0 * ppm)
+    far = photo.leg_mask & ~within_distance(veins, 3.0 * ppm)
     if np.count_nonzero(far) > 100:
         gain = np.median(rgb[far], axis=0) / np.maximum(np.median(bare[far], axis=0), 1.0)
         bare *= gain.astype(np.float32)[None, None, :]
-    out = np.full(veins.shape, np.nan, np.float32)
+    centreline = np.full(veins.shape, np.nan, np.float32)
+    vein = np.full(veins.shape, np.nan, np.float32)
     for code, _ in _CLASSES:
-        sk = skeleton_of(photo.labels == code)
+        of_class = photo.labels == code
+        sk = skeleton_of(of_class)
         if not sk.any():
             continue
         photo_px, bare_px = (
             np.clip(cv2.GaussianBlur(im, (0, 0), 0.7)[sk] / 255.0, 0.0, 1.0) for im in (rgb, bare)
         )
         de = delta_e_pixels(photo_px, bare_px)
-        _, vein = np.unique(photo.vein_ids[sk], return_inverse=True)
-        mean = np.bincount(vein, weights=de) / np.bincount(vein)
-        out[sk] = mean[vein]
-    return out
+        ids, at = np.unique(photo.vein_ids[sk], return_inverse=True)
+        mean = np.bincount(at, weights=de) / np.bincount(at)
+        centreline[sk] = mean[at]
+        # every pixel of a vein with a centreline takes its mean
+        pos = np.searchsorted(ids, photo.vein_ids[of_class])
+        pos = np.minimum(pos, ids.size - 1)
+        known = ids[pos] == photo.vein_ids[of_class]
+        vein[of_class] = np.where(known, mean[pos], np.nan).astype(np.float32)
+    return Visibility(centreline, vein)
 
 
-def score_photo(photo: Any, seg: Any, visible: np.ndarray | None = None) -> PhotoScore:
+def visible_dice(truth: np.ndarray, pred: np.ndarray, vein_de: np.ndarray, tol: float) -> float:
+    """Dice on the truth veins a rater can see (:data:`SEEN_DE` or more), with the
+    detected pixels within ``tol`` of an unseen truth vein (or one without a centreline)
+    left out of the count: finding or missing those is neither right nor wrong."""
+    seen = truth & (vein_de >= SEEN_DE)
+    unseen = truth & ~seen
+    judged = pred & ~(within_distance(unseen, tol) & ~seen)
+    denom = int(np.count_nonzero(seen)) + int(np.count_nonzero(judged))
+    return 2.0 * int(np.count_nonzero(seen & judged)) / denom if denom else math.nan
+
+
+def score_photo(photo: Any, seg: Any, visible: Visibility | None = None) -> PhotoScore:
     """Whole-frame segmentation figures of one photo against its truth; with ``visible``
     (:func:`visible_contrast`) also the truth centreline found per bin of visible
     contrast."""
@@ -284,10 +308,11 @@ def score_photo(photo: Any, seg: Any, visible: np.ndarray | None = None) -> Phot
     sk_pred = skeleton_of(pred)
     sk_true = skeleton_of(truth)
     n_sp, n_st = int(sk_pred.sum()), int(sk_true.sum())
-    cl_p = float(np.count_nonzero(sk_pred & _dilate(truth, tol))) / n_sp if n_sp else math.nan
-    cl_r = float(np.count_nonzero(sk_true & _dilate(pred, tol))) / n_st if n_st else math.nan
+    near_truth, near_pred = within_distance(truth, tol), within_distance(pred, tol)
+    cl_p = float(np.count_nonzero(sk_pred & near_truth)) / n_sp if n_sp else math.nan
+    cl_r = float(np.count_nonzero(sk_true & near_pred)) / n_st if n_st else math.nan
     n_pred = int(np.count_nonzero(pred))
-    near_true = _dilate(truth, max(1.0, 0.25 * ppm))
+    near_true = within_distance(truth, max(1.0, 0.25 * ppm))
     fp_outline = int(np.count_nonzero(pred & photo.outline_band & ~near_true))
     outline_pct = 100.0 * fp_outline / n_pred if n_pred else 0.0
     leg_mask = np.asarray(seg.leg_mask, dtype=bool)
@@ -296,15 +321,16 @@ def score_photo(photo: Any, seg: Any, visible: np.ndarray | None = None) -> Phot
     found = sum(1 for m in legs if np.count_nonzero(m & leg_mask) >= 0.8 * np.count_nonzero(m))
     score = PhotoScore(ppm, dice, cl_p, cl_r, outline_pct, fp_outline, n_pred, len(legs), found)
     if visible is not None:
-        hit = _dilate(pred, tol)
+        score.dice_seen = visible_dice(truth, pred, visible.vein, tol)
         for code, name in _CLASSES:
-            sk = np.isfinite(visible) & (photo.labels == code)  # the class's centreline
-            bins = np.digitize(visible[sk], VISIBLE_DE[1:-1])
+            sk = np.isfinite(visible.centreline) & (photo.labels == code)  # the centreline
+            bins = np.digitize(visible.centreline[sk], VISIBLE_DE[1:-1])
+            hit_sk = near_pred[sk]
             for b in range(len(VISIBLE_DE) - 1):
                 at = bins == b
                 score.by_visibility[(name, b)] = (
                     int(np.count_nonzero(at)),
-                    int(np.count_nonzero(hit[sk][at])),
+                    int(np.count_nonzero(hit_sk[at])),
                 )
     return score
 
@@ -485,6 +511,20 @@ def visibility_table(results: list[Result]) -> str:
             lines.append(
                 f"{name:<10} {span:<8} {_f(n / total if total else math.nan):>6} "
                 f"{_f(hit / n if n else math.nan):>6} {n:>8}"
+            )
+    lines += [
+        "",
+        f"Dice on the truth veins a rater can see (dE2000 >= {SEEN_DE:g}; detections within "
+        "the centreline tolerance of an unseen vein not counted), mean over both photos",
+        f"{'group':<16} {'Dice':>6} {'seen':>6}",
+    ]
+    groups = [(g, [r for r in results if r.group == g]) for g in GROUPS]
+    for name, rs in [*groups, ("overall", results)]:
+        ps = [p for r in rs for p in r.photos if p.by_visibility]
+        if ps:
+            lines.append(
+                f"{name:<16} {_f(_mean([p.dice for p in ps])):>6} "
+                f"{_f(_mean([p.dice_seen for p in ps])):>6}"
             )
     return "\n".join(lines)
 

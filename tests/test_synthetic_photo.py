@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vein_tracker.morphology import within_distance
 from vein_tracker.optics import optical_density
 from vein_tracker.synthetic import identity_capture
 from vein_tracker.synthetic._photo_model import (
@@ -58,11 +59,6 @@ def _od_change(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, ok
 
 
-def _dilate(mask: np.ndarray, px: float) -> np.ndarray:
-    dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
-    return np.asarray(dist <= px)
-
-
 @pytest.fixture(scope="module")
 def single() -> PhotoScene:
     return make_photo_scene(4, shape=SHAPE, px_per_mm=8.0, tone="fair", hair=0.0, spots=False)
@@ -82,7 +78,7 @@ def test_spider_labels_are_where_the_pixels_change(single: PhotoScene) -> None:
     assert np.mean(change[spider & ok] > 0.01) > 0.95
     strong = change > 0.08
     assert strong.sum() > 100
-    assert np.mean(_dilate(spider, 1.5)[strong]) > 0.99
+    assert np.mean(within_distance(spider, 1.5)[strong]) > 0.99
 
 
 def test_a_photo_without_its_veins_keeps_its_noise_and_all_else() -> None:
@@ -97,7 +93,7 @@ def test_a_photo_without_its_veins_keeps_its_noise_and_all_else() -> None:
     veins = photo.labels > 0
     assert veins.sum() > 500
     diff = photo.rgb.astype(np.float32) - bare.rgb.astype(np.float32)
-    far = photo.leg_mask & ~_dilate(veins, 3.0 * photo.px_per_mm)
+    far = photo.leg_mask & ~within_distance(veins, 3.0 * photo.px_per_mm)
     shift = np.median(diff[far], axis=0)
     assert np.abs(shift).max() <= 3.0
     # Off the veins the two differ by the exposure's shift and JPEG's rounding of it:
@@ -126,7 +122,7 @@ def test_reticular_labels_cover_the_vein_core(single: PhotoScene) -> None:
     # Blurred edges: above 30 % of the peak only within ~0.3 vein widths (≤ 0.8 mm).
     peak = float(np.percentile(change[ret], 95))
     strong = change > 0.3 * peak
-    assert np.mean(_dilate(ret, 0.8 * single.px_per_mm)[strong]) > 0.98
+    assert np.mean(within_distance(ret, 0.8 * single.px_per_mm)[strong]) > 0.98
 
 
 def test_truth_maps_agree_with_each_other(single: PhotoScene) -> None:
@@ -174,7 +170,7 @@ def test_hand_occludes_the_veins_it_covers() -> None:
     assert (bare.labels[hand] > 0).sum() > 1000  # veins lie under the hand...
     assert not with_hand.labels[hand].any()  # ...and are not visible, so not truth
     assert not with_hand.leg_mask[hand].any()
-    outside = ~_dilate(hand, 2)
+    outside = ~within_distance(hand, 2)
     assert np.array_equal(with_hand.labels[outside], bare.labels[outside])
 
 
