@@ -335,12 +335,9 @@ def _luminance_support(
     resolution in 8 × 8 blocks: its chroma errors make ridges in the colour projections
     that have no luminance behind them (neutral ≈ 0 or negative), and they are dropped.
     """
-    n, lab = cv2.connectedComponents(centre.astype(np.uint8), connectivity=8)
-    if n <= 1:
+    cc = components(centre)
+    if cc.n <= 1:
         return centre
-    li = lab[centre]
-    s_neu = np.bincount(li, weights=neutral[centre], minlength=n)
-    s_amp = np.bincount(li, weights=np.maximum(amp[centre], 0.0), minlength=n)
-    keep = s_neu >= ratio * s_amp
+    keep = cc.sums(neutral) >= ratio * cc.sums(np.maximum(amp, 0.0))
     keep[0] = False
-    return keep[lab]
+    return keep[cc.labels]
