@@ -24,6 +24,7 @@ from vein_tracker.synthetic.photo import (
     make_photo_scene,
     photo_pair_truth,
     treat_photo,
+    true_improvement_on,
     without_veins,
 )
 from vein_tracker.synthetic.photo_camera import CAST_GAINS, photo_capture, random_lighting
@@ -266,6 +267,30 @@ def test_treated_pair_matches_the_definition_from_truth_maps() -> None:
     assert new.sum() > 0  # the new veins count against
     assert 0.0 < pair.true_improvement_pct < 100.0
     assert {"cleared", "faded", "new"} <= set(pair.status_by_vein.values())
+
+
+def test_true_improvement_on_some_veins_counts_only_those() -> None:
+    pair = make_photo_pair(
+        12,
+        shape=SHAPE,
+        px_per_mm=5.0,
+        layout="crossed",
+        treatment={"cleared_frac": 0.4, "faded_frac": 0.3, "n_new": 4},
+    )
+    b = pair.baseline
+    base_ids = {int(i) for i in np.unique(b.vein_ids[(b.labels > 0) & pair.overlap_mask])}
+    new_ids = {k for k, st in pair.status_by_vein.items() if st == "new"}
+    every = base_ids | new_ids
+    assert true_improvement_on(pair, every, every) == pytest.approx(pair.true_improvement_pct)
+    # without the new veins, only the baseline veins' fading counts
+    no_new = true_improvement_on(pair, base_ids, ())
+    assert no_new > pair.true_improvement_pct
+    # the cleared veins alone are 100 % improved, the persisting ones 0 %
+    for status, pct in (("cleared", 100.0), ("persisting", 0.0)):
+        some = {k for k in base_ids if pair.status_by_vein.get(k) == status}
+        assert some
+        assert true_improvement_on(pair, some, ()) == pytest.approx(pct)
+    assert math.isnan(true_improvement_on(pair, (), new_ids))
 
 
 def test_overlap_excludes_both_hand_placements_and_the_unseen_frame() -> None:

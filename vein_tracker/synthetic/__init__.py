@@ -26,7 +26,7 @@ improvement).
 Photo-like phantoms (scenes that look like clinic photographs: two legs, hands, feet,
 floors, real backgrounds, lights, casts, phone cameras; exact truth): ``photo``
 (:func:`make_photo_scene`, :func:`treat_photo`, :func:`make_photo_pair`,
-:func:`without_veins`), ``photo_render``
+:func:`without_veins`, :func:`true_improvement_on`), ``photo_render``
 (:func:`render_photo`), ``photo_camera`` (lights, casts, :func:`photo_capture`),
 ``anatomy`` (legs, hands, feet, vein networks), ``texture`` (real photographic material
 from scikit-image and skin micro-texture), ``backgrounds``, ``_photo_model``.
@@ -62,6 +62,7 @@ from vein_tracker.synthetic.photo import (
     make_photo_pair,
     make_photo_scene,
     treat_photo,
+    true_improvement_on,
     without_veins,
 )
 from vein_tracker.synthetic.photo_camera import photo_capture, random_lighting
@@ -103,5 +104,6 @@ __all__ = [
     "treat",
     "treat_photo",
     "true_improvement",
+    "true_improvement_on",
     "without_veins",
 ]

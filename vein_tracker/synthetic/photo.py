@@ -20,7 +20,7 @@ camera :mod:`.photo_camera`. It must not segment, register or measure.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -747,8 +747,14 @@ def _improvement(
     overlap: np.ndarray,
     vis_f: dict[int, float],
     want: tuple[int, ...],
+    baseline_veins: Collection[int] | None = None,
+    new_veins: Collection[int] | None = None,
 ) -> float:
+    """The headline formula on the truth; with ``baseline_veins`` / ``new_veins``, on
+    those veins' pixels only (every vein when None)."""
     bmask = np.isin(base.labels, want) & overlap
+    if baseline_veins is not None:
+        bmask &= np.isin(base.vein_ids, list(baseline_veins))
     n_b = int(np.count_nonzero(bmask))
     if n_b == 0:
         return float("nan")
@@ -758,7 +764,33 @@ def _improvement(
         sum(vis_f.get(int(i), 0.0) * int(c) for i, c in zip(uniq, counts, strict=True))
     )
     new = np.isin(fol_id.labels, want) & overlap & ~(base.labels > 0)
+    if new_veins is not None:
+        new &= np.isin(fol_id.vein_ids, list(new_veins))
     return 100.0 * (1.0 - (remaining + int(np.count_nonzero(new))) / n_b)
+
+
+def true_improvement_on(
+    pair: PhotoPair, baseline_veins: Collection[int], new_veins: Collection[int]
+) -> float:
+    """``pair``'s true improvement counted on some of its veins only: the baseline vein
+    pixels of ``baseline_veins`` (ids of ``pair.baseline.vein_ids``) and the new vein
+    pixels of ``new_veins`` (ids of the follow-up scene's veins).
+
+    With every id it is ``pair.true_improvement_pct``. A benchmark uses it to score the
+    product against the veins a rater can see in each photo.
+    """
+    fol_id = render_photo(
+        pair.followup_scene, identity_geometry(pair.followup.capture), with_pixels=False
+    )
+    return _improvement(
+        pair.baseline,
+        fol_id,
+        pair.overlap_mask,
+        pair.visibility_by_vein,
+        (1, 2),
+        baseline_veins,
+        new_veins,
+    )
 
 
 def make_photo_pair(
