@@ -189,8 +189,9 @@ def _hidden_outlines(
         ):
             continue
         course = _onto_edge(s, course, p)
-        strength = _edge_strength(s, course, p, inside)
-        beside = _beside(s, course, p, inside)
+        normals = _normals(course)
+        strength = _edge_strength(s, course, normals, p, inside)
+        beside = _beside(s, course, normals, p, inside)
         if (
             math.isfinite(strength)
             and strength >= _HIDDEN_EDGE_OD
@@ -344,14 +345,18 @@ def _onto_edge(s: np.ndarray, course: np.ndarray, p: float) -> np.ndarray:
     return np.asarray(course + normals * (best[:, None] * p), np.float32)
 
 
-def _beside(s: np.ndarray, course: np.ndarray, p: float, inside: np.ndarray) -> float:
+def _beside(
+    s: np.ndarray, course: np.ndarray, normals: np.ndarray, p: float, inside: np.ndarray
+) -> float:
     """The edge response of the skin beside ``course``: on each side, the mean of
     :func:`_edge_strength` ``_HIDDEN_CONTROL_MM`` across; the stronger side's (NaN where
     neither side can be read). A course along a hand's or a finger's edge has that edge
     on one side."""
     sides = []
     for side in (-1.0, 1.0):
-        read = [_edge_strength(s, course, p, inside, side * at) for at in _HIDDEN_CONTROL_MM]
+        read = [
+            _edge_strength(s, course, normals, p, inside, side * at) for at in _HIDDEN_CONTROL_MM
+        ]
         read = [r for r in read if math.isfinite(r)]
         if read:
             sides.append(float(np.mean(read)))
@@ -359,11 +364,16 @@ def _beside(s: np.ndarray, course: np.ndarray, p: float, inside: np.ndarray) -> 
 
 
 def _edge_strength(
-    s: np.ndarray, course: np.ndarray, p: float, inside: np.ndarray, beside_mm: float = 0.0
+    s: np.ndarray,
+    course: np.ndarray,
+    normals: np.ndarray,
+    p: float,
+    inside: np.ndarray,
+    beside_mm: float = 0.0,
 ) -> float:
     """The mean edge response along the middle 80 % of ``course`` (moved ``beside_mm``
-    across itself), read where the whole reading lies ``inside``; NaN where too little does."""
-    normals = _normals(course)
+    across itself, along its ``normals``: :func:`_normals`), read where the whole reading
+    lies ``inside``; NaN where too little does."""
     points = course + normals * (beside_mm * p)
     n = len(points)
     read = np.zeros(n, bool)
