@@ -17,6 +17,7 @@ from vein_tracker.synthetic._photo_model import (
     SURF_LEG0,
     VEIN_ID_STRIDE,
     PhotoCapture,
+    PhotoPair,
     PhotoScene,
 )
 from vein_tracker.synthetic.photo import (
@@ -244,14 +245,20 @@ def test_a_followup_can_take_the_baseline_capture_steps_it_is_asked_for() -> Non
         make_photo_pair(13, same_as_baseline=("lens",), **kw)
 
 
-def test_treated_pair_matches_the_definition_from_truth_maps() -> None:
-    pair = make_photo_pair(
+@pytest.fixture(scope="module")
+def treated() -> PhotoPair:
+    """Crossed legs, some veins cleared, some faded, and new veins."""
+    return make_photo_pair(
         12,
         shape=SHAPE,
         px_per_mm=5.0,
         layout="crossed",
         treatment={"cleared_frac": 0.4, "faded_frac": 0.3, "n_new": 4},
     )
+
+
+def test_treated_pair_matches_the_definition_from_truth_maps(treated: PhotoPair) -> None:
+    pair = treated
     b = pair.baseline
     fol_id = render_photo(
         pair.followup_scene,
@@ -269,14 +276,8 @@ def test_treated_pair_matches_the_definition_from_truth_maps() -> None:
     assert {"cleared", "faded", "new"} <= set(pair.status_by_vein.values())
 
 
-def test_true_improvement_on_some_veins_counts_only_those() -> None:
-    pair = make_photo_pair(
-        12,
-        shape=SHAPE,
-        px_per_mm=5.0,
-        layout="crossed",
-        treatment={"cleared_frac": 0.4, "faded_frac": 0.3, "n_new": 4},
-    )
+def test_true_improvement_on_some_veins_counts_only_those(treated: PhotoPair) -> None:
+    pair = treated
     b = pair.baseline
     base_ids = {int(i) for i in np.unique(b.vein_ids[(b.labels > 0) & pair.overlap_mask])}
     new_ids = {k for k, st in pair.status_by_vein.items() if st == "new"}
