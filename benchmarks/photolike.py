@@ -244,7 +244,6 @@ class Visibility:
     """How plainly each truth vein of a photo shows (:func:`visible_contrast`)."""
 
     centreline: np.ndarray  # (H, W) float32: the vein's mean ΔE2000 on its centreline, else NaN
-    vein: np.ndarray  # (H, W) float32: the same on every pixel of the vein, else NaN
     by_vein: dict[int, float]  # vein id -> the same
 
     def seen(self) -> set[int]:
@@ -254,7 +253,7 @@ class Visibility:
 
 def visible_contrast(photo: Any, scene: Any) -> Visibility:
     """Each truth vein's mean ΔE2000 on its centreline against the same capture of
-    ``scene`` without veins, on its centreline and on all its pixels.
+    ``scene`` without veins, on its centreline and by vein id.
 
     Both photos share the skin, lights and camera noise; only the camera's auto exposure
     meters them a little differently, so the bare photo's channels are first matched to
@@ -270,11 +269,9 @@ def visible_contrast(photo: Any, scene: Any) -> Visibility:
         gain = np.median(rgb[far], axis=0) / np.maximum(np.median(bare[far], axis=0), 1.0)
         bare *= gain.astype(np.float32)[None, None, :]
     centreline = np.full(veins.shape, np.nan, np.float32)
-    vein = np.full(veins.shape, np.nan, np.float32)
     by_vein: dict[int, float] = {}
     for code, _ in _CLASSES:
-        of_class = photo.labels == code
-        sk = skeleton_of(of_class)
+        sk = skeleton_of(photo.labels == code)
         if not sk.any():
             continue
         photo_px, bare_px = (
@@ -284,20 +281,15 @@ def visible_contrast(photo: Any, scene: Any) -> Visibility:
         ids, at = np.unique(photo.vein_ids[sk], return_inverse=True)
         mean = np.bincount(at, weights=de) / np.bincount(at)
         centreline[sk] = mean[at]
-        # every pixel of a vein with a centreline takes its mean
-        pos = np.searchsorted(ids, photo.vein_ids[of_class])
-        pos = np.minimum(pos, ids.size - 1)
-        known = ids[pos] == photo.vein_ids[of_class]
-        vein[of_class] = np.where(known, mean[pos], np.nan).astype(np.float32)
         by_vein.update(zip(ids.tolist(), mean.tolist(), strict=True))
-    return Visibility(centreline, vein, by_vein)
+    return Visibility(centreline, by_vein)
 
 
-def visible_dice(truth: np.ndarray, pred: np.ndarray, vein_de: np.ndarray, tol: float) -> float:
-    """Dice on the truth veins a rater can see (:data:`SEEN_DE` or more), with the
-    detected pixels within ``tol`` of an unseen truth vein (or one without a centreline)
-    left out of the count: finding or missing those is neither right nor wrong."""
-    seen = truth & (vein_de >= SEEN_DE)
+def visible_dice(truth: np.ndarray, pred: np.ndarray, seen_veins: np.ndarray, tol: float) -> float:
+    """Dice on the truth veins a rater can see (``seen_veins``, bool, their pixels), with
+    the detected pixels within ``tol`` of an unseen truth vein left out of the count:
+    finding or missing those is neither right nor wrong."""
+    seen = truth & seen_veins
     unseen = truth & ~seen
     judged = pred & ~(within_distance(unseen, tol) & ~seen)
     denom = int(np.count_nonzero(seen)) + int(np.count_nonzero(judged))
@@ -331,7 +323,8 @@ def score_photo(photo: Any, seg: Any, visible: Visibility | None = None) -> Phot
     found = sum(1 for m in legs if np.count_nonzero(m & leg_mask) >= 0.8 * np.count_nonzero(m))
     score = PhotoScore(ppm, dice, cl_p, cl_r, outline_pct, fp_outline, n_pred, len(legs), found)
     if visible is not None:
-        score.dice_seen = visible_dice(truth, pred, visible.vein, tol)
+        seen_veins = np.isin(photo.vein_ids, list(visible.seen()))
+        score.dice_seen = visible_dice(truth, pred, seen_veins, tol)
         for code, name in _CLASSES:
             sk = np.isfinite(visible.centreline) & (photo.labels == code)  # the centreline
             bins = np.digitize(visible.centreline[sk], VISIBLE_DE[1:-1])
