@@ -261,11 +261,9 @@ def _centrelines(maps: _Maps, cls: int, sensitivity: float, roi_half: np.ndarray
 
     # Never on the leg's outline, nor on an outline inside it (a crossing leg's or a
     # hand's edge): erode the leg at the coarse level first (cheap).
-    coarse_size = (maps.leg_coarse.shape[1], maps.leg_coarse.shape[0])
-    occluding_c = _resize(maps.occluding.astype(np.uint8), coarse_size, cv2.INTER_AREA) > 0
     k = 2 * max(1, int(round(_EDGE_MARGIN_MM[cls] * maps.ppm_coarse))) + 1
     inner_c = cv2.erode(
-        (maps.leg_coarse & ~occluding_c).astype(np.uint8),
+        (maps.leg_coarse & ~maps.occluding_coarse).astype(np.uint8),
         cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)),
     )
     inner_c[maps.dark_coarse] = 0

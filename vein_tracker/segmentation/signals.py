@@ -55,6 +55,7 @@ class _Maps:
     skin: SkinMap | None  # what find_skin said, when the leg was found here
     dark_coarse: np.ndarray  # bool at L2: skin too dark for its OD to be measured
     occluding: np.ndarray  # (H0, W0) bool: edges of one skin surface over another
+    occluding_coarse: np.ndarray  # bool at L2: ``occluding`` where it touches a coarse pixel
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,6 +140,8 @@ def _compute_maps(
     half[~leg_half, 0] = 0.0
     retic_det = _guided(half[..., 1], half[..., 2], _GF_RADIUS_PX, _GF_EPS_RETIC)
     retic_det[~leg_half] = 0.0
+    coarse_size = (sg.leg_coarse.shape[1], sg.leg_coarse.shape[0])
+    occluding = _occluding_edges(sg.od, sg.leg, sg.ppm_work, coarse_size)
     return _Maps(
         sg.spider(),
         sg.at_work(2),  # neutral
@@ -152,10 +155,9 @@ def _compute_maps(
         sg.ppm_half,
         sg.ppm_coarse,
         sg.skin,
-        _too_dark(sg.od, (sg.leg_coarse.shape[1], sg.leg_coarse.shape[0])),
-        _occluding_edges(
-            sg.od, sg.leg, sg.ppm_work, (sg.leg_coarse.shape[1], sg.leg_coarse.shape[0])
-        ),
+        _too_dark(sg.od, coarse_size),
+        occluding,
+        _resize(occluding.astype(np.uint8), coarse_size, cv2.INTER_AREA) > 0,
     )
 
 
