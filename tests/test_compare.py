@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vein_tracker import synthetic as syn
-from vein_tracker.confidence import MIN_MEASURED_VEINS
+from vein_tracker.confidence import MAX_NEW_VEINS_PCT, MIN_MEASURED_VEINS
 from vein_tracker.errors import RegistrationError
 from vein_tracker.io import photo_from_array
 from vein_tracker.measure import (
@@ -82,12 +82,30 @@ def test_compare_ignores_staining_and_bruising() -> None:
     assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
 
 
-@pytest.mark.slow
-def test_compare_new_veins_count_against_improvement() -> None:
+@pytest.fixture(scope="module")
+def new_vein_pair() -> tuple[syn.PhantomPair, Any, Any, Comparison]:
+    """Three new veins at the follow-up: the pair, its two photos and the comparison."""
     pair = syn.make_pair(24, shape=PH_SHAPE, tone="olive", cleared_frac=0.6, n_new=3)
-    c = _run(pair)
+    ppm = float(pair.baseline.px_per_mm)
+    b = photo_from_array(pair.baseline.rgb, px_per_mm=ppm)
+    f = photo_from_array(pair.followup.rgb)
+    return pair, b, f, compare(b, f, px_per_mm=ppm)
+
+
+def test_compare_new_veins_count_against_improvement(
+    new_vein_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    pair, _, _, c = new_vein_pair
     assert abs(c.improvement_pct - pair.true_improvement_pct) <= 6.0
     assert c.vein_counts["new"] >= 1
+    # the points the new veins take are the formula's |N| / |B| term: the figure is the
+    # baseline veins' improvement less them
+    base = [v for v in c.veins if v.status != "new"]
+    kept = sum(v.remaining * v.area_mm2 for v in base) / sum(v.area_mm2 for v in base)
+    assert 0.0 < c.new_veins_pct < MAX_NEW_VEINS_PCT
+    assert c.improvement_pct == pytest.approx(100.0 * (1.0 - kept) - c.new_veins_pct, abs=0.05)
+    assert c.confidence is not None
+    assert "new_veins_weigh" not in c.confidence.to_dict()["codes"]
 
 
 @pytest.fixture(scope="module")
@@ -369,6 +387,28 @@ def test_a_figure_resting_on_few_veins_is_low_confidence_with_why(
     d = c.to_dict()["confidence"]
     assert "few_veins" in d["codes"]
     assert any(f"rests on {n} vein" in r for r in d["reasons"])
+
+
+def test_a_figure_that_new_veins_weigh_on_is_low_confidence_with_why(
+    new_vein_pair: tuple[syn.PhantomPair, Any, Any, Comparison],
+) -> None:
+    """New veins rest on the follow-up photo alone, so a figure they move by more than
+    MAX_NEW_VEINS_PCT points is low-confidence and says by how much. Measured on a
+    region around the largest new vein, where they weigh more than on the whole leg."""
+    pair, b, f, auto = new_vein_pair
+    new = max((v for v in auto.veins if v.status == "new"), key=lambda v: v.area_mm2)
+    x, y, w, h = new.bbox
+    yy, xx = np.ogrid[: PH_SHAPE[0], : PH_SHAPE[1]]
+    roi = (yy - (y + h / 2)) ** 2 + (xx - (x + w / 2)) ** 2 <= (max(w, h) / 2 + 30.0) ** 2
+    c = remeasure(auto, b, f, roi=roi)
+    assert c.vein_counts["new"] >= 1
+    assert c.baseline_veins_measured >= 1
+    assert c.new_veins_pct > MAX_NEW_VEINS_PCT
+    assert c.confidence is not None
+    assert c.confidence.level == "low"
+    d = c.to_dict()["confidence"]
+    assert "new_veins_weigh" in d["codes"]
+    assert any(f"lower the figure by {c.new_veins_pct:.0f} points" in r for r in d["reasons"])
 
 
 def test_a_hand_placed_again_is_left_out_and_the_figure_is_low_confidence(

@@ -211,6 +211,17 @@ class Comparison:
         """How many baseline veins the figure rests on (every status but ``"new"``)."""
         return sum(int(n) for status, n in self.vein_counts.items() if status != "new")
 
+    @property
+    def new_veins_pct(self) -> float:
+        """How many points of the figure the new veins take: their area over the baseline
+        veins' (the formula's ``|N| / |B|``, in percent); 0 without new veins, NaN
+        without baseline veins."""
+        new = sum(v.area_mm2 for v in self.veins if v.status == "new")
+        base = sum(v.area_mm2 for v in self.veins if v.status != "new")
+        if base <= 0:
+            return math.nan
+        return 100.0 * new / base
+
     def photo_homography(self) -> np.ndarray:
         """Follow-up photo (x, y) -> baseline photo (x, y), as the photos were loaded."""
         h = np.asarray(self.registration.homography, np.float64)
