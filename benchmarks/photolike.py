@@ -38,7 +38,9 @@ a centreline pixel matches within max(1.5 px, 0.25 mm)); leg-outline false posit
 (detected vein pixels within 1.5 mm of a skin boundary that are not true veins, more than
 max(1 px, 0.25 mm) from one, as % of all detected vein pixels, pooled over the group);
 legs found in photos showing two legs (the product's leg mask covers ≥ 80 % of a leg's
-visible skin); and the median seconds of ``compare`` per pair.
+visible skin); and the median seconds of ``compare`` per pair. Then the pairs shown without
+a low-confidence flag, and each reason that lowered the confidence with the pairs it
+flagged and their errors.
 
 With ``--visibility`` each photo is rendered again without its veins (the same skin,
 lights and camera noise: :func:`vein_tracker.synthetic.photo.without_veins`), and every
@@ -222,6 +224,7 @@ class Result:
     refused: str | None = None
     seconds: float = math.nan
     confidence: str | None = None
+    low_codes: tuple[str, ...] = ()  # the codes of the reasons that lowered the confidence
     band: tuple[float, float] = (math.nan, math.nan)
     moved_share: float = math.nan  # share of the baseline's skin left out as moved
     # with --visibility: the true improvement on the veins a rater can see (in the
@@ -379,6 +382,9 @@ def run_pair(
         comparison = measure.compare(b.jpeg, f.jpeg, px_per_mm=ppm if give_scale else None)
         res.est = float(comparison.improvement_pct)
         res.confidence = _confidence(comparison)
+        conf = comparison.confidence
+        if conf is not None:
+            res.low_codes = tuple(r.code for r in conf.reasons if r.lowers)
         lo, hi = comparison.improvement_band_pct
         res.band = (float(lo), float(hi))
         res.moved_share = float(comparison.registration.checks.moved_share)
@@ -543,6 +549,24 @@ def visibility_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _flagged_by(results: list[Result]) -> str:
+    """Which reasons lowered the confidence, each with the pairs it flagged and their
+    median / largest error (treated pairs) or largest |estimate| (identity pairs)."""
+    codes = sorted({c for r in results for c in r.low_codes})
+    if not codes:
+        return "low-confidence reasons: none"
+    parts = []
+    for code in codes:
+        rs = [r for r in results if code in r.low_codes]
+        err = [r.error for r in rs if not r.identity and math.isfinite(r.error)]
+        ident = [r.error for r in rs if r.identity and math.isfinite(r.error)]
+        parts.append(
+            f"{code} {len(rs)} (error {_f(_med(err))} / {_f(max(err, default=math.nan))}"
+            f", identity {_f(max(ident, default=math.nan))})"
+        )
+    return "low-confidence reasons (pairs flagged): " + "; ".join(parts)
+
+
 def summary(results: list[Result]) -> str:
     main = [r for r in results if r.ppm >= LOW_RES_PPM]
     low = [r for r in results if r.ppm < LOW_RES_PPM]
@@ -569,6 +593,7 @@ def summary(results: list[Result]) -> str:
         f"error median {_f(_med(s_err))}, max {_f(max(s_err, default=math.nan))} points "
         f"(treated); identity |est| max {_f(max(s_ident, default=math.nan))}"
     )
+    out.append(_flagged_by(ok))
     if low:
         out.append("")
         out.append(
