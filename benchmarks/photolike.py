@@ -341,20 +341,12 @@ def score_photo(photo: Any, seg: Any, visible: Visibility | None = None) -> Phot
     return score
 
 
-def _confidence(c: Any) -> str | None:
-    """The comparison's confidence, when the product exposes one (attribute or JSON)."""
-    conf = getattr(c, "confidence", None)
+def _confidence(c: Any) -> tuple[str | None, tuple[str, ...]]:
+    """The comparison's confidence level and the codes of the reasons that lowered it."""
+    conf = c.confidence
     if conf is None:
-        try:
-            conf = c.to_dict().get("confidence")
-        except (AttributeError, TypeError, ValueError):
-            conf = None
-    if conf is None:
-        return None
-    level = getattr(conf, "level", None)
-    if level is None and isinstance(conf, dict):
-        level = conf.get("level")
-    return str(level if level is not None else conf)
+        return None, ()
+    return str(conf.level), tuple(r.code for r in conf.reasons if r.lowers)
 
 
 def run_pair(
@@ -381,10 +373,7 @@ def run_pair(
     try:
         comparison = measure.compare(b.jpeg, f.jpeg, px_per_mm=ppm if give_scale else None)
         res.est = float(comparison.improvement_pct)
-        res.confidence = _confidence(comparison)
-        conf = comparison.confidence
-        if conf is not None:
-            res.low_codes = tuple(r.code for r in conf.reasons if r.lowers)
+        res.confidence, res.low_codes = _confidence(comparison)
         lo, hi = comparison.improvement_band_pct
         res.band = (float(lo), float(hi))
         res.moved_share = float(comparison.registration.checks.moved_share)
@@ -558,12 +547,9 @@ def _flagged_by(results: list[Result]) -> str:
     parts = []
     for code in codes:
         rs = [r for r in results if code in r.low_codes]
-        err = [r.error for r in rs if not r.identity and math.isfinite(r.error)]
+        err = median_max([r.error for r in rs if not r.identity]).replace(" ", "")
         ident = [r.error for r in rs if r.identity and math.isfinite(r.error)]
-        parts.append(
-            f"{code} {len(rs)} (error {_f(_med(err))} / {_f(max(err, default=math.nan))}"
-            f", identity {_f(max(ident, default=math.nan))})"
-        )
+        parts.append(f"{code} {len(rs)} (error {err}, identity {_f(max(ident, default=math.nan))})")
     return "low-confidence reasons (pairs flagged): " + "; ".join(parts)
 
 
