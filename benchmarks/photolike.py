@@ -547,7 +547,7 @@ def _flagged_by(results: list[Result]) -> str:
     parts = []
     for code in codes:
         rs = [r for r in results if code in r.low_codes]
-        err = median_max([r.error for r in rs if not r.identity]).replace(" ", "")
+        err = median_max([r.error for r in rs if not r.identity]).strip()
         ident = [r.error for r in rs if r.identity and math.isfinite(r.error)]
         parts.append(f"{code} {len(rs)} (error {err}, identity {_f(max(ident, default=math.nan))})")
     return "low-confidence reasons (pairs flagged): " + "; ".join(parts)
