@@ -61,6 +61,15 @@ def session_cookie(page: Any, *, wait_s: float = 30.0) -> dict[str, Any]:
     raise AssertionError("the session cookie never arrived")
 
 
+def _sign_in_page_text(page: Any) -> str:
+    """The page's text once its sign-in form is drawn (the script runs after the page
+    loads: read too early, the page holds only its header)."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("textbox", name="Password")).to_have_count(1)
+    return body_text(page)
+
+
 def choose(page: Any, label: str, text: str) -> None:
     """Pick the first option of a select box whose label contains ``text`` (typed, Enter)."""
     box = page.get_by_role("combobox", name=label)
@@ -90,7 +99,7 @@ def test_reload_and_deep_links_keep_the_user_signed_in(
         page.goto(f"{base}/progress?client={seeded.client_a}")
         settle(page)
         assert page.get_by_role("dialog").count() == 0
-        assert "Password" in body_text(page)
+        assert "Password" in _sign_in_page_text(page)
         sign_in(page, base, "anna", path=f"progress?client={seeded.client_a}")
         expect(page.get_by_role("heading", name="Progress")).to_be_visible()
         assert page.url.startswith(f"{base}/progress")
@@ -123,7 +132,7 @@ def test_reload_and_deep_links_keep_the_user_signed_in(
             stranger = other.new_page()
             stranger.goto(tab.url)
             settle(stranger)
-            text = body_text(stranger)
+            text = _sign_in_page_text(stranger)
             assert "Password" in text
             assert "Cara" not in text
         finally:
@@ -141,7 +150,7 @@ def test_reload_and_deep_links_keep_the_user_signed_in(
             page2 = thief.new_page()
             page2.goto(f"{base}/clients")
             settle(page2)
-            text = body_text(page2)
+            text = _sign_in_page_text(page2)
             assert "Password" in text
             assert "Signed in as" not in text
             assert "session has ended" in text
@@ -149,7 +158,7 @@ def test_reload_and_deep_links_keep_the_user_signed_in(
             thief.close()
         page.reload()
         settle(page)
-        assert "Password" in body_text(page)
+        assert "Password" in _sign_in_page_text(page)
     finally:
         ctx.close()
 
