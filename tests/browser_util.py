@@ -145,3 +145,15 @@ def sign_in(page: Any, base: str, username: str, password: str, path: str = "") 
 def body_text(page: Any) -> str:
     """The visible text of the app."""
     return str(page.locator("[data-testid='stApp']").inner_text())
+
+
+def sign_in_page_text(page: Any) -> str:
+    """The page's text once its one sign-in form is drawn.
+
+    The script runs after the page loads: read too early, the page holds only its header.
+    Waiting for exactly one Password box also asserts that the form is not drawn twice.
+    """
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("textbox", name="Password")).to_have_count(1)
+    return body_text(page)

@@ -29,7 +29,7 @@ import pytest
 from PIL import Image
 from vt_ui_seed import PASSWORD, Seeded, photo_jpeg, seed_temp_clinic
 
-from tests.browser_util import TIMEOUT_MS, body_text, settle, streamlit_app
+from tests.browser_util import TIMEOUT_MS, body_text, settle, sign_in_page_text, streamlit_app
 from tests.browser_util import sign_in as _sign_in
 
 pytestmark = pytest.mark.browser
@@ -61,15 +61,6 @@ def session_cookie(page: Any, *, wait_s: float = 30.0) -> dict[str, Any]:
     raise AssertionError("the session cookie never arrived")
 
 
-def _sign_in_page_text(page: Any) -> str:
-    """The page's text once its sign-in form is drawn (the script runs after the page
-    loads: read too early, the page holds only its header)."""
-    from playwright.sync_api import expect
-
-    expect(page.get_by_role("textbox", name="Password")).to_have_count(1)
-    return body_text(page)
-
-
 def choose(page: Any, label: str, text: str) -> None:
     """Pick the first option of a select box whose label contains ``text`` (typed, Enter)."""
     box = page.get_by_role("combobox", name=label)
@@ -99,7 +90,7 @@ def test_reload_and_deep_links_keep_the_user_signed_in(
         page.goto(f"{base}/progress?client={seeded.client_a}")
         settle(page)
         assert page.get_by_role("dialog").count() == 0
-        assert "Password" in _sign_in_page_text(page)
+        assert "Password" in sign_in_page_text(page)
         sign_in(page, base, "anna", path=f"progress?client={seeded.client_a}")
         expect(page.get_by_role("heading", name="Progress")).to_be_visible()
         assert page.url.startswith(f"{base}/progress")
@@ -132,7 +123,7 @@ def test_reload_and_deep_links_keep_the_user_signed_in(
             stranger = other.new_page()
             stranger.goto(tab.url)
             settle(stranger)
-            text = _sign_in_page_text(stranger)
+            text = sign_in_page_text(stranger)
             assert "Password" in text
             assert "Cara" not in text
         finally:
@@ -150,7 +141,7 @@ def test_reload_and_deep_links_keep_the_user_signed_in(
             page2 = thief.new_page()
             page2.goto(f"{base}/clients")
             settle(page2)
-            text = _sign_in_page_text(page2)
+            text = sign_in_page_text(page2)
             assert "Password" in text
             assert "Signed in as" not in text
             assert "session has ended" in text
@@ -158,7 +149,7 @@ def test_reload_and_deep_links_keep_the_user_signed_in(
             thief.close()
         page.reload()
         settle(page)
-        assert "Password" in _sign_in_page_text(page)
+        assert "Password" in sign_in_page_text(page)
     finally:
         ctx.close()
 
