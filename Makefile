@@ -51,8 +51,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The suite runs on every core: each worker takes whole modules (their module fixtures,
+# a browser's app server say, start once), and the slowest tests are listed at the end.
 pytest: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadscope --durations=25
 
 test: lint typecheck pytest
 
@@ -77,7 +79,7 @@ test-latest:
 		<(tr 'A-Z_' 'a-z-' < $(LATEST)/installed.txt) || true
 	# The lock test checks the installed packages are exactly the lock's: here they are
 	# not, by design (the drift is printed above).
-	$(LATEST)/bin/python -m pytest -p no:cacheprovider \
+	$(LATEST)/bin/python -m pytest -p no:cacheprovider -n auto --dist loadscope \
 		--deselect tests/test_lock.py::test_installed_packages_are_exactly_the_locks
 	rm -rf $(LATEST)
 
