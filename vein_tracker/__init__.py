@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 #: Bumped whenever a change can alter any measured number; stored with every analysis.
-ALGORITHM_VERSION = "1.9.17"
+ALGORITHM_VERSION = "1.9.18"

@@ -27,6 +27,9 @@ from .params import (
     _HIDDEN_READ_MM,
     _HIDDEN_SNAP_MM,
     _HIDDEN_STEP_MM,
+    _HIDDEN_TRACE_CLEAR_MM,
+    _HIDDEN_TRACE_STEP_MM,
+    _HIDDEN_TRACE_TURN_DEG,
     _OCCLUDING_BOW,
     _OCCLUDING_CLEAR_MM,
     _OCCLUDING_HALF_WIDTH_MM,
@@ -175,12 +178,13 @@ def _hidden_outlines(
     for i, (a, arms) in enumerate(notches):
         if i in paired:
             continue
-        # A notch whose front outline leaves the frame: of its two arms, the one that runs
-        # on through the skin to the frame's edge (when only one does).
-        to_frame = [r for r in (_ray_to_frame(a, d, (h, w)) for d in arms) if r is not None]
-        to_frame = [r for r in to_frame if len(r) and _within(m, r).all()]
-        if len(to_frame) == 1 and len(to_frame[0]) >= _HIDDEN_MIN_MM * p:
-            courses.append(to_frame[0])
+        # A notch whose front outline leaves the frame: each arm that runs on through the
+        # skin to the frame's edge, along the edge the photo shows. Where both do (the
+        # outline behind runs on hidden too), the edge test below keeps the one seen.
+        for d in arms:
+            traced = _traced_to_frame(s, depth, a, d, p)
+            if traced is not None and len(traced) >= _HIDDEN_MIN_MM * p:
+                courses.append(traced)
     inside = depth >= _HIDDEN_READ_MM  # where the edge can be read without the outline
     kept = []
     for course in courses:
@@ -272,23 +276,57 @@ def _cubic(
     )
 
 
-def _ray_to_frame(a: np.ndarray, d: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
-    """Points from ``a`` along ``d`` to the frame's edge, one per px (None if ``d`` is 0)."""
-    h, w = shape
-    reach = [
-        t
-        for t in (
-            (w - 1 - a[0]) / d[0] if d[0] > 1e-6 else None,
-            -a[0] / d[0] if d[0] < -1e-6 else None,
-            (h - 1 - a[1]) / d[1] if d[1] > 1e-6 else None,
-            -a[1] / d[1] if d[1] < -1e-6 else None,
-        )
-        if t is not None
-    ]
-    if not reach:
+def _traced_to_frame(
+    s: np.ndarray, depth_mm: np.ndarray, a: np.ndarray, d: np.ndarray, p: float
+) -> np.ndarray | None:
+    """The course from the notch ``a`` along its arm ``d`` through the skin to the frame's
+    edge, traced along the edge the photo shows in ``s``: steps of
+    :data:`~.params._HIDDEN_TRACE_STEP_MM`, each turning by at most
+    :data:`~.params._HIDDEN_TRACE_TURN_DEG` towards the strongest edge response
+    (:func:`_edge_response`), and in all by at most :data:`~.params._HIDDEN_ALIGN_DEG`
+    from the arm. A leg's outline bends over its length, so a straight ray along the arm
+    strays off it by centimetres; it does not turn a corner. ``depth_mm`` is each pixel's
+    distance from the skin's outline. One point per px or so; None when the course comes
+    within :data:`~.params._HIDDEN_TRACE_CLEAR_MM` of the outline past its first
+    :data:`~.params._HIDDEN_STEP_MM`: it meets another outline, not the frame."""
+    h, w = depth_mm.shape
+    step = _HIDDEN_TRACE_STEP_MM * p
+    turns = np.radians(np.linspace(-_HIDDEN_TRACE_TURN_DEG, _HIDDEN_TRACE_TURN_DEG, 5))
+    fractions = np.linspace(0.25, 1.0, 4, dtype=np.float32)[:, None]
+    pos = np.asarray(a, np.float32)
+    arm = heading = math.atan2(float(d[1]), float(d[0]))
+    bend = math.radians(_HIDDEN_ALIGN_DEG)
+    points = [pos]
+    for n in range(1, int((h + w) / step) + 2):
+        best = -1.0
+        for turn in turns:
+            if abs(heading + turn - arm) > bend:
+                continue
+            u = np.array([math.cos(heading + turn), math.sin(heading + turn)], np.float32)
+            on = pos + u * (step * fractions)
+            normal = np.broadcast_to(np.array([-u[1], u[0]], np.float32), on.shape)
+            response = float(np.mean(_edge_response(s, on, normal, p)))
+            if response > best:
+                best, best_turn, best_u = response, float(turn), u
+        heading += best_turn
+        pos = pos + best_u * step
+        x, y = float(pos[0]), float(pos[1])
+        if not (0.0 <= x <= w - 1 and 0.0 <= y <= h - 1):
+            break  # out of the frame: the course ends at its edge
+        if (
+            n * _HIDDEN_TRACE_STEP_MM > _HIDDEN_STEP_MM
+            and depth_mm[int(round(y)), int(round(x))] < _HIDDEN_TRACE_CLEAR_MM
+        ):
+            return None
+        points.append(pos)
+    course = np.asarray(points, np.float32)
+    if len(course) < 2:
         return None
-    t = np.arange(0.0, min(reach), 1.0, dtype=np.float32)[:, None]
-    return np.asarray(a[None, :] + d[None, :] * t, np.float32)
+    # one point per px or so, as the cubic's
+    t = np.arange(0.0, len(course) - 1, 1.0 / step, dtype=np.float32)
+    i = np.minimum(t.astype(np.intp), len(course) - 2)
+    frac = (t - i)[:, None]
+    return np.asarray(course[i] * (1.0 - frac) + course[i + 1] * frac, np.float32)
 
 
 def _rc(points: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -130,7 +130,12 @@ _OCCLUDING_HALF_WIDTH_MM = 1.0
 #   outline make no such corner);
 # - two notches _HIDDEN_MIN_MM or more apart, each arm within _HIDDEN_ALIGN_DEG of the line
 #   between them, are joined by the cubic that leaves each along its arm; a notch joined to
-#   none runs on along the one arm that stays in the skin to the frame;
+#   none runs on along each arm that stays in the skin to the frame, traced along the edge
+#   the photo shows (steps of _HIDDEN_TRACE_STEP_MM, each turning by at most
+#   _HIDDEN_TRACE_TURN_DEG towards the strongest edge, and in all by at most _HIDDEN_ALIGN_DEG
+#   from the arm: a leg's outline bends, it does not turn a corner), and dropped
+#   if it comes within _HIDDEN_TRACE_CLEAR_MM of the skin's outline past its first
+#   _HIDDEN_STEP_MM (it meets another outline there, not the frame);
 # - the course lies in the skin (_HIDDEN_IN_SKIN of it) and reaches _HIDDEN_DEEP_MM into
 #   it; it is moved by at most _HIDDEN_SNAP_MM onto the edge the photo shows (both the
 #   edge's response and the move smoothed _HIDDEN_ALONG_MM along the course), and kept
@@ -156,6 +161,9 @@ _HIDDEN_READ_MM = 1.0
 _HIDDEN_EDGE_OD = 0.2
 _HIDDEN_EDGE_RATIO = 2.0
 _HIDDEN_CONTROL_MM = (6.0, 9.0)
+_HIDDEN_TRACE_STEP_MM = 2.0
+_HIDDEN_TRACE_TURN_DEG = 6.0
+_HIDDEN_TRACE_CLEAR_MM = 2.0
 # Neutral OD per unit of vein amplitude, and the excess over it that marks hair (OD).
 _NEUTRAL_PER_SPIDER = float(NEUTRAL_OD @ HAEMOGLOBIN_OD)
 _NEUTRAL_PER_RETIC = float(NEUTRAL_OD @ DEEP_VEIN_OD)
