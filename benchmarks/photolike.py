@@ -470,8 +470,6 @@ def table(results: list[Result], title: str, rows: list[tuple[str, list[Result]]
         ident = [r.error for r in ok if r.identity]
         photos = [p for r in rs for p in r.photos]
         two = [p for p in photos if p.legs >= 2]
-        fp = sum(p.outline_fp_px for p in photos)
-        det = sum(p.detected_px for p in photos)
         legs = f"{sum(p.legs_found for p in two)}/{sum(p.legs for p in two)}" if two else "-"
         lines.append(
             f"{name:<16} {len(rs):>2} {len(rs) - len(ok):>7} "
@@ -481,7 +479,7 @@ def table(results: list[Result], title: str, rows: list[tuple[str, list[Result]]
             f"{_f(_mean([p.dice for p in photos])):>5} "
             f"{_f(_mean([p.cl_precision for p in photos])):>5} "
             f"{_f(_mean([p.cl_recall for p in photos])):>5} "
-            f"{_f(100.0 * fp / det if det else 0.0, 1):>7} "
+            f"{_f(_outline_fp_pct(rs), 1):>7} "
             f"{legs:>6} {_f(_med([r.seconds for r in rs]), 1):>6}"
         )
     return "\n".join(lines)
@@ -553,6 +551,14 @@ def _flagged_by(results: list[Result]) -> str:
     return "low-confidence reasons (pairs flagged): " + "; ".join(parts)
 
 
+def _outline_fp_pct(results: list[Result]) -> float:
+    """The leg-outline false positives of all the photos of ``results``, pooled, as a
+    percentage of their detected vein pixels (the table's ``outlFP%``)."""
+    photos = [p for r in results for p in r.photos]
+    det = sum(p.detected_px for p in photos)
+    return 100.0 * sum(p.outline_fp_px for p in photos) / det if det else math.nan
+
+
 def summary(results: list[Result]) -> str:
     main = [r for r in results if r.ppm >= LOW_RES_PPM]
     low = [r for r in results if r.ppm < LOW_RES_PPM]
@@ -568,7 +574,8 @@ def summary(results: list[Result]) -> str:
         f"overall: improvement error median {_f(_med(err))}, max {_f(max(err, default=math.nan))} "
         f"points (treated pairs); identity |est| max {_f(max(ident, default=math.nan))}; "
         f"refused {sum(r.refused is not None for r in results)}/{len(results)} same-leg pairs, "
-        f"{sum(r.refused is not None for r in cast)}/{len(cast)} under a colour cast"
+        f"{sum(r.refused is not None for r in cast)}/{len(cast)} under a colour cast; "
+        f"leg-outline false positives {_outline_fp_pct(main):.2f} % of the vein map"
     )
     # What a clinic sees as a plain figure: the pairs not flagged low-confidence.
     shown = [r for r in ok if r.confidence is None or r.confidence.lower() == "ok"]
