@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
@@ -109,6 +111,29 @@ def test_a_single_leg_has_no_notch(shape: str) -> None:
     assert _hidden_outlines(skin, s, P) == []
 
 
+PHOTO_PPM = 6.0  # px per mm of the photo-like crossings below
+
+
+def _crossed_baseline(seed: int) -> Any:
+    """The baseline photo of an untreated photo-like pair of crossed legs (fair skin)."""
+    return make_photo_pair(
+        seed,
+        shape=(1200, 1600),
+        px_per_mm=PHOTO_PPM,
+        layout="crossed",
+        tone="fair",
+        identity=True,
+        treatment=None,
+    ).baseline
+
+
+def _occluding(photo: Any) -> np.ndarray:
+    """The segmentation's occluding edges of ``photo``, at the photo's size."""
+    occ = _compute_maps(photo.rgb, PHOTO_PPM, None).occluding.astype(np.uint8)
+    h, w = photo.labels.shape
+    return np.asarray(cv2.resize(occ, (w, h), interpolation=cv2.INTER_NEAREST) > 0)
+
+
 def test_a_crossing_with_no_step_is_found_from_the_silhouette(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -116,28 +141,13 @@ def test_a_crossing_with_no_step_is_found_from_the_silhouette(
     finds nothing, but the silhouette's notches give the front leg's outline across the
     leg behind (measured: 97 % of it in the true outline band), and no vein is sought on
     it."""
-    ppm = 6.0
-    photo = make_photo_pair(
-        10011,
-        shape=(1200, 1600),
-        px_per_mm=ppm,
-        layout="crossed",
-        tone="fair",
-        identity=True,
-        treatment=None,
-    ).baseline
-    h, w = photo.labels.shape
-
-    def occluding() -> np.ndarray:
-        occ = _compute_maps(photo.rgb, ppm, None).occluding.astype(np.uint8)
-        return np.asarray(cv2.resize(occ, (w, h), interpolation=cv2.INTER_NEAREST) > 0)
-
-    found = occluding()
+    photo = _crossed_baseline(10011)
+    found = _occluding(photo)
     assert found.sum() >= 5000
     assert (found & photo.outline_band).sum() >= 0.9 * found.sum()
-    assert not (segment(photo.rgb, px_per_mm=ppm).mask & found).any()
+    assert not (segment(photo.rgb, px_per_mm=PHOTO_PPM).mask & found).any()
     monkeypatch.setattr(occlusion, "_hidden_outlines", lambda *args, **kwargs: [])
-    assert not occluding().any()
+    assert not _occluding(photo).any()
 
 
 def test_a_crossing_that_leaves_the_frame_is_found_along_its_whole_length() -> None:
@@ -146,18 +156,7 @@ def test_a_crossing_that_leaves_the_frame_is_found_along_its_whole_length() -> N
     found along its whole length (measured: 21 533 px, 96 % of them in the true outline
     band; a straight line along the notch's arm found only the 7 669 px of the step test).
     """
-    ppm = 6.0
-    photo = make_photo_pair(
-        26,
-        shape=(1200, 1600),
-        px_per_mm=ppm,
-        layout="crossed",
-        tone="fair",
-        identity=True,
-        treatment=None,
-    ).baseline
-    h, w = photo.labels.shape
-    occ = _compute_maps(photo.rgb, ppm, None).occluding.astype(np.uint8)
-    found = cv2.resize(occ, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    photo = _crossed_baseline(26)
+    found = _occluding(photo)
     assert found.sum() >= 18_000
     assert (found & photo.outline_band).sum() >= 0.9 * found.sum()
