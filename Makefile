@@ -51,12 +51,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The suite runs on up to four cores (each worker holds its own app servers and browser,
-# so more would cost memory more than they save time): each worker takes whole modules
-# (their module fixtures start once), and the slowest tests are listed at the end.
-WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+# The suite runs in one process; the slowest tests are listed at the end. pytest-xdist is
+# installed (`pytest -n 2 --dist loadscope` takes a third of the time on two cores), but
+# under that load the rater's browser test has lost a slider move: not in CI until it holds.
 pytest: install
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadscope --durations=25
+	$(BIN)/python -m pytest --durations=25
 
 test: lint typecheck pytest
 
@@ -81,7 +80,7 @@ test-latest:
 		<(tr 'A-Z_' 'a-z-' < $(LATEST)/installed.txt) || true
 	# The lock test checks the installed packages are exactly the lock's: here they are
 	# not, by design (the drift is printed above).
-	$(LATEST)/bin/python -m pytest -p no:cacheprovider -n $(WORKERS) --dist loadscope \
+	$(LATEST)/bin/python -m pytest -p no:cacheprovider \
 		--deselect tests/test_lock.py::test_installed_packages_are_exactly_the_locks
 	rm -rf $(LATEST)
 

@@ -118,8 +118,10 @@ def _shot(page: Any, name: str) -> None:
 def _set_slider(page: Any, value: int, shows: str) -> None:
     """Move the slider to ``value`` with the keyboard, until the app shows ``shows``.
 
-    Under load the slider's new value can miss the app's rerun (the slider showed 85,
-    the app still the quartile of 0): the move is made once more before the test fails.
+    The slider sends its value a moment after the last key. Under load the run for
+    "Home" could still be on its way while the arrows were pressed, and the slider then
+    showed the new value while the app kept the quartile of 0: so the app's answer to
+    "Home" is awaited before the arrows, and the move is made once more before failing.
     """
     from playwright.sync_api import expect
 
@@ -127,6 +129,7 @@ def _set_slider(page: Any, value: int, shows: str) -> None:
     for attempt in range(2):
         slider.focus()
         page.keyboard.press("Home")
+        expect(page.get_by_text("Quartile: 0-25 %")).to_be_visible()
         settle(page)
         for _ in range(value):
             page.keyboard.press("ArrowRight")
