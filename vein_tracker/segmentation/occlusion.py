@@ -154,7 +154,6 @@ def _hidden_outlines(
     is each pixel's distance from the skin's outline in mm, when already known.
     """
     m = skin.astype(np.uint8)
-    h, w = m.shape
     depth = (
         np.asarray(cv2.distanceTransform(m, cv2.DIST_L2, 5)) / p if depth_mm is None else depth_mm
     )
